@@ -1,0 +1,103 @@
+import createHttpError, { type HttpError } from 'http-errors'
+import { type ErrorCode, lookupErrorCode } from './catalogue.ts'
+import { encodeValidationHeader, type ValidationItem } from './validation-header.ts'
+
+const BRAND: unique symbol = Symbol.for('image-api-errors.error') as never
+
+/**
+ * An error of this package: an http-errors error (`status`, `statusCode`, `expose`,
+ * `headers`) that also carries a catalogue `code`, and the validation items when there are
+ * any. `headers` already holds `x-ic-error-code` (plus `Retry-After` and
+ * `x-ic-error-validation` where they apply), so Express's and Koa's default handlers send
+ * the code even without {@link errorHandler}.
+ *
+ * @example
+ * const err: IcError = icError('IC_HOST_NOT_ALLOWED')
+ * err.status // 401
+ */
+export type IcError = HttpError & {
+  readonly code: ErrorCode
+  readonly headers: Readonly<Record<string, string>>
+  readonly validation?: readonly ValidationItem[]
+  readonly retryAfterSeconds?: number
+  /** Extra facts for logs and for the problem body (e.g. the overload reason); never put in headers. */
+  readonly details?: Readonly<Record<string, unknown>>
+  readonly [BRAND]: true
+}
+
+/**
+ * Options of {@link icError}.
+ *
+ * @example
+ * const options: IcErrorOptions = { message: 'Host evil.net is not allowed', cause: err }
+ */
+export interface IcErrorOptions {
+  /** Text of the error; defaults to the catalogue description. Shown to clients when `expose`. */
+  readonly message?: string
+  /** Validation failures, sent in `x-ic-error-validation` and as the problem body's `validation`. */
+  readonly validation?: readonly ValidationItem[]
+  /** Overrides the catalogue's `Retry-After`, in whole seconds. */
+  readonly retryAfterSeconds?: number
+  /** Whether the message may be shown to the client; defaults to `status < 500`. */
+  readonly expose?: boolean
+  /** The error that caused this one, kept for logs. */
+  readonly cause?: unknown
+  /** Extra facts for logs and the problem body; never sent in headers. */
+  readonly details?: Readonly<Record<string, unknown>>
+  /** Extra response headers; their values must already be header-safe. */
+  readonly headers?: Readonly<Record<string, string>>
+  /** Capture a stack trace. Defaults to `true` for 5xx only: expected client errors need none, and it is a large share of their cost. */
+  readonly stack?: boolean
+}
+
+const NAMES: Readonly<Record<number, string>> = { 499: 'ClientClosedRequestError' }
+
+/**
+ * Makes the error for a catalogue code. Throw it (Koa, Express 5) or pass it to `next`
+ * (Express 4) from any handler; the error handler turns it into the response.
+ *
+ * @example
+ * app.get('/image/:id', (req, res, next) => {
+ *   if (!found) return next(icError('IC_IMAGE_NOT_FOUND', { message: `No image ${req.params.id}` }))
+ * })
+ */
+export function icError(code: ErrorCode, options: IcErrorOptions = {}): IcError {
+  const entry = lookupErrorCode(code)
+  if (entry === undefined)
+    throw new TypeError(`Unknown error code ${JSON.stringify(code)}: define it with defineErrorCode()`)
+  const { status } = entry
+  const headers: Record<string, string> = { ...options.headers, 'x-ic-error-code': code }
+  const retryAfterSeconds = options.retryAfterSeconds ?? entry.retryAfterSeconds
+  if (retryAfterSeconds !== undefined)
+    headers['retry-after'] = String(Math.max(0, Math.ceil(retryAfterSeconds)))
+  if (options.validation !== undefined && options.validation.length > 0) {
+    headers['x-ic-error-validation'] = encodeValidationHeader(options.validation)
+  }
+  const props: Record<string | symbol, unknown> = { code, headers, [BRAND]: true }
+  if (options.expose !== undefined) props.expose = options.expose
+  if (options.validation !== undefined) props.validation = options.validation
+  if (retryAfterSeconds !== undefined) props.retryAfterSeconds = retryAfterSeconds
+  if (options.details !== undefined) props.details = options.details
+  if (options.cause !== undefined) props.cause = options.cause
+  const name = NAMES[status]
+  if (name !== undefined) props.name = name
+  const withStack = options.stack ?? status >= 500
+  const limit = Error.stackTraceLimit
+  if (!withStack) Error.stackTraceLimit = 0
+  try {
+    return createHttpError(status, options.message ?? entry.description, props) as IcError
+  } finally {
+    Error.stackTraceLimit = limit
+  }
+}
+
+/**
+ * Tells whether a value is an error of this package, even one made by another installed
+ * copy of it (the check is a `Symbol.for` brand, not `instanceof`).
+ *
+ * @example
+ * if (isIcError(err) && err.code === 'IC_RATE_LIMITED') metrics.increment('rate_limited')
+ */
+export function isIcError(value: unknown): value is IcError {
+  return typeof value === 'object' && value !== null && (value as { [BRAND]?: unknown })[BRAND] === true
+}

@@ -1,0 +1,90 @@
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import { icError } from './errors.ts'
+import type { Guard } from './guard.ts'
+import { createErrorWriter, type ErrorHandlerOptions } from './middlewares/error-handler/index.ts'
+
+export * from './index.ts'
+
+/** Express's `next`. */
+export type NextFunction = (err?: unknown) => void
+/**
+ * An Express middleware, typed on `node:http` so that it fits Express 4 and 5 without
+ * depending on their type packages.
+ */
+export type ExpressMiddleware = (req: IncomingMessage, res: ServerResponse, next: NextFunction) => void
+/** An Express error-handling middleware (four parameters). */
+export type ExpressErrorMiddleware = (
+  err: unknown,
+  req: IncomingMessage,
+  res: ServerResponse,
+  next: NextFunction,
+) => void
+
+type WithLocals = ServerResponse & { locals?: Record<string, unknown> }
+
+function publish(res: ServerResponse, values: Readonly<Record<string, unknown>>): void {
+  const target = res as WithLocals
+  if (target.locals === undefined) target.locals = {}
+  Object.assign(target.locals, values)
+}
+
+/** Runs a core guard as Express middleware: synchronous guards cost no promise; failures go to `next(err)`, which Express 4 needs. */
+export function fromGuard(guard: Guard, name: string): ExpressMiddleware {
+  const middleware: ExpressMiddleware = (req, res, next) => {
+    let out: ReturnType<Guard>
+    try {
+      out = guard(req, res)
+    } catch (err) {
+      next(err)
+      return
+    }
+    if (out === undefined) {
+      next()
+    } else if (out instanceof Promise) {
+      out.then((values) => {
+        if (values !== undefined) publish(res, values)
+        next()
+      }, next)
+    } else {
+      publish(res, out)
+      next()
+    }
+  }
+  Object.defineProperty(middleware, 'name', { value: name })
+  return middleware
+}
+
+/**
+ * The final error handler, mounted **last**: the only writer of error responses. Every
+ * thrown or rejected value becomes the right status, `x-ic-error-code`,
+ * `x-ic-error-validation` and `Retry-After` where they apply, a request id, and a body
+ * negotiated from `Accept`.
+ *
+ * @example
+ * import express from 'express'
+ * import { errorHandler, notFound } from 'image-api-errors/express'
+ * const app = express()
+ * app.get('/image/:id', handler)
+ * app.use(notFound())
+ * app.use(errorHandler({ onError: (r) => console.warn(r.status, r.code, r.requestId) }))
+ */
+export function errorHandler(options: Readonly<ErrorHandlerOptions> = {}): ExpressErrorMiddleware {
+  const handle = createErrorWriter(options)
+  return function errorHandler(err, req, res, _next) {
+    handle(err, req, res)
+  }
+}
+
+/**
+ * Answers 404 `IC_NOT_FOUND` through the error handler for requests no route matched.
+ * Mount it after the routes and before `errorHandler()`.
+ *
+ * @example
+ * app.use(notFound())
+ * app.use(errorHandler())
+ */
+export function notFound(): ExpressMiddleware {
+  return function notFound(req, _res, next) {
+    next(icError('IC_NOT_FOUND', { message: `No route for ${req.method} ${req.url?.split('?')[0]}` }))
+  }
+}

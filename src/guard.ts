@@ -1,0 +1,22 @@
+import type { IncomingMessage, ServerResponse } from 'node:http'
+
+/**
+ * Values a guard hands to the route handler; the adapters copy them onto `res.locals`
+ * (Express) or `ctx.state` (Koa).
+ */
+export type Published = Readonly<Record<string, unknown>>
+
+/**
+ * The framework-neutral shape of every request check: it throws (or rejects with) an
+ * `IcError` to refuse the request, and may return values to publish. Express's `req`/`res`
+ * and Koa's `ctx.req`/`ctx.res` are the `node:http` objects it takes.
+ *
+ * @example
+ * const onlyGet: Guard = (req) => {
+ *   if (req.method !== 'GET') throw icError('IC_BAD_REQUEST', { message: 'GET only' })
+ * }
+ */
+export type Guard = (
+  req: IncomingMessage,
+  res: ServerResponse,
+) => undefined | Published | Promise<undefined | Published>

@@ -1,0 +1,90 @@
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import { icError } from './errors.ts'
+import type { Guard } from './guard.ts'
+import { createErrorWriter, type ErrorHandlerOptions } from './middlewares/error-handler/index.ts'
+
+export * from './index.ts'
+
+/**
+ * The parts of a Koa context the adapters use, so that they fit Koa 2 and 3 without
+ * depending on their type packages.
+ */
+export interface KoaContext {
+  readonly req: IncomingMessage
+  readonly res: ServerResponse
+  state: Record<string, unknown>
+  status: number
+  body: unknown
+  respond?: boolean
+  onerror: (err: unknown) => void
+  readonly app: { emit(event: 'error', err: unknown, ctx: unknown): boolean }
+}
+/** Koa's `next`. */
+export type Next = () => Promise<unknown>
+/** A Koa middleware. */
+export type KoaMiddleware = (ctx: KoaContext, next: Next) => Promise<void>
+
+/** Runs a core guard as Koa middleware; a refusal is thrown up to `errorHandler()`. */
+export function fromGuard(guard: Guard, name: string): KoaMiddleware {
+  const middleware: KoaMiddleware = async (ctx, next) => {
+    const out = guard(ctx.req, ctx.res)
+    const values = out instanceof Promise ? await out : out
+    if (values !== undefined) Object.assign(ctx.state, values)
+    await next()
+  }
+  Object.defineProperty(middleware, 'name', { value: name })
+  return middleware
+}
+
+/**
+ * The final error handler, mounted **first**: the only writer of error responses. It
+ * catches what downstream throws and what Koa reports later (a body stream failing), and
+ * writes the response itself, so 499 stays 499 and headers already set (CORS, RateLimit)
+ * are kept, where Koa's own handler would turn 499 into 500 and clear them. The error is
+ * also emitted on the app (`app.on('error')`), as Koa expects of error handlers.
+ *
+ * @example
+ * import Koa from 'koa'
+ * import { errorHandler, notFound } from 'image-api-errors/koa'
+ * const app = new Koa()
+ * app.use(errorHandler({ onError: (r) => console.warn(r.status, r.code, r.requestId) }))
+ * app.use(notFound())
+ * app.use(router.routes())
+ */
+export function errorHandler(options: Readonly<ErrorHandlerOptions> = {}): KoaMiddleware {
+  const handle = createErrorWriter({ onError: () => {}, ...options })
+  const fail = (ctx: KoaContext, err: unknown): void => {
+    ctx.respond = false
+    handle(err, ctx.req, ctx.res)
+    ctx.app.emit('error', err, ctx)
+  }
+  return async function errorHandler(ctx, next) {
+    ctx.onerror = (err) => {
+      if (err !== null && err !== undefined) fail(ctx, err)
+    }
+    try {
+      await next()
+    } catch (err) {
+      fail(ctx, err)
+    }
+  }
+}
+
+/**
+ * Answers 404 `IC_NOT_FOUND` through the error handler when nothing downstream produced a
+ * response. Mount it right after `errorHandler()`.
+ *
+ * @example
+ * app.use(errorHandler())
+ * app.use(notFound())
+ */
+export function notFound(): KoaMiddleware {
+  return async function notFound(ctx, next) {
+    await next()
+    if (ctx.status === 404 && ctx.body == null && ctx.respond !== false && !ctx.res.headersSent) {
+      throw icError('IC_NOT_FOUND', {
+        message: `No route for ${ctx.req.method} ${ctx.req.url?.split('?')[0]}`,
+      })
+    }
+  }
+}

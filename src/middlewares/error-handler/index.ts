@@ -1,0 +1,214 @@
+import { randomUUID } from 'node:crypto'
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import { debuglog } from 'node:util'
+import type { ErrorCode } from '../../catalogue.ts'
+import { type ErrorResponse, normalizeError, toErrorResponse } from '../../error-response.ts'
+import { requestState } from '../../request-state.ts'
+import { VALIDATION_HEADER_MAX_BYTES } from '../../validation-header.ts'
+
+const debug = debuglog('image-api-errors')
+
+/**
+ * What {@link ErrorHandlerOptions.onError} receives, once per failed request.
+ *
+ * @example
+ * const onError = (report: ErrorReport) => logger.warn({ id: report.requestId, status: report.status }, report.code)
+ */
+export interface ErrorReport {
+  /** The thrown value, as it was thrown. */
+  readonly error: unknown
+  /** The final status: the one sent, or 499 when the client had gone. */
+  readonly status: number
+  readonly code: ErrorCode
+  readonly requestId: string
+  readonly request: IncomingMessage
+  readonly response: ServerResponse
+  /** `sent`: a response was written; `client-gone`: nothing could be written (499); `headers-sent`: the response had started, so the connection was closed. */
+  readonly outcome: 'sent' | 'client-gone' | 'headers-sent'
+}
+
+/**
+ * Options of `errorHandler()`.
+ *
+ * @example
+ * app.use(errorHandler({ onError: (r) => log.error(r.error, `request ${r.requestId} failed with ${r.status}`) }))
+ */
+export interface ErrorHandlerOptions {
+  /**
+   * Called exactly once per failed request (499 included), for logs and metrics. Errors it
+   * throws are swallowed. Default: 5xx errors (not 499) are printed with `console.error`.
+   */
+  readonly onError?: (report: ErrorReport) => void
+  /**
+   * Header carrying the request id on every error response. An incoming one is reused when
+   * it is 1–128 characters of `A–Z a–z 0–9 _ . ~ -`.
+   * @default 'x-request-id'
+   */
+  readonly requestIdHeader?: string
+  /** Makes a request id when the request has none. @default crypto.randomUUID */
+  readonly generateRequestId?: () => string
+  /** Builds the problem body's `type` from the code. @default code => `urn:image-api-errors:code:${code}` */
+  readonly problemType?: (code: ErrorCode) => string
+  /** Cap of `x-ic-error-validation`, in bytes. @default 4096 */
+  readonly validationHeaderMaxBytes?: number
+}
+
+const REQUEST_ID = /^[\w.~-]{1,128}$/
+const STALE_HEADERS = new Set([
+  'content-type',
+  'content-length',
+  'content-encoding',
+  'content-language',
+  'content-range',
+  'content-disposition',
+  'etag',
+  'last-modified',
+  'transfer-encoding',
+  'x-ic-error-validation',
+])
+const EXPOSED = ['x-ic-error-code', 'x-ic-error-validation', 'retry-after', 'ratelimit', 'ratelimit-policy']
+const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/
+
+function defaultOnError(report: ErrorReport): void {
+  if (report.status >= 500)
+    console.error(`[image-api-errors] request ${report.requestId} failed:`, report.error)
+}
+
+function exposeHeaders(res: ServerResponse, headers: Record<string, string>, requestIdHeader: string): void {
+  if (res.getHeader('access-control-allow-origin') === undefined) return
+  const current = res.getHeader('access-control-expose-headers')
+  const names = new Set(
+    String(current ?? '')
+      .split(',')
+      .map((name) => name.trim().toLowerCase())
+      .filter((name) => name !== ''),
+  )
+  if (names.has('*')) return
+  for (const name of EXPOSED) if (headers[name] !== undefined) names.add(name)
+  names.add(requestIdHeader)
+  headers['access-control-expose-headers'] = [...names].join(', ')
+}
+
+/** A response that can no longer reach anyone: the client closed the connection before it ended. */
+export function isClientGone(res: ServerResponse): boolean {
+  return !res.writableEnded && (res.destroyed || res.socket?.destroyed === true)
+}
+
+/**
+ * The framework-neutral error writer behind both adapters' `errorHandler()`: it validates
+ * the options once and returns `(err, req, res) => void`, the only writer of error
+ * responses.
+ *
+ * @example
+ * const handle = createErrorWriter({ onError: console.log })
+ * http.createServer((req, res) => handle(new Error('boom'), req, res))
+ */
+export function createErrorWriter(
+  options: Readonly<ErrorHandlerOptions> = {},
+): (err: unknown, req: IncomingMessage, res: ServerResponse) => void {
+  const {
+    onError = defaultOnError,
+    requestIdHeader = 'x-request-id',
+    generateRequestId = randomUUID,
+    problemType,
+    validationHeaderMaxBytes = VALIDATION_HEADER_MAX_BYTES,
+  } = options
+  if (typeof onError !== 'function')
+    throw new TypeError(`Expected \`onError\` to be a function, got ${typeof onError}`)
+  if (typeof requestIdHeader !== 'string' || !TOKEN.test(requestIdHeader)) {
+    throw new TypeError(
+      `Expected \`requestIdHeader\` to be a header name, got ${JSON.stringify(requestIdHeader)}`,
+    )
+  }
+  if (typeof generateRequestId !== 'function') {
+    throw new TypeError(`Expected \`generateRequestId\` to be a function, got ${typeof generateRequestId}`)
+  }
+  if (problemType !== undefined && typeof problemType !== 'function') {
+    throw new TypeError(`Expected \`problemType\` to be a function, got ${typeof problemType}`)
+  }
+  if (
+    !Number.isInteger(validationHeaderMaxBytes) ||
+    validationHeaderMaxBytes < 256 ||
+    validationHeaderMaxBytes > 16384
+  ) {
+    throw new TypeError(
+      `Expected \`validationHeaderMaxBytes\` to be an integer from 256 to 16384, got ${validationHeaderMaxBytes}`,
+    )
+  }
+  const headerName = requestIdHeader.toLowerCase()
+  const customCap = options.validationHeaderMaxBytes === undefined ? undefined : validationHeaderMaxBytes
+
+  function requestIdOf(req: IncomingMessage, res: ServerResponse): string {
+    const sent = res.getHeader(headerName)
+    if (typeof sent === 'string' && REQUEST_ID.test(sent)) return sent
+    const incoming = req.headers[headerName]
+    if (typeof incoming === 'string' && REQUEST_ID.test(incoming)) return incoming
+    const made = String(generateRequestId())
+    return REQUEST_ID.test(made) ? made : randomUUID()
+  }
+
+  function report(
+    error: unknown,
+    status: number,
+    code: ErrorCode,
+    requestId: string,
+    req: IncomingMessage,
+    res: ServerResponse,
+    outcome: ErrorReport['outcome'],
+  ): void {
+    try {
+      onError({ error, status, code, requestId, request: req, response: res, outcome })
+    } catch (hookError) {
+      debug('onError threw: %O', hookError)
+    }
+  }
+
+  return function handleError(err: unknown, req: IncomingMessage, res: ServerResponse): void {
+    const state = requestState(req)
+    if (state.failureReported === true) {
+      debug('a second error for a request that already failed was ignored: %O', err)
+      if (res.headersSent && !res.writableEnded) res.destroy()
+      return
+    }
+    state.failureReported = true
+    const requestId = requestIdOf(req, res)
+    state.requestId = requestId
+    if (isClientGone(res)) {
+      const { code } = normalizeError(err)
+      if (!res.headersSent) res.statusCode = 499
+      report(
+        err,
+        499,
+        code === 'IC_CLIENT_CLOSED_REQUEST' ? code : 'IC_CLIENT_CLOSED_REQUEST',
+        requestId,
+        req,
+        res,
+        'client-gone',
+      )
+      return
+    }
+    if (res.headersSent) {
+      const { status, code } = normalizeError(err)
+      report(err, status, code, requestId, req, res, 'headers-sent')
+      res.destroy()
+      return
+    }
+    const out: ErrorResponse = toErrorResponse(err, {
+      method: req.method,
+      accept: req.headers.accept,
+      requestId,
+      problemType,
+      validationHeaderMaxBytes: customCap,
+    })
+    for (const name of res.getHeaderNames()) if (STALE_HEADERS.has(name)) res.removeHeader(name)
+    const { headers } = out
+    headers[headerName] = requestId
+    headers['content-length'] = String(Buffer.byteLength(out.body))
+    headers['x-content-type-options'] = 'nosniff'
+    if (headers['cache-control'] === undefined) headers['cache-control'] = 'no-store'
+    exposeHeaders(res, headers, headerName)
+    res.writeHead(out.status, out.statusMessage, headers)
+    res.end(out.body)
+    report(err, out.status, out.code, requestId, req, res, 'sent')
+  }
+}

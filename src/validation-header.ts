@@ -1,0 +1,104 @@
+/**
+ * One validation failure, in the shape Image-Charts' clients read from
+ * `x-ic-error-validation` (`[{ message }]`), with Joi-style `path` and `type` beside it.
+ *
+ * @example
+ * const item: ValidationItem = { message: '"width" must be at most 8192', path: ['width'], type: 'number.max' }
+ */
+export interface ValidationItem {
+  /** Human-readable text; the only member clients rely on. */
+  readonly message: string
+  /** The parameter it concerns, e.g. `['width']`. */
+  readonly path?: readonly (string | number)[]
+  /** A machine-readable kind, e.g. `number.max`, `any.required`. */
+  readonly type?: string
+}
+
+/** Default cap of the `x-ic-error-validation` value, in bytes; common proxies refuse headers over 8 KB. */
+export const VALIDATION_HEADER_MAX_BYTES = 4096
+const MIN_HEADER_BYTES = 256
+const NOT_HEADER_SAFE = /[^\x20-\x7e]/g
+const ELLIPSIS = '…'
+
+function escapeChar(char: string): string {
+  return `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`
+}
+
+/** JSON text made of printable ASCII only: every other UTF-16 unit becomes a `\uXXXX` escape, so the JSON stays valid. */
+function asciiJson(value: unknown): string {
+  return JSON.stringify(value).replace(NOT_HEADER_SAFE, escapeChar)
+}
+
+function cleanItem(item: ValidationItem): ValidationItem {
+  const message = typeof item?.message === 'string' ? item.message : String(item?.message ?? '')
+  const out: { message: string; path?: (string | number)[]; type?: string } = { message }
+  if (Array.isArray(item?.path)) {
+    out.path = item.path.filter((p) => typeof p === 'string' || typeof p === 'number').slice(0, 8)
+  }
+  if (typeof item?.type === 'string') out.type = item.type
+  return out
+}
+
+function truncateMessage(item: ValidationItem, maxBytes: number): string {
+  let { message } = item
+  let encoded = asciiJson({ ...item, message })
+  while (encoded.length > maxBytes && message.length > 0) {
+    const excess = encoded.length - maxBytes
+    const cut = Math.max(1, Math.ceil(excess / 6), Math.floor((message.length * excess) / encoded.length))
+    message = message.slice(0, Math.max(0, message.length - cut - 1))
+    if (/[\ud800-\udbff]$/.test(message)) message = message.slice(0, -1)
+    message += ELLIPSIS
+    encoded = asciiJson({ ...item, message })
+    if (message === ELLIPSIS) break
+  }
+  return encoded
+}
+
+/**
+ * Serialises validation items into a value that is always safe in an HTTP header: valid
+ * JSON (an array of objects with `message`), printable ASCII only (CR, LF and non-Latin-1
+ * text are `\u` escapes, never dropped), and at most `maxBytes` long. Messages that do not
+ * fit are shortened with `…`; items that do not fit are replaced by one last item saying
+ * how many were left out.
+ *
+ * @example
+ * encodeValidationHeader([{ message: 'bad\r\nvalue' }]) // '[{"message":"bad\\r\\nvalue"}]'
+ */
+export function encodeValidationHeader(
+  items: readonly ValidationItem[],
+  maxBytes: number = VALIDATION_HEADER_MAX_BYTES,
+): string {
+  const budget = Math.max(MIN_HEADER_BYTES, maxBytes)
+  const reserve = 64
+  const parts: string[] = []
+  let used = 2
+  for (let i = 0; i < items.length; i++) {
+    const item = cleanItem(items[i] as ValidationItem)
+    const room = budget - used - (parts.length > 0 ? 1 : 0) - (i < items.length - 1 ? reserve : 0)
+    let encoded = asciiJson(item)
+    if (encoded.length > room) {
+      if (parts.length > 0 && room < reserve * 2) {
+        parts.push(asciiJson({ message: `${items.length - i} more validation errors left out` }))
+        break
+      }
+      encoded = truncateMessage(item, room)
+      if (encoded.length > room) encoded = asciiJson({ message: ELLIPSIS })
+    }
+    parts.push(encoded)
+    used += encoded.length + (parts.length > 1 ? 1 : 0)
+  }
+  return `[${parts.join(',')}]`
+}
+
+/**
+ * Makes any text safe as an HTTP header value: printable ASCII kept, everything else
+ * percent-encoded as UTF-8, and the result cut to `maxBytes`.
+ *
+ * @example
+ * headerSafeText('café\r\nSet-Cookie: x') // 'caf%C3%A9%0D%0ASet-Cookie: x'
+ */
+export function headerSafeText(text: string, maxBytes = 512): string {
+  const safe = text.replace(/[^\x20-\x24\x26-\x7e]+/g, (run) => encodeURIComponent(run.toWellFormed()))
+  if (safe.length <= maxBytes) return safe
+  return safe.slice(0, maxBytes).replace(/%[0-9A-F]?$/, '')
+}

@@ -1,0 +1,158 @@
+import { once } from 'node:events'
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import type { AddressInfo, Socket } from 'node:net'
+import { Readable } from 'node:stream'
+import express5 from 'express'
+import express4 from 'express4'
+import Koa3 from 'koa'
+import Koa2 from 'koa2'
+import * as expressAdapter from '../../src/express.ts'
+import * as koaAdapter from '../../src/koa.ts'
+import type { ErrorHandlerOptions, ErrorReport } from '../../src/index.ts'
+
+export type Framework = 'express4' | 'express5' | 'koa2' | 'koa3'
+export const frameworks: readonly Framework[] = ['express4', 'express5', 'koa2', 'koa3']
+export type Adapter = typeof expressAdapter | typeof koaAdapter
+
+/** What a neutral route handler sees: the node objects plus the values middlewares published. */
+export interface RouteContext {
+  readonly req: IncomingMessage
+  readonly res: ServerResponse
+  readonly locals: Record<string, unknown>
+}
+/** What a neutral route handler answers; throwing rejects the request. */
+export interface Reply {
+  readonly status?: number
+  readonly headers?: Readonly<Record<string, string>>
+  readonly body?: string | Buffer | Readable
+}
+export interface RouteSpec {
+  readonly method?: 'GET' | 'POST' | 'HEAD' | 'PUT'
+  readonly path: string
+  /** Middlewares from the adapter under test, mounted on this route only. */
+  readonly use?: (adapter: Adapter) => readonly unknown[]
+  readonly handle: (ctx: RouteContext) => Reply | undefined | Promise<Reply | undefined>
+}
+export interface AppSpec {
+  readonly routes: readonly RouteSpec[]
+  /** Middlewares mounted on every route, before the routes. */
+  readonly use?: (adapter: Adapter) => readonly unknown[]
+  readonly errorHandler?: ErrorHandlerOptions | false
+}
+export interface RunningApp {
+  readonly framework: Framework
+  readonly server: Server
+  readonly url: string
+  readonly reports: ErrorReport[]
+  close(): Promise<void>
+}
+
+type Handler = (...args: never[]) => unknown
+
+function expressApp(framework: 'express4' | 'express5', spec: AppSpec, reports: ErrorReport[]) {
+  const a = expressAdapter
+  type Mount = (...args: unknown[]) => void
+  const app = (framework === 'express4' ? express4() : express5()) as unknown as Record<
+    'use' | 'get' | 'post' | 'head' | 'put',
+    Mount
+  > & { disable(name: string): void }
+  app.disable('x-powered-by')
+  for (const m of spec.use?.(a) ?? []) app.use(m)
+  for (const route of spec.routes) {
+    const method = (route.method ?? 'GET').toLowerCase() as 'get' | 'post' | 'head' | 'put'
+    const final = (req: IncomingMessage, res: ServerResponse & { locals: Record<string, unknown> }, next: (e?: unknown) => void) => {
+      Promise.resolve()
+        .then(() => route.handle({ req, res, locals: res.locals }))
+        .then((reply) => {
+          if (reply === undefined || res.headersSent) return
+          res.statusCode = reply.status ?? 200
+          for (const [k, v] of Object.entries(reply.headers ?? {})) res.setHeader(k, v)
+          if (reply.body instanceof Readable) {
+            reply.body.on('error', next)
+            reply.body.pipe(res)
+          } else {
+            res.end(reply.body ?? '')
+          }
+        })
+        .catch(next)
+    }
+    app[method](route.path, ...(route.use?.(a) ?? []), final)
+  }
+  if (spec.errorHandler !== false) {
+    app.use(a.notFound())
+    app.use(a.errorHandler({ ...spec.errorHandler, onError: (r) => reports.push(r) }))
+  }
+  return createServer(app as never)
+}
+
+type KoaCtx = koaAdapter.KoaContext & { path: string; method: string; set(k: string, v: string): void }
+type KoaMw = (ctx: KoaCtx, next: () => Promise<unknown>) => Promise<unknown>
+
+function compose(middlewares: readonly KoaMw[]): KoaMw {
+  return (ctx, next) => {
+    const dispatch = (i: number): Promise<unknown> =>
+      i === middlewares.length ? next() : Promise.resolve((middlewares[i] as KoaMw)(ctx, () => dispatch(i + 1)))
+    return dispatch(0)
+  }
+}
+
+function koaApp(framework: 'koa2' | 'koa3', spec: AppSpec, reports: ErrorReport[]) {
+  const a = koaAdapter
+  const app = framework === 'koa2' ? new Koa2() : new Koa3()
+  app.silent = true
+  if (spec.errorHandler !== false) {
+    app.use(a.errorHandler({ ...spec.errorHandler, onError: (r) => reports.push(r) }) as never)
+    app.use(a.notFound() as never)
+  }
+  for (const m of spec.use?.(a) ?? []) app.use(m as never)
+  const routes = spec.routes.map((route) => ({
+    route,
+    chain: compose([
+      ...((route.use?.(a) ?? []) as KoaMw[]),
+      async (ctx) => {
+        const reply = await route.handle({ req: ctx.req, res: ctx.res, locals: ctx.state })
+        if (reply === undefined) return
+        ctx.status = reply.status ?? 200
+        for (const [k, v] of Object.entries(reply.headers ?? {})) ctx.set(k, v)
+        ctx.body = reply.body ?? ''
+      },
+    ]),
+  }))
+  app.use(async (ctx: KoaCtx, next: () => Promise<unknown>) => {
+    const method = ctx.method === 'HEAD' ? 'GET' : ctx.method
+    const found = routes.find((r) => (r.route.method ?? 'GET') === method && r.route.path === ctx.path)
+    if (found === undefined) return next()
+    return found.chain(ctx, next)
+  })
+  return createServer(app.callback() as never)
+}
+
+/** Starts an app of the given framework on loopback, port 0; `close()` also destroys open sockets. */
+export async function startApp(framework: Framework, spec: AppSpec): Promise<RunningApp> {
+  const reports: ErrorReport[] = []
+  const server =
+    framework === 'express4' || framework === 'express5'
+      ? expressApp(framework, spec, reports)
+      : koaApp(framework, spec, reports)
+  const sockets = new Set<Socket>()
+  server.on('connection', (socket) => {
+    sockets.add(socket)
+    socket.on('close', () => sockets.delete(socket))
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const { port } = server.address() as AddressInfo
+  return {
+    framework,
+    server,
+    url: `http://127.0.0.1:${port}`,
+    reports,
+    async close() {
+      for (const socket of sockets) socket.destroy()
+      server.close()
+      await once(server, 'close')
+    },
+  }
+}
+
+export type { Handler }
