@@ -1,0 +1,70 @@
+import type { ErrorReport } from '../../src/index.ts'
+import { icError } from '../../src/index.ts'
+import type { FetchImage } from './image.ts'
+
+/** Everything the Express and Koa versions of the demo are built from; both read it the same way. */
+export interface DemoAppConfig {
+  readonly backendUrl: string
+  readonly account: string
+  readonly secret: string
+  /** Deadline of an image request (fetch + processing). */
+  readonly timeoutMs: number
+  /** Hosts `origin=` may name. */
+  readonly hostsAllowed: readonly string[]
+  /** Buckets `bucket=` may name. */
+  readonly bucketsAllowed: readonly string[]
+  readonly fetchImage: FetchImage
+  /** The page at `GET /`. */
+  readonly page: string
+  /** Recent failures, shown by the page (`GET /demo/log`): 499s are only visible there. */
+  readonly log: ErrorLog
+  readonly onError?: (report: ErrorReport) => void
+}
+
+/** One line of the error log. */
+export interface ErrorLogEntry {
+  readonly time: string
+  readonly status: number
+  readonly code: string
+  readonly method: string
+  readonly path: string
+  readonly requestId: string
+}
+
+/** The last failures the error handler reported, newest first, bounded. */
+export class ErrorLog {
+  readonly #entries: ErrorLogEntry[] = []
+  readonly #max: number
+  constructor(max = 50) {
+    this.#max = max
+  }
+  add(report: ErrorReport): void {
+    this.#entries.unshift({
+      time: new Date().toISOString(),
+      status: report.status,
+      code: report.code,
+      method: report.request.method ?? 'GET',
+      path: (report.request.url ?? '/').split('?')[0] ?? '/',
+      requestId: report.requestId,
+    })
+    if (this.#entries.length > this.#max) this.#entries.length = this.#max
+  }
+  entries(): readonly ErrorLogEntry[] {
+    return this.#entries
+  }
+}
+
+/** The image path under `/image/`, decoded; a malformed escape is a validation error, not a 500. */
+export function imagePathOf(url: string | undefined): string {
+  const raw = (url ?? '/').split('?')[0]?.slice('/image/'.length) ?? ''
+  try {
+    const path = decodeURIComponent(raw)
+    if (path !== '' && !path.includes('\0')) return path
+  } catch {}
+  throw icError('IS_VALIDATION_ERROR', {
+    validation: [{ message: '"path" must be a valid image path', path: ['path'] }],
+  })
+}
+
+/** Response headers of every API response: any page may read the API, error headers included. */
+export const CORS_HEADERS: Readonly<Record<string, string>> = { 'access-control-allow-origin': '*' }

@@ -1,0 +1,249 @@
+/**
+ * Stand-ins for package middlewares that are still being built on other branches. Each one
+ * is a plain `Guard` (or a fetch function) with the same place in the stack and the same
+ * error codes as the export that replaces it, so swapping is a one-line change in
+ * `app-express.ts` / `app-koa.ts`. Built only from the public API.
+ */
+import { createHmac, timingSafeEqual } from 'node:crypto'
+import type { IncomingMessage } from 'node:http'
+import { type Guard, icError, type ValidationItem } from '../../src/index.ts'
+
+/** The processing parameters the image route understands, typed. */
+export interface ImageOptions {
+  readonly width?: number
+  readonly height?: number
+  readonly crop?: string
+  readonly dpr: number
+  readonly quality: number
+  readonly format?: string
+  readonly padColor?: string
+  readonly origin?: string
+  readonly bucket?: string
+}
+
+export const CROPS = ['fit', 'top', 'bottom', 'pad', 'entropy'] as const
+export const FORMATS = ['auto', 'jpeg', 'jpg', 'png', 'webp'] as const
+const ALLOWED = new Set([
+  'width',
+  'height',
+  'crop',
+  'dpr',
+  'quality',
+  'format',
+  'pad_color',
+  'origin',
+  'bucket',
+])
+
+function queryOf(req: IncomingMessage): URLSearchParams {
+  const url = req.url ?? '/'
+  const q = url.indexOf('?')
+  return new URLSearchParams(q === -1 ? '' : url.slice(q + 1))
+}
+
+/** Stand-in for `imageParams()` (issue 3): 401 for a parameter not allowed, 400 with every failure at once. */
+export function interimImageParams(): Guard {
+  return function imageParams(req) {
+    const query = queryOf(req)
+    for (const name of query.keys()) {
+      const base = name.endsWith('64') ? name.slice(0, -2) : name
+      if (!ALLOWED.has(base))
+        throw icError('IC_PARAM_NOT_ALLOWED', {
+          message: `Parameter "${name}" is not allowed`,
+          validation: [{ message: `"${name}" is not allowed`, path: [name], type: 'object.unknown' }],
+        })
+    }
+    const problems: ValidationItem[] = []
+    const one = (name: string): string | undefined => {
+      const all = query.getAll(name)
+      if (all.length > 1) problems.push({ message: `"${name}" must not be repeated`, path: [name] })
+      return all[0]
+    }
+    const int = (name: string, min: number, max: number): number | undefined => {
+      const raw = one(name)
+      if (raw === undefined) return undefined
+      const n = Number(raw)
+      if (!/^\d+$/.test(raw) || n < min || n > max) {
+        problems.push({ message: `"${name}" must be an integer from ${min} to ${max}`, path: [name] })
+        return undefined
+      }
+      return n
+    }
+    const pick = (name: string, values: readonly string[]): string | undefined => {
+      const raw = one(name)
+      if (raw !== undefined && !values.includes(raw)) {
+        problems.push({ message: `"${name}" must be one of [${values.join(', ')}]`, path: [name] })
+        return undefined
+      }
+      return raw
+    }
+    const width = int('width', 1, 2048)
+    const height = int('height', 1, 2048)
+    const quality = int('quality', 1, 100) ?? 90
+    const crop = pick('crop', CROPS)
+    const format = pick('format', FORMATS)
+    const rawDpr = one('dpr')
+    let dpr = 1
+    if (rawDpr !== undefined) {
+      dpr = Number(rawDpr)
+      if (!(dpr > 0 && dpr <= 4))
+        problems.push({ message: '"dpr" must be a number greater than 0, at most 4', path: ['dpr'] })
+    }
+    const padColor = one('pad_color')
+    if (padColor !== undefined && !/^([0-9a-f]{3}|[0-9a-f]{6})$/i.test(padColor))
+      problems.push({ message: '"pad_color" must be a hex colour (abc or aabbcc)', path: ['pad_color'] })
+    const origin = one('origin')
+    const bucket = one('bucket')
+    if (problems.length > 0) throw icError('IS_VALIDATION_ERROR', { validation: problems })
+    const image: ImageOptions = {
+      dpr,
+      quality,
+      ...(width === undefined ? {} : { width }),
+      ...(height === undefined ? {} : { height }),
+      ...(crop === undefined ? {} : { crop }),
+      ...(format === undefined ? {} : { format }),
+      ...(padColor === undefined ? {} : { padColor }),
+      ...(origin === undefined ? {} : { origin }),
+      ...(bucket === undefined ? {} : { bucket }),
+    }
+    return { image }
+  }
+}
+
+/** Stand-in for `permissions()` (issue 3): `hostsAllowed` and `bucketsAllowed`, 401 each. */
+export function interimPermissions(options: {
+  readonly hostsAllowed: readonly string[]
+  readonly bucketsAllowed: readonly string[]
+}): Guard {
+  const hosts = new Set(options.hostsAllowed.map((h) => h.toLowerCase()))
+  const buckets = new Set(options.bucketsAllowed)
+  return function permissions(req) {
+    const query = queryOf(req)
+    const origin = query.get('origin')
+    if (origin !== null) {
+      let host = ''
+      try {
+        host = new URL(origin.includes('://') ? origin : `http://${origin}`).hostname.toLowerCase()
+      } catch {}
+      if (!hosts.has(host))
+        throw icError('IC_HOST_NOT_ALLOWED', { message: 'The origin host is not allowed' })
+    }
+    const bucket = query.get('bucket')
+    if (bucket !== null && !buckets.has(bucket))
+      throw icError('IC_BUCKET_NOT_ALLOWED', { message: 'The bucket is not allowed' })
+    return undefined
+  }
+}
+
+/** Stand-in for `signature()` (issue 3): Image-Charts' `icac` / `ichm` scheme; unsigned requests pass. */
+export function interimSignature(options: { readonly accounts: Readonly<Record<string, string>> }): Guard {
+  return function signature(req) {
+    const url = req.url ?? '/'
+    const q = url.indexOf('?')
+    const raw = q === -1 ? '' : url.slice(q + 1)
+    const query = new URLSearchParams(raw)
+    const icac = query.get('icac')
+    const ichm = query.get('ichm')
+    if (icac === null && ichm === null) return { signed: false }
+    if (icac === null || ichm === null)
+      throw icError('IC_MISSING_ENT_PARAMETER', {
+        validation: [{ message: 'A signed request needs both `icac` (account id) and `ichm` (signature).' }],
+      })
+    const secret = options.accounts[icac]
+    if (secret === undefined) throw icError('IC_ACCOUNT_ID_NOT_FOUND')
+    const signed = raw
+      .split('&')
+      .filter((pair) => !pair.startsWith('ichm='))
+      .join('&')
+    const decoded = signed
+      .split('&')
+      .map((pair) =>
+        pair
+          .split('=')
+          .map((part) => decodeURIComponent(part.replace(/\+/g, ' ')))
+          .join('='),
+      )
+      .join('&')
+    const given = Buffer.from(ichm.toLowerCase(), 'utf8')
+    for (const text of [signed, decoded]) {
+      const expected = Buffer.from(createHmac('sha256', secret).update(text).digest('hex'), 'utf8')
+      if (expected.length === given.length && timingSafeEqual(expected, given))
+        return { signed: true, account: icac }
+    }
+    throw icError('IC_INVALID_SIGNATURE')
+  }
+}
+
+/** Stand-in for `deadline()` + `clientClosed()` (issue 4): one signal, aborted by the deadline (504) or the client leaving (499). */
+export function interimLifecycle(options: { readonly timeoutMs: number }): Guard {
+  return function lifecycle(_req, res) {
+    const controller = new AbortController()
+    const timer = setTimeout(
+      () =>
+        controller.abort(
+          icError('IC_BACKEND_TIMEOUT', { message: `The deadline of ${options.timeoutMs} ms passed` }),
+        ),
+      options.timeoutMs,
+    )
+    res.once('close', () => {
+      clearTimeout(timer)
+      if (!res.writableFinished) controller.abort(icError('IC_CLIENT_CLOSED_REQUEST'))
+    })
+    return { signal: controller.signal }
+  }
+}
+
+const MAGIC: readonly (readonly number[])[] = [
+  [0xff, 0xd8, 0xff],
+  [0x89, 0x50, 0x4e, 0x47],
+  [0x47, 0x49, 0x46, 0x38],
+  [0x52, 0x49, 0x46, 0x46],
+]
+const BY_STATUS: Readonly<Record<number, Parameters<typeof icError>[0]>> = {
+  400: 'IC_BACKEND_BAD_REQUEST',
+  401: 'IC_BACKEND_UNAUTHORIZED',
+  403: 'IC_BACKEND_FORBIDDEN',
+  404: 'IC_IMAGE_NOT_FOUND',
+  503: 'IC_BACKEND_UNAVAILABLE',
+  504: 'IC_BACKEND_GATEWAY_TIMEOUT',
+}
+
+/** Stand-in for `createBackendFetch()` (issue 4): status mapping, redirects re-checked, bytes checked. */
+export function interimFetch(options: {
+  readonly trustedOrigins: readonly string[]
+  readonly maxBytes: number
+}) {
+  const trusted = new Set(options.trustedOrigins)
+  return async function fetchImage(url: string, init: { readonly signal: AbortSignal }): Promise<Buffer> {
+    let current = new URL(url)
+    for (let hop = 0; ; hop++) {
+      if (!trusted.has(current.origin))
+        throw icError('IC_SOURCE_ADDRESS_BLOCKED', { message: 'The source address is not public' })
+      let res: Response
+      try {
+        res = await fetch(current, { signal: init.signal, redirect: 'manual' })
+      } catch (err) {
+        if (init.signal.aborted) throw init.signal.reason
+        throw icError('IC_BACKEND_UNREACHABLE', { cause: err })
+      }
+      const location = res.headers.get('location')
+      if (res.status >= 300 && res.status < 400 && location !== null) {
+        await res.body?.cancel()
+        if (hop >= 3) throw icError('IC_TOO_MANY_REDIRECTS')
+        current = new URL(location, current)
+        continue
+      }
+      if (res.status >= 400) {
+        await res.body?.cancel()
+        throw icError(
+          BY_STATUS[res.status] ?? (res.status >= 500 ? 'IC_BACKEND_ERROR' : 'IC_BACKEND_BAD_REQUEST'),
+        )
+      }
+      const body = Buffer.from(await res.arrayBuffer())
+      if (body.length > options.maxBytes) throw icError('IC_IMAGE_TOO_LARGE')
+      if (!MAGIC.some((magic) => magic.every((byte, i) => body[i] === byte)))
+        throw icError('IC_IMAGE_MALFORMED')
+      return body
+    }
+  }
+}
