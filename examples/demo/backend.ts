@@ -18,6 +18,8 @@ export interface DemoBackendOptions {
   readonly slowMs?: number
   /** Where `/redirect-private.jpg` points: an address the image API must refuse to fetch. */
   readonly privateRedirectUrl?: string
+  /** Called with every request the backend receives (tests watch the backend's side of a fetch). */
+  readonly onRequest?: (req: IncomingMessage, res: ServerResponse) => void
 }
 
 /**
@@ -88,7 +90,13 @@ const CONTENT_TYPES: Readonly<Record<SampleFormat, string>> = {
  * await backend.close()
  */
 export async function startDemoBackend(options: Readonly<DemoBackendOptions> = {}): Promise<DemoBackend> {
-  const { port = 0, host = '127.0.0.1', slowMs = 5000, privateRedirectUrl = 'http://10.0.0.1/' } = options
+  const {
+    port = 0,
+    host = '127.0.0.1',
+    slowMs = 5000,
+    privateRedirectUrl = 'http://10.0.0.1/',
+    onRequest,
+  } = options
   const samples = new Map<SampleFormat, Promise<Buffer>>()
   const sample = (format: SampleFormat): Promise<Buffer> => {
     let made = samples.get(format)
@@ -118,6 +126,7 @@ export async function startDemoBackend(options: Readonly<DemoBackendOptions> = {
   }
 
   const handle = (req: IncomingMessage, res: ServerResponse): void => {
+    onRequest?.(req, res)
     const path = (req.url ?? '/').split('?')[0] ?? '/'
     const text = (status: number, body: string, type = 'text/plain; charset=utf-8'): void => {
       res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body) })

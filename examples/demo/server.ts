@@ -1,5 +1,5 @@
 import { once } from 'node:events'
-import { createServer } from 'node:http'
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { pathToFileURL } from 'node:url'
 import type { ErrorReport } from '../../src/index.ts'
@@ -37,6 +37,8 @@ export interface DemoOptions {
   readonly slowMs?: number
   /** Where the page's scripts send their requests: `''` (same origin) unless the page is served elsewhere. @default '' */
   readonly apiBase?: string
+  /** Called with every request the embedded backend receives. */
+  readonly onBackendRequest?: (req: IncomingMessage, res: ServerResponse) => void
   /** Called once per failed request, after the demo's own log. */
   readonly onError?: (report: ErrorReport) => void
 }
@@ -81,11 +83,17 @@ export async function startDemo(options: Readonly<DemoOptions> = {}): Promise<Ru
     slowMs = 5000,
     apiBase = '',
     onError,
+    onBackendRequest,
   } = options
   if (framework !== 'express' && framework !== 'koa')
     throw new TypeError(`Expected \`framework\` to be 'express' or 'koa', got ${JSON.stringify(framework)}`)
   if (account === '' || secret === '') throw new TypeError('Expected `account` and `secret` to be non-empty')
-  const backend = await startDemoBackend({ port: backendPort, host, slowMs })
+  const backend = await startDemoBackend({
+    port: backendPort,
+    host,
+    slowMs,
+    ...(onBackendRequest === undefined ? {} : { onRequest: onBackendRequest }),
+  })
   try {
     const backendHost = new URL(backend.url).hostname
     const config = {

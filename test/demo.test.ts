@@ -1,0 +1,251 @@
+import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { readFileSync } from 'node:fs'
+import { request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http'
+import { after, before, describe, test } from 'node:test'
+import sharp from 'sharp'
+import { demoScenarios } from '../examples/demo/scenarios.ts'
+import { type RunningDemo, startDemo } from '../examples/demo/server.ts'
+import type { ErrorReport } from '../src/index.ts'
+
+const signatures = JSON.parse(
+  readFileSync(new URL('../../shared/vectors/signatures.json', import.meta.url), 'utf8'),
+) as {
+  valid: { secret: string; url: string }[]
+}
+
+function validationMessages(res: Response): string[] {
+  const raw = res.headers.get('x-ic-error-validation')
+  if (raw === null) return []
+  const parsed = JSON.parse(raw) as { message: string }[]
+  assert.ok(Array.isArray(parsed), 'x-ic-error-validation is a JSON array')
+  return parsed.map((item) => item.message)
+}
+
+/** Resolves with the next report matching `test`. */
+function nextReport(
+  waiters: ((r: ErrorReport) => boolean)[],
+  match: (r: ErrorReport) => boolean,
+): Promise<ErrorReport> {
+  return new Promise((resolve) => {
+    waiters.push((r) => {
+      if (!match(r)) return false
+      resolve(r)
+      return true
+    })
+  })
+}
+
+for (const framework of ['express', 'koa'] as const) {
+  describe(`demo on ${framework}`, () => {
+    let demo: RunningDemo
+    const reports: ErrorReport[] = []
+    const waiters: ((r: ErrorReport) => boolean)[] = []
+    const backendRequests: { req: IncomingMessage; res: ServerResponse }[] = []
+    const backendWaiters: ((req: IncomingMessage, res: ServerResponse) => boolean)[] = []
+
+    before(async () => {
+      demo = await startDemo({
+        port: 0,
+        framework,
+        timeoutMs: 400,
+        slowMs: 3000,
+        onError: (r) => {
+          reports.push(r)
+          for (let i = waiters.length - 1; i >= 0; i--) if (waiters[i]?.(r)) waiters.splice(i, 1)
+        },
+        onBackendRequest: (req, res) => {
+          backendRequests.push({ req, res })
+          for (let i = backendWaiters.length - 1; i >= 0; i--)
+            if (backendWaiters[i]?.(req, res)) backendWaiters.splice(i, 1)
+        },
+      })
+    })
+    after(() => demo.close())
+
+    for (const scenario of demoScenarios({ account: 'demo', secret: 'demo-secret' })) {
+      test(`${scenario.id}: ${scenario.status} ${scenario.code ?? ''}`, async () => {
+        const res = await fetch(demo.url + scenario.path, { headers: { origin: 'http://page.example' } })
+        const body = Buffer.from(await res.arrayBuffer())
+        assert.equal(
+          res.status,
+          scenario.status,
+          `status of ${scenario.path}: ${body.toString().slice(0, 200)}`,
+        )
+        assert.equal(res.headers.get('access-control-allow-origin'), '*')
+        if (scenario.status === 200) {
+          assert.equal(res.headers.get('x-ic-error-code'), null)
+          assert.match(res.headers.get('content-type') ?? '', /^image\/(png|jpeg|webp)$/)
+          const meta = await sharp(body).metadata()
+          assert.ok((meta.width ?? 0) > 0 && (meta.height ?? 0) > 0)
+          if (scenario.kind === 'chart') {
+            const chs = /chs=(\d+)x(\d+)/.exec(scenario.path)
+            assert.equal(meta.format, 'png')
+            assert.deepEqual([meta.width, meta.height], [Number(chs?.[1]), Number(chs?.[2])])
+          }
+          return
+        }
+        assert.equal(res.headers.get('x-ic-error-code'), scenario.code)
+        const exposed = (res.headers.get('access-control-expose-headers') ?? '').split(/,\s*/)
+        assert.ok(exposed.includes('x-ic-error-code'), `exposed: ${exposed.join(',')}`)
+        assert.ok(res.headers.get('x-request-id'))
+        assert.equal(res.headers.get('cache-control'), 'no-store')
+        const messages = validationMessages(res)
+        if (scenario.code === 'IS_VALIDATION_ERROR') {
+          assert.ok(messages.length > 0)
+          assert.ok(exposed.includes('x-ic-error-validation'))
+        }
+        if (scenario.validation !== undefined) {
+          assert.ok(
+            messages.some((m) => m.includes(scenario.validation as string)),
+            `${JSON.stringify(messages)} has ${scenario.validation}`,
+          )
+        }
+        if (scenario.status === 503 || scenario.status === 429)
+          assert.match(res.headers.get('retry-after') ?? '', /^\d+$/)
+        const report = reports.find(
+          (r) => r.response.getHeader('x-request-id') === res.headers.get('x-request-id'),
+        )
+        assert.equal(report?.status, scenario.status)
+        assert.equal(report?.code, scenario.code)
+      })
+    }
+
+    test('the page lists every scenario and reads the API from the same origin', async () => {
+      const res = await fetch(`${demo.url}/`)
+      assert.equal(res.status, 200)
+      assert.match(res.headers.get('content-type') ?? '', /^text\/html/)
+      const html = await res.text()
+      for (const s of demoScenarios({ account: 'demo', secret: 'demo-secret' }))
+        assert.ok(html.includes(`data-id="${s.id}"`), s.id)
+      assert.ok(html.includes('data-api=""'))
+    })
+
+    test('Image-Charts signature vectors for the demo account verify', async () => {
+      const vectors = signatures.valid.filter((v) => v.secret === 'demo-secret')
+      assert.ok(vectors.length > 0)
+      for (const vector of vectors) {
+        const res = await fetch(demo.url + vector.url)
+        assert.equal(res.status, 200, vector.url)
+        assert.equal(res.headers.get('content-type'), 'image/png')
+      }
+      const tampered = (vectors[0] as { url: string }).url.replace('chs=300x200', 'chs=300x201')
+      const res = await fetch(demo.url + tampered)
+      assert.equal(res.status, 401)
+      assert.equal(res.headers.get('x-ic-error-code'), 'IC_INVALID_SIGNATURE')
+    })
+
+    test('a URL the parser cannot decode is a 400, not a 500', async () => {
+      for (const path of [
+        '/image/%E0%A4%A?width=10',
+        '/image/sample.jpg?width=10&width=20',
+        '/chart?cht=p&chd=t%3A1&chs=10x10&chs=20x20',
+      ]) {
+        const res = await fetch(demo.url + path)
+        await res.arrayBuffer()
+        assert.equal(res.status, 400, path)
+        assert.equal(res.headers.get('x-ic-error-code'), 'IS_VALIDATION_ERROR', path)
+      }
+    })
+
+    test('a HEAD request gets the error headers and no body', async () => {
+      const res = await fetch(`${demo.url}/chart?cht=p&chd=t%3A1`, { method: 'HEAD' })
+      assert.equal(res.status, 400)
+      assert.equal(res.headers.get('x-ic-error-code'), 'IS_VALIDATION_ERROR')
+      assert.deepEqual(validationMessages(res), ['"chs" is required'])
+      assert.equal((await res.arrayBuffer()).byteLength, 0)
+    })
+
+    test('a JSON client gets problem details', async () => {
+      const res = await fetch(`${demo.url}/chart?cht=p&chs=10x10`, {
+        headers: { accept: 'application/json' },
+      })
+      assert.equal(res.status, 400)
+      assert.match(res.headers.get('content-type') ?? '', /^application\/problem\+json/)
+      const problem = (await res.json()) as {
+        status: number
+        code: string
+        validation: { message: string }[]
+      }
+      assert.equal(problem.status, 400)
+      assert.equal(problem.code, 'IS_VALIDATION_ERROR')
+      assert.deepEqual(
+        problem.validation.map((v) => v.message),
+        ['"chd" is required'],
+      )
+    })
+
+    test('a client that leaves is recorded as 499, and the backend fetch is aborted', async () => {
+      const reached = new Promise<ServerResponse>((resolve) => {
+        backendWaiters.push((req, res) => {
+          if (!req.url?.startsWith('/hang.jpg')) return false
+          resolve(res)
+          return true
+        })
+      })
+      const reported = nextReport(waiters, (r) => r.status === 499)
+      const client = httpRequest(`${demo.url}/image/hang.jpg?width=10`)
+      client.on('error', () => {})
+      client.end()
+      const backendRes = await reached
+      const backendClosed = once(backendRes, 'close')
+      client.destroy()
+      const report = await reported
+      assert.equal(report.code, 'IC_CLIENT_CLOSED_REQUEST')
+      assert.equal(report.outcome, 'client-gone')
+      await backendClosed
+      const log = (await (await fetch(`${demo.url}/demo/log`)).json()) as { status: number; path: string }[]
+      assert.ok(log.some((e) => e.status === 499 && e.path === '/image/hang.jpg'))
+    })
+
+    test('the slow backend is cut off by the deadline: 504, backend connection closed', async () => {
+      const reached = new Promise<ServerResponse>((resolve) => {
+        backendWaiters.push((req, res) => {
+          if (!req.url?.startsWith('/slow.jpg')) return false
+          resolve(res)
+          return true
+        })
+      })
+      const pending = fetch(`${demo.url}/image/slow.jpg?width=10`)
+      const backendRes = await reached
+      const backendClosed = once(backendRes, 'close')
+      const res = await pending
+      assert.equal(res.status, 504)
+      assert.equal(res.headers.get('x-ic-error-code'), 'IC_BACKEND_TIMEOUT')
+      await backendClosed
+      assert.equal(backendRes.writableFinished, false)
+    })
+  })
+}
+
+test('startDemo refuses a bad framework and frees the port it took', async () => {
+  await assert.rejects(startDemo({ port: 0, framework: 'hapi' as never }), /`framework`/)
+})
+
+for (const args of [[], ['--koa']]) {
+  test(`npm run demo ${args.join(' ')} starts, prints its URLs and stops on SIGTERM`, async () => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'examples/demo/server.ts', ...args], {
+      env: { ...process.env, PORT: '0', DEMO_SECRET: 'other-secret' },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    })
+    let out = ''
+    const url = await new Promise<string>((resolve, reject) => {
+      child.stdout.on('data', (chunk: Buffer) => {
+        out += chunk.toString()
+        const found = /demo on (\w+): (http:\/\/[\d.:]+)\//.exec(out)
+        if (found !== null && out.includes('secret')) resolve(found[2] as string)
+      })
+      child.once('exit', (code) => reject(new Error(`exited with ${code}: ${out}`)))
+    })
+    assert.ok(out.includes(args.length > 0 ? 'demo on koa' : 'demo on express'))
+    assert.ok(out.includes('"other-secret"'))
+    const res = await fetch(`${url}/chart?cht=p&chd=t%3A1%2C2&chs=50x50`)
+    assert.equal(res.status, 200)
+    await res.arrayBuffer()
+    const exited = once(child, 'exit')
+    child.kill('SIGTERM')
+    const [code] = await exited
+    assert.equal(code, 0)
+  })
+}
