@@ -49,7 +49,7 @@ for (const framework of ['express', 'koa'] as const) {
       demo = await startDemo({
         port: 0,
         framework,
-        timeoutMs: 400,
+        timeoutMs: 1500,
         slowMs: 3000,
         onError: (r) => {
           reports.push(r)

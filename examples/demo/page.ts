@@ -109,7 +109,8 @@ async function show(tile, res, error) {
     const body = await res.text();
     preview.innerHTML = '<span class="big"></span>';
     preview.firstChild.textContent = res.status;
-    row(dl, 'body', body.length > 140 ? body.slice(0, 140) + '…' : body);
+    const first = body.split('\\n')[0];
+    row(dl, 'body', first.length > 90 ? first.slice(0, 90) + '…' : first);
   }
   tile.dataset.done = '1';
 }

@@ -1,0 +1,143 @@
+import assert from 'node:assert/strict'
+import { once } from 'node:events'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { createServer, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after, before, describe, test } from 'node:test'
+import { type BrowserContext, chromium, type Page } from 'playwright-core'
+import { renderPage } from '../examples/demo/page.ts'
+import { demoScenarios } from '../examples/demo/scenarios.ts'
+import { type RunningDemo, startDemo } from '../examples/demo/server.ts'
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
+const ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+]
+const scenarios = demoScenarios({ account: 'demo', secret: 'demo-secret' })
+
+interface TileState {
+  id: string
+  status?: string
+  code?: string
+  validation?: string
+  naturalWidth: number
+}
+
+async function servePage(html: string): Promise<{ url: string; server: Server }> {
+  const server = createServer((_req, res) => {
+    res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' })
+    res.end(html)
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/`, server }
+}
+
+function tiles(page: Page): Promise<TileState[]> {
+  return page.$$eval('.tile', (nodes) =>
+    nodes.map((node) => {
+      const el = node as HTMLElement
+      const img = el.querySelector('img')
+      return {
+        id: el.dataset.id ?? '',
+        status: el.dataset.status,
+        code: el.dataset.code,
+        validation: el.dataset.validation,
+        naturalWidth: img?.naturalWidth ?? 0,
+      }
+    }),
+  )
+}
+
+for (const framework of ['express', 'koa'] as const) {
+  describe(`demo page in Chromium, API on another origin (${framework})`, () => {
+    let demo: RunningDemo
+    let pageServer: { url: string; server: Server }
+    let context: BrowserContext
+    let profile: string
+
+    before(async () => {
+      demo = await startDemo({ port: 0, framework, timeoutMs: 2000, slowMs: 6000 })
+      pageServer = await servePage(renderPage({ apiBase: demo.url, scenarios, framework, account: 'demo' }))
+      assert.notEqual(new URL(pageServer.url).origin, new URL(demo.url).origin)
+      profile = mkdtempSync(join(tmpdir(), 'demo-chromium-'))
+      context = await chromium.launchPersistentContext(profile, {
+        executablePath: CHROMIUM,
+        args: ARGS,
+        headless: true,
+        viewport: { width: 1280, height: 900 },
+      })
+    })
+    after(async () => {
+      await context?.close()
+      rmSync(profile, { recursive: true, force: true })
+      pageServer.server.closeAllConnections()
+      pageServer.server.close()
+      await demo.close()
+    })
+
+    test('every tile shows what the API sent, error headers readable by the page script', async () => {
+      const page = await context.newPage()
+      const pageErrors: Error[] = []
+      page.on('pageerror', (err) => pageErrors.push(err))
+      await page.goto(pageServer.url)
+      await page.waitForFunction(() =>
+        [...document.querySelectorAll<HTMLElement>('.tile[data-trigger="load"]')].every(
+          (t) => t.dataset.done === '1',
+        ),
+      )
+      const seen = new Map((await tiles(page)).map((t) => [t.id, t]))
+      for (const scenario of scenarios) {
+        const tile = seen.get(scenario.id)
+        assert.ok(tile, scenario.id)
+        assert.equal(tile.status, String(scenario.status), scenario.id)
+        if (scenario.status === 200) {
+          assert.ok(tile.naturalWidth > 0, `${scenario.id} rendered`)
+          assert.equal(tile.code, '')
+        } else {
+          assert.equal(tile.code, scenario.code, `${scenario.id}: x-ic-error-code readable cross-origin`)
+        }
+        if (scenario.validation !== undefined)
+          assert.ok(tile.validation?.includes(scenario.validation), `${scenario.id}: ${tile.validation}`)
+      }
+      await page.screenshot({ path: join(tmpdir(), `demo-page-${framework}.png`), fullPage: true })
+      assert.deepEqual(pageErrors, [])
+      await page.close()
+    })
+
+    test('a request the page aborts is logged as 499 by the server', async () => {
+      const page = await context.newPage()
+      await page.goto(pageServer.url)
+      await page.click('#fire-client-closed')
+      await page.waitForSelector('[data-id="client-closed"][data-done="1"]')
+      const tile = (await tiles(page)).find((t) => t.id === 'client-closed')
+      assert.equal(tile?.status, '499')
+      assert.equal(tile?.code, 'IC_CLIENT_CLOSED_REQUEST')
+      await page.close()
+    })
+
+    test('without CORS exposure the code would be invisible: a response with no Allow-Origin is unreadable', async () => {
+      const page = await context.newPage()
+      await page.goto(pageServer.url)
+      const outcome = await page.evaluate(async (backend) => {
+        try {
+          await fetch(`${backend}/status/404`)
+          return 'read'
+        } catch (err) {
+          return (err as Error).name
+        }
+      }, demo.backendUrl)
+      assert.equal(outcome, 'TypeError')
+      await page.close()
+    })
+  })
+}
