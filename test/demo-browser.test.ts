@@ -26,9 +26,9 @@ const scenarios = demoScenarios({ account: 'demo', secret: 'demo-secret' })
 
 interface TileState {
   id: string
-  status?: string
-  code?: string
-  validation?: string
+  status: string | undefined
+  code: string | undefined
+  validation: string | undefined
   naturalWidth: number
 }
 
@@ -42,17 +42,20 @@ async function servePage(html: string): Promise<{ url: string; server: Server }>
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/`, server }
 }
 
+/** What a page script sees in each tile (read in the page: the browser's view, not the server's). */
 function tiles(page: Page): Promise<TileState[]> {
   return page.$$eval('.tile', (nodes) =>
     nodes.map((node) => {
-      const el = node as HTMLElement
-      const img = el.querySelector('img')
+      const el = node as unknown as {
+        dataset: Record<string, string | undefined>
+        querySelector(selector: 'img'): { naturalWidth: number } | null
+      }
       return {
         id: el.dataset.id ?? '',
         status: el.dataset.status,
         code: el.dataset.code,
         validation: el.dataset.validation,
-        naturalWidth: img?.naturalWidth ?? 0,
+        naturalWidth: el.querySelector('img')?.naturalWidth ?? 0,
       }
     }),
   )
@@ -90,10 +93,8 @@ for (const framework of ['express', 'koa'] as const) {
       const pageErrors: Error[] = []
       page.on('pageerror', (err) => pageErrors.push(err))
       await page.goto(pageServer.url)
-      await page.waitForFunction(() =>
-        [...document.querySelectorAll<HTMLElement>('.tile[data-trigger="load"]')].every(
-          (t) => t.dataset.done === '1',
-        ),
+      await page.waitForFunction(
+        `[...document.querySelectorAll('.tile[data-trigger="load"]')].every((t) => t.dataset.done === '1')`,
       )
       const seen = new Map((await tiles(page)).map((t) => [t.id, t]))
       for (const scenario of scenarios) {

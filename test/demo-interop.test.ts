@@ -1,8 +1,11 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
-import ImageCharts from 'image-charts'
+import * as imageCharts from 'image-charts'
 import sharp from 'sharp'
 import { type RunningDemo, startDemo } from '../examples/demo/server.ts'
+
+// image-charts is CommonJS: the namespace's `default` is its `module.exports`, the client class.
+const ImageCharts = imageCharts.default
 
 interface ClientError extends Error {
   code: string
@@ -21,13 +24,13 @@ async function rejection(promise: Promise<unknown>): Promise<ClientError> {
 for (const framework of ['express', 'koa'] as const) {
   describe(`Image-Charts' official Node client against the demo's /chart (${framework})`, () => {
     let demo: RunningDemo
-    let client: (secret?: string) => ReturnType<typeof ImageCharts>
+    let client: (secret?: string) => InstanceType<typeof ImageCharts>
 
     before(async () => {
       demo = await startDemo({ port: 0, framework })
       const { hostname, port } = new URL(demo.url)
       client = (secret = demo.secret) =>
-        ImageCharts({ secret, protocol: 'http', host: hostname, port: Number(port), timeout: 10_000 })
+        new ImageCharts({ secret, protocol: 'http', host: hostname, port: Number(port), timeout: 10_000 })
     })
     after(() => demo.close())
 
