@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
-import * as imageCharts from 'image-charts'
+import imageChartsModule from 'image-charts'
 import sharp from 'sharp'
 import { type RunningDemo, startDemo } from '../examples/demo/server.ts'
 
-// image-charts is CommonJS: the namespace's `default` is its `module.exports`, the client class.
-const ImageCharts = imageCharts.default
+// image-charts is CommonJS with an ESM-style `export default` in its types: at run time the
+// default import is `module.exports`, the client class itself.
+const ImageCharts = imageChartsModule as unknown as typeof imageChartsModule.default
 
 interface ClientError extends Error {
   code: string
