@@ -9,7 +9,7 @@ const variant = process.argv[2] ?? 'ok'
 const BODY = '{"status":"ok"}'
 const app = express()
 
-app.get('/img', (req, res, next) => {
+app.get('/img', (_req, res, next) => {
   if (variant === 'ok') {
     res.type('json').send(BODY)
     return
