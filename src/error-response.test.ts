@@ -15,8 +15,20 @@ describe('normalizeError(err)', () => {
     ['status 399', { status: 399 }, 500, 'IC_INTERNAL_ERROR', false],
     ['status 600', { status: 600 }, 500, 'IC_INTERNAL_ERROR', false],
     ['status 404.5', { status: 404.5 }, 500, 'IC_INTERNAL_ERROR', false],
-    ['a known code with the wrong status', { status: 400, code: 'IC_RATE_LIMITED' }, 400, 'IC_BAD_REQUEST', true],
-    ['a Node code', Object.assign(new Error('reset'), { status: 502, code: 'ECONNRESET' }), 502, 'IC_BAD_GATEWAY', false],
+    [
+      'a known code with the wrong status',
+      { status: 400, code: 'IC_RATE_LIMITED' },
+      400,
+      'IC_BAD_REQUEST',
+      true,
+    ],
+    [
+      'a Node code',
+      Object.assign(new Error('reset'), { status: 502, code: 'ECONNRESET' }),
+      502,
+      'IC_BAD_GATEWAY',
+      false,
+    ],
     ['a number', 42, 500, 'IC_INTERNAL_ERROR', false],
     ['a symbol', Symbol('x'), 500, 'IC_INTERNAL_ERROR', false],
   ]
@@ -64,7 +76,9 @@ describe('toErrorResponse(err, context)', () => {
 
   it('re-encodes validation with a custom cap', () => {
     const items = Array.from({ length: 100 }, (_, i) => ({ message: `item ${i} is wrong in some way` }))
-    const r = toErrorResponse(icError('IS_VALIDATION_ERROR', { validation: items }), { validationHeaderMaxBytes: 300 })
+    const r = toErrorResponse(icError('IS_VALIDATION_ERROR', { validation: items }), {
+      validationHeaderMaxBytes: 300,
+    })
     assert.ok((r.headers['x-ic-error-validation'] as string).length <= 300)
   })
 
@@ -80,12 +94,16 @@ describe('toErrorResponse(err, context)', () => {
 
   it('never throws and always gives a 4xx/5xx with a code, whatever is thrown (property)', () => {
     fc.assert(
-      fc.property(fc.anything({ withBoxedValues: true, withNullPrototype: true }), fc.string(), (value, accept) => {
-        const r = toErrorResponse(value, { accept })
-        assert.ok(r.status >= 400 && r.status <= 599)
-        assert.match(r.code, /^I[CS]_/)
-        for (const v of Object.values(r.headers)) assert.match(v, /^[\t\x20-\x7e]*$/)
-      }),
+      fc.property(
+        fc.anything({ withBoxedValues: true, withNullPrototype: true }),
+        fc.string(),
+        (value, accept) => {
+          const r = toErrorResponse(value, { accept })
+          assert.ok(r.status >= 400 && r.status <= 599)
+          assert.match(r.code, /^I[CS]_/)
+          for (const v of Object.values(r.headers)) assert.match(v, /^[\t\x20-\x7e]*$/)
+        },
+      ),
       { numRuns: 500 },
     )
   })

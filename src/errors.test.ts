@@ -51,7 +51,10 @@ describe('icError(code, options)', () => {
   })
 
   it('refuses unknown codes', () => {
-    assert.throws(() => icError('NOPE_NOT_A_CODE'), { name: 'TypeError', message: /Unknown error code "NOPE_NOT_A_CODE"/ })
+    assert.throws(() => icError('NOPE_NOT_A_CODE'), {
+      name: 'TypeError',
+      message: /Unknown error code "NOPE_NOT_A_CODE"/,
+    })
   })
 })
 
@@ -60,7 +63,14 @@ describe('isIcError(value)', () => {
     assert.equal(isIcError(icError('IC_NOT_FOUND')), true)
     const fromOtherCopy = Object.assign(new Error('x'), { [Symbol.for('image-api-errors.error')]: true })
     assert.equal(isIcError(fromOtherCopy), true)
-    for (const value of [createHttpError(404), new Error('x'), null, undefined, 'IC_NOT_FOUND', { code: 'IC_NOT_FOUND' }]) {
+    for (const value of [
+      createHttpError(404),
+      new Error('x'),
+      null,
+      undefined,
+      'IC_NOT_FOUND',
+      { code: 'IC_NOT_FOUND' },
+    ]) {
       assert.equal(isIcError(value), false)
     }
   })
@@ -85,12 +95,14 @@ describe('the catalogue', () => {
 
   it('covers every status of both seed documents', () => {
     const statuses = new Set<number>(Object.values(errorCatalogue).map((e) => e.status))
-    for (const status of [400, 401, 403, 404, 429, 499, 500, 502, 503, 504]) assert.ok(statuses.has(status), String(status))
+    for (const status of [400, 401, 403, 404, 429, 499, 500, 502, 503, 504])
+      assert.ok(statuses.has(status), String(status))
   })
 
   it('retries only what the seeds allow: network-like 5xx, 429 and 503, never other 4xx', () => {
     for (const [code, entry] of Object.entries(errorCatalogue)) {
-      if (entry.status < 500 && entry.status !== 429 && entry.status !== 499) assert.equal(entry.retryable, false, code)
+      if (entry.status < 500 && entry.status !== 429 && entry.status !== 499)
+        assert.equal(entry.retryable, false, code)
       if (entry.status === 429 || entry.status === 503) assert.ok(entry.retryAfterSeconds !== undefined, code)
     }
   })
@@ -104,7 +116,13 @@ describe('the catalogue', () => {
 })
 
 describe('defineErrorCode(code, entry)', () => {
-  const entry = { status: 402, title: 'Quota', description: 'Quota used up.', retryable: false, hint: 'Upgrade.' }
+  const entry = {
+    status: 402,
+    title: 'Quota',
+    description: 'Quota used up.',
+    retryable: false,
+    hint: 'Upgrade.',
+  }
 
   it('adds a code that icError() then uses', () => {
     defineErrorCode('TEST_QUOTA_USED', { ...entry, retryAfterSeconds: 30 })

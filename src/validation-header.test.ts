@@ -7,8 +7,12 @@ const HEADER_SAFE = /^[\x20-\x7e]*$/
 
 describe('encodeValidationHeader(items, maxBytes)', () => {
   it('writes the Image-Charts shape: a JSON array of objects with message', () => {
-    const value = encodeValidationHeader([{ message: '"chs" is required', path: ['chs'], type: 'any.required' }])
-    assert.deepEqual(JSON.parse(value), [{ message: '"chs" is required', path: ['chs'], type: 'any.required' }])
+    const value = encodeValidationHeader([
+      { message: '"chs" is required', path: ['chs'], type: 'any.required' },
+    ])
+    assert.deepEqual(JSON.parse(value), [
+      { message: '"chs" is required', path: ['chs'], type: 'any.required' },
+    ])
   })
 
   it('escapes CR, LF, control and non-Latin-1 characters instead of dropping them', () => {
