@@ -21,11 +21,10 @@ export function typeChecks(): void {
   // @ts-expect-error the request id header is a string
   koa.errorHandler({ requestIdHeader: 42 })
   const names: (keyof typeof express)[] = Object.keys(koa) as (keyof typeof koa)[]
-  assert.ok(names.length > 0)
-  assert.equal(typeof onError, 'function')
-  assert.deepEqual(
-    Object.keys(express).sort(),
-    Object.keys(koa).sort(),
-    'both adapters export the same names',
-  )
+  void names
+  void onError
+}
+
+it('both adapters export the same names', () => {
+  assert.deepEqual(Object.keys(express).sort(), Object.keys(koa).sort())
 })
