@@ -16,7 +16,11 @@ export interface DemoBackendOptions {
   readonly host?: string
   /** How long `/slow.jpg` waits before answering, in milliseconds. @default 5000 */
   readonly slowMs?: number
-  /** Where `/redirect-private.jpg` points: an address the image API must refuse to fetch. */
+  /**
+   * Where `/redirect-private.jpg` points: an address the image API must refuse to fetch.
+   * @default `http://127.0.0.2:<this port>/sample.jpg`, a loopback address outside the
+   * API's allow-list (loopback, so that even a broken guard sends nothing off the machine)
+   */
   readonly privateRedirectUrl?: string
   /** Called with every request the backend receives (tests watch the backend's side of a fetch). */
   readonly onRequest?: (req: IncomingMessage, res: ServerResponse) => void
@@ -90,13 +94,8 @@ const CONTENT_TYPES: Readonly<Record<SampleFormat, string>> = {
  * await backend.close()
  */
 export async function startDemoBackend(options: Readonly<DemoBackendOptions> = {}): Promise<DemoBackend> {
-  const {
-    port = 0,
-    host = '127.0.0.1',
-    slowMs = 5000,
-    privateRedirectUrl = 'http://10.0.0.1/',
-    onRequest,
-  } = options
+  const { port = 0, host = '127.0.0.1', slowMs = 5000, onRequest } = options
+  let privateRedirectUrl = options.privateRedirectUrl ?? ''
   const samples = new Map<SampleFormat, Promise<Buffer>>()
   const sample = (format: SampleFormat): Promise<Buffer> => {
     let made = samples.get(format)
@@ -189,6 +188,7 @@ export async function startDemoBackend(options: Readonly<DemoBackendOptions> = {
   server.listen(port, host)
   await once(server, 'listening')
   const address = server.address() as AddressInfo
+  privateRedirectUrl = options.privateRedirectUrl ?? `http://127.0.0.2:${address.port}${backendPaths.jpeg}`
   const shown = address.family === 'IPv6' ? `[${address.address}]` : address.address
   return {
     url: `http://${shown}:${address.port}`,

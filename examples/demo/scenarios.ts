@@ -256,7 +256,7 @@ export function demoScenarios(auth: {
       code: 'IC_SOURCE_ADDRESS_BLOCKED',
       kind: 'image',
       trigger: 'load',
-      note: 'The backend redirects to a private address: refused before connecting.',
+      note: 'The backend redirects to 127.0.0.2, a non-public address outside the allow-list: refused before connecting.',
     },
     {
       id: 'image-slow',
