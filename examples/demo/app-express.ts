@@ -1,19 +1,12 @@
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http'
 import express from 'express'
-import { errorHandler, fromGuard, notFound } from '../../src/express.ts'
-import { CORS_HEADERS, type DemoAppConfig, imagePathOf } from './app.ts'
-import { parseChartQuery, renderChart } from './chart.ts'
-import { processImage } from './image.ts'
-import {
-  type ImageOptions,
-  interimImageParams,
-  interimLifecycle,
-  interimPermissions,
-  interimSignature,
-} from './interim.ts'
+import * as adapter from '../../src/express.ts'
+import { CORS_HEADERS, chartReply, type DemoAppConfig, imageReply } from './app.ts'
+import { chartStack, imageStack } from './stack.ts'
 
 type Res = ServerResponse & { locals: Record<string, unknown> }
 type Next = (err?: unknown) => void
+type Middleware = adapter.ExpressMiddleware
 
 /**
  * The demo on Express: the image route and the chart route, each with its middleware stack,
@@ -40,56 +33,37 @@ export function createExpressDemo(config: DemoAppConfig): RequestListener {
 
   app.get(
     /^\/image\/.+/,
-    fromGuard(interimImageParams(), 'imageParams'),
-    fromGuard(
-      interimPermissions({ hostsAllowed: config.hostsAllowed, bucketsAllowed: config.bucketsAllowed }),
-      'permissions',
-    ),
-    fromGuard(interimLifecycle({ timeoutMs: config.timeoutMs }), 'deadline'),
+    ...(imageStack(adapter, config) as Middleware[]),
     (req: IncomingMessage, res: Res, next: Next) => {
-      const { image, signal } = res.locals as { image: ImageOptions; signal: AbortSignal }
-      Promise.resolve()
-        .then(() =>
-          processImage(config, {
-            path: imagePathOf(req.url),
-            options: image,
-            accept: req.headers.accept,
-            signal,
-          }),
-        )
-        .then((reply) => {
-          res.writeHead(200, {
-            'content-type': reply.contentType,
-            'content-length': reply.body.length,
-            'cache-control': 'public, max-age=60',
-          })
-          res.end(reply.body)
+      imageReply(config, req, res.locals).then((reply) => {
+        res.writeHead(200, {
+          'content-type': reply.contentType,
+          'content-length': reply.body.length,
+          'cache-control': 'public, max-age=60',
         })
-        .catch(next)
+        res.end(reply.body)
+      }, next)
     },
   )
 
   app.get(
     '/chart',
-    fromGuard(interimSignature({ accounts: { [config.account]: config.secret } }), 'signature'),
+    ...(chartStack(adapter, config) as Middleware[]),
     (req: IncomingMessage, res: ServerResponse, next: Next) => {
-      Promise.resolve()
-        .then(() => renderChart(parseChartQuery(new URLSearchParams((req.url ?? '').split('?')[1] ?? ''))))
-        .then((png) => {
-          res.writeHead(200, {
-            'content-type': 'image/png',
-            'content-length': png.length,
-            'cache-control': 'public, max-age=60',
-          })
-          res.end(png)
+      chartReply(req).then((png) => {
+        res.writeHead(200, {
+          'content-type': 'image/png',
+          'content-length': png.length,
+          'cache-control': 'public, max-age=60',
         })
-        .catch(next)
+        res.end(png)
+      }, next)
     },
   )
 
-  app.use(notFound())
+  app.use(adapter.notFound())
   app.use(
-    errorHandler({
+    adapter.errorHandler({
       onError: (report) => {
         config.log.add(report)
         config.onError?.(report)

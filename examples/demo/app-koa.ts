@@ -1,26 +1,16 @@
 import type { RequestListener } from 'node:http'
 import Koa from 'koa'
-import {
-  errorHandler,
-  fromGuard,
-  type KoaContext,
-  type KoaMiddleware,
-  type Next,
-  notFound,
-} from '../../src/koa.ts'
-import { CORS_HEADERS, type DemoAppConfig, imagePathOf } from './app.ts'
-import { parseChartQuery, renderChart } from './chart.ts'
-import { processImage } from './image.ts'
-import {
-  type ImageOptions,
-  interimImageParams,
-  interimLifecycle,
-  interimPermissions,
-  interimSignature,
-} from './interim.ts'
+import * as adapter from '../../src/koa.ts'
+import { CORS_HEADERS, chartReply, type DemoAppConfig, imageReply } from './app.ts'
+import { chartStack, imageStack } from './stack.ts'
 
-type Ctx = KoaContext & { path: string; method: string; type: string; set(name: string, value: string): void }
-type Middleware = (ctx: Ctx, next: Next) => Promise<unknown>
+type Ctx = adapter.KoaContext & {
+  path: string
+  method: string
+  type: string
+  set(name: string, value: string): void
+}
+type Middleware = (ctx: Ctx, next: adapter.Next) => Promise<unknown>
 
 function chain(middlewares: readonly Middleware[]): Middleware {
   return (ctx, next) => {
@@ -40,56 +30,43 @@ function chain(middlewares: readonly Middleware[]): Middleware {
 export function createKoaDemo(config: DemoAppConfig): RequestListener {
   const app = new Koa()
   app.silent = true
-  const use = (mw: KoaMiddleware | Middleware): void => {
+  const use = (mw: adapter.KoaMiddleware | Middleware): void => {
     app.use(mw as never)
   }
   use(
-    errorHandler({
+    adapter.errorHandler({
       onError: (report) => {
         config.log.add(report)
         config.onError?.(report)
       },
     }),
   )
-  use(async (ctx: Ctx, next: Next) => {
+  use(async (ctx: Ctx, next: adapter.Next) => {
     for (const [name, value] of Object.entries(CORS_HEADERS)) ctx.set(name, value)
     await next()
   })
-  use(notFound())
+  use(adapter.notFound())
 
   const image = chain([
-    fromGuard(interimImageParams(), 'imageParams') as Middleware,
-    fromGuard(
-      interimPermissions({ hostsAllowed: config.hostsAllowed, bucketsAllowed: config.bucketsAllowed }),
-      'permissions',
-    ) as Middleware,
-    fromGuard(interimLifecycle({ timeoutMs: config.timeoutMs }), 'deadline') as Middleware,
+    ...(imageStack(adapter, config) as Middleware[]),
     async (ctx) => {
-      const { image: options, signal } = ctx.state as { image: ImageOptions; signal: AbortSignal }
-      const reply = await processImage(config, {
-        path: imagePathOf(ctx.req.url),
-        options,
-        accept: ctx.req.headers.accept,
-        signal,
-      })
+      const reply = await imageReply(config, ctx.req, ctx.state)
       ctx.set('cache-control', 'public, max-age=60')
       ctx.type = reply.contentType
       ctx.body = reply.body
     },
   ])
   const chart = chain([
-    fromGuard(interimSignature({ accounts: { [config.account]: config.secret } }), 'signature') as Middleware,
+    ...(chartStack(adapter, config) as Middleware[]),
     async (ctx) => {
-      const png = await renderChart(
-        parseChartQuery(new URLSearchParams((ctx.req.url ?? '').split('?')[1] ?? '')),
-      )
+      const png = await chartReply(ctx.req)
       ctx.set('cache-control', 'public, max-age=60')
       ctx.type = 'image/png'
       ctx.body = png
     },
   ])
 
-  use(async (ctx: Ctx, next: Next) => {
+  use(async (ctx: Ctx, next: adapter.Next) => {
     if (ctx.method !== 'GET' && ctx.method !== 'HEAD') return next()
     if (ctx.path === '/') {
       ctx.set('cache-control', 'no-store')

@@ -1,6 +1,14 @@
+import type { IncomingMessage } from 'node:http'
 import type { ErrorReport } from '../../src/index.ts'
 import { icError } from '../../src/index.ts'
-import type { FetchImage } from './image.ts'
+import { parseChartQuery, renderChart } from './chart.ts'
+import {
+  type DemoImageParams,
+  type DemoImageSource,
+  type FetchImage,
+  type ImageReply,
+  processImage,
+} from './image.ts'
 
 /** Everything the Express and Koa versions of the demo are built from; both read it the same way. */
 export interface DemoAppConfig {
@@ -68,3 +76,34 @@ export function imagePathOf(url: string | undefined): string {
 
 /** Response headers of every API response: any page may read the API, error headers included. */
 export const CORS_HEADERS: Readonly<Record<string, string>> = { 'access-control-allow-origin': '*' }
+
+/**
+ * The image route's handler, framework-neutral: reads what the middlewares published
+ * (`imageParams`, `source`, `signal`) and processes the image.
+ *
+ * @example
+ * const reply = await imageReply(config, req, res.locals)
+ */
+export function imageReply(
+  config: DemoAppConfig,
+  req: IncomingMessage,
+  locals: Readonly<Record<string, unknown>>,
+): Promise<ImageReply> {
+  return processImage(config, {
+    path: imagePathOf(req.url),
+    params: (locals.imageParams ?? {}) as DemoImageParams,
+    source: locals.source as DemoImageSource | undefined,
+    accept: req.headers.accept,
+    signal: locals.signal as AbortSignal,
+  })
+}
+
+/**
+ * The chart route's handler, framework-neutral: validates the query and renders the PNG.
+ *
+ * @example
+ * const png = await chartReply(req)
+ */
+export function chartReply(req: IncomingMessage): Promise<Buffer> {
+  return renderChart(parseChartQuery(new URLSearchParams((req.url ?? '').split('?')[1] ?? '')))
+}

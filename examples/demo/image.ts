@@ -1,13 +1,36 @@
 import sharp from 'sharp'
 import { icError } from '../../src/index.ts'
-import type { ImageOptions } from './interim.ts'
+
+/**
+ * The parameters the image route reads from `imageParams` (what the package's
+ * `imageParams()` publishes, typed and validated).
+ */
+export interface DemoImageParams {
+  readonly width?: number
+  readonly height?: number
+  readonly dpr?: number
+  readonly quality?: number
+  readonly crop?: 'fit' | 'top' | 'bottom' | 'pad' | 'face' | 'entropy'
+  readonly format?: string
+  readonly pad_color?: string
+}
+
+/** Where the request asked the image to come from (what `permissions()` publishes as `source`). */
+export type DemoImageSource =
+  | { readonly kind: 'url'; readonly url: URL }
+  | { readonly kind: 'host'; readonly host: string }
+  | { readonly kind: 'bucket'; readonly bucket: string }
+  | { readonly kind: 'data'; readonly url: string }
 
 /** Fetches the original image bytes; rejects with a catalogue error (404, 502, 504, …). */
-export type FetchImage = (url: string, init: { readonly signal: AbortSignal }) => Promise<Buffer>
+export type FetchImage = (
+  url: string,
+  init: { readonly signal: AbortSignal },
+) => Promise<{ readonly body: Buffer }>
 
 /** What the image route needs beside the request. */
 export interface ImageRouteConfig {
-  /** The configured backend, e.g. `http://127.0.0.1:4000`. */
+  /** The configured backend, e.g. `http://127.0.0.1:4000`; also stands for every allowed bucket. */
   readonly backendUrl: string
   readonly fetchImage: FetchImage
 }
@@ -16,7 +39,8 @@ export interface ImageRouteConfig {
 export interface ImageRequest {
   /** The path under `/image/`, e.g. `sample.jpg`. */
   readonly path: string
-  readonly options: ImageOptions
+  readonly params: DemoImageParams
+  readonly source: DemoImageSource | undefined
   readonly accept: string | undefined
   readonly signal: AbortSignal
 }
@@ -43,8 +67,11 @@ function outputFormat(
 }
 
 function sourceUrl(config: ImageRouteConfig, request: ImageRequest): string {
-  const { origin } = request.options
-  const base = origin === undefined ? config.backendUrl : origin.includes('://') ? origin : `http://${origin}`
+  const { source } = request
+  let base = config.backendUrl
+  if (source?.kind === 'url') base = source.url.href
+  else if (source?.kind === 'host') base = `http://${source.host}`
+  else if (source?.kind === 'data') throw icError('IC_DATA_URL_NOT_ALLOWED')
   const path = request.path
     .split('/')
     .map((segment) => encodeURIComponent(segment))
@@ -58,16 +85,17 @@ function sourceUrl(config: ImageRouteConfig, request: ImageRequest): string {
  * A source sharp cannot decode is `IC_IMAGE_MALFORMED` (400).
  *
  * @example
- * const reply = await processImage(config, { path: 'sample.jpg', options: { dpr: 1, quality: 80, width: 100 }, accept: undefined, signal })
+ * const reply = await processImage(config, { path: 'sample.jpg', params: { width: 100 }, source: undefined, accept: undefined, signal })
  */
 export async function processImage(config: ImageRouteConfig, request: ImageRequest): Promise<ImageReply> {
-  const { options, signal } = request
-  const original = await config.fetchImage(sourceUrl(config, request), { signal })
+  const { params: options, signal } = request
+  const { body: original } = await config.fetchImage(sourceUrl(config, request), { signal })
+  const dpr = options.dpr ?? 1
   try {
     const image = sharp(original, { limitInputPixels: 40_000_000, failOn: 'error' })
     const meta = await image.metadata()
-    const width = options.width === undefined ? undefined : Math.round(options.width * options.dpr)
-    const height = options.height === undefined ? undefined : Math.round(options.height * options.dpr)
+    const width = options.width === undefined ? undefined : Math.round(options.width * dpr)
+    const height = options.height === undefined ? undefined : Math.round(options.height * dpr)
     if (width !== undefined || height !== undefined) {
       const { crop } = options
       image.resize({
@@ -76,12 +104,15 @@ export async function processImage(config: ImageRouteConfig, request: ImageReque
         fit: crop === undefined ? 'inside' : crop === 'pad' ? 'contain' : 'cover',
         position:
           crop === 'top' ? 'top' : crop === 'bottom' ? 'bottom' : crop === 'entropy' ? 'entropy' : 'centre',
-        background: `#${options.padColor ?? 'fff'}`,
+        background: `#${options.pad_color ?? 'fff'}`,
         withoutEnlargement: crop === undefined,
       })
     }
     const format = outputFormat(options.format, meta.format, request.accept)
-    const body = await image.rotate().toFormat(format, { quality: options.quality }).toBuffer()
+    const body = await image
+      .rotate()
+      .toFormat(format, { quality: options.quality ?? 90 })
+      .toBuffer()
     if (signal.aborted) throw signal.reason
     return { body, contentType: OUTPUT[format] }
   } catch (err) {

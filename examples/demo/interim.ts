@@ -7,19 +7,7 @@
 import { createHmac, timingSafeEqual } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
 import { type Guard, icError, type ValidationItem } from '../../src/index.ts'
-
-/** The processing parameters the image route understands, typed. */
-export interface ImageOptions {
-  readonly width?: number
-  readonly height?: number
-  readonly crop?: string
-  readonly dpr: number
-  readonly quality: number
-  readonly format?: string
-  readonly padColor?: string
-  readonly origin?: string
-  readonly bucket?: string
-}
+import type { DemoImageParams, DemoImageSource } from './image.ts'
 
 export const CROPS = ['fit', 'top', 'bottom', 'pad', 'entropy'] as const
 export const FORMATS = ['auto', 'jpeg', 'jpg', 'png', 'webp'] as const
@@ -79,11 +67,11 @@ export function interimImageParams(): Guard {
     }
     const width = int('width', 1, 2048)
     const height = int('height', 1, 2048)
-    const quality = int('quality', 1, 100) ?? 90
+    const quality = int('quality', 1, 100)
     const crop = pick('crop', CROPS)
     const format = pick('format', FORMATS)
     const rawDpr = one('dpr')
-    let dpr = 1
+    let dpr: number | undefined
     if (rawDpr !== undefined) {
       dpr = Number(rawDpr)
       if (!(dpr > 0 && dpr <= 4))
@@ -92,21 +80,17 @@ export function interimImageParams(): Guard {
     const padColor = one('pad_color')
     if (padColor !== undefined && !/^([0-9a-f]{3}|[0-9a-f]{6})$/i.test(padColor))
       problems.push({ message: '"pad_color" must be a hex colour (abc or aabbcc)', path: ['pad_color'] })
-    const origin = one('origin')
-    const bucket = one('bucket')
     if (problems.length > 0) throw icError('IS_VALIDATION_ERROR', { validation: problems })
-    const image: ImageOptions = {
-      dpr,
-      quality,
+    const imageParams: DemoImageParams = {
       ...(width === undefined ? {} : { width }),
       ...(height === undefined ? {} : { height }),
-      ...(crop === undefined ? {} : { crop }),
+      ...(dpr === undefined ? {} : { dpr }),
+      ...(quality === undefined ? {} : { quality }),
+      ...(crop === undefined ? {} : { crop: crop as NonNullable<DemoImageParams['crop']> }),
       ...(format === undefined ? {} : { format }),
-      ...(padColor === undefined ? {} : { padColor }),
-      ...(origin === undefined ? {} : { origin }),
-      ...(bucket === undefined ? {} : { bucket }),
+      ...(padColor === undefined ? {} : { pad_color: padColor }),
     }
-    return { image }
+    return { imageParams }
   }
 }
 
@@ -120,18 +104,23 @@ export function interimPermissions(options: {
   return function permissions(req) {
     const query = queryOf(req)
     const origin = query.get('origin')
+    let source: DemoImageSource | undefined
     if (origin !== null) {
-      let host = ''
+      let url: URL | undefined
       try {
-        host = new URL(origin.includes('://') ? origin : `http://${origin}`).hostname.toLowerCase()
+        url = new URL(origin.includes('://') ? origin : `http://${origin}`)
       } catch {}
-      if (!hosts.has(host))
+      if (url === undefined || !hosts.has(url.hostname.toLowerCase()))
         throw icError('IC_HOST_NOT_ALLOWED', { message: 'The origin host is not allowed' })
+      source = { kind: 'url', url }
     }
     const bucket = query.get('bucket')
-    if (bucket !== null && !buckets.has(bucket))
-      throw icError('IC_BUCKET_NOT_ALLOWED', { message: 'The bucket is not allowed' })
-    return undefined
+    if (bucket !== null) {
+      if (!buckets.has(bucket))
+        throw icError('IC_BUCKET_NOT_ALLOWED', { message: 'The bucket is not allowed' })
+      source = { kind: 'bucket', bucket }
+    }
+    return source === undefined ? undefined : { source }
   }
 }
 
@@ -214,7 +203,10 @@ export function interimFetch(options: {
   readonly maxBytes: number
 }) {
   const trusted = new Set(options.trustedOrigins)
-  return async function fetchImage(url: string, init: { readonly signal: AbortSignal }): Promise<Buffer> {
+  return async function fetchImage(
+    url: string,
+    init: { readonly signal: AbortSignal },
+  ): Promise<{ body: Buffer }> {
     let current = new URL(url)
     for (let hop = 0; ; hop++) {
       if (!trusted.has(current.origin))
@@ -243,7 +235,7 @@ export function interimFetch(options: {
       if (body.length > options.maxBytes) throw icError('IC_IMAGE_TOO_LARGE')
       if (!MAGIC.some((magic) => magic.every((byte, i) => body[i] === byte)))
         throw icError('IC_IMAGE_MALFORMED')
-      return body
+      return { body }
     }
   }
 }
