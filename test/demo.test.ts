@@ -249,3 +249,38 @@ for (const args of [[], ['--koa']]) {
     assert.equal(code, 0)
   })
 }
+
+function resourceCounts(): Map<string, number> {
+  const counts = new Map<string, number>()
+  for (const name of process.getActiveResourcesInfo()) counts.set(name, (counts.get(name) ?? 0) + 1)
+  return counts
+}
+
+for (const framework of ['express', 'koa'] as const) {
+  test(`close() on ${framework} leaves no server, socket or timer behind, a hanging backend request included`, async () => {
+    const before = resourceCounts()
+    const demo = await startDemo({ port: 0, framework })
+    for (const path of [
+      '/image/sample.jpg?width=10',
+      '/chart?cht=p&chd=t%3A1&chs=10x10',
+      '/image/status/500',
+    ]) {
+      await (await fetch(demo.url + path)).arrayBuffer()
+    }
+    const hanging = fetch(`${demo.url}/image/hang.jpg?width=10`).then(
+      (res) => res.arrayBuffer(),
+      () => undefined,
+    )
+    await demo.close()
+    await hanging
+    // Handles are released a few turns of the loop after their 'close' events.
+    let leaked: string[] = []
+    for (let turn = 0; turn < 2000; turn++) {
+      const now = resourceCounts()
+      leaked = [...now].filter(([name, n]) => n > (before.get(name) ?? 0)).map(([name, n]) => `${name}×${n}`)
+      if (leaked.length === 0) break
+      await new Promise((resolve) => setImmediate(resolve))
+    }
+    assert.deepEqual(leaked, [])
+  })
+}
