@@ -170,8 +170,9 @@ for (const framework of frameworks) {
         assert.equal(shed.headers.get('retry-after'), '16')
         assert.equal(JSON.parse(shed.text).code, 'IC_OVERLOADED')
         const report = app.reports[0]
-        assert.equal(report?.status, 503)
-        assert.deepEqual((report?.error as { details?: unknown }).details, {
+        assert.ok(report !== undefined)
+        assert.equal(report.status, 503)
+        assert.deepEqual((report.error as { details?: unknown }).details, {
           reason: 'eventLoopDelay',
           value: 150,
           threshold: 100,
