@@ -84,14 +84,15 @@ export function icError(code: ErrorCode, options: IcErrorOptions = {}): IcError 
   const withStack = options.stack ?? status >= 500
   const limit = Error.stackTraceLimit
   if (!withStack) Error.stackTraceLimit = 0
+  let err: HttpError
   try {
-    const err = createHttpError(status, options.message ?? entry.description, props)
-    // http-errors copies props with for…in, which skips symbol keys: brand the error here.
-    Object.defineProperty(err, BRAND, { value: true })
-    return err as IcError
+    err = createHttpError(status, options.message ?? entry.description, props)
   } finally {
     Error.stackTraceLimit = limit
   }
+  // http-errors copies props with for…in, which skips symbols: the brand is set here.
+  Object.defineProperty(err, BRAND, { value: true })
+  return err as IcError
 }
 
 /**
