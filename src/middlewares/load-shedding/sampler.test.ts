@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { describe, it } from 'node:test'
+import { setTimeout as delay } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import { createLoadSampler, type LoadSample } from './sampler.ts'
 
@@ -89,6 +90,41 @@ describe('createLoadSampler(options)', () => {
     }
   })
 
+  it('reads a real event-loop delay percentile once the histogram has readings', async () => {
+    const sampler = createLoadSampler({ resolutionMs: 1, eventLoopDelayPercentile: 100 })
+    try {
+      // The histogram fills with timer ticks only as time passes: no event to await here.
+      await delay(25)
+      const sample = sampler.refresh()
+      assert.ok(Number.isFinite(sample.eventLoopDelayMs) && sample.eventLoopDelayMs >= 0)
+      assert.equal(sampler.refresh().eventLoopDelayMs, 0, 'the window restarts empty after each sample')
+    } finally {
+      sampler.close()
+    }
+  })
+
+  it('keeps sampling on its interval after a failing injected source', async () => {
+    let calls = 0
+    let third: () => void = () => {}
+    const reached = new Promise<void>((resolve) => {
+      third = resolve
+    })
+    const sampler = createLoadSampler({
+      sampleIntervalMs: 10,
+      source: () => {
+        calls++
+        if (calls === 2) throw new Error('metrics down')
+        if (calls === 3) third()
+        return { ...calm, rssBytes: calls }
+      },
+    })
+    const keepAlive = setTimeout(() => {}, 10_000) // the sampler's own timer is unref'd
+    await reached
+    clearTimeout(keepAlive)
+    sampler.close()
+    assert.equal(sampler.current.rssBytes, 3)
+  })
+
   it('samples on its interval until closed, then keeps the last sample', async () => {
     let calls = 0
     let tick: () => void = () => {}
@@ -100,9 +136,11 @@ describe('createLoadSampler(options)', () => {
         return { ...calm, eventLoopDelayMs: calls }
       },
     })
+    const keepAlive = setTimeout(() => {}, 10_000) // the sampler's own timer is unref'd
     await new Promise<void>((resolve) => {
       tick = resolve
     })
+    clearTimeout(keepAlive)
     assert.equal(sampler.current.eventLoopDelayMs, 2)
     sampler.close()
     const after = calls
@@ -154,6 +192,7 @@ describe('createLoadSampler(options)', () => {
     [{ maxHeapUsedBytes: 0 }, /^Expected `maxHeapUsedBytes`/],
     [{ maxRssBytes: '1GB' }, /^Expected `maxRssBytes`/],
     [{ source: 42 }, /^Expected `source` to be a function, got number/],
+    [null, /^Expected `options` to be an object, got null/],
   ] as const) {
     it(`throws a TypeError for ${JSON.stringify(options)}`, () => {
       assert.throws(() => createLoadSampler(options as never), { name: 'TypeError', message })

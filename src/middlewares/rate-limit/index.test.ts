@@ -205,6 +205,14 @@ describe('rateLimitGuard(options)', () => {
     assert.equal(res.getHeader('ratelimit'), '"burst";r=4;t=1, "hour \\"quota\\"";r=99;t=3600')
   })
 
+  it('leaves the headers alone once the response has started', () => {
+    const guard = rateLimitGuard({ limit: 5, windowMs: 1000 })
+    const { req, res } = request()
+    res.writeHead(200)
+    guard(req, res)
+    assert.equal(res.getHeader('ratelimit'), undefined)
+  })
+
   describe('store failures', () => {
     const failing: RateLimitStore = {
       consume: () => {
@@ -329,6 +337,7 @@ describe('rateLimitGuard(options)', () => {
     [{ ...base, store: {} }, /^Expected `store` to be a rate-limit store/],
     [{ ...base, name: 'new\nline' }, /^Expected `name` to be 1 to 64 printable ASCII/],
     [{ ...base, name: '' }, /^Expected `name`/],
+    [null, /^Expected `options` to be an object, got null/],
   ] as const) {
     it(`throws a TypeError for ${JSON.stringify(options)}`, () => {
       assert.throws(() => rateLimitGuard(options as never), { name: 'TypeError', message })
