@@ -5,7 +5,8 @@ import * as express from '../src/express.ts'
 import { type ErrorReport, errorCatalogue, type IcError, icError } from '../src/index.ts'
 import * as koa from '../src/koa.ts'
 
-it('public types hold (checked by tsc)', () => {
+// Never called: only compiled.
+export function typeChecks(): void {
   const err: IcError = icError('IC_RATE_LIMITED', { retryAfterSeconds: 5 })
   // @ts-expect-error retryAfterSeconds is a number of seconds, not a string
   icError('IC_RATE_LIMITED', { retryAfterSeconds: '5' })
@@ -20,11 +21,10 @@ it('public types hold (checked by tsc)', () => {
   // @ts-expect-error the request id header is a string
   koa.errorHandler({ requestIdHeader: 42 })
   const names: (keyof typeof express)[] = Object.keys(koa) as (keyof typeof koa)[]
-  assert.ok(names.length > 0)
-  assert.equal(typeof onError, 'function')
-  assert.deepEqual(
-    Object.keys(express).sort(),
-    Object.keys(koa).sort(),
-    'both adapters export the same names',
-  )
+  void names
+  void onError
+}
+
+it('both adapters export the same names', () => {
+  assert.deepEqual(Object.keys(express).sort(), Object.keys(koa).sort())
 })
