@@ -122,11 +122,20 @@ for (const kind of ['redis', 'ioredis'] as const) {
       const c = await client()
       const store = new RedisStore({ sendCommand: c.sendCommand, prefix: `${kind}:flush:` })
       const policy = { limit: 3, windowMs: 10_000, blockMs: 0 }
+      const calls = async (command: string) => {
+        const info = String(await c.sendCommand(['INFO', 'commandstats']))
+        return Number(new RegExp(`cmdstat_${command}:calls=(\\d+)`).exec(info)?.[1] ?? 0)
+      }
       await store.consume('k', 1, policy)
+      const evalsha = await calls('evalsha')
+      const evals = await calls('eval')
       await c.sendCommand(['SCRIPT', 'FLUSH'])
-      assert.deepEqual(await c.sendCommand(['SCRIPT', 'EXISTS', '0'.repeat(40)]), [0])
       assert.equal((await store.consume('k', 1, policy)).used, 2)
+      assert.equal(await calls('evalsha'), evalsha + 1, 'EVALSHA first (answered NOSCRIPT)')
+      assert.equal(await calls('eval'), evals + 1, 'then EVAL, which caches the script again')
       assert.equal((await store.consume('k', 1, policy)).used, 3)
+      assert.equal(await calls('eval'), evals + 1, 'EVALSHA alone from then on')
+      assert.equal(await calls('evalsha'), evalsha + 2)
     })
 
     it('is atomic: 100 concurrent requests on one key allow exactly the limit', async () => {

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { Socket } from 'node:net'
 import { icError } from '../../errors.ts'
 import type { Guard } from '../../guard.ts'
 import { requestState } from '../../request-state.ts'
@@ -150,14 +151,27 @@ export function rateLimitGuard(options: Readonly<RateLimitOptions>): Guard {
     return address === undefined ? 'ip:unknown' : `ip:${ipKey(address, ipv6Subnet)}`
   }
 
-  function keyOf(req: IncomingMessage): string | undefined {
-    if (key === 'ip') return ipOf(req)
+  // Without a trusted proxy the key depends on the socket alone, so a keep-alive connection computes it once.
+  const socketKeys = key === 'ip' && trust === false ? new WeakMap<Socket, string>() : undefined
+
+  function storeKeyOf(req: IncomingMessage): string | undefined {
+    if (socketKeys !== undefined) {
+      let cached = socketKeys.get(req.socket)
+      if (cached === undefined) {
+        cached = prefix + ipOf(req)
+        socketKeys.set(req.socket, cached)
+      }
+      return cached
+    }
+    if (key === 'ip') return prefix + ipOf(req)
     if (key === 'account') {
       const account = queryOf(req).get('icac')
-      return account === null || account === '' ? ipOf(req) : `account:${account}`
+      return account === null || account === ''
+        ? prefix + ipOf(req)
+        : hashedKey(`${prefix}account:${account}`)
     }
     const custom = key(req)
-    return custom === undefined ? undefined : String(custom)
+    return custom === undefined ? undefined : hashedKey(prefix + String(custom))
   }
 
   function costOf(req: IncomingMessage): number {
@@ -219,12 +233,12 @@ export function rateLimitGuard(options: Readonly<RateLimitOptions>): Guard {
 
   return function rateLimit(req, res) {
     if (skip?.(req) === true) return undefined
-    const clientKey = keyOf(req)
-    if (clientKey === undefined) return undefined
+    const storeKey = storeKeyOf(req)
+    if (storeKey === undefined) return undefined
     const units = costOf(req)
     let out: ConsumeResult | Promise<ConsumeResult>
     try {
-      out = store.consume(hashedKey(prefix + clientKey), units, policy)
+      out = store.consume(storeKey, units, policy)
     } catch (error) {
       return storeFailed(error, req)
     }
