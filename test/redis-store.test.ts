@@ -99,6 +99,9 @@ for (const kind of ['redis', 'ioredis'] as const) {
         ['c', 1, blocking],
         ['c', 1, blocking],
         ['c', 0, blocking],
+        ['d', 900_000_000_000, { limit: 1e12, windowMs: 60_000, blockMs: 0 }],
+        ['d', 100_000_000_000, { limit: 1e12, windowMs: 60_000, blockMs: 0 }],
+        ['d', 1, { limit: 1e12, windowMs: 60_000, blockMs: 0 }],
       ]
       for (const [key, cost, policy] of steps) {
         const fromRedis = await store.consume(key, cost, policy)

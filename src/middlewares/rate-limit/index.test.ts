@@ -321,6 +321,7 @@ describe('rateLimitGuard(options)', () => {
     [{ windowMs: 1000 }, /^Expected `limit` to be an integer from 0/],
     [{ ...base, limit: -1 }, /^Expected `limit`/],
     [{ ...base, limit: 1.5 }, /^Expected `limit`/],
+    [{ ...base, limit: 1e13 }, /^Expected `limit` to be an integer from 0 to 1000000000000/],
     [{ limit: 1 }, /^Expected `windowMs` to be a duration/],
     [{ ...base, windowMs: 'often' }, /^Expected `windowMs`/],
     [{ ...base, windowMs: 0 }, /^Expected `windowMs`/],

@@ -32,7 +32,7 @@ export type RateLimitKey = 'ip' | 'account' | ((req: IncomingMessage) => string 
  * const options: RateLimitOptions = { limit: 90, windowMs: '10s', blockMs: '1m', key: 'ip', trustProxy: 1 }
  */
 export interface RateLimitOptions {
-  /** Units allowed per window and key (a request costs 1 unless `cost` says otherwise). */
+  /** Units allowed per window and key (a request costs 1 unless `cost` says otherwise); at most 10¹². */
   readonly limit: number
   /** Length of the window; it starts at a key's first request. Milliseconds or an `ms` string. */
   readonly windowMs: number | string
@@ -119,7 +119,7 @@ export function rateLimitGuard(options: Readonly<RateLimitOptions>): Guard {
     throw new TypeError(
       `Expected \`options\` to be an object, got ${options === null ? 'null' : typeof options}`,
     )
-  const limit = numberOption('limit', options.limit, { min: 0, integer: true })
+  const limit = numberOption('limit', options.limit, { min: 0, max: 1e12, integer: true })
   const windowMs = durationMs('windowMs', options.windowMs)
   const blockMs = options.blockMs === undefined ? 0 : durationMs('blockMs', options.blockMs, { min: 0 })
   const storeTimeoutMs = durationMs('storeTimeoutMs', options.storeTimeoutMs ?? 200, { max: 60_000 })
