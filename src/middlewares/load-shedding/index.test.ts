@@ -167,6 +167,26 @@ describe('loadSheddingGuard(options)', () => {
     assert.throws(() => guard(req, fakeResponse()))
   })
 
+  it('sheds gradually on requests in flight too, and serves up to the limit without it', () => {
+    let r = 0
+    const gradual = loadSheddingGuard({ maxInFlight: 4, softThresholdRatio: 0.5, random: () => r })
+    gradual(req, fakeResponse())
+    gradual(req, fakeResponse())
+    r = 0
+    assert.equal(gradual(req, fakeResponse()), undefined, '2 of 4 in flight: at the soft point')
+    r = 0.49
+    assert.equal(refusal(() => gradual(req, fakeResponse())).details?.pressure, 0.75)
+    r = 0.51
+    assert.equal(gradual(req, fakeResponse()), undefined)
+    r = 0.999
+    const full = refusal(() => gradual(req, fakeResponse()))
+    assert.equal(full.details?.value, 4)
+    assert.equal(full.headers['retry-after'], '2', 'the minimum, plus jitter, at the limit')
+    const cliff = loadSheddingGuard({ maxInFlight: 3, random: () => 0 })
+    for (let i = 0; i < 3; i++) assert.equal(cliff(req, fakeResponse()), undefined, `request ${i + 1} of 3`)
+    assert.throws(() => cliff(req, fakeResponse()), { code: 'IC_OVERLOADED' })
+  })
+
   it("falls back to the sampler's thresholds, and its own options win", () => {
     const { sampler, set } = injected({ maxEventLoopDelayMs: 100 })
     try {

@@ -159,13 +159,24 @@ export function loadSheddingGuard(options: Readonly<LoadSheddingOptions>): Guard
       }
       reason = judged
     }
-    if (maxInFlight !== undefined) {
-      const pressure = (inFlight + 1) / maxInFlight
-      if (reason === undefined || pressure > reason.pressure)
-        reason = { type: 'inFlight', value: inFlight, threshold: maxInFlight, pressure }
-    }
-    if (reason !== undefined && reason.pressure > soft) {
-      if (reason.pressure > 1 || random() < (reason.pressure - soft) / (1 - soft)) refuse(reason)
+    const samplePressure = reason === undefined ? 0 : reason.pressure
+    // In flight, the limit itself is already too many (pressure 1 refuses); a sampled measure must exceed its threshold.
+    const flightPressure = maxInFlight === undefined ? 0 : inFlight / maxInFlight
+    const pressure = flightPressure > samplePressure ? flightPressure : samplePressure
+    if (pressure > soft || samplePressure > 1 || flightPressure >= 1) {
+      const hard = samplePressure > 1 || flightPressure >= 1
+      if (hard || random() < (pressure - soft) / (1 - soft)) {
+        refuse(
+          flightPressure > samplePressure || reason === undefined
+            ? {
+                type: 'inFlight',
+                value: inFlight,
+                threshold: maxInFlight as number,
+                pressure: flightPressure,
+              }
+            : reason,
+        )
+      }
     }
     if (maxInFlight !== undefined) {
       inFlight++
