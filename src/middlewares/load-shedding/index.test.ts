@@ -86,7 +86,7 @@ describe('loadSheddingGuard(options)', () => {
         maxEventLoopDelayMs: 100,
         minRetryAfterSeconds: 2,
         maxRetryAfterSeconds: 22,
-        retryAfterJitter: 0.5,
+        retryAfterJitterRatio: 0.5,
         random: () => r,
       })
       const retryAfter = (delay: number, random: number) => {
@@ -216,7 +216,7 @@ describe('loadSheddingGuard(options)', () => {
       { maxInFlight: 1, minRetryAfterSeconds: 10, maxRetryAfterSeconds: 5 },
       /^Expected `maxRetryAfterSeconds`/,
     ],
-    [{ maxInFlight: 1, retryAfterJitter: -1 }, /^Expected `retryAfterJitter`/],
+    [{ maxInFlight: 1, retryAfterJitterRatio: -1 }, /^Expected `retryAfterJitterRatio`/],
     [{ maxInFlight: 1, random: 'no' }, /^Expected `random` to be a function/],
     [{ maxInFlight: 1, sampler: {} }, /^Expected `sampler` to be a sampler/],
     [{ maxEventLoopDelayMs: Number.NaN }, /^Expected `maxEventLoopDelayMs`/],

@@ -48,7 +48,7 @@ export interface LoadSheddingOptions extends LoadThresholds {
   /** `Retry-After` at twice the threshold and beyond (before jitter). @default 30 */
   readonly maxRetryAfterSeconds?: number
   /** Random extra share of `Retry-After`, so refused clients do not return in lock-step. @default 0.5 */
-  readonly retryAfterJitter?: number
+  readonly retryAfterJitterRatio?: number
   /** Source of randomness for gradual shedding and jitter (tests). @default Math.random */
   readonly random?: () => number
 }
@@ -110,7 +110,10 @@ export function loadSheddingGuard(options: Readonly<LoadSheddingOptions>): Guard
     max: 86400,
     integer: true,
   })
-  const jitter = numberOption('retryAfterJitter', options.retryAfterJitter ?? 0.5, { min: 0, max: 10 })
+  const jitter = numberOption('retryAfterJitterRatio', options.retryAfterJitterRatio ?? 0.5, {
+    min: 0,
+    max: 10,
+  })
   const random = functionOption('random', options.random) ?? Math.random
   const usesSample =
     thresholds.maxEventLoopDelayMs !== undefined ||
