@@ -205,6 +205,17 @@ describe('rateLimitGuard(options)', () => {
     assert.equal(res.getHeader('ratelimit'), '"burst";r=4;t=1, "hour \\"quota\\"";r=99;t=3600')
   })
 
+  it('counts requests without a socket address under one shared key instead of failing', () => {
+    const guard = rateLimitGuard({ limit: 1, windowMs: 60_000 })
+    const bare = () => {
+      const req = { headers: {}, url: '/' } as unknown as IncomingMessage
+      const res = new ServerResponse(new IncomingMessage(new Socket()))
+      return guard(req, res)
+    }
+    assert.equal(bare(), undefined)
+    assert.throws(bare, { code: 'IC_RATE_LIMITED' })
+  })
+
   it('leaves the headers alone once the response has started', () => {
     const guard = rateLimitGuard({ limit: 5, windowMs: 1000 })
     const { req, res } = request()

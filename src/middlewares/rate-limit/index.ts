@@ -147,7 +147,7 @@ export function rateLimitGuard(options: Readonly<RateLimitOptions>): Guard {
   const prefix = `${name}:`
 
   function ipOf(req: IncomingMessage): string {
-    const address = clientAddress(req.socket.remoteAddress, req.headers['x-forwarded-for'], trust)
+    const address = clientAddress(req.socket?.remoteAddress, req.headers['x-forwarded-for'], trust)
     return address === undefined ? 'ip:unknown' : `ip:${ipKey(address, ipv6Subnet)}`
   }
 
@@ -155,11 +155,12 @@ export function rateLimitGuard(options: Readonly<RateLimitOptions>): Guard {
   const socketKeys = key === 'ip' && trust === false ? new WeakMap<Socket, string>() : undefined
 
   function storeKeyOf(req: IncomingMessage): string | undefined {
-    if (socketKeys !== undefined) {
-      let cached = socketKeys.get(req.socket)
+    const socket = req.socket as Socket | null | undefined
+    if (socketKeys !== undefined && socket != null) {
+      let cached = socketKeys.get(socket)
       if (cached === undefined) {
         cached = prefix + ipOf(req)
-        socketKeys.set(req.socket, cached)
+        socketKeys.set(socket, cached)
       }
       return cached
     }
