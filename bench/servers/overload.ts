@@ -1,6 +1,6 @@
 // Bench server: an Express 5 route that burns about `workMs` of CPU per request (standing in
 // for chart rendering or image resizing), with or without loadShedding().
-//   argv: <none|shed> [workMs = 4]
+//   argv: <none|shed> [workMs = 4] [JSON tuning of the shed variant, e.g. '{"softThresholdRatio":0.5}']
 import { createHash } from 'node:crypto'
 import express from 'express'
 import { createLoadSampler, errorHandler, loadShedding } from '../../src/express.ts'
@@ -10,13 +10,16 @@ const workMs = Number(process.argv[3] ?? 4)
 const app = express()
 
 if (variant === 'shed') {
-  const sampler = createLoadSampler({ sampleIntervalMs: 20, resolutionMs: 1 })
+  // argv[4]: JSON overrides of the sampler interval and the shedding options, to compare settings.
+  const { sampleIntervalMs = 20, ...tuning } = JSON.parse(process.argv[4] ?? '{}') as Record<string, number>
+  const sampler = createLoadSampler({ sampleIntervalMs, resolutionMs: 1 })
   app.use(
     loadShedding({
       sampler,
       maxEventLoopDelayMs: workMs * 2,
       maxEventLoopUtilization: 0.9,
       softThresholdRatio: 0.6,
+      ...tuning,
     }),
   )
 }
