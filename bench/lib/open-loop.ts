@@ -2,7 +2,7 @@
 // a fixed rate whatever the server does (autocannon's closed loop would slow down with the
 // server and hide the overload). Latency is split by status, so the p99 of accepted (200)
 // requests is not mixed with fast 503s. Prints one JSON line.
-//   argv: <url> <requests per second, or 'closed' for one request at a time> <seconds>
+//   argv: <url> <requests per second, or 'closed' / 'closed:N' for N requests at a time> <seconds>
 import { Agent, request } from 'node:http'
 
 const [url = '', rateArg = 'closed', secondsArg = '2'] = process.argv.slice(2)
@@ -39,8 +39,12 @@ function send(): Promise<void> {
 
 const pending: Promise<void>[] = []
 const start = performance.now()
-if (rateArg === 'closed') {
-  while (performance.now() - start < seconds * 1000) await send()
+if (rateArg.startsWith('closed')) {
+  const loops = Number(rateArg.split(':')[1] ?? 1)
+  const loop = async () => {
+    while (performance.now() - start < seconds * 1000) await send()
+  }
+  await Promise.all(Array.from({ length: loops }, loop))
 } else {
   const rate = Number(rateArg)
   let sent = 0
