@@ -106,7 +106,12 @@ const ZERO: LoadSample = Object.freeze({
   rssBytes: 0,
 })
 
-/** Checks the threshold options shared by the sampler and `loadShedding()`. */
+/**
+ * Checks the threshold options shared by the sampler and `loadShedding()`.
+ *
+ * @example
+ * readThresholds({ maxEventLoopDelayMs: 200 }) // { maxEventLoopDelayMs: 200 }
+ */
 export function readThresholds(options: LoadThresholds): LoadThresholds {
   const out: {
     maxEventLoopDelayMs?: number
@@ -135,7 +140,12 @@ export function readThresholds(options: LoadThresholds): LoadThresholds {
   return out
 }
 
-/** The measure of a sample with the highest pressure against the thresholds, or undefined when none is set. */
+/**
+ * The measure of a sample with the highest pressure against the thresholds, or undefined when none is set.
+ *
+ * @example
+ * highestPressure(sample, { maxHeapUsedBytes: 1e9 })?.pressure // 1.2 when heapUsed is 1.2e9
+ */
 export function highestPressure(sample: LoadSample, t: LoadThresholds): OverloadReason | undefined {
   let best: OverloadReason | undefined
   const consider = (type: OverloadType, value: number, threshold: number | undefined): void => {

@@ -12,7 +12,12 @@ import { isIPv4, isIPv6 } from 'node:net'
  */
 export type TrustProxy = false | number | ((address: string, hop: number) => boolean)
 
-/** Checks the `trustProxy` option. */
+/**
+ * Checks the `trustProxy` option.
+ *
+ * @example
+ * readTrustProxy(1) // 1
+ */
 export function readTrustProxy(value: unknown): TrustProxy {
   if (value === undefined || value === false) return false
   if (typeof value === 'function') return value as TrustProxy
@@ -23,7 +28,12 @@ export function readTrustProxy(value: unknown): TrustProxy {
   )
 }
 
-/** The client address of a request under a proxy-trust setting, as text; `undefined` when the socket has none. */
+/**
+ * The client address of a request under a proxy-trust setting, as text; `undefined` when the socket has none.
+ *
+ * @example
+ * clientAddress('10.0.0.1', '198.51.100.9, 203.0.113.5', 1) // '203.0.113.5'
+ */
 export function clientAddress(
   remoteAddress: string | undefined,
   forwardedFor: string | string[] | undefined,

@@ -3,6 +3,9 @@ import ms from 'ms'
 /**
  * Reads a duration option: a number of milliseconds or an `ms` string (`'10s'`, `'1m'`).
  * Throws a TypeError naming the option when the value is not a finite duration in range.
+ *
+ * @example
+ * durationMs('windowMs', '10s') // 10000
  */
 export function durationMs(name: string, value: unknown, { min = 1, max = 2 ** 31 - 1 } = {}): number {
   const parsed = typeof value === 'string' ? ms(value as ms.StringValue) : value
@@ -14,7 +17,12 @@ export function durationMs(name: string, value: unknown, { min = 1, max = 2 ** 3
   return Math.round(parsed)
 }
 
-/** Reads a numeric option; throws a TypeError naming it when it is out of range. */
+/**
+ * Reads a numeric option; throws a TypeError naming it when it is out of range.
+ *
+ * @example
+ * numberOption('limit', 90, { min: 0, integer: true }) // 90
+ */
 export function numberOption(
   name: string,
   value: unknown,
@@ -34,7 +42,12 @@ export function numberOption(
   return value
 }
 
-/** Throws a TypeError naming the option unless the value is a function (or undefined when optional). */
+/**
+ * Throws a TypeError naming the option unless the value is a function (or undefined when optional).
+ *
+ * @example
+ * functionOption('cost', options.cost) // the function, or undefined
+ */
 export function functionOption<T>(name: string, value: T | undefined): T | undefined {
   if (value !== undefined && typeof value !== 'function') {
     throw new TypeError(`Expected \`${name}\` to be a function, got ${typeof value}`)

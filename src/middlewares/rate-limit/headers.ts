@@ -2,7 +2,12 @@ import type { ServerResponse } from 'node:http'
 
 const POLICY_NAME = /^[\x20-\x7e]{1,64}$/
 
-/** Checks a policy name: printable ASCII, so it can go in a structured-field string. */
+/**
+ * Checks a policy name: printable ASCII, so it can go in a structured-field string.
+ *
+ * @example
+ * readPolicyName('per-ip') // 'per-ip'
+ */
 export function readPolicyName(value: unknown): string {
   if (typeof value !== 'string' || !POLICY_NAME.test(value))
     throw new TypeError(
@@ -11,7 +16,12 @@ export function readPolicyName(value: unknown): string {
   return value
 }
 
-/** A structured-field string (RFC 9651 §3.3.3): quoted, with `"` and `\` escaped. */
+/**
+ * A structured-field string (RFC 9651 §3.3.3): quoted, with `"` and `\` escaped.
+ *
+ * @example
+ * sfString('a "b"') // '"a \\"b\\""'
+ */
 export function sfString(text: string): string {
   return `"${text.replace(/[\\"]/g, '\\$&')}"`
 }
@@ -35,6 +45,9 @@ function append(res: ServerResponse, name: string, item: string): void {
 /**
  * Sets `RateLimit` (`r` remaining units, `t` seconds to the reset) and `RateLimit-Policy`,
  * appending to those an earlier limiter set, so stacked limiters each report their policy.
+ *
+ * @example
+ * setRateLimitHeaders(res, '"per-ip"', '"per-ip";q=90;w=10', 42, 7)
  */
 export function setRateLimitHeaders(
   res: ServerResponse,
