@@ -165,7 +165,7 @@ export function loadSheddingGuard(options: Readonly<LoadSheddingOptions>): Guard
     const samplePressure = reason === undefined ? 0 : reason.pressure
     // In flight, the limit itself is already too many (pressure 1 refuses); a sampled measure must exceed its threshold.
     const flightPressure = maxInFlight === undefined ? 0 : inFlight / maxInFlight
-    const pressure = flightPressure > samplePressure ? flightPressure : samplePressure
+    const pressure = Math.max(flightPressure, samplePressure)
     if (pressure > soft || samplePressure > 1 || flightPressure >= 1) {
       const hard = samplePressure > 1 || flightPressure >= 1
       if (hard || random() < (pressure - soft) / (1 - soft)) {
