@@ -10,6 +10,7 @@ import { type BrowserContext, chromium, type Page } from 'playwright-core'
 import { renderPage } from '../examples/demo/page.ts'
 import { demoScenarios } from '../examples/demo/scenarios.ts'
 import { type RunningDemo, startDemo } from '../examples/demo/server.ts'
+import { createLoadSampler, type LoadSampler } from '../src/index.ts'
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
 const ARGS = [
@@ -68,8 +69,16 @@ for (const framework of ['express', 'koa'] as const) {
     let context: BrowserContext
     let profile: string
 
+    // The load the sampler reports is the test's to set: calm, until the overload tile's test.
+    let eventLoopDelayMs = 0
+    let sampler: LoadSampler
     before(async () => {
-      demo = await startDemo({ port: 0, framework, timeoutMs: 2000, slowMs: 6000 })
+      sampler = createLoadSampler({
+        source: () => ({ eventLoopDelayMs, eventLoopUtilization: 0, heapUsedBytes: 0, rssBytes: 0 }),
+        sampleIntervalMs: 20,
+        maxEventLoopDelayMs: 100,
+      })
+      demo = await startDemo({ port: 0, framework, timeoutMs: 2000, slowMs: 6000, sampler })
       pageServer = await servePage(renderPage({ apiBase: demo.url, scenarios, framework, account: 'demo' }))
       assert.notEqual(new URL(pageServer.url).origin, new URL(demo.url).origin)
       profile = mkdtempSync(join(tmpdir(), 'demo-chromium-'))
@@ -86,6 +95,7 @@ for (const framework of ['express', 'koa'] as const) {
       pageServer.server.closeAllConnections()
       pageServer.server.close()
       await demo.close()
+      sampler.close()
     })
 
     test('every tile shows what the API sent, error headers readable by the page script', async () => {
@@ -124,6 +134,42 @@ for (const framework of ['express', 'koa'] as const) {
       assert.equal(tile?.status, '499')
       assert.equal(tile?.code, 'IC_CLIENT_CLOSED_REQUEST')
       await page.close()
+    })
+
+    test('the rate-limit tile: unsigned charts run into 429, Retry-After readable by the page', async () => {
+      const page = await context.newPage()
+      await page.goto(pageServer.url)
+      await page.waitForFunction(
+        `[...document.querySelectorAll('.tile[data-trigger="load"]')].every((t) => t.dataset.done === '1')`,
+      )
+      await page.click('#fire-rate-limit')
+      await page.waitForSelector('[data-id="rate-limit"][data-done="1"]')
+      const tile = (await tiles(page)).find((t) => t.id === 'rate-limit')
+      assert.equal(tile?.status, '429')
+      assert.equal(tile?.code, 'IC_RATE_LIMITED')
+      const shown = await page.textContent('[data-id="rate-limit"] .received')
+      assert.match(shown ?? '', /retry-after\d+/)
+      assert.match(shown ?? '', /ratelimit/)
+      await page.close()
+    })
+
+    test('the overload tile: 503 IC_OVERLOADED once the sampler reports overload', async () => {
+      eventLoopDelayMs = 1000
+      sampler.refresh()
+      try {
+        const page = await context.newPage()
+        await page.goto(pageServer.url)
+        await page.click('#fire-overload')
+        await page.waitForSelector('[data-id="overloaded"][data-done="1"]')
+        const tile = (await tiles(page)).find((t) => t.id === 'overloaded')
+        assert.equal(tile?.status, '503')
+        assert.equal(tile?.code, 'IC_OVERLOADED')
+        await page.screenshot({ path: join(tmpdir(), `demo-page-${framework}-after.png`), fullPage: true })
+        await page.close()
+      } finally {
+        eventLoopDelayMs = 0
+        sampler.refresh()
+      }
     })
 
     test('without CORS exposure the code would be invisible: a response with no Allow-Origin is unreadable', async () => {

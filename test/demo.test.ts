@@ -7,12 +7,18 @@ import { after, before, describe, test } from 'node:test'
 import sharp from 'sharp'
 import { demoScenarios } from '../examples/demo/scenarios.ts'
 import { type RunningDemo, startDemo } from '../examples/demo/server.ts'
-import type { ErrorReport } from '../src/index.ts'
+import { createLoadSampler, type ErrorReport, type LoadSample } from '../src/index.ts'
 
 const signatures = JSON.parse(
   readFileSync(new URL('../../shared/vectors/signatures.json', import.meta.url), 'utf8'),
 ) as {
   valid: { secret: string; url: string }[]
+}
+
+const CALM: LoadSample = { eventLoopDelayMs: 0, eventLoopUtilization: 0, heapUsedBytes: 0, rssBytes: 0 }
+/** A sampler that reads `sample()` instead of the process, so load is what the test says. */
+function fixedSampler(sample: () => LoadSample) {
+  return createLoadSampler({ source: sample, maxEventLoopDelayMs: 100 })
 }
 
 function validationMessages(res: Response): string[] {
@@ -45,10 +51,12 @@ for (const framework of ['express', 'koa'] as const) {
     const backendRequests: { req: IncomingMessage; res: ServerResponse }[] = []
     const backendWaiters: ((req: IncomingMessage, res: ServerResponse) => boolean)[] = []
 
+    const sampler = fixedSampler(() => CALM)
     before(async () => {
       demo = await startDemo({
         port: 0,
         framework,
+        sampler,
         timeoutMs: 1500,
         slowMs: 3000,
         onError: (r) => {
@@ -62,7 +70,10 @@ for (const framework of ['express', 'koa'] as const) {
         },
       })
     })
-    after(() => demo.close())
+    after(async () => {
+      await demo.close()
+      sampler.close()
+    })
 
     for (const scenario of demoScenarios({ account: 'demo', secret: 'demo-secret' })) {
       test(`${scenario.id}: ${scenario.status} ${scenario.code ?? ''}`, async () => {
@@ -74,6 +85,11 @@ for (const framework of ['express', 'koa'] as const) {
           `status of ${scenario.path}: ${body.toString().slice(0, 200)}`,
         )
         assert.equal(res.headers.get('access-control-allow-origin'), '*')
+        const limited =
+          scenario.path.startsWith('/image/') ||
+          (scenario.kind === 'chart' && (scenario.status === 200 || scenario.code === 'IS_VALIDATION_ERROR'))
+        assert.equal(res.headers.get('ratelimit') !== null, limited, `RateLimit header on ${scenario.path}`)
+        if (limited) assert.ok(res.headers.get('access-control-expose-headers')?.includes('ratelimit'))
         if (scenario.status === 200) {
           assert.equal(res.headers.get('x-ic-error-code'), null)
           assert.match(res.headers.get('content-type') ?? '', /^image\/(png|jpeg|webp)$/)
@@ -224,7 +240,7 @@ test('startDemo refuses a bad framework and frees the port it took', async () =>
 })
 
 for (const args of [[], ['--koa']]) {
-  test(`npm run demo ${args.join(' ')} starts, prints its URLs and stops on SIGTERM`, async () => {
+  test(`npm run demo ${args.join(' ')} starts, prints its URLs, sheds load after /demo/busy, stops on SIGTERM`, async () => {
     const child = spawn(process.execPath, ['--import', 'tsx', 'examples/demo/server.ts', ...args], {
       env: { ...process.env, PORT: '0', DEMO_SECRET: 'other-secret' },
       stdio: ['ignore', 'pipe', 'inherit'],
@@ -243,10 +259,100 @@ for (const args of [[], ['--koa']]) {
     const res = await fetch(`${url}/chart?cht=p&chd=t%3A1%2C2&chs=50x50`)
     assert.equal(res.status, 200)
     await res.arrayBuffer()
+    // The page's overload tile: block the event loop, the real sampler notices, the next image is shed.
+    const busy = (await (await fetch(`${url}/demo/busy?ms=500`)).json()) as { overloaded: boolean }
+    assert.equal(busy.overloaded, true, JSON.stringify(busy))
+    const shed = await fetch(`${url}/image/sample.jpg?width=10`)
+    await shed.arrayBuffer()
+    assert.equal(shed.status, 503)
+    assert.equal(shed.headers.get('x-ic-error-code'), 'IC_OVERLOADED')
     const exited = once(child, 'exit')
     child.kill('SIGTERM')
     const [code] = await exited
     assert.equal(code, 0)
+  })
+}
+
+for (const framework of ['express', 'koa'] as const) {
+  describe(`demo on ${framework}: load protection`, () => {
+    test('unsigned charts get the stricter limit: 429 on the 11th in a minute; signed ones are still served', async () => {
+      const sampler = fixedSampler(() => CALM)
+      const demo = await startDemo({ port: 0, framework, sampler })
+      try {
+        for (let i = 1; i <= 10; i++) {
+          const res = await fetch(`${demo.url}/chart?cht=p&chd=t%3A1%2C${i}&chs=40x40`)
+          await res.arrayBuffer()
+          assert.equal(res.status, 200, `request ${i}`)
+        }
+        const res = await fetch(`${demo.url}/chart?cht=p&chd=t%3A1%2C11&chs=40x40`, {
+          headers: { origin: 'http://page.example' },
+        })
+        assert.equal(res.status, 429)
+        assert.equal(res.headers.get('x-ic-error-code'), 'IC_RATE_LIMITED')
+        assert.ok(Number(res.headers.get('retry-after')) >= 1)
+        assert.ok(res.headers.get('ratelimit'))
+        const exposed = res.headers.get('access-control-expose-headers') ?? ''
+        for (const name of ['x-ic-error-code', 'retry-after', 'ratelimit'])
+          assert.ok(exposed.includes(name), exposed)
+        await res.arrayBuffer()
+        const signed = await fetch(
+          `${demo.url}${signatures.valid.find((v) => v.secret === 'demo-secret')?.url}`,
+        )
+        await signed.arrayBuffer()
+        assert.equal(signed.status, 200)
+      } finally {
+        await demo.close()
+        sampler.close()
+      }
+    })
+
+    test('the image route has its own per-IP limit', async () => {
+      const sampler = fixedSampler(() => CALM)
+      const demo = await startDemo({
+        port: 0,
+        framework,
+        sampler,
+        imageRateLimit: { limit: 2, windowMs: '1m' },
+      })
+      try {
+        const statuses: number[] = []
+        for (let i = 0; i < 3; i++) {
+          const res = await fetch(`${demo.url}/image/status/404?width=10`)
+          await res.arrayBuffer()
+          statuses.push(res.status)
+          if (res.status === 429) assert.equal(res.headers.get('x-ic-error-code'), 'IC_RATE_LIMITED')
+        }
+        assert.deepEqual(statuses, [404, 404, 429])
+      } finally {
+        await demo.close()
+        sampler.close()
+      }
+    })
+
+    test('overloaded: images and charts are shed with 503 IC_OVERLOADED and Retry-After', async () => {
+      const sampler = fixedSampler(() => ({ ...CALM, eventLoopDelayMs: 400 }))
+      const reports: ErrorReport[] = []
+      const demo = await startDemo({ port: 0, framework, sampler, onError: (r) => reports.push(r) })
+      try {
+        for (const path of ['/image/sample.jpg?width=10', '/chart?cht=p&chd=t%3A1&chs=10x10']) {
+          const res = await fetch(demo.url + path)
+          await res.arrayBuffer()
+          assert.equal(res.status, 503, path)
+          assert.equal(res.headers.get('x-ic-error-code'), 'IC_OVERLOADED')
+          assert.match(res.headers.get('retry-after') ?? '', /^[1-9]\d*$/)
+        }
+        assert.deepEqual(
+          reports.map((r) => [r.status, r.code]),
+          [
+            [503, 'IC_OVERLOADED'],
+            [503, 'IC_OVERLOADED'],
+          ],
+        )
+      } finally {
+        await demo.close()
+        sampler.close()
+      }
+    })
   })
 }
 

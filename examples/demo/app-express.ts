@@ -1,7 +1,7 @@
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http'
 import express from 'express'
 import * as adapter from '../../src/express.ts'
-import { CORS_HEADERS, chartReply, type DemoAppConfig, imageReply } from './app.ts'
+import { CORS_HEADERS, chartReply, type DemoAppConfig, demoRoutes, imageReply } from './app.ts'
 import { chartStack, imageStack } from './stack.ts'
 
 type Res = ServerResponse & { locals: Record<string, unknown> }
@@ -22,14 +22,14 @@ export function createExpressDemo(config: DemoAppConfig): RequestListener {
     for (const [name, value] of Object.entries(CORS_HEADERS)) res.setHeader(name, value)
     next()
   })
-  app.get('/', (_req: IncomingMessage, res: ServerResponse) => {
-    res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' })
-    res.end(config.page)
-  })
-  app.get('/demo/log', (_req: IncomingMessage, res: ServerResponse) => {
-    res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' })
-    res.end(JSON.stringify(config.log.entries()))
-  })
+  for (const [path, route] of Object.entries(demoRoutes)) {
+    app.get(path, (req: IncomingMessage, res: ServerResponse, next: Next) => {
+      Promise.resolve(route(config, req)).then((reply) => {
+        res.writeHead(200, { 'content-type': reply.contentType, 'cache-control': 'no-store' })
+        res.end(reply.body)
+      }, next)
+    })
+  }
 
   app.get(
     /^\/image\/.+/,

@@ -1,7 +1,7 @@
 import type { RequestListener } from 'node:http'
 import Koa from 'koa'
 import * as adapter from '../../src/koa.ts'
-import { CORS_HEADERS, chartReply, type DemoAppConfig, imageReply } from './app.ts'
+import { CORS_HEADERS, chartReply, type DemoAppConfig, demoRoutes, imageReply } from './app.ts'
 import { chartStack, imageStack } from './stack.ts'
 
 type Ctx = adapter.KoaContext & {
@@ -68,15 +68,12 @@ export function createKoaDemo(config: DemoAppConfig): RequestListener {
 
   use(async (ctx: Ctx, next: adapter.Next) => {
     if (ctx.method !== 'GET' && ctx.method !== 'HEAD') return next()
-    if (ctx.path === '/') {
+    const route = Object.hasOwn(demoRoutes, ctx.path) ? demoRoutes[ctx.path] : undefined
+    if (route !== undefined) {
+      const reply = await route(config, ctx.req)
       ctx.set('cache-control', 'no-store')
-      ctx.type = 'text/html; charset=utf-8'
-      ctx.body = config.page
-      return
-    }
-    if (ctx.path === '/demo/log') {
-      ctx.set('cache-control', 'no-store')
-      ctx.body = config.log.entries()
+      ctx.type = reply.contentType
+      ctx.body = reply.body
       return
     }
     if (ctx.path.startsWith('/image/') && ctx.path.length > '/image/'.length) return image(ctx, next)

@@ -1,5 +1,5 @@
 import type { IncomingMessage } from 'node:http'
-import type { ErrorReport } from '../../src/index.ts'
+import type { ErrorReport, LoadSampler } from '../../src/index.ts'
 import { icError } from '../../src/index.ts'
 import { parseChartQuery, renderChart } from './chart.ts'
 import {
@@ -22,6 +22,12 @@ export interface DemoAppConfig {
   /** Buckets `bucket=` may name. */
   readonly bucketsAllowed: readonly string[]
   readonly fetchImage: FetchImage
+  /** Shared load sampler of both routes' shedding, and of `GET /demo/health`. */
+  readonly sampler: LoadSampler
+  /** Image requests in flight before 503. */
+  readonly maxInFlight: number
+  /** Rate limit of the image route, per client IP. */
+  readonly imageRateLimit: { readonly limit: number; readonly windowMs: number | string }
   /** The page at `GET /`. */
   readonly page: string
   /** Recent failures, shown by the page (`GET /demo/log`): 499s are only visible there. */
@@ -75,7 +81,11 @@ export function imagePathOf(url: string | undefined): string {
 }
 
 /** Response headers of every API response: any page may read the API, error headers included. */
-export const CORS_HEADERS: Readonly<Record<string, string>> = { 'access-control-allow-origin': '*' }
+export const CORS_HEADERS: Readonly<Record<string, string>> = {
+  'access-control-allow-origin': '*',
+  // On success responses too; errorHandler() adds the error headers to this list.
+  'access-control-expose-headers': 'ratelimit, ratelimit-policy, x-request-id',
+}
 
 /**
  * The image route's handler, framework-neutral: reads what the middlewares published
@@ -106,4 +116,47 @@ export function imageReply(
  */
 export function chartReply(req: IncomingMessage): Promise<Buffer> {
   return renderChart(parseChartQuery(new URLSearchParams((req.url ?? '').split('?')[1] ?? '')))
+}
+
+/** A response of one of the demo's own routes (`/`, `/demo/…`). */
+export interface PlainReply {
+  readonly contentType: string
+  readonly body: string
+}
+
+const json = (value: unknown): PlainReply => ({
+  contentType: 'application/json',
+  body: JSON.stringify(value),
+})
+
+function busyFor(ms: number): void {
+  const end = performance.now() + ms
+  while (performance.now() < end) {
+    // Spin: this is the CPU-heavy route the load sampler is there to notice.
+  }
+}
+
+/**
+ * The demo's own routes, the same on both frameworks: the page, the error log, the load
+ * reading, and a route that blocks the event loop on purpose (at most 1 s) so the page can
+ * show load shedding.
+ *
+ * @example
+ * const reply = await demoRoutes['/demo/log']?.(config, req)
+ */
+export const demoRoutes: Readonly<
+  Record<string, (config: DemoAppConfig, req: IncomingMessage) => PlainReply | Promise<PlainReply>>
+> = {
+  '/': (config) => ({ contentType: 'text/html; charset=utf-8', body: config.page }),
+  '/demo/log': (config) => json(config.log.entries()),
+  '/demo/health': (config) => json({ overloaded: config.sampler.isOverloaded(), ...config.sampler.current }),
+  '/demo/busy': async (config, req) => {
+    const asked = Number(new URL(req.url ?? '/', 'http://demo').searchParams.get('ms') ?? 600)
+    busyFor(Number.isFinite(asked) ? Math.min(Math.max(asked, 0), 1000) : 600)
+    // The sampler notices at its next sample (the delay is recorded once the loop is free):
+    // answer then, so the next request meets the overload.
+    for (let waited = 0; waited < 2500 && !config.sampler.isOverloaded(); waited += 20)
+      await new Promise((resolve) => setTimeout(resolve, 20))
+    return json({ overloaded: config.sampler.isOverloaded(), ...config.sampler.current })
+  },
 }

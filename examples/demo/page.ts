@@ -139,6 +139,12 @@ document.getElementById('fire-rate-limit').onclick = async () => {
   }
   await show(tile, last);
 };
+document.getElementById('fire-overload').onclick = async () => {
+  const tile = document.querySelector('[data-id="overloaded"]');
+  tile.querySelector('.received').textContent = 'blocking the server for 600 ms…';
+  await fetch(api + '/demo/busy?ms=600');
+  await show(tile, await fetch(api + '/image/sample.jpg?width=80'));
+};
 document.getElementById('fire-client-closed').onclick = async () => {
   const tile = document.querySelector('[data-id="client-closed"]');
   const controller = new AbortController();
@@ -198,6 +204,13 @@ export function renderPage(options: PageOptions): string {
   <div class="preview"><button id="fire-rate-limit">Send 12 unsigned requests</button></div>
   <dl class="received"></dl>
   <p class="note">Unsigned requests get the stricter limit: 429 with Retry-After and RateLimit headers. This blocks unsigned charts from this address for a minute. <span class="expected">Expected: 429 IC_RATE_LIMITED</span></p>
+</article>
+<article class="tile" data-id="overloaded" data-trigger="button">
+  <h3>Overloaded</h3>
+  <span class="url">/demo/busy?ms=600, then /image/sample.jpg?width=80</span>
+  <div class="preview"><button id="fire-overload">Block the event loop, then ask</button></div>
+  <dl class="received"></dl>
+  <p class="note">A CPU-heavy request delays the event loop; the load sampler sees it and the next requests are shed with 503 and a Retry-After that grows with the pressure. <span class="expected">Expected: 503 IC_OVERLOADED</span></p>
 </article>
 <article class="tile" data-id="client-closed" data-trigger="button">
   <h3>Client closed the request</h3>

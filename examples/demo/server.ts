@@ -2,7 +2,7 @@ import { once } from 'node:events'
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { pathToFileURL } from 'node:url'
-import type { ErrorReport } from '../../src/index.ts'
+import { createLoadSampler, type ErrorReport, type LoadSampler } from '../../src/index.ts'
 import { ErrorLog } from './app.ts'
 import { createExpressDemo } from './app-express.ts'
 import { createKoaDemo } from './app-koa.ts'
@@ -37,6 +37,15 @@ export interface DemoOptions {
   readonly slowMs?: number
   /** Where the page's scripts send their requests: `''` (same origin) unless the page is served elsewhere. @default '' */
   readonly apiBase?: string
+  /**
+   * Load sampler of the shedding middlewares (tests inject one with a fixed `source`).
+   * @default a sampler refusing over 250 ms of event-loop delay (p99), closed with the demo
+   */
+  readonly sampler?: LoadSampler
+  /** Image requests in flight before 503 `IC_OVERLOADED`. @default 32 */
+  readonly maxInFlight?: number
+  /** Rate limit of `/image/…` per client IP. @default { limit: 300, windowMs: '1m' } */
+  readonly imageRateLimit?: { readonly limit: number; readonly windowMs: number | string }
   /** Called with every request the embedded backend receives. */
   readonly onBackendRequest?: (req: IncomingMessage, res: ServerResponse) => void
   /** Called once per failed request, after the demo's own log. */
@@ -84,6 +93,8 @@ export async function startDemo(options: Readonly<DemoOptions> = {}): Promise<Ru
     apiBase = '',
     onError,
     onBackendRequest,
+    maxInFlight = 32,
+    imageRateLimit = { limit: 300, windowMs: '1m' },
   } = options
   if (framework !== 'express' && framework !== 'koa')
     throw new TypeError(`Expected \`framework\` to be 'express' or 'koa', got ${JSON.stringify(framework)}`)
@@ -94,8 +105,9 @@ export async function startDemo(options: Readonly<DemoOptions> = {}): Promise<Ru
     slowMs,
     ...(onBackendRequest === undefined ? {} : { onRequest: onBackendRequest }),
   })
+  const sampler = options.sampler ?? createLoadSampler({ maxEventLoopDelayMs: 250 })
   try {
-    const backendHost = new URL(backend.url).hostname
+    const backendHost = new URL(backend.url).hostname.replace(/^\[|\]$/g, '')
     const config = {
       backendUrl: backend.url,
       account,
@@ -103,7 +115,11 @@ export async function startDemo(options: Readonly<DemoOptions> = {}): Promise<Ru
       timeoutMs,
       hostsAllowed: [backendHost, 'images.example.com'],
       bucketsAllowed: ['demo-bucket'],
+      // TODO(issue 4): createBackendFetch({ allowedAddresses: [backendHost], maxBytes }).
       fetchImage: interimFetch({ trustedOrigins: [backend.url], maxBytes: 20 * 1024 * 1024 }),
+      sampler,
+      maxInFlight,
+      imageRateLimit,
       page: renderPage({ apiBase, scenarios: demoScenarios({ account, secret }), framework, account }),
       log: new ErrorLog(),
       ...(onError === undefined ? {} : { onError }),
@@ -127,9 +143,11 @@ export async function startDemo(options: Readonly<DemoOptions> = {}): Promise<Ru
         server.close()
         server.closeAllConnections()
         await Promise.all([closed, backend.close()])
+        if (options.sampler === undefined) sampler.close()
       },
     }
   } catch (err) {
+    if (options.sampler === undefined) sampler.close()
     await backend.close()
     throw err
   }

@@ -6,6 +6,9 @@ import { interimImageParams, interimLifecycle, interimPermissions, interimSignat
 /** The package's Express or Koa entry point: both export the same names. */
 export type Adapter = typeof ExpressAdapter | typeof KoaAdapter
 
+/** Imagizer parameters the demo's image route accepts; any other is 401 `IC_PARAM_NOT_ALLOWED`. */
+export const demoImageParams = ['width', 'height', 'crop', 'dpr', 'quality', 'format', 'pad_color'] as const
+
 /**
  * The image route's middlewares, in order, from either adapter: the one place the demo's
  * stack is written, so the Express and Koa versions cannot drift apart.
@@ -15,13 +18,18 @@ export type Adapter = typeof ExpressAdapter | typeof KoaAdapter
  */
 export function imageStack(a: Adapter, config: DemoAppConfig): readonly unknown[] {
   return [
-    // TODO(issue 3): a.requestRules({ imageParams, permissions }) replaces these two.
+    // TODO(issue 4): a.clientClosed() first (interimLifecycle below covers it meanwhile).
+    // Cheap refusals before any work: overload (503), then the rate limit (429).
+    a.loadShedding({ sampler: config.sampler, maxInFlight: config.maxInFlight }),
+    a.rateLimit({ name: 'images', ...config.imageRateLimit }),
+    // TODO(issue 3): a.requestRules({ imageParams: { imageParamsAllowed: demoImageParams,
+    // maxWidth: 2048, maxHeight: 2048, maxDpr: 4 }, permissions: { hostsAllowed, bucketsAllowed } })
     a.fromGuard(interimImageParams(), 'imageParams'),
     a.fromGuard(
       interimPermissions({ hostsAllowed: config.hostsAllowed, bucketsAllowed: config.bucketsAllowed }),
       'permissions',
     ),
-    // TODO(issue 4): a.clientClosed() first, a.deadline({ timeoutMs }) here.
+    // TODO(issue 4): a.deadline({ timeoutMs: config.timeoutMs }).
     a.fromGuard(interimLifecycle({ timeoutMs: config.timeoutMs }), 'deadline'),
   ]
 }
@@ -34,8 +42,11 @@ export function imageStack(a: Adapter, config: DemoAppConfig): readonly unknown[
  */
 export function chartStack(a: Adapter, config: DemoAppConfig): readonly unknown[] {
   return [
-    // TODO(issue 3): a.signature({ accounts }) replaces this.
+    a.loadShedding({ sampler: config.sampler }),
+    // Signature first, so a forged one cannot buy the signed quota.
+    // TODO(issue 3): a.signature({ accounts: { [config.account]: config.secret } }).
     a.fromGuard(interimSignature({ accounts: { [config.account]: config.secret } }), 'signature'),
-    // TODO(issue 5): a.imageChartsRateLimits() here, after the signature check.
+    // Image-Charts' limits: 90 per 10 s per IP; 10 per minute for unsigned requests.
+    a.imageChartsRateLimits(),
   ]
 }
