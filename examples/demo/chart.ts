@@ -1,12 +1,28 @@
 import sharp from 'sharp'
 import { icError, type ValidationItem } from '../../src/index.ts'
 
-/** Chart types the demo renders, by Image-Charts `cht` value. */
+/**
+ * Chart types the demo renders, by Image-Charts `cht` value.
+ *
+ * @example
+ * chartTypes.includes('bvs') // true
+ */
 export const chartTypes = ['bvs', 'bhs', 'bvg', 'bhg', 'bvo', 'bho', 'lc', 'ls', 'p', 'p3', 'pd'] as const
-/** One of {@link chartTypes}. */
+/**
+ * One of {@link chartTypes}.
+ *
+ * @example
+ * const type: ChartType = 'p3'
+ */
 export type ChartType = (typeof chartTypes)[number]
 
-/** Image-Charts' published size limits: each side at most 999 px, the area at most 998,001 px. */
+/**
+ * Image-Charts' published size limits: each side at most 999 px, the area at most 998,001 px;
+ * plus the demo's own caps on data values and title length.
+ *
+ * @example
+ * chartLimits.maxPixels // 998001
+ */
 export const chartLimits = { maxSide: 999, maxPixels: 998_001, maxValues: 2000, maxTitleLength: 200 } as const
 
 /**
