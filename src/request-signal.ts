@@ -1,0 +1,58 @@
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import { peekRequestState, requestState } from './request-state.ts'
+
+/**
+ * The single `AbortSignal` of a request: aborted when its deadline passes (reason: an
+ * `IcError` with code `IC_BACKEND_TIMEOUT`) or when the client goes away (reason:
+ * `IC_CLIENT_CLOSED_REQUEST`), whichever comes first. Pass it to every backend call, so the
+ * work stops with the request. `deadline()` and `clientClosed()` also publish it as
+ * `signal` on `res.locals` (Express) and `ctx.state` (Koa). Without those middlewares it
+ * never aborts.
+ *
+ * @example
+ * app.get('/image/:id', deadline({ timeoutMs: '8s' }), async (req, res) => {
+ *   const image = await fetchImage(`https://images.example.com/${req.params.id}`, { signal: requestSignal(req) })
+ *   res.type(image.contentType).send(image.body)
+ * })
+ */
+export function requestSignal(req: IncomingMessage): AbortSignal {
+  const state = requestState(req)
+  let controller = state.abortController
+  if (controller === undefined) {
+    controller = new AbortController()
+    state.abortController = controller
+    if (state.abortReason !== undefined) controller.abort(state.abortReason)
+  }
+  return controller.signal
+}
+
+/**
+ * Aborts the request's signal with `reason`, unless it was already aborted. Returns whether
+ * this call aborted it.
+ */
+export function abortRequest(req: IncomingMessage, reason: Error): boolean {
+  const state = requestState(req)
+  if (state.abortReason !== undefined) return false
+  state.abortReason = reason
+  state.abortController?.abort(reason)
+  return true
+}
+
+/** How an adapter hands a lifecycle failure to its error handler: Express `next(err)`, Koa `ctx.onerror(err)`. */
+export type LifecycleFail = (target: unknown, err: Error) => void
+
+/**
+ * Reports `err` for the request through the adapter, one turn of the event loop after the
+ * abort: a handler that passed the signal to its backend call fails by itself first, and
+ * its failure (the same reason) is then the one reported, so the framework never sees a
+ * second error for the request. A handler that ignores the signal is failed here.
+ */
+export function failAfterAbort(res: ServerResponse, err: Error, fail: LifecycleFail): void {
+  setImmediate(failIfPending, res, err, fail)
+}
+
+function failIfPending(res: ServerResponse, err: Error, fail: LifecycleFail): void {
+  const state = peekRequestState(res.req)
+  if (state === undefined || state.failureReported === true || res.writableFinished) return
+  fail(state.lifecycleTarget, err)
+}
