@@ -45,14 +45,15 @@ export type LifecycleFail = (target: unknown, err: Error) => void
  * Reports `err` for the request through the adapter, one turn of the event loop after the
  * abort: a handler that passed the signal to its backend call fails by itself first, and
  * its failure (the same reason) is then the one reported, so the framework never sees a
- * second error for the request. A handler that ignores the signal is failed here.
+ * second error for the request. A handler that ignores the signal is failed here. With
+ * `clientGone`, a response the handler ended meanwhile is still reported: it reached nobody.
  */
-export function failAfterAbort(res: ServerResponse, err: Error, fail: LifecycleFail): void {
-  setImmediate(failIfPending, res, err, fail)
+export function failAfterAbort(res: ServerResponse, err: Error, fail: LifecycleFail, clientGone: boolean): void {
+  setImmediate(failIfPending, res, err, fail, clientGone)
 }
 
-function failIfPending(res: ServerResponse, err: Error, fail: LifecycleFail): void {
+function failIfPending(res: ServerResponse, err: Error, fail: LifecycleFail, clientGone: boolean): void {
   const state = peekRequestState(res.req)
-  if (state === undefined || state.failureReported === true || res.writableFinished) return
+  if (state === undefined || state.failureReported === true || (!clientGone && res.writableFinished)) return
   fail(state.lifecycleTarget, err)
 }

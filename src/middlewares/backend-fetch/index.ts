@@ -265,8 +265,11 @@ export function createBackendFetch(options: Readonly<BackendFetchOptions> = {}):
         headers,
         lookup: guardedLookup as never,
       })
+      // Reject at once: the socket's own error arrives a loop turn later, after the
+      // deadline's fallback would have reported the request a second time.
       const onAbort = (): void => {
         req.destroy()
+        reject(signal.reason)
       }
       signal.addEventListener('abort', onAbort, { once: true })
       req.on('response', (res) => {

@@ -27,7 +27,7 @@ export function createClientClosed(
     const err = icError('IC_CLIENT_CLOSED_REQUEST', {
       message: 'The client closed the connection before the response finished',
     })
-    if (abortRequest(this.req, err)) failAfterAbort(this, err, fail)
+    if (abortRequest(this.req, err)) failAfterAbort(this, err, fail, true)
   }
 
   return function createClientClosed(req, res, target) {

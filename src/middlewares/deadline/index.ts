@@ -45,7 +45,7 @@ export function createDeadline(
     state.deadlineTimer = undefined
     if (res.writableFinished) return
     const err = icError('IC_BACKEND_TIMEOUT', { message, details: { timeoutMs } })
-    if (abortRequest(res.req, err)) failAfterAbort(res, err, fail)
+    if (abortRequest(res.req, err)) failAfterAbort(res, err, fail, false)
   }
 
   return function createDeadline(req, res, target) {
