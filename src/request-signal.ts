@@ -48,7 +48,12 @@ export type LifecycleFail = (target: unknown, err: Error) => void
  * second error for the request. A handler that ignores the signal is failed here. With
  * `clientGone`, a response the handler ended meanwhile is still reported: it reached nobody.
  */
-export function failAfterAbort(res: ServerResponse, err: Error, fail: LifecycleFail, clientGone: boolean): void {
+export function failAfterAbort(
+  res: ServerResponse,
+  err: Error,
+  fail: LifecycleFail,
+  clientGone: boolean,
+): void {
   setImmediate(failIfPending, res, err, fail, clientGone)
 }
 

@@ -39,3 +39,8 @@ export function requestState(req: IncomingMessage): RequestState {
   }
   return state
 }
+
+/** The state of a request when one exists, without creating it (lifecycle listeners). */
+export function peekRequestState(req: IncomingMessage): RequestState | undefined {
+  return states.get(req)
+}

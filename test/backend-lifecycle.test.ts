@@ -127,7 +127,9 @@ describe('backend lifecycle on every framework', () => {
 
       test('a response that finishes in time clears its deadline timer', async () => {
         const app = await startApp(framework, {
-          routes: [{ path: '/fast', use: (a) => [a.deadline({ timeoutMs: '10m' })], handle: () => ({ body: 'ok' }) }],
+          routes: [
+            { path: '/fast', use: (a) => [a.deadline({ timeoutMs: '10m' })], handle: () => ({ body: 'ok' }) },
+          ],
         })
         try {
           const timers = () => process.getActiveResourcesInfo().filter((kind) => kind === 'Timeout').length
@@ -148,7 +150,9 @@ describe('backend lifecycle on every framework', () => {
             {
               path: '/image',
               handle: async ({ locals }) => {
-                const { body } = await fetchImage(`${silent.url}/a.png`, { signal: locals.signal as AbortSignal })
+                const { body } = await fetchImage(`${silent.url}/a.png`, {
+                  signal: locals.signal as AbortSignal,
+                })
                 return { body }
               },
             },
@@ -224,7 +228,9 @@ describe('backend lifecycle on every framework', () => {
           routes: [
             {
               path: '/image',
-              handle: async ({ req }) => ({ body: (await fetchImage(image.url, { signal: requestSignal(req) })).body }),
+              handle: async ({ req }) => ({
+                body: (await fetchImage(image.url, { signal: requestSignal(req) })).body,
+              }),
             },
           ],
         })
@@ -241,7 +247,8 @@ describe('backend lifecycle on every framework', () => {
           client.setEncoding('latin1')
           client.on('data', (chunk: string) => {
             text += chunk
-            if (text.split('HTTP/1.1 200 OK').length === 4 && text.endsWith(PNG.toString('latin1'))) client.end()
+            if (text.split('HTTP/1.1 200 OK').length === 4 && text.endsWith(PNG.toString('latin1')))
+              client.end()
           })
           client.write(three)
           await once(client, 'close')
@@ -262,7 +269,9 @@ describe('backend lifecycle on every framework', () => {
               path: '/proxy',
               handle: async ({ req }) => {
                 const status = new URL(req.url ?? '/', 'http://x').searchParams.get('status')
-                const image = await fetchImage(`${statusBackend.url}/${status}`, { signal: requestSignal(req) })
+                const image = await fetchImage(`${statusBackend.url}/${status}`, {
+                  signal: requestSignal(req),
+                })
                 return { body: image.body }
               },
             },
