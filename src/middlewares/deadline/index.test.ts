@@ -63,7 +63,7 @@ describe('createDeadline', () => {
     const arm = createDeadline({ timeoutMs: 30 }, (target, err) => {
       failures.push(target)
       const res = target as ServerResponse
-      res.statusCode = (err as { status: number }).status
+      res.statusCode = (err as Error & { status: number }).status
       res.end()
     })
     const app = await serve((req, res) => {
