@@ -4,7 +4,7 @@ import type { Guard } from './guard.ts'
 import { createClientClosed } from './middlewares/client-closed/index.ts'
 import { createDeadline, type DeadlineOptions } from './middlewares/deadline/index.ts'
 import { createErrorWriter, type ErrorHandlerOptions } from './middlewares/error-handler/index.ts'
-import type { LifecycleFail } from './request-signal.ts'
+import { type LifecycleFail, publishSignal } from './request-signal.ts'
 
 export * from './index.ts'
 
@@ -99,10 +99,10 @@ export function notFound(): ExpressMiddleware {
 
 const failThroughNext: LifecycleFail = (next, err) => (next as NextFunction)(err)
 
-function publishSignal(res: ServerResponse, signal: AbortSignal): void {
+function publishSignalOn(req: IncomingMessage, res: ServerResponse): void {
   const target = res as WithLocals
-  if (target.locals === undefined) target.locals = { signal }
-  else target.locals.signal = signal
+  if (target.locals === undefined) target.locals = {}
+  publishSignal(target.locals, req)
 }
 
 /**
@@ -122,7 +122,8 @@ function publishSignal(res: ServerResponse, signal: AbortSignal): void {
 export function deadline(options: Readonly<DeadlineOptions>): ExpressMiddleware {
   const arm = createDeadline(options, failThroughNext)
   return function deadline(req, res, next) {
-    publishSignal(res, arm(req, res, next))
+    arm(req, res, next)
+    publishSignalOn(req, res)
     next()
   }
 }
@@ -143,7 +144,8 @@ export function deadline(options: Readonly<DeadlineOptions>): ExpressMiddleware 
 export function clientClosed(): ExpressMiddleware {
   const watch = createClientClosed(failThroughNext)
   return function clientClosed(req, res, next) {
-    publishSignal(res, watch(req, res, next))
+    watch(req, res, next)
+    publishSignalOn(req, res)
     next()
   }
 }

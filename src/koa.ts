@@ -4,7 +4,7 @@ import type { Guard } from './guard.ts'
 import { createClientClosed } from './middlewares/client-closed/index.ts'
 import { createDeadline, type DeadlineOptions } from './middlewares/deadline/index.ts'
 import { createErrorWriter, type ErrorHandlerOptions } from './middlewares/error-handler/index.ts'
-import type { LifecycleFail } from './request-signal.ts'
+import { type LifecycleFail, publishSignal } from './request-signal.ts'
 
 export * from './index.ts'
 
@@ -116,7 +116,8 @@ const failThroughContext: LifecycleFail = (ctx, err) => (ctx as KoaContext).oner
 export function deadline(options: Readonly<DeadlineOptions>): KoaMiddleware {
   const arm = createDeadline(options, failThroughContext)
   return function deadline(ctx, next) {
-    ctx.state.signal = arm(ctx.req, ctx.res, ctx)
+    arm(ctx.req, ctx.res, ctx)
+    publishSignal(ctx.state, ctx.req)
     return next() as Promise<void>
   }
 }
@@ -137,7 +138,8 @@ export function deadline(options: Readonly<DeadlineOptions>): KoaMiddleware {
 export function clientClosed(): KoaMiddleware {
   const watch = createClientClosed(failThroughContext)
   return function clientClosed(ctx, next) {
-    ctx.state.signal = watch(ctx.req, ctx.res, ctx)
+    watch(ctx.req, ctx.res, ctx)
+    publishSignal(ctx.state, ctx.req)
     return next() as Promise<void>
   }
 }

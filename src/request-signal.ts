@@ -27,6 +27,19 @@ export function requestSignal(req: IncomingMessage): AbortSignal {
 }
 
 /**
+ * Publishes the request's signal as `signal` on `target` (`res.locals`, `ctx.state`) without
+ * making it: an `AbortSignal` costs microseconds, so it is made on first read only.
+ */
+export function publishSignal(target: object, req: IncomingMessage): void {
+  if (Object.hasOwn(target, 'signal')) return
+  Object.defineProperty(target, 'signal', {
+    configurable: true,
+    enumerable: true,
+    get: () => requestSignal(req),
+  })
+}
+
+/**
  * Aborts the request's signal with `reason`, unless it was already aborted. Returns whether
  * this call aborted it.
  */

@@ -1,12 +1,11 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { icError } from '../../errors.ts'
-import { abortRequest, failAfterAbort, type LifecycleFail, requestSignal } from '../../request-signal.ts'
+import { abortRequest, failAfterAbort, type LifecycleFail } from '../../request-signal.ts'
 import { peekRequestState, requestState } from '../../request-state.ts'
 
 /**
  * The framework-neutral client-closed detection behind both adapters' `clientClosed()`. It
- * returns `(req, res, target)`, which listens for the response's `close` and returns the
- * request's signal. A response that closes before it finished (`!res.writableFinished`:
+ * returns `(req, res, target)`, which listens for the response's `close`. A response that closes before it finished (`!res.writableFinished`:
  * the only test that works on Node ≥ 16; the request's own `close` fires on every request)
  * means the client went away: the signal is aborted with an `IC_CLIENT_CLOSED_REQUEST`
  * error and, unless the handler failed by itself, `fail` reports it (499, nothing written).
@@ -16,7 +15,7 @@ import { peekRequestState, requestState } from '../../request-state.ts'
  */
 export function createClientClosed(
   fail: LifecycleFail,
-): (req: IncomingMessage, res: ServerResponse, target: unknown) => AbortSignal {
+): (req: IncomingMessage, res: ServerResponse, target: unknown) => void {
   if (typeof fail !== 'function')
     throw new TypeError(`Expected \`fail\` to be a function, got ${typeof fail}`)
 
@@ -37,6 +36,5 @@ export function createClientClosed(
       state.watchingClose = true
       res.on('close', onResponseClose)
     }
-    return requestSignal(req)
   }
 }

@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import onFinished from 'on-finished'
 import { icError } from '../../errors.ts'
-import { abortRequest, failAfterAbort, type LifecycleFail, requestSignal } from '../../request-signal.ts'
+import { abortRequest, failAfterAbort, type LifecycleFail } from '../../request-signal.ts'
 import { peekRequestState, requestState } from '../../request-state.ts'
 import { type Duration, toMilliseconds } from './duration.ts'
 
@@ -22,7 +22,7 @@ export interface DeadlineOptions {
 /**
  * The framework-neutral deadline behind both adapters' `deadline()`: validates the options
  * once and returns `(req, res, target)`, which arms the request's timer (or keeps an earlier
- * one) and returns the request's signal. When the deadline passes, the signal is aborted
+ * one). When the deadline passes, the signal is aborted
  * with an `IC_BACKEND_TIMEOUT` error (504) and, unless the handler failed by itself, `fail`
  * hands that error to the error handler. The timer is cleared when the response finishes.
  *
@@ -32,7 +32,7 @@ export interface DeadlineOptions {
 export function createDeadline(
   options: Readonly<DeadlineOptions>,
   fail: LifecycleFail,
-): (req: IncomingMessage, res: ServerResponse, target: unknown) => AbortSignal {
+): (req: IncomingMessage, res: ServerResponse, target: unknown) => void {
   if (options === null || typeof options !== 'object') {
     throw new TypeError(`Expected \`options\` to be an object with \`timeoutMs\`, got ${options}`)
   }
@@ -44,26 +44,24 @@ export function createDeadline(
     if (state === undefined) return
     state.deadlineTimer = undefined
     if (res.writableFinished) return
-    const err = icError('IC_BACKEND_TIMEOUT', { message, details: { timeoutMs } })
+    const err = icError('IC_BACKEND_TIMEOUT', { message, details: { timeoutMs }, stack: false })
     if (abortRequest(res.req, err)) failAfterAbort(res, err, fail, false)
   }
 
   return function createDeadline(req, res, target) {
     const state = requestState(req)
     state.lifecycleTarget = target
-    const signal = requestSignal(req)
-    if (state.abortReason !== undefined) return signal
+    if (state.abortReason !== undefined) return
     const at = Date.now() + timeoutMs
     if (state.deadlineTimer !== undefined) {
       // A deadline mounted twice (app-wide and per route): the earlier one wins.
-      if ((state.deadlineAt as number) <= at) return signal
+      if ((state.deadlineAt as number) <= at) return
       clearTimeout(state.deadlineTimer)
     } else {
       onFinished(res, clearDeadline)
     }
     state.deadlineAt = at
     state.deadlineTimer = setTimeout(onDeadline, timeoutMs, res)
-    return signal
   }
 }
 
