@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import { once } from 'node:events'
 import { Agent, request as httpRequest, type IncomingMessage } from 'node:http'
 import { connect, type Socket } from 'node:net'
+import { Readable } from 'node:stream'
 import { after, before, describe, test } from 'node:test'
 import { createBackendFetch, isIcError, requestSignal } from '../src/index.ts'
 import { type Backend, PNG, startBackend } from './support/backends.ts'
@@ -138,6 +139,67 @@ describe('backend lifecycle on every framework', () => {
           await new Promise((resolve) => setImmediate(resolve))
           assert.ok(timers() <= baseline, `timers grew from ${baseline} to ${timers()}`)
           assert.equal(app.reports.length, 0)
+        } finally {
+          await app.close()
+        }
+      })
+
+      test('a deadline that passes once the response started closes the connection instead', async () => {
+        const app = await startApp(framework, {
+          routes: [
+            {
+              path: '/stream',
+              use: (a) => [a.deadline({ timeoutMs: 100 })],
+              handle: () => {
+                const body = new Readable({ read() {} })
+                body.push(PNG)
+                return { status: 200, headers: { 'content-type': 'image/png' }, body }
+              },
+            },
+          ],
+        })
+        try {
+          const req = httpRequest(`${app.url}/stream`)
+          req.end()
+          const [res] = (await once(req, 'response')) as [IncomingMessage]
+          assert.equal(res.statusCode, 200)
+          res.resume()
+          const [err] = (await once(res, 'error')) as [NodeJS.ErrnoException]
+          assert.equal(err.code, 'ECONNRESET')
+          const [report] = await reportsOf(app, 1)
+          assert.equal(report?.status, 504)
+          assert.equal(report?.code, 'IC_BACKEND_TIMEOUT')
+          assert.equal(report?.outcome, 'headers-sent')
+        } finally {
+          await app.close()
+        }
+      })
+
+      test('a client that leaves in the middle of a streamed response is reported once as 499', async () => {
+        const app = await startApp(framework, {
+          use: (a) => [a.clientClosed()],
+          routes: [
+            {
+              path: '/stream',
+              handle: ({ req }) => {
+                const body = new Readable({ read() {} })
+                requestSignal(req).addEventListener('abort', () => body.destroy())
+                body.push(PNG)
+                return { status: 200, headers: { 'content-type': 'image/png' }, body }
+              },
+            },
+          ],
+        })
+        try {
+          const client = await rawSocket(app.url)
+          client.write('GET /stream HTTP/1.1\r\nHost: x\r\n\r\n')
+          await once(client, 'data')
+          client.destroy()
+          const [report] = await reportsOf(app, 1)
+          assert.equal(report?.status, 499)
+          assert.equal(report?.code, 'IC_CLIENT_CLOSED_REQUEST')
+          await new Promise((resolve) => setImmediate(resolve))
+          assert.equal(app.reports.length, 1)
         } finally {
           await app.close()
         }
