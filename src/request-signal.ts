@@ -29,6 +29,10 @@ export function requestSignal(req: IncomingMessage): AbortSignal {
 /**
  * Publishes the request's signal as `signal` on `target` (`res.locals`, `ctx.state`) without
  * making it: an `AbortSignal` costs microseconds, so it is made on first read only.
+ *
+ * @example
+ * publishSignal(ctx.state, ctx.req)
+ * ctx.state.signal // requestSignal(ctx.req)
  */
 export function publishSignal(target: object, req: IncomingMessage): void {
   if (Object.hasOwn(target, 'signal')) return
@@ -42,6 +46,9 @@ export function publishSignal(target: object, req: IncomingMessage): void {
 /**
  * Aborts the request's signal with `reason`, unless it was already aborted. Returns whether
  * this call aborted it.
+ *
+ * @example
+ * abortRequest(req, icError('IC_BACKEND_TIMEOUT'))
  */
 export function abortRequest(req: IncomingMessage, reason: Error): boolean {
   const state = requestState(req)
@@ -51,7 +58,12 @@ export function abortRequest(req: IncomingMessage, reason: Error): boolean {
   return true
 }
 
-/** How an adapter hands a lifecycle failure to its error handler: Express `next(err)`, Koa `ctx.onerror(err)`. */
+/**
+ * How an adapter hands a lifecycle failure to its error handler: Express `next(err)`, Koa `ctx.onerror(err)`.
+ *
+ * @example
+ * const failThroughNext: LifecycleFail = (next, err) => (next as (err: Error) => void)(err)
+ */
 export type LifecycleFail = (target: unknown, err: Error) => void
 
 /**
@@ -60,6 +72,9 @@ export type LifecycleFail = (target: unknown, err: Error) => void
  * its failure (the same reason) is then the one reported, so the framework never sees a
  * second error for the request. A handler that ignores the signal is failed here. With
  * `clientGone`, a response the handler ended meanwhile is still reported: it reached nobody.
+ *
+ * @example
+ * if (abortRequest(req, err)) failAfterAbort(res, err, (next, e) => (next as (e: Error) => void)(e), false)
  */
 export function failAfterAbort(
   res: ServerResponse,

@@ -40,7 +40,12 @@ export function requestState(req: IncomingMessage): RequestState {
   return state
 }
 
-/** The state of a request when one exists, without creating it (lifecycle listeners). */
+/**
+ * The state of a request when one exists, without creating it (lifecycle listeners).
+ *
+ * @example
+ * if (peekRequestState(res.req)?.failureReported) return
+ */
 export function peekRequestState(req: IncomingMessage): RequestState | undefined {
   return states.get(req)
 }

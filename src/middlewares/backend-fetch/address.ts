@@ -41,6 +41,9 @@ function parseIPv6(input: string): Bytes | undefined {
 /**
  * Parses an IPv4 or IPv6 address (an IPv6 zone such as `%eth0` is ignored) to its bytes.
  * Returns `undefined` for anything that is not an IP address.
+ *
+ * @example
+ * parseAddress('::ffff:127.0.0.1') // Uint8Array(16) [0, …, 255, 255, 127, 0, 0, 1]
  */
 export function parseAddress(text: string): Bytes | undefined {
   return parseIPv4(text) ?? parseIPv6(text)
@@ -129,6 +132,10 @@ export function isBlockedAddress(ip: string): boolean {
 /**
  * A list of addresses and CIDR ranges (`'127.0.0.1'`, `'10.0.0.0/8'`, `'fd00::/8'`),
  * compiled once. IPv4 addresses hidden in IPv4-mapped IPv6 form match the IPv4 entries.
+ *
+ * @example
+ * const isListed = compileAddressList(['10.0.0.0/8'], 'allowedAddresses')
+ * isListed('::ffff:10.1.2.3') // true
  */
 export function compileAddressList(entries: readonly string[], name: string): (ip: string) => boolean {
   if (!Array.isArray(entries)) {

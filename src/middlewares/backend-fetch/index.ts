@@ -111,7 +111,14 @@ const STATUS_CODES = {
 } as const satisfies Record<number, keyof typeof errorCatalogue>
 const MAX_RETRY_AFTER_SECONDS = 86_400
 
-/** Compiles a host allow-list into a matcher, following the rules of `hostsAllowed`. */
+/**
+ * Compiles a host allow-list into a matcher, following the rules of `hostsAllowed`.
+ *
+ * @example
+ * const isAllowed = compileHostList(['*.cdn.example.net'])
+ * isAllowed('a.cdn.example.net') // true
+ * isAllowed('cdn.example.net') // false: a wildcard does not cover the apex
+ */
 export function compileHostList(
   hosts: readonly string[],
   name = 'hostsAllowed',

@@ -6,7 +6,12 @@
  */
 export type ImageFormat = 'jpeg' | 'png' | 'gif' | 'webp' | 'avif' | 'heif' | 'tiff' | 'bmp' | 'jxl'
 
-/** Bytes needed to recognise every format below. */
+/**
+ * Bytes needed to recognise every format below.
+ *
+ * @example
+ * if (head.length >= SNIFF_BYTES) format = sniffImageFormat(head)
+ */
 export const SNIFF_BYTES = 16
 
 function ascii(bytes: Uint8Array, offset: number, text: string): boolean {

@@ -136,7 +136,12 @@ export function parseRetryAfter(
   return Number.isNaN(at) ? undefined : Math.max(0, at - now)
 }
 
-/** Waits `ms`, or rejects with the signal's reason as soon as it aborts. */
+/**
+ * Waits `ms`, or rejects with the signal's reason as soon as it aborts.
+ *
+ * @example
+ * await abortableSleep(1000, requestSignal(req))
+ */
 export function abortableSleep(ms: number, signal: AbortSignal | null | undefined): Promise<void> {
   return sleep(ms, undefined, signal ? { signal } : undefined).catch((err: unknown) => {
     throw signal?.aborted ? signal.reason : err
