@@ -435,6 +435,7 @@ describe('createBackendFetch', () => {
       [{ allowedAddresses: ['10.0.0.0/40'] }, /`allowedAddresses`/],
       [{ lookup: 'dns' as never }, /`lookup`/],
       [{ headers: { 'x-a': 'a\r\nb' } }, /`headers.x-a`/],
+      [{ headers: { 'bad name': 'a' } }, /`headers` names/],
       [{ retry: { maxAttempts: 0 } }, /`maxAttempts`/],
     ]
     for (const [options, message] of cases) assert.throws(() => createBackendFetch(options), message)

@@ -199,6 +199,9 @@ export function createBackendFetch(options: Readonly<BackendFetchOptions> = {}):
     ...options.headers,
   }
   for (const [key, value] of Object.entries(headers)) {
+    if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(key)) {
+      throw new TypeError(`Expected \`headers\` names to be header tokens, got ${JSON.stringify(key)}`)
+    }
     if (typeof value !== 'string' || /[\r\n\0]/.test(value)) {
       throw new TypeError(
         `Expected \`headers.${key}\` to be a header-safe string, got ${JSON.stringify(value)}`,
