@@ -3,6 +3,7 @@
 //   GET /ok             200 at once
 //   GET /slow-aware     waits on a backend that never answers, passing the request signal
 //   GET /slow-ignoring  ignores the signal and answers (too late) after twice the deadline
+//   GET /floor          no deadline(): answers 504 from its own timer, the machine's precision floor
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import express from 'express'
@@ -18,6 +19,9 @@ silent.listen(0, '127.0.0.1', () => {
   const fetchImage = createBackendFetch({ allowedAddresses: ['127.0.0.1'], timeoutMs: '1m' })
   const app = express()
   app.disable('x-powered-by')
+  app.get('/floor', (_req, res) => {
+    setTimeout(() => res.status(504).end(), timeoutMs)
+  })
   if (variant === 'guarded') app.use(clientClosed(), deadline({ timeoutMs }))
   app.get('/ok', (_req, res) => {
     res.type('json').send(BODY)
