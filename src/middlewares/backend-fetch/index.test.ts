@@ -191,6 +191,10 @@ describe('createBackendFetch', () => {
       fetchImage(`http://images.test:${port}/s?location=${encodeURIComponent('file:///etc/passwd')}`),
       'IC_BACKEND_INVALID_RESPONSE',
     )
+    await expectCode(
+      fetchImage(`http://images.test:${port}/s?location=${encodeURIComponent('http://[not-an-address/')}`),
+      'IC_BACKEND_INVALID_RESPONSE',
+    )
     await expectCode(fetchImage(`http://other.test:${port}/a.png`), 'IC_HOST_NOT_ALLOWED', 401)
     assert.equal(lookup.calls.includes('other.test'), false, 'an allow-list miss is never resolved')
   })
