@@ -36,6 +36,36 @@ export {
   type ErrorReport,
   isClientGone,
 } from './middlewares/error-handler/index.ts'
+// Load protection: overload shedding and rate limiting (issue 5).
+export {
+  createLoadSampler,
+  type LoadSample,
+  type LoadSampler,
+  type LoadSamplerOptions,
+  type LoadSheddingOptions,
+  type LoadThresholds,
+  loadSheddingGuard,
+  type OverloadReason,
+  type OverloadType,
+} from './middlewares/load-shedding/index.ts'
+export {
+  type ConsumeResult,
+  chainGuards,
+  type ImageChartsRateLimitsOptions,
+  imageChartsRateLimitsGuard,
+  ipKey,
+  MemoryStore,
+  type MemoryStoreOptions,
+  type RateLimitKey,
+  type RateLimitOptions,
+  type RateLimitPolicy,
+  type RateLimitStore,
+  RedisStore,
+  type RedisStoreOptions,
+  rateLimitGuard,
+  type SendCommand,
+  type TrustProxy,
+} from './middlewares/rate-limit/index.ts'
 export {
   createRetryPolicy,
   type FetchWithRetryOptions,
