@@ -17,6 +17,19 @@ export {
 } from './error-response.ts'
 export { type IcError, type IcErrorOptions, icError, isIcError } from './errors.ts'
 export type { Guard, Published } from './guard.ts'
+export { isBlockedAddress } from './middlewares/backend-fetch/address.ts'
+export {
+  type BackendFetch,
+  type BackendFetchOptions,
+  type BackendResponse,
+  createBackendFetch,
+  type LookupFunction,
+} from './middlewares/backend-fetch/index.ts'
+// --- Backend lifecycle: request signal, deadline, client-closed detection, backend fetch, retries ---
+export { type ImageFormat, sniffImageFormat } from './middlewares/backend-fetch/sniff.ts'
+export { createClientClosed } from './middlewares/client-closed/index.ts'
+export type { Duration } from './middlewares/deadline/duration.ts'
+export { createDeadline, type DeadlineOptions } from './middlewares/deadline/index.ts'
 export {
   createErrorWriter,
   type ErrorHandlerOptions,
@@ -53,4 +66,15 @@ export {
   type SendCommand,
   type TrustProxy,
 } from './middlewares/rate-limit/index.ts'
+export {
+  createRetryPolicy,
+  type FetchWithRetryOptions,
+  fetchWithRetry,
+  parseRetryAfter,
+  type RetryEvent,
+  type RetryOptions,
+  type RetryPolicy,
+  retryDelay,
+} from './middlewares/retry/index.ts'
+export { type LifecycleFail, requestSignal } from './request-signal.ts'
 export { encodeValidationHeader, headerSafeText, type ValidationItem } from './validation-header.ts'
