@@ -4,9 +4,11 @@ import { createServer, type RequestListener } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { test } from 'node:test'
 import * as customErrors from '../examples/custom-errors.ts'
+import { startDemo } from '../examples/demo/server.ts'
 import * as perRoute from '../examples/express-per-route.ts'
 import * as express4 from '../examples/express4.ts'
 import * as koa from '../examples/koa.ts'
+import { getImage } from '../examples/retrying-client.ts'
 
 interface Expectation {
   readonly path: string
@@ -95,3 +97,27 @@ test('examples/custom-errors.ts: your own code, catalogue codes, a hidden 500', 
     { path: '/image', status: 404, code: 'IC_IMAGE_NOT_FOUND' },
     { path: '/bug', status: 500, code: 'IC_INTERNAL_ERROR', bodyLacks: 'hunter2' },
   ]))
+
+test('examples/retrying-client.ts: 502 is retried with backoff, 4xx are final', async () => {
+  const demo = await startDemo({ port: 0 })
+  try {
+    const ok = await getImage(`${demo.url}/image/sample.jpg?width=32`, { minDelayMs: 10 })
+    assert.equal(ok.status, 200)
+    assert.equal(ok.retries.length, 0)
+    assert.ok(ok.bytes > 0)
+    const failing = await getImage(`${demo.url}/image/status/500?width=32`, { minDelayMs: 10 })
+    assert.equal(failing.status, 502)
+    assert.equal(failing.code, 'IC_BACKEND_ERROR')
+    assert.deepEqual(
+      failing.retries.map((e) => e.status),
+      [502, 502],
+    )
+    for (const e of failing.retries) assert.ok(e.delayMs >= 10)
+    const invalid = await getImage(`${demo.url}/chart?cht=p&chd=t:1,2,3`, { minDelayMs: 10 })
+    assert.equal(invalid.status, 400)
+    assert.deepEqual(invalid.messages, ['"chs" is required'])
+    assert.equal(invalid.retries.length, 0)
+  } finally {
+    await demo.close()
+  }
+})

@@ -2,12 +2,11 @@ import { once } from 'node:events'
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { pathToFileURL } from 'node:url'
-import { createLoadSampler, type ErrorReport, type LoadSampler } from '../../src/index.ts'
+import { createBackendFetch, createLoadSampler, type ErrorReport, type LoadSampler } from '../../src/index.ts'
 import { ErrorLog } from './app.ts'
 import { createExpressDemo } from './app-express.ts'
 import { createKoaDemo } from './app-koa.ts'
 import { startDemoBackend } from './backend.ts'
-import { interimFetch } from './interim.ts'
 import { renderPage } from './page.ts'
 import { demoScenarios } from './scenarios.ts'
 
@@ -115,8 +114,8 @@ export async function startDemo(options: Readonly<DemoOptions> = {}): Promise<Ru
       timeoutMs,
       hostsAllowed: [backendHost, 'images.example.com'],
       bucketsAllowed: ['demo-bucket'],
-      // TODO(issue 4): createBackendFetch({ allowedAddresses: [backendHost], maxBytes }).
-      fetchImage: interimFetch({ trustedOrigins: [backend.url], maxBytes: 20 * 1024 * 1024 }),
+      // The embedded backend is on loopback: allow exactly its address, nothing else private.
+      fetchImage: createBackendFetch({ allowedAddresses: [backendHost], maxBytes: 20 * 1024 * 1024 }),
       sampler,
       maxInFlight,
       imageRateLimit,

@@ -1,7 +1,7 @@
 import type * as ExpressAdapter from '../../src/express.ts'
 import type * as KoaAdapter from '../../src/koa.ts'
 import type { DemoAppConfig } from './app.ts'
-import { interimImageParams, interimLifecycle, interimPermissions, interimSignature } from './interim.ts'
+import { interimImageParams, interimPermissions, interimSignature } from './interim.ts'
 
 /** The package's Express or Koa entry point: both export the same names. */
 export type Adapter = typeof ExpressAdapter | typeof KoaAdapter
@@ -18,7 +18,8 @@ export const demoImageParams = ['width', 'height', 'crop', 'dpr', 'quality', 'fo
  */
 export function imageStack(a: Adapter, config: DemoAppConfig): readonly unknown[] {
   return [
-    // TODO(issue 4): a.clientClosed() first (interimLifecycle below covers it meanwhile).
+    // First: a client that leaves aborts the request's signal, and is reported as 499.
+    a.clientClosed(),
     // Cheap refusals before any work: overload (503), then the rate limit (429).
     a.loadShedding({ sampler: config.sampler, maxInFlight: config.maxInFlight }),
     a.rateLimit({ name: 'images', ...config.imageRateLimit }),
@@ -29,8 +30,8 @@ export function imageStack(a: Adapter, config: DemoAppConfig): readonly unknown[
       interimPermissions({ hostsAllowed: config.hostsAllowed, bucketsAllowed: config.bucketsAllowed }),
       'permissions',
     ),
-    // TODO(issue 4): a.deadline({ timeoutMs: config.timeoutMs }).
-    a.fromGuard(interimLifecycle({ timeoutMs: config.timeoutMs }), 'deadline'),
+    // Last before the handler: fetch and processing must end within the deadline (504).
+    a.deadline({ timeoutMs: config.timeoutMs }),
   ]
 }
 
