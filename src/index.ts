@@ -17,10 +17,54 @@ export {
 } from './error-response.ts'
 export { type IcError, type IcErrorOptions, icError, isIcError } from './errors.ts'
 export type { Guard, Published } from './guard.ts'
+// Request rules (issue 3): core factories returning Guards; the adapters export middlewares of the same names.
+export {
+  type ApiKeyGrant,
+  type ApiKeyInfo,
+  type ApiKeyOptions,
+  apiKey,
+} from './middlewares/api-key/index.ts'
 export {
   createErrorWriter,
   type ErrorHandlerOptions,
   type ErrorReport,
   isClientGone,
 } from './middlewares/error-handler/index.ts'
+export {
+  IMAGIZER_PARAMS,
+  type ImageParamsOptions,
+  type ImageParamValues,
+  imageParams,
+  type ParamRule,
+  type ParamValue,
+  type Size,
+} from './middlewares/image-params/index.ts'
+export {
+  createHostMatcher,
+  type HostMatcher,
+  type ImageSource,
+  type PermissionsOptions,
+  permissions,
+} from './middlewares/permissions/index.ts'
+export { type RequestRulesOptions, requestRules } from './middlewares/request-rules/index.ts'
+export {
+  type FeatureRule,
+  imageChartsFeatures,
+  type SignatureAccount,
+  type SignatureAccountEntry,
+  type SignatureOptions,
+  type SignedAccount,
+  signature,
+  signQuery,
+  verifySignature,
+} from './middlewares/signature/index.ts'
+export {
+  IMAGE_TYPES,
+  type ImageType,
+  sniffImageType,
+  type UploadedImage,
+  type UploadOptions,
+  upload,
+} from './middlewares/upload/index.ts'
+export { type ParsedQuery, parseQuery } from './query.ts'
 export { encodeValidationHeader, headerSafeText, type ValidationItem } from './validation-header.ts'

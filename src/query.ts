@@ -110,7 +110,11 @@ export function parseQueryString(search: string, url = `?${search}`): ParsedQuer
         }
         if (values.has(key) || broken?.has(key) === true) {
           issues ??= []
-          issues.push({ message: `${describe(key)} must not be repeated`, path: [key], type: 'query.repeated' })
+          issues.push({
+            message: `${describe(key)} must not be repeated`,
+            path: [key],
+            type: 'query.repeated',
+          })
         } else if (value !== undefined) {
           values.set(key, value)
         } else {

@@ -3,7 +3,14 @@ import { icError } from '../../errors.ts'
 import type { Guard } from '../../guard.ts'
 import { parseQuery } from '../../query.ts'
 import type { ValidationItem } from '../../validation-header.ts'
-import { type CompiledRule, compileRule, Failure, type ParamRule, type ParamValue, type Size } from './rules.ts'
+import {
+  type CompiledRule,
+  compileRule,
+  Failure,
+  type ParamRule,
+  type ParamValue,
+  type Size,
+} from './rules.ts'
 
 export type { ParamRule, ParamValue, Size }
 
@@ -169,7 +176,9 @@ export function compileImageParams(options: Readonly<ImageParamsOptions> = {}): 
   const maxDpr = positive('maxDpr', options.maxDpr, 5)
   const maxOutputPixels = positive('maxOutputPixels', options.maxOutputPixels, 50_000_000)
   if (options.builtInParams !== undefined && typeof options.builtInParams !== 'boolean')
-    throw new TypeError(`Expected \`builtInParams\` to be a boolean, got ${JSON.stringify(options.builtInParams)}`)
+    throw new TypeError(
+      `Expected \`builtInParams\` to be a boolean, got ${JSON.stringify(options.builtInParams)}`,
+    )
   const declared = options.params ?? {}
   if (typeof declared !== 'object' || declared === null || Array.isArray(declared))
     throw new TypeError('Expected `params` to be an object of rules by parameter name')
@@ -237,7 +246,11 @@ export function checkImageParams(compiled: CompiledImageParams, req: IncomingMes
   for (const rule of compiled.required) {
     if (!query.values.has(rule.name)) {
       items ??= []
-      items.push({ message: rule.message ?? `"${rule.name}" is required`, path: [rule.name], type: 'any.required' })
+      items.push({
+        message: rule.message ?? `"${rule.name}" is required`,
+        path: [rule.name],
+        type: 'any.required',
+      })
     }
   }
   for (const rule of compiled.defaults) {
@@ -257,7 +270,8 @@ export function checkImageParams(compiled: CompiledImageParams, req: IncomingMes
   }
   if (items !== undefined) {
     throw icError('IS_VALIDATION_ERROR', {
-      message: items.length === 1 ? (items[0] as ValidationItem).message : `${items.length} invalid parameters`,
+      message:
+        items.length === 1 ? (items[0] as ValidationItem).message : `${items.length} invalid parameters`,
       validation: items,
     })
   }

@@ -165,9 +165,16 @@ export function compileRule(name: string, rule: ParamRule, option: string): Comp
   if (typeof type !== 'string' || !Object.hasOwn(KNOWN_KEYS, type)) {
     fail(`${option}.type`, `one of ${Object.keys(KNOWN_KEYS).join(', ')}`, type)
   }
-  const allowed = new Set(['type', 'required', 'message', 'default', ...KNOWN_KEYS[type as ParamRule['type']]])
+  const allowed = new Set([
+    'type',
+    'required',
+    'message',
+    'default',
+    ...KNOWN_KEYS[type as ParamRule['type']],
+  ])
   for (const key of Object.keys(rule)) {
-    if (!allowed.has(key)) throw new TypeError(`Unknown option \`${option}.${key}\` for a rule of type ${type}`)
+    if (!allowed.has(key))
+      throw new TypeError(`Unknown option \`${option}.${key}\` for a rule of type ${type}`)
   }
   if (rule.required !== undefined && typeof rule.required !== 'boolean')
     fail(`${option}.required`, 'a boolean', rule.required)
@@ -188,9 +195,13 @@ export function compileRule(name: string, rule: ParamRule, option: string): Comp
       const notInteger = new Failure(`${label} must be an integer`, 'number.integer')
       const unsafe = new Failure(`${label} must be a safe number`, 'number.unsafe')
       const tooSmall =
-        min === undefined ? undefined : new Failure(`${label} must be greater than or equal to ${min}`, 'number.min')
+        min === undefined
+          ? undefined
+          : new Failure(`${label} must be greater than or equal to ${min}`, 'number.min')
       const tooLarge =
-        max === undefined ? undefined : new Failure(`${label} must be less than or equal to ${max}`, 'number.max')
+        max === undefined
+          ? undefined
+          : new Failure(`${label} must be less than or equal to ${max}`, 'number.max')
       parse = (raw) => {
         if (raw === '') return empty
         if (raw.length > MAX_NUMBER_CHARS || !NUMBER.test(raw)) return base
@@ -242,7 +253,10 @@ export function compileRule(name: string, rule: ParamRule, option: string): Comp
       const large =
         maxPixels === undefined
           ? undefined
-          : new Failure(`${label} width × height must be less than or equal to ${maxPixels} pixels`, 'size.maxPixels')
+          : new Failure(
+              `${label} width × height must be less than or equal to ${maxPixels} pixels`,
+              'size.maxPixels',
+            )
       parse = (raw) => {
         if (raw === '') return empty
         const match = SIZE.exec(raw)
@@ -278,14 +292,19 @@ export function compileRule(name: string, rule: ParamRule, option: string): Comp
         `${label} length must be less than or equal to ${maxLength} characters long`,
         'string.max',
       )
-      const mismatch = new Failure(`${label} fails to match the required pattern: ${pattern}`, 'string.pattern.base')
-      parse = (raw) => (raw.length > maxLength ? tooLong : pattern.test(raw) ? raw : raw === '' ? empty : mismatch)
+      const mismatch = new Failure(
+        `${label} fails to match the required pattern: ${pattern}`,
+        'string.pattern.base',
+      )
+      parse = (raw) =>
+        raw.length > maxLength ? tooLong : pattern.test(raw) ? raw : raw === '' ? empty : mismatch
       break
     }
     case 'string': {
       const minLength = optionalCount(`${option}.minLength`, rule.minLength) ?? 1
       const maxLength = optionalCount(`${option}.maxLength`, rule.maxLength) ?? DEFAULT_MAX_LENGTH
-      if (minLength > maxLength) fail(`${option}.minLength`, `at most \`${option}.maxLength\` (${maxLength})`, minLength)
+      if (minLength > maxLength)
+        fail(`${option}.minLength`, `at most \`${option}.maxLength\` (${maxLength})`, minLength)
       const tooShort = new Failure(
         `${label} length must be at least ${minLength} characters long`,
         'string.min',
@@ -307,7 +326,8 @@ export function compileRule(name: string, rule: ParamRule, option: string): Comp
         ? `${(sample as Size).width}x${(sample as Size).height}`
         : String(sample)
     const value = parse(asText)
-    if (value instanceof Failure) fail(`${option}.default`, `a value the rule accepts (${value.message})`, sample)
+    if (value instanceof Failure)
+      fail(`${option}.default`, `a value the rule accepts (${value.message})`, sample)
     fallback = value
   }
   return { name, required: rule.required === true, message: rule.message, default: fallback, parse }

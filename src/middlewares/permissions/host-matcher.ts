@@ -82,7 +82,9 @@ export function createHostMatcher(list: readonly string[], option = 'hostsAllowe
     if (entry.startsWith('*.')) {
       const stem = normaliseEntry(entry.slice(2), option)
       if (IPV4.test(stem) || stem.startsWith('[')) {
-        throw new TypeError(`Expected \`${option}\` wildcards to cover a domain name, not an address: ${entry}`)
+        throw new TypeError(
+          `Expected \`${option}\` wildcards to cover a domain name, not an address: ${entry}`,
+        )
       }
       wildcards.add(stem)
     } else {

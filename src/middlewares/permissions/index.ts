@@ -40,7 +40,12 @@ export interface PermissionsOptions {
  * if (source?.kind === 'url') await fetch(source.url, { signal })
  */
 export type ImageSource =
-  | { readonly kind: 'url'; readonly param: 'origin' | 'source_url'; readonly url: URL; readonly host: string }
+  | {
+      readonly kind: 'url'
+      readonly param: 'origin' | 'source_url'
+      readonly url: URL
+      readonly host: string
+    }
   | { readonly kind: 'host'; readonly param: 'hostname'; readonly host: string }
   | { readonly kind: 'bucket'; readonly param: 'bucket'; readonly bucket: string; readonly region?: string }
   | { readonly kind: 'data'; readonly param: 'origin' | 'source_url'; readonly url: string }
@@ -50,11 +55,13 @@ type SourceParam = (typeof SOURCE_PARAMS)[number]
 const HAS_SCHEME = /^[a-zA-Z][a-zA-Z0-9+.-]*:/
 const HOST_AND_PORT = /^[^:/?#\\@]*:\d*(?:[/?#\\]|$)/
 const URL_NOISE = /[\t\n\r]/g
+// biome-ignore lint/suspicious/noControlCharactersInRegex: the URL parser strips C0 controls and spaces at both ends, so must we
 const EDGES = /^[\x00-\x20]+|[\x00-\x20]+$/g
 
 function flag(option: string, value: unknown, fallback: boolean): boolean {
   if (value === undefined) return fallback
-  if (typeof value !== 'boolean') throw new TypeError(`Expected \`${option}\` to be a boolean, got ${JSON.stringify(value)}`)
+  if (typeof value !== 'boolean')
+    throw new TypeError(`Expected \`${option}\` to be a boolean, got ${JSON.stringify(value)}`)
   return value
 }
 
@@ -90,13 +97,20 @@ export function compilePermissions(options: Readonly<PermissionsOptions> = {}): 
     allowDynamicOrigin: flag('allowDynamicOrigin', options.allowDynamicOrigin, true),
     allowOriginalImageRequest: flag('allowOriginalImageRequest', options.allowOriginalImageRequest, true),
     allowDataUrls: flag('allowDataUrls', options.allowDataUrls, false),
-    hosts: options.hostsAllowed === undefined ? undefined : createHostMatcher(options.hostsAllowed, 'hostsAllowed'),
+    hosts:
+      options.hostsAllowed === undefined
+        ? undefined
+        : createHostMatcher(options.hostsAllowed, 'hostsAllowed'),
     buckets: stringSet('bucketsAllowed', options.bucketsAllowed),
     processing: stringSet('processingParams', options.processingParams) ?? new Set(IMAGIZER_PARAMS),
   }
 }
 
-function urlSource(compiled: CompiledPermissions, param: 'origin' | 'source_url', value: string): ImageSource {
+function urlSource(
+  compiled: CompiledPermissions,
+  param: 'origin' | 'source_url',
+  value: string,
+): ImageSource {
   const text = value.replace(URL_NOISE, '').replace(EDGES, '')
   let url: URL | undefined
   if (HAS_SCHEME.test(text) && !HOST_AND_PORT.test(text)) {
@@ -129,7 +143,10 @@ function urlSource(compiled: CompiledPermissions, param: 'origin' | 'source_url'
 }
 
 /** Runs compiled permission rules over a request; throws the refusal or returns the source. */
-export function checkPermissions(compiled: CompiledPermissions, req: IncomingMessage): ImageSource | undefined {
+export function checkPermissions(
+  compiled: CompiledPermissions,
+  req: IncomingMessage,
+): ImageSource | undefined {
   const query = parseQuery(req)
   if (query.issues.length > 0) {
     throw icError('IS_VALIDATION_ERROR', {
@@ -142,7 +159,12 @@ export function checkPermissions(compiled: CompiledPermissions, req: IncomingMes
   for (const param of SOURCE_PARAMS) {
     if (!values.has(param)) continue
     if (!compiled.allowDynamicOrigin) {
-      refuse('IC_DYNAMIC_ORIGIN_DISABLED', param, `"${param}" is not allowed: dynamic origins are disabled`, 'any.unknown')
+      refuse(
+        'IC_DYNAMIC_ORIGIN_DISABLED',
+        param,
+        `"${param}" is not allowed: dynamic origins are disabled`,
+        'any.unknown',
+      )
     }
     if (chosen !== undefined) {
       refuse(
@@ -179,14 +201,25 @@ export function checkPermissions(compiled: CompiledPermissions, req: IncomingMes
       if (url === undefined || url.hostname === '' || url.username !== '' || url.port !== '')
         refuse('IS_VALIDATION_ERROR', chosen, '"hostname" must be a host name', 'string.hostname')
       if (compiled.hosts !== undefined && !compiled.hosts(url))
-        refuse('IC_HOST_NOT_ALLOWED', chosen, '"hostname" names a host that is not allowed', 'host.notAllowed')
+        refuse(
+          'IC_HOST_NOT_ALLOWED',
+          chosen,
+          '"hostname" names a host that is not allowed',
+          'host.notAllowed',
+        )
       const host = url.hostname.endsWith('.') ? url.hostname.slice(0, -1) : url.hostname
       return { kind: 'host', param: chosen, host }
     }
     case 'bucket': {
-      if (value === '') refuse('IS_VALIDATION_ERROR', chosen, '"bucket" is not allowed to be empty', 'string.empty')
+      if (value === '')
+        refuse('IS_VALIDATION_ERROR', chosen, '"bucket" is not allowed to be empty', 'string.empty')
       if (compiled.buckets !== undefined && !compiled.buckets.has(value))
-        refuse('IC_BUCKET_NOT_ALLOWED', chosen, '"bucket" names a bucket that is not allowed', 'bucket.notAllowed')
+        refuse(
+          'IC_BUCKET_NOT_ALLOWED',
+          chosen,
+          '"bucket" names a bucket that is not allowed',
+          'bucket.notAllowed',
+        )
       const region = values.get('region')
       return region === undefined
         ? { kind: 'bucket', param: chosen, bucket: value }

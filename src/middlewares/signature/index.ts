@@ -134,7 +134,8 @@ function entryFeatures(
   const features = new Set<string>()
   if (entry.plan !== undefined) {
     const plan = plans.get(entry.plan)
-    if (plan === undefined) throw new TypeError(`Unknown plan ${JSON.stringify(entry.plan)} in \`${option}.plan\``)
+    if (plan === undefined)
+      throw new TypeError(`Unknown plan ${JSON.stringify(entry.plan)} in \`${option}.plan\``)
     for (const feature of plan) features.add(feature)
   }
   if (entry.features !== undefined) {
@@ -161,8 +162,15 @@ function resolveAccount(
       : Array.isArray(entry)
         ? { secrets: entry as string[] }
         : (entry as SignatureAccount)
-  if (typeof account !== 'object' || account === null || !Array.isArray(account.secrets) || account.secrets.length === 0)
-    throw new TypeError(`Expected \`${option}\` to be a secret, a list of secrets or { secrets }, got ${typeof entry}`)
+  if (
+    typeof account !== 'object' ||
+    account === null ||
+    !Array.isArray(account.secrets) ||
+    account.secrets.length === 0
+  )
+    throw new TypeError(
+      `Expected \`${option}\` to be a secret, a list of secrets or { secrets }, got ${typeof entry}`,
+    )
   for (const secret of account.secrets) {
     if (typeof secret !== 'string' || secret === '')
       throw new TypeError(`Expected \`${option}.secrets\` to hold non-empty strings`)
@@ -180,19 +188,31 @@ function missing(message: string): never {
   throw icError('IC_MISSING_ENT_PARAMETER', { message, validation: [{ message: description }] })
 }
 
-function checkFeatures(features: readonly CompiledFeature[], granted: ReadonlySet<string>, values: ReadonlyMap<string, string>, who: string): void {
+function checkFeatures(
+  features: readonly CompiledFeature[],
+  granted: ReadonlySet<string>,
+  values: ReadonlyMap<string, string>,
+  who: string,
+): void {
   let refused: { code: ErrorCode; items: ValidationItem[] } | undefined
   for (const feature of features) {
     if (granted.has(feature.name)) continue
     let used = feature.params.find((param) => values.has(param))
     if (used === undefined && feature.test?.(values) === true) used = feature.params[0] ?? feature.name
     if (used === undefined) continue
-    const item = { message: `"${used}" needs the ${feature.name} feature, which ${who} does not include`, path: [used], type: 'feature.notAllowed' }
+    const item = {
+      message: `"${used}" needs the ${feature.name} feature, which ${who} does not include`,
+      path: [used],
+      type: 'feature.notAllowed',
+    }
     if (refused === undefined) refused = { code: feature.code, items: [item] }
     else refused.items.push(item)
   }
   if (refused !== undefined) {
-    throw icError(refused.code, { message: (refused.items[0] as ValidationItem).message, validation: refused.items })
+    throw icError(refused.code, {
+      message: (refused.items[0] as ValidationItem).message,
+      validation: refused.items,
+    })
   }
 }
 
@@ -234,7 +254,8 @@ export function compileSignature(options: Readonly<SignatureOptions> = {}): Guar
   const features: CompiledFeature[] = []
   for (const [name, rule] of Object.entries(options.features ?? {})) {
     const option = `features.${name}`
-    if (typeof rule !== 'object' || rule === null) throw new TypeError(`Expected \`${option}\` to be a feature rule`)
+    if (typeof rule !== 'object' || rule === null)
+      throw new TypeError(`Expected \`${option}\` to be a feature rule`)
     const params = rule.params ?? []
     if (!Array.isArray(params) || params.some((p) => typeof p !== 'string' || p === ''))
       throw new TypeError(`Expected \`${option}.params\` to be an array of parameter names`)
@@ -250,15 +271,18 @@ export function compileSignature(options: Readonly<SignatureOptions> = {}): Guar
   const known = new Set(features.map((f) => f.name))
   const plans = new Map<string, readonly string[]>()
   for (const [plan, list] of Object.entries(options.plans ?? {})) {
-    if (!Array.isArray(list)) throw new TypeError(`Expected \`plans.${plan}\` to be an array of feature names`)
+    if (!Array.isArray(list))
+      throw new TypeError(`Expected \`plans.${plan}\` to be an array of feature names`)
     for (const feature of list) {
-      if (!known.has(feature)) throw new TypeError(`Unknown feature ${JSON.stringify(feature)} in \`plans.${plan}\``)
+      if (!known.has(feature))
+        throw new TypeError(`Unknown feature ${JSON.stringify(feature)} in \`plans.${plan}\``)
     }
     plans.set(plan, [...list])
   }
   const unsigned = new Set<string>()
   for (const feature of options.unsignedFeatures ?? []) {
-    if (!known.has(feature)) throw new TypeError(`Unknown feature ${JSON.stringify(feature)} in \`unsignedFeatures\``)
+    if (!known.has(feature))
+      throw new TypeError(`Unknown feature ${JSON.stringify(feature)} in \`unsignedFeatures\``)
     unsigned.add(feature)
   }
   const accounts = new Map<string, ResolvedAccount>()
@@ -269,7 +293,12 @@ export function compileSignature(options: Readonly<SignatureOptions> = {}): Guar
   const required = options.required === true
   const gated = features.length > 0
 
-  const finish = (account: ResolvedAccount | undefined, id: string, search: string, values: ReadonlyMap<string, string>): Published => {
+  const finish = (
+    account: ResolvedAccount | undefined,
+    id: string,
+    search: string,
+    values: ReadonlyMap<string, string>,
+  ): Published => {
     if (account === undefined) {
       throw icError('IC_ACCOUNT_ID_NOT_FOUND', {
         message: `Unknown account ${JSON.stringify(id.length > 64 ? `${id.slice(0, 64)}…` : id)}`,
@@ -303,7 +332,9 @@ export function compileSignature(options: Readonly<SignatureOptions> = {}): Guar
     if (configured !== undefined || lookup === undefined) return finish(configured, id, query.search, values)
     return Promise.resolve(lookup(id)).then((entry) =>
       finish(
-        entry === undefined || entry === null ? undefined : resolveAccount(id, entry, plans, known, 'lookup()'),
+        entry === undefined || entry === null
+          ? undefined
+          : resolveAccount(id, entry, plans, known, 'lookup()'),
         id,
         query.search,
         values,

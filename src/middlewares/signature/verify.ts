@@ -111,7 +111,10 @@ export function signQuery(
       ? query.startsWith('?')
         ? query.slice(1)
         : query
-      : (query instanceof URLSearchParams ? query : new URLSearchParams(query as Record<string, string>)).toString()
+      : (query instanceof URLSearchParams
+          ? query
+          : new URLSearchParams(query as Record<string, string>)
+        ).toString()
   return `${text}${text === '' ? '' : '&'}ichm=${hmacHex(text, secret)}`
 }
 
