@@ -9,7 +9,8 @@ function collect(dir) {
   const out = []
   for (const entry of readdirSync(dir, { withFileTypes: true })) {
     const path = join(dir, entry.name)
-    if (entry.isDirectory() && entry.name !== 'node_modules' && entry.name !== 'consumers') out.push(...collect(path))
+    if (entry.isDirectory() && entry.name !== 'node_modules' && entry.name !== 'consumers')
+      out.push(...collect(path))
     else if (entry.isFile() && entry.name.endsWith('.test.ts')) out.push(path)
   }
   return out

@@ -7,8 +7,8 @@ import express4 from 'express4'
 import Koa3 from 'koa'
 import Koa2 from 'koa2'
 import * as expressAdapter from '../../src/express.ts'
-import * as koaAdapter from '../../src/koa.ts'
 import type { ErrorHandlerOptions, ErrorReport } from '../../src/index.ts'
+import * as koaAdapter from '../../src/koa.ts'
 
 export type Framework = 'express4' | 'express5' | 'koa2' | 'koa3'
 export const frameworks: readonly Framework[] = ['express4', 'express5', 'koa2', 'koa3']
@@ -60,7 +60,11 @@ function expressApp(framework: 'express4' | 'express5', spec: AppSpec, reports: 
   for (const m of spec.use?.(a) ?? []) app.use(m)
   for (const route of spec.routes) {
     const method = (route.method ?? 'GET').toLowerCase() as 'get' | 'post' | 'head' | 'put'
-    const final = (req: IncomingMessage, res: ServerResponse & { locals: Record<string, unknown> }, next: (e?: unknown) => void) => {
+    const final = (
+      req: IncomingMessage,
+      res: ServerResponse & { locals: Record<string, unknown> },
+      next: (e?: unknown) => void,
+    ) => {
       Promise.resolve()
         .then(() => route.handle({ req, res, locals: res.locals }))
         .then((reply) => {
@@ -91,7 +95,9 @@ type KoaMw = (ctx: KoaCtx, next: () => Promise<unknown>) => Promise<unknown>
 function compose(middlewares: readonly KoaMw[]): KoaMw {
   return (ctx, next) => {
     const dispatch = (i: number): Promise<unknown> =>
-      i === middlewares.length ? next() : Promise.resolve((middlewares[i] as KoaMw)(ctx, () => dispatch(i + 1)))
+      i === middlewares.length
+        ? next()
+        : Promise.resolve((middlewares[i] as KoaMw)(ctx, () => dispatch(i + 1)))
     return dispatch(0)
   }
 }

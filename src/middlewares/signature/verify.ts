@@ -1,7 +1,7 @@
 import { createHmac, timingSafeEqual } from 'node:crypto'
 import { decodeBase64Value } from '../../query.ts'
 
-const HEX_SIGNATURE = /^[0-9a-fA-F]{64}$/
+const HEX_SIGNATURE = /^[0-9a-f]{64}$/
 
 function decodeComponent(text: string): string | undefined {
   const spaced = text.includes('+') ? text.replaceAll('+', ' ') : text
