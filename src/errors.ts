@@ -73,7 +73,7 @@ export function icError(code: ErrorCode, options: IcErrorOptions = {}): IcError 
   if (options.validation !== undefined && options.validation.length > 0) {
     headers['x-ic-error-validation'] = encodeValidationHeader(options.validation)
   }
-  const props: Record<string | symbol, unknown> = { code, headers, [BRAND]: true }
+  const props: Record<string, unknown> = { code, headers }
   if (options.expose !== undefined) props.expose = options.expose
   if (options.validation !== undefined) props.validation = options.validation
   if (retryAfterSeconds !== undefined) props.retryAfterSeconds = retryAfterSeconds
@@ -84,11 +84,15 @@ export function icError(code: ErrorCode, options: IcErrorOptions = {}): IcError 
   const withStack = options.stack ?? status >= 500
   const limit = Error.stackTraceLimit
   if (!withStack) Error.stackTraceLimit = 0
+  let err: HttpError
   try {
-    return createHttpError(status, options.message ?? entry.description, props) as IcError
+    err = createHttpError(status, options.message ?? entry.description, props)
   } finally {
     Error.stackTraceLimit = limit
   }
+  // http-errors copies props with for…in, which skips symbols: the brand is set here.
+  Object.defineProperty(err, BRAND, { value: true })
+  return err as IcError
 }
 
 /**

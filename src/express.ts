@@ -36,16 +36,19 @@ export function fromGuard(guard: Guard, name: string): ExpressMiddleware {
     try {
       out = guard(req, res)
     } catch (err) {
-      next(err)
+      next(err ?? new Error(`${name} threw ${err}`))
       return
     }
     if (out === undefined) {
       next()
     } else if (out instanceof Promise) {
-      out.then((values) => {
-        if (values !== undefined) publish(res, values)
-        next()
-      }, next)
+      out.then(
+        (values) => {
+          if (values !== undefined) publish(res, values)
+          next()
+        },
+        (err: unknown) => next(err ?? new Error(`${name} rejected with ${err}`)),
+      )
     } else {
       publish(res, out)
       next()

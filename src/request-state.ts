@@ -30,8 +30,3 @@ export function requestState(req: IncomingMessage): RequestState {
   }
   return state
 }
-
-/** The state of a request when one exists, without creating it. */
-export function peekRequestState(req: IncomingMessage): RequestState | undefined {
-  return states.get(req)
-}

@@ -69,23 +69,22 @@ export function encodeValidationHeader(
   maxBytes: number = VALIDATION_HEADER_MAX_BYTES,
 ): string {
   const budget = Math.max(MIN_HEADER_BYTES, maxBytes)
+  const itemCap = Math.max(MIN_HEADER_BYTES >> 1, budget >> 2)
   const reserve = 64
   const parts: string[] = []
   let used = 2
   for (let i = 0; i < items.length; i++) {
     const item = cleanItem(items[i] as ValidationItem)
-    const room = budget - used - (parts.length > 0 ? 1 : 0) - (i < items.length - 1 ? reserve : 0)
     let encoded = asciiJson(item)
-    if (encoded.length > room) {
-      if (parts.length > 0 && room < reserve * 2) {
-        parts.push(asciiJson({ message: `${items.length - i} more validation errors left out` }))
-        break
-      }
-      encoded = truncateMessage(item, room)
-      if (encoded.length > room) encoded = asciiJson({ message: ELLIPSIS })
+    if (encoded.length > itemCap) encoded = truncateMessage(item, itemCap)
+    if (encoded.length > itemCap) encoded = asciiJson({ message: ELLIPSIS })
+    const last = i === items.length - 1
+    if (used + encoded.length + 1 > budget - (last ? 0 : reserve)) {
+      parts.push(asciiJson({ message: `${items.length - i} more validation errors left out` }))
+      break
     }
     parts.push(encoded)
-    used += encoded.length + (parts.length > 1 ? 1 : 0)
+    used += encoded.length + 1
   }
   return `[${parts.join(',')}]`
 }

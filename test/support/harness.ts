@@ -55,8 +55,9 @@ function expressApp(framework: 'express4' | 'express5', spec: AppSpec, reports: 
   const app = (framework === 'express4' ? express4() : express5()) as unknown as Record<
     'use' | 'get' | 'post' | 'head' | 'put',
     Mount
-  > & { disable(name: string): void }
+  > & { disable(name: string): void; set(name: string, value: unknown): void }
   app.disable('x-powered-by')
+  if (spec.errorHandler === false) app.set('env', 'test')
   for (const m of spec.use?.(a) ?? []) app.use(m)
   for (const route of spec.routes) {
     const method = (route.method ?? 'GET').toLowerCase() as 'get' | 'post' | 'head' | 'put'
@@ -78,7 +79,8 @@ function expressApp(framework: 'express4' | 'express5', spec: AppSpec, reports: 
             res.end(reply.body ?? '')
           }
         })
-        .catch(next)
+        // Express 5 turns a falsy rejection into an Error; Express 4 user code has to do the same.
+        .catch((err: unknown) => next(err ?? new Error('Rejected promise')))
     }
     app[method](route.path, ...(route.use?.(a) ?? []), final)
   }

@@ -89,6 +89,20 @@ function exposeHeaders(res: ServerResponse, headers: Record<string, string>, req
   headers['access-control-expose-headers'] = [...names].join(', ')
 }
 
+const DISCONNECT_CODES = new Set([
+  'ECONNRESET',
+  'EPIPE',
+  'ECONNABORTED',
+  'ERR_STREAM_PREMATURE_CLOSE',
+  'IC_CLIENT_CLOSED_REQUEST',
+])
+
+/** An error that says the client went away, as opposed to a failure of ours mid-response. */
+function isDisconnectError(err: unknown): boolean {
+  const code = typeof err === 'object' && err !== null ? (err as { code?: unknown }).code : undefined
+  return typeof code === 'string' && DISCONNECT_CODES.has(code)
+}
+
 /** A response that can no longer reach anyone: the client closed the connection before it ended. */
 export function isClientGone(res: ServerResponse): boolean {
   return !res.writableEnded && (res.destroyed || res.socket?.destroyed === true)
@@ -173,18 +187,9 @@ export function createErrorWriter(
     state.failureReported = true
     const requestId = requestIdOf(req, res)
     state.requestId = requestId
-    if (isClientGone(res)) {
-      const { code } = normalizeError(err)
+    if (isClientGone(res) && (!res.headersSent || isDisconnectError(err))) {
       if (!res.headersSent) res.statusCode = 499
-      report(
-        err,
-        499,
-        code === 'IC_CLIENT_CLOSED_REQUEST' ? code : 'IC_CLIENT_CLOSED_REQUEST',
-        requestId,
-        req,
-        res,
-        'client-gone',
-      )
+      report(err, 499, 'IC_CLIENT_CLOSED_REQUEST', requestId, req, res, 'client-gone')
       return
     }
     if (res.headersSent) {

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Packs the package and uses the tarball from an ESM, a CommonJS (require) and a TypeScript
+# (nodenext) consumer, each making one real request; then publint and attw check the manifest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+npm run build --silent
+tarball="$PWD/$(npm pack --silent | tail -n 1)"
+work=$(mktemp -d)
+trap 'rm -rf "$work" "$tarball"' EXIT
+cp test/consumers/esm.mjs test/consumers/cjs.cjs test/consumers/consumer.mts test/consumers/tsconfig.json "$work/"
+cd "$work"
+echo '{ "name": "consumer", "private": true }' > package.json
+npm install --no-audit --no-fund --silent "$tarball" express@5 koa@3 typescript@6 @types/node@20 @types/express@5 >/dev/null
+node esm.mjs
+node cjs.cjs
+npx --no-install tsc -p tsconfig.json
+node out/consumer.mjs
+cd - >/dev/null
+npx --no-install publint --strict
+npx --no-install attw --pack . --profile esm-only --format table-flipped

@@ -1,0 +1,110 @@
+import assert from 'node:assert/strict'
+import { describe, it } from 'node:test'
+import fc from 'fast-check'
+import createHttpError from 'http-errors'
+import { normalizeError, prefersJson, statusMessageOf, toErrorResponse } from './error-response.ts'
+import { icError } from './errors.ts'
+
+describe('normalizeError(err)', () => {
+  const table: [string, unknown, number, string, boolean][] = [
+    ['our error', icError('IC_HOST_NOT_ALLOWED'), 401, 'IC_HOST_NOT_ALLOWED', true],
+    ['http-errors 404', createHttpError(404), 404, 'IC_NOT_FOUND', true],
+    ['http-errors 500', createHttpError(500), 500, 'IC_INTERNAL_ERROR', false],
+    ['statusCode only', { statusCode: 429, message: 'slow down' }, 429, 'IC_RATE_LIMITED', true],
+    ['status as a string', { status: '404' }, 500, 'IC_INTERNAL_ERROR', false],
+    ['status 399', { status: 399 }, 500, 'IC_INTERNAL_ERROR', false],
+    ['status 600', { status: 600 }, 500, 'IC_INTERNAL_ERROR', false],
+    ['status 404.5', { status: 404.5 }, 500, 'IC_INTERNAL_ERROR', false],
+    [
+      'a known code with the wrong status',
+      { status: 400, code: 'IC_RATE_LIMITED' },
+      400,
+      'IC_BAD_REQUEST',
+      true,
+    ],
+    [
+      'a Node code',
+      Object.assign(new Error('reset'), { status: 502, code: 'ECONNRESET' }),
+      502,
+      'IC_BAD_GATEWAY',
+      false,
+    ],
+    ['a number', 42, 500, 'IC_INTERNAL_ERROR', false],
+    ['a symbol', Symbol('x'), 500, 'IC_INTERNAL_ERROR', false],
+  ]
+  for (const [name, err, status, code, expose] of table) {
+    it(`${name} → ${status} ${code}`, () => {
+      const n = normalizeError(err)
+      assert.equal(n.status, status)
+      assert.equal(n.code, code)
+      assert.equal(n.expose, expose)
+    })
+  }
+
+  it('honours expose set by the thrower', () => {
+    assert.equal(normalizeError(createHttpError(503, 'down', { expose: true })).expose, true)
+    assert.equal(normalizeError(createHttpError(400, 'x', { expose: false })).expose, false)
+  })
+})
+
+describe('prefersJson(accept)', () => {
+  const table: [string | undefined, boolean][] = [
+    [undefined, false],
+    ['*/*', false],
+    ['application/json', true],
+    ['application/problem+json', true],
+    ['application/vnd.api+json', true],
+    ['text/plain, application/json', true],
+    ['text/plain, application/json;q=0.5', false],
+    ['application/json;q=0, text/plain', false],
+    ['image/webp,image/*,*/*;q=0.8', false],
+    ['text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8', false],
+    ['application/json;q=garbage', false],
+  ]
+  for (const [accept, expected] of table) {
+    it(`${accept} → ${expected ? 'JSON' : 'text'}`, () => assert.equal(prefersJson(accept), expected))
+  }
+})
+
+describe('toErrorResponse(err, context)', () => {
+  it('gives HEAD the headers of GET and no body', () => {
+    const get = toErrorResponse(icError('IC_RATE_LIMITED'), { method: 'GET', accept: 'application/json' })
+    const head = toErrorResponse(icError('IC_RATE_LIMITED'), { method: 'HEAD', accept: 'application/json' })
+    assert.equal(head.body, '')
+    assert.deepEqual(head.headers, get.headers)
+  })
+
+  it('re-encodes validation with a custom cap', () => {
+    const items = Array.from({ length: 100 }, (_, i) => ({ message: `item ${i} is wrong in some way` }))
+    const r = toErrorResponse(icError('IS_VALIDATION_ERROR', { validation: items }), {
+      validationHeaderMaxBytes: 300,
+    })
+    assert.ok((r.headers['x-ic-error-validation'] as string).length <= 300)
+  })
+
+  it('uses the custom problem type and a status line for 499', () => {
+    const r = toErrorResponse(icError('IC_CLIENT_CLOSED_REQUEST'), {
+      accept: 'application/json',
+      problemType: (code) => `https://errors.example.com/${code}`,
+    })
+    assert.equal(JSON.parse(r.body).type, 'https://errors.example.com/IC_CLIENT_CLOSED_REQUEST')
+    assert.equal(r.statusMessage, 'Client Closed Request')
+    assert.equal(statusMessageOf(429), 'Too Many Requests')
+  })
+
+  it('never throws and always gives a 4xx/5xx with a code, whatever is thrown (property)', () => {
+    fc.assert(
+      fc.property(
+        fc.anything({ withBoxedValues: true, withNullPrototype: true }),
+        fc.string(),
+        (value, accept) => {
+          const r = toErrorResponse(value, { accept })
+          assert.ok(r.status >= 400 && r.status <= 599)
+          assert.match(r.code, /^I[CS]_/)
+          for (const v of Object.values(r.headers)) assert.match(v, /^[\t\x20-\x7e]*$/)
+        },
+      ),
+      { numRuns: 500 },
+    )
+  })
+})

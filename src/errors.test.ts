@@ -1,0 +1,151 @@
+import assert from 'node:assert/strict'
+import { describe, it } from 'node:test'
+import createHttpError from 'http-errors'
+import { defaultCodeForStatus, defineErrorCode, errorCatalogue, lookupErrorCode } from './catalogue.ts'
+import { icError, isIcError } from './errors.ts'
+
+describe('icError(code, options)', () => {
+  it('follows the http-errors contract and carries the code in headers', () => {
+    const err = icError('IC_RATE_LIMITED')
+    assert.equal(err.status, 429)
+    assert.equal(err.statusCode, 429)
+    assert.equal(err.expose, true)
+    assert.equal(err.code, 'IC_RATE_LIMITED')
+    assert.deepEqual(err.headers, { 'x-ic-error-code': 'IC_RATE_LIMITED', 'retry-after': '60' })
+    assert.ok(createHttpError.isHttpError(err))
+    assert.ok(err instanceof Error)
+  })
+
+  it('takes message, validation, Retry-After, details and cause', () => {
+    const cause = new Error('root')
+    const err = icError('IS_VALIDATION_ERROR', {
+      message: 'bad width',
+      validation: [{ message: '"width" must be a number', path: ['width'] }],
+      retryAfterSeconds: 2.2,
+      details: { width: 'abc' },
+      cause,
+    })
+    assert.equal(err.message, 'bad width')
+    assert.equal(err.headers['retry-after'], '3')
+    assert.deepEqual(JSON.parse(err.headers['x-ic-error-validation'] as string), [
+      { message: '"width" must be a number', path: ['width'] },
+    ])
+    assert.deepEqual(err.details, { width: 'abc' })
+    assert.equal(err.cause, cause)
+  })
+
+  it('hides 5xx messages by default and keeps a stack for them only', () => {
+    const server = icError('IC_BACKEND_ERROR')
+    assert.equal(server.expose, false)
+    assert.match(server.stack ?? '', /\n\s+at /)
+    const client = icError('IC_HOST_NOT_ALLOWED')
+    assert.doesNotMatch(client.stack ?? '', /\n\s+at /)
+    assert.match(icError('IC_HOST_NOT_ALLOWED', { stack: true }).stack ?? '', /\n\s+at /)
+    assert.equal(Error.stackTraceLimit > 0, true, 'the global limit is restored')
+  })
+
+  it('names the 499 error after its status, not BadRequestError', () => {
+    const err = icError('IC_CLIENT_CLOSED_REQUEST')
+    assert.equal(err.status, 499)
+    assert.equal(err.name, 'ClientClosedRequestError')
+  })
+
+  it('refuses unknown codes', () => {
+    assert.throws(() => icError('NOPE_NOT_A_CODE'), {
+      name: 'TypeError',
+      message: /Unknown error code "NOPE_NOT_A_CODE"/,
+    })
+  })
+})
+
+describe('isIcError(value)', () => {
+  it('recognises errors by a global brand, also from another copy of the package', () => {
+    assert.equal(isIcError(icError('IC_NOT_FOUND')), true)
+    const fromOtherCopy = Object.assign(new Error('x'), { [Symbol.for('image-api-errors.error')]: true })
+    assert.equal(isIcError(fromOtherCopy), true)
+    for (const value of [
+      createHttpError(404),
+      new Error('x'),
+      null,
+      undefined,
+      'IC_NOT_FOUND',
+      { code: 'IC_NOT_FOUND' },
+    ]) {
+      assert.equal(isIcError(value), false)
+    }
+  })
+})
+
+describe('the catalogue', () => {
+  it('gives every code a status in 400–599, a title, a description, a hint and retryability', () => {
+    for (const [code, entry] of Object.entries(errorCatalogue)) {
+      assert.match(code, /^I[CS]_[A-Z0-9_]+$/)
+      assert.ok(entry.status >= 400 && entry.status <= 599, code)
+      for (const text of [entry.title, entry.description, entry.hint]) assert.ok(text.length > 3, code)
+      assert.equal(typeof entry.retryable, 'boolean')
+    }
+  })
+
+  it('uses Image-Charts’ real codes with the statuses of its documentation', () => {
+    assert.equal(errorCatalogue.IS_VALIDATION_ERROR.status, 400)
+    assert.equal(errorCatalogue.IC_MISSING_ENT_PARAMETER.status, 400)
+    assert.equal(errorCatalogue.IC_INVALID_SIGNATURE.status, 401)
+    assert.equal(errorCatalogue.IC_ACCOUNT_ID_NOT_FOUND.status, 401)
+  })
+
+  it('covers every status of both seed documents', () => {
+    const statuses = new Set<number>(Object.values(errorCatalogue).map((e) => e.status))
+    for (const status of [400, 401, 403, 404, 429, 499, 500, 502, 503, 504])
+      assert.ok(statuses.has(status), String(status))
+  })
+
+  it('retries only what the seeds allow: network-like 5xx, 429 and 503, never other 4xx', () => {
+    for (const [code, entry] of Object.entries(errorCatalogue)) {
+      if (entry.status < 500 && entry.status !== 429 && entry.status !== 499)
+        assert.equal(entry.retryable, false, code)
+      if (entry.status === 429 || entry.status === 503) assert.ok(entry.retryAfterSeconds !== undefined, code)
+    }
+  })
+
+  it('has a default code for every status, by exact status then by class', () => {
+    assert.equal(defaultCodeForStatus(400), 'IC_BAD_REQUEST')
+    assert.equal(defaultCodeForStatus(499), 'IC_CLIENT_CLOSED_REQUEST')
+    assert.equal(defaultCodeForStatus(418), 'IC_CLIENT_ERROR')
+    assert.equal(defaultCodeForStatus(507), 'IC_SERVER_ERROR')
+  })
+})
+
+describe('defineErrorCode(code, entry)', () => {
+  const entry = {
+    status: 402,
+    title: 'Quota',
+    description: 'Quota used up.',
+    retryable: false,
+    hint: 'Upgrade.',
+  }
+
+  it('adds a code that icError() then uses', () => {
+    defineErrorCode('TEST_QUOTA_USED', { ...entry, retryAfterSeconds: 30 })
+    const err = icError('TEST_QUOTA_USED')
+    assert.equal(err.status, 402)
+    assert.equal(err.headers['retry-after'], '30')
+    assert.equal(lookupErrorCode('TEST_QUOTA_USED')?.title, 'Quota')
+  })
+
+  it('refuses bad definitions with a message naming the field', () => {
+    const cases: [string, unknown, RegExp][] = [
+      ['lower_case', entry, /`code`/],
+      ['NOUNDERSCORE', entry, /`code`/],
+      ['IC_RATE_LIMITED', entry, /built-in/],
+      ['TEST_BAD_STATUS', { ...entry, status: 302 }, /`status`/],
+      ['TEST_BAD_STATUS2', { ...entry, status: 400.5 }, /`status`/],
+      ['TEST_NO_TITLE', { ...entry, title: '' }, /`title`/],
+      ['TEST_NO_HINT', { ...entry, hint: undefined }, /`hint`/],
+      ['TEST_RETRYABLE', { ...entry, retryable: 'yes' }, /`retryable`/],
+      ['TEST_RETRY_AFTER', { ...entry, retryAfterSeconds: -1 }, /`retryAfterSeconds`/],
+    ]
+    for (const [code, bad, message] of cases) {
+      assert.throws(() => defineErrorCode(code, bad as never), { name: 'TypeError', message }, code)
+    }
+  })
+})

@@ -1,0 +1,92 @@
+import assert from 'node:assert/strict'
+import { describe, it } from 'node:test'
+import fc from 'fast-check'
+import { encodeValidationHeader, headerSafeText } from './validation-header.ts'
+
+const HEADER_SAFE = /^[\x20-\x7e]*$/
+
+describe('encodeValidationHeader(items, maxBytes)', () => {
+  it('writes the Image-Charts shape: a JSON array of objects with message', () => {
+    const value = encodeValidationHeader([
+      { message: '"chs" is required', path: ['chs'], type: 'any.required' },
+    ])
+    assert.deepEqual(JSON.parse(value), [
+      { message: '"chs" is required', path: ['chs'], type: 'any.required' },
+    ])
+  })
+
+  it('escapes CR, LF, control and non-Latin-1 characters instead of dropping them', () => {
+    const message = 'a\r\nb\u0000c\u007fé日本😀'
+    const value = encodeValidationHeader([{ message }])
+    assert.match(value, HEADER_SAFE)
+    assert.equal(JSON.parse(value)[0].message, message)
+  })
+
+  it('shortens a 10 KB message with an ellipsis and stays under the cap', () => {
+    const value = encodeValidationHeader([{ message: 'é'.repeat(10_000) }], 1024)
+    assert.ok(value.length <= 1024)
+    const [item] = JSON.parse(value)
+    assert.ok(item.message.endsWith('…'))
+    assert.ok(item.message.length > 10)
+  })
+
+  it('never splits a surrogate pair when shortening', () => {
+    const value = encodeValidationHeader([{ message: '😀'.repeat(3000) }], 512)
+    const [item] = JSON.parse(value)
+    assert.equal(item.message, item.message.toWellFormed())
+  })
+
+  it('replaces the items that do not fit by a count', () => {
+    const items = Array.from({ length: 500 }, (_, i) => ({ message: `parameter ${i} is wrong` }))
+    const parsed = JSON.parse(encodeValidationHeader(items, 600))
+    assert.match(parsed.at(-1).message, /^\d+ more validation errors left out$/)
+    const shown = parsed.length - 1
+    assert.equal(Number(parsed.at(-1).message.split(' ')[0]), 500 - shown)
+  })
+
+  it('ignores members other than message, path and type, and non-scalar path parts', () => {
+    const value = encodeValidationHeader([
+      { message: 'x', path: ['a', 1, { evil: true } as never], type: 't', context: { secret: 1 } } as never,
+    ])
+    assert.deepEqual(JSON.parse(value), [{ message: 'x', path: ['a', 1], type: 't' }])
+  })
+
+  it('is always valid, header-safe JSON under the cap, whatever the items (property)', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.record({ message: fc.string({ unit: 'binary', maxLength: 3000 }) }), { maxLength: 60 }),
+        fc.integer({ min: 256, max: 8192 }),
+        (items, cap) => {
+          const value = encodeValidationHeader(items, cap)
+          assert.ok(value.length <= cap, `${value.length} > ${cap}`)
+          assert.match(value, HEADER_SAFE)
+          const parsed = JSON.parse(value)
+          assert.ok(Array.isArray(parsed))
+          for (const item of parsed) assert.equal(typeof item.message, 'string')
+          if (items.length > 0) assert.ok(parsed.length > 0)
+        },
+      ),
+      { numRuns: 300 },
+    )
+  })
+})
+
+describe('headerSafeText(text, maxBytes)', () => {
+  it('percent-encodes everything outside printable ASCII, and % itself', () => {
+    assert.equal(headerSafeText('café 100%\r\nSet-Cookie: x'), 'caf%C3%A9 100%25%0D%0ASet-Cookie: x')
+  })
+
+  it('cuts long text without leaving half an escape', () => {
+    const out = headerSafeText('é'.repeat(100), 10)
+    assert.ok(out.length <= 10)
+    assert.match(out, /^(%[0-9A-F]{2})*$/)
+  })
+
+  it('is header-safe for any input (property)', () => {
+    fc.assert(
+      fc.property(fc.string({ unit: 'binary' }), (text) => {
+        assert.match(headerSafeText(text), HEADER_SAFE)
+      }),
+    )
+  })
+})
