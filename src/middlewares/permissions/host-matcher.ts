@@ -91,17 +91,22 @@ export function createHostMatcher(list: readonly string[], option = 'hostsAllowe
       exact.add(normaliseEntry(entry, option))
     }
   }
-  const anyWildcard = wildcards.size > 0
+  // Probe only the suffix lengths some wildcard has: usually one or two, whatever the list size.
+  const depths = [...new Set([...wildcards].map((stem) => stem.split('.').length))].sort((a, b) => a - b)
   return function matchesHost(input) {
     if (typeof input !== 'string' && !(input instanceof URL)) return false
     const host = hostOf(input)
     if (host === undefined) return false
     if (exact.has(host)) return true
-    if (!anyWildcard) return false
-    let dot = host.indexOf('.')
-    while (dot !== -1) {
+    let labels = 1
+    let dot = host.length
+    for (const depth of depths) {
+      while (labels <= depth) {
+        dot = host.lastIndexOf('.', dot - 1)
+        if (dot === -1) return false
+        labels++
+      }
       if (wildcards.has(host.slice(dot + 1))) return true
-      dot = host.indexOf('.', dot + 1)
     }
     return false
   }

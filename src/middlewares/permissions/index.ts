@@ -53,7 +53,9 @@ export type ImageSource =
 const SOURCE_PARAMS = ['origin', 'source_url', 'hostname', 'bucket'] as const
 type SourceParam = (typeof SOURCE_PARAMS)[number]
 const HAS_SCHEME = /^[a-zA-Z][a-zA-Z0-9+.-]*:/
-const HOST_AND_PORT = /^[^:/?#\\@]*:\d*(?:[/?#\\]|$)/
+const HOST_AND_PORT = /^[^:/?#\\@]+:\d+(?:[/?#\\]|$)/
+const NOT_IN_HOST = /[/\\@?#]/
+const IPV6_LITERAL = /^\[[^\]]*\]/
 const URL_NOISE = /[\t\n\r]/g
 // biome-ignore lint/suspicious/noControlCharactersInRegex: the URL parser strips C0 controls and spaces at both ends, so must we
 const EDGES = /^[\x00-\x20]+|[\x00-\x20]+$/g
@@ -135,6 +137,10 @@ function urlSource(
   if (url === undefined || url.hostname === '') {
     refuse('IS_VALIDATION_ERROR', param, `"${param}" must be an http or https URL`, 'string.uri')
   }
+  if (url.username !== '' || url.password !== '') {
+    // Credentials in a source URL are never needed, and are where URL parsers disagree.
+    refuse('IS_VALIDATION_ERROR', param, `"${param}" must not contain credentials`, 'string.uriCredentials')
+  }
   const host = url.hostname.endsWith('.') ? url.hostname.slice(0, -1) : url.hostname
   if (compiled.hosts !== undefined && !compiled.hosts(url)) {
     refuse('IC_HOST_NOT_ALLOWED', param, `"${param}" names a host that is not allowed`, 'host.notAllowed')
@@ -197,8 +203,9 @@ export function checkPermissions(
     case 'source_url':
       return urlSource(compiled, chosen, value)
     case 'hostname': {
-      const url = value.includes('/') || value.includes('\\') ? undefined : safeUrl(`http://${value}`)
-      if (url === undefined || url.hostname === '' || url.username !== '' || url.port !== '')
+      const bare = !NOT_IN_HOST.test(value) && !value.replace(IPV6_LITERAL, '').includes(':')
+      const url = bare ? safeUrl(`http://${value}`) : undefined
+      if (url === undefined || url.hostname === '')
         refuse('IS_VALIDATION_ERROR', chosen, '"hostname" must be a host name', 'string.hostname')
       if (compiled.hosts !== undefined && !compiled.hosts(url))
         refuse(
