@@ -148,8 +148,6 @@ export function upload(options: Readonly<UploadOptions> = {}): Guard {
   const enabled = options.enabled === true
 
   const accept = async (req: IncomingMessage): Promise<Published> => {
-    const length = req.headers['content-length']
-    if (length !== undefined && Number(length) > maxBytes) tooLarge(maxBytes)
     let body = await readBody(req, maxBytes)
     const contentType = req.headers['content-type'] ?? ''
     if (/^multipart\/form-data/i.test(contentType)) {
@@ -171,6 +169,12 @@ export function upload(options: Readonly<UploadOptions> = {}): Guard {
     return { upload: { body, type } satisfies UploadedImage }
   }
 
+  const start = (req: IncomingMessage): Promise<Published> => {
+    const length = req.headers['content-length']
+    if (length !== undefined && Number(length) > maxBytes) tooLarge(maxBytes)
+    return accept(req)
+  }
+
   return function upload(req) {
     if (!enabled) throw icError('IC_UPLOAD_DISABLED', { message: 'Uploads are disabled' })
     const match = BEARER.exec(req.headers.authorization ?? '')
@@ -189,11 +193,11 @@ export function upload(options: Readonly<UploadOptions> = {}): Guard {
         message: 'The upload token is not accepted',
         headers: { 'www-authenticate': 'Bearer error="invalid_token"' },
       })
-    if (ok) return accept(req)
+    if (ok) return start(req)
     if (verifyToken === undefined) throw refused()
     return Promise.resolve(verifyToken(token, req)).then((verdict) => {
       if (verdict !== true) throw refused()
-      return accept(req)
+      return start(req)
     })
   }
 }
