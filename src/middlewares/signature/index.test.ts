@@ -35,20 +35,20 @@ async function outcome(guard: Guard, url: string): Promise<string> {
 /** URLs signed by Image-Charts' official Node client. */
 function officialUrls(secret: string, account: string): string[] {
   const charts = [
-    ImageCharts({ secret }).cht('p').chd('t:1,2,3').chs('100x100'),
-    ImageCharts({ secret })
+    new ImageCharts({ secret }).cht('p').chd('t:1,2,3').chs('100x100'),
+    new ImageCharts({ secret })
       .cht('bvs')
       .chd('a:10,20.5,30|5,6,7')
       .chs('700x300')
       .chtt('Ventes été 2026 + 10% & more'),
-    ImageCharts({ secret })
+    new ImageCharts({ secret })
       .cht('lc')
       .chd('t:1,2')
       .chs('300x200')
       .chl('a|b')
       .chdl('Köln|東京')
       .chco('FF0000,00FF00'),
-    ImageCharts({ secret }).cht('qr').chl('https://example.com/?a=1&b=2#x').chs('150x150').choe('UTF-8'),
+    new ImageCharts({ secret }).cht('qr').chl('https://example.com/?a=1&b=2#x').chs('150x150').choe('UTF-8'),
   ]
   return charts.map((chart) => {
     const url = new URL(chart.icac(account).toURL())
