@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { describe, it } from 'node:test'
 import fc from 'fast-check'
-import ImageCharts from 'image-charts'
+import imageChartsModule from 'image-charts'
 import { isIcError } from '../../errors.ts'
 import type { Guard } from '../../guard.ts'
 import { imageChartsFeatures, type SignatureOptions, signature, signQuery, verifySignature } from './index.ts'
@@ -17,6 +17,8 @@ const vectors = JSON.parse(
   readFileSync(new URL('../../../../shared/vectors/signatures.json', import.meta.url), 'utf8'),
 ) as { valid: Vector[]; invalid: Vector[] }
 
+// The client is CommonJS (`module.exports = ImageCharts`) while its types declare a default export.
+const ImageCharts = imageChartsModule as unknown as typeof imageChartsModule.default
 const res = {} as ServerResponse
 const queryOf = (url: string) => url.slice(url.indexOf('?') + 1)
 
