@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole test suite, with its set-up: `npm ci && npm run test:all` on a fresh machine.
+# The whole test suite, with its set-up: `npm install && npm run test:all` on a fresh machine.
 # Installs the Debian packages the tests use when they are missing (redis-server for the
 # Redis store, chromium for the browser test; needs root, as on CI), then runs lint,
 # typecheck, build, the tests with coverage, the packed-tarball consumers, and every

@@ -1,0 +1,30 @@
+// Compile-time checks of the public types: `tsc --noEmit` fails when one of these stops holding.
+import assert from 'node:assert/strict'
+import { it } from 'node:test'
+import * as express from '../src/express.ts'
+import { type ErrorReport, errorCatalogue, type IcError, icError } from '../src/index.ts'
+import * as koa from '../src/koa.ts'
+
+// Never called: only compiled.
+export function typeChecks(): void {
+  const err: IcError = icError('IC_RATE_LIMITED', { retryAfterSeconds: 5 })
+  // @ts-expect-error retryAfterSeconds is a number of seconds, not a string
+  icError('IC_RATE_LIMITED', { retryAfterSeconds: '5' })
+  // @ts-expect-error validation items need a message
+  icError('IS_VALIDATION_ERROR', { validation: [{ path: ['width'] }] })
+  assert.equal(err.headers['x-ic-error-code'], 'IC_RATE_LIMITED')
+  // @ts-expect-error the catalogue is read-only
+  errorCatalogue.IC_RATE_LIMITED.status = 400
+  const onError = (report: ErrorReport): number => report.status
+  // @ts-expect-error onError receives one report object
+  express.errorHandler({ onError: (status: number, code: string) => status + code })
+  // @ts-expect-error the request id header is a string
+  koa.errorHandler({ requestIdHeader: 42 })
+  const names: (keyof typeof express)[] = Object.keys(koa) as (keyof typeof koa)[]
+  void names
+  void onError
+}
+
+it('both adapters export the same names', () => {
+  assert.deepEqual(Object.keys(express).sort(), Object.keys(koa).sort())
+})
