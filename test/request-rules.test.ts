@@ -148,6 +148,7 @@ for (const framework of frameworks) {
             ],
             handle: echo,
           },
+          { path: '/perm', use: (a) => [a.permissions({ allowDynamicOrigin: false })], handle: echo },
           {
             path: '/keyed',
             use: (a) => [a.apiKey({ keys, query: 'key', scopes: ['images:read'] })],
@@ -213,6 +214,8 @@ for (const framework of frameworks) {
       ['/all?width=10&origin=a.com', { 'x-api-key': 'reader-key' }, 401, 'IC_DYNAMIC_ORIGIN_DISABLED'],
       ['/all?width=10&icac=acme', { 'x-api-key': 'reader-key' }, 400, 'IC_MISSING_ENT_PARAMETER'],
       ['/all?width=abc', { 'x-api-key': 'reader-key' }, 400, 'IS_VALIDATION_ERROR'],
+      ['/perm?width=1', {}, 200, undefined],
+      ['/perm?bucket64=cGhvdG9z', {}, 401, 'IC_DYNAMIC_ORIGIN_DISABLED'],
       ['/keyed', { 'x-api-key': 'reader-key' }, 200, undefined],
       ['/keyed?key=reader-key', {}, 200, undefined],
       ['/keyed', {}, 401, 'IC_API_KEY_MISSING'],
@@ -387,6 +390,27 @@ for (const framework of frameworks) {
       assert.equal(res.headers['x-ic-error-code'], 'IC_UPLOAD_TOO_LARGE')
       assert.equal(res.headers.connection, 'close')
       assert.equal(JSON.parse(body).code, 'IC_UPLOAD_TOO_LARGE')
+    })
+
+    it('records 499 when the client goes away in the middle of an upload', async () => {
+      const received = once(app.server, 'request') as Promise<[IncomingMessage]>
+      const req = httpRequest(`${app.url}/upload/a.png`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${UPLOAD_TOKEN}`, 'content-length': '1000' },
+      })
+      req.on('error', () => {})
+      req.write(Buffer.alloc(100))
+      const [serverRequest] = await received
+      req.destroy()
+      await new Promise((resolve) => serverRequest.on('close', resolve))
+      // The refusal travels through a few promise turns after 'close'; no event marks its end.
+      const closed = () => app.reports.find((r) => r.code === 'IC_CLIENT_CLOSED_REQUEST')
+      for (let i = 0; i < 100 && closed() === undefined; i++)
+        await new Promise((resolve) => setImmediate(resolve))
+      const report = closed()
+      assert.ok(report, JSON.stringify(app.reports.map((r) => r.code)))
+      assert.equal(report.status, 499)
+      assert.equal(report.outcome, 'client-gone')
     })
 
     it('never answers 500 to arbitrary query strings and header values', async () => {

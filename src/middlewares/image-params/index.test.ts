@@ -164,6 +164,22 @@ describe('imageParams: declared parameters', () => {
     assert.equal(refusal(options, 'chs=10*10').validation?.[0]?.type, 'size.base')
   })
 
+  it('accepts defaults of every type', () => {
+    assert.deepEqual(
+      values(
+        {
+          params: {
+            size: { type: 'size', default: { width: 2, height: 3 } },
+            on: { type: 'boolean', default: false },
+            n: { type: 'number', default: 0.5 },
+          },
+        },
+        '',
+      ),
+      { size: { width: 2, height: 3 }, on: false, n: 0.5 },
+    )
+  })
+
   it('drops the built-in rules when asked', () => {
     assert.deepEqual(values({ builtInParams: false }, 'width=abc'), {})
   })
