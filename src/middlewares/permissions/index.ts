@@ -57,6 +57,8 @@ const HOST_AND_PORT = /^[^:/?#\\@]+:\d+(?:[/?#\\]|$)/
 const NOT_IN_HOST = /[/\\@?#]/
 const IPV6_LITERAL = /^\[[^\]]*\]/
 const URL_NOISE = /[\t\n\r]/g
+// biome-ignore lint/suspicious/noControlCharactersInRegex: see EDGES
+const NOISY = /[\t\n\r]|^[\x00-\x20]|[\x00-\x20]$/
 // biome-ignore lint/suspicious/noControlCharactersInRegex: the URL parser strips C0 controls and spaces at both ends, so must we
 const EDGES = /^[\x00-\x20]+|[\x00-\x20]+$/g
 
@@ -113,7 +115,7 @@ function urlSource(
   param: 'origin' | 'source_url',
   value: string,
 ): ImageSource {
-  const text = value.replace(URL_NOISE, '').replace(EDGES, '')
+  const text = NOISY.test(value) ? value.replace(URL_NOISE, '').replace(EDGES, '') : value
   let url: URL | undefined
   if (HAS_SCHEME.test(text) && !HOST_AND_PORT.test(text)) {
     try {

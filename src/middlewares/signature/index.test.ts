@@ -94,6 +94,14 @@ describe('verifySignature and signQuery', () => {
     assert.equal(verifySignature(`${encoded}&ichm=${ichm?.toUpperCase()}`, 's'), false, 'lower-case hex only')
   })
 
+  it('signs and verifies the query as sent, empty pairs and all', () => {
+    const signed = signQuery('a=1&&b=2&', 'k')
+    assert.equal(verifySignature(signed, 'k'), true)
+    assert.equal(verifySignature(signed.replace('&&', '&'), 'k'), false)
+    const ichm = signed.split('ichm=')[1]
+    assert.equal(verifySignature(`%69chm=${ichm}&a=1&&b=2&`, 'k'), true, 'a percent-encoded ichm name')
+  })
+
   it('verifies URLs signed by the official image-charts client', () => {
     for (const url of officialUrls('the-secret', 'acme'))
       assert.equal(verifySignature(queryOf(url), 'the-secret'), true, url)

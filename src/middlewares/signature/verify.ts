@@ -13,51 +13,75 @@ function decodeComponent(text: string): string | undefined {
   }
 }
 
-/** The two strings a signature may cover, and the signature the query carries. */
+/** What a signature may cover, and the signature the query carries. */
 export interface SignedParts {
   /** The raw query without its `ichm` pair(s). */
   readonly raw: string
-  /** The same, every name and value percent-decoded; `undefined` when decoding fails or changes nothing. */
-  readonly decoded: string | undefined
   /** The `ichm` value as sent (percent-decoded); `undefined` when there is none. */
   readonly signature: string | undefined
 }
 
-/** Splits a raw query string (no `?`) into what was signed and the `ichm` it carries. */
+/** Whether the pair at `[start, end)` of `search` is named `ichm` or `ichm64` (percent-encoded or not). */
+function signatureName(search: string, start: number, end: number): 'ichm' | 'ichm64' | undefined {
+  let eq = search.indexOf('=', start)
+  if (eq === -1 || eq > end) eq = end
+  const length = eq - start
+  if (length === 4 && search.startsWith('ichm', start)) return 'ichm'
+  if (length === 6 && search.startsWith('ichm64', start)) return 'ichm64'
+  if (length < 4) return undefined
+  const name = search.slice(start, eq)
+  if (!name.includes('%') && !name.includes('+')) return undefined
+  const decoded = decodeComponent(name)
+  return decoded === 'ichm' || decoded === 'ichm64' ? decoded : undefined
+}
+
+/**
+ * Splits a raw query string (no `?`) into what was signed (the query without its `ichm`
+ * pairs, every other byte as sent) and the `ichm` it carries.
+ */
 export function signedParts(search: string): SignedParts {
-  let raw = ''
-  let decoded: string | undefined = ''
   let signature: string | undefined
-  let changed = false
+  let raw: string | undefined
+  let kept = 0
   let start = 0
   const length = search.length
   while (start <= length) {
     let end = search.indexOf('&', start)
     if (end === -1) end = length
-    if (end > start) {
-      const part = search.slice(start, end)
-      const eq = part.indexOf('=')
-      const name = decodeComponent(eq === -1 ? part : part.slice(0, eq))
-      if (name === 'ichm' || name === 'ichm64') {
-        const value = decodeComponent(eq === -1 ? '' : part.slice(eq + 1)) ?? ''
-        signature ??= name === 'ichm' ? value : (decodeBase64Value(value) ?? '')
-      } else {
-        raw = raw === '' ? part : `${raw}&${part}`
-        if (decoded !== undefined) {
-          const value = eq === -1 ? undefined : decodeComponent(part.slice(eq + 1))
-          if (name === undefined || (eq !== -1 && value === undefined)) {
-            decoded = undefined
-          } else {
-            const pair = value === undefined ? name : `${name}=${value}`
-            if (pair !== part) changed = true
-            decoded = decoded === '' ? pair : `${decoded}&${pair}`
-          }
-        }
-      }
+    const name = end > start ? signatureName(search, start, end) : undefined
+    if (name !== undefined) {
+      const eq = search.indexOf('=', start)
+      const value = eq === -1 || eq > end ? '' : (decodeComponent(search.slice(eq + 1, end)) ?? '')
+      signature ??= name === 'ichm' ? value : (decodeBase64Value(value) ?? '')
+      // Drop the pair and one of the `&` around it.
+      const piece = search.slice(kept, start === 0 ? 0 : start - 1)
+      raw = raw === undefined ? piece : `${raw}${piece}`
+      kept = start === 0 ? Math.min(end + 1, length) : end
     }
     start = end + 1
   }
-  return { raw, decoded: changed ? decoded : undefined, signature }
+  if (raw === undefined) return { raw: search, signature }
+  raw += search.slice(kept)
+  if (raw.startsWith('&')) raw = raw.slice(1)
+  return { raw, signature }
+}
+
+/**
+ * The signed string percent-decoded pair by pair (`+` is a space), as Image-Charts accepts
+ * it; `undefined` when decoding fails or changes nothing.
+ */
+export function decodedForm(raw: string): string | undefined {
+  if (!raw.includes('%') && !raw.includes('+')) return undefined
+  let out = ''
+  for (const part of raw.split('&')) {
+    const eq = part.indexOf('=')
+    const name = decodeComponent(eq === -1 ? part : part.slice(0, eq))
+    const value = eq === -1 ? undefined : decodeComponent(part.slice(eq + 1))
+    if (name === undefined || (eq !== -1 && value === undefined)) return undefined
+    const pair = value === undefined ? name : `${name}=${value}`
+    out = out === '' ? pair : `${out}&${pair}`
+  }
+  return out === raw ? undefined : out
 }
 
 /**
@@ -72,7 +96,7 @@ export function hmacHex(text: string, secret: string): string {
 }
 
 /**
- * Whether `signature` (hex) is the HMAC-SHA256 of `raw` or `decoded` under one of `secrets`.
+ * Whether `signature` (hex) is the HMAC-SHA256 of the raw or decoded signed string under one of `secrets`.
  * Compared in constant time on the 32 digest bytes.
  */
 export function matchesAny(parts: SignedParts, secrets: readonly string[]): boolean {
@@ -81,11 +105,12 @@ export function matchesAny(parts: SignedParts, secrets: readonly string[]): bool
   const expected = Buffer.from(signature, 'hex')
   for (const secret of secrets) {
     if (timingSafeEqual(createHmac('sha256', secret).update(parts.raw).digest(), expected)) return true
-    if (
-      parts.decoded !== undefined &&
-      timingSafeEqual(createHmac('sha256', secret).update(parts.decoded).digest(), expected)
-    )
-      return true
+  }
+  // Only when the raw form fails: most clients sign what they send.
+  const decoded = decodedForm(parts.raw)
+  if (decoded === undefined) return false
+  for (const secret of secrets) {
+    if (timingSafeEqual(createHmac('sha256', secret).update(decoded).digest(), expected)) return true
   }
   return false
 }
