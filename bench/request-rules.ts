@@ -3,7 +3,7 @@
 // allowed hosts against matching against 10. Targets: rules ≥ 0.95× bare; 100k ≥ 0.90× 10.
 import { createHostMatcher, signQuery } from '../src/index.ts'
 import { printComparisons, runAbba, smoke } from './lib/abba.ts'
-import { ACCOUNT, allowedHosts, HOST, SECRET } from './servers/express-rules.ts'
+import { ACCOUNT, allowedHosts, HOST, SECRET } from './servers/rules-fixture.ts'
 
 process.env.NODE_ENV = 'production'
 const script = 'bench/servers/express-rules.ts'

@@ -42,9 +42,12 @@ function decodeComponent(text: string): string | undefined {
 }
 
 /**
- * Decodes the value of a `NAME64` parameter. Spaces are read as `+`: a client that did not
- * percent-encode `+` in base64 text had it turned into a space by form decoding, and a space
- * is never valid base64.
+ * Decodes the value of a `NAME64` parameter (base64 or base64url, UTF-8 text); `undefined`
+ * when it is not. Spaces are read as `+`: a client that did not percent-encode `+` in base64
+ * text had it turned into a space by form decoding, and a space is never valid base64.
+ *
+ * @example
+ * decodeBase64Value('Pj4 ') // '>>>'
  */
 export function decodeBase64Value(value: string): string | undefined {
   const text = value.indexOf(' ') === -1 ? value : value.replaceAll(' ', '+')

@@ -42,10 +42,8 @@ else if (variant === 'layers')
   )
 else app.get('/img', requestRules(rules), send)
 
-if (process.argv[1]?.endsWith('express-rules.ts')) {
-  const server = app.listen(0, '127.0.0.1', () => {
-    const address = server.address()
-    console.log(`listening ${typeof address === 'object' && address !== null ? address.port : 0}`)
-  })
-  process.on('SIGTERM', () => server.close(() => process.exit(0)))
-}
+const server = app.listen(0, '127.0.0.1', () => {
+  const address = server.address()
+  console.log(`listening ${typeof address === 'object' && address !== null ? address.port : 0}`)
+})
+process.on('SIGTERM', () => server.close(() => process.exit(0)))

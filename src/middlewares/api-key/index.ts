@@ -77,7 +77,12 @@ function resolve(key: string, grant: unknown, option: string): Known {
   return { info, published: Object.freeze({ apiKey: info }) }
 }
 
-/** Validates the options and returns the check `apiKey()` and `requestRules()` run. */
+/**
+ * Validates the options and returns the check `apiKey()` and `requestRules()` run.
+ *
+ * @example
+ * const check = compileApiKey({ keys: { 'k-123': ['images:read'] } })
+ */
 export function compileApiKey(options: Readonly<ApiKeyOptions>): Guard {
   if (typeof options !== 'object' || options === null)
     throw new TypeError('Expected the options of `apiKey` to be an object')

@@ -157,7 +157,12 @@ function checkName(option: string, name: unknown): asserts name is string {
   }
 }
 
-/** The compiled form of {@link ImageParamsOptions}, shared by `imageParams()` and `requestRules()`. */
+/**
+ * The compiled form of {@link ImageParamsOptions}, shared by `imageParams()` and `requestRules()`.
+ *
+ * @example
+ * const compiled: CompiledImageParams = compileImageParams({ maxWidth: 4000 })
+ */
 export interface CompiledImageParams {
   readonly rules: ReadonlyMap<string, CompiledRule>
   readonly required: readonly CompiledRule[]
@@ -167,7 +172,12 @@ export interface CompiledImageParams {
   readonly maxOutputPixels: number
 }
 
-/** Validates the options and compiles every rule; throws a `TypeError` naming the bad option. */
+/**
+ * Validates the options and compiles every rule; throws a `TypeError` naming the bad option.
+ *
+ * @example
+ * const compiled = compileImageParams({ params: { chs: { type: 'size', required: true } } })
+ */
 export function compileImageParams(options: Readonly<ImageParamsOptions> = {}): CompiledImageParams {
   if (typeof options !== 'object' || options === null)
     throw new TypeError('Expected the options of `imageParams` to be an object')
@@ -210,6 +220,9 @@ function item(rule: CompiledRule, failure: Failure): ValidationItem {
 /**
  * Runs compiled rules over a request's query: throws 401 `IC_PARAM_NOT_ALLOWED` or 400
  * `IS_VALIDATION_ERROR` (every failure listed), or returns the typed values.
+ *
+ * @example
+ * const { width } = checkImageParams(compiled, req)
  */
 export function checkImageParams(compiled: CompiledImageParams, req: IncomingMessage): ImageParamValues {
   const query = parseQuery(req)

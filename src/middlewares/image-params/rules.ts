@@ -68,7 +68,12 @@ export interface Size {
  */
 export type ParamValue = number | string | boolean | Size
 
-/** A failure of one parameter; a class so the success path allocates nothing. */
+/**
+ * A failure of one parameter; a class so the success path allocates nothing.
+ *
+ * @example
+ * const failure = new Failure('"width" must be a number', 'number.base')
+ */
 export class Failure {
   readonly message: string
   readonly type: string
@@ -78,7 +83,13 @@ export class Failure {
   }
 }
 
-/** A rule compiled at construction: `parse` returns the value or a {@link Failure}. */
+/**
+ * A rule compiled at construction: `parse` returns the value or a {@link Failure}.
+ *
+ * @example
+ * const rule: CompiledRule = compileRule('width', { type: 'integer', max: 10 }, 'params.width')
+ * rule.parse('11') instanceof Failure // true
+ */
 export interface CompiledRule {
   readonly name: string
   readonly required: boolean
@@ -158,6 +169,9 @@ const KNOWN_KEYS: Readonly<Record<ParamRule['type'], readonly string[]>> = {
 /**
  * Checks a rule and compiles it into a parser. Throws a `TypeError` naming the option
  * (`params.width.max`) when the rule is wrong: unknown type, min > max, invalid pattern…
+ *
+ * @example
+ * compileRule('chs', { type: 'size', maxWidth: 999 }, 'params.chs').parse('300x200') // { width: 300, height: 200 }
  */
 export function compileRule(name: string, rule: ParamRule, option: string): CompiledRule {
   if (typeof rule !== 'object' || rule === null) fail(option, 'a rule object', rule)

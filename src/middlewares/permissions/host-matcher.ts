@@ -41,7 +41,12 @@ function trimDot(host: string): string {
   return host.endsWith('.') ? host.slice(0, -1) : host
 }
 
-/** The host a request would fetch from, or `undefined` when it is not an http(s) URL or host. */
+/**
+ * The host a request would fetch from, or `undefined` when it is not an http(s) URL or host.
+ *
+ * @example
+ * hostOf('https://a@B.example.com./x') // 'b.example.com'
+ */
 export function hostOf(input: string | URL): string | undefined {
   let url: URL
   if (input instanceof URL) {

@@ -83,7 +83,12 @@ function refuse(code: string, param: string, message: string, type: string): nev
   throw icError(code, { message, validation: [{ message, path: [param], type }] })
 }
 
-/** The compiled form of {@link PermissionsOptions}, shared by `permissions()` and `requestRules()`. */
+/**
+ * The compiled form of {@link PermissionsOptions}, shared by `permissions()` and `requestRules()`.
+ *
+ * @example
+ * const compiled: CompiledPermissions = compilePermissions({ hostsAllowed: ['*.example.com'] })
+ */
 export interface CompiledPermissions {
   readonly allowDynamicOrigin: boolean
   readonly allowOriginalImageRequest: boolean
@@ -93,7 +98,12 @@ export interface CompiledPermissions {
   readonly processing: ReadonlySet<string>
 }
 
-/** Validates the options and compiles the allow-lists; throws a `TypeError` naming the bad option. */
+/**
+ * Validates the options and compiles the allow-lists; throws a `TypeError` naming the bad option.
+ *
+ * @example
+ * const compiled = compilePermissions({ allowDynamicOrigin: false })
+ */
 export function compilePermissions(options: Readonly<PermissionsOptions> = {}): CompiledPermissions {
   if (typeof options !== 'object' || options === null)
     throw new TypeError('Expected the options of `permissions` to be an object')
@@ -150,7 +160,12 @@ function urlSource(
   return { kind: 'url', param, url, host }
 }
 
-/** Runs compiled permission rules over a request; throws the refusal or returns the source. */
+/**
+ * Runs compiled permission rules over a request; throws the refusal or returns the source.
+ *
+ * @example
+ * const source = checkPermissions(compiled, req) // undefined: the configured backend
+ */
 export function checkPermissions(
   compiled: CompiledPermissions,
   req: IncomingMessage,

@@ -240,7 +240,12 @@ export function signature(options: Readonly<SignatureOptions> = {}): Guard {
   }
 }
 
-/** Validates the options and returns the check `signature()` and `requestRules()` run. */
+/**
+ * Validates the options and returns the check `signature()` and `requestRules()` run.
+ *
+ * @example
+ * const check = compileSignature({ accounts: { acme: 'secret' } })
+ */
 export function compileSignature(options: Readonly<SignatureOptions> = {}): Guard {
   if (typeof options !== 'object' || options === null)
     throw new TypeError('Expected the options of `signature` to be an object')

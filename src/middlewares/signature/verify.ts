@@ -13,7 +13,12 @@ function decodeComponent(text: string): string | undefined {
   }
 }
 
-/** What a signature may cover, and the signature the query carries. */
+/**
+ * What a signature may cover, and the signature the query carries.
+ *
+ * @example
+ * const parts: SignedParts = signedParts('a=1&ichm=ab') // { raw: 'a=1', signature: 'ab' }
+ */
 export interface SignedParts {
   /** The raw query without its `ichm` pair(s). */
   readonly raw: string
@@ -38,6 +43,9 @@ function signatureName(search: string, start: number, end: number): 'ichm' | 'ic
 /**
  * Splits a raw query string (no `?`) into what was signed (the query without its `ichm`
  * pairs, every other byte as sent) and the `ichm` it carries.
+ *
+ * @example
+ * signedParts('ichm=ab&cht=p&chs=1x1') // { raw: 'cht=p&chs=1x1', signature: 'ab' }
  */
 export function signedParts(search: string): SignedParts {
   let signature: string | undefined
@@ -69,6 +77,9 @@ export function signedParts(search: string): SignedParts {
 /**
  * The signed string percent-decoded pair by pair (`+` is a space), as Image-Charts accepts
  * it; `undefined` when decoding fails or changes nothing.
+ *
+ * @example
+ * decodedForm('chd=t%3A1%2C2&chtt=a+b') // 'chd=t:1,2&chtt=a b'
  */
 export function decodedForm(raw: string): string | undefined {
   if (!raw.includes('%') && !raw.includes('+')) return undefined
@@ -96,8 +107,11 @@ export function hmacHex(text: string, secret: string): string {
 }
 
 /**
- * Whether `signature` (hex) is the HMAC-SHA256 of the raw or decoded signed string under one of `secrets`.
- * Compared in constant time on the 32 digest bytes.
+ * Whether `signature` (hex) is the HMAC-SHA256 of the raw or decoded signed string under one
+ * of `secrets`. Compared in constant time on the 32 digest bytes.
+ *
+ * @example
+ * matchesAny(signedParts(search), ['current', 'previous'])
  */
 export function matchesAny(parts: SignedParts, secrets: readonly string[]): boolean {
   const { signature } = parts

@@ -6,6 +6,12 @@
  */
 export type ImageType = 'jpeg' | 'png' | 'gif' | 'webp' | 'avif' | 'heic' | 'tiff' | 'bmp'
 
+/**
+ * Every format `upload()` recognises, the default of its `types` option.
+ *
+ * @example
+ * upload({ enabled: true, tokens, types: IMAGE_TYPES.filter((t) => t !== 'bmp') })
+ */
 export const IMAGE_TYPES: readonly ImageType[] = ['jpeg', 'png', 'gif', 'webp', 'avif', 'heic', 'tiff', 'bmp']
 
 const AVIF_BRANDS = new Set(['avif', 'avis'])
@@ -48,6 +54,9 @@ export function sniffImageType(bytes: Buffer): ImageType | undefined {
 /**
  * The file part of a `multipart/form-data` body: the part named `file`, else the first part
  * with a `filename`. `undefined` when there is none or the body is not well formed.
+ *
+ * @example
+ * const file = multipartFile(body, 'XyZ') // the bytes between the part's headers and the next boundary
  */
 export function multipartFile(body: Buffer, boundary: string): Buffer | undefined {
   const delimiter = Buffer.from(`--${boundary}`, 'latin1')
