@@ -1,3 +1,4 @@
+import { createSecretKey, type KeyObject } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
 import { type ErrorCode, lookupErrorCode } from '../../catalogue.ts'
 import { icError } from '../../errors.ts'
@@ -120,7 +121,8 @@ interface CompiledFeature {
 }
 
 interface ResolvedAccount {
-  readonly secrets: readonly string[]
+  /** Secrets as key objects: `createHmac` then skips converting the key on every request. */
+  readonly secrets: readonly KeyObject[]
   readonly published: Published
   readonly features: ReadonlySet<string>
 }
@@ -177,7 +179,7 @@ function resolveAccount(
   }
   const features = entryFeatures(account, plans, known, option)
   return {
-    secrets: [...account.secrets],
+    secrets: account.secrets.map((secret) => createSecretKey(Buffer.from(secret, 'utf8'))),
     features,
     published: { account: Object.freeze({ id, features }) as SignedAccount },
   }
