@@ -36,27 +36,41 @@ const RESERVED_HEADERS = new Set([
   'set-cookie',
 ])
 
-function statusOf(err: { status?: unknown; statusCode?: unknown }): number | undefined {
-  const status = typeof err.status === 'number' ? err.status : err.statusCode
+function validStatus(status: unknown): number | undefined {
   return typeof status === 'number' && Number.isInteger(status) && status >= 400 && status <= 599
     ? status
     : undefined
 }
 
-/** Headers of a foreign error, kept only when both name and value are valid and harmless. */
-function safeHeaders(headers: unknown): Record<string, string> {
+/** `status`, else `statusCode`, when it is an integer from 400 to 599 (as Express's finalhandler reads them). */
+function statusOf(err: { status?: unknown; statusCode?: unknown }): number | undefined {
+  return validStatus(err.status) ?? validStatus(err.statusCode)
+}
+
+/** Headers of an error, kept only when both name and value are valid and harmless (our own `x-ic-` ones only for our errors). */
+function safeHeaders(headers: unknown, own = false): Record<string, string> {
   const out: Record<string, string> = {}
   if (typeof headers !== 'object' || headers === null) return out
   for (const [name, value] of Object.entries(headers)) {
     const lower = name.toLowerCase()
-    if (!HEADER_NAME.test(name) || RESERVED_HEADERS.has(lower) || lower.startsWith('x-ic-')) continue
+    if (!HEADER_NAME.test(name) || RESERVED_HEADERS.has(lower) || (!own && lower.startsWith('x-ic-')))
+      continue
     const text = typeof value === 'number' ? String(value) : value
-    if (typeof text === 'string' && HEADER_VALUE.test(text) && text.length <= 1024) out[lower] = text
+    if (typeof text === 'string' && HEADER_VALUE.test(text) && (own || text.length <= 1024)) out[lower] = text
   }
   return out
 }
 
 const internal = errorCatalogue.IC_INTERNAL_ERROR
+
+/** Validation items as other libraries throw them: objects with a message, or bare strings. */
+function asValidationItem(item: unknown): ValidationItem {
+  if (typeof item === 'object' && item !== null && typeof (item as ValidationItem).message === 'string') {
+    return item as ValidationItem
+  }
+  const message = typeof item === 'object' && item !== null ? (item as { message?: unknown }).message : item
+  return { message: String(message) }
+}
 
 /**
  * Reduces any thrown or rejected value to a status, code, message and headers, following
@@ -79,8 +93,8 @@ export function normalizeError(err: unknown): NormalizedError {
       entry,
       message: String(err.message),
       expose: err.expose === true,
-      headers: err.headers,
-      validation: err.validation,
+      headers: safeHeaders(err.headers, true),
+      validation: err.validation?.map(asValidationItem),
       details: err.details,
     }
   }
@@ -113,7 +127,7 @@ export function normalizeError(err: unknown): NormalizedError {
     message,
     expose: typeof object.expose === 'boolean' ? object.expose : status < 500,
     headers: safeHeaders(object.headers),
-    validation: Array.isArray(object.validation) ? (object.validation as ValidationItem[]) : undefined,
+    validation: Array.isArray(object.validation) ? object.validation.map(asValidationItem) : undefined,
     details: undefined,
   }
 }
@@ -130,6 +144,8 @@ export interface ResponseContext {
   readonly requestId?: string | undefined
   /** Builds the problem body's `type` from the code. */
   readonly problemType?: ((code: ErrorCode) => string) | undefined
+  /** The response already carries a `Retry-After` (e.g. from a rate limiter): do not add the catalogue's. */
+  readonly retryAfterAlreadySet?: boolean | undefined
   /** Cap of `x-ic-error-validation` in bytes. */
   readonly validationHeaderMaxBytes?: number | undefined
 }
@@ -182,7 +198,7 @@ export function prefersJson(accept: string | undefined): boolean {
     }
     if (type === 'application/json' || type === 'application/problem+json' || type.endsWith('+json')) {
       json = Math.max(json, q)
-    } else if (type === 'text/plain' || type === 'text/*') {
+    } else if (type === 'text/plain' || type === 'text/*' || type === '*/*') {
       text = Math.max(text, q)
     }
   }
@@ -220,6 +236,7 @@ export function toErrorResponse(err: unknown, context: ResponseContext = {}): Er
   }
   if (
     headers['retry-after'] === undefined &&
+    context.retryAfterAlreadySet !== true &&
     n.entry.retryAfterSeconds !== undefined &&
     n.entry.status === n.status
   ) {

@@ -67,7 +67,8 @@ export function icError(code: ErrorCode, options: IcErrorOptions = {}): IcError 
     throw new TypeError(`Unknown error code ${JSON.stringify(code)}: define it with defineErrorCode()`)
   const { status } = entry
   const headers: Record<string, string> = { ...options.headers, 'x-ic-error-code': code }
-  const retryAfterSeconds = options.retryAfterSeconds ?? entry.retryAfterSeconds
+  const own = options.retryAfterSeconds
+  const retryAfterSeconds = own !== undefined && Number.isFinite(own) ? own : entry.retryAfterSeconds
   if (retryAfterSeconds !== undefined)
     headers['retry-after'] = String(Math.max(0, Math.ceil(retryAfterSeconds)))
   if (options.validation !== undefined && options.validation.length > 0) {

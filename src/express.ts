@@ -29,6 +29,11 @@ function publish(res: ServerResponse, values: Readonly<Record<string, unknown>>)
   Object.assign(target.locals, values)
 }
 
+/** Express reads a falsy `next()` argument as success and 'route'/'router' as routing: a refusal must be an object. */
+function asError(err: unknown, name: string): unknown {
+  return typeof err === 'object' && err !== null ? err : new Error(`${name} failed with ${String(err)}`)
+}
+
 /** Runs a core guard as Express middleware: synchronous guards cost no promise; failures go to `next(err)`, which Express 4 needs. */
 export function fromGuard(guard: Guard, name: string): ExpressMiddleware {
   const middleware: ExpressMiddleware = (req, res, next) => {
@@ -36,7 +41,7 @@ export function fromGuard(guard: Guard, name: string): ExpressMiddleware {
     try {
       out = guard(req, res)
     } catch (err) {
-      next(err ?? new Error(`${name} threw ${err}`))
+      next(asError(err, name))
       return
     }
     if (out === undefined) {
@@ -47,7 +52,7 @@ export function fromGuard(guard: Guard, name: string): ExpressMiddleware {
           if (values !== undefined) publish(res, values)
           next()
         },
-        (err: unknown) => next(err ?? new Error(`${name} rejected with ${err}`)),
+        (err: unknown) => next(asError(err, name)),
       )
     } else {
       publish(res, out)

@@ -57,7 +57,11 @@ export function errorHandler(options: Readonly<ErrorHandlerOptions> = {}): KoaMi
   const fail = (ctx: KoaContext, err: unknown): void => {
     ctx.respond = false
     handle(err, ctx.req, ctx.res)
-    ctx.app.emit('error', err, ctx)
+    // Koa's app.onerror throws on non-Errors, and a listener may throw: neither may reach Koa's own catch.
+    const error = err instanceof Error ? err : new Error(`non-error thrown: ${String(err)}`)
+    try {
+      ctx.app.emit('error', error, ctx)
+    } catch {}
   }
   return async function errorHandler(ctx, next) {
     ctx.onerror = (err) => {

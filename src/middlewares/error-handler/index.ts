@@ -75,6 +75,7 @@ function defaultOnError(report: ErrorReport): void {
 }
 
 function exposeHeaders(res: ServerResponse, headers: Record<string, string>, requestIdHeader: string): void {
+  // Headers a limiter already set on the response count too (Retry-After, RateLimit).
   if (res.getHeader('access-control-allow-origin') === undefined) return
   const current = res.getHeader('access-control-expose-headers')
   const names = new Set(
@@ -84,7 +85,7 @@ function exposeHeaders(res: ServerResponse, headers: Record<string, string>, req
       .filter((name) => name !== ''),
   )
   if (names.has('*')) return
-  for (const name of EXPOSED) if (headers[name] !== undefined) names.add(name)
+  for (const name of EXPOSED) if (headers[name] !== undefined || res.hasHeader(name)) names.add(name)
   names.add(requestIdHeader)
   headers['access-control-expose-headers'] = [...names].join(', ')
 }
@@ -187,8 +188,14 @@ export function createErrorWriter(
     state.failureReported = true
     const requestId = requestIdOf(req, res)
     state.requestId = requestId
-    if (isClientGone(res) && (!res.headersSent || isDisconnectError(err))) {
+    // A response our own code destroyed (stream.pipeline, Koa 3's respond) is not a client that left.
+    const destroyedByServer = res.errored != null && res.errored === err
+    if (
+      (isClientGone(res) && !destroyedByServer && (!res.headersSent || isDisconnectError(err))) ||
+      (!res.headersSent && normalizeError(err).status === 499)
+    ) {
       if (!res.headersSent) res.statusCode = 499
+      if (!res.destroyed) res.destroy()
       report(err, 499, 'IC_CLIENT_CLOSED_REQUEST', requestId, req, res, 'client-gone')
       return
     }
@@ -198,13 +205,25 @@ export function createErrorWriter(
       res.destroy()
       return
     }
-    const out: ErrorResponse = toErrorResponse(err, {
-      method: req.method,
+    const context = {
       accept: req.headers.accept,
       requestId,
       problemType,
       validationHeaderMaxBytes: customCap,
-    })
+      retryAfterAlreadySet: res.hasHeader('retry-after'),
+    }
+    let out: ErrorResponse
+    try {
+      out = write(toErrorResponse(err, context), res, requestId)
+    } catch (writeError) {
+      // A header Node refuses (ERR_INVALID_CHAR), a body that cannot be serialised: answer a plain 500 rather than nothing.
+      debug('could not write the error response: %O', writeError)
+      out = write(toErrorResponse(undefined, context), res, requestId)
+    }
+    report(err, out.status, out.code, requestId, req, res, 'sent')
+  }
+
+  function write(out: ErrorResponse, res: ServerResponse, requestId: string): ErrorResponse {
     for (const name of res.getHeaderNames()) if (STALE_HEADERS.has(name)) res.removeHeader(name)
     const { headers } = out
     headers[headerName] = requestId
@@ -213,7 +232,8 @@ export function createErrorWriter(
     if (headers['cache-control'] === undefined) headers['cache-control'] = 'no-store'
     exposeHeaders(res, headers, headerName)
     res.writeHead(out.status, out.statusMessage, headers)
+    // Node drops the body of a HEAD response; its Content-Length stays that of GET (RFC 9110 §8.6).
     res.end(out.body)
-    report(err, out.status, out.code, requestId, req, res, 'sent')
+    return out
   }
 }

@@ -1,0 +1,329 @@
+// Edge cases of the error handler found in review: each failed before its fix.
+import assert from 'node:assert/strict'
+import { once } from 'node:events'
+import { createServer, request as httpRequest, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { describe, it } from 'node:test'
+import express5 from 'express'
+import express4 from 'express4'
+import createHttpError from 'http-errors'
+import Koa3 from 'koa'
+import Koa2 from 'koa2'
+import request from 'supertest'
+import * as ex from '../src/express.ts'
+import { type ErrorReport, icError } from '../src/index.ts'
+import * as kx from '../src/koa.ts'
+
+async function listen(handler: never): Promise<{ url: string; server: Server; close(): Promise<void> }> {
+  const server = createServer(handler)
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+  return {
+    url,
+    server,
+    close: async () => {
+      server.closeAllConnections()
+      server.close()
+    },
+  }
+}
+
+const withTimeout = <T>(p: Promise<T>, ms: number) =>
+  Promise.race([
+    p,
+    new Promise<never>((_, r) => setTimeout(() => r(new Error(`no answer within ${ms} ms`)), ms)),
+  ])
+
+const Koas = [
+  ['koa2', Koa2],
+  ['koa3', Koa3],
+] as const
+const Expresses = [
+  ['express4', express4 as unknown as typeof express5],
+  ['express5', express5],
+] as const
+
+describe('Koa: a thrown non-Error is emitted raw on the app', () => {
+  for (const [name, Koa] of Koas) {
+    it(`${name}: app 'error' fires once, with an Error`, async () => {
+      const app = new Koa()
+      const seen: unknown[] = []
+      app.on('error', (err: unknown) => seen.push(err))
+      app.use(kx.errorHandler({ onError: () => {} }) as never)
+      app.use(async () => {
+        throw 'a string'
+      })
+      const s = await listen(app.callback() as never)
+      try {
+        const r = await request(s.url).get('/')
+        assert.equal(r.status, 500)
+        await new Promise((res) => setTimeout(res, 20))
+        assert.equal(seen.length, 1)
+        assert.ok(seen[0] instanceof Error, `emitted ${typeof seen[0]}`)
+      } finally {
+        await s.close()
+      }
+    })
+  }
+})
+
+describe('a header value in an IcError that Node refuses', () => {
+  const boom = () => icError('IC_HOST_NOT_ALLOWED', { headers: { 'x-host': 'évil.例え.jp\r\n' } })
+  for (const [name, Koa] of Koas) {
+    it(`${name}: still answers with our error (no hang), onError once`, async () => {
+      const app = new Koa()
+      app.silent = true
+      const reports: ErrorReport[] = []
+      app.use(kx.errorHandler({ onError: (r) => reports.push(r) }) as never)
+      app.use(async () => {
+        throw boom()
+      })
+      const s = await listen(app.callback() as never)
+      try {
+        const r = await withTimeout(fetch(s.url), 1500)
+        assert.equal(r.status, 401)
+        assert.equal(r.headers.get('x-ic-error-code'), 'IC_HOST_NOT_ALLOWED')
+        assert.equal(reports.length, 1)
+      } finally {
+        await s.close()
+      }
+    })
+  }
+  for (const [name, express] of Expresses) {
+    it(`${name}: answers with our error, onError once`, async () => {
+      const app = express()
+      const reports: ErrorReport[] = []
+      app.set('env', 'production')
+      app.get('/', (_req, _res, next) => next(boom()))
+      app.use(ex.errorHandler({ onError: (r) => reports.push(r) }) as never)
+      const s = await listen(app as never)
+      try {
+        const r = await withTimeout(fetch(s.url), 1500)
+        assert.equal(r.status, 401)
+        assert.equal(r.headers.get('x-ic-error-code'), 'IC_HOST_NOT_ALLOWED')
+        assert.equal(reports.length, 1)
+      } finally {
+        await s.close()
+      }
+    })
+  }
+})
+
+describe('foreign validation shapes', () => {
+  for (const [name, express] of Expresses) {
+    it(`${name}: validation: [null] / strings do not crash the text body and keep messages`, async () => {
+      const app = express()
+      const reports: ErrorReport[] = []
+      app.get('/null', (_q, _s, next) => next(createHttpError(400, 'bad', { validation: [null] })))
+      app.get('/strings', (_q, _s, next) =>
+        next(createHttpError(400, 'bad', { validation: ['width must be a number'] })),
+      )
+      app.use(ex.errorHandler({ onError: (r) => reports.push(r) }) as never)
+      const s = await listen(app as never)
+      try {
+        const a = await request(s.url).get('/null')
+        assert.equal(a.headers['x-ic-error-code'], 'IC_BAD_REQUEST')
+        const b = await request(s.url).get('/strings')
+        assert.deepEqual(JSON.parse(b.headers['x-ic-error-validation'] as string), [
+          { message: 'width must be a number' },
+        ])
+      } finally {
+        await s.close()
+      }
+    })
+  }
+})
+
+describe('Retry-After already on the response', () => {
+  for (const [name, express] of Expresses) {
+    it(`${name}: a limiter that set Retry-After: 12 then next(createError(429)) keeps 12`, async () => {
+      const app = express()
+      app.get('/', (_q, res, next) => {
+        res.setHeader('Retry-After', '12')
+        next(createHttpError(429))
+      })
+      app.use(ex.errorHandler({ onError: () => {} }) as never)
+      const s = await listen(app as never)
+      try {
+        const r = await request(s.url).get('/')
+        assert.equal(r.status, 429)
+        assert.equal(r.headers['retry-after'], '12')
+      } finally {
+        await s.close()
+      }
+    })
+  }
+})
+
+describe('request body left unread by a failed body parser', () => {
+  for (const [name, express] of Expresses) {
+    it(`${name}: 413 from express.json({limit}) reaches the client`, async () => {
+      const app = express()
+      app.post('/', express.json({ limit: '1kb' }), (_q, res) => res.end('ok'))
+      app.use(ex.errorHandler({ onError: () => {} }) as never)
+      const s = await listen(app as never)
+      try {
+        const status = await withTimeout(
+          new Promise<number>((resolve, reject) => {
+            const req = httpRequest(
+              `${s.url}/`,
+              {
+                method: 'POST',
+                headers: { 'content-type': 'application/json', 'content-length': String(8 * 1024 * 1024) },
+              },
+              (res) => {
+                res.resume()
+                resolve(res.statusCode ?? 0)
+              },
+            )
+            req.on('error', reject)
+            const chunk = Buffer.alloc(64 * 1024, 0x20)
+            let left = 128
+            const pump = () => {
+              while (left > 0) {
+                left--
+                if (!req.write(chunk)) {
+                  req.once('drain', pump)
+                  return
+                }
+              }
+              req.end()
+            }
+            pump()
+          }),
+          3000,
+        )
+        assert.equal(status, 413)
+      } finally {
+        await s.close()
+      }
+    })
+  }
+})
+
+describe('Express guards failing with falsy values or routing words', () => {
+  for (const [name, express] of Expresses) {
+    it(`${name}: a guard that throws '' / 0 / 'route' never lets the request through`, async () => {
+      const app = express()
+      for (const [p, v] of [
+        ['/empty', ''],
+        ['/zero', 0],
+        ['/route', 'route'],
+        ['/false', false],
+      ] as const) {
+        app.get(
+          p,
+          ex.fromGuard(() => {
+            throw v
+          }, 'g') as never,
+          (_q, res) => res.end('PASSED'),
+        )
+      }
+      app.use(ex.notFound() as never)
+      app.use(ex.errorHandler({ onError: () => {} }) as never)
+      const s = await listen(app as never)
+      try {
+        for (const p of ['/empty', '/zero', '/route', '/false']) {
+          const r = await request(s.url).get(p)
+          assert.equal(r.status, 500, `${p}: ${r.status} ${r.text}`)
+        }
+      } finally {
+        await s.close()
+      }
+    })
+  }
+})
+
+describe('499 is never written to a client that is still there', () => {
+  for (const [name, express] of Expresses) {
+    it(`${name}: icError('IC_CLIENT_CLOSED_REQUEST') on a live socket`, async () => {
+      const app = express()
+      app.get('/', (_q, _s, next) => next(icError('IC_CLIENT_CLOSED_REQUEST')))
+      app.use(ex.errorHandler({ onError: () => {} }) as never)
+      const s = await listen(app as never)
+      try {
+        const r = await fetch(s.url).then(
+          (x) => x.status,
+          () => 'connection closed',
+        )
+        assert.notEqual(r, 499)
+      } finally {
+        await s.close()
+      }
+    })
+  }
+})
+
+describe('a body stream that fails before its first byte, through stream.pipeline', () => {
+  it('koa3: reported as the server failure (500), not as a 499 client-gone', async () => {
+    const { Readable } = await import('node:stream')
+    const app = new Koa3()
+    app.silent = true
+    const reports: ErrorReport[] = []
+    app.use(kx.errorHandler({ onError: (r) => reports.push(r) }) as never)
+    app.use(async (ctx: { body: unknown }) => {
+      ctx.body = new Readable({
+        read() {
+          this.destroy(new Error('disk gone'))
+        },
+      })
+    })
+    const s = await listen(app.callback() as never)
+    try {
+      await fetch(s.url).catch(() => undefined)
+      await new Promise((r) => setTimeout(r, 50))
+      assert.equal(reports.length, 1)
+      assert.notEqual(reports[0]?.status, 499, `reported ${reports[0]?.status} ${reports[0]?.outcome}`)
+    } finally {
+      await s.close()
+    }
+  })
+  for (const [name, express] of Expresses) {
+    it(`${name}: pipeline(body, res, next) failing early is a 500, not a 499`, async () => {
+      const { Readable, pipeline } = await import('node:stream')
+      const app = express()
+      const reports: ErrorReport[] = []
+      app.get('/', (_q, res, next) => {
+        pipeline(
+          new Readable({
+            read() {
+              this.destroy(new Error('disk gone'))
+            },
+          }),
+          res,
+          (e) => e && next(e),
+        )
+      })
+      app.use(ex.errorHandler({ onError: (r) => reports.push(r) }) as never)
+      const s = await listen(app as never)
+      try {
+        await fetch(s.url).catch(() => undefined)
+        await new Promise((r) => setTimeout(r, 50))
+        assert.equal(reports.length, 1)
+        assert.notEqual(reports[0]?.status, 499, `reported ${reports[0]?.status} ${reports[0]?.outcome}`)
+      } finally {
+        await s.close()
+      }
+    })
+  }
+})
+
+describe('HEAD Content-Length', () => {
+  for (const [name, express] of Expresses) {
+    it(`${name}: HEAD does not announce Content-Length: 0 when GET has a body`, async () => {
+      const app = express()
+      app.get('/', (_q, _r, next) => next(new Error('x')))
+      app.use(ex.errorHandler({ onError: () => {} }) as never)
+      const s = await listen(app as never)
+      try {
+        const h = await fetch(s.url, { method: 'HEAD' })
+        const g = await fetch(s.url)
+        await g.text()
+        assert.equal(h.headers.get('content-length'), g.headers.get('content-length'))
+      } finally {
+        await s.close()
+      }
+    })
+  }
+})
