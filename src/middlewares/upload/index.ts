@@ -1,5 +1,5 @@
 import { createHash, timingSafeEqual } from 'node:crypto'
-import type { IncomingMessage } from 'node:http'
+import type { IncomingMessage, ServerResponse } from 'node:http'
 import { icError } from '../../errors.ts'
 import type { Guard, Published } from '../../guard.ts'
 import { IMAGE_TYPES, type ImageType, multipartFile, sniffImageType } from './sniff.ts'
@@ -45,16 +45,14 @@ function tokenDigest(token: string): Buffer {
   return createHash('sha256').update(token).digest()
 }
 
-function tooLarge(maxBytes: number): never {
-  throw icError('IC_UPLOAD_TOO_LARGE', {
-    message: `The upload is larger than ${maxBytes} bytes`,
-    // The rest of the body is not read: closing the connection is cheaper than draining it.
-    headers: { connection: 'close' },
-  })
+function tooLarge(res: ServerResponse, maxBytes: number): never {
+  // The rest of the body is not read: closing the connection is cheaper than draining it.
+  if (!res.headersSent) res.setHeader('connection', 'close')
+  throw icError('IC_UPLOAD_TOO_LARGE', { message: `The upload is larger than ${maxBytes} bytes` })
 }
 
 /** Reads a request body, refusing it as soon as it passes `maxBytes`. */
-function readBody(req: IncomingMessage, maxBytes: number): Promise<Buffer> {
+function readBody(req: IncomingMessage, res: ServerResponse, maxBytes: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = []
     let size = 0
@@ -71,7 +69,7 @@ function readBody(req: IncomingMessage, maxBytes: number): Promise<Buffer> {
         // Keep the socket readable (the discarded bytes flow on) so the 413 can be written.
         req.resume()
         try {
-          tooLarge(maxBytes)
+          tooLarge(res, maxBytes)
         } catch (err) {
           reject(err)
         }
@@ -147,8 +145,8 @@ export function upload(options: Readonly<UploadOptions> = {}): Guard {
   const digests = tokens.map(tokenDigest)
   const enabled = options.enabled === true
 
-  const accept = async (req: IncomingMessage): Promise<Published> => {
-    let body = await readBody(req, maxBytes)
+  const accept = async (req: IncomingMessage, res: ServerResponse): Promise<Published> => {
+    let body = await readBody(req, res, maxBytes)
     const contentType = req.headers['content-type'] ?? ''
     if (/^multipart\/form-data/i.test(contentType)) {
       const match = BOUNDARY.exec(contentType)
@@ -169,13 +167,13 @@ export function upload(options: Readonly<UploadOptions> = {}): Guard {
     return { upload: { body, type } satisfies UploadedImage }
   }
 
-  const start = (req: IncomingMessage): Promise<Published> => {
+  const start = (req: IncomingMessage, res: ServerResponse): Promise<Published> => {
     const length = req.headers['content-length']
-    if (length !== undefined && Number(length) > maxBytes) tooLarge(maxBytes)
-    return accept(req)
+    if (length !== undefined && Number(length) > maxBytes) tooLarge(res, maxBytes)
+    return accept(req, res)
   }
 
-  return function upload(req) {
+  return function upload(req, res) {
     if (!enabled) throw icError('IC_UPLOAD_DISABLED', { message: 'Uploads are disabled' })
     const match = BEARER.exec(req.headers.authorization ?? '')
     if (match === null) {
@@ -193,11 +191,11 @@ export function upload(options: Readonly<UploadOptions> = {}): Guard {
         message: 'The upload token is not accepted',
         headers: { 'www-authenticate': 'Bearer error="invalid_token"' },
       })
-    if (ok) return start(req)
+    if (ok) return start(req, res)
     if (verifyToken === undefined) throw refused()
     return Promise.resolve(verifyToken(token, req)).then((verdict) => {
       if (verdict !== true) throw refused()
-      return start(req)
+      return start(req, res)
     })
   }
 }
