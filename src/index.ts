@@ -31,6 +31,7 @@ export {
   isClientGone,
 } from './middlewares/error-handler/index.ts'
 export {
+  DEFAULT_PARAMS_EXEMPT,
   IMAGIZER_PARAMS,
   type ImageParamsOptions,
   type ImageParamValues,

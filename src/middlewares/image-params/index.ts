@@ -100,7 +100,22 @@ export const IMAGIZER_PARAMS: readonly string[] = Object.freeze([
   'cache_processed',
 ])
 
-const DEFAULT_EXEMPT = ['origin', 'source_url', 'hostname', 'bucket', 'region', 'icac', 'ichm']
+/**
+ * Parameters other rules own, never refused by `imageParamsAllowed`: the default of
+ * `paramsExempt`.
+ *
+ * @example
+ * imageParams({ imageParamsAllowed: ['width'], paramsExempt: [...DEFAULT_PARAMS_EXEMPT, 'key'] })
+ */
+export const DEFAULT_PARAMS_EXEMPT: readonly string[] = Object.freeze([
+  'origin',
+  'source_url',
+  'hostname',
+  'bucket',
+  'region',
+  'icac',
+  'ichm',
+])
 const NAME = /^[^\s]{1,64}$/
 
 function builtInRules(maxWidth: number, maxHeight: number, maxDpr: number): Record<string, ParamRule> {
@@ -208,7 +223,7 @@ export function compileImageParams(options: Readonly<ImageParamsOptions> = {}): 
     required: compiled.filter((rule) => rule.required),
     defaults: compiled.filter((rule) => rule.default !== undefined),
     allowed: nameList('imageParamsAllowed', options.imageParamsAllowed),
-    exempt: nameList('paramsExempt', options.paramsExempt) ?? new Set(DEFAULT_EXEMPT),
+    exempt: nameList('paramsExempt', options.paramsExempt) ?? new Set(DEFAULT_PARAMS_EXEMPT),
     maxOutputPixels,
   }
 }

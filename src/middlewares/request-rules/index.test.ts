@@ -76,6 +76,24 @@ describe('requestRules', () => {
     assert.equal(first.account, second.account, 'the frozen account record is shared')
   })
 
+  it("exempts the API key's query parameter from imageParamsAllowed", async () => {
+    const options: RequestRulesOptions = {
+      apiKey: { keys: { k: [] }, query: 'key' },
+      imageParams: { imageParamsAllowed: ['width'] },
+    }
+    assert.equal(
+      ((await outcome(options, '/i?width=1&key=k')) as Record<string, { id: string }>).apiKey?.id.startsWith(
+        'key-',
+      ),
+      true,
+    )
+    assert.equal(await outcome(options, '/i?width=1&key=k&icac=a&ichm=b&sepia=1'), '401 IC_PARAM_NOT_ALLOWED')
+    assert.equal(
+      await outcome({ imageParams: { imageParamsAllowed: ['width'] } }, '/i?width=1&key=k'),
+      '401 IC_PARAM_NOT_ALLOWED',
+    )
+  })
+
   it('validates its options at construction', () => {
     assert.throws(() => requestRules({}), /at least one rule/)
     assert.throws(() => requestRules({ imageParam: {} } as never), /Unknown option `imageParam`/)

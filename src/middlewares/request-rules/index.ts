@@ -1,7 +1,12 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Guard, Published } from '../../guard.ts'
 import { type ApiKeyOptions, compileApiKey } from '../api-key/index.ts'
-import { checkImageParams, compileImageParams, type ImageParamsOptions } from '../image-params/index.ts'
+import {
+  checkImageParams,
+  compileImageParams,
+  DEFAULT_PARAMS_EXEMPT,
+  type ImageParamsOptions,
+} from '../image-params/index.ts'
 import { checkPermissions, compilePermissions, type PermissionsOptions } from '../permissions/index.ts'
 import { compileSignature, type SignatureOptions } from '../signature/index.ts'
 
@@ -55,7 +60,8 @@ function run(
 /**
  * Several request rules as ONE middleware (each Express layer costs about 1% of
  * throughput): the API key, then the signature, then the permission rules, then the image
- * parameters, each with the options you give it; the first refusal wins. Publishes what the
+ * parameters, each with the options you give it; the first refusal wins. The API key's
+ * query parameter, when there is one, is exempt from `imageParamsAllowed`. Publishes what the
  * rules publish (`apiKey`, `account`, `source`, `imageParams`). Synchronous unless a
  * `lookup` is asynchronous.
  *
@@ -87,7 +93,16 @@ export function requestRules(options: Readonly<RequestRulesOptions>): Guard {
     })
   }
   if (options.imageParams !== undefined) {
-    const compiled = compileImageParams(options.imageParams)
+    const keyParam = options.apiKey?.query
+    // The API key's query parameter belongs to apiKey(): imageParamsAllowed must not refuse it.
+    const compiled = compileImageParams(
+      typeof keyParam === 'string'
+        ? {
+            ...options.imageParams,
+            paramsExempt: [...(options.imageParams.paramsExempt ?? DEFAULT_PARAMS_EXEMPT), keyParam],
+          }
+        : options.imageParams,
+    )
     steps.push((req, _res, out) => {
       out.imageParams = checkImageParams(compiled, req)
     })
