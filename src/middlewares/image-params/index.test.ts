@@ -197,6 +197,13 @@ describe('imageParams: imageParamsAllowed', () => {
     assert.match(err.message, /blur, foo/)
   })
 
+  it('names at most ten refused parameters in the message, and lists all in the validation items', () => {
+    const query = Array.from({ length: 12 }, (_, i) => `p${i}=1`).join('&')
+    const err = refusal({ imageParamsAllowed: ['width'] }, query)
+    assert.match(err.message, /p9 and 2 more$/)
+    assert.equal(err.validation?.length, 12)
+  })
+
   it('allows NAME64 when NAME is allowed, and the exempt parameters', () => {
     assert.deepEqual(values({ imageParamsAllowed: ['width'], paramsExempt: ['key'] }, 'width64=MTA&key=1'), {
       width: 10,

@@ -252,7 +252,10 @@ export function checkImageParams(compiled: CompiledImageParams, req: IncomingMes
     }
     if (refused !== undefined) {
       throw icError('IC_PARAM_NOT_ALLOWED', {
-        message: `Parameter${refused.length > 1 ? 's' : ''} not allowed: ${refused.map((r) => r.path?.[0]).join(', ')}`,
+        message: `Parameter${refused.length > 1 ? 's' : ''} not allowed: ${refused
+          .slice(0, 10)
+          .map((r) => r.path?.[0])
+          .join(', ')}${refused.length > 10 ? ` and ${refused.length - 10} more` : ''}`,
         validation: refused,
       })
     }
