@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
 import { icError } from '../../errors.ts'
 import type { Guard, Published } from '../../guard.ts'
-import { parseQuery } from '../../query.ts'
+import { type ParsedQuery, parseQuery } from '../../query.ts'
 
 /**
  * What a key may do: an id for logs (never the key itself) and its scopes.
@@ -78,12 +78,22 @@ function resolve(key: string, grant: unknown, option: string): Known {
 }
 
 /**
+ * The check `apiKey()` and `requestRules()` run; `query` is the parsed query when the caller
+ * has it already.
+ *
+ * @example
+ * const check: ApiKeyCheck = compileApiKey({ keys: { 'k-123': ['images:read'] } })
+ */
+export type ApiKeyCheck = (req: IncomingMessage, query?: ParsedQuery) => Published | Promise<Published>
+
+/**
  * Validates the options and returns the check `apiKey()` and `requestRules()` run.
  *
  * @example
  * const check = compileApiKey({ keys: { 'k-123': ['images:read'] } })
+ * check(req)
  */
-export function compileApiKey(options: Readonly<ApiKeyOptions>): Guard {
+export function compileApiKey(options: Readonly<ApiKeyOptions>): ApiKeyCheck {
   if (typeof options !== 'object' || options === null)
     throw new TypeError('Expected the options of `apiKey` to be an object')
   const { lookup } = options
@@ -127,14 +137,14 @@ export function compileApiKey(options: Readonly<ApiKeyOptions>): Guard {
     return known.published
   }
 
-  return (req: IncomingMessage) => {
+  return (req, parsed) => {
     let key: string | undefined
     if (headerName !== undefined) {
       const value = req.headers[headerName]
       if (typeof value === 'string' && value !== '') key = value.trim()
     }
     if (key === undefined && param !== false) {
-      const query = parseQuery(req)
+      const query = parsed ?? parseQuery(req)
       for (const issue of query.issues) {
         if (issue.path?.[0] === param || issue.path?.[0] === `${param}64`)
           throw icError('IS_VALIDATION_ERROR', { message: issue.message, validation: [issue] })
@@ -168,7 +178,7 @@ export function compileApiKey(options: Readonly<ApiKeyOptions>): Guard {
  */
 export function apiKey(options: Readonly<ApiKeyOptions>): Guard {
   const check = compileApiKey(options)
-  return function apiKey(req, res) {
-    return check(req, res)
+  return function apiKey(req) {
+    return check(req)
   }
 }

@@ -1,7 +1,6 @@
-import type { IncomingMessage } from 'node:http'
 import { icError } from '../../errors.ts'
 import type { Guard } from '../../guard.ts'
-import { parseQuery } from '../../query.ts'
+import { type ParsedQuery, parseQuery } from '../../query.ts'
 import type { ValidationItem } from '../../validation-header.ts'
 import {
   type CompiledRule,
@@ -233,14 +232,13 @@ function item(rule: CompiledRule, failure: Failure): ValidationItem {
 }
 
 /**
- * Runs compiled rules over a request's query: throws 401 `IC_PARAM_NOT_ALLOWED` or 400
+ * Runs compiled rules over a parsed query: throws 401 `IC_PARAM_NOT_ALLOWED` or 400
  * `IS_VALIDATION_ERROR` (every failure listed), or returns the typed values.
  *
  * @example
- * const { width } = checkImageParams(compiled, req)
+ * const { width } = checkImageParams(compiled, parseQuery(req))
  */
-export function checkImageParams(compiled: CompiledImageParams, req: IncomingMessage): ImageParamValues {
-  const query = parseQuery(req)
+export function checkImageParams(compiled: CompiledImageParams, query: ParsedQuery): ImageParamValues {
   const { allowed } = compiled
   if (allowed !== undefined) {
     let refused: ValidationItem[] | undefined
@@ -327,6 +325,6 @@ export function checkImageParams(compiled: CompiledImageParams, req: IncomingMes
 export function imageParams(options: Readonly<ImageParamsOptions> = {}): Guard {
   const compiled = compileImageParams(options)
   return function imageParams(req) {
-    return { imageParams: checkImageParams(compiled, req) }
+    return { imageParams: checkImageParams(compiled, parseQuery(req)) }
   }
 }

@@ -1,7 +1,6 @@
-import type { IncomingMessage } from 'node:http'
 import { icError } from '../../errors.ts'
 import type { Guard } from '../../guard.ts'
-import { parseQuery } from '../../query.ts'
+import { type ParsedQuery, parseQuery } from '../../query.ts'
 import { IMAGIZER_PARAMS } from '../image-params/index.ts'
 import { createHostMatcher, type HostMatcher } from './host-matcher.ts'
 
@@ -161,16 +160,12 @@ function urlSource(
 }
 
 /**
- * Runs compiled permission rules over a request; throws the refusal or returns the source.
+ * Runs compiled permission rules over a parsed query; throws the refusal or returns the source.
  *
  * @example
- * const source = checkPermissions(compiled, req) // undefined: the configured backend
+ * const source = checkPermissions(compiled, parseQuery(req)) // undefined: the configured backend
  */
-export function checkPermissions(
-  compiled: CompiledPermissions,
-  req: IncomingMessage,
-): ImageSource | undefined {
-  const query = parseQuery(req)
+export function checkPermissions(compiled: CompiledPermissions, query: ParsedQuery): ImageSource | undefined {
   if (query.issues.length > 0) {
     throw icError('IS_VALIDATION_ERROR', {
       message: (query.issues[0] as { message: string }).message,
@@ -276,7 +271,7 @@ function safeUrl(text: string): URL | undefined {
 export function permissions(options: Readonly<PermissionsOptions> = {}): Guard {
   const compiled = compilePermissions(options)
   return function permissions(req) {
-    const source = checkPermissions(compiled, req)
+    const source = checkPermissions(compiled, parseQuery(req))
     return source === undefined ? undefined : { source }
   }
 }

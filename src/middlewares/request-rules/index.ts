@@ -1,5 +1,6 @@
-import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { IncomingMessage } from 'node:http'
 import type { Guard, Published } from '../../guard.ts'
+import { type ParsedQuery, parseQuery } from '../../query.ts'
 import { type ApiKeyOptions, compileApiKey } from '../api-key/index.ts'
 import {
   checkImageParams,
@@ -27,32 +28,33 @@ export interface RequestRulesOptions {
   readonly imageParams?: Readonly<ImageParamsOptions>
 }
 
-type Step = (req: IncomingMessage, res: ServerResponse, out: Record<string, unknown>) => void | Promise<void>
+type Step = (
+  req: IncomingMessage,
+  query: ParsedQuery,
+  out: Record<string, unknown>,
+) => undefined | Promise<void>
 
-function fromCheck(check: Guard): Step {
-  return (req, res, out) => {
-    const values = check(req, res)
-    if (values === undefined) return undefined
-    if (values instanceof Promise) {
-      return values.then((resolved) => {
-        if (resolved !== undefined) Object.assign(out, resolved)
-      })
-    }
-    Object.assign(out, values)
-    return undefined
+function merge(out: Record<string, unknown>, values: Published | undefined | Promise<Published | undefined>) {
+  if (values === undefined) return undefined
+  if (values instanceof Promise) {
+    return values.then((resolved) => {
+      if (resolved !== undefined) Object.assign(out, resolved)
+    })
   }
+  Object.assign(out, values)
+  return undefined
 }
 
 function run(
   steps: readonly Step[],
   from: number,
   req: IncomingMessage,
-  res: ServerResponse,
+  query: ParsedQuery,
   out: Record<string, unknown>,
 ): Published | Promise<Published> {
   for (let i = from; i < steps.length; i++) {
-    const pending = (steps[i] as Step)(req, res, out)
-    if (pending !== undefined) return pending.then(() => run(steps, i + 1, req, res, out))
+    const pending = (steps[i] as Step)(req, query, out)
+    if (pending !== undefined) return pending.then(() => run(steps, i + 1, req, query, out))
   }
   return out
 }
@@ -83,13 +85,20 @@ export function requestRules(options: Readonly<RequestRulesOptions>): Guard {
       )
   }
   const steps: Step[] = []
-  if (options.apiKey !== undefined) steps.push(fromCheck(compileApiKey(options.apiKey)))
-  if (options.signature !== undefined) steps.push(fromCheck(compileSignature(options.signature)))
+  if (options.apiKey !== undefined) {
+    const check = compileApiKey(options.apiKey)
+    steps.push((req, query, out) => merge(out, check(req, query)))
+  }
+  if (options.signature !== undefined) {
+    const check = compileSignature(options.signature)
+    steps.push((_req, query, out) => merge(out, check(query)))
+  }
   if (options.permissions !== undefined) {
     const compiled = compilePermissions(options.permissions)
-    steps.push((req, _res, out) => {
-      const source = checkPermissions(compiled, req)
+    steps.push((_req, query, out) => {
+      const source = checkPermissions(compiled, query)
       if (source !== undefined) out.source = source
+      return undefined
     })
   }
   if (options.imageParams !== undefined) {
@@ -103,12 +112,13 @@ export function requestRules(options: Readonly<RequestRulesOptions>): Guard {
           }
         : options.imageParams,
     )
-    steps.push((req, _res, out) => {
-      out.imageParams = checkImageParams(compiled, req)
+    steps.push((_req, query, out) => {
+      out.imageParams = checkImageParams(compiled, query)
+      return undefined
     })
   }
   if (steps.length === 0) throw new TypeError('Expected at least one rule in requestRules()')
-  return function requestRules(req, res) {
-    return run(steps, 0, req, res, {})
+  return function requestRules(req) {
+    return run(steps, 0, req, parseQuery(req), {})
   }
 }

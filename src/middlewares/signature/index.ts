@@ -1,9 +1,8 @@
 import { createSecretKey, type KeyObject } from 'node:crypto'
-import type { IncomingMessage } from 'node:http'
 import { type ErrorCode, lookupErrorCode } from '../../catalogue.ts'
 import { icError } from '../../errors.ts'
 import type { Guard, Published } from '../../guard.ts'
-import { parseQuery } from '../../query.ts'
+import { type ParsedQuery, parseQuery } from '../../query.ts'
 import type { ValidationItem } from '../../validation-header.ts'
 import { matchesAny, signedParts } from './verify.ts'
 
@@ -237,18 +236,27 @@ function checkFeatures(
  */
 export function signature(options: Readonly<SignatureOptions> = {}): Guard {
   const check = compileSignature(options)
-  return function signature(req, res) {
-    return check(req, res)
+  return function signature(req) {
+    return check(parseQuery(req))
   }
 }
+
+/**
+ * The check `signature()` and `requestRules()` run over a parsed query.
+ *
+ * @example
+ * const check: SignatureCheck = compileSignature({ accounts: { acme: 'secret' } })
+ */
+export type SignatureCheck = (query: ParsedQuery) => Published | undefined | Promise<Published>
 
 /**
  * Validates the options and returns the check `signature()` and `requestRules()` run.
  *
  * @example
  * const check = compileSignature({ accounts: { acme: 'secret' } })
+ * check(parseQuery(req))
  */
-export function compileSignature(options: Readonly<SignatureOptions> = {}): Guard {
+export function compileSignature(options: Readonly<SignatureOptions> = {}): SignatureCheck {
   if (typeof options !== 'object' || options === null)
     throw new TypeError('Expected the options of `signature` to be an object')
   const { lookup } = options
@@ -318,8 +326,7 @@ export function compileSignature(options: Readonly<SignatureOptions> = {}): Guar
     return account.published
   }
 
-  return (req: IncomingMessage) => {
-    const query = parseQuery(req)
+  return (query) => {
     const { values } = query
     for (const issue of query.issues) {
       const param = issue.path?.[0]
