@@ -184,9 +184,10 @@ function resolveAccount(
   }
 }
 
-function missing(message: string): never {
-  const description = lookupErrorCode('IC_MISSING_ENT_PARAMETER')?.description ?? message
-  throw icError('IC_MISSING_ENT_PARAMETER', { message, validation: [{ message: description }] })
+/** Image-Charts sends the code's description as the validation message when one half is missing. */
+function missing(message: string, half: boolean): never {
+  const detail = half ? (lookupErrorCode('IC_MISSING_ENT_PARAMETER')?.description ?? message) : message
+  throw icError('IC_MISSING_ENT_PARAMETER', { message, validation: [{ message: detail }] })
 }
 
 function checkFeatures(
@@ -337,11 +338,11 @@ export function compileSignature(options: Readonly<SignatureOptions> = {}): Sign
     const id = values.get('icac')
     const hasSignature = values.has('ichm')
     if (id === undefined && !hasSignature) {
-      if (required) missing('This route needs a signed request: send icac and ichm')
+      if (required) missing('This route needs a signed request: send icac and ichm', false)
       if (gated) checkFeatures(features, unsigned, values, 'an unsigned request')
       return undefined
     }
-    if (id === undefined || id === '' || !hasSignature) missing('icac and ichm must be sent together')
+    if (id === undefined || id === '' || !hasSignature) missing('icac and ichm must be sent together', true)
     const configured = accounts.get(id)
     if (configured !== undefined || lookup === undefined) return finish(configured, id, query.search, values)
     return Promise.resolve(lookup(id)).then((entry) =>
