@@ -40,6 +40,18 @@ export {
   type ParamValue,
   type Size,
 } from './middlewares/image-params/index.ts'
+// Load protection: overload shedding and rate limiting (issue 5).
+export {
+  createLoadSampler,
+  type LoadSample,
+  type LoadSampler,
+  type LoadSamplerOptions,
+  type LoadSheddingOptions,
+  type LoadThresholds,
+  loadSheddingGuard,
+  type OverloadReason,
+  type OverloadType,
+} from './middlewares/load-shedding/index.ts'
 export {
   createHostMatcher,
   type HostMatcher,
@@ -47,6 +59,24 @@ export {
   type PermissionsOptions,
   permissions,
 } from './middlewares/permissions/index.ts'
+export {
+  type ConsumeResult,
+  chainGuards,
+  type ImageChartsRateLimitsOptions,
+  imageChartsRateLimitsGuard,
+  ipKey,
+  MemoryStore,
+  type MemoryStoreOptions,
+  type RateLimitKey,
+  type RateLimitOptions,
+  type RateLimitPolicy,
+  type RateLimitStore,
+  RedisStore,
+  type RedisStoreOptions,
+  rateLimitGuard,
+  type SendCommand,
+  type TrustProxy,
+} from './middlewares/rate-limit/index.ts'
 export { type RequestRulesOptions, requestRules } from './middlewares/request-rules/index.ts'
 export {
   type FeatureRule,

@@ -3,6 +3,13 @@ import { icError } from './errors.ts'
 import type { Guard } from './guard.ts'
 import * as core from './index.ts'
 import { createErrorWriter, type ErrorHandlerOptions } from './middlewares/error-handler/index.ts'
+import { type LoadSheddingOptions, loadSheddingGuard } from './middlewares/load-shedding/index.ts'
+import {
+  type ImageChartsRateLimitsOptions,
+  imageChartsRateLimitsGuard,
+  type RateLimitOptions,
+  rateLimitGuard,
+} from './middlewares/rate-limit/index.ts'
 
 export * from './index.ts'
 
@@ -92,6 +99,44 @@ export function notFound(): KoaMiddleware {
       })
     }
   }
+}
+
+// Load protection: overload shedding and rate limiting (issue 5).
+
+/**
+ * Sheds load: refuses with 503 `IC_OVERLOADED` and a `Retry-After` that grows with the
+ * pressure (plus jitter) while event-loop delay, utilisation, heap, RSS or requests in flight
+ * are over their thresholds. Mount it early, globally or per route.
+ *
+ * @example
+ * const sampler = createLoadSampler({ maxEventLoopDelayMs: 200 })
+ * app.use(loadShedding({ sampler, maxInFlight: 100, softThresholdRatio: 0.8 }))
+ */
+export function loadShedding(options: Readonly<LoadSheddingOptions>): KoaMiddleware {
+  return fromGuard(loadSheddingGuard(options), 'loadShedding')
+}
+
+/**
+ * Limits requests per window and key (IP, account or your function), with a per-request
+ * cost; sets the IETF `RateLimit` and `RateLimit-Policy` headers on every counted response
+ * and refuses with 429 `IC_RATE_LIMITED` and `Retry-After` once the limit is reached.
+ *
+ * @example
+ * app.use('/chart', rateLimit({ limit: 90, windowMs: '10s', blockMs: '1m', trustProxy: 1 }))
+ */
+export function rateLimit(options: Readonly<RateLimitOptions>): KoaMiddleware {
+  return fromGuard(rateLimitGuard(options), 'rateLimit')
+}
+
+/**
+ * Image-Charts' published limits: 90 requests per 10 s per IP, and 10 per minute for
+ * unsigned requests; a client over either stays blocked for one minute.
+ *
+ * @example
+ * app.use(imageChartsRateLimits({ trustProxy: 1 }))
+ */
+export function imageChartsRateLimits(options: Readonly<ImageChartsRateLimitsOptions> = {}): KoaMiddleware {
+  return fromGuard(imageChartsRateLimitsGuard(options), 'imageChartsRateLimits')
 }
 
 // Request rules (issue 3): the core guards as Koa middleware.

@@ -28,3 +28,26 @@ export function typeChecks(): void {
 it('both adapters export the same names', () => {
   assert.deepEqual(Object.keys(express).sort(), Object.keys(koa).sort())
 })
+
+// Load protection (issue 5).
+export function loadProtectionTypeChecks(): void {
+  // @ts-expect-error a limit needs its window
+  express.rateLimit({ limit: 90 })
+  // @ts-expect-error key is 'ip', 'account' or a function
+  koa.rateLimit({ limit: 90, windowMs: '10s', key: 'cookie' })
+  // @ts-expect-error cost is a function of the request
+  express.rateLimit({ limit: 90, windowMs: '10s', cost: 2 })
+  // @ts-expect-error trustProxy never accepts true (every client could pick its key)
+  express.rateLimit({ limit: 90, windowMs: '10s', trustProxy: true })
+  // @ts-expect-error sendCommand takes the command as one array
+  new express.RedisStore({ sendCommand: (name: string, arg: string) => Promise.resolve([name, arg]) })
+  const sampler = express.createLoadSampler({ maxEventLoopDelayMs: 200 })
+  // @ts-expect-error thresholds are numbers
+  koa.loadShedding({ sampler, maxHeapUsedBytes: '1GB' })
+  const reason = sampler.reason()
+  if (reason !== undefined) {
+    // @ts-expect-error the reason type is a closed set
+    const other: typeof reason.type = 'cpu'
+    void other
+  }
+}

@@ -1,0 +1,192 @@
+import type { ServerResponse } from 'node:http'
+import { icError } from '../../errors.ts'
+import type { Guard } from '../../guard.ts'
+import { functionOption, numberOption } from '../rate-limit/duration.ts'
+import {
+  createLoadSampler,
+  highestPressure,
+  type LoadSample,
+  type LoadSampler,
+  type LoadThresholds,
+  type OverloadReason,
+  readThresholds,
+} from './sampler.ts'
+
+export {
+  createLoadSampler,
+  type LoadSample,
+  type LoadSampler,
+  type LoadSamplerOptions,
+  type LoadThresholds,
+  type OverloadReason,
+  type OverloadType,
+} from './sampler.ts'
+
+/**
+ * Options of `loadShedding()`. Set at least one threshold.
+ *
+ * @example
+ * const options: LoadSheddingOptions = { maxEventLoopDelayMs: 200, maxInFlight: 100, softThresholdRatio: 0.8 }
+ */
+export interface LoadSheddingOptions extends LoadThresholds {
+  /**
+   * The sampler to read; share one between middlewares and the health endpoint. Its own
+   * thresholds apply where these options set none.
+   * @default a process-wide sampler (1 s interval, p99), started on first use
+   */
+  readonly sampler?: LoadSampler
+  /** Refuse when this many requests through this middleware are already in flight. */
+  readonly maxInFlight?: number
+  /**
+   * Gradual shedding: from this share of a threshold up to the threshold, a growing share of
+   * requests is refused (none at the soft point, all at the threshold), instead of a cliff.
+   * @default 1 (off)
+   */
+  readonly softThresholdRatio?: number
+  /** `Retry-After` at the threshold, in whole seconds. @default 1 */
+  readonly minRetryAfterSeconds?: number
+  /** `Retry-After` at twice the threshold and beyond (before jitter). @default 30 */
+  readonly maxRetryAfterSeconds?: number
+  /** Random extra share of `Retry-After`, so refused clients do not return in lock-step. @default 0.5 */
+  readonly retryAfterJitterRatio?: number
+  /** Source of randomness for gradual shedding and jitter (tests). @default Math.random */
+  readonly random?: () => number
+}
+
+let sharedSampler: LoadSampler | undefined
+
+/** The process-wide default sampler, started on first use. Its timer is unref'd. */
+function defaultSampler(): LoadSampler {
+  sharedSampler ??= createLoadSampler()
+  return sharedSampler
+}
+
+const LABELS: Readonly<Record<OverloadReason['type'], string>> = {
+  eventLoopDelay: 'event-loop delay',
+  eventLoopUtilization: 'event-loop utilisation',
+  heapUsed: 'heap used',
+  rss: 'resident set size',
+  inFlight: 'requests in flight',
+}
+
+/**
+ * The load-shedding guard behind both adapters' `loadShedding()`: refuses with 503
+ * `IC_OVERLOADED` when a measure is over its threshold (or, between the soft point and the
+ * threshold, a growing share of requests), with the reason in the error's `details` and a
+ * `Retry-After` that grows with the pressure, plus jitter.
+ *
+ * @example
+ * const guard = loadSheddingGuard({ maxEventLoopDelayMs: 200, maxInFlight: 100 })
+ */
+export function loadSheddingGuard(options: Readonly<LoadSheddingOptions>): Guard {
+  if (typeof options !== 'object' || options === null)
+    throw new TypeError(
+      `Expected \`options\` to be an object, got ${options === null ? 'null' : typeof options}`,
+    )
+  const sampler = options.sampler
+  if (
+    sampler !== undefined &&
+    (typeof sampler !== 'object' || sampler === null || typeof sampler.isOverloaded !== 'function')
+  )
+    throw new TypeError('Expected `sampler` to be a sampler made by createLoadSampler()')
+  const own = readThresholds(options)
+  const thresholds: LoadThresholds = { ...sampler?.thresholds, ...own }
+  const maxInFlight =
+    options.maxInFlight === undefined
+      ? undefined
+      : numberOption('maxInFlight', options.maxInFlight, { min: 1, integer: true })
+  const soft = numberOption('softThresholdRatio', options.softThresholdRatio ?? 1, {
+    min: 0,
+    max: 1,
+    exclusiveMin: true,
+  })
+  const minRetry = numberOption('minRetryAfterSeconds', options.minRetryAfterSeconds ?? 1, {
+    min: 1,
+    max: 86400,
+    integer: true,
+  })
+  const maxRetry = numberOption('maxRetryAfterSeconds', options.maxRetryAfterSeconds ?? 30, {
+    min: minRetry,
+    max: 86400,
+    integer: true,
+  })
+  const jitter = numberOption('retryAfterJitterRatio', options.retryAfterJitterRatio ?? 0.5, {
+    min: 0,
+    max: 10,
+  })
+  const random = functionOption('random', options.random) ?? Math.random
+  const usesSample =
+    thresholds.maxEventLoopDelayMs !== undefined ||
+    thresholds.maxEventLoopUtilization !== undefined ||
+    thresholds.maxHeapUsedBytes !== undefined ||
+    thresholds.maxRssBytes !== undefined
+  if (!usesSample && maxInFlight === undefined)
+    throw new TypeError(
+      'Expected at least one of `maxEventLoopDelayMs`, `maxEventLoopUtilization`, `maxHeapUsedBytes`, `maxRssBytes`, `maxInFlight`',
+    )
+  const source = usesSample ? (sampler ?? defaultSampler()) : undefined
+
+  let judgedSample: LoadSample | undefined
+  let judged: OverloadReason | undefined
+  let inFlight = 0
+  const counted = new WeakSet<ServerResponse>()
+  function release(this: ServerResponse): void {
+    if (counted.delete(this)) inFlight--
+  }
+
+  function refuse(reason: OverloadReason): never {
+    const over = Math.min(1, Math.max(0, reason.pressure - 1))
+    const base = minRetry + (maxRetry - minRetry) * over
+    const retryAfterSeconds = Math.max(1, Math.ceil(base * (1 + jitter * random())))
+    const value = reason.type === 'inFlight' ? reason.value : Math.round(reason.value * 1000) / 1000
+    throw icError('IC_OVERLOADED', {
+      message: `Overloaded: ${LABELS[reason.type]} ${value} against a threshold of ${reason.threshold}`,
+      retryAfterSeconds,
+      details: {
+        reason: reason.type,
+        value: reason.value,
+        threshold: reason.threshold,
+        pressure: reason.pressure,
+      },
+      stack: false,
+    })
+  }
+
+  return function loadShedding(_req, res) {
+    let reason: OverloadReason | undefined
+    if (source !== undefined) {
+      const sample = source.current
+      if (sample !== judgedSample) {
+        judgedSample = sample
+        judged = highestPressure(sample, thresholds)
+      }
+      reason = judged
+    }
+    const samplePressure = reason === undefined ? 0 : reason.pressure
+    // In flight, the limit itself is already too many (pressure 1 refuses); a sampled measure must exceed its threshold.
+    const flightPressure = maxInFlight === undefined ? 0 : inFlight / maxInFlight
+    const pressure = Math.max(flightPressure, samplePressure)
+    if (pressure > soft || samplePressure > 1 || flightPressure >= 1) {
+      const hard = samplePressure > 1 || flightPressure >= 1
+      if (hard || random() < (pressure - soft) / (1 - soft)) {
+        refuse(
+          flightPressure > samplePressure || reason === undefined
+            ? {
+                type: 'inFlight',
+                value: inFlight,
+                threshold: maxInFlight as number,
+                pressure: flightPressure,
+              }
+            : reason,
+        )
+      }
+    }
+    if (maxInFlight !== undefined) {
+      inFlight++
+      counted.add(res)
+      res.on('finish', release)
+      res.on('close', release)
+    }
+    return undefined
+  }
+}

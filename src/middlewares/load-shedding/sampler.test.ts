@@ -1,0 +1,201 @@
+import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { describe, it } from 'node:test'
+import { setTimeout as delay } from 'node:timers/promises'
+import { fileURLToPath } from 'node:url'
+import { createLoadSampler, type LoadSample } from './sampler.ts'
+
+const calm: LoadSample = { eventLoopDelayMs: 5, eventLoopUtilization: 0.2, heapUsedBytes: 1e6, rssBytes: 5e6 }
+
+describe('createLoadSampler(options)', () => {
+  it('reads an injected source once at start and again on refresh()', () => {
+    let sample: LoadSample = calm
+    const sampler = createLoadSampler({ source: () => sample, maxEventLoopDelayMs: 100 })
+    try {
+      assert.deepEqual(sampler.current, calm)
+      assert.equal(sampler.isOverloaded(), false)
+      assert.equal(sampler.reason(), undefined)
+      sample = { ...calm, eventLoopDelayMs: 150 }
+      assert.equal(sampler.isOverloaded(), false, 'nothing changes before the next sample')
+      assert.equal(sampler.refresh().eventLoopDelayMs, 150)
+      assert.equal(sampler.isOverloaded(), true)
+      assert.deepEqual(sampler.reason(), {
+        type: 'eventLoopDelay',
+        value: 150,
+        threshold: 100,
+        pressure: 1.5,
+      })
+      sample = calm
+      sampler.refresh()
+      assert.equal(sampler.isOverloaded(), false, 'recovers once the sample is back under')
+    } finally {
+      sampler.close()
+    }
+  })
+
+  it('reports the measure with the highest pressure', () => {
+    const sampler = createLoadSampler({
+      source: () => ({ eventLoopDelayMs: 120, eventLoopUtilization: 0.99, heapUsedBytes: 3e9, rssBytes: 1 }),
+      maxEventLoopDelayMs: 100,
+      maxEventLoopUtilization: 0.9,
+      maxHeapUsedBytes: 1e9,
+      maxRssBytes: 1e9,
+    })
+    try {
+      assert.equal(sampler.reason()?.type, 'heapUsed')
+      assert.equal(sampler.reason()?.pressure, 3)
+    } finally {
+      sampler.close()
+    }
+  })
+
+  it('counts blank, NaN, negative and infinite readings as 0, never as overload', () => {
+    const sampler = createLoadSampler({
+      source: () =>
+        ({
+          eventLoopDelayMs: Number.NaN,
+          eventLoopUtilization: Number.POSITIVE_INFINITY,
+          heapUsedBytes: -1,
+        }) as unknown as LoadSample,
+      maxEventLoopDelayMs: 1,
+      maxEventLoopUtilization: 0.5,
+      maxHeapUsedBytes: 1,
+      maxRssBytes: 1,
+    })
+    try {
+      assert.deepEqual(sampler.current, {
+        eventLoopDelayMs: 0,
+        eventLoopUtilization: 0,
+        heapUsedBytes: 0,
+        rssBytes: 0,
+      })
+      assert.equal(sampler.isOverloaded(), false)
+    } finally {
+      sampler.close()
+    }
+  })
+
+  it('treats an empty event-loop delay window as 0 and measures memory for real', () => {
+    const sampler = createLoadSampler({ maxEventLoopDelayMs: 1 })
+    try {
+      const sample = sampler.refresh()
+      assert.equal(sample.eventLoopDelayMs, 0)
+      assert.equal(sampler.isOverloaded(), false)
+      assert.ok(sample.heapUsedBytes > 0)
+      assert.ok(sample.rssBytes >= sample.heapUsedBytes)
+      assert.ok(sample.eventLoopUtilization >= 0 && sample.eventLoopUtilization <= 1)
+    } finally {
+      sampler.close()
+    }
+  })
+
+  it('reads a real event-loop delay percentile once the histogram has readings', async () => {
+    const sampler = createLoadSampler({ resolutionMs: 1, eventLoopDelayPercentile: 100 })
+    try {
+      // The histogram fills with timer ticks only as time passes: no event to await here.
+      await delay(25)
+      const sample = sampler.refresh()
+      assert.ok(Number.isFinite(sample.eventLoopDelayMs) && sample.eventLoopDelayMs >= 0)
+      assert.equal(sampler.refresh().eventLoopDelayMs, 0, 'the window restarts empty after each sample')
+    } finally {
+      sampler.close()
+    }
+  })
+
+  it('keeps sampling on its interval after a failing injected source', async () => {
+    let calls = 0
+    let third: () => void = () => {}
+    const reached = new Promise<void>((resolve) => {
+      third = resolve
+    })
+    const sampler = createLoadSampler({
+      sampleIntervalMs: 10,
+      source: () => {
+        calls++
+        if (calls === 2) throw new Error('metrics down')
+        if (calls === 3) third()
+        return { ...calm, rssBytes: calls }
+      },
+    })
+    const keepAlive = setTimeout(() => {}, 10_000) // the sampler's own timer is unref'd
+    await reached
+    clearTimeout(keepAlive)
+    sampler.close()
+    assert.equal(sampler.current.rssBytes, 3)
+  })
+
+  it('samples on its interval until closed, then keeps the last sample', async () => {
+    let calls = 0
+    let tick: () => void = () => {}
+    const sampler = createLoadSampler({
+      sampleIntervalMs: 10,
+      source: () => {
+        calls++
+        tick()
+        return { ...calm, eventLoopDelayMs: calls }
+      },
+    })
+    const keepAlive = setTimeout(() => {}, 10_000) // the sampler's own timer is unref'd
+    await new Promise<void>((resolve) => {
+      tick = resolve
+    })
+    clearTimeout(keepAlive)
+    assert.equal(sampler.current.eventLoopDelayMs, 2)
+    sampler.close()
+    const after = calls
+    assert.equal(sampler.refresh().eventLoopDelayMs, 2)
+    assert.equal(calls, after, 'a closed sampler measures nothing')
+  })
+
+  it('keeps the last sample when an injected source throws', () => {
+    let fail = false
+    const sampler = createLoadSampler({
+      source: () => {
+        if (fail) throw new Error('metrics down')
+        return calm
+      },
+    })
+    try {
+      fail = true
+      assert.throws(() => sampler.refresh(), /metrics down/)
+      assert.deepEqual(sampler.current, calm)
+    } finally {
+      sampler.close()
+    }
+  })
+
+  it('never keeps the process alive (its timer is unref’d)', async () => {
+    const module = fileURLToPath(new URL('./sampler.ts', import.meta.url))
+    const child = spawn(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        '--input-type=module',
+        '-e',
+        `import { createLoadSampler } from ${JSON.stringify(module)}; createLoadSampler({ sampleIntervalMs: 50, maxEventLoopDelayMs: 100 })`,
+      ],
+      { stdio: 'ignore' },
+    )
+    const [code] = await once(child, 'exit')
+    assert.equal(code, 0)
+  })
+
+  for (const [options, message] of [
+    [{ sampleIntervalMs: 0 }, /^Expected `sampleIntervalMs` to be a duration/],
+    [{ sampleIntervalMs: 'soon' }, /^Expected `sampleIntervalMs`/],
+    [{ eventLoopDelayPercentile: 101 }, /^Expected `eventLoopDelayPercentile`/],
+    [{ resolutionMs: 0.5 }, /^Expected `resolutionMs`/],
+    [{ maxEventLoopDelayMs: -1 }, /^Expected `maxEventLoopDelayMs` to be a number greater than 0/],
+    [{ maxEventLoopUtilization: 1.5 }, /^Expected `maxEventLoopUtilization`/],
+    [{ maxHeapUsedBytes: 0 }, /^Expected `maxHeapUsedBytes`/],
+    [{ maxRssBytes: '1GB' }, /^Expected `maxRssBytes`/],
+    [{ source: 42 }, /^Expected `source` to be a function, got number/],
+    [null, /^Expected `options` to be an object, got null/],
+  ] as const) {
+    it(`throws a TypeError for ${JSON.stringify(options)}`, () => {
+      assert.throws(() => createLoadSampler(options as never), { name: 'TypeError', message })
+    })
+  }
+})

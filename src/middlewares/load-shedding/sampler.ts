@@ -1,0 +1,269 @@
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks'
+import { durationMs, functionOption, numberOption } from '../rate-limit/duration.ts'
+
+/**
+ * One reading of the process load.
+ *
+ * @example
+ * const sample: LoadSample = { eventLoopDelayMs: 12, eventLoopUtilization: 0.4, heapUsedBytes: 8e7, rssBytes: 2e8 }
+ */
+export interface LoadSample {
+  /** A high percentile of the event-loop delay over the last interval, in ms (0 when nothing was recorded). */
+  readonly eventLoopDelayMs: number
+  /** Event-loop utilisation over the last interval, from 0 to 1. */
+  readonly eventLoopUtilization: number
+  readonly heapUsedBytes: number
+  readonly rssBytes: number
+}
+
+/**
+ * The limits a sample is judged against; each is off when undefined.
+ *
+ * @example
+ * const thresholds: LoadThresholds = { maxEventLoopDelayMs: 200, maxEventLoopUtilization: 0.98 }
+ */
+export interface LoadThresholds {
+  /** Refuse when the event-loop delay percentile exceeds this many ms. */
+  readonly maxEventLoopDelayMs?: number
+  /** Refuse when event-loop utilisation exceeds this share (0 < x ≤ 1). */
+  readonly maxEventLoopUtilization?: number
+  /** Refuse when `heapUsed` exceeds this many bytes. */
+  readonly maxHeapUsedBytes?: number
+  /** Refuse when the resident set size exceeds this many bytes. */
+  readonly maxRssBytes?: number
+}
+
+/**
+ * Which measure is over its threshold: a stable type code for logs, metrics and health endpoints.
+ *
+ * @example
+ * const type: OverloadType = 'eventLoopDelay'
+ */
+export type OverloadType = 'eventLoopDelay' | 'eventLoopUtilization' | 'heapUsed' | 'rss' | 'inFlight'
+
+/**
+ * Why the process counts as overloaded: the measure with the highest pressure.
+ *
+ * @example
+ * const reason: OverloadReason = { type: 'heapUsed', value: 9e8, threshold: 8e8, pressure: 1.125 }
+ */
+export interface OverloadReason {
+  readonly type: OverloadType
+  /** The measured value, in the threshold's unit. */
+  readonly value: number
+  readonly threshold: number
+  /** `value / threshold`: 1 is at the threshold, 2 is twice over. */
+  readonly pressure: number
+}
+
+/**
+ * Options of {@link createLoadSampler}.
+ *
+ * @example
+ * const options: LoadSamplerOptions = { sampleIntervalMs: '500ms', maxEventLoopDelayMs: 200 }
+ */
+export interface LoadSamplerOptions extends LoadThresholds {
+  /** How often a sample is taken; the delay percentile and utilisation cover this window. @default 1000 */
+  readonly sampleIntervalMs?: number | string
+  /** The event-loop delay percentile reported, from 50 to 100. @default 99 */
+  readonly eventLoopDelayPercentile?: number
+  /** Resolution of the event-loop delay histogram, in ms. @default 10 */
+  readonly resolutionMs?: number
+  /**
+   * Replaces the measurement (tests, or metrics from elsewhere): called once per interval and
+   * by {@link LoadSampler.refresh}. No histogram is started when it is given.
+   */
+  readonly source?: () => LoadSample
+}
+
+/**
+ * A shared, closeable reader of the process load. Its timer is `unref()`'d, so it never keeps
+ * the process alive.
+ *
+ * @example
+ * const sampler = createLoadSampler({ maxEventLoopDelayMs: 200 })
+ * app.get('/health', (req, res) => res.status(sampler.isOverloaded() ? 503 : 200).json(sampler.reason() ?? {}))
+ */
+export interface LoadSampler {
+  /** The latest sample. */
+  readonly current: LoadSample
+  /** The sampler's own thresholds, also used by `loadShedding()` where it sets none. */
+  readonly thresholds: Readonly<LoadThresholds>
+  /** Takes a sample now instead of waiting for the interval, and returns it. */
+  refresh(): LoadSample
+  /** Whether the latest sample is over any of the sampler's thresholds. */
+  isOverloaded(): boolean
+  /** The measure with the highest pressure when over a threshold, else `undefined`. */
+  reason(): OverloadReason | undefined
+  /** Stops the timer and the histogram. Further samples keep the last value. */
+  close(): void
+}
+
+const ZERO: LoadSample = Object.freeze({
+  eventLoopDelayMs: 0,
+  eventLoopUtilization: 0,
+  heapUsedBytes: 0,
+  rssBytes: 0,
+})
+
+/**
+ * Checks the threshold options shared by the sampler and `loadShedding()`.
+ *
+ * @example
+ * readThresholds({ maxEventLoopDelayMs: 200 }) // { maxEventLoopDelayMs: 200 }
+ */
+export function readThresholds(options: LoadThresholds): LoadThresholds {
+  const out: {
+    maxEventLoopDelayMs?: number
+    maxEventLoopUtilization?: number
+    maxHeapUsedBytes?: number
+    maxRssBytes?: number
+  } = {}
+  if (options.maxEventLoopDelayMs !== undefined)
+    out.maxEventLoopDelayMs = numberOption('maxEventLoopDelayMs', options.maxEventLoopDelayMs, {
+      min: 0,
+      exclusiveMin: true,
+    })
+  if (options.maxEventLoopUtilization !== undefined)
+    out.maxEventLoopUtilization = numberOption('maxEventLoopUtilization', options.maxEventLoopUtilization, {
+      min: 0,
+      max: 1,
+      exclusiveMin: true,
+    })
+  if (options.maxHeapUsedBytes !== undefined)
+    out.maxHeapUsedBytes = numberOption('maxHeapUsedBytes', options.maxHeapUsedBytes, {
+      min: 0,
+      exclusiveMin: true,
+    })
+  if (options.maxRssBytes !== undefined)
+    out.maxRssBytes = numberOption('maxRssBytes', options.maxRssBytes, { min: 0, exclusiveMin: true })
+  return out
+}
+
+/**
+ * The measure of a sample with the highest pressure against the thresholds, or undefined when none is set.
+ *
+ * @example
+ * highestPressure(sample, { maxHeapUsedBytes: 1e9 })?.pressure // 1.2 when heapUsed is 1.2e9
+ */
+export function highestPressure(sample: LoadSample, t: LoadThresholds): OverloadReason | undefined {
+  let best: OverloadReason | undefined
+  const consider = (type: OverloadType, value: number, threshold: number | undefined): void => {
+    if (threshold === undefined) return
+    const pressure = value / threshold
+    if (best === undefined || pressure > best.pressure) best = { type, value, threshold, pressure }
+  }
+  consider('eventLoopDelay', sample.eventLoopDelayMs, t.maxEventLoopDelayMs)
+  consider('eventLoopUtilization', sample.eventLoopUtilization, t.maxEventLoopUtilization)
+  consider('heapUsed', sample.heapUsedBytes, t.maxHeapUsedBytes)
+  consider('rss', sample.rssBytes, t.maxRssBytes)
+  return best
+}
+
+function finite(value: unknown): number {
+  return typeof value === 'number' && Number.isFinite(value) && value > 0 ? value : 0
+}
+
+/**
+ * Starts a load sampler: every `sampleIntervalMs` it reads a high percentile of the
+ * event-loop delay over that window (an empty window counts as 0, never as Infinity), the
+ * event-loop utilisation over the same window, `heapUsed` and RSS. Share one sampler between
+ * every `loadShedding()` and the health endpoint; `close()` it on shutdown.
+ *
+ * @example
+ * import { createLoadSampler } from 'image-api-errors'
+ * const sampler = createLoadSampler({ sampleIntervalMs: 500, maxEventLoopDelayMs: 200, maxEventLoopUtilization: 0.98 })
+ * app.use(loadShedding({ sampler, maxInFlight: 200 }))
+ * app.get('/health', (req, res) => res.sendStatus(sampler.isOverloaded() ? 503 : 200))
+ */
+export function createLoadSampler(options: Readonly<LoadSamplerOptions> = {}): LoadSampler {
+  if (typeof options !== 'object' || options === null)
+    throw new TypeError(
+      `Expected \`options\` to be an object, got ${options === null ? 'null' : typeof options}`,
+    )
+  const intervalMs = durationMs('sampleIntervalMs', options.sampleIntervalMs ?? 1000, { min: 10 })
+  const percentile = numberOption('eventLoopDelayPercentile', options.eventLoopDelayPercentile ?? 99, {
+    min: 50,
+    max: 100,
+  })
+  const resolutionMs = numberOption('resolutionMs', options.resolutionMs ?? 10, {
+    min: 1,
+    max: 1000,
+    integer: true,
+  })
+  const source = functionOption('source', options.source)
+  const thresholds = Object.freeze(readThresholds(options))
+
+  const histogram = source === undefined ? monitorEventLoopDelay({ resolution: resolutionMs }) : undefined
+  histogram?.enable()
+  let lastElu = source === undefined ? performance.eventLoopUtilization() : undefined
+
+  function measure(): LoadSample {
+    if (source !== undefined) {
+      const s = source()
+      return {
+        eventLoopDelayMs: finite(s?.eventLoopDelayMs),
+        eventLoopUtilization: finite(s?.eventLoopUtilization),
+        heapUsedBytes: finite(s?.heapUsedBytes),
+        rssBytes: finite(s?.rssBytes),
+      }
+    }
+    let delay = 0
+    if (histogram !== undefined && histogram.count > 0) {
+      // The histogram records whole timer intervals, the resolution included.
+      delay = Math.max(0, finite(histogram.percentile(percentile)) / 1e6 - resolutionMs)
+      histogram.reset()
+    }
+    const elu = performance.eventLoopUtilization(lastElu)
+    lastElu = performance.eventLoopUtilization()
+    const memory = process.memoryUsage()
+    return {
+      eventLoopDelayMs: delay,
+      eventLoopUtilization: finite(elu.utilization),
+      heapUsedBytes: memory.heapUsed,
+      rssBytes: memory.rss,
+    }
+  }
+
+  let current: LoadSample = source === undefined ? ZERO : measure()
+  let reason: OverloadReason | undefined
+  let closed = false
+  const judge = (): void => {
+    const r = highestPressure(current, thresholds)
+    reason = r !== undefined && r.pressure > 1 ? r : undefined
+  }
+  judge()
+
+  let timer: NodeJS.Timeout | undefined
+  const tick = (): void => {
+    try {
+      current = measure()
+      judge()
+    } catch {
+      // A failing injected source keeps the last sample rather than crashing the process.
+    }
+    if (!closed) timer = setTimeout(tick, intervalMs).unref()
+  }
+  timer = setTimeout(tick, intervalMs).unref()
+
+  return {
+    get current() {
+      return current
+    },
+    thresholds,
+    refresh() {
+      if (!closed) {
+        current = measure()
+        judge()
+      }
+      return current
+    },
+    isOverloaded: () => reason !== undefined,
+    reason: () => reason,
+    close() {
+      closed = true
+      if (timer !== undefined) clearTimeout(timer)
+      histogram?.disable()
+    },
+  }
+}

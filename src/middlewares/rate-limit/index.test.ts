@@ -1,0 +1,358 @@
+import assert from 'node:assert/strict'
+import { IncomingMessage, ServerResponse } from 'node:http'
+import { Socket } from 'node:net'
+import { describe, it } from 'node:test'
+import { type IcError, isIcError } from '../../errors.ts'
+import {
+  type ConsumeResult,
+  imageChartsRateLimitsGuard,
+  MemoryStore,
+  type RateLimitOptions,
+  type RateLimitStore,
+  rateLimitGuard,
+} from './index.ts'
+
+function request(url = '/chart', remoteAddress = '203.0.113.7', headers: Record<string, string> = {}) {
+  const socket = new Socket()
+  Object.defineProperty(socket, 'remoteAddress', { value: remoteAddress })
+  const req = new IncomingMessage(socket)
+  req.url = url
+  req.headers = headers
+  return { req, res: new ServerResponse(req) }
+}
+
+function clock() {
+  const c = { t: 1_000_000, now: () => c.t }
+  return c
+}
+
+async function outcome(
+  options: RateLimitOptions,
+  url?: string,
+  address?: string,
+  headers?: Record<string, string>,
+) {
+  const guard = rateLimitGuard(options)
+  const { req, res } = request(url, address, headers)
+  try {
+    await guard(req, res)
+    return { res, err: undefined }
+  } catch (err) {
+    assert.ok(isIcError(err), String(err))
+    return { res, err: err as IcError }
+  }
+}
+
+function run(guard: ReturnType<typeof rateLimitGuard>, url?: string, address?: string) {
+  const { req, res } = request(url, address)
+  try {
+    const out = guard(req, res)
+    assert.equal(out, undefined, 'the memory store answers synchronously')
+    return { res, err: undefined }
+  } catch (err) {
+    return { res, err: err as IcError }
+  }
+}
+
+describe('rateLimitGuard(options)', () => {
+  it('serves up to the limit, then refuses with 429 IC_RATE_LIMITED and Retry-After', () => {
+    const c = clock()
+    const guard = rateLimitGuard({ limit: 2, windowMs: '10s', store: new MemoryStore({ now: c.now }) })
+    const first = run(guard)
+    assert.equal(first.err, undefined)
+    assert.equal(first.res.getHeader('ratelimit-policy'), '"2-in-10s";q=2;w=10')
+    assert.equal(first.res.getHeader('ratelimit'), '"2-in-10s";r=1;t=10')
+    c.t += 2500
+    assert.equal(run(guard).res.getHeader('ratelimit'), '"2-in-10s";r=0;t=8')
+    const refused = run(guard)
+    assert.equal(refused.err?.status, 429)
+    assert.equal(refused.err?.code, 'IC_RATE_LIMITED')
+    assert.equal(refused.err?.headers['retry-after'], '8')
+    assert.equal(refused.res.getHeader('ratelimit'), '"2-in-10s";r=0;t=8', 'headers on refusals too')
+    assert.equal(run(guard, '/chart', '198.51.100.1').err, undefined, 'another client has its own count')
+    c.t += 7500
+    assert.equal(run(guard).err, undefined, 'the next window serves again')
+  })
+
+  it('charges each request its cost, rounded up; a bad cost counts as 1', () => {
+    const area = (req: IncomingMessage) => {
+      const size = new URL(req.url ?? '', 'http://x').searchParams.get('chs') ?? ''
+      const [w, h] = size.split('x').map(Number)
+      return ((w ?? Number.NaN) * (h ?? Number.NaN)) / 100_000
+    }
+    const guard = rateLimitGuard({ limit: 10, windowMs: 60_000, cost: area, store: new MemoryStore() })
+    assert.equal(run(guard, '/chart?chs=500x500').res.getHeader('ratelimit'), '"10-in-60s";r=7;t=60')
+    assert.equal(run(guard, '/chart?chs=oops').res.getHeader('ratelimit'), '"10-in-60s";r=6;t=60')
+    assert.equal(run(guard, '/chart?chs=999x999').err?.code, 'IC_RATE_LIMITED', '10 units do not fit in 6')
+    assert.equal(run(guard, '/chart?chs=100x100').res.getHeader('ratelimit'), '"10-in-60s";r=5;t=60')
+  })
+
+  it('keeps a client blocked for blockMs once refused', () => {
+    const c = clock()
+    const guard = rateLimitGuard({
+      limit: 1,
+      windowMs: 1000,
+      blockMs: '1m',
+      store: new MemoryStore({ now: c.now }),
+    })
+    run(guard)
+    assert.equal(run(guard).err?.headers['retry-after'], '60')
+    c.t += 30_000
+    const still = run(guard)
+    assert.equal(still.err?.headers['retry-after'], '30')
+    assert.equal(still.res.getHeader('ratelimit'), '"1-in-1s";r=0;t=30')
+    c.t += 30_000
+    assert.equal(run(guard).err, undefined)
+  })
+
+  it('keys by IP: IPv6 clients by their /56, IPv4-mapped addresses as IPv4', () => {
+    const guard = rateLimitGuard({ limit: 1, windowMs: 60_000 })
+    assert.equal(run(guard, '/', '2001:db8:1:100::1').err, undefined)
+    assert.equal(run(guard, '/', '2001:db8:1:1ff:abcd::9').err?.code, 'IC_RATE_LIMITED', 'same /56')
+    assert.equal(run(guard, '/', '2001:db8:1:200::1').err, undefined, 'another /56')
+    assert.equal(run(guard, '/', '192.0.2.1').err, undefined)
+    assert.equal(run(guard, '/', '::ffff:192.0.2.1').err?.code, 'IC_RATE_LIMITED')
+    const per64 = rateLimitGuard({ limit: 1, windowMs: 60_000, ipv6Subnet: 64 })
+    run(per64, '/', '2001:db8:1:100::1')
+    assert.equal(run(per64, '/', '2001:db8:1:1ff::1').err, undefined)
+  })
+
+  it('believes X-Forwarded-For only through the configured proxy hops', async () => {
+    const spoofed = { 'x-forwarded-for': '198.51.100.9' }
+    const direct = rateLimitGuard({ limit: 1, windowMs: 60_000 })
+    const proxied = rateLimitGuard({ limit: 1, windowMs: 60_000, trustProxy: 1 })
+    for (const guard of [direct, proxied]) {
+      const { req, res } = request('/', '10.0.0.1', spoofed)
+      guard(req, res)
+    }
+    const again = request('/', '10.0.0.1', { 'x-forwarded-for': '198.51.100.10' })
+    assert.throws(
+      () => direct(again.req, again.res),
+      { code: 'IC_RATE_LIMITED' },
+      'the socket address is the key',
+    )
+    const other = request('/', '10.0.0.1', { 'x-forwarded-for': '198.51.100.10' })
+    assert.equal(proxied(other.req, other.res), undefined, 'the forwarded client is the key')
+    const same = request('/', '10.0.0.2', { 'x-forwarded-for': '198.51.100.9' })
+    assert.throws(() => proxied(same.req, same.res), { code: 'IC_RATE_LIMITED' })
+  })
+
+  it('keys by account (icac) and falls back to the IP without one', () => {
+    const guard = rateLimitGuard({ limit: 1, windowMs: 60_000, key: 'account' })
+    assert.equal(run(guard, '/chart?icac=acme&ichm=x', '192.0.2.1').err, undefined)
+    assert.equal(
+      run(guard, '/chart?icac=acme', '192.0.2.2').err?.code,
+      'IC_RATE_LIMITED',
+      'same account, other IP',
+    )
+    assert.equal(run(guard, '/chart?icac=other', '192.0.2.1').err, undefined)
+    assert.equal(run(guard, '/chart', '192.0.2.1').err, undefined)
+    assert.equal(run(guard, '/chart?icac=', '192.0.2.1').err?.code, 'IC_RATE_LIMITED')
+  })
+
+  it('keys by a function; undefined, or skip(), leaves the request uncounted and without headers', () => {
+    const guard = rateLimitGuard({
+      limit: 1,
+      windowMs: 60_000,
+      key: (req) => (req.headers['x-api-key'] as string | undefined) ?? undefined,
+      skip: (req) => req.url === '/health',
+    })
+    const keyed = (key: string | undefined, url = '/') => {
+      const { req, res } = request(url, '192.0.2.1', key === undefined ? {} : { 'x-api-key': key })
+      try {
+        guard(req, res)
+        return res.getHeader('ratelimit') ?? 'none'
+      } catch (err) {
+        return (err as IcError).code
+      }
+    }
+    assert.equal(keyed('k1'), '"1-in-60s";r=0;t=60')
+    assert.equal(keyed('k1'), 'IC_RATE_LIMITED')
+    assert.equal(keyed('k2'), '"1-in-60s";r=0;t=60')
+    assert.equal(keyed(undefined), 'none')
+    assert.equal(keyed('k1', '/health'), 'none')
+  })
+
+  it('hashes very long keys so that they cannot bloat the store', () => {
+    const seen: string[] = []
+    const store = new MemoryStore()
+    const spy: RateLimitStore = {
+      consume: (key, cost, policy) => {
+        seen.push(key)
+        return store.consume(key, cost, policy)
+      },
+      reset: () => {},
+    }
+    const guard = rateLimitGuard({ limit: 1, windowMs: 60_000, key: 'account', store: spy })
+    run(guard, `/chart?icac=${'a'.repeat(5000)}`)
+    assert.equal(run(guard, `/chart?icac=${'a'.repeat(5000)}`).err?.code, 'IC_RATE_LIMITED')
+    assert.equal(run(guard, `/chart?icac=${'a'.repeat(4999)}b`).err, undefined)
+    assert.ok(
+      seen.every((key) => key.length <= 200),
+      'long keys are hashed',
+    )
+  })
+
+  it('appends its items when several limiters stack, and can leave the headers out', () => {
+    const a = rateLimitGuard({ limit: 5, windowMs: 1000, name: 'burst' })
+    const b = rateLimitGuard({ limit: 100, windowMs: '1h', name: 'hour "quota"' })
+    const quiet = rateLimitGuard({ limit: 100, windowMs: '1h', headers: false })
+    const { req, res } = request()
+    a(req, res)
+    b(req, res)
+    quiet(req, res)
+    assert.equal(res.getHeader('ratelimit-policy'), '"burst";q=5;w=1, "hour \\"quota\\"";q=100;w=3600')
+    assert.equal(res.getHeader('ratelimit'), '"burst";r=4;t=1, "hour \\"quota\\"";r=99;t=3600')
+  })
+
+  it('counts requests without a socket address under one shared key instead of failing', () => {
+    const guard = rateLimitGuard({ limit: 1, windowMs: 60_000 })
+    const bare = () => {
+      const req = { headers: {}, url: '/' } as unknown as IncomingMessage
+      const res = new ServerResponse(new IncomingMessage(new Socket()))
+      return guard(req, res)
+    }
+    assert.equal(bare(), undefined)
+    assert.throws(bare, { code: 'IC_RATE_LIMITED' })
+  })
+
+  it('leaves the headers alone once the response has started', () => {
+    const guard = rateLimitGuard({ limit: 5, windowMs: 1000 })
+    const { req, res } = request()
+    res.writeHead(200)
+    guard(req, res)
+    assert.equal(res.getHeader('ratelimit'), undefined)
+  })
+
+  describe('store failures', () => {
+    const failing: RateLimitStore = {
+      consume: () => {
+        throw new Error('store down')
+      },
+      reset: () => {},
+    }
+    const rejecting: RateLimitStore = {
+      consume: () => Promise.reject(new Error('ECONNREFUSED')),
+      reset: () => {},
+    }
+    const hanging: RateLimitStore = { consume: () => new Promise<ConsumeResult>(() => {}), reset: () => {} }
+    const nonsense: RateLimitStore = { consume: () => ({ allowed: 'yes' }) as never, reset: () => {} }
+
+    for (const [label, store] of [
+      ['throws', failing],
+      ['rejects', rejecting],
+      ['answers nonsense', nonsense],
+      ['hangs past storeTimeoutMs', hanging],
+    ] as const) {
+      it(`serves and reports when the store ${label} (fail-open, the default)`, async () => {
+        const errors: unknown[] = []
+        const { res, err } = await outcome({
+          limit: 1,
+          windowMs: 1000,
+          store,
+          storeTimeoutMs: 20,
+          onStoreError: (error) => errors.push(error),
+        })
+        assert.equal(err, undefined)
+        assert.equal(res.getHeader('ratelimit'), undefined, 'no headers without a count')
+        assert.equal(errors.length, 1)
+        assert.ok(errors[0] instanceof Error)
+      })
+
+      it(`refuses with 503 IC_STORE_UNAVAILABLE when the store ${label} (fail-closed)`, async () => {
+        const errors: unknown[] = []
+        const { err } = await outcome({
+          limit: 1,
+          windowMs: 1000,
+          store,
+          failOpen: false,
+          storeTimeoutMs: 20,
+          onStoreError: (error) => {
+            errors.push(error)
+            throw new Error('a broken hook is swallowed')
+          },
+        })
+        assert.equal(err?.status, 503)
+        assert.equal(err?.code, 'IC_STORE_UNAVAILABLE')
+        assert.equal(err?.headers['retry-after'], '5')
+        assert.equal(err?.cause, errors[0])
+      })
+    }
+
+    it('names the timeout in the reported error', async () => {
+      const errors: Error[] = []
+      const started = Date.now()
+      await outcome({
+        limit: 1,
+        windowMs: 1000,
+        store: hanging,
+        storeTimeoutMs: 30,
+        onStoreError: (e) => errors.push(e as Error),
+      })
+      assert.ok(Date.now() - started < 1000)
+      assert.equal(errors[0]?.name, 'StoreTimeoutError')
+      assert.match(errors[0]?.message ?? '', /within 30 ms/)
+    })
+  })
+
+  describe('imageChartsRateLimitsGuard(options)', () => {
+    it('allows 90 requests per 10 s per IP, then blocks for one minute', () => {
+      const c = clock()
+      const guard = imageChartsRateLimitsGuard({ store: new MemoryStore({ now: c.now }) })
+      for (let i = 0; i < 90; i++)
+        assert.equal(run(guard, `/chart?icac=a&ichm=s${i}`).err, undefined, `request ${i}`)
+      const refused = run(guard, '/chart?icac=a&ichm=s')
+      assert.equal(refused.err?.code, 'IC_RATE_LIMITED')
+      assert.equal(refused.err?.headers['retry-after'], '60')
+      c.t += 10_000
+      assert.equal(run(guard, '/chart?icac=a&ichm=s').err?.code, 'IC_RATE_LIMITED', 'still blocked')
+      c.t += 50_000
+      assert.equal(run(guard, '/chart?icac=a&ichm=s').err, undefined)
+    })
+
+    it('allows 10 unsigned requests per minute per IP, then blocks for one minute', () => {
+      const c = clock()
+      const guard = imageChartsRateLimitsGuard({ store: new MemoryStore({ now: c.now }) })
+      for (let i = 0; i < 10; i++) {
+        const { res, err } = run(guard, '/chart?cht=p')
+        assert.equal(err, undefined)
+        assert.equal(res.getHeader('ratelimit-policy'), '"ic-per-ip";q=90;w=10, "ic-unsigned";q=10;w=60')
+      }
+      const refused = run(guard, '/chart?cht=p&icac=only-account')
+      assert.equal(refused.err?.code, 'IC_RATE_LIMITED')
+      assert.equal(refused.err?.headers['retry-after'], '60')
+      assert.equal(run(guard, '/chart?icac=a&ichm=s').err, undefined, 'signed requests skip the free quota')
+      c.t += 60_000
+      assert.equal(run(guard, '/chart').err, undefined)
+    })
+  })
+
+  const base = { limit: 1, windowMs: 1000 }
+  for (const [options, message] of [
+    [{ windowMs: 1000 }, /^Expected `limit` to be an integer from 0/],
+    [{ ...base, limit: -1 }, /^Expected `limit`/],
+    [{ ...base, limit: 1.5 }, /^Expected `limit`/],
+    [{ ...base, limit: 1e13 }, /^Expected `limit` to be an integer from 0 to 1000000000000/],
+    [{ limit: 1 }, /^Expected `windowMs` to be a duration/],
+    [{ ...base, windowMs: 'often' }, /^Expected `windowMs`/],
+    [{ ...base, windowMs: 0 }, /^Expected `windowMs`/],
+    [{ ...base, blockMs: -5 }, /^Expected `blockMs`/],
+    [{ ...base, storeTimeoutMs: 0 }, /^Expected `storeTimeoutMs`/],
+    [{ ...base, cost: 3 }, /^Expected `cost` to be a function, got number/],
+    [{ ...base, skip: true }, /^Expected `skip` to be a function/],
+    [{ ...base, onStoreError: 'log' }, /^Expected `onStoreError` to be a function/],
+    [{ ...base, key: 'cookie' }, /^Expected `key` to be 'ip', 'account' or a function/],
+    [{ ...base, trustProxy: true }, /^Expected `trustProxy`/],
+    [{ ...base, ipv6Subnet: 129 }, /^Expected `ipv6Subnet`/],
+    [{ ...base, failOpen: 'yes' }, /^Expected `failOpen` to be a boolean/],
+    [{ ...base, headers: 1 }, /^Expected `headers` to be a boolean/],
+    [{ ...base, store: {} }, /^Expected `store` to be a rate-limit store/],
+    [{ ...base, name: 'new\nline' }, /^Expected `name` to be 1 to 64 printable ASCII/],
+    [{ ...base, name: '' }, /^Expected `name`/],
+    [null, /^Expected `options` to be an object, got null/],
+  ] as const) {
+    it(`throws a TypeError for ${JSON.stringify(options)}`, () => {
+      assert.throws(() => rateLimitGuard(options as never), { name: 'TypeError', message })
+    })
+  }
+})

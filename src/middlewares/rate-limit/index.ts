@@ -1,0 +1,313 @@
+import { createHash } from 'node:crypto'
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { Socket } from 'node:net'
+import { icError } from '../../errors.ts'
+import type { Guard } from '../../guard.ts'
+import { requestState } from '../../request-state.ts'
+import { clientAddress, ipKey, readTrustProxy, type TrustProxy } from './client-key.ts'
+import { durationMs, functionOption, numberOption } from './duration.ts'
+import { policyItem, readPolicyName, setRateLimitHeaders, sfString } from './headers.ts'
+import { MemoryStore } from './memory-store.ts'
+import type { ConsumeResult, RateLimitPolicy, RateLimitStore } from './store.ts'
+
+export { ipKey, type TrustProxy } from './client-key.ts'
+export { MemoryStore, type MemoryStoreOptions } from './memory-store.ts'
+export { RedisStore, type RedisStoreOptions, type SendCommand } from './redis-store.ts'
+export type { ConsumeResult, RateLimitPolicy, RateLimitStore } from './store.ts'
+
+/**
+ * What a request is counted under: `'ip'` (the client address; IPv6 grouped by
+ * `ipv6Subnet`), `'account'` (the `icac` query parameter, or the IP when there is none), or
+ * a function returning the key (`undefined` skips the limit for that request).
+ *
+ * @example
+ * const byApiKey: RateLimitKey = (req) => String(req.headers['x-api-key'] ?? '')
+ */
+export type RateLimitKey = 'ip' | 'account' | ((req: IncomingMessage) => string | undefined)
+
+/**
+ * Options of `rateLimit()`.
+ *
+ * @example
+ * const options: RateLimitOptions = { limit: 90, windowMs: '10s', blockMs: '1m', key: 'ip', trustProxy: 1 }
+ */
+export interface RateLimitOptions {
+  /** Units allowed per window and key (a request costs 1 unless `cost` says otherwise); at most 10¹². */
+  readonly limit: number
+  /** Length of the window; it starts at a key's first request. Milliseconds or an `ms` string. */
+  readonly windowMs: number | string
+  /**
+   * What one request costs, e.g. by output area. A result that is not a finite number ≥ 0
+   * counts as 1; fractions are rounded up.
+   * @default () => 1
+   */
+  readonly cost?: (req: IncomingMessage) => number
+  /** What requests are counted under. @default 'ip' */
+  readonly key?: RateLimitKey
+  /**
+   * Which proxies may be believed about the client address (for `'ip'` keys). The core sees
+   * only the node request, so Express's `trust proxy` and Koa's `app.proxy` are not read:
+   * set the same number of hops here. Never trust `X-Forwarded-For` without a proxy that
+   * overwrites it.
+   * @default false (the socket's peer address)
+   */
+  readonly trustProxy?: TrustProxy
+  /** Prefix length IPv6 clients are grouped by (one subscriber usually holds a /56 or /64). @default 56 */
+  readonly ipv6Subnet?: number
+  /** Once refused, a key stays refused this long (or to its window's end, if later). @default 0 */
+  readonly blockMs?: number | string
+  /** Where counters live. @default a new MemoryStore() per limiter */
+  readonly store?: RateLimitStore
+  /** When the store fails or is slower than `storeTimeoutMs`: serve the request (true) or refuse with 503 `IC_STORE_UNAVAILABLE` (false). @default true */
+  readonly failOpen?: boolean
+  /** Longest wait for the store before it counts as failed. @default 200 */
+  readonly storeTimeoutMs?: number | string
+  /**
+   * Told about every store failure (errors and timeouts), whether the request was then
+   * served or refused. Errors it throws are swallowed.
+   * @default prints a warning, at most once every 10 s
+   */
+  readonly onStoreError?: (error: unknown, req: IncomingMessage) => void
+  /** Skips the limit (no count, no headers) for requests it returns true for. */
+  readonly skip?: (req: IncomingMessage) => boolean
+  /** Policy name in the `RateLimit` headers and the store keys. @default `${limit}-in-${seconds}s` */
+  readonly name?: string
+  /** Send the IETF `RateLimit` and `RateLimit-Policy` headers. @default true */
+  readonly headers?: boolean
+}
+
+const KEY_MAX = 200
+
+function hashedKey(key: string): string {
+  return key.length <= KEY_MAX ? key : `sha256:${createHash('sha256').update(key).digest('base64url')}`
+}
+
+/** The parsed query of a request, cached in the request state for the other guards. */
+function queryOf(req: IncomingMessage): URLSearchParams {
+  const state = requestState(req)
+  if (state.query !== undefined) return state.query
+  const url = req.url ?? ''
+  const at = url.indexOf('?')
+  const query = new URLSearchParams(at === -1 ? '' : url.slice(at + 1))
+  state.query = query
+  return query
+}
+
+let lastWarning = 0
+function defaultOnStoreError(error: unknown): void {
+  const now = Date.now()
+  if (now - lastWarning < 10_000) return
+  lastWarning = now
+  console.warn('[image-api-errors] rate-limit store failed; further failures are silent for 10 s:', error)
+}
+
+class StoreTimeoutError extends Error {
+  override name = 'StoreTimeoutError'
+}
+
+/**
+ * The rate-limit guard behind both adapters' `rateLimit()`: counts each request's cost
+ * against `limit` per window and key; sets the IETF `RateLimit` / `RateLimit-Policy`
+ * headers on every counted response, and refuses with 429 `IC_RATE_LIMITED` and
+ * `Retry-After` once the limit is reached.
+ *
+ * @example
+ * const guard = rateLimitGuard({ limit: 90, windowMs: '10s' })
+ */
+export function rateLimitGuard(options: Readonly<RateLimitOptions>): Guard {
+  if (typeof options !== 'object' || options === null)
+    throw new TypeError(
+      `Expected \`options\` to be an object, got ${options === null ? 'null' : typeof options}`,
+    )
+  const limit = numberOption('limit', options.limit, { min: 0, max: 1e12, integer: true })
+  const windowMs = durationMs('windowMs', options.windowMs)
+  const blockMs = options.blockMs === undefined ? 0 : durationMs('blockMs', options.blockMs, { min: 0 })
+  const storeTimeoutMs = durationMs('storeTimeoutMs', options.storeTimeoutMs ?? 200, { max: 60_000 })
+  const cost = functionOption('cost', options.cost)
+  const skip = functionOption('skip', options.skip)
+  const onStoreError = functionOption('onStoreError', options.onStoreError) ?? defaultOnStoreError
+  const trust = readTrustProxy(options.trustProxy)
+  const ipv6Subnet = numberOption('ipv6Subnet', options.ipv6Subnet ?? 56, { min: 8, max: 128, integer: true })
+  const key = options.key ?? 'ip'
+  if (key !== 'ip' && key !== 'account' && typeof key !== 'function')
+    throw new TypeError(`Expected \`key\` to be 'ip', 'account' or a function, got ${JSON.stringify(key)}`)
+  if (options.failOpen !== undefined && typeof options.failOpen !== 'boolean')
+    throw new TypeError(`Expected \`failOpen\` to be a boolean, got ${JSON.stringify(options.failOpen)}`)
+  const failOpen = options.failOpen ?? true
+  if (options.headers !== undefined && typeof options.headers !== 'boolean')
+    throw new TypeError(`Expected \`headers\` to be a boolean, got ${JSON.stringify(options.headers)}`)
+  const headers = options.headers ?? true
+  const store = options.store ?? new MemoryStore()
+  if (typeof store !== 'object' || store === null || typeof store.consume !== 'function')
+    throw new TypeError('Expected `store` to be a rate-limit store (an object with `consume`)')
+  const name = readPolicyName(options.name ?? `${limit}-in-${Math.ceil(windowMs / 1000)}s`)
+  const quotedName = sfString(name)
+  const policyHeader = policyItem(name, limit, windowMs)
+  const policy: RateLimitPolicy = Object.freeze({ limit, windowMs, blockMs })
+  const prefix = `${name}:`
+
+  function ipOf(req: IncomingMessage): string {
+    const address = clientAddress(req.socket?.remoteAddress, req.headers['x-forwarded-for'], trust)
+    return address === undefined ? 'ip:unknown' : `ip:${ipKey(address, ipv6Subnet)}`
+  }
+
+  // Without a trusted proxy the key depends on the socket alone, so a keep-alive connection computes it once.
+  const socketKeys = key === 'ip' && trust === false ? new WeakMap<Socket, string>() : undefined
+
+  function storeKeyOf(req: IncomingMessage): string | undefined {
+    const socket = req.socket as Socket | null | undefined
+    if (socketKeys !== undefined && socket != null) {
+      let cached = socketKeys.get(socket)
+      if (cached === undefined) {
+        cached = prefix + ipOf(req)
+        socketKeys.set(socket, cached)
+      }
+      return cached
+    }
+    if (key === 'ip') return prefix + ipOf(req)
+    if (key === 'account') {
+      const account = queryOf(req).get('icac')
+      return account === null || account === ''
+        ? prefix + ipOf(req)
+        : hashedKey(`${prefix}account:${account}`)
+    }
+    const custom = key(req)
+    return custom === undefined ? undefined : hashedKey(prefix + String(custom))
+  }
+
+  function costOf(req: IncomingMessage): number {
+    if (cost === undefined) return 1
+    const value = cost(req)
+    return typeof value === 'number' && Number.isFinite(value) && value >= 0 ? Math.ceil(value) : 1
+  }
+
+  function apply(req: IncomingMessage, res: ServerResponse, result: ConsumeResult): undefined {
+    if (
+      typeof result !== 'object' ||
+      result === null ||
+      typeof result.allowed !== 'boolean' ||
+      !Number.isFinite(result.used) ||
+      !Number.isFinite(result.resetMs)
+    )
+      return storeFailed(new TypeError(`The rate-limit store answered ${JSON.stringify(result)}`), req)
+    const resetSeconds = Math.max(0, Math.ceil(result.resetMs / 1000))
+    if (headers) {
+      const remaining = Math.max(0, Math.min(limit, limit - result.used))
+      setRateLimitHeaders(res, quotedName, policyHeader, result.allowed ? remaining : 0, resetSeconds)
+    }
+    if (result.allowed) return undefined
+    throw icError('IC_RATE_LIMITED', {
+      message: `Rate limit of ${limit} per ${windowMs / 1000} s reached; retry in ${Math.max(1, resetSeconds)} s`,
+      retryAfterSeconds: Math.max(1, resetSeconds),
+    })
+  }
+
+  function storeFailed(error: unknown, req: IncomingMessage): undefined {
+    try {
+      onStoreError(error, req)
+    } catch {
+      // A failing hook must not turn a served request into a 500.
+    }
+    if (failOpen) return undefined
+    throw icError('IC_STORE_UNAVAILABLE', { cause: error, stack: false })
+  }
+
+  function withTimeout(pending: Promise<ConsumeResult>): Promise<ConsumeResult> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(
+        () =>
+          reject(new StoreTimeoutError(`The rate-limit store did not answer within ${storeTimeoutMs} ms`)),
+        storeTimeoutMs,
+      )
+      pending.then(
+        (value) => {
+          clearTimeout(timer)
+          resolve(value)
+        },
+        (error: unknown) => {
+          clearTimeout(timer)
+          reject(error)
+        },
+      )
+    })
+  }
+
+  return function rateLimit(req, res) {
+    if (skip?.(req) === true) return undefined
+    const storeKey = storeKeyOf(req)
+    if (storeKey === undefined) return undefined
+    const units = costOf(req)
+    let out: ConsumeResult | Promise<ConsumeResult>
+    try {
+      out = store.consume(storeKey, units, policy)
+    } catch (error) {
+      return storeFailed(error, req)
+    }
+    if (typeof (out as Promise<ConsumeResult>)?.then !== 'function') {
+      return apply(req, res, out as ConsumeResult)
+    }
+    return withTimeout(out as Promise<ConsumeResult>).then(
+      (result) => apply(req, res, result),
+      (error: unknown) => storeFailed(error, req),
+    )
+  }
+}
+
+/**
+ * Runs guards one after the other, each only when the previous one let the request through.
+ *
+ * @example
+ * const both = chainGuards([rateLimitGuard(a), rateLimitGuard(b)])
+ */
+export function chainGuards(guards: readonly Guard[]): Guard {
+  const run = (req: IncomingMessage, res: ServerResponse, from: number): ReturnType<Guard> => {
+    for (let i = from; i < guards.length; i++) {
+      const out = (guards[i] as Guard)(req, res)
+      if (out instanceof Promise) return out.then(() => run(req, res, i + 1))
+    }
+    return undefined
+  }
+  return (req, res) => run(req, res, 0)
+}
+
+/**
+ * Options of the Image-Charts presets: the store and proxy settings both of its limits share.
+ *
+ * @example
+ * const options: ImageChartsRateLimitsOptions = { trustProxy: 1, store: new RedisStore({ sendCommand }) }
+ */
+export type ImageChartsRateLimitsOptions = Pick<
+  RateLimitOptions,
+  'store' | 'trustProxy' | 'ipv6Subnet' | 'failOpen' | 'storeTimeoutMs' | 'onStoreError' | 'headers'
+>
+
+/**
+ * Image-Charts' published limits, as two policies: 90 requests per 10 s per IP
+ * (`ic-per-ip`), and 10 per minute per IP for unsigned requests (`ic-unsigned`: no `icac` and
+ * `ichm`); a client over either stays blocked for one minute. Mount it after the signature
+ * check, so that a forged signature is refused before it can skip the unsigned quota.
+ *
+ * @example
+ * const guard = imageChartsRateLimitsGuard({ trustProxy: 1 })
+ */
+export function imageChartsRateLimitsGuard(options: Readonly<ImageChartsRateLimitsOptions> = {}): Guard {
+  const shared = {
+    ...options,
+    store: options.store ?? new MemoryStore(),
+    key: 'ip' as const,
+    blockMs: 60_000,
+  }
+  return chainGuards([
+    rateLimitGuard({ ...shared, name: 'ic-per-ip', limit: 90, windowMs: 10_000 }),
+    rateLimitGuard({
+      ...shared,
+      name: 'ic-unsigned',
+      limit: 10,
+      windowMs: 60_000,
+      skip: (req) => {
+        const query = queryOf(req)
+        return query.has('icac') && query.has('ichm')
+      },
+    }),
+  ])
+}

@@ -1,0 +1,122 @@
+import { createHash } from 'node:crypto'
+import type { ConsumeResult, RateLimitPolicy, RateLimitStore } from './store.ts'
+
+/**
+ * Sends one Redis command, given as an array of strings, and resolves with its reply. Any
+ * client fits: node-redis `(args) => client.sendCommand(args)`, ioredis
+ * `([name, ...rest]) => client.call(name, ...rest)`.
+ *
+ * @example
+ * const sendCommand: SendCommand = (args) => client.sendCommand(args)
+ */
+export type SendCommand = (args: string[]) => Promise<unknown>
+
+/**
+ * Options of {@link RedisStore}.
+ *
+ * @example
+ * const options: RedisStoreOptions = { sendCommand: (args) => client.sendCommand(args), prefix: 'charts:rl:' }
+ */
+export interface RedisStoreOptions {
+  /** Sends a command through your client; see {@link SendCommand}. */
+  readonly sendCommand: SendCommand
+  /** Prefix of every key this store writes. @default 'ic-rl:' */
+  readonly prefix?: string
+}
+
+// One round trip per request: read the window, refuse or count, start the block; keys carry their expiry.
+const SCRIPT = `local cost = tonumber(ARGV[1])
+local limit = tonumber(ARGV[2])
+local window = tonumber(ARGV[3])
+local block = tonumber(ARGV[4])
+local ttl = redis.call('PTTL', KEYS[1])
+local used = 0
+if ttl > 0 then
+  used = tonumber(redis.call('GET', KEYS[1])) or 0
+else
+  ttl = window
+end
+if used < 0 then return {0, limit, ttl} end
+if used + cost > limit then
+  if block > 0 then
+    if block > ttl then ttl = block end
+    redis.call('SET', KEYS[1], -1, 'PX', ttl)
+    return {0, limit, ttl}
+  end
+  return {0, used, ttl}
+end
+if cost > 0 then
+  if used == 0 then
+    redis.call('SET', KEYS[1], cost, 'PX', ttl)
+  else
+    redis.call('INCRBY', KEYS[1], cost)
+  end
+end
+return {1, used + cost, ttl}
+`
+const SHA = createHash('sha1').update(SCRIPT).digest('hex')
+
+function isNoScript(error: unknown): boolean {
+  const message = (error as { message?: unknown } | null)?.message
+  return typeof message === 'string' && message.includes('NOSCRIPT')
+}
+
+/**
+ * A rate-limit store in Redis, so that several instances behind a load balancer enforce one
+ * limit. Each request is one atomic Lua script (`EVALSHA`, falling back to `EVAL` when Redis
+ * lost its script cache), and every key expires in Redis with its window or block. It talks
+ * through a `sendCommand` function, so it works with node-redis and ioredis alike; the
+ * limiter's `storeTimeoutMs` and `failOpen` decide what a Redis outage does.
+ *
+ * @example
+ * import { createClient } from 'redis'
+ * import { RedisStore } from 'image-api-errors'
+ * const client = await createClient({ url: process.env.REDIS_URL, disableOfflineQueue: true }).connect()
+ * const store = new RedisStore({ sendCommand: (args) => client.sendCommand(args) })
+ * app.use(rateLimit({ limit: 90, windowMs: '10s', store }))
+ */
+export class RedisStore implements RateLimitStore {
+  readonly #send: SendCommand
+  readonly #prefix: string
+
+  constructor(options: Readonly<RedisStoreOptions>) {
+    if (typeof options !== 'object' || options === null)
+      throw new TypeError(
+        `Expected \`options\` to be an object, got ${options === null ? 'null' : typeof options}`,
+      )
+    if (typeof options.sendCommand !== 'function')
+      throw new TypeError(`Expected \`sendCommand\` to be a function, got ${typeof options.sendCommand}`)
+    const prefix = options.prefix ?? 'ic-rl:'
+    if (typeof prefix !== 'string' || prefix.length > 256)
+      throw new TypeError(
+        `Expected \`prefix\` to be a string of at most 256 characters, got ${JSON.stringify(prefix)}`,
+      )
+    this.#send = options.sendCommand
+    this.#prefix = prefix
+  }
+
+  async consume(key: string, cost: number, policy: RateLimitPolicy): Promise<ConsumeResult> {
+    const args = [
+      '1',
+      this.#prefix + key,
+      String(cost),
+      String(policy.limit),
+      String(policy.windowMs),
+      String(policy.blockMs),
+    ]
+    let reply: unknown
+    try {
+      reply = await this.#send(['EVALSHA', SHA, ...args])
+    } catch (error) {
+      if (!isNoScript(error)) throw error
+      reply = await this.#send(['EVAL', SCRIPT, ...args])
+    }
+    if (!Array.isArray(reply) || reply.length !== 3)
+      throw new TypeError(`Unexpected reply from Redis: ${JSON.stringify(reply)}`)
+    return { allowed: Number(reply[0]) === 1, used: Number(reply[1]), resetMs: Number(reply[2]) }
+  }
+
+  async reset(key: string): Promise<void> {
+    await this.#send(['DEL', this.#prefix + key])
+  }
+}

@@ -1,0 +1,230 @@
+import assert from 'node:assert/strict'
+import { request as httpRequest } from 'node:http'
+import { after, describe, it } from 'node:test'
+import { createLoadSampler, type LoadSample, MemoryStore, type RateLimitStore } from '../src/index.ts'
+import { frameworks, type RunningApp, startApp } from './support/harness.ts'
+
+const calm: LoadSample = { eventLoopDelayMs: 2, eventLoopUtilization: 0.1, heapUsedBytes: 1e6, rssBytes: 1e7 }
+const json = { accept: 'application/json' }
+
+async function get(app: RunningApp, path: string, headers: Record<string, string> = {}) {
+  const res = await fetch(app.url + path, { headers })
+  return { status: res.status, headers: res.headers, text: await res.text() }
+}
+
+function deferred() {
+  let resolve: () => void = () => {}
+  const promise = new Promise<void>((r) => {
+    resolve = r
+  })
+  return { promise, resolve }
+}
+
+for (const framework of frameworks) {
+  describe(`load protection on ${framework}`, () => {
+    const apps: RunningApp[] = []
+    after(async () => {
+      for (const app of apps) await app.close()
+    })
+    async function start(spec: Parameters<typeof startApp>[1]) {
+      const app = await startApp(framework, spec)
+      apps.push(app)
+      return app
+    }
+
+    describe('rateLimit(options)', () => {
+      it('sends RateLimit headers on every response and refuses with 429 once the limit is reached', async () => {
+        const app = await start({
+          use: (a) => [a.rateLimit({ limit: 2, windowMs: '1m', name: 'per-ip' })],
+          routes: [{ path: '/chart', handle: () => ({ body: 'chart' }) }],
+        })
+        const first = await get(app, '/chart')
+        assert.equal(first.status, 200)
+        assert.equal(first.headers.get('ratelimit-policy'), '"per-ip";q=2;w=60')
+        assert.match(first.headers.get('ratelimit') ?? '', /^"per-ip";r=1;t=(60|59)$/)
+        assert.equal((await get(app, '/chart')).headers.get('ratelimit')?.startsWith('"per-ip";r=0;'), true)
+        const refused = await get(app, '/chart', json)
+        assert.equal(refused.status, 429)
+        assert.equal(refused.headers.get('x-ic-error-code'), 'IC_RATE_LIMITED')
+        assert.match(refused.headers.get('retry-after') ?? '', /^(60|59)$/)
+        assert.match(refused.headers.get('ratelimit') ?? '', /^"per-ip";r=0;t=(60|59)$/)
+        assert.equal(refused.headers.get('ratelimit-policy'), '"per-ip";q=2;w=60')
+        assert.equal(refused.headers.get('content-type'), 'application/problem+json; charset=utf-8')
+        assert.equal(JSON.parse(refused.text).code, 'IC_RATE_LIMITED')
+        assert.deepEqual(
+          app.reports.map((r) => [r.status, r.code]),
+          [[429, 'IC_RATE_LIMITED']],
+        )
+      })
+
+      it('charges a per-route cost from the request (output area)', async () => {
+        const app = await start({
+          routes: [
+            {
+              path: '/chart',
+              use: (a) => [
+                a.rateLimit({
+                  limit: 1_000_000,
+                  windowMs: '1m',
+                  cost: (req) => {
+                    const chs = new URL(req.url ?? '/', 'http://x').searchParams.get('chs') ?? '100x100'
+                    const [w = 0, h = 0] = chs.split('x').map(Number)
+                    return w * h
+                  },
+                }),
+              ],
+              handle: () => ({ body: 'ok' }),
+            },
+            { path: '/free', handle: () => ({ body: 'free' }) },
+          ],
+        })
+        assert.match((await get(app, '/chart?chs=999x999')).headers.get('ratelimit') ?? '', /;r=1999;/)
+        const refused = await get(app, '/chart?chs=100x100')
+        assert.equal(refused.status, 429)
+        assert.equal((await get(app, '/chart?chs=10x10')).status, 200)
+        const free = await get(app, '/free')
+        assert.equal(free.status, 200)
+        assert.equal(free.headers.get('ratelimit'), null, 'other routes are not limited')
+      })
+
+      it('keys by the forwarded client only through trusted proxy hops', async () => {
+        const app = await start({
+          use: (a) => [a.rateLimit({ limit: 1, windowMs: '1m', trustProxy: 1 })],
+          routes: [{ path: '/', handle: () => ({ body: 'ok' }) }],
+        })
+        assert.equal((await get(app, '/', { 'x-forwarded-for': '198.51.100.1' })).status, 200)
+        assert.equal((await get(app, '/', { 'x-forwarded-for': '198.51.100.2' })).status, 200)
+        assert.equal((await get(app, '/', { 'x-forwarded-for': '203.0.113.9, 198.51.100.1' })).status, 429)
+      })
+
+      it('serves and reports through onStoreError when the store fails (fail-open)', async () => {
+        const failures: unknown[] = []
+        const broken: RateLimitStore = { consume: () => Promise.reject(new Error('down')), reset: () => {} }
+        const app = await start({
+          use: (a) => [
+            a.rateLimit({ limit: 1, windowMs: 1000, store: broken, onStoreError: (e) => failures.push(e) }),
+          ],
+          routes: [{ path: '/', handle: () => ({ body: 'served' }) }],
+        })
+        const res = await get(app, '/')
+        assert.equal(res.status, 200)
+        assert.equal(res.text, 'served')
+        assert.equal(failures.length, 1)
+        assert.deepEqual(app.reports, [], 'a served request is no failed request')
+      })
+
+      it('refuses with 503 IC_STORE_UNAVAILABLE when the store hangs (fail-closed)', async () => {
+        const hanging: RateLimitStore = { consume: () => new Promise(() => {}), reset: () => {} }
+        const app = await start({
+          use: (a) => [
+            a.rateLimit({
+              limit: 1,
+              windowMs: 1000,
+              store: hanging,
+              failOpen: false,
+              storeTimeoutMs: 50,
+              onStoreError: () => {},
+            }),
+          ],
+          routes: [{ path: '/', handle: () => ({ body: 'served' }) }],
+        })
+        const res = await get(app, '/')
+        assert.equal(res.status, 503)
+        assert.equal(res.headers.get('x-ic-error-code'), 'IC_STORE_UNAVAILABLE')
+        assert.equal(res.headers.get('retry-after'), '5')
+        assert.equal(app.reports[0]?.code, 'IC_STORE_UNAVAILABLE')
+      })
+
+      it("applies Image-Charts' limits: 10 unsigned requests a minute, then blocked", async () => {
+        const app = await start({
+          use: (a) => [a.imageChartsRateLimits({ store: new MemoryStore() })],
+          routes: [{ path: '/chart', handle: () => ({ body: 'chart' }) }],
+        })
+        for (let i = 0; i < 10; i++) assert.equal((await get(app, '/chart?cht=p')).status, 200)
+        const refused = await get(app, '/chart?cht=p')
+        assert.equal(refused.status, 429)
+        assert.equal(refused.headers.get('retry-after'), '60')
+        assert.equal(
+          refused.headers.get('ratelimit-policy'),
+          '"ic-per-ip";q=90;w=10, "ic-unsigned";q=10;w=60',
+        )
+        assert.equal((await get(app, '/chart?cht=p&icac=acme&ichm=abc')).status, 200, 'signed requests go on')
+      })
+    })
+
+    describe('loadShedding(options)', () => {
+      it('refuses with 503 IC_OVERLOADED, the reason in the report, while over a threshold; recovers after', async () => {
+        let sample = calm
+        const sampler = createLoadSampler({ source: () => sample })
+        after(() => sampler.close())
+        const app = await start({
+          use: (a) => [a.loadShedding({ sampler, maxEventLoopDelayMs: 100, random: () => 0 })],
+          routes: [{ path: '/chart', handle: () => ({ body: 'chart' }) }],
+        })
+        assert.equal((await get(app, '/chart')).status, 200)
+        sample = { ...calm, eventLoopDelayMs: 150 }
+        sampler.refresh()
+        const shed = await get(app, '/chart', json)
+        assert.equal(shed.status, 503)
+        assert.equal(shed.headers.get('x-ic-error-code'), 'IC_OVERLOADED')
+        assert.equal(shed.headers.get('retry-after'), '16')
+        assert.equal(JSON.parse(shed.text).code, 'IC_OVERLOADED')
+        const report = app.reports[0]
+        assert.ok(report !== undefined)
+        assert.equal(report.status, 503)
+        assert.deepEqual((report.error as { details?: unknown }).details, {
+          reason: 'eventLoopDelay',
+          value: 150,
+          threshold: 100,
+          pressure: 1.5,
+        })
+        sample = calm
+        sampler.refresh()
+        assert.equal((await get(app, '/chart')).status, 200)
+      })
+
+      it('limits requests in flight, released when a response finishes or its client goes away', async () => {
+        const gates: ReturnType<typeof deferred>[] = []
+        const serverClosed: Promise<unknown>[] = []
+        const entered: ReturnType<typeof deferred>[] = [deferred(), deferred(), deferred()]
+        const app = await start({
+          use: (a) => [a.loadShedding({ maxInFlight: 1 })],
+          routes: [
+            {
+              path: '/slow',
+              handle: async ({ res }) => {
+                const gate = deferred()
+                gates.push(gate)
+                serverClosed.push(new Promise((resolve) => res.on('close', resolve)))
+                entered[gates.length - 1]?.resolve()
+                await gate.promise
+                return { body: 'done' }
+              },
+            },
+            { path: '/fast', handle: () => ({ body: 'fast' }) },
+          ],
+        })
+        const slow = fetch(`${app.url}/slow`)
+        await entered[0]?.promise
+        const shed = await get(app, '/fast')
+        assert.equal(shed.status, 503)
+        assert.equal(shed.headers.get('x-ic-error-code'), 'IC_OVERLOADED')
+        gates[0]?.resolve()
+        assert.equal(await (await slow).text(), 'done')
+        assert.equal((await get(app, '/fast')).status, 200, 'released on finish')
+
+        // A client that leaves mid-request releases its slot at res 'close'.
+        const aborted = httpRequest(`${app.url}/slow`)
+        aborted.on('error', () => {})
+        aborted.end()
+        await entered[1]?.promise
+        aborted.destroy()
+        // The slot was released by the middleware's own 'close' listener, registered before this one.
+        await serverClosed[1]
+        const status = (await get(app, '/fast')).status
+        assert.equal(status, 200, 'released on close')
+        gates[1]?.resolve()
+      })
+    })
+  })
+}

@@ -1,0 +1,300 @@
+import assert from 'node:assert/strict'
+import { once } from 'node:events'
+import { after, before, describe, it } from 'node:test'
+import { Redis } from 'ioredis'
+import { createClient } from 'redis'
+import { MemoryStore, type RateLimitPolicy, RedisStore, type SendCommand } from '../src/index.ts'
+import { frameworks, type RunningApp, startApp } from './support/harness.ts'
+import { RedisServer } from './support/redis-server.ts'
+
+interface Client {
+  readonly sendCommand: SendCommand
+  ready(): Promise<void>
+  close(): Promise<void>
+}
+
+// Without an offline queue (the recommended setting), commands fail at once while Redis is down,
+// instead of waiting in the client and counting late, after Redis is back.
+const clients: Record<'redis' | 'ioredis', (url: string, offlineQueue?: boolean) => Promise<Client>> = {
+  async redis(url, offlineQueue = false) {
+    const client = createClient({
+      url,
+      disableOfflineQueue: !offlineQueue,
+      socket: { reconnectStrategy: () => 20 },
+    })
+    client.on('error', () => {})
+    await client.connect()
+    return {
+      sendCommand: (args) => client.sendCommand(args),
+      ready: async () => {
+        if (!client.isReady) await once(client, 'ready')
+      },
+      close: async () => client.destroy(),
+    }
+  },
+  async ioredis(url, offlineQueue = false) {
+    const client = new Redis(url, {
+      retryStrategy: () => 20,
+      lazyConnect: true,
+      enableOfflineQueue: offlineQueue,
+    })
+    client.on('error', () => {})
+    await client.connect()
+    return {
+      sendCommand: ([name = '', ...rest]) => client.call(name, ...rest),
+      ready: async () => {
+        if (client.status !== 'ready') await once(client, 'ready')
+      },
+      close: async () => client.disconnect(),
+    }
+  },
+}
+
+async function get(app: RunningApp, path: string) {
+  const started = performance.now()
+  const res = await fetch(app.url + path)
+  await res.arrayBuffer()
+  return {
+    status: res.status,
+    code: res.headers.get('x-ic-error-code'),
+    ms: performance.now() - started,
+    res,
+  }
+}
+
+let redis: RedisServer
+before(async () => {
+  redis = await RedisServer.start()
+})
+after(async () => {
+  await redis.stop()
+})
+
+for (const kind of ['redis', 'ioredis'] as const) {
+  describe(`RedisStore with the ${kind} client`, () => {
+    const open: { close(): Promise<void> }[] = []
+    after(async () => {
+      for (const thing of open.reverse()) await thing.close()
+    })
+    async function client(offlineQueue = false): Promise<Client> {
+      const c = await clients[kind](redis.url, offlineQueue)
+      open.push(c)
+      return c
+    }
+
+    it('answers exactly as the memory store for the same sequence, and keys expire in Redis', async () => {
+      const c = await client()
+      const store = new RedisStore({ sendCommand: c.sendCommand, prefix: `${kind}:same:` })
+      const memory = new MemoryStore()
+      const plain: RateLimitPolicy = { limit: 5, windowMs: 60_000, blockMs: 0 }
+      const blocking: RateLimitPolicy = { limit: 2, windowMs: 60_000, blockMs: 120_000 }
+      const steps: [string, number, RateLimitPolicy][] = [
+        ['a', 2, plain],
+        ['a', 3, plain],
+        ['a', 1, plain],
+        ['b', 9, plain],
+        ['b', 0, plain],
+        ['b', 5, plain],
+        ['c', 1, blocking],
+        ['c', 1, blocking],
+        ['c', 1, blocking],
+        ['c', 0, blocking],
+        ['d', 900_000_000_000, { limit: 1e12, windowMs: 60_000, blockMs: 0 }],
+        ['d', 100_000_000_000, { limit: 1e12, windowMs: 60_000, blockMs: 0 }],
+        ['d', 1, { limit: 1e12, windowMs: 60_000, blockMs: 0 }],
+      ]
+      for (const [key, cost, policy] of steps) {
+        const fromRedis = await store.consume(key, cost, policy)
+        const fromMemory = memory.consume(key, cost, policy)
+        assert.equal(fromRedis.allowed, fromMemory.allowed, `${key} ${cost}`)
+        assert.equal(fromRedis.used, fromMemory.used, `${key} ${cost}`)
+        assert.ok(
+          Math.abs(fromRedis.resetMs - fromMemory.resetMs) < 1000,
+          `${fromRedis.resetMs} vs ${fromMemory.resetMs}`,
+        )
+      }
+      const ttlA = Number(await c.sendCommand(['PTTL', `${kind}:same:a`]))
+      assert.ok(ttlA > 0 && ttlA <= 60_000, `window key expires (${ttlA})`)
+      const ttlC = Number(await c.sendCommand(['PTTL', `${kind}:same:c`]))
+      assert.ok(ttlC > 60_000 && ttlC <= 120_000, `blocked key expires with the block (${ttlC})`)
+      await store.reset('a')
+      assert.equal((await store.consume('a', 1, plain)).used, 1)
+    })
+
+    it('loads its script again when Redis lost it (EVALSHA, then EVAL on NOSCRIPT)', async () => {
+      const c = await client()
+      const store = new RedisStore({ sendCommand: c.sendCommand, prefix: `${kind}:flush:` })
+      const policy = { limit: 3, windowMs: 10_000, blockMs: 0 }
+      const calls = async (command: string) => {
+        const info = String(await c.sendCommand(['INFO', 'commandstats']))
+        return Number(new RegExp(`cmdstat_${command}:calls=(\\d+)`).exec(info)?.[1] ?? 0)
+      }
+      await store.consume('k', 1, policy)
+      const evalsha = await calls('evalsha')
+      const evals = await calls('eval')
+      await c.sendCommand(['SCRIPT', 'FLUSH'])
+      assert.equal((await store.consume('k', 1, policy)).used, 2)
+      assert.equal(await calls('evalsha'), evalsha + 1, 'EVALSHA first (answered NOSCRIPT)')
+      assert.equal(await calls('eval'), evals + 1, 'then EVAL, which caches the script again')
+      assert.equal((await store.consume('k', 1, policy)).used, 3)
+      assert.equal(await calls('eval'), evals + 1, 'EVALSHA alone from then on')
+      assert.equal(await calls('evalsha'), evalsha + 2)
+    })
+
+    it('is atomic: 100 concurrent requests on one key allow exactly the limit', async () => {
+      const c = await client()
+      const store = new RedisStore({ sendCommand: c.sendCommand, prefix: `${kind}:race:` })
+      const results = await Promise.all(
+        Array.from({ length: 100 }, () => store.consume('k', 1, { limit: 37, windowMs: 10_000, blockMs: 0 })),
+      )
+      assert.equal(results.filter((r) => r.allowed).length, 37)
+    })
+
+    it('lets two app instances sharing one Redis enforce one limit', async () => {
+      const apps = await Promise.all(
+        (['express5', 'koa3'] as const).map(async (framework) => {
+          const c = await client()
+          const store = new RedisStore({ sendCommand: c.sendCommand, prefix: `${kind}:shared:` })
+          const app = await startApp(framework, {
+            use: (a) => [a.rateLimit({ limit: 4, windowMs: '1m', store })],
+            routes: [{ path: '/chart', handle: () => ({ body: 'ok' }) }],
+          })
+          open.push(app)
+          return app
+        }),
+      )
+      const [one, two] = apps as [RunningApp, RunningApp]
+      const statuses = []
+      for (const app of [one, two, one, two, one, two]) statuses.push((await get(app, '/chart')).status)
+      assert.deepEqual(statuses, [200, 200, 200, 200, 429, 429])
+      const last = await get(two, '/chart')
+      assert.match(last.res.headers.get('ratelimit') ?? '', /^"4-in-60s";r=0;t=\d+$/)
+    })
+
+    it('keeps serving (fail-open) or refusing (fail-closed) through a Redis outage, and limits resume', async () => {
+      const apps: { app: RunningApp; failures: unknown[] }[] = []
+      for (const framework of frameworks) {
+        const c = await client()
+        const store = new RedisStore({ sendCommand: c.sendCommand, prefix: `${kind}:outage:${framework}:` })
+        const failures: unknown[] = []
+        const common = {
+          limit: 2,
+          windowMs: '1m',
+          store,
+          storeTimeoutMs: 150,
+          onStoreError: (e: unknown) => failures.push(e),
+        }
+        const app = await startApp(framework, {
+          routes: [
+            {
+              path: '/open',
+              use: (a) => [a.rateLimit({ ...common, name: 'open' })],
+              handle: () => ({ body: 'ok' }),
+            },
+            {
+              path: '/closed',
+              use: (a) => [a.rateLimit({ ...common, name: 'closed', failOpen: false })],
+              handle: () => ({ body: 'ok' }),
+            },
+          ],
+        })
+        open.push(app)
+        apps.push({ app, failures })
+        assert.equal((await get(app, '/open')).status, 200)
+        assert.equal((await get(app, '/closed')).status, 200)
+        Object.assign(app, { client: c })
+      }
+
+      await redis.stop()
+      for (const { app, failures } of apps) {
+        for (let i = 0; i < 3; i++) {
+          const served = await get(app, '/open')
+          assert.equal(served.status, 200, `${app.framework} serves while Redis is down`)
+          assert.ok(served.ms < 1500, `${app.framework} answered in ${served.ms} ms`)
+        }
+        const refused = await get(app, '/closed')
+        assert.equal(refused.status, 503)
+        assert.equal(refused.code, 'IC_STORE_UNAVAILABLE')
+        assert.ok(refused.ms < 1500, `${app.framework} refused in ${refused.ms} ms`)
+        assert.equal(failures.length, 4, 'every store failure reported')
+        assert.equal(app.reports.at(-1)?.code, 'IC_STORE_UNAVAILABLE')
+      }
+
+      await redis.restart()
+      for (const { app } of apps) {
+        await (app as unknown as { client: Client }).client.ready()
+        // Redis restarted empty (no persistence): the window starts over, and the limit holds again.
+        assert.deepEqual(
+          [
+            (await get(app, '/open')).status,
+            (await get(app, '/open')).status,
+            (await get(app, '/open')).status,
+          ],
+          [200, 200, 429],
+          app.framework,
+        )
+        assert.deepEqual(
+          [
+            (await get(app, '/closed')).status,
+            (await get(app, '/closed')).status,
+            (await get(app, '/closed')).status,
+          ],
+          [200, 200, 429],
+          app.framework,
+        )
+      }
+    })
+
+    it('answers within storeTimeoutMs while Redis is down, even when the client queues commands', async () => {
+      const c = await client(true)
+      const store = new RedisStore({ sendCommand: c.sendCommand, prefix: `${kind}:queued:` })
+      const failures: unknown[] = []
+      const app = await startApp('express5', {
+        use: (a) => [
+          a.rateLimit({
+            limit: 100,
+            windowMs: '1m',
+            store,
+            storeTimeoutMs: 100,
+            onStoreError: (e) => failures.push(e),
+          }),
+        ],
+        routes: [{ path: '/', handle: () => ({ body: 'ok' }) }],
+      })
+      open.push(app)
+      assert.equal((await get(app, '/')).status, 200)
+      await redis.stop()
+      try {
+        const served = await get(app, '/')
+        assert.equal(served.status, 200)
+        assert.ok(served.ms < 1000, `answered in ${served.ms} ms`)
+        assert.equal((failures[0] as Error).name, 'StoreTimeoutError')
+      } finally {
+        await redis.restart()
+        await c.ready()
+      }
+    })
+  })
+}
+
+describe('RedisStore options', () => {
+  it('validates them', () => {
+    assert.throws(() => new RedisStore(undefined as never), {
+      name: 'TypeError',
+      message: /^Expected `options`/,
+    })
+    assert.throws(() => new RedisStore({} as never), {
+      name: 'TypeError',
+      message: /^Expected `sendCommand`/,
+    })
+    assert.throws(() => new RedisStore({ sendCommand: async () => null, prefix: 5 as never }), {
+      name: 'TypeError',
+      message: /^Expected `prefix`/,
+    })
+  })
+
+  it('rejects on a reply it does not understand, so that the limiter reports it', async () => {
+    const store = new RedisStore({ sendCommand: async () => 'OK' })
+    await assert.rejects(store.consume('k', 1, { limit: 1, windowMs: 1000, blockMs: 0 }), /Unexpected reply/)
+  })
+})
