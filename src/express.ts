@@ -2,6 +2,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import { icError } from './errors.ts'
 import type { Guard } from './guard.ts'
 import * as core from './index.ts'
+import { createClientClosed } from './middlewares/client-closed/index.ts'
+import { createDeadline, type DeadlineOptions } from './middlewares/deadline/index.ts'
 import { createErrorWriter, type ErrorHandlerOptions } from './middlewares/error-handler/index.ts'
 import { type LoadSheddingOptions, loadSheddingGuard } from './middlewares/load-shedding/index.ts'
 import {
@@ -10,6 +12,7 @@ import {
   type RateLimitOptions,
   rateLimitGuard,
 } from './middlewares/rate-limit/index.ts'
+import { type LifecycleFail, publishSignal } from './request-signal.ts'
 
 export * from './index.ts'
 
@@ -102,6 +105,61 @@ export function errorHandler(options: Readonly<ErrorHandlerOptions> = {}): Expre
 export function notFound(): ExpressMiddleware {
   return function notFound(req, _res, next) {
     next(icError('IC_NOT_FOUND', { message: `No route for ${req.method} ${req.url?.split('?')[0]}` }))
+  }
+}
+
+// --- Backend lifecycle: deadline and client-closed detection ---
+
+const failThroughNext: LifecycleFail = (next, err) => (next as NextFunction)(err)
+
+function publishSignalOn(req: IncomingMessage, res: ServerResponse): void {
+  const target = res as WithLocals
+  if (target.locals === undefined) target.locals = {}
+  publishSignal(target.locals, req)
+}
+
+/**
+ * Gives the request a deadline. When it passes before the response finished, the request's
+ * signal ({@link requestSignal}, also `res.locals.signal`) is aborted and the error handler
+ * answers 504 `IC_BACKEND_TIMEOUT` (or closes the connection if the response had started).
+ * A handler that writes late neither crashes nor sends a second response. The timer is
+ * cleared when the response finishes. Mount it before the handlers it covers, app-wide or
+ * per route; when two deadlines apply, the earlier one wins.
+ *
+ * @example
+ * app.get('/image/:id', deadline({ timeoutMs: '8s' }), async (req, res) => {
+ *   const image = await fetchImage(url, { signal: res.locals.signal })
+ *   res.type(image.contentType).send(image.body)
+ * })
+ */
+export function deadline(options: Readonly<DeadlineOptions>): ExpressMiddleware {
+  const arm = createDeadline(options, failThroughNext)
+  return function deadline(req, res, next) {
+    arm(req, res, next)
+    publishSignalOn(req, res)
+    next()
+  }
+}
+
+/**
+ * Detects a client that goes away before its response finished (the response closes before
+ * `writableFinished`): the request's signal is aborted, so the backend work stops, nothing
+ * is written, and the error handler's `onError` reports 499 `IC_CLIENT_CLOSED_REQUEST` once.
+ * Keep-alive and pipelined connections are unaffected. Mount it first.
+ *
+ * @example
+ * app.use(clientClosed())
+ * app.get('/image/:id', async (req, res) => {
+ *   const image = await fetchImage(url, { signal: requestSignal(req) })
+ *   res.send(image.body)
+ * })
+ */
+export function clientClosed(): ExpressMiddleware {
+  const watch = createClientClosed(failThroughNext)
+  return function clientClosed(req, res, next) {
+    watch(req, res, next)
+    publishSignalOn(req, res)
+    next()
   }
 }
 

@@ -24,6 +24,19 @@ export {
   type ApiKeyOptions,
   apiKey,
 } from './middlewares/api-key/index.ts'
+export { isBlockedAddress } from './middlewares/backend-fetch/address.ts'
+export {
+  type BackendFetch,
+  type BackendFetchOptions,
+  type BackendResponse,
+  createBackendFetch,
+  type LookupFunction,
+} from './middlewares/backend-fetch/index.ts'
+// --- Backend lifecycle: request signal, deadline, client-closed detection, backend fetch, retries ---
+export { type ImageFormat, sniffImageFormat } from './middlewares/backend-fetch/sniff.ts'
+export { createClientClosed } from './middlewares/client-closed/index.ts'
+export type { Duration } from './middlewares/deadline/duration.ts'
+export { createDeadline, type DeadlineOptions } from './middlewares/deadline/index.ts'
 export {
   createErrorWriter,
   type ErrorHandlerOptions,
@@ -79,6 +92,16 @@ export {
 } from './middlewares/rate-limit/index.ts'
 export { type RequestRulesOptions, requestRules } from './middlewares/request-rules/index.ts'
 export {
+  createRetryPolicy,
+  type FetchWithRetryOptions,
+  fetchWithRetry,
+  parseRetryAfter,
+  type RetryEvent,
+  type RetryOptions,
+  type RetryPolicy,
+  retryDelay,
+} from './middlewares/retry/index.ts'
+export {
   type FeatureRule,
   imageChartsFeatures,
   type SignatureAccount,
@@ -98,4 +121,5 @@ export {
   upload,
 } from './middlewares/upload/index.ts'
 export { type ParsedQuery, parseQuery } from './query.ts'
+export { type LifecycleFail, requestSignal } from './request-signal.ts'
 export { encodeValidationHeader, headerSafeText, type ValidationItem } from './validation-header.ts'

@@ -2,6 +2,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import { icError } from './errors.ts'
 import type { Guard } from './guard.ts'
 import * as core from './index.ts'
+import { createClientClosed } from './middlewares/client-closed/index.ts'
+import { createDeadline, type DeadlineOptions } from './middlewares/deadline/index.ts'
 import { createErrorWriter, type ErrorHandlerOptions } from './middlewares/error-handler/index.ts'
 import { type LoadSheddingOptions, loadSheddingGuard } from './middlewares/load-shedding/index.ts'
 import {
@@ -10,6 +12,7 @@ import {
   type RateLimitOptions,
   rateLimitGuard,
 } from './middlewares/rate-limit/index.ts'
+import { type LifecycleFail, publishSignal } from './request-signal.ts'
 
 export * from './index.ts'
 
@@ -98,6 +101,58 @@ export function notFound(): KoaMiddleware {
         message: `No route for ${ctx.req.method} ${ctx.req.url?.split('?')[0]}`,
       })
     }
+  }
+}
+
+// --- Backend lifecycle: deadline and client-closed detection ---
+
+const failThroughContext: LifecycleFail = (ctx, err) => (ctx as KoaContext).onerror(err)
+
+/**
+ * Gives the request a deadline. When it passes before the response finished, the request's
+ * signal ({@link requestSignal}, also `ctx.state.signal`) is aborted and `errorHandler()`
+ * answers 504 `IC_BACKEND_TIMEOUT` (or closes the connection if the response had started).
+ * A handler that sets `ctx.body` late changes nothing. The timer is cleared when the
+ * response finishes. Mount it after `errorHandler()`; when two deadlines apply, the earlier
+ * one wins.
+ *
+ * @example
+ * app.use(errorHandler())
+ * app.use(deadline({ timeoutMs: '8s' }))
+ * app.use(async (ctx) => {
+ *   const image = await fetchImage(url, { signal: ctx.state.signal })
+ *   ctx.type = image.contentType
+ *   ctx.body = image.body
+ * })
+ */
+export function deadline(options: Readonly<DeadlineOptions>): KoaMiddleware {
+  const arm = createDeadline(options, failThroughContext)
+  return function deadline(ctx, next) {
+    arm(ctx.req, ctx.res, ctx)
+    publishSignal(ctx.state, ctx.req)
+    return next() as Promise<void>
+  }
+}
+
+/**
+ * Detects a client that goes away before its response finished (the response closes before
+ * `writableFinished`): the request's signal is aborted, so the backend work stops, nothing
+ * is written, and `errorHandler()`'s `onError` reports 499 `IC_CLIENT_CLOSED_REQUEST` once.
+ * Keep-alive and pipelined connections are unaffected. Mount it right after `errorHandler()`.
+ *
+ * @example
+ * app.use(errorHandler())
+ * app.use(clientClosed())
+ * app.use(async (ctx) => {
+ *   ctx.body = (await fetchImage(url, { signal: requestSignal(ctx.req) })).body
+ * })
+ */
+export function clientClosed(): KoaMiddleware {
+  const watch = createClientClosed(failThroughContext)
+  return function clientClosed(ctx, next) {
+    watch(ctx.req, ctx.res, ctx)
+    publishSignal(ctx.state, ctx.req)
+    return next() as Promise<void>
   }
 }
 

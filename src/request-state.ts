@@ -17,6 +17,18 @@ export interface RequestState {
   parsedQuery?: ParsedQuery
   /** Values middlewares published for the handler (also mirrored on `res.locals` / `ctx.state`). */
   published?: Record<string, unknown>
+  // Backend lifecycle (deadline, client-closed detection): see src/request-signal.ts.
+  /** The request's abort controller, made on first use of `requestSignal()`. */
+  abortController?: AbortController
+  /** Why the request was aborted (504 deadline or 499 client closed); the first cause wins. */
+  abortReason?: Error
+  /** What the adapter needs to report a lifecycle failure: Express's `next`, or the Koa context. */
+  lifecycleTarget?: unknown
+  /** The pending deadline timer, and when it fires (ms since the epoch). */
+  deadlineTimer?: NodeJS.Timeout | undefined
+  deadlineAt?: number
+  /** Whether the client-closed listener is attached to the response. */
+  watchingClose?: boolean
 }
 
 const states = new WeakMap<IncomingMessage, RequestState>()
@@ -29,4 +41,14 @@ export function requestState(req: IncomingMessage): RequestState {
     states.set(req, state)
   }
   return state
+}
+
+/**
+ * The state of a request when one exists, without creating it (lifecycle listeners).
+ *
+ * @example
+ * if (peekRequestState(res.req)?.failureReported) return
+ */
+export function peekRequestState(req: IncomingMessage): RequestState | undefined {
+  return states.get(req)
 }

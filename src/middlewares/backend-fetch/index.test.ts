@@ -1,0 +1,478 @@
+import assert from 'node:assert/strict'
+import { once } from 'node:events'
+import { readFileSync } from 'node:fs'
+import {
+  type AddressInfo,
+  createServer as createNetServer,
+  type Server as NetServer,
+  type Socket,
+} from 'node:net'
+import { after, before, describe, it } from 'node:test'
+import { type Backend, PNG, startBackend } from '../../../test/support/backends.ts'
+import { icError, isIcError } from '../../errors.ts'
+import {
+  type BackendFetchOptions,
+  compileHostList,
+  createBackendFetch,
+  type LookupFunction,
+} from './index.ts'
+
+/** Resolves every name to `address`, and counts the lookups. */
+function resolveTo(address: string, family = 4): LookupFunction & { calls: string[] } {
+  const calls: string[] = []
+  const lookup = ((hostname, _options, callback) => {
+    calls.push(hostname)
+    callback(null, [{ address, family }])
+  }) as LookupFunction & { calls: string[] }
+  lookup.calls = calls
+  return lookup
+}
+
+async function rejection(promise: Promise<unknown>): Promise<Error & { code?: string; status?: number }> {
+  try {
+    await promise
+  } catch (err) {
+    return err as Error & { code?: string; status?: number }
+  }
+  assert.fail('expected a rejection')
+}
+
+async function expectCode(promise: Promise<unknown>, code: string, status?: number): Promise<void> {
+  const err = await rejection(promise)
+  assert.ok(isIcError(err), `expected an IcError ${code}, got ${err?.stack ?? err}`)
+  assert.equal(err.code, code)
+  if (status !== undefined) assert.equal(err.status, status)
+}
+
+async function startRaw(onSocket: (socket: Socket) => void): Promise<{ server: NetServer; url: string }> {
+  const server = createNetServer((socket) => {
+    socket.on('error', () => {})
+    onSocket(socket)
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` }
+}
+
+const loopback: BackendFetchOptions = { allowedAddresses: ['127.0.0.1', '::1'] }
+
+describe('createBackendFetch', () => {
+  let backend: Backend
+  before(async () => {
+    backend = await startBackend((req, res) => {
+      const url = new URL(req.url ?? '/', 'http://x')
+      const status = Number(url.searchParams.get('status') ?? 200)
+      const location = url.searchParams.get('location')
+      if (location !== null) {
+        res.writeHead(302, { location })
+        res.end()
+        return
+      }
+      if (url.pathname === '/html') {
+        res.setHeader('content-type', 'image/png')
+        res.end('<!doctype html><title>Not found</title>'.padEnd(4096, ' '))
+        return
+      }
+      if (url.pathname === '/hops') {
+        const left = Number(url.searchParams.get('n'))
+        res.writeHead(
+          left === 0 ? 200 : 301,
+          left === 0 ? { 'content-type': 'image/png' } : { location: `/hops?n=${left - 1}` },
+        )
+        res.end(left === 0 ? PNG : undefined)
+        return
+      }
+      if (url.searchParams.has('retryAfter'))
+        res.setHeader('retry-after', url.searchParams.get('retryAfter') as string)
+      res.statusCode = status
+      res.setHeader('content-type', 'image/png')
+      res.end(status === 200 ? PNG : `status ${status}`)
+    })
+  })
+  after(() => backend.close())
+
+  it('resolves with the image, its format and the backend headers', async () => {
+    const fetchImage = createBackendFetch(loopback)
+    const image = await fetchImage(`${backend.url}/a.png`)
+    assert.equal(image.status, 200)
+    assert.equal(image.format, 'png')
+    assert.equal(image.contentType, 'image/png')
+    assert.deepEqual(image.body, PNG)
+    assert.equal(image.url, `${backend.url}/a.png`)
+    assert.equal(backend.requests.at(-1)?.headers.accept, 'image/*')
+  })
+
+  it('maps every backend status to its own code', async () => {
+    const fetchImage = createBackendFetch(loopback)
+    const table = [
+      [400, 'IC_BACKEND_BAD_REQUEST', 400],
+      [401, 'IC_BACKEND_UNAUTHORIZED', 401],
+      [403, 'IC_BACKEND_FORBIDDEN', 403],
+      [404, 'IC_IMAGE_NOT_FOUND', 404],
+      [410, 'IC_IMAGE_NOT_FOUND', 404],
+      [418, 'IC_BACKEND_BAD_REQUEST', 400],
+      [429, 'IC_BACKEND_UNAVAILABLE', 503],
+      [500, 'IC_BACKEND_ERROR', 502],
+      [501, 'IC_BACKEND_ERROR', 502],
+      [502, 'IC_BACKEND_ERROR', 502],
+      [503, 'IC_BACKEND_UNAVAILABLE', 503],
+      [504, 'IC_BACKEND_GATEWAY_TIMEOUT', 504],
+      [599, 'IC_BACKEND_ERROR', 502],
+      [204, 'IC_IMAGE_MALFORMED', 400],
+      [304, 'IC_BACKEND_INVALID_RESPONSE', 502],
+    ] as const
+    for (const [backendStatus, code, status] of table) {
+      const err = await rejection(fetchImage(`${backend.url}/s?status=${backendStatus}`))
+      assert.ok(isIcError(err), `${backendStatus}: ${err}`)
+      assert.equal(err.code, code, `backend ${backendStatus}`)
+      assert.equal(err.status, status, `backend ${backendStatus}`)
+      assert.equal(err.details?.backendStatus, backendStatus === 204 ? undefined : backendStatus)
+    }
+  })
+
+  it("passes a backend 503's Retry-After on, in seconds", async () => {
+    const fetchImage = createBackendFetch(loopback)
+    const err = await rejection(fetchImage(`${backend.url}/s?status=503&retryAfter=12`))
+    assert.ok(isIcError(err))
+    assert.equal(err.headers['retry-after'], '12')
+    const noHint = await rejection(fetchImage(`${backend.url}/s?status=503&retryAfter=soon`))
+    assert.ok(isIcError(noHint))
+    assert.equal(noHint.headers['retry-after'], '5')
+  })
+
+  it('refuses an HTML page served as image/png, judged by its bytes', async () => {
+    const fetchImage = createBackendFetch(loopback)
+    await expectCode(fetchImage(`${backend.url}/html`), 'IC_IMAGE_MALFORMED', 400)
+  })
+
+  it('follows redirects by hand, up to maxRedirects', async () => {
+    const fetchImage = createBackendFetch({ ...loopback, maxRedirects: 3 })
+    const image = await fetchImage(`${backend.url}/hops?n=3`)
+    assert.equal(image.url, `${backend.url}/hops?n=0`)
+    await expectCode(fetchImage(`${backend.url}/hops?n=4`), 'IC_TOO_MANY_REDIRECTS', 502)
+    await expectCode(
+      createBackendFetch({ ...loopback, maxRedirects: 0 })(`${backend.url}/hops?n=1`),
+      'IC_TOO_MANY_REDIRECTS',
+    )
+  })
+
+  it('checks every redirect hop again: a redirect to 127.0.0.1 is refused', async () => {
+    const v6 = await startBackend((req, res) => {
+      res.writeHead(302, { location: `${backend.url}/a.png?from=${req.url}` })
+      res.end()
+    }, '::1')
+    try {
+      const before = backend.requests.length
+      const fetchImage = createBackendFetch({ allowedAddresses: ['::1'] })
+      await expectCode(fetchImage(`${v6.url}/start`), 'IC_SOURCE_ADDRESS_BLOCKED', 403)
+      assert.equal(v6.requests.length, 1)
+      assert.equal(backend.requests.length, before, 'the blocked hop was never requested')
+    } finally {
+      await v6.close()
+    }
+  })
+
+  it('checks redirect targets against hostsAllowed and the scheme', async () => {
+    const lookup = resolveTo('127.0.0.1')
+    const fetchImage = createBackendFetch({ ...loopback, lookup, hostsAllowed: ['images.test'] })
+    const { port } = backend
+    const image = await fetchImage(
+      `http://images.test:${port}/s?location=${encodeURIComponent(`http://IMAGES.test.:${port}/a.png`)}`,
+    )
+    assert.equal(image.format, 'png')
+    await expectCode(
+      fetchImage(
+        `http://images.test:${port}/s?location=${encodeURIComponent(`http://evil.test:${port}/a.png`)}`,
+      ),
+      'IC_HOST_NOT_ALLOWED',
+      401,
+    )
+    await expectCode(
+      fetchImage(`http://images.test:${port}/s?location=${encodeURIComponent('file:///etc/passwd')}`),
+      'IC_BACKEND_INVALID_RESPONSE',
+    )
+    await expectCode(
+      fetchImage(`http://images.test:${port}/s?location=${encodeURIComponent('http://[not-an-address/')}`),
+      'IC_BACKEND_INVALID_RESPONSE',
+    )
+    await expectCode(fetchImage(`http://other.test:${port}/a.png`), 'IC_HOST_NOT_ALLOWED', 401)
+    assert.equal(lookup.calls.includes('other.test'), false, 'an allow-list miss is never resolved')
+  })
+
+  it('refuses a host name that resolves to 127.0.0.1, at connect time, without connecting', async () => {
+    const lookup = resolveTo('127.0.0.1')
+    const before = backend.requests.length
+    const err = await rejection(createBackendFetch({ lookup })(`http://images.test:${backend.port}/a.png`))
+    assert.ok(isIcError(err))
+    assert.equal(err.code, 'IC_SOURCE_ADDRESS_BLOCKED')
+    assert.equal(err.status, 403)
+    assert.deepEqual(lookup.calls, ['images.test'])
+    assert.equal(backend.requests.length, before)
+    const image = await createBackendFetch({ lookup, allowedAddresses: ['127.0.0.0/8'] })(
+      `http://images.test:${backend.port}/a.png`,
+    )
+    assert.equal(image.format, 'png')
+    const open = await createBackendFetch({ lookup, allowPrivateAddresses: true })(
+      `http://images.test:${backend.port}/a.png`,
+    )
+    assert.equal(open.format, 'png')
+  })
+
+  it('refuses a name with any non-public address among its answers (rebinding with several records)', async () => {
+    const lookup: LookupFunction = (_hostname, _options, callback) =>
+      callback(null, [
+        { address: '::1', family: 6 },
+        { address: '127.0.0.1', family: 4 },
+      ])
+    await expectCode(
+      createBackendFetch({ lookup, allowedAddresses: ['::1'] })(`http://images.test:${backend.port}/a.png`),
+      'IC_SOURCE_ADDRESS_BLOCKED',
+    )
+  })
+
+  it('refuses every loopback spelling of the address vectors', async () => {
+    const { urls } = JSON.parse(
+      readFileSync(new URL('../../../../shared/vectors/addresses.json', import.meta.url), 'utf8'),
+    ) as {
+      urls: { refuse: string[] }
+    }
+    const fetchImage = createBackendFetch({ lookup: resolveTo('127.0.0.1') })
+    const listed = createBackendFetch({ hostsAllowed: ['allowed.example'] })
+    for (const url of urls.refuse) {
+      await expectCode(fetchImage(url), 'IC_SOURCE_ADDRESS_BLOCKED')
+      await expectCode(listed(url), 'IC_HOST_NOT_ALLOWED')
+    }
+  })
+
+  it('answers IC_BACKEND_UNREACHABLE for refused connections, DNS failures and hang-ups', async () => {
+    const closed = await startBackend(() => {})
+    const refusedUrl = closed.url
+    await closed.close()
+    await expectCode(createBackendFetch(loopback)(`${refusedUrl}/a.png`), 'IC_BACKEND_UNREACHABLE', 502)
+    const failingDns: LookupFunction = (hostname, _options, callback) =>
+      callback(Object.assign(new Error(`getaddrinfo ENOTFOUND ${hostname}`), { code: 'ENOTFOUND' }), [])
+    await expectCode(
+      createBackendFetch({ lookup: failingDns })('http://nowhere.test/a.png'),
+      'IC_BACKEND_UNREACHABLE',
+      502,
+    )
+    const hangUp = await startRaw((socket) => socket.destroy())
+    try {
+      await expectCode(createBackendFetch(loopback)(`${hangUp.url}/a.png`), 'IC_BACKEND_UNREACHABLE', 502)
+    } finally {
+      hangUp.server.close()
+    }
+  })
+
+  it('answers IC_BACKEND_INVALID_RESPONSE for garbage and for a body cut short', async () => {
+    const garbage = await startRaw((socket) => socket.end('NOT HTTP AT ALL\r\n\r\n'))
+    const cut = await startRaw((socket) => {
+      socket.once('data', () => {
+        socket.write('HTTP/1.1 200 OK\r\ncontent-type: image/png\r\ncontent-length: 1000\r\n\r\n')
+        socket.write(PNG)
+        setImmediate(() => socket.destroy())
+      })
+    })
+    const cutChunked = await startRaw((socket) => {
+      socket.once('data', () => {
+        socket.write('HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n')
+        socket.write(`${PNG.length.toString(16)}\r\n`)
+        socket.write(PNG)
+        socket.write('\r\n')
+        setImmediate(() => socket.destroy())
+      })
+    })
+    try {
+      const fetchImage = createBackendFetch(loopback)
+      await expectCode(fetchImage(`${garbage.url}/a.png`), 'IC_BACKEND_INVALID_RESPONSE', 502)
+      await expectCode(fetchImage(`${cut.url}/a.png`), 'IC_BACKEND_INVALID_RESPONSE', 502)
+      await expectCode(fetchImage(`${cutChunked.url}/a.png`), 'IC_BACKEND_INVALID_RESPONSE', 502)
+    } finally {
+      garbage.server.close()
+      cut.server.close()
+      cutChunked.server.close()
+    }
+  })
+
+  it('times out a backend that never answers, and closes the connection', async () => {
+    const silent = await startBackend(() => {})
+    try {
+      const closed = silent.nextSocketClose()
+      await expectCode(
+        createBackendFetch({ ...loopback, timeoutMs: 50 })(`${silent.url}/a.png`),
+        'IC_BACKEND_TIMEOUT',
+        504,
+      )
+      await closed
+    } finally {
+      await silent.close()
+    }
+  })
+
+  it('times out a slow body too, and stops on the caller signal with its reason', async () => {
+    const slow = await startBackend((_req, res) => {
+      res.writeHead(200, { 'content-type': 'image/png' })
+      res.write(PNG)
+    })
+    try {
+      const fetchImage = createBackendFetch({ ...loopback, timeoutMs: 60 })
+      await expectCode(fetchImage(`${slow.url}/a.png`), 'IC_BACKEND_TIMEOUT')
+      const unlimited = createBackendFetch(loopback)
+      const reason = icError('IC_CLIENT_CLOSED_REQUEST')
+      const controller = new AbortController()
+      const pending = unlimited(`${slow.url}/a.png`, { signal: controller.signal })
+      await slow.nextRequest()
+      controller.abort(reason)
+      assert.equal(await rejection(pending), reason)
+      await expectCode(
+        unlimited(`${slow.url}/a.png`, { signal: AbortSignal.timeout(30) }),
+        'IC_BACKEND_TIMEOUT',
+        504,
+      )
+      const aborted = new AbortController()
+      aborted.abort(reason)
+      assert.equal(await rejection(unlimited(`${slow.url}/a.png`, { signal: aborted.signal })), reason)
+    } finally {
+      await slow.close()
+    }
+  })
+
+  it('refuses a declared 2 GB body at once, and stops a streamed 2 GB body at maxBytes', async () => {
+    const twoGB = 2 * 1024 ** 3
+    let written = 0
+    const huge = await startBackend((req, res) => {
+      const chunk = Buffer.alloc(64 * 1024, 1)
+      PNG.copy(chunk)
+      if (req.url === '/declared') res.setHeader('content-length', twoGB)
+      const pump = (): void => {
+        while (written < twoGB && !res.destroyed) {
+          written += chunk.length
+          if (!res.write(chunk)) return void res.once('drain', pump)
+        }
+        res.end()
+      }
+      pump()
+    })
+    try {
+      const maxBytes = 1024 * 1024
+      const fetchImage = createBackendFetch({ ...loopback, maxBytes })
+      const heapBefore = process.memoryUsage().heapUsed
+      const closed = huge.nextSocketClose()
+      await expectCode(fetchImage(`${huge.url}/declared`), 'IC_IMAGE_TOO_LARGE', 400)
+      await closed
+      written = 0
+      const closedAgain = huge.nextSocketClose()
+      await expectCode(fetchImage(`${huge.url}/streamed`), 'IC_IMAGE_TOO_LARGE', 400)
+      await closedAgain
+      assert.ok(written < 64 * 1024 * 1024, `the backend managed to write ${written} bytes`)
+      assert.ok(process.memoryUsage().heapUsed - heapBefore < 64 * 1024 * 1024)
+    } finally {
+      await huge.close()
+    }
+  })
+
+  it('retries network errors, 429 and 502 when asked, and nothing else', async () => {
+    let calls = 0
+    const flaky = await startBackend((req, res) => {
+      calls++
+      const statuses = (new URL(req.url ?? '/', 'http://x').searchParams.get('seq') ?? '').split(',')
+      const status = Number(statuses[calls - 1] ?? 200)
+      if (status === 0) return void req.socket.destroy()
+      if (status === 429) res.setHeader('retry-after', '0')
+      res.writeHead(status, { 'content-type': 'image/png' })
+      res.end(status === 200 ? PNG : 'nope')
+    })
+    const retries: unknown[] = []
+    const fetchImage = createBackendFetch({
+      ...loopback,
+      retry: {
+        maxAttempts: 4,
+        minDelayMs: 1,
+        maxDelayMs: 5,
+        onRetry: (e) => retries.push(e.status ?? 'network'),
+      },
+    })
+    try {
+      calls = 0
+      assert.equal((await fetchImage(`${flaky.url}/a.png?seq=502,429,0,200`)).format, 'png')
+      assert.equal(calls, 4)
+      assert.deepEqual(retries, [502, 429, 'network'])
+      calls = 0
+      await expectCode(fetchImage(`${flaky.url}/a.png?seq=500,200`), 'IC_BACKEND_ERROR')
+      assert.equal(calls, 1)
+      calls = 0
+      await expectCode(fetchImage(`${flaky.url}/a.png?seq=503,200`), 'IC_BACKEND_UNAVAILABLE')
+      assert.equal(calls, 1)
+      calls = 0
+      await expectCode(fetchImage(`${flaky.url}/a.png?seq=502,502,502,502,200`), 'IC_BACKEND_ERROR')
+      assert.equal(calls, 4)
+      calls = 0
+      const controller = new AbortController()
+      const slowRetry = createBackendFetch({ ...loopback, retry: { minDelayMs: '10s', maxDelayMs: '20s' } })
+      const pending = slowRetry(`${flaky.url}/a.png?seq=502,200`, { signal: controller.signal })
+      await flaky.nextRequest()
+      setImmediate(() => controller.abort(icError('IC_BACKEND_TIMEOUT')))
+      await expectCode(pending, 'IC_BACKEND_TIMEOUT')
+      assert.equal(calls, 1, 'no retry once the signal aborted')
+    } finally {
+      await flaky.close()
+    }
+  })
+
+  it('refuses bad URLs and schemes with 400', async () => {
+    const fetchImage = createBackendFetch()
+    await expectCode(fetchImage('not a url'), 'IC_BAD_REQUEST', 400)
+    await expectCode(fetchImage('file:///etc/passwd'), 'IC_BAD_REQUEST', 400)
+    await expectCode(fetchImage('data:image/png;base64,AAAA'), 'IC_BAD_REQUEST', 400)
+  })
+
+  it('throws a TypeError naming the option for bad configuration', () => {
+    const cases: [BackendFetchOptions, RegExp][] = [
+      [{ maxBytes: 0 }, /`maxBytes`/],
+      [{ maxBytes: 1.5 }, /`maxBytes`/],
+      [{ maxRedirects: -1 }, /`maxRedirects`/],
+      [{ timeoutMs: 'soon' }, /`timeoutMs`/],
+      [{ timeoutMs: -1 }, /`timeoutMs`/],
+      [{ hostsAllowed: [] }, /`hostsAllowed`/],
+      [{ hostsAllowed: ['*'] }, /`hostsAllowed`/],
+      [{ allowPrivateAddresses: 'yes' as never }, /`allowPrivateAddresses`/],
+      [{ allowedAddresses: ['10.0.0.0/40'] }, /`allowedAddresses`/],
+      [{ lookup: 'dns' as never }, /`lookup`/],
+      [{ headers: { 'x-a': 'a\r\nb' } }, /`headers.x-a`/],
+      [{ headers: { 'bad name': 'a' } }, /`headers` names/],
+      [{ retry: { maxAttempts: 0 } }, /`maxAttempts`/],
+    ]
+    for (const [options, message] of cases) assert.throws(() => createBackendFetch(options), message)
+  })
+})
+
+describe('hostsAllowed', () => {
+  interface HostVectors {
+    allowed: string[]
+    cases: { url: string; match: boolean }[]
+  }
+  const vectors = JSON.parse(
+    readFileSync(new URL('../../../../shared/vectors/hosts.json', import.meta.url), 'utf8'),
+  ) as HostVectors
+
+  it('compiles to a matcher that follows the host vectors', () => {
+    const isAllowed = compileHostList(vectors.allowed)
+    for (const { url, match } of vectors.cases) {
+      const { protocol, hostname } = new URL(url)
+      assert.equal(isAllowed(hostname) && (protocol === 'http:' || protocol === 'https:'), match, url)
+    }
+  })
+
+  it('follows the host vectors: a miss is IC_HOST_NOT_ALLOWED, a match reaches the resolver', async () => {
+    const lookup = resolveTo('127.0.0.1')
+    const fetchImage = createBackendFetch({ hostsAllowed: vectors.allowed, lookup })
+    for (const { url, match } of vectors.cases) {
+      const err = await rejection(fetchImage(url))
+      assert.ok(isIcError(err), url)
+      const http = url.startsWith('http:') || url.startsWith('https:')
+      // A scheme other than http(s) is refused before the host is looked at.
+      const refusal = http ? 'IC_HOST_NOT_ALLOWED' : 'IC_BAD_REQUEST'
+      assert.equal(err.code, match ? 'IC_SOURCE_ADDRESS_BLOCKED' : refusal, url)
+    }
+  })
+})

@@ -1,0 +1,516 @@
+import { lookup as dnsLookup, type LookupAddress } from 'node:dns'
+import http, { type IncomingHttpHeaders, type IncomingMessage } from 'node:http'
+import https from 'node:https'
+import { domainToASCII } from 'node:url'
+import { errorCatalogue } from '../../catalogue.ts'
+import { type IcError, icError, isIcError } from '../../errors.ts'
+import { type Duration, toMilliseconds } from '../deadline/duration.ts'
+import {
+  abortableSleep,
+  createRetryPolicy,
+  parseRetryAfter,
+  type RetryOptions,
+  retryDelay,
+} from '../retry/index.ts'
+import { compileAddressList, isBlockedAddress, parseAddress } from './address.ts'
+import { type ImageFormat, SNIFF_BYTES, sniffImageFormat } from './sniff.ts'
+
+/**
+ * A `dns.lookup`-compatible resolver; inject one to control name resolution (tests,
+ * service discovery). It is asked for all addresses of a name.
+ *
+ * @example
+ * const lookup: LookupFunction = (hostname, options, callback) =>
+ *   callback(null, [{ address: '127.0.0.1', family: 4 }])
+ */
+export type LookupFunction = (
+  hostname: string,
+  options: { all: true; family?: number; hints?: number },
+  callback: (err: NodeJS.ErrnoException | null, addresses: LookupAddress[]) => void,
+) => void
+
+/**
+ * Options of {@link createBackendFetch}.
+ *
+ * @example
+ * const options: BackendFetchOptions = { maxBytes: 20 * 1024 * 1024, maxRedirects: 3, timeoutMs: '10s' }
+ */
+export interface BackendFetchOptions {
+  /** Largest body accepted, in bytes; reading stops as soon as it is exceeded. @default 33554432 (32 MiB) */
+  readonly maxBytes?: number
+  /** Redirects followed (by hand, each hop checked again); one more is `IC_TOO_MANY_REDIRECTS`. @default 5 */
+  readonly maxRedirects?: number
+  /** Time one `fetchImage()` call may take, redirects and retries included. @default 30000 */
+  readonly timeoutMs?: Duration
+  /**
+   * Host names that may be fetched: exact names and `*.` wildcards (any subdomain on a label
+   * boundary, not the apex); case-insensitive, IDN compared in punycode. A miss is
+   * `IC_HOST_NOT_ALLOWED`. Redirect targets are checked too. @default undefined (any host)
+   */
+  readonly hostsAllowed?: readonly string[]
+  /**
+   * Connect to loopback, private, link-local and other non-public addresses. Only for
+   * trusted sources (a backend on the same host or network). @default false
+   */
+  readonly allowPrivateAddresses?: boolean
+  /** Non-public addresses or CIDR ranges that may still be connected to, e.g. `['10.1.0.0/16']`. @default [] */
+  readonly allowedAddresses?: readonly string[]
+  /** Resolver used at connect time. @default dns.lookup */
+  readonly lookup?: LookupFunction
+  /** Extra request headers (credentials for a private bucket, a user agent). */
+  readonly headers?: Readonly<Record<string, string>>
+  /**
+   * Retry policy for network errors and backend 429 / 502 (see `fetchWithRetry`), or
+   * `false`. Retries share `timeoutMs` and stop when the signal aborts. @default false
+   */
+  readonly retry?: Readonly<RetryOptions> | false
+}
+
+/**
+ * What {@link BackendFetch} resolves with: a complete image.
+ *
+ * @example
+ * const { body, format } = await fetchImage(url)
+ * res.type(format).send(body)
+ */
+export interface BackendResponse {
+  /** The backend's status (2xx). */
+  readonly status: number
+  readonly headers: IncomingHttpHeaders
+  readonly body: Buffer
+  /** The backend's `Content-Type`, as sent (not trusted: see `format`). */
+  readonly contentType: string | undefined
+  /** The format recognised from the body's first bytes. */
+  readonly format: ImageFormat
+  /** The URL finally fetched, after redirects. */
+  readonly url: string
+}
+
+/**
+ * The function {@link createBackendFetch} returns.
+ *
+ * @example
+ * const image = await fetchImage('https://images.example.com/a.jpg', { signal: requestSignal(req) })
+ */
+export type BackendFetch = (
+  url: string | URL,
+  init?: { readonly signal?: AbortSignal | undefined },
+) => Promise<BackendResponse>
+
+const DEFAULTS = { maxBytes: 32 * 1024 * 1024, maxRedirects: 5, timeoutMs: 30_000 } as const
+const REDIRECTS = new Set([301, 302, 303, 307, 308])
+const STATUS_CODES = {
+  400: 'IC_BACKEND_BAD_REQUEST',
+  401: 'IC_BACKEND_UNAUTHORIZED',
+  403: 'IC_BACKEND_FORBIDDEN',
+  404: 'IC_IMAGE_NOT_FOUND',
+  410: 'IC_IMAGE_NOT_FOUND',
+  429: 'IC_BACKEND_UNAVAILABLE',
+  503: 'IC_BACKEND_UNAVAILABLE',
+  504: 'IC_BACKEND_GATEWAY_TIMEOUT',
+} as const satisfies Record<number, keyof typeof errorCatalogue>
+const MAX_RETRY_AFTER_SECONDS = 86_400
+
+/**
+ * Compiles a host allow-list into a matcher, following the rules of `hostsAllowed`.
+ *
+ * @example
+ * const isAllowed = compileHostList(['*.cdn.example.net'])
+ * isAllowed('a.cdn.example.net') // true
+ * isAllowed('cdn.example.net') // false: a wildcard does not cover the apex
+ */
+export function compileHostList(
+  hosts: readonly string[],
+  name = 'hostsAllowed',
+): (hostname: string) => boolean {
+  if (!Array.isArray(hosts) || hosts.length === 0) {
+    throw new TypeError(
+      `Expected \`${name}\` to be a non-empty array of host names, got ${JSON.stringify(hosts)}`,
+    )
+  }
+  const exact = new Set<string>()
+  const suffixes: string[] = []
+  for (const entry of hosts) {
+    const wildcard = typeof entry === 'string' && entry.startsWith('*.')
+    const ascii =
+      typeof entry === 'string' ? domainToASCII(entry.slice(wildcard ? 2 : 0).replace(/\.$/, '')) : ''
+    if (ascii === '' || ascii.includes('*')) {
+      throw new TypeError(
+        `Expected \`${name}\` entries to be host names or \`*.\` wildcards, got ${JSON.stringify(entry)}`,
+      )
+    }
+    if (wildcard) suffixes.push(`.${ascii}`)
+    else exact.add(ascii)
+  }
+  return function isHostAllowed(hostname) {
+    const host = hostname.toLowerCase().replace(/\.$/, '')
+    if (exact.has(host)) return true
+    for (const suffix of suffixes) if (host.length > suffix.length && host.endsWith(suffix)) return true
+    return false
+  }
+}
+
+/**
+ * Makes `fetchImage(url, { signal })`: an SSRF-safe GET of a source image that resolves
+ * with the whole body once it is known to be an image, or rejects with an `IcError` the
+ * error handler can send as is. The address is checked **at connect time** (a resolver that
+ * refuses non-public addresses, plus IP-literal hosts before connecting), so names that
+ * resolve to private addresses and DNS rebinding are caught (`IC_SOURCE_ADDRESS_BLOCKED`,
+ * distinct from `IC_HOST_NOT_ALLOWED` for allow-list misses). Redirects are followed by hand
+ * and every hop is checked again. Backend 400/401/403/404 keep their meaning, 5xx → 502,
+ * 503 → 503, 504 → 504, refused/reset/DNS → 502 `IC_BACKEND_UNREACHABLE`, an invalid or
+ * truncated response → 502 `IC_BACKEND_INVALID_RESPONSE`, a deadline → 504, a body that
+ * is not an image by its bytes → 400 `IC_IMAGE_MALFORMED`, more than `maxBytes` → 400
+ * `IC_IMAGE_TOO_LARGE` (reading stops at the limit).
+ *
+ * @example
+ * import { createBackendFetch, requestSignal } from 'image-api-errors/express'
+ * const fetchImage = createBackendFetch({ hostsAllowed: ['images.example.com'], maxBytes: 20e6 })
+ * app.get('/image/:id', deadline({ timeoutMs: '8s' }), async (req, res) => {
+ *   const image = await fetchImage(`https://images.example.com/${req.params.id}`, { signal: requestSignal(req) })
+ *   res.type(image.format).send(image.body)
+ * })
+ */
+export function createBackendFetch(options: Readonly<BackendFetchOptions> = {}): BackendFetch {
+  if (options === null || typeof options !== 'object') {
+    throw new TypeError(`Expected \`options\` to be an object, got ${options}`)
+  }
+  const maxBytes = options.maxBytes ?? DEFAULTS.maxBytes
+  if (!Number.isSafeInteger(maxBytes) || maxBytes < 1) {
+    throw new TypeError(`Expected \`maxBytes\` to be a positive integer, got ${maxBytes}`)
+  }
+  const maxRedirects = options.maxRedirects ?? DEFAULTS.maxRedirects
+  if (!Number.isInteger(maxRedirects) || maxRedirects < 0 || maxRedirects > 20) {
+    throw new TypeError(`Expected \`maxRedirects\` to be an integer from 0 to 20, got ${maxRedirects}`)
+  }
+  const timeoutMs = toMilliseconds(options.timeoutMs ?? DEFAULTS.timeoutMs, 'timeoutMs')
+  const isHostAllowed = options.hostsAllowed === undefined ? undefined : compileHostList(options.hostsAllowed)
+  const allowPrivate = options.allowPrivateAddresses ?? false
+  if (typeof allowPrivate !== 'boolean') {
+    throw new TypeError(`Expected \`allowPrivateAddresses\` to be a boolean, got ${typeof allowPrivate}`)
+  }
+  const isListed = compileAddressList(options.allowedAddresses ?? [], 'allowedAddresses')
+  const resolve = options.lookup ?? (dnsLookup as unknown as LookupFunction)
+  if (typeof resolve !== 'function')
+    throw new TypeError(`Expected \`lookup\` to be a function, got ${typeof resolve}`)
+  const headers: Record<string, string> = {
+    accept: 'image/*',
+    'user-agent': 'image-api-errors',
+    ...options.headers,
+  }
+  for (const [key, value] of Object.entries(headers)) {
+    if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(key)) {
+      throw new TypeError(`Expected \`headers\` names to be header tokens, got ${JSON.stringify(key)}`)
+    }
+    if (typeof value !== 'string' || /[\r\n\0]/.test(value)) {
+      throw new TypeError(
+        `Expected \`headers.${key}\` to be a header-safe string, got ${JSON.stringify(value)}`,
+      )
+    }
+  }
+  const retry =
+    options.retry === undefined || options.retry === false ? undefined : createRetryPolicy(options.retry)
+  const httpAgent = new http.Agent({ keepAlive: true })
+  const httpsAgent = new https.Agent({ keepAlive: true })
+
+  function refuseAddress(address: string): IcError | undefined {
+    if (allowPrivate || !isBlockedAddress(address) || isListed(address)) return undefined
+    return icError('IC_SOURCE_ADDRESS_BLOCKED', {
+      message: 'The source host resolves to an address that is not public',
+      details: { address },
+    })
+  }
+
+  // Runs for every new connection, so the address checked is the one connected to.
+  const guardedLookup = (
+    hostname: string,
+    lookupOptions: { all?: boolean; family?: number; hints?: number },
+    callback: (err: Error | null, address: string | LookupAddress[], family?: number) => void,
+  ): void => {
+    resolve(hostname, { ...lookupOptions, all: true }, (err, found) => {
+      if (err) return callback(err, [])
+      const addresses: LookupAddress[] = Array.isArray(found)
+        ? found
+        : [{ address: String(found), family: String(found).includes(':') ? 6 : 4 }]
+      if (addresses.length === 0)
+        return callback(Object.assign(new Error(`No address for ${hostname}`), { code: 'ENOTFOUND' }), [])
+      for (const { address } of addresses) {
+        const refused = refuseAddress(address)
+        if (refused !== undefined) return callback(refused, [])
+      }
+      if (lookupOptions.all === true) return callback(null, addresses)
+      const [first] = addresses as [LookupAddress]
+      callback(null, first.address, first.family)
+    })
+  }
+
+  function checkUrl(url: URL, hop: number): void {
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+      throw hop === 0
+        ? icError('IC_BAD_REQUEST', { message: 'Only http and https sources can be fetched' })
+        : icError('IC_BACKEND_INVALID_RESPONSE', {
+            message: 'The backend redirected to a URL that is not http or https',
+          })
+    }
+    const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname
+    if (isHostAllowed !== undefined && !isHostAllowed(host)) {
+      throw icError('IC_HOST_NOT_ALLOWED', {
+        message:
+          hop === 0
+            ? 'The source host is not allowed'
+            : 'The backend redirected to a host that is not allowed',
+      })
+    }
+    if (parseAddress(host) !== undefined) {
+      const refused = refuseAddress(host)
+      if (refused !== undefined) throw refused
+    }
+  }
+
+  function request(url: URL, signal: AbortSignal): Promise<IncomingMessage> {
+    return new Promise((resolvePromise, reject) => {
+      const secure = url.protocol === 'https:'
+      const req = (secure ? https : http).request(url, {
+        agent: secure ? httpsAgent : httpAgent,
+        headers,
+        lookup: guardedLookup as never,
+      })
+      // Reject at once: the socket's own error arrives a loop turn later, after the
+      // deadline's fallback would have reported the request a second time.
+      const onAbort = (): void => {
+        req.destroy()
+        reject(signal.reason)
+      }
+      signal.addEventListener('abort', onAbort, { once: true })
+      req.on('response', (res) => {
+        signal.removeEventListener('abort', onAbort)
+        resolvePromise(res)
+      })
+      req.on('error', (err) => {
+        signal.removeEventListener('abort', onAbort)
+        reject(err)
+      })
+      req.end()
+    })
+  }
+
+  function readImage(
+    res: IncomingMessage,
+    signal: AbortSignal,
+  ): Promise<{ body: Buffer; format: ImageFormat }> {
+    return new Promise((resolvePromise, reject) => {
+      const chunks: Buffer[] = []
+      let received = 0
+      let format: ImageFormat | undefined
+      let settled = false
+      const finish = (err: unknown, value?: { body: Buffer; format: ImageFormat }): void => {
+        if (settled) return
+        settled = true
+        signal.removeEventListener('abort', onAbort)
+        res.off('data', onData)
+        if (err === undefined) resolvePromise(value as { body: Buffer; format: ImageFormat })
+        else {
+          res.destroy()
+          reject(err)
+        }
+      }
+      const onAbort = (): void => finish(signal.reason)
+      const sniff = (head: Buffer): boolean => {
+        format = sniffImageFormat(head)
+        if (format !== undefined) return true
+        finish(
+          icError('IC_IMAGE_MALFORMED', {
+            message: 'The backend response is not an image (checked by its bytes)',
+          }),
+        )
+        return false
+      }
+      const onData = (chunk: Buffer): void => {
+        received += chunk.length
+        if (received > maxBytes) {
+          finish(
+            icError('IC_IMAGE_TOO_LARGE', { message: `The source image is larger than ${maxBytes} bytes` }),
+          )
+          return
+        }
+        chunks.push(chunk)
+        if (format === undefined && received >= SNIFF_BYTES) sniff(Buffer.concat(chunks))
+      }
+      signal.addEventListener('abort', onAbort, { once: true })
+      res.on('data', onData)
+      res.on('end', () => {
+        if (!res.complete) {
+          finish(icError('IC_BACKEND_INVALID_RESPONSE', { message: 'The backend response was truncated' }))
+          return
+        }
+        const body = Buffer.concat(chunks, received)
+        if (format === undefined && !sniff(body)) return
+        finish(undefined, { body, format: format as ImageFormat })
+      })
+      res.on('error', (err) =>
+        finish(
+          icError('IC_BACKEND_INVALID_RESPONSE', {
+            message: 'The backend response was truncated',
+            cause: err,
+          }),
+        ),
+      )
+      res.on('close', () => {
+        if (!settled) {
+          finish(icError('IC_BACKEND_INVALID_RESPONSE', { message: 'The backend response was truncated' }))
+        }
+      })
+    })
+  }
+
+  async function attempt(start: URL, signal: AbortSignal): Promise<BackendResponse> {
+    let url = start
+    for (let hop = 0; ; hop++) {
+      checkUrl(url, hop)
+      let res: IncomingMessage
+      try {
+        res = await request(url, signal)
+      } catch (err) {
+        throw signal.aborted ? signal.reason : toNetworkError(err)
+      }
+      const { statusCode: status = 0 } = res
+      if (REDIRECTS.has(status) && res.headers.location !== undefined) {
+        res.destroy()
+        if (hop >= maxRedirects) {
+          throw icError('IC_TOO_MANY_REDIRECTS', {
+            message: `The backend redirected more than ${maxRedirects} times`,
+          })
+        }
+        try {
+          url = new URL(res.headers.location, url)
+        } catch (err) {
+          throw icError('IC_BACKEND_INVALID_RESPONSE', {
+            message: 'The backend redirected to an invalid URL',
+            cause: err,
+          })
+        }
+        continue
+      }
+      if (status < 200 || status > 299) {
+        res.destroy()
+        throw statusError(status, res.headers)
+      }
+      const length = Number(res.headers['content-length'])
+      if (length > maxBytes) {
+        res.destroy()
+        throw icError('IC_IMAGE_TOO_LARGE', { message: `The source image is larger than ${maxBytes} bytes` })
+      }
+      const { body, format } = await readImage(res, signal)
+      return {
+        status,
+        headers: res.headers,
+        body,
+        contentType: res.headers['content-type'],
+        format,
+        url: url.href,
+      }
+    }
+  }
+
+  return async function createBackendFetch(input, init = {}) {
+    let url: URL
+    try {
+      url = new URL(input)
+    } catch {
+      throw icError('IC_BAD_REQUEST', { message: 'The source URL is not a valid URL' })
+    }
+    const outer = init.signal
+    if (outer?.aborted) throw fromAbortReason(outer.reason)
+    const controller = new AbortController()
+    const onOuterAbort = (): void => controller.abort(outer?.reason)
+    outer?.addEventListener('abort', onOuterAbort, { once: true })
+    const timer = setTimeout(
+      () =>
+        controller.abort(
+          icError('IC_BACKEND_TIMEOUT', { message: `The backend fetch took more than ${timeoutMs} ms` }),
+        ),
+      timeoutMs,
+    )
+    const { signal } = controller
+    try {
+      for (let n = 1; ; n++) {
+        try {
+          return await attempt(url, signal)
+        } catch (err) {
+          if (signal.aborted) throw fromAbortReason(signal.reason)
+          const delayMs = retry === undefined || n >= retry.maxAttempts ? undefined : retryDelayFor(err, n)
+          if (delayMs === undefined) throw err
+          retry?.onRetry?.({ attempt: n, delayMs, ...retryFacts(err) })
+          try {
+            await abortableSleep(delayMs, signal)
+          } catch {
+            throw fromAbortReason(signal.reason)
+          }
+        }
+      }
+    } finally {
+      clearTimeout(timer)
+      outer?.removeEventListener('abort', onOuterAbort)
+    }
+  }
+
+  function retryDelayFor(err: unknown, n: number): number | undefined {
+    if (retry === undefined || !isIcError(err)) return undefined
+    const backendStatus = err.details?.backendStatus as number | undefined
+    if (backendStatus === undefined) {
+      return err.code === 'IC_BACKEND_UNREACHABLE' ? retryDelay(retry, n) : undefined
+    }
+    if (!retry.statuses.has(backendStatus)) return undefined
+    return retryDelay(retry, n, err.details?.retryAfterMs as number | undefined)
+  }
+}
+
+function retryFacts(err: unknown): { status: number } | { error: unknown } {
+  const backendStatus = isIcError(err) ? (err.details?.backendStatus as number | undefined) : undefined
+  return backendStatus === undefined ? { error: err } : { status: backendStatus }
+}
+
+function statusError(status: number, headers: IncomingHttpHeaders): IcError {
+  const code =
+    (STATUS_CODES as Record<number, keyof typeof errorCatalogue>)[status] ??
+    (status >= 500
+      ? 'IC_BACKEND_ERROR'
+      : status >= 400
+        ? 'IC_BACKEND_BAD_REQUEST'
+        : 'IC_BACKEND_INVALID_RESPONSE')
+  const retryAfterMs = parseRetryAfter(headers['retry-after'])
+  const passRetryAfter =
+    errorCatalogue[code].status === 503 &&
+    retryAfterMs !== undefined &&
+    retryAfterMs <= MAX_RETRY_AFTER_SECONDS * 1000
+  return icError(code, {
+    message: `The backend answered ${status}${http.STATUS_CODES[status] ? ` ${http.STATUS_CODES[status]}` : ''}`,
+    details: retryAfterMs === undefined ? { backendStatus: status } : { backendStatus: status, retryAfterMs },
+    ...(passRetryAfter ? { retryAfterSeconds: Math.ceil(retryAfterMs / 1000) } : {}),
+  })
+}
+
+function toNetworkError(err: unknown): IcError {
+  if (isIcError(err)) return err
+  const code = String((err as { code?: unknown } | null)?.code ?? '')
+  if (code.startsWith('HPE_')) {
+    return icError('IC_BACKEND_INVALID_RESPONSE', {
+      message: 'The backend sent an invalid HTTP response',
+      cause: err,
+    })
+  }
+  return icError('IC_BACKEND_UNREACHABLE', {
+    message: `The backend could not be reached${code === '' ? '' : ` (${code})`}`,
+    cause: err,
+  })
+}
+
+/** The error for an aborted fetch: the request's own reason (504 deadline, 499 client closed), or a 504 for a plain timeout. */
+function fromAbortReason(reason: unknown): unknown {
+  if (isIcError(reason)) return reason
+  const name = (reason as { name?: unknown } | null)?.name
+  if (name === 'TimeoutError' || name === 'AbortError') {
+    return icError('IC_BACKEND_TIMEOUT', { message: 'The backend fetch was aborted', cause: reason })
+  }
+  return reason
+}

@@ -1,0 +1,105 @@
+import assert from 'node:assert/strict'
+import { once } from 'node:events'
+import { createServer, get, type IncomingMessage, type ServerResponse } from 'node:http'
+import { type AddressInfo, connect } from 'node:net'
+import { describe, it } from 'node:test'
+import { isIcError } from '../../errors.ts'
+import { requestSignal } from '../../request-signal.ts'
+import { createClientClosed } from './index.ts'
+
+function deferred<T>(): { promise: Promise<T>; resolve: (value: T) => void } {
+  let resolve!: (value: T) => void
+  const promise = new Promise<T>((r) => {
+    resolve = r
+  })
+  return { promise, resolve }
+}
+
+describe('createClientClosed', () => {
+  it('refuses a fail hook that is not a function', () => {
+    assert.throws(() => createClientClosed('next' as never), /`fail`/)
+  })
+
+  it('aborts the signal with a 499 IcError when the client leaves, and fails the request once', async () => {
+    const failures: [unknown, unknown][] = []
+    const watch = createClientClosed((target, err) => failures.push([target, err]))
+    let signal: AbortSignal | undefined
+    const seen = deferred<ServerResponse>()
+    const server = createServer((req, res) => {
+      const listeners = res.listenerCount('close')
+      watch(req, res, 'target')
+      watch(req, res, 'target')
+      signal = requestSignal(req)
+      assert.equal(res.listenerCount('close'), listeners + 1, 'one listener, however often it is mounted')
+      seen.resolve(res)
+    })
+    server.listen(0, '127.0.0.1')
+    await once(server, 'listening')
+    try {
+      const client = connect((server.address() as AddressInfo).port, '127.0.0.1')
+      client.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n')
+      const res = await seen.promise
+      client.destroy()
+      await once(signal as AbortSignal, 'abort')
+      assert.ok(isIcError(signal?.reason) && signal.reason.code === 'IC_CLIENT_CLOSED_REQUEST')
+      assert.equal(requestSignal(res.req), signal)
+      await new Promise((resolve) => setImmediate(resolve))
+      assert.equal(failures.length, 1)
+      assert.deepEqual(failures[0], ['target', signal?.reason])
+      assert.equal(res.headersSent, false)
+    } finally {
+      server.closeAllConnections()
+      server.close()
+    }
+  })
+
+  it('leaves finished responses alone, keep-alive included', async () => {
+    const watch = createClientClosed(() => assert.fail('no request failed'))
+    const signals: AbortSignal[] = []
+    const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+      watch(req, res, undefined)
+      signals.push(requestSignal(req))
+      res.end('ok')
+    })
+    server.listen(0, '127.0.0.1')
+    await once(server, 'listening')
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+    try {
+      for (let i = 0; i < 5; i++) {
+        const [res] = (await once(get(url), 'response')) as [IncomingMessage]
+        res.resume()
+        await once(res, 'end')
+      }
+      server.closeAllConnections()
+      await new Promise((resolve) => setImmediate(resolve))
+      assert.equal(signals.length, 5)
+      assert.ok(signals.every((s) => !s.aborted))
+    } finally {
+      server.closeAllConnections()
+      server.close()
+    }
+  })
+
+  it('gives an already aborted signal to a handler that asks after the client left', async () => {
+    const watch = createClientClosed(() => {})
+    const seen = deferred<ServerResponse>()
+    const server = createServer((req, res) => {
+      watch(req, res, undefined)
+      seen.resolve(res)
+    })
+    server.listen(0, '127.0.0.1')
+    await once(server, 'listening')
+    try {
+      const client = connect((server.address() as AddressInfo).port, '127.0.0.1')
+      client.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n')
+      const res = await seen.promise
+      client.destroy()
+      await once(res, 'close')
+      await new Promise((resolve) => setImmediate(resolve))
+      assert.equal(requestSignal(res.req).aborted, true)
+    } finally {
+      server.closeAllConnections()
+      server.close()
+    }
+  })
+})

@@ -1,0 +1,40 @@
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import { icError } from '../../errors.ts'
+import { abortRequest, failAfterAbort, type LifecycleFail } from '../../request-signal.ts'
+import { peekRequestState, requestState } from '../../request-state.ts'
+
+/**
+ * The framework-neutral client-closed detection behind both adapters' `clientClosed()`. It
+ * returns `(req, res, target)`, which listens for the response's `close`. A response that closes before it finished (`!res.writableFinished`:
+ * the only test that works on Node ≥ 16; the request's own `close` fires on every request)
+ * means the client went away: the signal is aborted with an `IC_CLIENT_CLOSED_REQUEST`
+ * error and, unless the handler failed by itself, `fail` reports it (499, nothing written).
+ *
+ * @example
+ * const watch = createClientClosed((next, err) => (next as (e: Error) => void)(err))
+ */
+export function createClientClosed(
+  fail: LifecycleFail,
+): (req: IncomingMessage, res: ServerResponse, target: unknown) => void {
+  if (typeof fail !== 'function')
+    throw new TypeError(`Expected \`fail\` to be a function, got ${typeof fail}`)
+
+  function onResponseClose(this: ServerResponse): void {
+    if (this.writableFinished) return
+    const state = peekRequestState(this.req)
+    if (state === undefined || state.abortReason !== undefined) return
+    const err = icError('IC_CLIENT_CLOSED_REQUEST', {
+      message: 'The client closed the connection before the response finished',
+    })
+    if (abortRequest(this.req, err)) failAfterAbort(this, err, fail, true)
+  }
+
+  return function createClientClosed(req, res, target) {
+    const state = requestState(req)
+    state.lifecycleTarget = target
+    if (state.watchingClose !== true) {
+      state.watchingClose = true
+      res.on('close', onResponseClose)
+    }
+  }
+}

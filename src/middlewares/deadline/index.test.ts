@@ -1,0 +1,145 @@
+import assert from 'node:assert/strict'
+import { once } from 'node:events'
+import { createServer, get, type IncomingMessage, type ServerResponse } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { describe, it } from 'node:test'
+import { isIcError } from '../../errors.ts'
+import { requestSignal } from '../../request-signal.ts'
+import { toMilliseconds } from './duration.ts'
+import { createDeadline } from './index.ts'
+
+type Handler = (req: IncomingMessage, res: ServerResponse) => void
+
+async function serve(handler: Handler): Promise<{ url: string; close(): Promise<void> }> {
+  const server = createServer(handler)
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    async close() {
+      server.closeAllConnections()
+      server.close()
+      await once(server, 'close')
+    },
+  }
+}
+
+async function status(url: string): Promise<number> {
+  const req = get(url)
+  const [res] = (await once(req, 'response')) as [IncomingMessage]
+  res.resume()
+  await once(res, 'end')
+  return res.statusCode ?? 0
+}
+
+describe('toMilliseconds', () => {
+  it('takes milliseconds or ms strings', () => {
+    assert.equal(toMilliseconds(250, 'timeoutMs'), 250)
+    assert.equal(toMilliseconds('8s', 'timeoutMs'), 8000)
+    assert.equal(toMilliseconds('1.5m', 'timeoutMs'), 90_000)
+    assert.equal(toMilliseconds(0, 'minDelayMs', { allowZero: true }), 0)
+  })
+
+  it('throws a TypeError naming the option', () => {
+    for (const bad of [0, -1, Number.NaN, Number.POSITIVE_INFINITY, '', 'soon', '-5s', null, {}, 2 ** 31]) {
+      assert.throws(
+        () => toMilliseconds(bad, 'timeoutMs'),
+        /^TypeError: Expected `timeoutMs` to be a positive duration/,
+      )
+    }
+  })
+})
+
+describe('createDeadline', () => {
+  it('validates its options once', () => {
+    const fail = () => {}
+    assert.throws(() => createDeadline({ timeoutMs: -1 }, fail), /`timeoutMs`.*got -1/)
+    assert.throws(() => createDeadline({} as never, fail), /`timeoutMs`/)
+    assert.throws(() => createDeadline(undefined as never, fail), /`timeoutMs`/)
+  })
+
+  it('aborts the signal with a 504 IcError and fails the request once', async () => {
+    const failures: unknown[] = []
+    const arm = createDeadline({ timeoutMs: 30 }, (target, err) => {
+      failures.push(target)
+      const res = target as ServerResponse
+      res.statusCode = (err as Error & { status: number }).status
+      res.end()
+    })
+    const app = await serve((req, res) => {
+      arm(req, res, res)
+    })
+    try {
+      assert.equal(await status(app.url), 504)
+      assert.equal(failures.length, 1)
+    } finally {
+      await app.close()
+    }
+  })
+
+  it('lets a handler that fails on the abort report the error itself', async () => {
+    let fallbackCalls = 0
+    const arm = createDeadline({ timeoutMs: '20ms' }, () => {
+      fallbackCalls++
+    })
+    const app = await serve((req, res) => {
+      arm(req, res, undefined)
+      requestSignal(req).addEventListener('abort', function onAbort(this: AbortSignal) {
+        assert.ok(isIcError(this.reason) && this.reason.code === 'IC_BACKEND_TIMEOUT')
+        res.statusCode = 504
+        res.end()
+      })
+    })
+    try {
+      assert.equal(await status(app.url), 504)
+      await new Promise((resolve) => setImmediate(resolve))
+      assert.equal(fallbackCalls, 0)
+    } finally {
+      await app.close()
+    }
+  })
+
+  it('keeps the earlier of two deadlines', async () => {
+    const fired: string[] = []
+    let pending: ServerResponse | undefined
+    const fail = (name: string) => (target: unknown) => {
+      fired.push(`${name} ${target}`)
+      pending?.end()
+    }
+    const long = createDeadline({ timeoutMs: '10s' }, fail('long'))
+    const short = createDeadline({ timeoutMs: 20 }, fail('short'))
+    const app = await serve((req, res) => {
+      pending = res
+      long(req, res, 'a')
+      short(req, res, 'b')
+      long(req, res, 'c')
+    })
+    try {
+      await status(app.url)
+      assert.deepEqual(fired, ['short c'])
+    } finally {
+      await app.close()
+    }
+  })
+
+  it('does nothing once the response finished in time', async () => {
+    let fallbackCalls = 0
+    let signal: AbortSignal | undefined
+    const arm = createDeadline({ timeoutMs: 30 }, () => {
+      fallbackCalls++
+    })
+    const app = await serve((req, res) => {
+      arm(req, res, undefined)
+      signal = requestSignal(req)
+      res.end('ok')
+    })
+    try {
+      assert.equal(await status(app.url), 200)
+      await new Promise((resolve) => setTimeout(resolve, 60))
+      assert.equal(signal?.aborted, false)
+      assert.equal(fallbackCalls, 0)
+    } finally {
+      await app.close()
+    }
+  })
+})

@@ -1,0 +1,73 @@
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import onFinished from 'on-finished'
+import { icError } from '../../errors.ts'
+import { abortRequest, failAfterAbort, type LifecycleFail } from '../../request-signal.ts'
+import { peekRequestState, requestState } from '../../request-state.ts'
+import { type Duration, toMilliseconds } from './duration.ts'
+
+/**
+ * Options of `deadline()`.
+ *
+ * @example
+ * const options: DeadlineOptions = { timeoutMs: '8s' }
+ */
+export interface DeadlineOptions {
+  /**
+   * Time the whole response may take, from the moment the middleware runs until the
+   * response finished: milliseconds or an `ms` string (`'8s'`).
+   */
+  readonly timeoutMs: Duration
+}
+
+/**
+ * The framework-neutral deadline behind both adapters' `deadline()`: validates the options
+ * once and returns `(req, res, target)`, which arms the request's timer (or keeps an earlier
+ * one). When the deadline passes, the signal is aborted
+ * with an `IC_BACKEND_TIMEOUT` error (504) and, unless the handler failed by itself, `fail`
+ * hands that error to the error handler. The timer is cleared when the response finishes.
+ *
+ * @example
+ * const arm = createDeadline({ timeoutMs: 2000 }, (next, err) => (next as (e: Error) => void)(err))
+ */
+export function createDeadline(
+  options: Readonly<DeadlineOptions>,
+  fail: LifecycleFail,
+): (req: IncomingMessage, res: ServerResponse, target: unknown) => void {
+  if (options === null || typeof options !== 'object') {
+    throw new TypeError(`Expected \`options\` to be an object with \`timeoutMs\`, got ${options}`)
+  }
+  const timeoutMs = toMilliseconds(options.timeoutMs, 'timeoutMs')
+  const message = `The response did not finish within the ${timeoutMs} ms deadline`
+
+  function onDeadline(res: ServerResponse): void {
+    const state = peekRequestState(res.req)
+    if (state === undefined) return
+    state.deadlineTimer = undefined
+    if (res.writableFinished) return
+    const err = icError('IC_BACKEND_TIMEOUT', { message, details: { timeoutMs }, stack: false })
+    if (abortRequest(res.req, err)) failAfterAbort(res, err, fail, false)
+  }
+
+  return function createDeadline(req, res, target) {
+    const state = requestState(req)
+    state.lifecycleTarget = target
+    if (state.abortReason !== undefined) return
+    const at = Date.now() + timeoutMs
+    if (state.deadlineTimer !== undefined) {
+      // A deadline mounted twice (app-wide and per route): the earlier one wins.
+      if ((state.deadlineAt as number) <= at) return
+      clearTimeout(state.deadlineTimer)
+    } else {
+      onFinished(res, clearDeadline)
+    }
+    state.deadlineAt = at
+    state.deadlineTimer = setTimeout(onDeadline, timeoutMs, res)
+  }
+}
+
+function clearDeadline(_err: unknown, res: ServerResponse): void {
+  const state = peekRequestState(res.req)
+  if (state?.deadlineTimer === undefined) return
+  clearTimeout(state.deadlineTimer)
+  state.deadlineTimer = undefined
+}

@@ -1,0 +1,230 @@
+import assert from 'node:assert/strict'
+import { describe, it } from 'node:test'
+import { type Backend, startBackend } from '../../../test/support/backends.ts'
+import { createRetryPolicy, fetchWithRetry, parseRetryAfter, type RetryEvent, retryDelay } from './index.ts'
+
+describe('retryDelay', () => {
+  it('waits at least 1 s by default, with full jitter up to a doubling ceiling', () => {
+    const low = createRetryPolicy({ random: () => 0 })
+    const high = createRetryPolicy({ random: () => 0.999999 })
+    for (let attempt = 1; attempt <= 8; attempt++) {
+      assert.equal(retryDelay(low, attempt), 1000)
+      const ceiling = Math.min(30_000, 1000 * 2 ** attempt)
+      assert.equal(retryDelay(high, attempt), ceiling - 1)
+    }
+    assert.equal(retryDelay(createRetryPolicy({ random: () => 0.5 }), 1), 1500)
+  })
+
+  it('truncates at maxDelayMs, and spreads the delays', () => {
+    const policy = createRetryPolicy({ minDelayMs: '100ms', maxDelayMs: '1s' })
+    const delays = Array.from({ length: 200 }, () => retryDelay(policy, 10) as number)
+    assert.ok(delays.every((d) => d >= 100 && d < 1000))
+    assert.ok(new Set(delays).size > 50, 'jittered')
+    assert.equal(retryDelay(createRetryPolicy({ random: () => 0.999999 }), 1000), 29_999)
+  })
+
+  it('takes Retry-After as a floor up to the cap, and gives up past it', () => {
+    const policy = createRetryPolicy({ random: () => 0 })
+    assert.equal(retryDelay(policy, 1, 7000), 7000)
+    assert.equal(retryDelay(policy, 1, 0), 1000)
+    assert.equal(retryDelay(policy, 1, 30_000), 30_000)
+    assert.equal(retryDelay(policy, 1, 30_001), undefined)
+  })
+})
+
+describe('parseRetryAfter', () => {
+  it('reads delta-seconds and HTTP dates', () => {
+    assert.equal(parseRetryAfter('120'), 120_000)
+    assert.equal(parseRetryAfter(' 0 '), 0)
+    const now = Date.parse('Wed, 21 Oct 2015 07:27:30 GMT')
+    assert.equal(parseRetryAfter('Wed, 21 Oct 2015 07:28:00 GMT', now), 30_000)
+    assert.equal(parseRetryAfter('Wed, 21 Oct 2015 07:27:00 GMT', now), 0, 'a date in the past means now')
+  })
+
+  it('ignores what is neither', () => {
+    for (const bad of [
+      undefined,
+      null,
+      '',
+      '-1',
+      '1.5',
+      'soon',
+      '2015-10-21',
+      '12345678901',
+      'Wed, 99 Foo 2015',
+    ]) {
+      assert.equal(parseRetryAfter(bad), undefined, String(bad))
+    }
+  })
+})
+
+describe('createRetryPolicy', () => {
+  it('throws a TypeError naming the option', () => {
+    assert.throws(() => createRetryPolicy({ maxAttempts: 0 }), /`maxAttempts`/)
+    assert.throws(() => createRetryPolicy({ maxAttempts: 2.5 }), /`maxAttempts`/)
+    assert.throws(() => createRetryPolicy({ minDelayMs: -1 }), /`minDelayMs`/)
+    assert.throws(() => createRetryPolicy({ maxDelayMs: 'later' }), /`maxDelayMs`/)
+    assert.throws(() => createRetryPolicy({ minDelayMs: 2000, maxDelayMs: 1000 }), /`maxDelayMs`/)
+    assert.throws(() => createRetryPolicy({ statuses: [200] }), /`statuses`/)
+    assert.throws(() => createRetryPolicy({ random: 4 as never }), /`random`/)
+    assert.throws(() => createRetryPolicy({ onRetry: 'log' as never }), /`onRetry`/)
+  })
+})
+
+describe('fetchWithRetry', () => {
+  /** A backend that answers the statuses of `?seq=` in turn (0: drop the connection). */
+  async function sequenceBackend(
+    headers: Record<string, string> = {},
+  ): Promise<Backend & { calls: () => number }> {
+    let calls = 0
+    const backend = await startBackend((req, res) => {
+      calls++
+      const seq = (new URL(req.url ?? '/', 'http://x').searchParams.get('seq') ?? '').split(',')
+      const status = Number(seq[calls - 1] ?? 200)
+      if (status === 0) return void req.socket.destroy()
+      res.writeHead(status, headers)
+      res.end(`answer ${calls}`)
+    })
+    return Object.assign(backend, { calls: () => calls })
+  }
+  const fast = { minDelayMs: 1, maxDelayMs: 10 }
+
+  it('retries 429, 502 and network errors, then resolves with the answer', async () => {
+    const backend = await sequenceBackend()
+    const events: RetryEvent[] = []
+    try {
+      const res = await fetchWithRetry(
+        `${backend.url}/?seq=429,502,0,200`,
+        {},
+        {
+          ...fast,
+          maxAttempts: 5,
+          onRetry: (e) => events.push(e),
+        },
+      )
+      assert.equal(res.status, 200)
+      assert.equal(await res.text(), 'answer 4')
+      assert.deepEqual(
+        events.map((e) => [e.attempt, e.status ?? 'network']),
+        [
+          [1, 429],
+          [2, 502],
+          [3, 'network'],
+        ],
+      )
+      assert.ok(events.every((e) => e.delayMs >= 1 && e.delayMs <= 10))
+    } finally {
+      await backend.close()
+    }
+  })
+
+  it('never retries other statuses, and returns the last answer when the attempts are spent', async () => {
+    const backend = await sequenceBackend()
+    try {
+      for (const status of [400, 404, 500, 503, 504]) {
+        const before = backend.calls()
+        const res = await fetchWithRetry(`${backend.url}/?seq=${','.repeat(before)}${status},200`, {}, fast)
+        assert.equal(res.status, status)
+        assert.equal(backend.calls() - before, 1, `status ${status} was retried`)
+      }
+      const before = backend.calls()
+      const res = await fetchWithRetry(`${backend.url}/?seq=${','.repeat(before)}502,502,502,200`, {}, fast)
+      assert.equal(res.status, 502)
+      assert.equal(backend.calls() - before, 3)
+    } finally {
+      await backend.close()
+    }
+  })
+
+  it('honours Retry-After in seconds', async () => {
+    const backend = await sequenceBackend({ 'retry-after': '1' })
+    try {
+      const started = performance.now()
+      const res = await fetchWithRetry(`${backend.url}/?seq=429,200`, {}, { minDelayMs: 0, maxDelayMs: '2s' })
+      assert.equal(res.status, 200)
+      assert.ok(performance.now() - started >= 990, 'waited the second the server asked for')
+    } finally {
+      await backend.close()
+    }
+  })
+
+  it('returns a 429 whose Retry-After is past the cap instead of retrying early', async () => {
+    const backend = await sequenceBackend({ 'retry-after': '120' })
+    try {
+      const res = await fetchWithRetry(`${backend.url}/?seq=429,200`, {}, fast)
+      assert.equal(res.status, 429)
+      assert.equal(res.headers.get('retry-after'), '120')
+      assert.equal(backend.calls(), 1)
+    } finally {
+      await backend.close()
+    }
+  })
+
+  it('rejects with the last network error once the attempts are spent', async () => {
+    const gone = await startBackend(() => {})
+    const url = gone.url
+    await gone.close()
+    const events: RetryEvent[] = []
+    const err = await fetchWithRetry(url, {}, { ...fast, onRetry: (e) => events.push(e) }).catch(
+      (e: unknown) => e,
+    )
+    assert.ok(err instanceof TypeError)
+    assert.equal(events.length, 2)
+  })
+
+  it('does not retry once the signal aborted, even while waiting', async () => {
+    const backend = await sequenceBackend()
+    try {
+      const controller = new AbortController()
+      const reason = new Error('deadline')
+      const pending = fetchWithRetry(
+        `${backend.url}/?seq=502,200`,
+        { signal: controller.signal },
+        {
+          minDelayMs: '10s',
+          maxDelayMs: '20s',
+          onRetry: () => setImmediate(() => controller.abort(reason)),
+        },
+      )
+      assert.equal(await pending.catch((e: unknown) => e), reason)
+      assert.equal(backend.calls(), 1)
+      assert.equal(
+        await fetchWithRetry(backend.url, { signal: controller.signal }).catch((e: unknown) => e),
+        reason,
+      )
+      assert.equal(backend.calls(), 1, 'an aborted signal sends nothing')
+    } finally {
+      await backend.close()
+    }
+  })
+
+  it('does not send a stream body twice', async () => {
+    const backend = await sequenceBackend()
+    try {
+      const body = new ReadableStream({
+        start(controller) {
+          controller.enqueue(new TextEncoder().encode('chart data'))
+          controller.close()
+        },
+      })
+      const res = await fetchWithRetry(
+        `${backend.url}/?seq=502,200`,
+        { method: 'POST', body, duplex: 'half' } as RequestInit,
+        fast,
+      )
+      assert.equal(res.status, 502)
+      assert.equal(backend.calls(), 1)
+    } finally {
+      await backend.close()
+    }
+  })
+
+  it('does not retry a TypeError that is not a network failure', async () => {
+    const events: RetryEvent[] = []
+    await assert.rejects(
+      fetchWithRetry('http://[not-an-address/', {}, { ...fast, onRetry: (e) => events.push(e) }),
+      TypeError,
+    )
+    assert.equal(events.length, 0)
+  })
+})

@@ -1,0 +1,227 @@
+import { setTimeout as sleep } from 'node:timers/promises'
+import { type Duration, toMilliseconds } from '../deadline/duration.ts'
+
+/**
+ * The retry policy: only network errors, 429 and 502 are retried, after a truncated
+ * exponential backoff with full jitter and at least `minDelayMs`; `Retry-After` is honoured
+ * when it is within `maxDelayMs`, and a longer one stops the retries; nothing is retried
+ * once the signal aborted.
+ *
+ * @example
+ * const policy: RetryOptions = { maxAttempts: 4, minDelayMs: '1s', maxDelayMs: '20s' }
+ */
+export interface RetryOptions {
+  /** Attempts in all, the first one included; `1` disables retries. @default 3 */
+  readonly maxAttempts?: number
+  /** Shortest wait before a retry: milliseconds or an `ms` string. @default 1000 */
+  readonly minDelayMs?: Duration
+  /** Longest wait before a retry, and the longest `Retry-After` honoured. @default 30000 */
+  readonly maxDelayMs?: Duration
+  /** Statuses that are retried. @default [429, 502] */
+  readonly statuses?: readonly number[]
+  /** Source of randomness in [0, 1) for the jitter. @default Math.random */
+  readonly random?: () => number
+  /** Called before each wait, for logs and metrics. */
+  readonly onRetry?: (event: RetryEvent) => void
+}
+
+/**
+ * What {@link RetryOptions.onRetry} receives before each wait.
+ *
+ * @example
+ * const onRetry = (e: RetryEvent) => console.warn(`retry ${e.attempt} in ${e.delayMs} ms`, e.status ?? e.error)
+ */
+export interface RetryEvent {
+  /** The attempt that just failed, from 1. */
+  readonly attempt: number
+  /** How long the wait before the next attempt is, in milliseconds. */
+  readonly delayMs: number
+  /** The retried status, when the attempt got a response. */
+  readonly status?: number
+  /** The network error, when the attempt got no response. */
+  readonly error?: unknown
+}
+
+/** The policy with its defaults applied and its durations in milliseconds. */
+export interface RetryPolicy {
+  readonly maxAttempts: number
+  readonly minDelayMs: number
+  readonly maxDelayMs: number
+  readonly statuses: ReadonlySet<number>
+  readonly random: () => number
+  readonly onRetry: ((event: RetryEvent) => void) | undefined
+}
+
+const DEFAULTS = { maxAttempts: 3, minDelayMs: 1000, maxDelayMs: 30_000, statuses: [429, 502] } as const
+
+/**
+ * Validates retry options once (a `TypeError` names the bad option) and applies the defaults.
+ *
+ * @example
+ * const policy = createRetryPolicy({ maxAttempts: 5 })
+ * policy.minDelayMs // 1000
+ */
+export function createRetryPolicy(options: Readonly<RetryOptions> = {}): RetryPolicy {
+  if (options === null || typeof options !== 'object') {
+    throw new TypeError(`Expected retry options to be an object, got ${options}`)
+  }
+  const maxAttempts = options.maxAttempts ?? DEFAULTS.maxAttempts
+  if (!Number.isInteger(maxAttempts) || maxAttempts < 1 || maxAttempts > 100) {
+    throw new TypeError(`Expected \`maxAttempts\` to be an integer from 1 to 100, got ${maxAttempts}`)
+  }
+  const minDelayMs = toMilliseconds(options.minDelayMs ?? DEFAULTS.minDelayMs, 'minDelayMs', {
+    allowZero: true,
+  })
+  const maxDelayMs = toMilliseconds(options.maxDelayMs ?? DEFAULTS.maxDelayMs, 'maxDelayMs', {
+    allowZero: true,
+  })
+  if (maxDelayMs < minDelayMs) {
+    throw new TypeError(
+      `Expected \`maxDelayMs\` to be at least \`minDelayMs\` (${minDelayMs}), got ${maxDelayMs}`,
+    )
+  }
+  const statuses = options.statuses ?? DEFAULTS.statuses
+  if (!Array.isArray(statuses) || !statuses.every((s) => Number.isInteger(s) && s >= 400 && s <= 599)) {
+    throw new TypeError(
+      `Expected \`statuses\` to be an array of 4xx/5xx statuses, got ${JSON.stringify(statuses)}`,
+    )
+  }
+  const random = options.random ?? Math.random
+  if (typeof random !== 'function')
+    throw new TypeError(`Expected \`random\` to be a function, got ${typeof random}`)
+  const onRetry = options.onRetry
+  if (onRetry !== undefined && typeof onRetry !== 'function') {
+    throw new TypeError(`Expected \`onRetry\` to be a function, got ${typeof onRetry}`)
+  }
+  return { maxAttempts, minDelayMs, maxDelayMs, statuses: new Set(statuses), random, onRetry }
+}
+
+/**
+ * The wait before retry number `attempt` (1 for the first retry): a random point between
+ * `minDelayMs` and `min(maxDelayMs, minDelayMs · 2^attempt)` (truncated exponential
+ * backoff, full jitter above the floor). A `Retry-After` within `maxDelayMs` is a floor on
+ * top of that; a longer one returns `undefined`: do not retry.
+ *
+ * @example
+ * const policy = createRetryPolicy({ random: () => 0.5 })
+ * retryDelay(policy, 1) // 1500: halfway between 1 s and 2 s
+ * retryDelay(policy, 1, 60_000) // undefined: the server asked for more than the cap
+ */
+export function retryDelay(policy: RetryPolicy, attempt: number, retryAfterMs?: number): number | undefined {
+  if (retryAfterMs !== undefined && retryAfterMs > policy.maxDelayMs) return undefined
+  const ceiling = Math.min(policy.maxDelayMs, policy.minDelayMs * 2 ** Math.min(attempt, 52))
+  const backoff = policy.minDelayMs + Math.floor(policy.random() * (ceiling - policy.minDelayMs))
+  return Math.max(backoff, retryAfterMs ?? 0)
+}
+
+const DELTA_SECONDS = /^\d{1,10}$/
+
+/**
+ * Parses a `Retry-After` value, delta-seconds or an HTTP date, into milliseconds from `now`
+ * (never negative). Returns `undefined` for a missing or invalid value.
+ *
+ * @example
+ * parseRetryAfter('120') // 120000
+ * parseRetryAfter('Wed, 21 Oct 2015 07:28:00 GMT', Date.parse('Wed, 21 Oct 2015 07:27:30 GMT')) // 30000
+ */
+export function parseRetryAfter(
+  value: string | null | undefined,
+  now: number = Date.now(),
+): number | undefined {
+  if (typeof value !== 'string') return undefined
+  const text = value.trim()
+  if (DELTA_SECONDS.test(text)) return Number(text) * 1000
+  if (!/^[A-Za-z]{3},? /.test(text)) return undefined
+  const at = Date.parse(text)
+  return Number.isNaN(at) ? undefined : Math.max(0, at - now)
+}
+
+/**
+ * Waits `ms`, or rejects with the signal's reason as soon as it aborts.
+ *
+ * @example
+ * await abortableSleep(1000, requestSignal(req))
+ */
+export function abortableSleep(ms: number, signal: AbortSignal | null | undefined): Promise<void> {
+  return sleep(ms, undefined, signal ? { signal } : undefined).catch((err: unknown) => {
+    throw signal?.aborted ? signal.reason : err
+  })
+}
+
+/**
+ * Options of {@link fetchWithRetry}: the retry policy, plus the `fetch` to call.
+ *
+ * @example
+ * const options: FetchWithRetryOptions = { maxAttempts: 4, onRetry: (e) => console.warn(e) }
+ */
+export interface FetchWithRetryOptions extends RetryOptions {
+  /** The fetch implementation. @default globalThis.fetch */
+  readonly fetch?: typeof globalThis.fetch
+}
+
+/**
+ * `fetch` for clients of image APIs, with the retry policy of {@link RetryOptions}: network
+ * errors, 429 and 502 are retried after a jittered exponential backoff of at least 1 s,
+ * `Retry-After` (seconds or HTTP date) is honoured up to `maxDelayMs`, and nothing is
+ * retried once `init.signal` aborted. It resolves with the last response (a 429 or 502 too,
+ * once the attempts are spent) and rejects only with the last network error or the abort
+ * reason. A request body that is a stream cannot be sent twice, so it is not retried.
+ *
+ * @example
+ * import { fetchWithRetry } from 'image-api-errors'
+ * const res = await fetchWithRetry('https://image-charts.com/chart?cht=p&chd=t:1,2&chs=100x100', {
+ *   signal: AbortSignal.timeout(20_000),
+ * }, { maxAttempts: 4 })
+ */
+export async function fetchWithRetry(
+  url: string | URL,
+  init: RequestInit = {},
+  options: Readonly<FetchWithRetryOptions> = {},
+): Promise<Response> {
+  const policy = createRetryPolicy(options)
+  const doFetch = options.fetch ?? globalThis.fetch
+  if (typeof doFetch !== 'function')
+    throw new TypeError(`Expected \`fetch\` to be a function, got ${typeof doFetch}`)
+  const signal = init.signal ?? undefined
+  const replayable = !(init.body instanceof ReadableStream)
+  for (let attempt = 1; ; attempt++) {
+    signal?.throwIfAborted()
+    const last = attempt >= policy.maxAttempts || !replayable
+    let response: Response
+    try {
+      response = await doFetch(url, init)
+    } catch (error) {
+      if (last || signal?.aborted || !isNetworkError(error)) throw signal?.aborted ? signal.reason : error
+      const delayMs = retryDelay(policy, attempt) as number
+      policy.onRetry?.({ attempt, delayMs, error })
+      await abortableSleep(delayMs, signal)
+      continue
+    }
+    if (last || !policy.statuses.has(response.status)) return response
+    const delayMs = retryDelay(policy, attempt, parseRetryAfter(response.headers.get('retry-after')))
+    if (delayMs === undefined) return response
+    await response.body?.cancel().catch(() => {})
+    policy.onRetry?.({ attempt, delayMs, status: response.status })
+    await abortableSleep(delayMs, signal)
+  }
+}
+
+const NETWORK_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'ETIMEDOUT',
+  'EPIPE',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'UND_ERR_SOCKET',
+  'UND_ERR_CONNECT_TIMEOUT',
+])
+
+/** Node's fetch rejects with `TypeError('fetch failed')` for network failures; other fetches with a system error code. */
+function isNetworkError(error: unknown): boolean {
+  if (error instanceof TypeError && error.message === 'fetch failed') return true
+  const code = (error as { code?: unknown } | null)?.code
+  return typeof code === 'string' && NETWORK_CODES.has(code)
+}

@@ -1,0 +1,92 @@
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import { peekRequestState, requestState } from './request-state.ts'
+
+/**
+ * The single `AbortSignal` of a request: aborted when its deadline passes (reason: an
+ * `IcError` with code `IC_BACKEND_TIMEOUT`) or when the client goes away (reason:
+ * `IC_CLIENT_CLOSED_REQUEST`), whichever comes first. Pass it to every backend call, so the
+ * work stops with the request. `deadline()` and `clientClosed()` also publish it as
+ * `signal` on `res.locals` (Express) and `ctx.state` (Koa). Without those middlewares it
+ * never aborts.
+ *
+ * @example
+ * app.get('/image/:id', deadline({ timeoutMs: '8s' }), async (req, res) => {
+ *   const image = await fetchImage(`https://images.example.com/${req.params.id}`, { signal: requestSignal(req) })
+ *   res.type(image.contentType).send(image.body)
+ * })
+ */
+export function requestSignal(req: IncomingMessage): AbortSignal {
+  const state = requestState(req)
+  let controller = state.abortController
+  if (controller === undefined) {
+    controller = new AbortController()
+    state.abortController = controller
+    if (state.abortReason !== undefined) controller.abort(state.abortReason)
+  }
+  return controller.signal
+}
+
+/**
+ * Publishes the request's signal as `signal` on `target` (`res.locals`, `ctx.state`) without
+ * making it: an `AbortSignal` costs microseconds, so it is made on first read only.
+ *
+ * @example
+ * publishSignal(ctx.state, ctx.req)
+ * ctx.state.signal // requestSignal(ctx.req)
+ */
+export function publishSignal(target: object, req: IncomingMessage): void {
+  if (Object.hasOwn(target, 'signal')) return
+  Object.defineProperty(target, 'signal', {
+    configurable: true,
+    enumerable: true,
+    get: () => requestSignal(req),
+  })
+}
+
+/**
+ * Aborts the request's signal with `reason`, unless it was already aborted. Returns whether
+ * this call aborted it.
+ *
+ * @example
+ * abortRequest(req, icError('IC_BACKEND_TIMEOUT'))
+ */
+export function abortRequest(req: IncomingMessage, reason: Error): boolean {
+  const state = requestState(req)
+  if (state.abortReason !== undefined) return false
+  state.abortReason = reason
+  state.abortController?.abort(reason)
+  return true
+}
+
+/**
+ * How an adapter hands a lifecycle failure to its error handler: Express `next(err)`, Koa `ctx.onerror(err)`.
+ *
+ * @example
+ * const failThroughNext: LifecycleFail = (next, err) => (next as (err: Error) => void)(err)
+ */
+export type LifecycleFail = (target: unknown, err: Error) => void
+
+/**
+ * Reports `err` for the request through the adapter, one turn of the event loop after the
+ * abort: a handler that passed the signal to its backend call fails by itself first, and
+ * its failure (the same reason) is then the one reported, so the framework never sees a
+ * second error for the request. A handler that ignores the signal is failed here. With
+ * `clientGone`, a response the handler ended meanwhile is still reported: it reached nobody.
+ *
+ * @example
+ * if (abortRequest(req, err)) failAfterAbort(res, err, (next, e) => (next as (e: Error) => void)(e), false)
+ */
+export function failAfterAbort(
+  res: ServerResponse,
+  err: Error,
+  fail: LifecycleFail,
+  clientGone: boolean,
+): void {
+  setImmediate(failIfPending, res, err, fail, clientGone)
+}
+
+function failIfPending(res: ServerResponse, err: Error, fail: LifecycleFail, clientGone: boolean): void {
+  const state = peekRequestState(res.req)
+  if (state === undefined || state.failureReported === true || (!clientGone && res.writableFinished)) return
+  fail(state.lifecycleTarget, err)
+}

@@ -1,0 +1,367 @@
+import assert from 'node:assert/strict'
+import { once } from 'node:events'
+import { Agent, request as httpRequest, type IncomingMessage } from 'node:http'
+import { connect, type Socket } from 'node:net'
+import { Readable } from 'node:stream'
+import { after, before, describe, test } from 'node:test'
+import { createBackendFetch, isIcError, requestSignal } from '../src/index.ts'
+import { type Backend, PNG, startBackend } from './support/backends.ts'
+import { frameworks, type RunningApp, startApp } from './support/harness.ts'
+
+interface Answer {
+  readonly status: number
+  readonly headers: IncomingMessage['headers']
+  readonly body: string
+  readonly socket: Socket
+}
+
+/** One GET through `agent` (keep-alive when given), with the socket it used. */
+async function get(url: string, agent?: Agent): Promise<Answer> {
+  const req = httpRequest(url, agent === undefined ? {} : { agent })
+  req.end()
+  const [res] = (await once(req, 'response')) as [IncomingMessage]
+  let body = ''
+  for await (const chunk of res) body += chunk
+  return { status: res.statusCode ?? 0, headers: res.headers, body, socket: req.socket as Socket }
+}
+
+/** Opens a raw client socket to the app. */
+async function rawSocket(appUrl: string): Promise<Socket> {
+  const { port } = new URL(appUrl)
+  const socket = connect(Number(port), '127.0.0.1')
+  await once(socket, 'connect')
+  return socket
+}
+
+/** Resolves once `n` reports are in (the error hook runs after the response was handled). */
+async function reportsOf(app: RunningApp, n: number): Promise<RunningApp['reports']> {
+  while (app.reports.length < n) await new Promise((resolve) => setImmediate(resolve))
+  return app.reports
+}
+
+const fetchImage = createBackendFetch({ allowedAddresses: ['127.0.0.1'] })
+
+describe('backend lifecycle on every framework', () => {
+  let silent: Backend // accepts the request, never answers
+  let image: Backend // answers a PNG
+  let statusBackend: Backend // answers /<status>
+  before(async () => {
+    silent = await startBackend(() => {})
+    image = await startBackend((_req, res) => res.end(PNG))
+    statusBackend = await startBackend((req, res) => {
+      const status = Number(req.url?.slice(1))
+      if (status === 503) res.setHeader('retry-after', '7')
+      if (status === 200) res.setHeader('content-type', 'image/png')
+      res.statusCode = status
+      res.end(status === 200 ? '<!doctype html><p>not an image</p>' : `status ${status}`)
+    })
+  })
+  after(async () => {
+    await Promise.all([silent.close(), image.close(), statusBackend.close()])
+  })
+
+  for (const framework of frameworks) {
+    describe(framework, { timeout: 5000 }, () => {
+      test('the deadline answers 504 before the response started, and aborts the backend fetch', async () => {
+        const app = await startApp(framework, {
+          routes: [
+            {
+              path: '/image',
+              use: (a) => [a.deadline({ timeoutMs: 150 })],
+              handle: async ({ req, locals }) => {
+                assert.equal(locals.signal, requestSignal(req))
+                const { body } = await fetchImage(`${silent.url}/slow.png`, { signal: requestSignal(req) })
+                return { body }
+              },
+            },
+          ],
+        })
+        try {
+          const backendClosed = silent.nextSocketClose()
+          const started = Date.now()
+          const res = await get(`${app.url}/image`)
+          assert.equal(res.status, 504)
+          assert.equal(res.headers['x-ic-error-code'], 'IC_BACKEND_TIMEOUT')
+          assert.ok(Date.now() - started >= 150)
+          await backendClosed
+          const [report] = await reportsOf(app, 1)
+          assert.equal(report?.status, 504)
+          assert.equal(report?.outcome, 'sent')
+          assert.equal(app.reports.length, 1)
+        } finally {
+          await app.close()
+        }
+      })
+
+      test('a handler that ignores the signal and answers late neither crashes nor sends twice', async () => {
+        const agent = new Agent({ keepAlive: true, maxSockets: 1 })
+        const app = await startApp(framework, {
+          routes: [
+            {
+              path: '/late',
+              use: (a) => [a.deadline({ timeoutMs: '100ms' })],
+              handle: async ({ req, res }) => {
+                const signal = requestSignal(req)
+                await once(signal, 'abort')
+                if (!res.writableFinished) await once(res, 'finish')
+                return { status: 200, headers: { 'x-late': 'yes' }, body: 'late' }
+              },
+            },
+            { path: '/ok', use: (a) => [a.deadline({ timeoutMs: '10s' })], handle: () => ({ body: 'ok' }) },
+          ],
+        })
+        try {
+          const late = await get(`${app.url}/late`, agent)
+          assert.equal(late.status, 504)
+          assert.equal(late.headers['x-late'], undefined)
+          // The same keep-alive connection serves the next request: nothing stray was written on it.
+          const next = await get(`${app.url}/ok`, agent)
+          assert.equal(next.status, 200)
+          assert.equal(next.body, 'ok')
+          assert.equal(next.socket, late.socket)
+          assert.equal((await reportsOf(app, 1)).length, 1)
+        } finally {
+          agent.destroy()
+          await app.close()
+        }
+      })
+
+      test('a response that finishes in time clears its deadline timer', async () => {
+        const app = await startApp(framework, {
+          routes: [
+            { path: '/fast', use: (a) => [a.deadline({ timeoutMs: '10m' })], handle: () => ({ body: 'ok' }) },
+          ],
+        })
+        try {
+          const timers = () => process.getActiveResourcesInfo().filter((kind) => kind === 'Timeout').length
+          const baseline = timers()
+          for (let i = 0; i < 20; i++) assert.equal((await get(`${app.url}/fast`)).status, 200)
+          await new Promise((resolve) => setImmediate(resolve))
+          assert.ok(timers() <= baseline, `timers grew from ${baseline} to ${timers()}`)
+          assert.equal(app.reports.length, 0)
+        } finally {
+          await app.close()
+        }
+      })
+
+      test('a deadline that passes once the response started closes the connection instead', async () => {
+        const app = await startApp(framework, {
+          routes: [
+            {
+              path: '/stream',
+              use: (a) => [a.deadline({ timeoutMs: 100 })],
+              handle: () => {
+                const body = new Readable({ read() {} })
+                body.push(PNG)
+                return { status: 200, headers: { 'content-type': 'image/png' }, body }
+              },
+            },
+          ],
+        })
+        try {
+          const req = httpRequest(`${app.url}/stream`)
+          req.end()
+          const [res] = (await once(req, 'response')) as [IncomingMessage]
+          assert.equal(res.statusCode, 200)
+          res.resume()
+          const [err] = (await once(res, 'error')) as [NodeJS.ErrnoException]
+          assert.equal(err.code, 'ECONNRESET')
+          const [report] = await reportsOf(app, 1)
+          assert.equal(report?.status, 504)
+          assert.equal(report?.code, 'IC_BACKEND_TIMEOUT')
+          assert.equal(report?.outcome, 'headers-sent')
+        } finally {
+          await app.close()
+        }
+      })
+
+      test('a client that leaves in the middle of a streamed response is reported once as 499', async () => {
+        const app = await startApp(framework, {
+          use: (a) => [a.clientClosed()],
+          routes: [
+            {
+              path: '/stream',
+              handle: ({ req }) => {
+                const body = new Readable({ read() {} })
+                requestSignal(req).addEventListener('abort', () => body.destroy())
+                body.push(PNG)
+                return { status: 200, headers: { 'content-type': 'image/png' }, body }
+              },
+            },
+          ],
+        })
+        try {
+          const client = await rawSocket(app.url)
+          client.write('GET /stream HTTP/1.1\r\nHost: x\r\n\r\n')
+          await once(client, 'data')
+          client.destroy()
+          const [report] = await reportsOf(app, 1)
+          assert.equal(report?.status, 499)
+          assert.equal(report?.code, 'IC_CLIENT_CLOSED_REQUEST')
+          await new Promise((resolve) => setImmediate(resolve))
+          assert.equal(app.reports.length, 1)
+        } finally {
+          await app.close()
+        }
+      })
+
+      test('a client that goes away aborts the backend fetch within 100 ms and is reported once as 499', async () => {
+        const app = await startApp(framework, {
+          use: (a) => [a.clientClosed()],
+          routes: [
+            {
+              path: '/image',
+              handle: async ({ locals }) => {
+                const { body } = await fetchImage(`${silent.url}/a.png`, {
+                  signal: locals.signal as AbortSignal,
+                })
+                return { body }
+              },
+            },
+          ],
+        })
+        try {
+          const client = await rawSocket(app.url)
+          let received = 0
+          client.on('data', (chunk: Buffer) => {
+            received += chunk.length
+          })
+          const backendGotIt = silent.nextRequest()
+          client.write('GET /image HTTP/1.1\r\nHost: x\r\n\r\n')
+          await backendGotIt
+          const backendClosed = silent.nextSocketClose()
+          const destroyedAt = performance.now()
+          client.destroy()
+          await backendClosed
+          const elapsed = performance.now() - destroyedAt
+          assert.ok(elapsed < 100, `the backend socket closed ${elapsed.toFixed(1)} ms after the client left`)
+          const [report] = await reportsOf(app, 1)
+          assert.equal(report?.status, 499)
+          assert.equal(report?.code, 'IC_CLIENT_CLOSED_REQUEST')
+          assert.equal(report?.outcome, 'client-gone')
+          assert.equal(report?.response.headersSent, false)
+          assert.equal(received, 0)
+          await new Promise((resolve) => setImmediate(resolve))
+          assert.equal(app.reports.length, 1)
+        } finally {
+          await app.close()
+        }
+      })
+
+      test('a handler that ignores the signal is still reported once as 499, and writes nothing', async () => {
+        let handlerDone!: () => void
+        const done = new Promise<void>((resolve) => {
+          handlerDone = resolve
+        })
+        const app = await startApp(framework, {
+          use: (a) => [a.clientClosed()],
+          routes: [
+            {
+              path: '/busy',
+              handle: async ({ req }) => {
+                await once(requestSignal(req), 'abort')
+                await new Promise((resolve) => setImmediate(resolve))
+                await new Promise((resolve) => setImmediate(resolve))
+                setImmediate(handlerDone)
+                return { body: 'too late' }
+              },
+            },
+          ],
+        })
+        try {
+          const client = await rawSocket(app.url)
+          client.write('GET /busy HTTP/1.1\r\nHost: x\r\n\r\n')
+          await new Promise((resolve) => app.server.once('request', resolve))
+          client.destroy()
+          const [report] = await reportsOf(app, 1)
+          assert.equal(report?.status, 499)
+          assert.ok(isIcError(report?.error) && report.error.code === 'IC_CLIENT_CLOSED_REQUEST')
+          await done
+          assert.equal(app.reports.length, 1)
+        } finally {
+          await app.close()
+        }
+      })
+
+      test('keep-alive and pipelined requests are never taken for a client that left', async () => {
+        const agent = new Agent({ keepAlive: true, maxSockets: 1 })
+        const app = await startApp(framework, {
+          use: (a) => [a.clientClosed(), a.deadline({ timeoutMs: '5s' })],
+          routes: [
+            {
+              path: '/image',
+              handle: async ({ req }) => ({
+                body: (await fetchImage(image.url, { signal: requestSignal(req) })).body,
+              }),
+            },
+          ],
+        })
+        try {
+          const first = await get(`${app.url}/image`, agent)
+          for (let i = 0; i < 10; i++) {
+            const res = await get(`${app.url}/image`, agent)
+            assert.equal(res.status, 200)
+            assert.equal(res.socket, first.socket)
+          }
+          const client = await rawSocket(app.url)
+          const three = 'GET /image HTTP/1.1\r\nHost: x\r\n\r\n'.repeat(3)
+          let text = ''
+          client.setEncoding('latin1')
+          client.on('data', (chunk: string) => {
+            text += chunk
+            if (text.split('HTTP/1.1 200 OK').length === 4 && text.endsWith(PNG.toString('latin1')))
+              client.end()
+          })
+          client.write(three)
+          await once(client, 'close')
+          assert.equal(text.split('HTTP/1.1 200 OK').length - 1, 3)
+          assert.equal(app.reports.length, 0)
+          assert.equal(first.socket.listenerCount('close') <= 5, true)
+        } finally {
+          agent.destroy()
+          await app.close()
+        }
+      })
+
+      test('backend statuses and bodies reach the client with their own codes', async () => {
+        const app = await startApp(framework, {
+          use: (a) => [a.clientClosed(), a.deadline({ timeoutMs: '5s' })],
+          routes: [
+            {
+              path: '/proxy',
+              handle: async ({ req }) => {
+                const status = new URL(req.url ?? '/', 'http://x').searchParams.get('status')
+                const image = await fetchImage(`${statusBackend.url}/${status}`, {
+                  signal: requestSignal(req),
+                })
+                return { body: image.body }
+              },
+            },
+          ],
+        })
+        const table: readonly (readonly [number, number, string])[] = [
+          [200, 400, 'IC_IMAGE_MALFORMED'],
+          [400, 400, 'IC_BACKEND_BAD_REQUEST'],
+          [401, 401, 'IC_BACKEND_UNAUTHORIZED'],
+          [403, 403, 'IC_BACKEND_FORBIDDEN'],
+          [404, 404, 'IC_IMAGE_NOT_FOUND'],
+          [500, 502, 'IC_BACKEND_ERROR'],
+          [502, 502, 'IC_BACKEND_ERROR'],
+          [503, 503, 'IC_BACKEND_UNAVAILABLE'],
+          [504, 504, 'IC_BACKEND_GATEWAY_TIMEOUT'],
+        ]
+        try {
+          for (const [backendStatus, status, code] of table) {
+            const res = await get(`${app.url}/proxy?status=${backendStatus}`)
+            assert.equal(res.status, status, `backend ${backendStatus}`)
+            assert.equal(res.headers['x-ic-error-code'], code, `backend ${backendStatus}`)
+            if (backendStatus === 503) assert.equal(res.headers['retry-after'], '7')
+          }
+          assert.equal((await reportsOf(app, table.length)).length, table.length)
+        } finally {
+          await app.close()
+        }
+      })
+    })
+  }
+})
