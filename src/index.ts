@@ -113,9 +113,7 @@ export {
   verifySignature,
 } from './middlewares/signature/index.ts'
 export {
-  IMAGE_TYPES,
-  type ImageType,
-  sniffImageType,
+  UPLOAD_FORMATS,
   type UploadedImage,
   type UploadOptions,
   upload,

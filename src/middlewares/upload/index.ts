@@ -2,9 +2,27 @@ import { createHash, timingSafeEqual } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { icError } from '../../errors.ts'
 import type { Guard, Published } from '../../guard.ts'
-import { IMAGE_TYPES, type ImageType, multipartFile, sniffImageType } from './sniff.ts'
+import { type ImageFormat, sniffImageFormat } from '../backend-fetch/sniff.ts'
+import { multipartFile } from './multipart.ts'
 
-export { IMAGE_TYPES, type ImageType, sniffImageType } from './sniff.ts'
+/**
+ * Every format `upload()` recognises by its bytes (the formats of `sniffImageFormat()`): the
+ * default of its `types` option.
+ *
+ * @example
+ * upload({ enabled: true, tokens, types: UPLOAD_FORMATS.filter((format) => format !== 'bmp') })
+ */
+export const UPLOAD_FORMATS: readonly ImageFormat[] = Object.freeze([
+  'jpeg',
+  'png',
+  'gif',
+  'webp',
+  'avif',
+  'heif',
+  'tiff',
+  'bmp',
+  'jxl',
+])
 
 /**
  * Options of `upload()`.
@@ -21,8 +39,8 @@ export interface UploadOptions {
   readonly verifyToken?: (token: string, req: IncomingMessage) => boolean | Promise<boolean>
   /** Largest body, in bytes; reading stops at the limit (413 `IC_UPLOAD_TOO_LARGE`). @default 10485760 (10 MiB) */
   readonly maxBytes?: number
-  /** Formats accepted, recognised by their bytes. @default IMAGE_TYPES (all) */
-  readonly types?: readonly ImageType[]
+  /** Formats accepted, recognised by their bytes. @default UPLOAD_FORMATS (all) */
+  readonly types?: readonly ImageFormat[]
 }
 
 /**
@@ -35,7 +53,7 @@ export interface UploadOptions {
  */
 export interface UploadedImage {
   readonly body: Buffer
-  readonly type: ImageType
+  readonly type: ImageFormat
 }
 
 const BEARER = /^Bearer +([\x21-\x7e]+) *$/i
@@ -137,10 +155,12 @@ export function upload(options: Readonly<UploadOptions> = {}): Guard {
     throw new TypeError(
       'Expected `tokens` or `verifyToken` when uploads are enabled: an upload needs a Bearer token',
     )
-  const types = new Set(options.types ?? IMAGE_TYPES)
+  const types = new Set(options.types ?? UPLOAD_FORMATS)
   for (const type of types) {
-    if (!IMAGE_TYPES.includes(type))
-      throw new TypeError(`Expected \`types\` to hold ${IMAGE_TYPES.join(', ')}, got ${JSON.stringify(type)}`)
+    if (!UPLOAD_FORMATS.includes(type))
+      throw new TypeError(
+        `Expected \`types\` to hold ${UPLOAD_FORMATS.join(', ')}, got ${JSON.stringify(type)}`,
+      )
   }
   const digests = tokens.map(tokenDigest)
   const enabled = options.enabled === true
@@ -155,7 +175,7 @@ export function upload(options: Readonly<UploadOptions> = {}): Guard {
         throw icError('IC_UPLOAD_NOT_AN_IMAGE', { message: 'The multipart body has no file part' })
       body = file
     }
-    const type = sniffImageType(body)
+    const type = sniffImageFormat(body)
     if (type === undefined || !types.has(type)) {
       throw icError('IC_UPLOAD_NOT_AN_IMAGE', {
         message:
