@@ -1,4 +1,3 @@
-import { createSecretKey, type KeyObject } from 'node:crypto'
 import { type ErrorCode, lookupErrorCode } from '../../catalogue.ts'
 import { icError } from '../../errors.ts'
 import type { Guard, Published } from '../../guard.ts'
@@ -120,8 +119,7 @@ interface CompiledFeature {
 }
 
 interface ResolvedAccount {
-  /** Secrets as key objects: `createHmac` then skips converting the key on every request. */
-  readonly secrets: readonly KeyObject[]
+  readonly secrets: readonly string[]
   readonly published: Published
   readonly features: ReadonlySet<string>
 }
@@ -178,7 +176,7 @@ function resolveAccount(
   }
   const features = entryFeatures(account, plans, known, option)
   return {
-    secrets: account.secrets.map((secret) => createSecretKey(Buffer.from(secret, 'utf8'))),
+    secrets: [...account.secrets],
     features,
     published: { account: Object.freeze({ id, features }) as SignedAccount },
   }

@@ -1,4 +1,4 @@
-import { createHmac, type KeyObject, timingSafeEqual } from 'node:crypto'
+import { createHmac, timingSafeEqual } from 'node:crypto'
 import { decodeBase64Value } from '../../query.ts'
 
 const HEX_SIGNATURE = /^[0-9a-f]{64}$/
@@ -113,7 +113,7 @@ export function hmacHex(text: string, secret: string): string {
  * @example
  * matchesAny(signedParts(search), ['current', 'previous'])
  */
-export function matchesAny(parts: SignedParts, secrets: readonly (string | KeyObject)[]): boolean {
+export function matchesAny(parts: SignedParts, secrets: readonly string[]): boolean {
   const { signature } = parts
   if (signature === undefined || !HEX_SIGNATURE.test(signature)) return false
   const expected = Buffer.from(signature, 'hex')
