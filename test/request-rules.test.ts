@@ -413,6 +413,28 @@ for (const framework of frameworks) {
       assert.equal(report.outcome, 'client-gone')
     })
 
+    it('never answers 500 to arbitrary Authorization headers and bodies on the upload route', async () => {
+      const printable = fc.integer({ min: 0x20, max: 0x7e }).map((c) => String.fromCharCode(c))
+      await fc.assert(
+        fc.asyncProperty(
+          fc.oneof(fc.string({ unit: printable, maxLength: 60 }), fc.constant(`Bearer ${UPLOAD_TOKEN}`)),
+          fc.uint8Array({ maxLength: 64 }),
+          async (authorization, bytes) => {
+            const r = await request(app.url)
+              .post('/upload/a.png')
+              .set('authorization', authorization)
+              .set('content-type', 'application/octet-stream')
+              .send(Buffer.from(bytes))
+            assert.ok(
+              [400, 401].includes(r.status),
+              `${JSON.stringify(authorization)} → ${r.status} ${r.text}`,
+            )
+          },
+        ),
+        { numRuns: 60 },
+      )
+    })
+
     it('never answers 500 to arbitrary query strings and header values', async () => {
       const char = fc.oneof(
         fc.constantFrom(
