@@ -7,7 +7,12 @@ import {
   lookupErrorCode,
 } from './catalogue.ts'
 import { isIcError } from './errors.ts'
-import { encodeValidationHeader, type ValidationItem } from './validation-header.ts'
+import {
+  encodeValidationHeader,
+  sanitizeHeaders,
+  toValidationItem,
+  type ValidationItem,
+} from './validation-header.ts'
 
 /**
  * Any thrown value, reduced to what the response needs.
@@ -26,16 +31,6 @@ export interface NormalizedError {
   readonly details: Readonly<Record<string, unknown>> | undefined
 }
 
-const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/
-const HEADER_VALUE = /^[\t\x20-\x7e]*$/
-const RESERVED_HEADERS = new Set([
-  'content-length',
-  'content-type',
-  'transfer-encoding',
-  'connection',
-  'set-cookie',
-])
-
 function validStatus(status: unknown): number | undefined {
   return typeof status === 'number' && Number.isInteger(status) && status >= 400 && status <= 599
     ? status
@@ -47,30 +42,7 @@ function statusOf(err: { status?: unknown; statusCode?: unknown }): number | und
   return validStatus(err.status) ?? validStatus(err.statusCode)
 }
 
-/** Headers of an error, kept only when both name and value are valid and harmless (our own `x-ic-` ones only for our errors). */
-function safeHeaders(headers: unknown, own = false): Record<string, string> {
-  const out: Record<string, string> = {}
-  if (typeof headers !== 'object' || headers === null) return out
-  for (const [name, value] of Object.entries(headers)) {
-    const lower = name.toLowerCase()
-    if (!HEADER_NAME.test(name) || RESERVED_HEADERS.has(lower) || (!own && lower.startsWith('x-ic-')))
-      continue
-    const text = typeof value === 'number' ? String(value) : value
-    if (typeof text === 'string' && HEADER_VALUE.test(text) && (own || text.length <= 1024)) out[lower] = text
-  }
-  return out
-}
-
 const internal = errorCatalogue.IC_INTERNAL_ERROR
-
-/** Validation items as other libraries throw them: objects with a message, or bare strings. */
-function asValidationItem(item: unknown): ValidationItem {
-  if (typeof item === 'object' && item !== null && typeof (item as ValidationItem).message === 'string') {
-    return item as ValidationItem
-  }
-  const message = typeof item === 'object' && item !== null ? (item as { message?: unknown }).message : item
-  return { message: String(message) }
-}
 
 /**
  * Reduces any thrown or rejected value to a status, code, message and headers, following
@@ -93,8 +65,8 @@ export function normalizeError(err: unknown): NormalizedError {
       entry,
       message: String(err.message),
       expose: err.expose === true,
-      headers: safeHeaders(err.headers, true),
-      validation: err.validation?.map(asValidationItem),
+      headers: err.headers,
+      validation: err.validation,
       details: err.details,
     }
   }
@@ -126,8 +98,8 @@ export function normalizeError(err: unknown): NormalizedError {
     entry,
     message,
     expose: typeof object.expose === 'boolean' ? object.expose : status < 500,
-    headers: safeHeaders(object.headers),
-    validation: Array.isArray(object.validation) ? object.validation.map(asValidationItem) : undefined,
+    headers: sanitizeHeaders(object.headers, false),
+    validation: Array.isArray(object.validation) ? object.validation.map(toValidationItem) : undefined,
     details: undefined,
   }
 }

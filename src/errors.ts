@@ -1,6 +1,11 @@
 import createHttpError, { type HttpError } from 'http-errors'
 import { type ErrorCode, lookupErrorCode } from './catalogue.ts'
-import { encodeValidationHeader, type ValidationItem } from './validation-header.ts'
+import {
+  encodeValidationHeader,
+  sanitizeHeaders,
+  toValidationItem,
+  type ValidationItem,
+} from './validation-header.ts'
 
 const BRAND: unique symbol = Symbol.for('image-api-errors.error') as never
 
@@ -66,17 +71,21 @@ export function icError(code: ErrorCode, options: IcErrorOptions = {}): IcError 
   if (entry === undefined)
     throw new TypeError(`Unknown error code ${JSON.stringify(code)}: define it with defineErrorCode()`)
   const { status } = entry
-  const headers: Record<string, string> = { ...options.headers, 'x-ic-error-code': code }
+  const headers: Record<string, string> = {
+    ...sanitizeHeaders(options.headers, true),
+    'x-ic-error-code': code,
+  }
   const own = options.retryAfterSeconds
   const retryAfterSeconds = own !== undefined && Number.isFinite(own) ? own : entry.retryAfterSeconds
   if (retryAfterSeconds !== undefined)
     headers['retry-after'] = String(Math.max(0, Math.ceil(retryAfterSeconds)))
-  if (options.validation !== undefined && options.validation.length > 0) {
-    headers['x-ic-error-validation'] = encodeValidationHeader(options.validation)
+  const validation = options.validation?.map(toValidationItem)
+  if (validation !== undefined && validation.length > 0) {
+    headers['x-ic-error-validation'] = encodeValidationHeader(validation)
   }
   const props: Record<string, unknown> = { code, headers }
   if (options.expose !== undefined) props.expose = options.expose
-  if (options.validation !== undefined) props.validation = options.validation
+  if (validation !== undefined) props.validation = validation
   if (retryAfterSeconds !== undefined) props.retryAfterSeconds = retryAfterSeconds
   if (options.details !== undefined) props.details = options.details
   if (options.cause !== undefined) props.cause = options.cause

@@ -14,6 +14,16 @@ export interface ValidationItem {
   readonly type?: string
 }
 
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/
+const HEADER_VALUE = /^[\t\x20-\x7e]*$/
+const RESERVED_HEADERS = new Set([
+  'content-length',
+  'content-type',
+  'transfer-encoding',
+  'connection',
+  'set-cookie',
+])
+
 /** Default cap of the `x-ic-error-validation` value, in bytes; common proxies refuse headers over 8 KB. */
 export const VALIDATION_HEADER_MAX_BYTES = 4096
 const MIN_HEADER_BYTES = 256
@@ -100,4 +110,40 @@ export function headerSafeText(text: string, maxBytes = 512): string {
   const safe = text.replace(/[^\x20-\x24\x26-\x7e]+/g, (run) => encodeURIComponent(run.toWellFormed()))
   if (safe.length <= maxBytes) return safe
   return safe.slice(0, maxBytes).replace(/%[0-9A-F]?$/, '')
+}
+
+/**
+ * Keeps the headers of an error whose names and values are valid and harmless: never
+ * `Content-Length`, `Content-Type`, `Transfer-Encoding`, `Connection` or `Set-Cookie`, and
+ * `x-ic-*` only when `own` (a foreign error cannot forge our code).
+ *
+ * @example
+ * sanitizeHeaders({ 'X-Ok': 'yes', 'x-bad': 'a\r\nb' }, false) // { 'x-ok': 'yes' }
+ */
+export function sanitizeHeaders(headers: unknown, own: boolean): Record<string, string> {
+  const out: Record<string, string> = {}
+  if (typeof headers !== 'object' || headers === null) return out
+  for (const [name, value] of Object.entries(headers)) {
+    const lower = name.toLowerCase()
+    if (!HEADER_NAME.test(name) || RESERVED_HEADERS.has(lower) || (!own && lower.startsWith('x-ic-')))
+      continue
+    const text = typeof value === 'number' ? String(value) : value
+    if (typeof text === 'string' && HEADER_VALUE.test(text) && (own || text.length <= 1024)) out[lower] = text
+  }
+  return out
+}
+
+/**
+ * A validation item from what other code throws: an object with a string `message` is kept,
+ * a bare string becomes `{ message }`, anything else is stringified.
+ *
+ * @example
+ * toValidationItem('width must be a number') // { message: 'width must be a number' }
+ */
+export function toValidationItem(item: unknown): ValidationItem {
+  if (typeof item === 'object' && item !== null && typeof (item as ValidationItem).message === 'string') {
+    return item as ValidationItem
+  }
+  const message = typeof item === 'object' && item !== null ? (item as { message?: unknown }).message : item
+  return { message: String(message) }
 }
