@@ -5,17 +5,7 @@
 //   layers        signature(), permissions(), imageParams() as three layers (10 hosts)
 import express from 'express'
 import { imageParams, permissions, requestRules, signature } from '../../src/express.ts'
-
-export const ACCOUNT = 'acme'
-export const SECRET = 'bench-secret'
-export const HOST = 'images7.example.com'
-
-export function allowedHosts(count: number): string[] {
-  const hosts = [HOST, '*.cdn.example.net']
-  for (let i = 0; hosts.length < count; i++)
-    hosts.push(i % 4 === 0 ? `*.zone${i}.example.org` : `host${i}.example.org`)
-  return hosts
-}
+import { ACCOUNT, allowedHosts, SECRET } from './rules-fixture.ts'
 
 const variant = process.argv[2] ?? 'bare'
 const BODY = '{"status":"ok"}'
