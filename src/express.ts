@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { icError } from './errors.ts'
 import type { Guard } from './guard.ts'
+import * as core from './index.ts'
 import { createClientClosed } from './middlewares/client-closed/index.ts'
 import { createDeadline, type DeadlineOptions } from './middlewares/deadline/index.ts'
 import { createErrorWriter, type ErrorHandlerOptions } from './middlewares/error-handler/index.ts'
@@ -200,4 +201,70 @@ export function imageChartsRateLimits(
   options: Readonly<ImageChartsRateLimitsOptions> = {},
 ): ExpressMiddleware {
   return fromGuard(imageChartsRateLimitsGuard(options), 'imageChartsRateLimits')
+}
+
+// Request rules (issue 3): the core guards as Express middleware.
+
+/**
+ * Image-parameter validation as Express middleware; see the core `imageParams`.
+ * Publishes `imageParams` on `res.locals`.
+ *
+ * @example
+ * app.get('/img/:path', imageParams({ maxWidth: 4000 }), (req, res) => res.json(res.locals.imageParams))
+ */
+export function imageParams(options: Readonly<core.ImageParamsOptions> = {}): ExpressMiddleware {
+  return fromGuard(core.imageParams(options), 'imageParams')
+}
+
+/**
+ * Imagizer's permission rules as Express middleware; see the core `permissions`.
+ * Publishes `source` when the request chose one.
+ *
+ * @example
+ * app.get('/img/:path', permissions({ hostsAllowed: ['*.example.com'] }), handler)
+ */
+export function permissions(options: Readonly<core.PermissionsOptions> = {}): ExpressMiddleware {
+  return fromGuard(core.permissions(options), 'permissions')
+}
+
+/**
+ * Image-Charts signed requests (`icac` / `ichm`) as Express middleware; see the core
+ * `signature`. Publishes `account` for signed requests.
+ *
+ * @example
+ * app.get('/chart', signature({ accounts: { acme: ['new-secret', 'old-secret'] } }), handler)
+ */
+export function signature(options: Readonly<core.SignatureOptions>): ExpressMiddleware {
+  return fromGuard(core.signature(options), 'signature')
+}
+
+/**
+ * API keys as Express middleware; see the core `apiKey`. Publishes `apiKey`.
+ *
+ * @example
+ * app.get('/img/:path', apiKey({ keys: { [key]: ['images:read'] }, scopes: ['images:read'] }), handler)
+ */
+export function apiKey(options: Readonly<core.ApiKeyOptions>): ExpressMiddleware {
+  return fromGuard(core.apiKey(options), 'apiKey')
+}
+
+/**
+ * Imagizer-style uploads as Express middleware; see the core `upload`. Publishes
+ * `upload` (`{ body, type }`). Mount it before any body parser.
+ *
+ * @example
+ * app.post('/images/*path', upload({ enabled: true, tokens: [token] }), handler)
+ */
+export function upload(options: Readonly<core.UploadOptions> = {}): ExpressMiddleware {
+  return fromGuard(core.upload(options), 'upload')
+}
+
+/**
+ * Several request rules as ONE Express middleware; see the core `requestRules`.
+ *
+ * @example
+ * app.get('/img/:path', requestRules({ permissions: { hostsAllowed: ['*.example.com'] }, imageParams: {} }), handler)
+ */
+export function requestRules(options: Readonly<core.RequestRulesOptions>): ExpressMiddleware {
+  return fromGuard(core.requestRules(options), 'requestRules')
 }

@@ -17,6 +17,13 @@ export {
 } from './error-response.ts'
 export { type IcError, type IcErrorOptions, icError, isIcError } from './errors.ts'
 export type { Guard, Published } from './guard.ts'
+// Request rules (issue 3): core factories returning Guards; the adapters export middlewares of the same names.
+export {
+  type ApiKeyGrant,
+  type ApiKeyInfo,
+  type ApiKeyOptions,
+  apiKey,
+} from './middlewares/api-key/index.ts'
 export { isBlockedAddress } from './middlewares/backend-fetch/address.ts'
 export {
   type BackendFetch,
@@ -36,6 +43,16 @@ export {
   type ErrorReport,
   isClientGone,
 } from './middlewares/error-handler/index.ts'
+export {
+  DEFAULT_PARAMS_EXEMPT,
+  IMAGIZER_PARAMS,
+  type ImageParamsOptions,
+  type ImageParamValues,
+  imageParams,
+  type ParamRule,
+  type ParamValue,
+  type Size,
+} from './middlewares/image-params/index.ts'
 // Load protection: overload shedding and rate limiting (issue 5).
 export {
   createLoadSampler,
@@ -48,6 +65,13 @@ export {
   type OverloadReason,
   type OverloadType,
 } from './middlewares/load-shedding/index.ts'
+export {
+  createHostMatcher,
+  type HostMatcher,
+  type ImageSource,
+  type PermissionsOptions,
+  permissions,
+} from './middlewares/permissions/index.ts'
 export {
   type ConsumeResult,
   chainGuards,
@@ -66,6 +90,7 @@ export {
   type SendCommand,
   type TrustProxy,
 } from './middlewares/rate-limit/index.ts'
+export { type RequestRulesOptions, requestRules } from './middlewares/request-rules/index.ts'
 export {
   createRetryPolicy,
   type FetchWithRetryOptions,
@@ -76,5 +101,23 @@ export {
   type RetryPolicy,
   retryDelay,
 } from './middlewares/retry/index.ts'
+export {
+  type FeatureRule,
+  imageChartsFeatures,
+  type SignatureAccount,
+  type SignatureAccountEntry,
+  type SignatureOptions,
+  type SignedAccount,
+  signature,
+  signQuery,
+  verifySignature,
+} from './middlewares/signature/index.ts'
+export {
+  UPLOAD_FORMATS,
+  type UploadedImage,
+  type UploadOptions,
+  upload,
+} from './middlewares/upload/index.ts'
+export { type ParsedQuery, parseQuery } from './query.ts'
 export { type LifecycleFail, requestSignal } from './request-signal.ts'
 export { encodeValidationHeader, headerSafeText, type ValidationItem } from './validation-header.ts'

@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { icError } from './errors.ts'
 import type { Guard } from './guard.ts'
+import * as core from './index.ts'
 import { createClientClosed } from './middlewares/client-closed/index.ts'
 import { createDeadline, type DeadlineOptions } from './middlewares/deadline/index.ts'
 import { createErrorWriter, type ErrorHandlerOptions } from './middlewares/error-handler/index.ts'
@@ -191,4 +192,70 @@ export function rateLimit(options: Readonly<RateLimitOptions>): KoaMiddleware {
  */
 export function imageChartsRateLimits(options: Readonly<ImageChartsRateLimitsOptions> = {}): KoaMiddleware {
   return fromGuard(imageChartsRateLimitsGuard(options), 'imageChartsRateLimits')
+}
+
+// Request rules (issue 3): the core guards as Koa middleware.
+
+/**
+ * Image-parameter validation as Koa middleware; see the core `imageParams`.
+ * Publishes `imageParams` on `ctx.state`.
+ *
+ * @example
+ * router.get('/img/:path', imageParams({ maxWidth: 4000 }), (ctx) => { ctx.body = ctx.state.imageParams })
+ */
+export function imageParams(options: Readonly<core.ImageParamsOptions> = {}): KoaMiddleware {
+  return fromGuard(core.imageParams(options), 'imageParams')
+}
+
+/**
+ * Imagizer's permission rules as Koa middleware; see the core `permissions`.
+ * Publishes `source` when the request chose one.
+ *
+ * @example
+ * router.get('/img/:path', permissions({ hostsAllowed: ['*.example.com'] }), handler)
+ */
+export function permissions(options: Readonly<core.PermissionsOptions> = {}): KoaMiddleware {
+  return fromGuard(core.permissions(options), 'permissions')
+}
+
+/**
+ * Image-Charts signed requests (`icac` / `ichm`) as Koa middleware; see the core
+ * `signature`. Publishes `account` for signed requests.
+ *
+ * @example
+ * router.get('/chart', signature({ accounts: { acme: ['new-secret', 'old-secret'] } }), handler)
+ */
+export function signature(options: Readonly<core.SignatureOptions>): KoaMiddleware {
+  return fromGuard(core.signature(options), 'signature')
+}
+
+/**
+ * API keys as Koa middleware; see the core `apiKey`. Publishes `apiKey`.
+ *
+ * @example
+ * router.get('/img/:path', apiKey({ keys: { [key]: ['images:read'] }, scopes: ['images:read'] }), handler)
+ */
+export function apiKey(options: Readonly<core.ApiKeyOptions>): KoaMiddleware {
+  return fromGuard(core.apiKey(options), 'apiKey')
+}
+
+/**
+ * Imagizer-style uploads as Koa middleware; see the core `upload`. Publishes
+ * `upload` (`{ body, type }`). Mount it before any body parser.
+ *
+ * @example
+ * router.post('/images/(.*)', upload({ enabled: true, tokens: [token] }), handler)
+ */
+export function upload(options: Readonly<core.UploadOptions> = {}): KoaMiddleware {
+  return fromGuard(core.upload(options), 'upload')
+}
+
+/**
+ * Several request rules as ONE Koa middleware; see the core `requestRules`.
+ *
+ * @example
+ * router.get('/img/:path', requestRules({ permissions: { hostsAllowed: ['*.example.com'] }, imageParams: {} }), handler)
+ */
+export function requestRules(options: Readonly<core.RequestRulesOptions>): KoaMiddleware {
+  return fromGuard(core.requestRules(options), 'requestRules')
 }

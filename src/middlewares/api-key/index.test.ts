@@ -1,0 +1,106 @@
+import assert from 'node:assert/strict'
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import { describe, it } from 'node:test'
+import fc from 'fast-check'
+import { isIcError } from '../../errors.ts'
+import type { Guard } from '../../guard.ts'
+import { type ApiKeyOptions, apiKey } from './index.ts'
+
+const res = {} as ServerResponse
+async function outcome(guard: Guard, url: string, headers: Record<string, string> = {}): Promise<string> {
+  try {
+    const out = (await guard({ url, headers } as unknown as IncomingMessage, res)) as {
+      apiKey: { id: string; scopes: Set<string> }
+    }
+    return `ok ${out.apiKey.id} [${[...out.apiKey.scopes].join(',')}]`
+  } catch (err) {
+    assert.ok(isIcError(err), String(err))
+    return `${err.status} ${err.code}`
+  }
+}
+
+const keys = {
+  'k-reader': { id: 'reader', scopes: ['images:read'] },
+  'k-admin': ['images:read', 'images:write'],
+}
+
+describe('apiKey', () => {
+  it('reads the key from the x-api-key header by default', async () => {
+    const guard = apiKey({ keys })
+    assert.equal(await outcome(guard, '/i', { 'x-api-key': 'k-reader' }), 'ok reader [images:read]')
+    assert.equal(await outcome(guard, '/i', { 'x-api-key': ' k-reader ' }), 'ok reader [images:read]')
+    assert.equal(await outcome(guard, '/i?key=k-reader'), '401 IC_API_KEY_MISSING')
+    assert.equal(await outcome(guard, '/i', { 'x-api-key': '' }), '401 IC_API_KEY_MISSING')
+    assert.equal(await outcome(guard, '/i', { 'x-api-key': 'k-readerX' }), '401 IC_API_KEY_INVALID')
+  })
+
+  it('never publishes the key itself: the default id is a fingerprint', async () => {
+    const result = await outcome(apiKey({ keys }), '/i', { 'x-api-key': 'k-admin' })
+    assert.match(result, /^ok key-[0-9a-f]{12} \[images:read,images:write\]$/)
+    assert.ok(!result.includes('k-admin'))
+  })
+
+  it('reads a query parameter (and its base64 form) when configured, the header first', async () => {
+    const guard = apiKey({ keys, query: 'key' })
+    assert.equal(await outcome(guard, '/i?key=k-reader'), 'ok reader [images:read]')
+    assert.equal(
+      await outcome(guard, `/i?key64=${Buffer.from('k-reader').toString('base64')}`),
+      'ok reader [images:read]',
+    )
+    assert.equal(await outcome(guard, '/i?key=nope', { 'x-api-key': 'k-reader' }), 'ok reader [images:read]')
+    assert.equal(await outcome(guard, '/i?key=k-reader&key=k-admin'), '400 IS_VALIDATION_ERROR')
+    const queryOnly = apiKey({ keys, header: false, query: 'api_key' })
+    assert.equal(await outcome(queryOnly, '/i', { 'x-api-key': 'k-reader' }), '401 IC_API_KEY_MISSING')
+  })
+
+  it('refuses a known key without the scopes of the route with 403', async () => {
+    const guard = apiKey({ keys, scopes: ['images:write'] })
+    assert.equal(await outcome(guard, '/i', { 'x-api-key': 'k-reader' }), '403 IC_API_KEY_FORBIDDEN')
+    assert.match(await outcome(guard, '/i', { 'x-api-key': 'k-admin' }), /^ok /)
+  })
+
+  it('asks an async lookup for keys the record does not hold', async () => {
+    const guard = apiKey({
+      keys,
+      header: 'Authorization-Key',
+      lookup: async (key) => (key === 'from-db' ? { id: 'db', scopes: ['x'] } : undefined),
+      scopes: ['x'],
+    })
+    assert.equal(await outcome(guard, '/i', { 'authorization-key': 'from-db' }), 'ok db [x]')
+    assert.equal(await outcome(guard, '/i', { 'authorization-key': 'other' }), '401 IC_API_KEY_INVALID')
+    assert.equal(await outcome(guard, '/i', { 'authorization-key': 'k-reader' }), '403 IC_API_KEY_FORBIDDEN')
+  })
+
+  it('validates its options at construction, naming the option', () => {
+    const cases: [ApiKeyOptions, RegExp][] = [
+      [{}, /`keys` or `lookup`/],
+      [{ keys, header: 'bad header' }, /`header`/],
+      [{ keys, query: 'key64' }, /`query`/],
+      [{ keys, header: false, query: false }, /both are false/],
+      [{ keys, scopes: [''] }, /`scopes`/],
+      [{ keys: { k: { scopes: 'all' as never } } }, /scopes/],
+      [{ keys: { '': [] } }, /non-empty keys/],
+    ]
+    for (const [options, message] of cases) {
+      assert.throws(
+        () => apiKey(options),
+        (err: Error) => err instanceof TypeError && message.test(err.message),
+      )
+    }
+  })
+
+  it('never throws anything but a 4xx IcError on arbitrary header values and queries', async () => {
+    const guard = apiKey({ keys, query: 'key', scopes: ['images:read'] })
+    await fc.assert(
+      fc.asyncProperty(
+        fc.string({ unit: 'binary' }),
+        fc.string({ unit: 'binary' }),
+        async (header, query) => {
+          const result = await outcome(guard, `/i?${query}`, { 'x-api-key': header })
+          assert.match(result, /^(ok|4\d\d) /)
+        },
+      ),
+      { numRuns: 1000 },
+    )
+  })
+})

@@ -1,0 +1,184 @@
+import { createHash } from 'node:crypto'
+import type { IncomingMessage } from 'node:http'
+import { icError } from '../../errors.ts'
+import type { Guard, Published } from '../../guard.ts'
+import { type ParsedQuery, parseQuery } from '../../query.ts'
+
+/**
+ * What a key may do: an id for logs (never the key itself) and its scopes.
+ *
+ * @example
+ * const grant: ApiKeyGrant = { id: 'partner-42', scopes: ['images:read'] }
+ */
+export interface ApiKeyGrant {
+  /** Shown to the handler and in logs. Default: `key-` and the first 12 hex digits of the key's SHA-256. */
+  readonly id?: string
+  readonly scopes?: readonly string[]
+}
+
+/**
+ * Options of `apiKey()`.
+ *
+ * @example
+ * const options: ApiKeyOptions = {
+ *   keys: { [process.env.PARTNER_KEY as string]: { id: 'partner', scopes: ['images:read'] } },
+ *   scopes: ['images:read'],
+ * }
+ */
+export interface ApiKeyOptions {
+  /** Known keys and what each may do (a list of scopes is short for `{ scopes }`). */
+  readonly keys?: Readonly<Record<string, ApiKeyGrant | readonly string[]>>
+  /** Finds a key the `keys` record does not hold (e.g. in a database); `undefined` when unknown. */
+  readonly lookup?: (key: string) => ApiKeyGrant | undefined | Promise<ApiKeyGrant | undefined>
+  /** Header carrying the key; `false` to read only the query. @default 'x-api-key' */
+  readonly header?: string | false
+  /** Query parameter carrying the key; `false` to read only the header. @default false */
+  readonly query?: string | false
+  /** Scopes this route needs, all of them; a known key without them gets 403 `IC_API_KEY_FORBIDDEN`. @default [] */
+  readonly scopes?: readonly string[]
+}
+
+/**
+ * What `apiKey()` publishes as `apiKey`.
+ *
+ * @example
+ * const { id } = res.locals.apiKey as ApiKeyInfo
+ */
+export interface ApiKeyInfo {
+  readonly id: string
+  readonly scopes: ReadonlySet<string>
+}
+
+interface Known {
+  readonly info: ApiKeyInfo
+  readonly published: Published
+}
+
+const HEADER = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/
+const MAX_KEY_CHARS = 1024
+
+function digest(key: string): string {
+  return createHash('sha256').update(key).digest('hex')
+}
+
+function resolve(key: string, grant: unknown, option: string): Known {
+  const value: ApiKeyGrant = Array.isArray(grant) ? { scopes: grant as string[] } : (grant as ApiKeyGrant)
+  if (typeof value !== 'object' || value === null)
+    throw new TypeError(`Expected \`${option}\` to be { id?, scopes? } or a list of scopes`)
+  const scopes = value.scopes ?? []
+  if (!Array.isArray(scopes) || scopes.some((s) => typeof s !== 'string'))
+    throw new TypeError(`Expected \`${option}.scopes\` to be an array of strings`)
+  if (value.id !== undefined && (typeof value.id !== 'string' || value.id === ''))
+    throw new TypeError(`Expected \`${option}.id\` to be a non-empty string`)
+  const info: ApiKeyInfo = Object.freeze({
+    id: value.id ?? `key-${digest(key).slice(0, 12)}`,
+    scopes: new Set(scopes),
+  })
+  return { info, published: Object.freeze({ apiKey: info }) }
+}
+
+/**
+ * The check `apiKey()` and `requestRules()` run; `query` is the parsed query when the caller
+ * has it already.
+ *
+ * @example
+ * const check: ApiKeyCheck = compileApiKey({ keys: { 'k-123': ['images:read'] } })
+ */
+export type ApiKeyCheck = (req: IncomingMessage, query?: ParsedQuery) => Published | Promise<Published>
+
+/**
+ * Validates the options and returns the check `apiKey()` and `requestRules()` run.
+ *
+ * @example
+ * const check = compileApiKey({ keys: { 'k-123': ['images:read'] } })
+ * check(req)
+ */
+export function compileApiKey(options: Readonly<ApiKeyOptions>): ApiKeyCheck {
+  if (typeof options !== 'object' || options === null)
+    throw new TypeError('Expected the options of `apiKey` to be an object')
+  const { lookup } = options
+  if (lookup !== undefined && typeof lookup !== 'function')
+    throw new TypeError(`Expected \`lookup\` to be a function, got ${typeof lookup}`)
+  if (options.keys === undefined && lookup === undefined)
+    throw new TypeError('Expected `keys` or `lookup`: apiKey() needs a way to know keys')
+  const header = options.header === undefined ? 'x-api-key' : options.header
+  if (header !== false && (typeof header !== 'string' || !HEADER.test(header)))
+    throw new TypeError(`Expected \`header\` to be a header name or false, got ${JSON.stringify(header)}`)
+  const param = options.query === undefined ? false : options.query
+  if (param !== false && (typeof param !== 'string' || param === '' || param.endsWith('64')))
+    throw new TypeError(
+      `Expected \`query\` to be a parameter name (not ending in 64) or false, got ${JSON.stringify(param)}`,
+    )
+  if (header === false && param === false) throw new TypeError('Expected `header` or `query`: both are false')
+  const needed = options.scopes ?? []
+  if (!Array.isArray(needed) || needed.some((s) => typeof s !== 'string' || s === ''))
+    throw new TypeError('Expected `scopes` to be an array of non-empty strings')
+  const keys = new Map<string, Known>()
+  for (const [key, grant] of Object.entries(options.keys ?? {})) {
+    if (key === '') throw new TypeError('Expected `keys` to have non-empty keys')
+    keys.set(digest(key), resolve(key, grant, 'keys[…]'))
+  }
+  const headerName = header === false ? undefined : header.toLowerCase()
+  const where = [
+    headerName === undefined ? '' : `the ${headerName} header`,
+    param === false ? '' : `the ${param} parameter`,
+  ]
+    .filter(Boolean)
+    .join(' or ')
+
+  const finish = (known: Known | undefined): Published => {
+    if (known === undefined) throw icError('IC_API_KEY_INVALID', { message: 'The API key is not known' })
+    for (const scope of needed) {
+      if (!known.info.scopes.has(scope))
+        throw icError('IC_API_KEY_FORBIDDEN', {
+          message: `The API key ${known.info.id} lacks the scope ${scope}`,
+        })
+    }
+    return known.published
+  }
+
+  return (req, parsed) => {
+    let key: string | undefined
+    if (headerName !== undefined) {
+      const value = req.headers[headerName]
+      if (typeof value === 'string' && value !== '') key = value.trim()
+    }
+    if (key === undefined && param !== false) {
+      const query = parsed ?? parseQuery(req)
+      for (const issue of query.issues) {
+        if (issue.path?.[0] === param || issue.path?.[0] === `${param}64`)
+          throw icError('IS_VALIDATION_ERROR', { message: issue.message, validation: [issue] })
+      }
+      const value = query.values.get(param)
+      if (value !== undefined && value !== '') key = value
+    }
+    if (key === undefined || key === '')
+      throw icError('IC_API_KEY_MISSING', { message: `Send the API key in ${where}` })
+    if (key.length > MAX_KEY_CHARS) return finish(undefined)
+    const hashed = digest(key)
+    const known = keys.get(hashed)
+    if (known !== undefined || lookup === undefined) return finish(known)
+    return Promise.resolve(lookup(key)).then((grant) =>
+      finish(grant === undefined || grant === null ? undefined : resolve(key, grant, 'lookup()')),
+    )
+  }
+}
+
+/**
+ * API keys, from a header (`x-api-key` by default) or a query parameter: missing → 401
+ * `IC_API_KEY_MISSING`, unknown → 401 `IC_API_KEY_INVALID`, known but without the scopes
+ * this route needs → 403 `IC_API_KEY_FORBIDDEN`. Keys are kept and looked up by their
+ * SHA-256, so the lookup time does not depend on how much of a key is right. Publishes
+ * `apiKey` (`{ id, scopes }`, never the key).
+ *
+ * @example
+ * import { apiKey } from 'image-api-errors/express'
+ * const keys = { [process.env.PARTNER_KEY as string]: { id: 'partner', scopes: ['upload'] } }
+ * app.post('/upload/*', apiKey({ keys, scopes: ['upload'] }), handler)
+ */
+export function apiKey(options: Readonly<ApiKeyOptions>): Guard {
+  const check = compileApiKey(options)
+  return function apiKey(req) {
+    return check(req)
+  }
+}

@@ -1,0 +1,287 @@
+import assert from 'node:assert/strict'
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import { describe, it } from 'node:test'
+import fc from 'fast-check'
+import { isIcError } from '../../errors.ts'
+import type { Guard } from '../../guard.ts'
+import { type ImageParamsOptions, imageParams } from './index.ts'
+
+const res = {} as ServerResponse
+function run(guard: Guard, url: string): unknown {
+  return guard({ url, headers: {} } as IncomingMessage, res)
+}
+function values(options: ImageParamsOptions, query: string): Record<string, unknown> {
+  return (run(imageParams(options), `/img?${query}`) as { imageParams: Record<string, unknown> }).imageParams
+}
+function refusal(options: ImageParamsOptions, query: string) {
+  try {
+    run(imageParams(options), `/img?${query}`)
+  } catch (err) {
+    assert.ok(isIcError(err), 'an IcError')
+    return err
+  }
+  assert.fail(`expected ${query} to be refused`)
+}
+
+describe('imageParams: built-in Imagizer rules', () => {
+  it('publishes typed, normalised values', () => {
+    assert.deepEqual(
+      values(
+        {},
+        'width=300&height=200&dpr=2&quality=90&crop=pad&pad_color=ABC&format=webp&blur=2.5&brightness=-0.5&autorotate=false&meta',
+      ),
+      {
+        width: 300,
+        height: 200,
+        dpr: 2,
+        quality: 90,
+        crop: 'pad',
+        pad_color: 'aabbcc',
+        format: 'webp',
+        blur: 2.5,
+        brightness: -0.5,
+        autorotate: false,
+        meta: true,
+      },
+    )
+  })
+
+  it('ignores parameters it has no rule for', () => {
+    assert.deepEqual(values({}, 'width=10&utm_source=x'), { width: 10 })
+  })
+
+  it('reports every failure at once, Joi-style', () => {
+    const err = refusal({}, 'width=9000&height=abc&quality=0&crop=zoom&pad_color=red&autorotate=maybe&dpr=')
+    assert.equal(err.status, 400)
+    assert.equal(err.code, 'IS_VALIDATION_ERROR')
+    assert.deepEqual(err.validation, [
+      { message: '"width" must be less than or equal to 8192', path: ['width'], type: 'number.max' },
+      { message: '"height" must be a number', path: ['height'], type: 'number.base' },
+      { message: '"quality" must be greater than or equal to 1', path: ['quality'], type: 'number.min' },
+      {
+        message: '"crop" must be one of [fit, top, bottom, pad, face, entropy]',
+        path: ['crop'],
+        type: 'any.only',
+      },
+      {
+        message: '"pad_color" must be a hex colour of 3, 4, 6 or 8 digits',
+        path: ['pad_color'],
+        type: 'string.colour',
+      },
+      { message: '"autorotate" must be a boolean', path: ['autorotate'], type: 'boolean.base' },
+      { message: '"dpr" is not allowed to be empty', path: ['dpr'], type: 'string.empty' },
+    ])
+    assert.deepEqual(JSON.parse(err.headers['x-ic-error-validation'] as string), err.validation)
+  })
+
+  it('refuses integers written as decimals, exponents or beyond the safe range', () => {
+    assert.equal(refusal({}, 'width=10.5').validation?.[0]?.type, 'number.integer')
+    assert.equal(refusal({}, 'width=1e3').validation?.[0]?.type, 'number.base')
+    assert.equal(refusal({}, 'width=0x10').validation?.[0]?.type, 'number.base')
+    assert.equal(
+      refusal({ maxWidth: Number.MAX_VALUE }, 'width=99999999999999999999').validation?.[0]?.type,
+      'number.unsafe',
+    )
+  })
+
+  it('caps the output area, dpr included', () => {
+    assert.deepEqual(values({}, 'width=5000&height=5000&dpr=1'), { width: 5000, height: 5000, dpr: 1 })
+    const err = refusal({}, 'width=5000&height=5000&dpr=2')
+    assert.equal(err.validation?.[0]?.type, 'output.area')
+    assert.equal(refusal({ maxOutputPixels: 100 }, 'width=11&height=10').validation?.[0]?.path?.[0], 'width')
+  })
+
+  it('validates NAME64 like NAME', () => {
+    assert.deepEqual(values({}, `width64=${Buffer.from('640').toString('base64')}`), { width: 640 })
+    const err = refusal({}, `width64=${Buffer.from('99999').toString('base64url')}`)
+    assert.equal(err.validation?.[0]?.message, '"width" must be less than or equal to 8192')
+  })
+
+  it('refuses repeated parameters and malformed percent-encoding as validation errors', () => {
+    const err = refusal({}, 'width=1&width=2&x=%E0%A4%A')
+    assert.deepEqual(
+      err.validation?.map((i) => i.type),
+      ['query.repeated', 'query.encoding'],
+    )
+  })
+})
+
+describe('imageParams: declared parameters', () => {
+  const options: ImageParamsOptions = {
+    params: {
+      chs: { type: 'size', required: true, maxWidth: 999, maxHeight: 999, maxPixels: 998_001 },
+      theme: { type: 'enum', values: ['light', 'dark'], default: 'light' },
+      count: { type: 'integer', min: 1, max: 10, message: 'count must be 1 to 10' },
+      ratio: { type: 'number', min: 0, max: 1 },
+      ink: { type: 'colour' },
+      slug: { type: 'pattern', pattern: '^[a-z0-9-]+$', maxLength: 20 },
+      title: { type: 'string', maxLength: 5 },
+      width: { type: 'integer', min: 1, max: 100 },
+    },
+  }
+
+  it('parses every type and fills defaults', () => {
+    assert.deepEqual(
+      values(options, 'chs=300x200&count=3&ratio=.5&ink=%23FF0000&slug=a-b&title=hi&width=100'),
+      {
+        chs: { width: 300, height: 200 },
+        count: 3,
+        ratio: 0.5,
+        ink: 'ff0000',
+        slug: 'a-b',
+        title: 'hi',
+        width: 100,
+        theme: 'light',
+      },
+    )
+  })
+
+  it('reports required parameters, custom messages and each type failure', () => {
+    const err = refusal(options, 'count=11&ratio=2&ink=zz&slug=A_B&title=toolong&theme=blue&width=101')
+    assert.deepEqual(
+      err.validation?.map((i) => [i.path?.[0], i.message, i.type]),
+      [
+        ['count', 'count must be 1 to 10', 'number.max'],
+        ['ratio', '"ratio" must be less than or equal to 1', 'number.max'],
+        ['ink', '"ink" must be a hex colour of 3, 4, 6 or 8 digits', 'string.colour'],
+        ['slug', '"slug" fails to match the required pattern: /^[a-z0-9-]+$/u', 'string.pattern.base'],
+        ['title', '"title" length must be less than or equal to 5 characters long', 'string.max'],
+        ['theme', '"theme" must be one of [light, dark]', 'any.only'],
+        ['width', '"width" must be less than or equal to 100', 'number.max'],
+        ['chs', '"chs" is required', 'any.required'],
+      ],
+    )
+  })
+
+  it('checks sizes against width, height and area limits', () => {
+    assert.equal(refusal(options, 'chs=1000x10').validation?.[0]?.type, 'size.maxWidth')
+    assert.equal(refusal(options, 'chs=10x1000').validation?.[0]?.type, 'size.maxHeight')
+    assert.equal(
+      refusal({ params: { chs: { type: 'size', maxPixels: 99 } } }, 'chs=10x10').validation?.[0]?.type,
+      'size.maxPixels',
+    )
+    assert.equal(refusal(options, 'chs=0x10').validation?.[0]?.type, 'size.min')
+    assert.equal(refusal(options, 'chs=10*10').validation?.[0]?.type, 'size.base')
+  })
+
+  it('accepts defaults of every type', () => {
+    assert.deepEqual(
+      values(
+        {
+          params: {
+            size: { type: 'size', default: { width: 2, height: 3 } },
+            on: { type: 'boolean', default: false },
+            n: { type: 'number', default: 0.5 },
+          },
+        },
+        '',
+      ),
+      { size: { width: 2, height: 3 }, on: false, n: 0.5 },
+    )
+  })
+
+  it('drops the built-in rules when asked', () => {
+    assert.deepEqual(values({ builtInParams: false }, 'width=abc'), {})
+  })
+})
+
+describe('imageParams: imageParamsAllowed', () => {
+  it('refuses other parameters with 401 IC_PARAM_NOT_ALLOWED naming each one', () => {
+    const err = refusal({ imageParamsAllowed: ['width'] }, 'width=10&blur=3&foo64=YmFy&icac=x')
+    assert.equal(err.status, 401)
+    assert.equal(err.code, 'IC_PARAM_NOT_ALLOWED')
+    assert.deepEqual(
+      err.validation?.map((i) => i.path?.[0]),
+      ['blur', 'foo'],
+    )
+    assert.match(err.message, /blur, foo/)
+  })
+
+  it('names at most ten refused parameters in the message, and lists all in the validation items', () => {
+    const query = Array.from({ length: 12 }, (_, i) => `p${i}=1`).join('&')
+    const err = refusal({ imageParamsAllowed: ['width'] }, query)
+    assert.match(err.message, /p9 and 2 more$/)
+    assert.equal(err.validation?.length, 12)
+  })
+
+  it('allows NAME64 when NAME is allowed, and the exempt parameters', () => {
+    assert.deepEqual(values({ imageParamsAllowed: ['width'], paramsExempt: ['key'] }, 'width64=MTA&key=1'), {
+      width: 10,
+    })
+  })
+})
+
+describe('imageParams: configuration', () => {
+  const cases: [string, ImageParamsOptions, RegExp][] = [
+    ['unknown type', { params: { a: { type: 'uuid' } as never } }, /`params\.a\.type`/],
+    [
+      'min > max',
+      { params: { a: { type: 'integer', min: 5, max: 1 } } },
+      /`params\.a\.min` to be at most `params\.a\.max`/,
+    ],
+    [
+      'invalid pattern',
+      { params: { a: { type: 'pattern', pattern: '(' } } },
+      /`params\.a\.pattern` to be a valid regular expression/,
+    ],
+    ['empty enum', { params: { a: { type: 'enum', values: [] } } }, /`params\.a\.values`/],
+    ['unknown key', { params: { a: { type: 'integer', maximum: 3 } as never } }, /`params\.a\.maximum`/],
+    ['bad default', { params: { a: { type: 'integer', max: 3, default: 4 } } }, /`params\.a\.default`/],
+    ['name ending in 64', { params: { x264: { type: 'boolean' } } }, /not ending in 64/],
+    ['negative maxWidth', { maxWidth: -1 }, /Expected `maxWidth` to be a positive number, got -1/],
+    ['allowed list of non-strings', { imageParamsAllowed: [1] as never }, /`imageParamsAllowed`/],
+    [
+      'required not boolean',
+      { params: { a: { type: 'boolean', required: 'yes' as never } } },
+      /`params\.a\.required`/,
+    ],
+  ]
+  for (const [name, options, message] of cases) {
+    it(`throws a TypeError at construction: ${name}`, () => {
+      assert.throws(
+        () => imageParams(options),
+        (err: Error) => err instanceof TypeError && message.test(err.message),
+      )
+    })
+  }
+
+  it('drops g and y flags so a RegExp keeps no state between requests', () => {
+    const guard = imageParams({ params: { a: { type: 'pattern', pattern: /^x+$/g } } })
+    for (let i = 0; i < 3; i++) run(guard, '/img?a=xx')
+  })
+})
+
+describe('imageParams: arbitrary queries', () => {
+  it('never throws anything but a 400 or 401 IcError', () => {
+    const guard = imageParams({
+      imageParamsAllowed: [...'abcdefghijklmnopqrstuvwxyz'],
+      params: { chs: { type: 'size' } },
+    })
+    const names = fc.constantFrom(
+      'width',
+      'height',
+      'dpr',
+      'quality',
+      'crop',
+      'pad_color',
+      'chs',
+      'width64',
+      'crop64',
+      'x',
+    )
+    const pair = fc
+      .tuple(fc.oneof(names, fc.string()), fc.string({ unit: 'binary' }))
+      .map(([n, v]) => `${n}=${v}`)
+    fc.assert(
+      fc.property(fc.array(fc.oneof(pair, fc.string({ unit: 'binary' })), { maxLength: 8 }), (parts) => {
+        try {
+          run(guard, `/img?${parts.join('&')}`)
+        } catch (err) {
+          assert.ok(isIcError(err) && (err.status === 400 || err.status === 401), String(err))
+          JSON.parse(err.headers['x-ic-error-validation'] ?? '[]')
+        }
+      }),
+      { numRuns: 3000 },
+    )
+  })
+})

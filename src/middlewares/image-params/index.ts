@@ -1,0 +1,330 @@
+import { icError } from '../../errors.ts'
+import type { Guard } from '../../guard.ts'
+import { type ParsedQuery, parseQuery } from '../../query.ts'
+import type { ValidationItem } from '../../validation-header.ts'
+import {
+  type CompiledRule,
+  compileRule,
+  Failure,
+  type ParamRule,
+  type ParamValue,
+  type Size,
+} from './rules.ts'
+
+export type { ParamRule, ParamValue, Size }
+
+/**
+ * Options of `imageParams()`.
+ *
+ * @example
+ * const options: ImageParamsOptions = {
+ *   params: { chs: { type: 'size', required: true, maxWidth: 999, maxHeight: 999 } },
+ *   imageParamsAllowed: ['width', 'height', 'crop', 'chs'],
+ * }
+ */
+export interface ImageParamsOptions {
+  /** Your own parameters, validated beside the built-in ones; a rule named like a built-in replaces it. */
+  readonly params?: Readonly<Record<string, ParamRule>>
+  /** Validate Imagizer's parameters (`width`, `height`, `dpr`, `quality`, `crop`, `format`, …). @default true */
+  readonly builtInParams?: boolean
+  /**
+   * Imagizer's `imageParamsAllowed`: the only query parameters a request may use; any other
+   * is refused with 401 `IC_PARAM_NOT_ALLOWED` naming it (`NAME64` counts as `NAME`).
+   * Parameters in `paramsExempt` are always allowed. Default: every parameter is allowed.
+   */
+  readonly imageParamsAllowed?: readonly string[]
+  /**
+   * Parameters other rules own, never refused by `imageParamsAllowed`.
+   * @default ['origin', 'source_url', 'hostname', 'bucket', 'region', 'icac', 'ichm']
+   */
+  readonly paramsExempt?: readonly string[]
+  /** Largest `width`, in pixels. @default 8192 */
+  readonly maxWidth?: number
+  /** Largest `height`, in pixels. @default 8192 */
+  readonly maxHeight?: number
+  /** Largest `dpr`. @default 5 */
+  readonly maxDpr?: number
+  /**
+   * Largest output area, `width × height × dpr²` in pixels, checked when both `width` and
+   * `height` are given. @default 50_000_000
+   */
+  readonly maxOutputPixels?: number
+}
+
+/**
+ * The values `imageParams()` publishes as `imageParams`: the built-in parameters typed,
+ * plus your own.
+ *
+ * @example
+ * const { width = 800, crop } = res.locals.imageParams as ImageParamValues
+ */
+export interface ImageParamValues {
+  readonly width?: number
+  readonly height?: number
+  readonly dpr?: number
+  readonly quality?: number
+  readonly crop?: 'fit' | 'top' | 'bottom' | 'pad' | 'face' | 'entropy'
+  readonly format?: 'auto' | 'jpg' | 'jpeg' | 'png' | 'webp' | 'gif' | 'avif'
+  readonly pad_color?: string
+  readonly blur?: number
+  readonly brightness?: number
+  readonly autorotate?: boolean
+  readonly [name: string]: ParamValue | undefined
+}
+
+/**
+ * Names of Imagizer's processing parameters that have a built-in rule; `permissions()`
+ * counts a request without any of them as a request for the original image.
+ *
+ * @example
+ * IMAGIZER_PARAMS.includes('width') // true
+ */
+export const IMAGIZER_PARAMS: readonly string[] = Object.freeze([
+  'width',
+  'height',
+  'dpr',
+  'quality',
+  'crop',
+  'format',
+  'pad_color',
+  'blur',
+  'brightness',
+  'autorotate',
+  'auto_fix',
+  'auto_level',
+  'redeye',
+  'colorize',
+  'face',
+  'meta',
+  'cache_processed',
+])
+
+/**
+ * Parameters other rules own, never refused by `imageParamsAllowed`: the default of
+ * `paramsExempt`.
+ *
+ * @example
+ * imageParams({ imageParamsAllowed: ['width'], paramsExempt: [...DEFAULT_PARAMS_EXEMPT, 'key'] })
+ */
+export const DEFAULT_PARAMS_EXEMPT: readonly string[] = Object.freeze([
+  'origin',
+  'source_url',
+  'hostname',
+  'bucket',
+  'region',
+  'icac',
+  'ichm',
+])
+const NAME = /^[^\s]{1,64}$/
+
+function builtInRules(maxWidth: number, maxHeight: number, maxDpr: number): Record<string, ParamRule> {
+  return {
+    width: { type: 'integer', min: 1, max: maxWidth },
+    height: { type: 'integer', min: 1, max: maxHeight },
+    dpr: { type: 'number', min: 0.1, max: maxDpr },
+    quality: { type: 'integer', min: 1, max: 100 },
+    crop: { type: 'enum', values: ['fit', 'top', 'bottom', 'pad', 'face', 'entropy'] },
+    format: { type: 'enum', values: ['auto', 'jpg', 'jpeg', 'png', 'webp', 'gif', 'avif'] },
+    pad_color: { type: 'colour' },
+    blur: { type: 'number', min: 0, max: 100 },
+    brightness: { type: 'number', min: -1, max: 1 },
+    autorotate: { type: 'boolean' },
+    auto_fix: { type: 'boolean' },
+    auto_level: { type: 'boolean' },
+    redeye: { type: 'boolean' },
+    colorize: { type: 'pattern', pattern: /^(?:#?[0-9a-fA-F]{3,8}|[a-zA-Z]{1,20})$/ },
+    face: { type: 'boolean' },
+    meta: { type: 'boolean' },
+    cache_processed: { type: 'boolean' },
+    region: { type: 'pattern', pattern: /^[a-z]{2}(?:-[a-z]+)+-\d{1,2}$/ },
+  }
+}
+
+function positive(option: string, value: unknown, fallback: number): number {
+  if (value === undefined) return fallback
+  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0)
+    throw new TypeError(`Expected \`${option}\` to be a positive number, got ${JSON.stringify(value)}`)
+  return value
+}
+
+function nameList(option: string, value: unknown): Set<string> | undefined {
+  if (value === undefined) return undefined
+  if (!Array.isArray(value)) throw new TypeError(`Expected \`${option}\` to be an array of parameter names`)
+  const names = new Set<string>()
+  for (const name of value) {
+    checkName(option, name)
+    names.add(name)
+  }
+  return names
+}
+
+function checkName(option: string, name: unknown): asserts name is string {
+  if (typeof name !== 'string' || !NAME.test(name) || name === '__proto__') {
+    throw new TypeError(
+      `Expected \`${option}\` to hold parameter names (1 to 64 characters, no spaces), got ${JSON.stringify(name)}`,
+    )
+  }
+  if (name.length > 2 && name.endsWith('64')) {
+    throw new TypeError(
+      `Expected \`${option}\` to hold parameter names not ending in 64 (NAME64 is the base64 form of NAME), got ${JSON.stringify(name)}`,
+    )
+  }
+}
+
+/**
+ * The compiled form of {@link ImageParamsOptions}, shared by `imageParams()` and `requestRules()`.
+ *
+ * @example
+ * const compiled: CompiledImageParams = compileImageParams({ maxWidth: 4000 })
+ */
+export interface CompiledImageParams {
+  readonly rules: ReadonlyMap<string, CompiledRule>
+  readonly required: readonly CompiledRule[]
+  readonly defaults: readonly CompiledRule[]
+  readonly allowed: ReadonlySet<string> | undefined
+  readonly exempt: ReadonlySet<string>
+  readonly maxOutputPixels: number
+}
+
+/**
+ * Validates the options and compiles every rule; throws a `TypeError` naming the bad option.
+ *
+ * @example
+ * const compiled = compileImageParams({ params: { chs: { type: 'size', required: true } } })
+ */
+export function compileImageParams(options: Readonly<ImageParamsOptions> = {}): CompiledImageParams {
+  if (typeof options !== 'object' || options === null)
+    throw new TypeError('Expected the options of `imageParams` to be an object')
+  const maxWidth = positive('maxWidth', options.maxWidth, 8192)
+  const maxHeight = positive('maxHeight', options.maxHeight, 8192)
+  const maxDpr = positive('maxDpr', options.maxDpr, 5)
+  const maxOutputPixels = positive('maxOutputPixels', options.maxOutputPixels, 50_000_000)
+  if (options.builtInParams !== undefined && typeof options.builtInParams !== 'boolean')
+    throw new TypeError(
+      `Expected \`builtInParams\` to be a boolean, got ${JSON.stringify(options.builtInParams)}`,
+    )
+  const declared = options.params ?? {}
+  if (typeof declared !== 'object' || declared === null || Array.isArray(declared))
+    throw new TypeError('Expected `params` to be an object of rules by parameter name')
+  const rules = new Map<string, CompiledRule>()
+  if (options.builtInParams !== false) {
+    for (const [name, rule] of Object.entries(builtInRules(maxWidth, maxHeight, maxDpr))) {
+      rules.set(name, compileRule(name, rule, `params.${name}`))
+    }
+  }
+  for (const [name, rule] of Object.entries(declared)) {
+    checkName('params', name)
+    rules.set(name, compileRule(name, rule, `params.${name}`))
+  }
+  const compiled = [...rules.values()]
+  return {
+    rules,
+    required: compiled.filter((rule) => rule.required),
+    defaults: compiled.filter((rule) => rule.default !== undefined),
+    allowed: nameList('imageParamsAllowed', options.imageParamsAllowed),
+    exempt: nameList('paramsExempt', options.paramsExempt) ?? new Set(DEFAULT_PARAMS_EXEMPT),
+    maxOutputPixels,
+  }
+}
+
+function item(rule: CompiledRule, failure: Failure): ValidationItem {
+  return { message: rule.message ?? failure.message, path: [rule.name], type: failure.type }
+}
+
+/**
+ * Runs compiled rules over a parsed query: throws 401 `IC_PARAM_NOT_ALLOWED` or 400
+ * `IS_VALIDATION_ERROR` (every failure listed), or returns the typed values.
+ *
+ * @example
+ * const { width } = checkImageParams(compiled, parseQuery(req))
+ */
+export function checkImageParams(compiled: CompiledImageParams, query: ParsedQuery): ImageParamValues {
+  const { allowed } = compiled
+  if (allowed !== undefined) {
+    let refused: ValidationItem[] | undefined
+    for (const name of query.values.keys()) {
+      if (!allowed.has(name) && !compiled.exempt.has(name)) {
+        refused ??= []
+        refused.push({ message: `${JSON.stringify(name)} is not allowed`, path: [name], type: 'any.unknown' })
+      }
+    }
+    if (refused !== undefined) {
+      throw icError('IC_PARAM_NOT_ALLOWED', {
+        message: `Parameter${refused.length > 1 ? 's' : ''} not allowed: ${refused
+          .slice(0, 10)
+          .map((r) => r.path?.[0])
+          .join(', ')}${refused.length > 10 ? ` and ${refused.length - 10} more` : ''}`,
+        validation: refused,
+      })
+    }
+  }
+  let items: ValidationItem[] | undefined = query.issues.length > 0 ? [...query.issues] : undefined
+  const values: Record<string, ParamValue> = {}
+  const { rules } = compiled
+  for (const [name, raw] of query.values) {
+    const rule = rules.get(name)
+    if (rule === undefined) continue
+    const value = rule.parse(raw)
+    if (value instanceof Failure) {
+      items ??= []
+      items.push(item(rule, value))
+    } else {
+      values[name] = value
+    }
+  }
+  for (const rule of compiled.required) {
+    if (!query.values.has(rule.name)) {
+      items ??= []
+      items.push({
+        message: rule.message ?? `"${rule.name}" is required`,
+        path: [rule.name],
+        type: 'any.required',
+      })
+    }
+  }
+  for (const rule of compiled.defaults) {
+    if (values[rule.name] === undefined) values[rule.name] = rule.default as ParamValue
+  }
+  const { width, height, dpr } = values
+  if (typeof width === 'number' && typeof height === 'number') {
+    const scale = typeof dpr === 'number' ? dpr : 1
+    if (width * height * scale * scale > compiled.maxOutputPixels) {
+      items ??= []
+      items.push({
+        message: `"width" × "height" × "dpr"² must be less than or equal to ${compiled.maxOutputPixels} pixels`,
+        path: ['width'],
+        type: 'output.area',
+      })
+    }
+  }
+  if (items !== undefined) {
+    throw icError('IS_VALIDATION_ERROR', {
+      message:
+        items.length === 1 ? (items[0] as ValidationItem).message : `${items.length} invalid parameters`,
+      validation: items,
+    })
+  }
+  return values
+}
+
+/**
+ * Validates image parameters (Imagizer's `imageParamValidations` and `imageParamsAllowed`):
+ * the built-in rules for Imagizer's parameters plus your own. Every failure of a request is
+ * reported at once: 400 `IS_VALIDATION_ERROR`, one `x-ic-error-validation` item each
+ * (`{ message, path: [param], type }`). A parameter outside `imageParamsAllowed`: 401
+ * `IC_PARAM_NOT_ALLOWED`. Repeated parameters and malformed percent-encoding are 400s;
+ * `NAME64` is decoded from base64 and validated as `NAME`. Publishes `imageParams`: the
+ * typed, normalised values.
+ *
+ * @example
+ * import { imageParams } from 'image-api-errors/express'
+ * app.get('/img/:path', imageParams({ maxWidth: 4000, imageParamsAllowed: ['width', 'height', 'crop'] }), (req, res) => {
+ *   const { width, height, crop } = res.locals.imageParams
+ * })
+ */
+export function imageParams(options: Readonly<ImageParamsOptions> = {}): Guard {
+  const compiled = compileImageParams(options)
+  return function imageParams(req) {
+    return { imageParams: checkImageParams(compiled, parseQuery(req)) }
+  }
+}

@@ -1,0 +1,118 @@
+/**
+ * Tells whether a host (or the host of a URL) is on an allow-list made by
+ * {@link createHostMatcher}.
+ *
+ * @example
+ * const allowed: HostMatcher = createHostMatcher(['images.example.com'])
+ * allowed('https://images.example.com/a.jpg') // true
+ */
+export type HostMatcher = (hostOrUrl: string | URL) => boolean
+
+const FORBIDDEN_IN_ENTRY = /[\s/\\@?#%*]/
+const IPV4 = /^[\d.]+$/
+const HAS_SCHEME = /^[a-zA-Z][a-zA-Z0-9+.-]*:\/\//
+
+/** The host the WHATWG URL parser finds in `http://<host>`, lower-case, punycode, without a trailing dot. */
+function normaliseEntry(entry: string, option: string): string {
+  let url: URL | undefined
+  try {
+    url = new URL(`http://${entry}`)
+  } catch {
+    url = undefined
+  }
+  if (
+    url === undefined ||
+    url.hostname === '' ||
+    url.port !== '' ||
+    url.username !== '' ||
+    url.password !== '' ||
+    url.pathname !== '/' ||
+    FORBIDDEN_IN_ENTRY.test(entry) ||
+    entry.includes(':', entry.startsWith('[') ? entry.indexOf(']') : 0)
+  ) {
+    throw new TypeError(
+      `Expected \`${option}\` to hold host names or *.domain wildcards (no scheme, port, path or userinfo), got ${JSON.stringify(entry)}`,
+    )
+  }
+  return trimDot(url.hostname)
+}
+
+function trimDot(host: string): string {
+  return host.endsWith('.') ? host.slice(0, -1) : host
+}
+
+/**
+ * The host a request would fetch from, or `undefined` when it is not an http(s) URL or host.
+ *
+ * @example
+ * hostOf('https://a@B.example.com./x') // 'b.example.com'
+ */
+export function hostOf(input: string | URL): string | undefined {
+  let url: URL
+  if (input instanceof URL) {
+    url = input
+  } else {
+    try {
+      url = new URL(HAS_SCHEME.test(input.trimStart()) ? input : `http://${input}`)
+    } catch {
+      return undefined
+    }
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') return undefined
+  return url.hostname === '' ? undefined : trimDot(url.hostname)
+}
+
+/**
+ * Compiles an allow-list of hosts: exact names (`images.example.com`) and wildcards
+ * (`*.cdn.example.net`, any subdomain on a label boundary, not the apex). Both the list and
+ * every input go through the WHATWG URL parser, so case, a trailing dot, IDN (compared in
+ * punycode), percent-encoded dots, ports, userinfo (`a@b`) and backslashes never change the
+ * answer from the host that would really be fetched; only `http:` and `https:` URLs match.
+ * A lookup costs one `Set` probe per label of the host, whatever the size of the list.
+ *
+ * @example
+ * const allowed = createHostMatcher(['images.example.com', '*.cdn.example.net'])
+ * allowed('https://a.cdn.example.net/x.jpg') // true
+ * allowed('https://images.example.com@evil.net/x.jpg') // false: the host is evil.net
+ * allowed('IMAGES.example.com.') // true
+ */
+export function createHostMatcher(list: readonly string[], option = 'hostsAllowed'): HostMatcher {
+  if (!Array.isArray(list)) throw new TypeError(`Expected \`${option}\` to be an array of host names`)
+  const exact = new Set<string>()
+  const wildcards = new Set<string>()
+  for (const entry of list) {
+    if (typeof entry !== 'string' || entry === '') {
+      throw new TypeError(`Expected \`${option}\` to hold non-empty strings, got ${JSON.stringify(entry)}`)
+    }
+    if (entry.startsWith('*.')) {
+      const stem = normaliseEntry(entry.slice(2), option)
+      if (IPV4.test(stem) || stem.startsWith('[')) {
+        throw new TypeError(
+          `Expected \`${option}\` wildcards to cover a domain name, not an address: ${entry}`,
+        )
+      }
+      wildcards.add(stem)
+    } else {
+      exact.add(normaliseEntry(entry, option))
+    }
+  }
+  // Probe only the suffix lengths some wildcard has: usually one or two, whatever the list size.
+  const depths = [...new Set([...wildcards].map((stem) => stem.split('.').length))].sort((a, b) => a - b)
+  return function matchesHost(input) {
+    if (typeof input !== 'string' && !(input instanceof URL)) return false
+    const host = hostOf(input)
+    if (host === undefined) return false
+    if (exact.has(host)) return true
+    let labels = 1
+    let dot = host.length
+    for (const depth of depths) {
+      while (labels <= depth) {
+        dot = host.lastIndexOf('.', dot - 1)
+        if (dot === -1) return false
+        labels++
+      }
+      if (wildcards.has(host.slice(dot + 1))) return true
+    }
+    return false
+  }
+}

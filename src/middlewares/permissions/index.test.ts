@@ -1,0 +1,361 @@
+import assert from 'node:assert/strict'
+import { readFileSync } from 'node:fs'
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import { describe, it } from 'node:test'
+import fc from 'fast-check'
+import { isIcError } from '../../errors.ts'
+import type { Guard } from '../../guard.ts'
+import { createHostMatcher, type PermissionsOptions, permissions } from './index.ts'
+
+const vectors = JSON.parse(
+  readFileSync(new URL('../../../../shared/vectors/hosts.json', import.meta.url), 'utf8'),
+) as {
+  allowed: string[]
+  cases: { url: string; match: boolean; why?: string }[]
+}
+
+const res = {} as ServerResponse
+function run(guard: Guard, query: string): unknown {
+  return guard({ url: `/img?${query}`, headers: {} } as IncomingMessage, res)
+}
+function outcome(options: PermissionsOptions, query: string): string {
+  try {
+    const out = run(permissions(options), query) as { source?: unknown } | undefined
+    return out === undefined ? 'ok' : `ok ${JSON.stringify(out.source)}`
+  } catch (err) {
+    assert.ok(isIcError(err), String(err))
+    return `${err.status} ${err.code}`
+  }
+}
+
+describe('createHostMatcher', () => {
+  const matches = createHostMatcher(vectors.allowed)
+  for (const c of vectors.cases) {
+    it(`${c.match ? 'matches' : 'refuses'} ${c.url}${c.why ? ` (${c.why})` : ''}`, () => {
+      assert.equal(matches(c.url), c.match)
+    })
+  }
+
+  it('takes bare hosts, with or without a port, and URL objects', () => {
+    assert.equal(matches('images.example.com'), true)
+    assert.equal(matches('images.example.com:8443'), true)
+    assert.equal(matches(new URL('https://x.cdn.example.net/a')), true)
+    assert.equal(matches(new URL('ftp://x.cdn.example.net/a')), false)
+    assert.equal(matches('MÜNCHEN.example'), true)
+    assert.equal(matches(''), false)
+    assert.equal(matches(42 as never), false)
+  })
+
+  it('refuses bad entries at construction, naming the option', () => {
+    for (const entry of [
+      'https://a.com',
+      'a.com:80',
+      'a.com/x',
+      'u@a.com',
+      '*',
+      '*.',
+      'a.*.com',
+      '',
+      '*.1.2.3.4',
+      'a b.com',
+    ]) {
+      assert.throws(
+        () => createHostMatcher([entry]),
+        (err: Error) => err instanceof TypeError && err.message.includes('`hostsAllowed`'),
+        entry,
+      )
+    }
+    assert.throws(() => createHostMatcher('a.com' as never), TypeError)
+  })
+
+  it('never matches a host outside the list, whatever the string (the host a URL parser would fetch decides)', () => {
+    const piece = fc.constantFrom(
+      'images.example.com',
+      'cdn.example.net',
+      'a.cdn.example.net',
+      'evil.net',
+      'xn--mnchen-3ya.example',
+      'münchen.example',
+      '@',
+      '#',
+      '\\',
+      '/',
+      ':',
+      '.',
+      '%2E',
+      '%40',
+      '?',
+      ' ',
+      '\t',
+      '*',
+      '..',
+      '[::1]',
+      '127.0.0.1',
+      'evil',
+      '-',
+    )
+    const prefix = fc.constantFrom(
+      '',
+      'http://',
+      'https://',
+      'HTTPS://',
+      'ftp://',
+      '//',
+      'https:',
+      'https:\\\\',
+      ' https://',
+    )
+    fc.assert(
+      fc.property(prefix, fc.array(fc.oneof(piece, fc.string()), { maxLength: 7 }), (scheme, parts) => {
+        const input = scheme + parts.join('')
+        if (!matches(input)) return
+        const fetched = new URL(
+          /^[a-zA-Z][a-zA-Z0-9+.-]*:\/\//.test(input.trimStart()) ? input : `http://${input}`,
+        )
+        assert.ok(fetched.protocol === 'http:' || fetched.protocol === 'https:', input)
+        const host = fetched.hostname.replace(/\.$/, '')
+        assert.ok(
+          host === 'images.example.com' ||
+            host === 'xn--mnchen-3ya.example' ||
+            host.endsWith('.cdn.example.net'),
+          `${input} matched, but the host is ${host}`,
+        )
+      }),
+      { numRuns: 5000 },
+    )
+  })
+
+  it('looks up 100,000 hosts with as many Set probes as 10: one exact, one per wildcard depth', () => {
+    const big = Array.from({ length: 100_000 }, (_, i) =>
+      i % 2 === 0 ? `host${i}.example.org` : `*.zone${i}.example.org`,
+    )
+    const small = big.slice(0, 10)
+    const inBig = createHostMatcher(big)
+    const inSmall = createHostMatcher(small)
+    assert.equal(inBig('https://host99998.example.org/x'), true)
+    assert.equal(inBig('https://a.b.zone99999.example.org/x'), true)
+    assert.equal(inBig('https://zone99999.example.org/x'), false)
+    assert.equal(inSmall('https://host99998.example.org/x'), false)
+    // Count the Set probes of each lookup: the cost is in probes, and their number must not
+    // depend on the size of the list (the timing is measured by bench/request-rules.ts).
+    const probes = (matcher: typeof inBig, input: string) => {
+      const has = Set.prototype.has
+      let count = 0
+      Set.prototype.has = function (this: Set<unknown>, value: unknown) {
+        count++
+        return has.call(this, value)
+      }
+      try {
+        matcher(input)
+      } finally {
+        Set.prototype.has = has
+      }
+      return count
+    }
+    for (const host of [
+      'a.b.c.d.e.f.g.host1.example.org',
+      'host99998.example.org',
+      'x.zone7.example.org',
+      'evil.net',
+    ]) {
+      const inputs = [`https://${host}/x`, host]
+      for (const input of inputs) {
+        assert.equal(probes(inBig, input), probes(inSmall, input), input)
+        assert.ok(probes(inBig, input) <= 2, input)
+      }
+    }
+  })
+})
+
+describe('permissions', () => {
+  it('passes requests without a dynamic source and publishes nothing', () => {
+    assert.equal(outcome({}, 'width=10'), 'ok')
+  })
+
+  it('refuses every dynamic source while dynamic origins are disabled', () => {
+    for (const param of ['origin', 'source_url', 'hostname', 'bucket', 'origin64', 'bucket64']) {
+      assert.equal(
+        outcome({ allowDynamicOrigin: false }, `${param}=aW1hZ2VzLmV4YW1wbGUuY29t`),
+        '401 IC_DYNAMIC_ORIGIN_DISABLED',
+        param,
+      )
+    }
+  })
+
+  it('publishes the source', () => {
+    assert.equal(
+      outcome({ hostsAllowed: ['images.example.com'] }, 'origin=https://IMAGES.example.com./a.jpg&width=1'),
+      'ok {"kind":"url","param":"origin","url":"https://images.example.com./a.jpg","host":"images.example.com"}',
+    )
+    assert.equal(
+      outcome({}, 'origin=images.example.com:8080'),
+      'ok {"kind":"url","param":"origin","url":"http://images.example.com:8080/","host":"images.example.com"}',
+    )
+    assert.equal(
+      outcome({}, 'hostname=Images.Example.com'),
+      'ok {"kind":"host","param":"hostname","host":"images.example.com"}',
+    )
+    assert.equal(
+      outcome({ bucketsAllowed: ['photos'] }, 'bucket=photos&region=eu-west-1'),
+      'ok {"kind":"bucket","param":"bucket","bucket":"photos","region":"eu-west-1"}',
+    )
+    assert.equal(
+      outcome({}, `source_url64=${Buffer.from('https://a.example/x.png').toString('base64url')}`),
+      'ok {"kind":"url","param":"source_url","url":"https://a.example/x.png","host":"a.example"}',
+    )
+  })
+
+  // The host-matching bypass table: every row must be refused.
+  const bypasses = [
+    'https://images.example.com@evil.net/a.jpg',
+    'https://images.example.com:pass@evil.net/a.jpg',
+    'https://evil.net#@images.example.com/a.jpg',
+    'https://evil.net?@images.example.com/a.jpg',
+    'https://evil.net\\@images.example.com/a.jpg',
+    'https://evil.net%2F@images.example.com/a.jpg',
+    'https://images.example.com.evil.net/a.jpg',
+    'https://evil-images.example.com/a.jpg',
+    'https://imagesXexample.com/a.jpg',
+    'https://cdn.example.net/a.jpg',
+    'https://evilcdn.example.net/a.jpg',
+    'https://a.cdn.example.net.evil.net/',
+    'https://evil.net/images.example.com',
+    'https://evil.net/.cdn.example.net',
+    '//evil.net/images.example.com',
+    'evil.net/@images.example.com',
+    'images.example.com@evil.net',
+    'https://127.0.0.1/a.jpg',
+    'https://[::1]/a.jpg',
+    'https://0x7f.1/a.jpg',
+    'https://localhost/a.jpg',
+    'https://images%2Eexample%2Ecom%2Eevil%2Enet/a.jpg',
+    'https://ımages.example.com/a.jpg',
+    'https://images.example.com%00.evil.net/',
+    'https://images.example.com\t.evil.net/',
+    'http://images.example.com..evil.net/',
+  ]
+  for (const url of bypasses) {
+    it(`refuses the bypass ${JSON.stringify(url)}`, () => {
+      const result = outcome({ hostsAllowed: vectors.allowed }, `origin=${encodeURIComponent(url)}`)
+      assert.match(result, /^(401 IC_HOST_NOT_ALLOWED|400 IS_VALIDATION_ERROR)$/)
+      assert.match(
+        outcome({ hostsAllowed: vectors.allowed }, `source_url=${encodeURIComponent(url)}`),
+        /^40[01] /,
+      )
+    })
+  }
+
+  it('refuses schemes other than http(s) as an invalid source', () => {
+    for (const url of [
+      'ftp://images.example.com/a.jpg',
+      'file:///etc/passwd',
+      'javascript:alert(1)',
+      'gopher://images.example.com/',
+    ]) {
+      assert.equal(outcome({}, `origin=${encodeURIComponent(url)}`), '400 IS_VALIDATION_ERROR', url)
+    }
+  })
+
+  it('refuses hostname values that are not a bare host', () => {
+    for (const host of [
+      'evil.net/x',
+      'a@evil.net',
+      'images.example.com:80',
+      'evil.net\\@images.example.com',
+      '',
+    ]) {
+      assert.match(
+        outcome({ hostsAllowed: vectors.allowed }, `hostname=${encodeURIComponent(host)}`),
+        /^400 IS_VALIDATION_ERROR$/,
+        host,
+      )
+    }
+    assert.equal(outcome({ hostsAllowed: vectors.allowed }, 'hostname=evil.net'), '401 IC_HOST_NOT_ALLOWED')
+    assert.equal(
+      outcome({ hostsAllowed: vectors.allowed }, 'hostname=a.cdn.example.net'),
+      'ok {"kind":"host","param":"hostname","host":"a.cdn.example.net"}',
+    )
+  })
+
+  it('refuses buckets outside bucketsAllowed, exactly', () => {
+    assert.equal(outcome({ bucketsAllowed: ['photos'] }, 'bucket=Photos'), '401 IC_BUCKET_NOT_ALLOWED')
+    assert.equal(outcome({ bucketsAllowed: ['photos'] }, 'bucket=photos2'), '401 IC_BUCKET_NOT_ALLOWED')
+    assert.equal(outcome({ bucketsAllowed: ['photos'] }, 'bucket='), '400 IS_VALIDATION_ERROR')
+  })
+
+  it('refuses data: URLs unless allowDataUrls', () => {
+    const data = encodeURIComponent('data:image/png;base64,iVBORw0KGgo=')
+    assert.equal(outcome({}, `origin=${data}`), '401 IC_DATA_URL_NOT_ALLOWED')
+    assert.equal(
+      outcome({}, `source_url=${encodeURIComponent(' DATA:image/png,x')}`),
+      '401 IC_DATA_URL_NOT_ALLOWED',
+    )
+    assert.equal(
+      outcome({}, `source_url=${encodeURIComponent('da\tta:image/png,x')}`),
+      '401 IC_DATA_URL_NOT_ALLOWED',
+    )
+    assert.match(
+      outcome({ allowDataUrls: true, hostsAllowed: ['a.com'] }, `origin=${data}`),
+      /^ok \{"kind":"data"/,
+    )
+  })
+
+  it('refuses original-image requests when they are disabled', () => {
+    assert.equal(outcome({ allowOriginalImageRequest: false }, ''), '401 IC_ORIGINAL_IMAGE_NOT_ALLOWED')
+    assert.equal(
+      outcome({ allowOriginalImageRequest: false }, 'origin=a.com&utm=1'),
+      '401 IC_ORIGINAL_IMAGE_NOT_ALLOWED',
+    )
+    assert.match(outcome({ allowOriginalImageRequest: false }, 'width64=MTA'), /^ok/)
+    assert.match(outcome({ allowOriginalImageRequest: false, processingParams: ['chs'] }, 'chs=1x1'), /^ok/)
+    assert.equal(
+      outcome({ allowOriginalImageRequest: false, processingParams: ['chs'] }, 'width=1'),
+      '401 IC_ORIGINAL_IMAGE_NOT_ALLOWED',
+    )
+  })
+
+  it('refuses two sources at once, and repeated or malformed parameters', () => {
+    assert.equal(outcome({}, 'origin=a.com&bucket=b'), '400 IS_VALIDATION_ERROR')
+    assert.equal(outcome({}, 'origin=a.com&origin=b.com'), '400 IS_VALIDATION_ERROR')
+    assert.equal(outcome({}, 'origin=a.com&origin64=Yi5jb20'), '400 IS_VALIDATION_ERROR')
+    assert.equal(outcome({}, 'origin=%E0%A4%A'), '400 IS_VALIDATION_ERROR')
+  })
+
+  it('names the parameter in x-ic-error-validation', () => {
+    try {
+      run(permissions({ hostsAllowed: ['a.com'] }), 'source_url=https://b.com/')
+      assert.fail('refused')
+    } catch (err) {
+      assert.ok(isIcError(err))
+      assert.deepEqual(JSON.parse(err.headers['x-ic-error-validation'] as string)[0].path, ['source_url'])
+    }
+  })
+
+  it('validates its options at construction', () => {
+    assert.throws(
+      () => permissions({ allowDynamicOrigin: 'no' as never }),
+      /`allowDynamicOrigin` to be a boolean/,
+    )
+    assert.throws(() => permissions({ bucketsAllowed: [''] }), /`bucketsAllowed`/)
+    assert.throws(() => permissions({ hostsAllowed: ['https://a.com'] }), /`hostsAllowed`/)
+    assert.throws(() => permissions({ processingParams: 'width' as never }), /`processingParams`/)
+  })
+
+  it('never throws anything but an IcError on arbitrary source values', () => {
+    const guard = permissions({ hostsAllowed: vectors.allowed, bucketsAllowed: ['b'] })
+    fc.assert(
+      fc.property(
+        fc.constantFrom('origin', 'source_url', 'hostname', 'bucket', 'origin64'),
+        fc.string({ unit: 'binary' }),
+        (param, value) => {
+          try {
+            run(guard, `${param}=${encodeURIComponent(value.toWellFormed())}`)
+          } catch (err) {
+            assert.ok(isIcError(err) && err.status < 500, String(err))
+          }
+        },
+      ),
+      { numRuns: 3000 },
+    )
+  })
+})

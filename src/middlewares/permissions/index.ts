@@ -1,0 +1,277 @@
+import { icError } from '../../errors.ts'
+import type { Guard } from '../../guard.ts'
+import { type ParsedQuery, parseQuery } from '../../query.ts'
+import { IMAGIZER_PARAMS } from '../image-params/index.ts'
+import { createHostMatcher, type HostMatcher } from './host-matcher.ts'
+
+export { createHostMatcher, type HostMatcher } from './host-matcher.ts'
+
+/**
+ * Options of `permissions()`, named after Imagizer's configuration keys.
+ *
+ * @example
+ * const options: PermissionsOptions = {
+ *   hostsAllowed: ['images.example.com', '*.cdn.example.net'],
+ *   bucketsAllowed: ['my-photos'],
+ *   allowOriginalImageRequest: false,
+ * }
+ */
+export interface PermissionsOptions {
+  /** Let the request choose its source with `origin`, `source_url`, `hostname` or `bucket`. @default true */
+  readonly allowDynamicOrigin?: boolean
+  /** Serve a request that has no processing parameter (the original image). @default true */
+  readonly allowOriginalImageRequest?: boolean
+  /** Hosts `origin`, `source_url` and `hostname` may name: exact names and `*.domain` wildcards. Default: any host. */
+  readonly hostsAllowed?: readonly string[]
+  /** Buckets `bucket` may name, exactly. Default: any bucket. */
+  readonly bucketsAllowed?: readonly string[]
+  /** Accept a `data:` URL as `origin` or `source_url`. @default false */
+  readonly allowDataUrls?: boolean
+  /** Parameters that make a request processed rather than original. @default IMAGIZER_PARAMS */
+  readonly processingParams?: readonly string[]
+}
+
+/**
+ * Where the request asked the image to come from, published as `source` when it chose one.
+ *
+ * @example
+ * const source = res.locals.source as ImageSource | undefined
+ * if (source?.kind === 'url') await fetch(source.url, { signal })
+ */
+export type ImageSource =
+  | {
+      readonly kind: 'url'
+      readonly param: 'origin' | 'source_url'
+      readonly url: URL
+      readonly host: string
+    }
+  | { readonly kind: 'host'; readonly param: 'hostname'; readonly host: string }
+  | { readonly kind: 'bucket'; readonly param: 'bucket'; readonly bucket: string; readonly region?: string }
+  | { readonly kind: 'data'; readonly param: 'origin' | 'source_url'; readonly url: string }
+
+const SOURCE_PARAMS = ['origin', 'source_url', 'hostname', 'bucket'] as const
+type SourceParam = (typeof SOURCE_PARAMS)[number]
+const HAS_SCHEME = /^[a-zA-Z][a-zA-Z0-9+.-]*:/
+const HOST_AND_PORT = /^[^:/?#\\@]+:\d+(?:[/?#\\]|$)/
+const NOT_IN_HOST = /[/\\@?#]/
+const IPV6_LITERAL = /^\[[^\]]*\]/
+const URL_NOISE = /[\t\n\r]/g
+// biome-ignore lint/suspicious/noControlCharactersInRegex: see EDGES
+const NOISY = /[\t\n\r]|^[\x00-\x20]|[\x00-\x20]$/
+// biome-ignore lint/suspicious/noControlCharactersInRegex: the URL parser strips C0 controls and spaces at both ends, so must we
+const EDGES = /^[\x00-\x20]+|[\x00-\x20]+$/g
+
+function flag(option: string, value: unknown, fallback: boolean): boolean {
+  if (value === undefined) return fallback
+  if (typeof value !== 'boolean')
+    throw new TypeError(`Expected \`${option}\` to be a boolean, got ${JSON.stringify(value)}`)
+  return value
+}
+
+function stringSet(option: string, value: unknown): Set<string> | undefined {
+  if (value === undefined) return undefined
+  if (!Array.isArray(value)) throw new TypeError(`Expected \`${option}\` to be an array of strings`)
+  for (const entry of value) {
+    if (typeof entry !== 'string' || entry === '')
+      throw new TypeError(`Expected \`${option}\` to hold non-empty strings, got ${JSON.stringify(entry)}`)
+  }
+  return new Set(value as string[])
+}
+
+function refuse(code: string, param: string, message: string, type: string): never {
+  throw icError(code, { message, validation: [{ message, path: [param], type }] })
+}
+
+/**
+ * The compiled form of {@link PermissionsOptions}, shared by `permissions()` and `requestRules()`.
+ *
+ * @example
+ * const compiled: CompiledPermissions = compilePermissions({ hostsAllowed: ['*.example.com'] })
+ */
+export interface CompiledPermissions {
+  readonly allowDynamicOrigin: boolean
+  readonly allowOriginalImageRequest: boolean
+  readonly allowDataUrls: boolean
+  readonly hosts: HostMatcher | undefined
+  readonly buckets: ReadonlySet<string> | undefined
+  readonly processing: ReadonlySet<string>
+}
+
+/**
+ * Validates the options and compiles the allow-lists; throws a `TypeError` naming the bad option.
+ *
+ * @example
+ * const compiled = compilePermissions({ allowDynamicOrigin: false })
+ */
+export function compilePermissions(options: Readonly<PermissionsOptions> = {}): CompiledPermissions {
+  if (typeof options !== 'object' || options === null)
+    throw new TypeError('Expected the options of `permissions` to be an object')
+  return {
+    allowDynamicOrigin: flag('allowDynamicOrigin', options.allowDynamicOrigin, true),
+    allowOriginalImageRequest: flag('allowOriginalImageRequest', options.allowOriginalImageRequest, true),
+    allowDataUrls: flag('allowDataUrls', options.allowDataUrls, false),
+    hosts:
+      options.hostsAllowed === undefined
+        ? undefined
+        : createHostMatcher(options.hostsAllowed, 'hostsAllowed'),
+    buckets: stringSet('bucketsAllowed', options.bucketsAllowed),
+    processing: stringSet('processingParams', options.processingParams) ?? new Set(IMAGIZER_PARAMS),
+  }
+}
+
+function urlSource(
+  compiled: CompiledPermissions,
+  param: 'origin' | 'source_url',
+  value: string,
+): ImageSource {
+  const text = NOISY.test(value) ? value.replace(URL_NOISE, '').replace(EDGES, '') : value
+  let url: URL | undefined
+  if (HAS_SCHEME.test(text) && !HOST_AND_PORT.test(text)) {
+    try {
+      url = new URL(text)
+    } catch {
+      url = undefined
+    }
+    if (url?.protocol === 'data:') {
+      if (!compiled.allowDataUrls)
+        refuse('IC_DATA_URL_NOT_ALLOWED', param, `"${param}" must not be a data: URL`, 'any.invalid')
+      return { kind: 'data', param, url: text }
+    }
+    if (url !== undefined && url.protocol !== 'http:' && url.protocol !== 'https:') url = undefined
+  } else {
+    try {
+      url = new URL(`http://${text}`)
+    } catch {
+      url = undefined
+    }
+  }
+  if (url === undefined || url.hostname === '') {
+    refuse('IS_VALIDATION_ERROR', param, `"${param}" must be an http or https URL`, 'string.uri')
+  }
+  if (url.username !== '' || url.password !== '') {
+    // Credentials in a source URL are never needed, and are where URL parsers disagree.
+    refuse('IS_VALIDATION_ERROR', param, `"${param}" must not contain credentials`, 'string.uriCredentials')
+  }
+  const host = url.hostname.endsWith('.') ? url.hostname.slice(0, -1) : url.hostname
+  if (compiled.hosts !== undefined && !compiled.hosts(url)) {
+    refuse('IC_HOST_NOT_ALLOWED', param, `"${param}" names a host that is not allowed`, 'host.notAllowed')
+  }
+  return { kind: 'url', param, url, host }
+}
+
+/**
+ * Runs compiled permission rules over a parsed query; throws the refusal or returns the source.
+ *
+ * @example
+ * const source = checkPermissions(compiled, parseQuery(req)) // undefined: the configured backend
+ */
+export function checkPermissions(compiled: CompiledPermissions, query: ParsedQuery): ImageSource | undefined {
+  if (query.issues.length > 0) {
+    throw icError('IS_VALIDATION_ERROR', {
+      message: (query.issues[0] as { message: string }).message,
+      validation: query.issues,
+    })
+  }
+  const { values } = query
+  let chosen: SourceParam | undefined
+  for (const param of SOURCE_PARAMS) {
+    if (!values.has(param)) continue
+    if (!compiled.allowDynamicOrigin) {
+      refuse(
+        'IC_DYNAMIC_ORIGIN_DISABLED',
+        param,
+        `"${param}" is not allowed: dynamic origins are disabled`,
+        'any.unknown',
+      )
+    }
+    if (chosen !== undefined) {
+      refuse(
+        'IS_VALIDATION_ERROR',
+        param,
+        `"${chosen}" and "${param}" must not be used together`,
+        'object.oxor',
+      )
+    }
+    chosen = param
+  }
+  if (!compiled.allowOriginalImageRequest) {
+    let processed = false
+    for (const name of values.keys()) {
+      if (compiled.processing.has(name)) {
+        processed = true
+        break
+      }
+    }
+    if (!processed) {
+      throw icError('IC_ORIGINAL_IMAGE_NOT_ALLOWED', {
+        message: 'Requests for the original image are not allowed: add a processing parameter',
+      })
+    }
+  }
+  if (chosen === undefined) return undefined
+  const value = values.get(chosen) as string
+  switch (chosen) {
+    case 'origin':
+    case 'source_url':
+      return urlSource(compiled, chosen, value)
+    case 'hostname': {
+      const bare = !NOT_IN_HOST.test(value) && !value.replace(IPV6_LITERAL, '').includes(':')
+      const url = bare ? safeUrl(`http://${value}`) : undefined
+      if (url === undefined || url.hostname === '')
+        refuse('IS_VALIDATION_ERROR', chosen, '"hostname" must be a host name', 'string.hostname')
+      if (compiled.hosts !== undefined && !compiled.hosts(url))
+        refuse(
+          'IC_HOST_NOT_ALLOWED',
+          chosen,
+          '"hostname" names a host that is not allowed',
+          'host.notAllowed',
+        )
+      const host = url.hostname.endsWith('.') ? url.hostname.slice(0, -1) : url.hostname
+      return { kind: 'host', param: chosen, host }
+    }
+    case 'bucket': {
+      if (value === '')
+        refuse('IS_VALIDATION_ERROR', chosen, '"bucket" is not allowed to be empty', 'string.empty')
+      if (compiled.buckets !== undefined && !compiled.buckets.has(value))
+        refuse(
+          'IC_BUCKET_NOT_ALLOWED',
+          chosen,
+          '"bucket" names a bucket that is not allowed',
+          'bucket.notAllowed',
+        )
+      const region = values.get('region')
+      return region === undefined
+        ? { kind: 'bucket', param: chosen, bucket: value }
+        : { kind: 'bucket', param: chosen, bucket: value, region }
+    }
+  }
+}
+
+function safeUrl(text: string): URL | undefined {
+  try {
+    return new URL(text)
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * Imagizer's permission rules. With `allowDynamicOrigin: false`, `origin`, `source_url`,
+ * `hostname` and `bucket` are refused (401 `IC_DYNAMIC_ORIGIN_DISABLED`); a host outside
+ * `hostsAllowed` (401 `IC_HOST_NOT_ALLOWED`, matched by {@link createHostMatcher}); a bucket
+ * outside `bucketsAllowed` (401 `IC_BUCKET_NOT_ALLOWED`); a request without processing
+ * parameters while `allowOriginalImageRequest` is `false` (401
+ * `IC_ORIGINAL_IMAGE_NOT_ALLOWED`); a `data:` URL unless `allowDataUrls` (401
+ * `IC_DATA_URL_NOT_ALLOWED`). Publishes `source` when the request chose one.
+ *
+ * @example
+ * import { permissions } from 'image-api-errors/express'
+ * app.get('/img/:path', permissions({ hostsAllowed: ['*.example.com'], allowOriginalImageRequest: false }), handler)
+ */
+export function permissions(options: Readonly<PermissionsOptions> = {}): Guard {
+  const compiled = compilePermissions(options)
+  return function permissions(req) {
+    const source = checkPermissions(compiled, parseQuery(req))
+    return source === undefined ? undefined : { source }
+  }
+}

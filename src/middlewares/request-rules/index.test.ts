@@ -1,0 +1,103 @@
+import assert from 'node:assert/strict'
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import { describe, it } from 'node:test'
+import { isIcError } from '../../errors.ts'
+import { signQuery } from '../signature/index.ts'
+import { type RequestRulesOptions, requestRules } from './index.ts'
+
+const res = {} as ServerResponse
+async function outcome(options: RequestRulesOptions, url: string, headers: Record<string, string> = {}) {
+  try {
+    return await requestRules(options)({ url, headers } as unknown as IncomingMessage, res)
+  } catch (err) {
+    assert.ok(isIcError(err), String(err))
+    return `${err.status} ${err.code}`
+  }
+}
+
+describe('requestRules', () => {
+  const all: RequestRulesOptions = {
+    apiKey: {
+      keys: { k: { id: 'k', scopes: [] } },
+      lookup: async (key) => (key === 'slow' ? { id: 'slow' } : undefined),
+    },
+    signature: { accounts: { acme: 's' }, lookup: async (id) => (id === 'db' ? 'd' : undefined) },
+    permissions: { hostsAllowed: ['a.example'] },
+    imageParams: { maxWidth: 100 },
+  }
+
+  it('runs synchronously when no lookup is needed, and publishes what every rule publishes', () => {
+    const out = requestRules(all)(
+      {
+        url: `/i?${signQuery('width=10&origin=a.example&icac=acme', 's')}`,
+        headers: { 'x-api-key': 'k' },
+      } as unknown as IncomingMessage,
+      res,
+    )
+    assert.ok(!(out instanceof Promise))
+    const values = out as Record<string, { id?: string; host?: string; width?: number }>
+    assert.equal(values.apiKey?.id, 'k')
+    assert.equal(values.account?.id, 'acme')
+    assert.equal(values.source?.host, 'a.example')
+    assert.deepEqual(values.imageParams, { width: 10 })
+  })
+
+  it('goes on after an asynchronous lookup', async () => {
+    const out = (await outcome(all, `/i?${signQuery('width=10&icac=db', 'd')}`, {
+      'x-api-key': 'slow',
+    })) as Record<string, { id: string }>
+    assert.equal(out.apiKey?.id, 'slow')
+    assert.equal(out.account?.id, 'db')
+    assert.equal(
+      await outcome(all, `/i?${signQuery('width=1000&icac=db', 'd')}`, { 'x-api-key': 'slow' }),
+      '400 IS_VALIDATION_ERROR',
+    )
+  })
+
+  it('checks the API key, then the signature, then permissions, then parameters', async () => {
+    assert.equal(await outcome(all, '/i?width=1000&origin=evil.example&icac=acme'), '401 IC_API_KEY_MISSING')
+    assert.equal(
+      await outcome(all, '/i?width=1000&origin=evil.example&icac=acme', { 'x-api-key': 'k' }),
+      '400 IC_MISSING_ENT_PARAMETER',
+    )
+    assert.equal(
+      await outcome(all, '/i?width=1000&origin=evil.example', { 'x-api-key': 'k' }),
+      '401 IC_HOST_NOT_ALLOWED',
+    )
+    assert.equal(await outcome(all, '/i?width=1000', { 'x-api-key': 'k' }), '400 IS_VALIDATION_ERROR')
+  })
+
+  it('does not share published objects between requests', async () => {
+    const guard = requestRules({ signature: { accounts: { acme: 's' } }, imageParams: {} })
+    const url = `/i?${signQuery('width=1&icac=acme', 's')}`
+    const first = (await guard({ url, headers: {} } as IncomingMessage, res)) as Record<string, unknown>
+    const second = (await guard({ url, headers: {} } as IncomingMessage, res)) as Record<string, unknown>
+    assert.notEqual(first, second)
+    assert.equal(first.account, second.account, 'the frozen account record is shared')
+  })
+
+  it("exempts the API key's query parameter from imageParamsAllowed", async () => {
+    const options: RequestRulesOptions = {
+      apiKey: { keys: { k: [] }, query: 'key' },
+      imageParams: { imageParamsAllowed: ['width'] },
+    }
+    assert.equal(
+      ((await outcome(options, '/i?width=1&key=k')) as Record<string, { id: string }>).apiKey?.id.startsWith(
+        'key-',
+      ),
+      true,
+    )
+    assert.equal(await outcome(options, '/i?width=1&key=k&icac=a&ichm=b&sepia=1'), '401 IC_PARAM_NOT_ALLOWED')
+    assert.equal(
+      await outcome({ imageParams: { imageParamsAllowed: ['width'] } }, '/i?width=1&key=k'),
+      '401 IC_PARAM_NOT_ALLOWED',
+    )
+  })
+
+  it('validates its options at construction', () => {
+    assert.throws(() => requestRules({}), /at least one rule/)
+    assert.throws(() => requestRules({ imageParam: {} } as never), /Unknown option `imageParam`/)
+    assert.throws(() => requestRules(null as never), TypeError)
+    assert.throws(() => requestRules({ imageParams: { maxWidth: 0 } }), /`maxWidth`/)
+  })
+})

@@ -1,0 +1,124 @@
+import type { IncomingMessage } from 'node:http'
+import type { Guard, Published } from '../../guard.ts'
+import { type ParsedQuery, parseQuery } from '../../query.ts'
+import { type ApiKeyOptions, compileApiKey } from '../api-key/index.ts'
+import {
+  checkImageParams,
+  compileImageParams,
+  DEFAULT_PARAMS_EXEMPT,
+  type ImageParamsOptions,
+} from '../image-params/index.ts'
+import { checkPermissions, compilePermissions, type PermissionsOptions } from '../permissions/index.ts'
+import { compileSignature, type SignatureOptions } from '../signature/index.ts'
+
+/**
+ * Options of `requestRules()`: the options of each rule to run; a rule left out is not run.
+ *
+ * @example
+ * const options: RequestRulesOptions = {
+ *   signature: { accounts: { acme: 'secret' } },
+ *   permissions: { hostsAllowed: ['*.example.com'] },
+ *   imageParams: { maxWidth: 4000 },
+ * }
+ */
+export interface RequestRulesOptions {
+  readonly apiKey?: Readonly<ApiKeyOptions>
+  readonly signature?: Readonly<SignatureOptions>
+  readonly permissions?: Readonly<PermissionsOptions>
+  readonly imageParams?: Readonly<ImageParamsOptions>
+}
+
+type Step = (
+  req: IncomingMessage,
+  query: ParsedQuery,
+  out: Record<string, unknown>,
+) => undefined | Promise<void>
+
+function merge(out: Record<string, unknown>, values: Published | undefined | Promise<Published | undefined>) {
+  if (values === undefined) return undefined
+  if (values instanceof Promise) {
+    return values.then((resolved) => {
+      if (resolved !== undefined) Object.assign(out, resolved)
+    })
+  }
+  Object.assign(out, values)
+  return undefined
+}
+
+function run(
+  steps: readonly Step[],
+  from: number,
+  req: IncomingMessage,
+  query: ParsedQuery,
+  out: Record<string, unknown>,
+): Published | Promise<Published> {
+  for (let i = from; i < steps.length; i++) {
+    const pending = (steps[i] as Step)(req, query, out)
+    if (pending !== undefined) return pending.then(() => run(steps, i + 1, req, query, out))
+  }
+  return out
+}
+
+/**
+ * Several request rules as ONE middleware (each Express layer costs about 1% of
+ * throughput): the API key, then the signature, then the permission rules, then the image
+ * parameters, each with the options you give it; the first refusal wins. The API key's
+ * query parameter, when there is one, is exempt from `imageParamsAllowed`. Publishes what the
+ * rules publish (`apiKey`, `account`, `source`, `imageParams`). Synchronous unless a
+ * `lookup` is asynchronous.
+ *
+ * @example
+ * import { requestRules } from 'image-api-errors/express'
+ * app.get('/img/:path', requestRules({
+ *   signature: { accounts: { acme: process.env.ACME_SECRET as string } },
+ *   permissions: { allowDynamicOrigin: true, hostsAllowed: ['*.example.com'] },
+ *   imageParams: { maxWidth: 4000 },
+ * }), handler)
+ */
+export function requestRules(options: Readonly<RequestRulesOptions>): Guard {
+  if (typeof options !== 'object' || options === null)
+    throw new TypeError('Expected the options of `requestRules` to be an object')
+  for (const key of Object.keys(options)) {
+    if (key !== 'apiKey' && key !== 'signature' && key !== 'permissions' && key !== 'imageParams')
+      throw new TypeError(
+        `Unknown option \`${key}\` of requestRules: use apiKey, signature, permissions or imageParams`,
+      )
+  }
+  const steps: Step[] = []
+  if (options.apiKey !== undefined) {
+    const check = compileApiKey(options.apiKey)
+    steps.push((req, query, out) => merge(out, check(req, query)))
+  }
+  if (options.signature !== undefined) {
+    const check = compileSignature(options.signature)
+    steps.push((_req, query, out) => merge(out, check(query)))
+  }
+  if (options.permissions !== undefined) {
+    const compiled = compilePermissions(options.permissions)
+    steps.push((_req, query, out) => {
+      const source = checkPermissions(compiled, query)
+      if (source !== undefined) out.source = source
+      return undefined
+    })
+  }
+  if (options.imageParams !== undefined) {
+    const keyParam = options.apiKey?.query
+    // The API key's query parameter belongs to apiKey(): imageParamsAllowed must not refuse it.
+    const compiled = compileImageParams(
+      typeof keyParam === 'string'
+        ? {
+            ...options.imageParams,
+            paramsExempt: [...(options.imageParams.paramsExempt ?? DEFAULT_PARAMS_EXEMPT), keyParam],
+          }
+        : options.imageParams,
+    )
+    steps.push((_req, query, out) => {
+      out.imageParams = checkImageParams(compiled, query)
+      return undefined
+    })
+  }
+  if (steps.length === 0) throw new TypeError('Expected at least one rule in requestRules()')
+  return function requestRules(req) {
+    return run(steps, 0, req, parseQuery(req), {})
+  }
+}

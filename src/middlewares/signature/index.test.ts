@@ -1,0 +1,299 @@
+import assert from 'node:assert/strict'
+import { readFileSync } from 'node:fs'
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import { describe, it } from 'node:test'
+import fc from 'fast-check'
+import imageChartsModule from 'image-charts'
+import { isIcError } from '../../errors.ts'
+import type { Guard } from '../../guard.ts'
+import { imageChartsFeatures, type SignatureOptions, signature, signQuery, verifySignature } from './index.ts'
+
+interface Vector {
+  secret: string
+  url: string
+  why?: string
+}
+const vectors = JSON.parse(
+  readFileSync(new URL('../../../../shared/vectors/signatures.json', import.meta.url), 'utf8'),
+) as { valid: Vector[]; invalid: Vector[] }
+
+// The client is CommonJS (`module.exports = ImageCharts`) while its types declare a default export.
+const ImageCharts = imageChartsModule as unknown as typeof imageChartsModule.default
+const res = {} as ServerResponse
+const queryOf = (url: string) => url.slice(url.indexOf('?') + 1)
+
+async function outcome(guard: Guard, url: string): Promise<string> {
+  try {
+    const out = (await guard({ url, headers: {} } as IncomingMessage, res)) as
+      | { account: { id: string; features: Set<string> } }
+      | undefined
+    return out === undefined ? 'ok unsigned' : `ok ${out.account.id} [${[...out.account.features].join(',')}]`
+  } catch (err) {
+    assert.ok(isIcError(err), String(err))
+    return `${err.status} ${err.code}`
+  }
+}
+
+/** URLs signed by Image-Charts' official Node client. */
+function officialUrls(secret: string, account: string): string[] {
+  const charts = [
+    new ImageCharts({ secret }).cht('p').chd('t:1,2,3').chs('100x100'),
+    new ImageCharts({ secret })
+      .cht('bvs')
+      .chd('a:10,20.5,30|5,6,7')
+      .chs('700x300')
+      .chtt('Ventes été 2026 + 10% & more'),
+    new ImageCharts({ secret })
+      .cht('lc')
+      .chd('t:1,2')
+      .chs('300x200')
+      .chl('a|b')
+      .chdl('Köln|東京')
+      .chco('FF0000,00FF00'),
+    new ImageCharts({ secret }).cht('qr').chl('https://example.com/?a=1&b=2#x').chs('150x150').choe('UTF-8'),
+  ]
+  return charts.map((chart) => {
+    const url = new URL(chart.icac(account).toURL())
+    return `${url.pathname}${url.search}`
+  })
+}
+
+describe('verifySignature and signQuery', () => {
+  it('verifies the published test vector and every valid vector', () => {
+    assert.equal(
+      signQuery('cht=p&chd=t%3A1%2C2%2C3&chs=100x100&icac=test_fixture', 'plop'),
+      'cht=p&chd=t%3A1%2C2%2C3&chs=100x100&icac=test_fixture&ichm=71bd93758b49ed28fdabd23a0ff366fe7bf877296ea888b9aaf4ede7978bdc8d',
+    )
+    for (const v of vectors.valid) assert.equal(verifySignature(queryOf(v.url), v.secret), true, v.url)
+  })
+
+  for (const v of vectors.invalid) {
+    it(`refuses the tampered vector: ${v.why}`, () => {
+      assert.equal(verifySignature(queryOf(v.url), v.secret), false)
+    })
+  }
+
+  it('signs records and URLSearchParams the way the official client does', () => {
+    const record = { cht: 'p', chd: 't:1,2,3', chs: '100x100', icac: 'test_fixture' }
+    const signed = signQuery(record, 'plop')
+    assert.equal(signed, signQuery(new URLSearchParams(record), 'plop'))
+    assert.ok(signed.endsWith('ichm=71bd93758b49ed28fdabd23a0ff366fe7bf877296ea888b9aaf4ede7978bdc8d'))
+    assert.throws(() => signQuery(record, ''), TypeError)
+  })
+
+  it('accepts a signature over the decoded query, and ichm anywhere', () => {
+    const plain = 'cht=p&chd=t:1,2,3&chtt=Hello world&icac=acme'
+    const ichm = signQuery(plain, 's').split('ichm=')[1]
+    const encoded = 'cht=p&chd=t%3A1%2C2%2C3&chtt=Hello+world&icac=acme'
+    assert.equal(verifySignature(`${encoded}&ichm=${ichm}`, 's'), true)
+    assert.equal(verifySignature(`ichm=${ichm}&${encoded}`, 's'), true)
+    assert.equal(
+      verifySignature(`cht=p&ichm=${ichm}&chd=t%3A1%2C2%2C3&chtt=Hello%20world&icac=acme`, 's'),
+      true,
+    )
+    assert.equal(verifySignature(`${encoded}&ichm=${ichm?.toUpperCase()}`, 's'), false, 'lower-case hex only')
+  })
+
+  it('signs and verifies the query as sent, empty pairs and all', () => {
+    const signed = signQuery('a=1&&b=2&', 'k')
+    assert.equal(verifySignature(signed, 'k'), true)
+    assert.equal(verifySignature(signed.replace('&&', '&'), 'k'), false)
+    const ichm = signed.split('ichm=')[1]
+    assert.equal(verifySignature(`%69chm=${ichm}&a=1&&b=2&`, 'k'), true, 'a percent-encoded ichm name')
+  })
+
+  it('verifies URLs signed by the official image-charts client', () => {
+    for (const url of officialUrls('the-secret', 'acme'))
+      assert.equal(verifySignature(queryOf(url), 'the-secret'), true, url)
+  })
+
+  it('refuses every signed URL with any one byte changed', () => {
+    const signed = [
+      ...vectors.valid.map((v) => [v.url, v.secret] as const),
+      ...officialUrls('k', 'acme').map((u) => [u, 'k'] as const),
+    ]
+    fc.assert(
+      fc.property(
+        fc.constantFrom(...signed),
+        fc.nat(),
+        fc.integer({ min: 0x21, max: 0x7e }),
+        ([url, secret], at, code) => {
+          const query = queryOf(url)
+          const i = at % query.length
+          fc.pre(query.charCodeAt(i) !== code)
+          const changed = query.slice(0, i) + String.fromCharCode(code) + query.slice(i + 1)
+          assert.equal(verifySignature(changed, secret), false, changed)
+        },
+      ),
+      { numRuns: 3000 },
+    )
+  })
+})
+
+describe('signature guard', () => {
+  const accounts = { test_fixture: 'plop', demo: 'demo-secret', acme: ['n3w', 's3cr3t'] }
+
+  it('accepts every valid vector and publishes the account', async () => {
+    const guard = signature({ accounts })
+    for (const v of vectors.valid) assert.match(await outcome(guard, v.url), /^ok /, v.url)
+  })
+
+  it('answers the tampered vectors with the Image-Charts codes', async () => {
+    const guard = signature({ accounts: { ...accounts, other: 'plop' } })
+    const codes = await Promise.all(vectors.invalid.map((v) => outcome(guard, v.url)))
+    assert.deepEqual(codes, [
+      '401 IC_INVALID_SIGNATURE',
+      '401 IC_INVALID_SIGNATURE',
+      '401 IC_INVALID_SIGNATURE',
+      '401 IC_INVALID_SIGNATURE',
+      '401 IC_INVALID_SIGNATURE',
+      '401 IC_INVALID_SIGNATURE',
+    ])
+  })
+
+  it('tells a missing half from an unknown account', async () => {
+    const guard = signature({ accounts })
+    assert.equal(await outcome(guard, '/chart?cht=p&icac=acme'), '400 IC_MISSING_ENT_PARAMETER')
+    assert.equal(await outcome(guard, '/chart?cht=p&ichm=00'), '400 IC_MISSING_ENT_PARAMETER')
+    assert.equal(await outcome(guard, '/chart?cht=p&icac=&ichm=00'), '400 IC_MISSING_ENT_PARAMETER')
+    assert.equal(
+      await outcome(guard, `/chart?${signQuery('cht=p&icac=nobody', 'x')}`),
+      '401 IC_ACCOUNT_ID_NOT_FOUND',
+    )
+    assert.equal(
+      await outcome(guard, `/chart?${signQuery('cht=p&icac=__proto__', 'x')}`),
+      '401 IC_ACCOUNT_ID_NOT_FOUND',
+    )
+    assert.equal(await outcome(guard, '/chart?cht=p&icac=acme&icac=demo&ichm=00'), '400 IS_VALIDATION_ERROR')
+    assert.equal(await outcome(guard, '/chart?cht=p'), 'ok unsigned')
+    assert.equal(
+      await outcome(signature({ accounts, required: true }), '/chart?cht=p'),
+      '400 IC_MISSING_ENT_PARAMETER',
+    )
+  })
+
+  it('sends the catalogue description as the validation message of IC_MISSING_ENT_PARAMETER', () => {
+    try {
+      signature({ accounts })({ url: '/chart?icac=acme', headers: {} } as IncomingMessage, res)
+      assert.fail('refused')
+    } catch (err) {
+      assert.ok(isIcError(err))
+      assert.deepEqual(JSON.parse(err.headers['x-ic-error-validation'] as string), [
+        {
+          message:
+            'A signed request needs both `icac` (account id) and `ichm` (signature); only one was given.',
+        },
+      ])
+    }
+  })
+
+  it('accepts every secret of an account while a secret rotates', async () => {
+    const guard = signature({ accounts })
+    assert.equal(await outcome(guard, `/c?${signQuery('a=1&icac=acme', 'n3w')}`), 'ok acme []')
+    assert.equal(await outcome(guard, `/c?${signQuery('a=1&icac=acme', 's3cr3t')}`), 'ok acme []')
+    assert.equal(await outcome(guard, `/c?${signQuery('a=1&icac=acme', 'old')}`), '401 IC_INVALID_SIGNATURE')
+  })
+
+  it('looks secrets up with an async function when the record does not have them', async () => {
+    const asked: string[] = []
+    const guard = signature({
+      accounts: { static: 'a' },
+      lookup: async (id) => {
+        asked.push(id)
+        return id === 'db' ? { secrets: ['from-db', 'older'], features: ['retina'] } : undefined
+      },
+      features: imageChartsFeatures,
+    })
+    assert.equal(await outcome(guard, `/c?${signQuery('icretina=2&icac=db', 'older')}`), 'ok db [retina]')
+    assert.equal(await outcome(guard, `/c?${signQuery('icac=ghost', 'x')}`), '401 IC_ACCOUNT_ID_NOT_FOUND')
+    assert.equal(await outcome(guard, `/c?${signQuery('icac=static', 'a')}`), 'ok static []')
+    assert.deepEqual(asked, ['db', 'ghost'])
+  })
+
+  it('passes lookup failures on (a 500 through the error handler), and refuses a lookup giving an empty secret', async () => {
+    const failing = signature({ lookup: () => Promise.reject(new Error('db down')) })
+    await assert.rejects(
+      Promise.resolve(
+        failing({ url: `/c?${signQuery('icac=a', 'x')}`, headers: {} } as IncomingMessage, res),
+      ),
+      /db down/,
+    )
+    const empty = signature({ lookup: () => [''] })
+    await assert.rejects(
+      Promise.resolve(empty({ url: `/c?${signQuery('icac=a', 'x')}`, headers: {} } as IncomingMessage, res)),
+      TypeError,
+    )
+  })
+
+  it('refuses features the account plan lacks, with the Image-Charts codes', async () => {
+    const options: SignatureOptions = {
+      accounts: {
+        free: 'f',
+        pro: { secrets: ['p'], plan: 'enterprise' },
+        plus: { secrets: ['q'], plan: 'enterprise', features: ['retina'] },
+      },
+      features: { ...imageChartsFeatures, watermarkOff: { params: ['icwm'] } },
+      plans: {
+        enterprise: [
+          'locale',
+          'fontStyle',
+          'fontFamily',
+          'titleStyle',
+          'multiAxis',
+          'compoundChart',
+          'watermarkOff',
+        ],
+      },
+      unsignedFeatures: ['locale'],
+    }
+    const guard = signature(options)
+    const cases: [string, string, string][] = [
+      ['icretina=2&icac=free', 'f', '403 IC_RETINA_ERROR'],
+      ['iclocale=fr-FR&icac=free', 'f', '403 IC_LOCALE_ERROR'],
+      ['icfs=italic&icac=free', 'f', '403 IC_UNAUTHORIZED_FONT_STYLE_ERROR'],
+      ['icff=Abel&icac=free', 'f', '403 IC_UNAUTHORIZED_FONT_FAMILY_ERROR'],
+      ['chts=FF0000,20&icac=free', 'f', '403 IC_UNAUTHORIZED_STYLE_TITLE_ERROR'],
+      ['chxt=x,y&icac=free', 'f', 'ok free []'],
+      ['chxt=x,y,r&icac=free', 'f', '403 IC_UNAUTHORIZED_MULTI_AXIS_ERROR'],
+      ['cht=bvs&chm=D,FF0000,0,0,5&icac=free', 'f', '403 IC_UNAUTHORIZED_COMPOUND_CHART_ERROR'],
+      ['cht=bvs&chm=N,000000,0,-1,11&icac=free', 'f', 'ok free []'],
+      ['icwm=0&icac=free', 'f', '403 IC_FEATURE_NOT_ALLOWED'],
+      ['icretina=2&icac=pro', 'p', '403 IC_RETINA_ERROR'],
+      [
+        'iclocale=fr&chxt=x,y,r&icwm=0&icac=pro',
+        'p',
+        'ok pro [locale,fontStyle,fontFamily,titleStyle,multiAxis,compoundChart,watermarkOff]',
+      ],
+      [
+        'icretina=2&icac=plus',
+        'q',
+        'ok plus [locale,fontStyle,fontFamily,titleStyle,multiAxis,compoundChart,watermarkOff,retina]',
+      ],
+    ]
+    for (const [query, secret, expected] of cases) {
+      assert.equal(await outcome(guard, `/c?${signQuery(query, secret)}`), expected, query)
+    }
+    assert.equal(await outcome(guard, '/c?iclocale=fr'), 'ok unsigned')
+    assert.equal(await outcome(guard, '/c?icretina=2'), '403 IC_RETINA_ERROR')
+  })
+
+  it('validates its options at construction, naming the option', () => {
+    const cases: [SignatureOptions, RegExp][] = [
+      [{}, /`accounts` or `lookup`/],
+      [{ accounts: { a: '' } }, /`accounts\.a\.secrets`/],
+      [{ accounts: { a: [] } }, /`accounts\.a`/],
+      [{ accounts: { a: { secrets: ['x'], plan: 'gold' } } }, /Unknown plan "gold" in `accounts\.a\.plan`/],
+      [{ accounts: {}, plans: { gold: ['teleport'] } }, /Unknown feature "teleport" in `plans\.gold`/],
+      [{ accounts: {}, features: { f: {} } }, /`features\.f`/],
+      [{ accounts: {}, features: { f: { params: ['x'], code: 'NOPE_CODE' } } }, /`features\.f\.code`/],
+      [{ accounts: {}, lookup: 'db' as never }, /`lookup`/],
+      [{ accounts: {}, required: 1 as never }, /`required`/],
+    ]
+    for (const [options, message] of cases) {
+      assert.throws(
+        () => signature(options),
+        (err: Error) => err instanceof TypeError && message.test(err.message),
+      )
+    }
+  })
+})

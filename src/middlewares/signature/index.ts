@@ -1,0 +1,357 @@
+import { type ErrorCode, lookupErrorCode } from '../../catalogue.ts'
+import { icError } from '../../errors.ts'
+import type { Guard, Published } from '../../guard.ts'
+import { type ParsedQuery, parseQuery } from '../../query.ts'
+import type { ValidationItem } from '../../validation-header.ts'
+import { matchesAny, signedParts } from './verify.ts'
+
+export { signQuery, verifySignature } from './verify.ts'
+
+/**
+ * One signing account: its secrets (several while one is being rotated), and the features
+ * it may use, listed or through its plan.
+ *
+ * @example
+ * const account: SignatureAccount = { secrets: ['new-secret', 'old-secret'], plan: 'enterprise' }
+ */
+export interface SignatureAccount {
+  readonly secrets: readonly string[]
+  readonly features?: readonly string[]
+  readonly plan?: string
+}
+
+/**
+ * An account as configured: one secret, a list of secrets, or a full {@link SignatureAccount}.
+ *
+ * @example
+ * const entry: SignatureAccountEntry = ['new-secret', 'old-secret']
+ */
+export type SignatureAccountEntry = string | readonly string[] | SignatureAccount
+
+/**
+ * A plan-gated feature: a request uses it when one of `params` is present or `test` says so.
+ *
+ * @example
+ * const retina: FeatureRule = { params: ['icretina'], code: 'IC_RETINA_ERROR' }
+ */
+export interface FeatureRule {
+  /** Parameters whose presence means the feature is used. */
+  readonly params?: readonly string[]
+  /** A finer test over the decoded query values. */
+  readonly test?: (values: ReadonlyMap<string, string>) => boolean
+  /** Code of the 403. @default 'IC_FEATURE_NOT_ALLOWED' */
+  readonly code?: ErrorCode
+}
+
+/**
+ * Options of `signature()`.
+ *
+ * @example
+ * const options: SignatureOptions = {
+ *   accounts: { acme: { secrets: [process.env.ACME_SECRET as string], plan: 'enterprise' } },
+ *   features: imageChartsFeatures,
+ *   plans: { enterprise: ['retina', 'locale'] },
+ * }
+ */
+export interface SignatureOptions {
+  /** Accounts by id (`icac`). */
+  readonly accounts?: Readonly<Record<string, SignatureAccountEntry>>
+  /** Finds an account the `accounts` record does not hold (e.g. in a database); `undefined` when unknown. */
+  readonly lookup?: (
+    accountId: string,
+  ) => SignatureAccountEntry | undefined | Promise<SignatureAccountEntry | undefined>
+  /** Refuse unsigned requests with 400 `IC_MISSING_ENT_PARAMETER`. @default false */
+  readonly required?: boolean
+  /** Plan-gated features by name, e.g. {@link imageChartsFeatures}. @default {} */
+  readonly features?: Readonly<Record<string, FeatureRule>>
+  /** Features of each plan, by plan name. @default {} */
+  readonly plans?: Readonly<Record<string, readonly string[]>>
+  /** Features unsigned requests may use. @default [] */
+  readonly unsignedFeatures?: readonly string[]
+}
+
+/**
+ * What `signature()` publishes as `account` for a signed request.
+ *
+ * @example
+ * const account = res.locals.account as SignedAccount | undefined // undefined: unsigned request
+ */
+export interface SignedAccount {
+  readonly id: string
+  readonly features: ReadonlySet<string>
+}
+
+/**
+ * Image-Charts' plan-gated features, each with the code Image-Charts answers with:
+ * `retina` (`icretina`), `locale` (`iclocale`), `fontStyle` (`icfs`), `fontFamily`
+ * (`icff`), `titleStyle` (`chts`), `multiAxis` (`chxt` beyond `x,y`), `compoundChart` (a
+ * `D` line marker in `chm`).
+ *
+ * @example
+ * signature({ accounts, features: imageChartsFeatures, plans: { enterprise: Object.keys(imageChartsFeatures) } })
+ */
+export const imageChartsFeatures: Readonly<Record<string, FeatureRule>> = Object.freeze({
+  retina: { params: ['icretina'], code: 'IC_RETINA_ERROR' },
+  locale: { params: ['iclocale'], code: 'IC_LOCALE_ERROR' },
+  fontStyle: { params: ['icfs'], code: 'IC_UNAUTHORIZED_FONT_STYLE_ERROR' },
+  fontFamily: { params: ['icff'], code: 'IC_UNAUTHORIZED_FONT_FAMILY_ERROR' },
+  titleStyle: { params: ['chts'], code: 'IC_UNAUTHORIZED_STYLE_TITLE_ERROR' },
+  multiAxis: {
+    test: (values) => {
+      const axes = values.get('chxt')
+      if (axes === undefined) return false
+      const list = axes.split(',')
+      return list.length > 2 || list.some((axis) => axis !== 'x' && axis !== 'y')
+    },
+    code: 'IC_UNAUTHORIZED_MULTI_AXIS_ERROR',
+  },
+  compoundChart: {
+    test: (values) => /(?:^|\|)D,/.test(values.get('chm') ?? ''),
+    code: 'IC_UNAUTHORIZED_COMPOUND_CHART_ERROR',
+  },
+})
+
+interface CompiledFeature {
+  readonly name: string
+  readonly params: readonly string[]
+  readonly test: ((values: ReadonlyMap<string, string>) => boolean) | undefined
+  readonly code: ErrorCode
+}
+
+interface ResolvedAccount {
+  readonly secrets: readonly string[]
+  readonly published: Published
+  readonly features: ReadonlySet<string>
+}
+
+function entryFeatures(
+  entry: SignatureAccount,
+  plans: ReadonlyMap<string, readonly string[]>,
+  known: ReadonlySet<string>,
+  option: string,
+): Set<string> {
+  const features = new Set<string>()
+  if (entry.plan !== undefined) {
+    const plan = plans.get(entry.plan)
+    if (plan === undefined)
+      throw new TypeError(`Unknown plan ${JSON.stringify(entry.plan)} in \`${option}.plan\``)
+    for (const feature of plan) features.add(feature)
+  }
+  if (entry.features !== undefined) {
+    if (!Array.isArray(entry.features)) throw new TypeError(`Expected \`${option}.features\` to be an array`)
+    for (const feature of entry.features) {
+      if (!known.has(feature))
+        throw new TypeError(`Unknown feature ${JSON.stringify(feature)} in \`${option}.features\``)
+      features.add(feature)
+    }
+  }
+  return features
+}
+
+function resolveAccount(
+  id: string,
+  entry: unknown,
+  plans: ReadonlyMap<string, readonly string[]>,
+  known: ReadonlySet<string>,
+  option: string,
+): ResolvedAccount {
+  const account: SignatureAccount =
+    typeof entry === 'string'
+      ? { secrets: [entry] }
+      : Array.isArray(entry)
+        ? { secrets: entry as string[] }
+        : (entry as SignatureAccount)
+  if (
+    typeof account !== 'object' ||
+    account === null ||
+    !Array.isArray(account.secrets) ||
+    account.secrets.length === 0
+  )
+    throw new TypeError(
+      `Expected \`${option}\` to be a secret, a list of secrets or { secrets }, got ${typeof entry}`,
+    )
+  for (const secret of account.secrets) {
+    if (typeof secret !== 'string' || secret === '')
+      throw new TypeError(`Expected \`${option}.secrets\` to hold non-empty strings`)
+  }
+  const features = entryFeatures(account, plans, known, option)
+  return {
+    secrets: [...account.secrets],
+    features,
+    published: { account: Object.freeze({ id, features }) as SignedAccount },
+  }
+}
+
+/** Image-Charts sends the code's description as the validation message when one half is missing. */
+function missing(message: string, half: boolean): never {
+  const detail = half ? (lookupErrorCode('IC_MISSING_ENT_PARAMETER')?.description ?? message) : message
+  throw icError('IC_MISSING_ENT_PARAMETER', { message, validation: [{ message: detail }] })
+}
+
+function checkFeatures(
+  features: readonly CompiledFeature[],
+  granted: ReadonlySet<string>,
+  values: ReadonlyMap<string, string>,
+  who: string,
+): void {
+  let refused: { code: ErrorCode; items: ValidationItem[] } | undefined
+  for (const feature of features) {
+    if (granted.has(feature.name)) continue
+    let used = feature.params.find((param) => values.has(param))
+    if (used === undefined && feature.test?.(values) === true) used = feature.params[0] ?? feature.name
+    if (used === undefined) continue
+    const item = {
+      message: `"${used}" needs the ${feature.name} feature, which ${who} does not include`,
+      path: [used],
+      type: 'feature.notAllowed',
+    }
+    if (refused === undefined) refused = { code: feature.code, items: [item] }
+    else refused.items.push(item)
+  }
+  if (refused !== undefined) {
+    throw icError(refused.code, {
+      message: (refused.items[0] as ValidationItem).message,
+      validation: refused.items,
+    })
+  }
+}
+
+/**
+ * Image-Charts' signed requests: `icac` names the account, `ichm` is the lower-case hex
+ * HMAC-SHA256 of the query string without `ichm` (anywhere in the query), accepted over the
+ * raw or the percent-decoded query, under any of the account's secrets (rotation), compared
+ * in constant time. `icac` without `ichm` or the reverse: 400 `IC_MISSING_ENT_PARAMETER`;
+ * unknown account: 401 `IC_ACCOUNT_ID_NOT_FOUND`; wrong signature: 401
+ * `IC_INVALID_SIGNATURE`; a feature the account's plan lacks: 403 with the feature's code.
+ * Unsigned requests pass unless `required`. Publishes `account` for signed requests.
+ *
+ * @example
+ * import { signature, imageChartsFeatures } from 'image-api-errors/express'
+ * app.get('/chart', signature({
+ *   accounts: { acme: ['current-secret', 'previous-secret'] },
+ *   lookup: async (id) => db.accounts.findSecrets(id),
+ *   features: imageChartsFeatures,
+ * }), handler)
+ */
+export function signature(options: Readonly<SignatureOptions> = {}): Guard {
+  const check = compileSignature(options)
+  return function signature(req) {
+    return check(parseQuery(req))
+  }
+}
+
+/**
+ * The check `signature()` and `requestRules()` run over a parsed query.
+ *
+ * @example
+ * const check: SignatureCheck = compileSignature({ accounts: { acme: 'secret' } })
+ */
+export type SignatureCheck = (query: ParsedQuery) => Published | undefined | Promise<Published>
+
+/**
+ * Validates the options and returns the check `signature()` and `requestRules()` run.
+ *
+ * @example
+ * const check = compileSignature({ accounts: { acme: 'secret' } })
+ * check(parseQuery(req))
+ */
+export function compileSignature(options: Readonly<SignatureOptions> = {}): SignatureCheck {
+  if (typeof options !== 'object' || options === null)
+    throw new TypeError('Expected the options of `signature` to be an object')
+  const { lookup } = options
+  if (lookup !== undefined && typeof lookup !== 'function')
+    throw new TypeError(`Expected \`lookup\` to be a function, got ${typeof lookup}`)
+  if (options.accounts === undefined && lookup === undefined)
+    throw new TypeError('Expected `accounts` or `lookup`: signature() needs a way to find secrets')
+  if (options.required !== undefined && typeof options.required !== 'boolean')
+    throw new TypeError(`Expected \`required\` to be a boolean, got ${JSON.stringify(options.required)}`)
+  const features: CompiledFeature[] = []
+  for (const [name, rule] of Object.entries(options.features ?? {})) {
+    const option = `features.${name}`
+    if (typeof rule !== 'object' || rule === null)
+      throw new TypeError(`Expected \`${option}\` to be a feature rule`)
+    const params = rule.params ?? []
+    if (!Array.isArray(params) || params.some((p) => typeof p !== 'string' || p === ''))
+      throw new TypeError(`Expected \`${option}.params\` to be an array of parameter names`)
+    if (rule.test !== undefined && typeof rule.test !== 'function')
+      throw new TypeError(`Expected \`${option}.test\` to be a function`)
+    if (params.length === 0 && rule.test === undefined)
+      throw new TypeError(`Expected \`${option}\` to have \`params\` or \`test\``)
+    const code = rule.code ?? 'IC_FEATURE_NOT_ALLOWED'
+    if (lookupErrorCode(code) === undefined)
+      throw new TypeError(`Expected \`${option}.code\` to be a catalogue code, got ${JSON.stringify(code)}`)
+    features.push({ name, params, test: rule.test, code })
+  }
+  const known = new Set(features.map((f) => f.name))
+  const plans = new Map<string, readonly string[]>()
+  for (const [plan, list] of Object.entries(options.plans ?? {})) {
+    if (!Array.isArray(list))
+      throw new TypeError(`Expected \`plans.${plan}\` to be an array of feature names`)
+    for (const feature of list) {
+      if (!known.has(feature))
+        throw new TypeError(`Unknown feature ${JSON.stringify(feature)} in \`plans.${plan}\``)
+    }
+    plans.set(plan, [...list])
+  }
+  const unsigned = new Set<string>()
+  for (const feature of options.unsignedFeatures ?? []) {
+    if (!known.has(feature))
+      throw new TypeError(`Unknown feature ${JSON.stringify(feature)} in \`unsignedFeatures\``)
+    unsigned.add(feature)
+  }
+  const accounts = new Map<string, ResolvedAccount>()
+  for (const [id, entry] of Object.entries(options.accounts ?? {})) {
+    if (id === '') throw new TypeError('Expected `accounts` ids to be non-empty')
+    accounts.set(id, resolveAccount(id, entry, plans, known, `accounts.${id}`))
+  }
+  const required = options.required === true
+  const gated = features.length > 0
+
+  const finish = (
+    account: ResolvedAccount | undefined,
+    id: string,
+    search: string,
+    values: ReadonlyMap<string, string>,
+  ): Published => {
+    if (account === undefined) {
+      throw icError('IC_ACCOUNT_ID_NOT_FOUND', {
+        message: `Unknown account ${JSON.stringify(id.length > 64 ? `${id.slice(0, 64)}…` : id)}`,
+      })
+    }
+    if (!matchesAny(signedParts(search), account.secrets)) {
+      throw icError('IC_INVALID_SIGNATURE', { message: 'The ichm signature does not match the query' })
+    }
+    if (gated) checkFeatures(features, account.features, values, `account ${id}`)
+    return account.published
+  }
+
+  return (query) => {
+    const { values } = query
+    for (const issue of query.issues) {
+      const param = issue.path?.[0]
+      if (param === 'icac' || param === 'ichm' || param === 'icac64' || param === 'ichm64') {
+        throw icError('IS_VALIDATION_ERROR', { message: issue.message, validation: [issue] })
+      }
+    }
+    const id = values.get('icac')
+    const hasSignature = values.has('ichm')
+    if (id === undefined && !hasSignature) {
+      if (required) missing('This route needs a signed request: send icac and ichm', false)
+      if (gated) checkFeatures(features, unsigned, values, 'an unsigned request')
+      return undefined
+    }
+    if (id === undefined || id === '' || !hasSignature) missing('icac and ichm must be sent together', true)
+    const configured = accounts.get(id)
+    if (configured !== undefined || lookup === undefined) return finish(configured, id, query.search, values)
+    return Promise.resolve(lookup(id)).then((entry) =>
+      finish(
+        entry === undefined || entry === null
+          ? undefined
+          : resolveAccount(id, entry, plans, known, 'lookup()'),
+        id,
+        query.search,
+        values,
+      ),
+    )
+  }
+}

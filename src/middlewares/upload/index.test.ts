@@ -1,0 +1,158 @@
+import assert from 'node:assert/strict'
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import { Readable } from 'node:stream'
+import { describe, it } from 'node:test'
+import sharp from 'sharp'
+import { isIcError } from '../../errors.ts'
+import { type UploadOptions, upload } from './index.ts'
+import { multipartFile } from './multipart.ts'
+
+const sent: Record<string, string> = {}
+const res = {
+  headersSent: false,
+  setHeader(name: string, value: string) {
+    sent[name] = value
+  },
+} as unknown as ServerResponse
+
+async function encode(format: 'jpeg' | 'png' | 'webp' | 'avif' | 'tiff' | 'gif'): Promise<Buffer> {
+  return sharp({ create: { width: 8, height: 8, channels: 3, background: '#c33' } })
+    .toFormat(format)
+    .toBuffer()
+}
+
+/** A request whose body is `body`, as the guard reads it (a stream with headers). */
+function bodyRequest(body: Buffer | string, headers: Record<string, string>): IncomingMessage {
+  return Object.assign(Readable.from([Buffer.from(body)]), {
+    url: '/a',
+    headers,
+  }) as unknown as IncomingMessage
+}
+
+describe('upload: the body', () => {
+  const options: UploadOptions = { enabled: true, tokens: ['t'] }
+  const auth = { authorization: 'Bearer t' }
+
+  for (const format of ['jpeg', 'png', 'gif', 'webp', 'avif', 'tiff'] as const) {
+    it(`accepts ${format} made by a real encoder and publishes its bytes`, async () => {
+      const image = await encode(format)
+      const out = (await upload(options)(bodyRequest(image, auth), res)) as {
+        upload: { body: Buffer; type: string }
+      }
+      assert.equal(out.upload.type, format)
+      assert.ok(out.upload.body.equals(image))
+    })
+  }
+
+  it('refuses formats outside `types`, and bytes that are no image whatever the Content-Type says', async () => {
+    const png = await encode('png')
+    await assert.rejects(
+      Promise.resolve(upload({ ...options, types: ['jpeg'] })(bodyRequest(png, auth), res)),
+      (err) => isIcError(err) && err.code === 'IC_UPLOAD_NOT_AN_IMAGE' && /png/.test(err.message),
+    )
+    for (const body of ['<!doctype html><html>', '{"image":true}', '%PDF-1.7', '']) {
+      await assert.rejects(
+        Promise.resolve(upload(options)(bodyRequest(body, { ...auth, 'content-type': 'image/png' }), res)),
+        (err) => isIcError(err) && err.code === 'IC_UPLOAD_NOT_AN_IMAGE',
+        body,
+      )
+    }
+  })
+})
+
+describe('multipartFile', () => {
+  const part = (headers: string, body: string | Buffer) =>
+    Buffer.concat([Buffer.from(`--XyZ\r\n${headers}\r\n\r\n`), Buffer.from(body)])
+  it('takes the part named file, else the first part with a filename', () => {
+    const body = Buffer.concat([
+      part('Content-Disposition: form-data; name="title"', 'hello'),
+      Buffer.from('\r\n'),
+      part('Content-Disposition: form-data; name="other"; filename="a.txt"', 'first'),
+      Buffer.from('\r\n'),
+      part(
+        'Content-Disposition: form-data; name="file"; filename="b.png"\r\nContent-Type: image/png',
+        'the-file',
+      ),
+      Buffer.from('\r\n--XyZ--\r\n'),
+    ])
+    assert.equal(multipartFile(body, 'XyZ')?.toString(), 'the-file')
+    const noNamed = Buffer.concat([
+      part('Content-Disposition: form-data; name="x"; filename="a"', 'first'),
+      Buffer.from('\r\n--XyZ--\r\n'),
+    ])
+    assert.equal(multipartFile(noNamed, 'XyZ')?.toString(), 'first')
+  })
+
+  it('gives nothing for a body without a file or a well-formed part', () => {
+    assert.equal(
+      multipartFile(
+        Buffer.from('--XyZ\r\nContent-Disposition: form-data; name="t"\r\n\r\nx\r\n--XyZ--'),
+        'XyZ',
+      ),
+      undefined,
+    )
+    assert.equal(multipartFile(Buffer.from('--XyZ\r\nbroken'), 'XyZ'), undefined)
+    assert.equal(multipartFile(Buffer.from('no boundary here'), 'XyZ'), undefined)
+  })
+})
+
+describe('upload: refusals before the body is read', () => {
+  function refusal(options: UploadOptions, headers: Record<string, string>) {
+    try {
+      upload(options)({ url: '/a.png', headers } as unknown as IncomingMessage, res)
+    } catch (err) {
+      assert.ok(isIcError(err))
+      return err
+    }
+    assert.fail('refused')
+  }
+
+  it('is disabled by default: 403 IC_UPLOAD_DISABLED', () => {
+    const err = refusal({}, { authorization: 'Bearer t' })
+    assert.equal(err.status, 403)
+    assert.equal(err.code, 'IC_UPLOAD_DISABLED')
+  })
+
+  it('needs a Bearer token it accepts: 401 IC_UPLOAD_UNAUTHORIZED with WWW-Authenticate', () => {
+    const options = { enabled: true, tokens: ['t0ken'] }
+    for (const authorization of [
+      '',
+      'Basic dDBrZW4=',
+      'Bearer',
+      'Bearer wrong',
+      'Bearer t0ken extra',
+      'bearer t0ke',
+    ]) {
+      const err = refusal(options, { authorization })
+      assert.equal(err.code, 'IC_UPLOAD_UNAUTHORIZED', authorization)
+      assert.match(err.headers['www-authenticate'] as string, /^Bearer/)
+    }
+  })
+
+  it('refuses a declared Content-Length over maxBytes without reading: 413', () => {
+    const err = refusal(
+      { enabled: true, tokens: ['t'], maxBytes: 10 },
+      { authorization: 'Bearer t', 'content-length': '11' },
+    )
+    assert.equal(err.status, 413)
+    assert.equal(err.code, 'IC_UPLOAD_TOO_LARGE')
+    assert.equal(sent.connection, 'close', 'the connection is closed rather than drained')
+  })
+
+  it('validates its options at construction, naming the option', () => {
+    const cases: [UploadOptions, RegExp][] = [
+      [{ enabled: true }, /`tokens` or `verifyToken`/],
+      [{ enabled: 'yes' as never }, /`enabled`/],
+      [{ maxBytes: 0 }, /`maxBytes` to be a positive integer, got 0/],
+      [{ tokens: ['has space'] }, /`tokens`/],
+      [{ types: ['svg' as never] }, /`types`/],
+      [{ verifyToken: 'x' as never }, /`verifyToken`/],
+    ]
+    for (const [options, message] of cases) {
+      assert.throws(
+        () => upload(options),
+        (err: Error) => err instanceof TypeError && message.test(err.message),
+      )
+    }
+  })
+})

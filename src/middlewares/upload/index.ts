@@ -1,0 +1,221 @@
+import { createHash, timingSafeEqual } from 'node:crypto'
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import { icError } from '../../errors.ts'
+import type { Guard, Published } from '../../guard.ts'
+import { type ImageFormat, sniffImageFormat } from '../backend-fetch/sniff.ts'
+import { multipartFile } from './multipart.ts'
+
+/**
+ * Every format `upload()` recognises by its bytes (the formats of `sniffImageFormat()`): the
+ * default of its `types` option.
+ *
+ * @example
+ * upload({ enabled: true, tokens, types: UPLOAD_FORMATS.filter((format) => format !== 'bmp') })
+ */
+export const UPLOAD_FORMATS: readonly ImageFormat[] = Object.freeze([
+  'jpeg',
+  'png',
+  'gif',
+  'webp',
+  'avif',
+  'heif',
+  'tiff',
+  'bmp',
+  'jxl',
+])
+
+/**
+ * Options of `upload()`.
+ *
+ * @example
+ * const options: UploadOptions = { enabled: true, tokens: [process.env.UPLOAD_TOKEN as string], maxBytes: 5 * 1024 * 1024 }
+ */
+export interface UploadOptions {
+  /** Accept uploads; otherwise every upload gets 403 `IC_UPLOAD_DISABLED`. @default false */
+  readonly enabled?: boolean
+  /** Accepted `Authorization: Bearer` tokens (compared in constant time). */
+  readonly tokens?: readonly string[]
+  /** Decides on a token the `tokens` list does not hold (e.g. in a database). */
+  readonly verifyToken?: (token: string, req: IncomingMessage) => boolean | Promise<boolean>
+  /** Largest body, in bytes; reading stops at the limit (413 `IC_UPLOAD_TOO_LARGE`). @default 10485760 (10 MiB) */
+  readonly maxBytes?: number
+  /** Formats accepted, recognised by their bytes. @default UPLOAD_FORMATS (all) */
+  readonly types?: readonly ImageFormat[]
+}
+
+/**
+ * What `upload()` publishes as `upload`: the image bytes (the `file` part of a multipart
+ * body, or the whole body) and their format.
+ *
+ * @example
+ * const { body, type } = res.locals.upload as UploadedImage
+ * await s3.putObject({ Key: req.path.slice(1), Body: body, ContentType: `image/${type}` })
+ */
+export interface UploadedImage {
+  readonly body: Buffer
+  readonly type: ImageFormat
+}
+
+const BEARER = /^Bearer +([\x21-\x7e]+) *$/i
+const BOUNDARY = /;\s*boundary=(?:"([^"]{1,70})"|([^\s;]{1,70}))/i
+
+function tokenDigest(token: string): Buffer {
+  return createHash('sha256').update(token).digest()
+}
+
+function tooLarge(res: ServerResponse, maxBytes: number): never {
+  // The rest of the body is not read: closing the connection is cheaper than draining it.
+  if (!res.headersSent) res.setHeader('connection', 'close')
+  throw icError('IC_UPLOAD_TOO_LARGE', { message: `The upload is larger than ${maxBytes} bytes` })
+}
+
+/** Reads a request body, refusing it as soon as it passes `maxBytes`. */
+function readBody(req: IncomingMessage, res: ServerResponse, maxBytes: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = []
+    let size = 0
+    const cleanup = () => {
+      req.off('data', onData)
+      req.off('end', onEnd)
+      req.off('error', onError)
+      req.off('close', onClose)
+    }
+    const onData = (chunk: Buffer) => {
+      size += chunk.length
+      if (size > maxBytes) {
+        cleanup()
+        // Keep the socket readable (the discarded bytes flow on) so the 413 can be written.
+        req.resume()
+        try {
+          tooLarge(res, maxBytes)
+        } catch (err) {
+          reject(err)
+        }
+        return
+      }
+      chunks.push(chunk)
+    }
+    const onEnd = () => {
+      cleanup()
+      resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size))
+    }
+    const onError = (err: Error) => {
+      cleanup()
+      reject(icError('IC_CLIENT_CLOSED_REQUEST', { message: 'The upload was interrupted', cause: err }))
+    }
+    const onClose = () => {
+      if (req.readableEnded) return
+      cleanup()
+      reject(
+        icError('IC_CLIENT_CLOSED_REQUEST', {
+          message: 'The client closed the connection during the upload',
+        }),
+      )
+    }
+    req.on('data', onData)
+    req.on('end', onEnd)
+    req.on('error', onError)
+    req.on('close', onClose)
+  })
+}
+
+/**
+ * Imagizer-style uploads: a `POST` of an image to the path it will be stored at. Refused
+ * with 403 `IC_UPLOAD_DISABLED` unless `enabled`; then an `Authorization: Bearer` token is
+ * required (401 `IC_UPLOAD_UNAUTHORIZED` when missing or not accepted), the body is capped
+ * while it streams in (413 `IC_UPLOAD_TOO_LARGE`, from `Content-Length` before reading when
+ * it is declared), and the bytes must be an image (400 `IC_UPLOAD_NOT_AN_IMAGE`; the
+ * `Content-Type` is not trusted). A `multipart/form-data` body gives its `file` part.
+ * Publishes `upload` (`{ body, type }`). Mount it before any body parser.
+ *
+ * @example
+ * import { upload } from 'image-api-errors/express'
+ * app.post('/images/*', upload({ enabled: true, tokens: [process.env.UPLOAD_TOKEN as string] }), async (req, res) => {
+ *   await store(req.path, res.locals.upload.body)
+ *   res.status(201).end()
+ * })
+ */
+export function upload(options: Readonly<UploadOptions> = {}): Guard {
+  if (typeof options !== 'object' || options === null)
+    throw new TypeError('Expected the options of `upload` to be an object')
+  if (options.enabled !== undefined && typeof options.enabled !== 'boolean')
+    throw new TypeError(`Expected \`enabled\` to be a boolean, got ${JSON.stringify(options.enabled)}`)
+  const maxBytes = options.maxBytes ?? 10 * 1024 * 1024
+  if (!Number.isSafeInteger(maxBytes) || maxBytes <= 0)
+    throw new TypeError(
+      `Expected \`maxBytes\` to be a positive integer, got ${JSON.stringify(options.maxBytes)}`,
+    )
+  const tokens = options.tokens ?? []
+  if (!Array.isArray(tokens) || tokens.some((t) => typeof t !== 'string' || !/^[\x21-\x7e]+$/.test(t)))
+    throw new TypeError('Expected `tokens` to be an array of non-empty tokens (printable ASCII, no spaces)')
+  const { verifyToken } = options
+  if (verifyToken !== undefined && typeof verifyToken !== 'function')
+    throw new TypeError(`Expected \`verifyToken\` to be a function, got ${typeof verifyToken}`)
+  if (options.enabled === true && tokens.length === 0 && verifyToken === undefined)
+    throw new TypeError(
+      'Expected `tokens` or `verifyToken` when uploads are enabled: an upload needs a Bearer token',
+    )
+  const types = new Set(options.types ?? UPLOAD_FORMATS)
+  for (const type of types) {
+    if (!UPLOAD_FORMATS.includes(type))
+      throw new TypeError(
+        `Expected \`types\` to hold ${UPLOAD_FORMATS.join(', ')}, got ${JSON.stringify(type)}`,
+      )
+  }
+  const digests = tokens.map(tokenDigest)
+  const enabled = options.enabled === true
+
+  const accept = async (req: IncomingMessage, res: ServerResponse): Promise<Published> => {
+    let body = await readBody(req, res, maxBytes)
+    const contentType = req.headers['content-type'] ?? ''
+    if (/^multipart\/form-data/i.test(contentType)) {
+      const match = BOUNDARY.exec(contentType)
+      const file = match === null ? undefined : multipartFile(body, (match[1] ?? match[2]) as string)
+      if (file === undefined)
+        throw icError('IC_UPLOAD_NOT_AN_IMAGE', { message: 'The multipart body has no file part' })
+      body = file
+    }
+    const type = sniffImageFormat(body)
+    if (type === undefined || !types.has(type)) {
+      throw icError('IC_UPLOAD_NOT_AN_IMAGE', {
+        message:
+          type === undefined
+            ? 'The uploaded bytes are not an image'
+            : `Uploads of ${type} images are not accepted (accepted: ${[...types].join(', ')})`,
+      })
+    }
+    return { upload: { body, type } satisfies UploadedImage }
+  }
+
+  const start = (req: IncomingMessage, res: ServerResponse): Promise<Published> => {
+    const length = req.headers['content-length']
+    if (length !== undefined && Number(length) > maxBytes) tooLarge(res, maxBytes)
+    return accept(req, res)
+  }
+
+  return function upload(req, res) {
+    if (!enabled) throw icError('IC_UPLOAD_DISABLED', { message: 'Uploads are disabled' })
+    const match = BEARER.exec(req.headers.authorization ?? '')
+    if (match === null) {
+      throw icError('IC_UPLOAD_UNAUTHORIZED', {
+        message: 'An upload needs an Authorization: Bearer token',
+        headers: { 'www-authenticate': 'Bearer' },
+      })
+    }
+    const token = match[1] as string
+    const given = tokenDigest(token)
+    let ok = false
+    for (const digest of digests) if (timingSafeEqual(digest, given)) ok = true
+    const refused = () =>
+      icError('IC_UPLOAD_UNAUTHORIZED', {
+        message: 'The upload token is not accepted',
+        headers: { 'www-authenticate': 'Bearer error="invalid_token"' },
+      })
+    if (ok) return start(req, res)
+    if (verifyToken === undefined) throw refused()
+    return Promise.resolve(verifyToken(token, req)).then((verdict) => {
+      if (verdict !== true) throw refused()
+      return start(req, res)
+    })
+  }
+}

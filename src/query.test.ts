@@ -1,0 +1,90 @@
+import assert from 'node:assert/strict'
+import type { IncomingMessage } from 'node:http'
+import { describe, it } from 'node:test'
+import fc from 'fast-check'
+import { decodeBase64Value, parseQuery, parseQueryString } from './query.ts'
+
+const request = (url: string) => ({ url, headers: {} }) as IncomingMessage
+
+describe('parseQueryString', () => {
+  it('decodes names and values, + as a space', () => {
+    const { values, issues } = parseQueryString('a=1&chtt=Ventes+%C3%A9t%C3%A9&empty=&flag&&=x')
+    assert.deepEqual(
+      [...values],
+      [
+        ['a', '1'],
+        ['chtt', 'Ventes été'],
+        ['empty', ''],
+        ['flag', ''],
+      ],
+    )
+    assert.deepEqual(issues, [])
+  })
+
+  it('reports repeated parameters instead of merging them', () => {
+    const { values, issues } = parseQueryString('width=1&width=2&crop=fit')
+    assert.equal(values.get('width'), '1')
+    assert.deepEqual(issues, [
+      { message: '"width" must not be repeated', path: ['width'], type: 'query.repeated' },
+    ])
+  })
+
+  it('decodes NAME64 (base64 and base64url) under NAME', () => {
+    const url = Buffer.from('https://a.example/é?x=1&y=~~~').toString('base64')
+    const urlSafe = Buffer.from('https://a.example/é?x=1&y=~~~').toString('base64url')
+    assert.equal(
+      parseQueryString(`origin64=${encodeURIComponent(url)}`).values.get('origin'),
+      'https://a.example/é?x=1&y=~~~',
+    )
+    assert.equal(
+      parseQueryString(`origin64=${urlSafe}`).values.get('origin'),
+      'https://a.example/é?x=1&y=~~~',
+    )
+    // A `+` that was not percent-encoded arrives as a space: read it back as `+`.
+    assert.equal(Buffer.from('>>>').toString('base64'), 'Pj4+')
+    assert.equal(parseQueryString('crop64=Pj4+').values.get('crop'), '>>>')
+    assert.equal(decodeBase64Value(Buffer.from([0xfb, 0xef]).toString('base64')), undefined, 'not UTF-8 text')
+    assert.equal(parseQueryString('width64=MzAw').values.get('width'), '300')
+  })
+
+  it('counts NAME and NAME64 as the same parameter', () => {
+    const { issues } = parseQueryString('width=1&width64=MzAw')
+    assert.equal(issues[0]?.type, 'query.repeated')
+    assert.deepEqual(issues[0]?.path, ['width'])
+  })
+
+  it('reports invalid base64 and malformed percent-encoding without throwing', () => {
+    const { values, issues } = parseQueryString('width64=***&a=%E0%A4%A&%zz=1&ok=1')
+    assert.equal(values.has('width'), false)
+    assert.deepEqual(
+      issues.map((i) => i.type),
+      ['string.base64', 'query.encoding', 'query.encoding'],
+    )
+    assert.equal(values.get('ok'), '1')
+  })
+
+  it('never throws, whatever the query string', () => {
+    fc.assert(
+      fc.property(fc.string({ unit: 'binary', maxLength: 200 }), (text) => {
+        const parsed = parseQueryString(text)
+        for (const item of parsed.issues) assert.equal(typeof item.message, 'string')
+      }),
+      { numRuns: 2000 },
+    )
+  })
+})
+
+describe('parseQuery', () => {
+  it('parses req.url once and caches it in the request state', () => {
+    const req = request('/img?width=300#frag')
+    const first = parseQuery(req)
+    assert.equal(first.search, 'width=300')
+    assert.equal(parseQuery(req), first)
+    req.url = '/other?width=400'
+    assert.equal(parseQuery(req).values.get('width'), '400')
+  })
+
+  it('has no values without a query', () => {
+    assert.equal(parseQuery(request('/img')).values.size, 0)
+  })
+})

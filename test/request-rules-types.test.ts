@@ -1,0 +1,58 @@
+// Compile-time checks of the request-rule option types: `tsc --noEmit` fails when one stops holding.
+import assert from 'node:assert/strict'
+import { it } from 'node:test'
+import * as express from '../src/express.ts'
+import {
+  type ImageSource,
+  imageParams,
+  type ParamRule,
+  permissions,
+  requestRules,
+  signature,
+} from '../src/index.ts'
+import * as koa from '../src/koa.ts'
+
+// Never called: only compiled.
+export function typeChecks(): void {
+  const rules: Record<string, ParamRule> = {
+    w: { type: 'integer', min: 1, max: 10 },
+    chs: { type: 'size', maxWidth: 999, default: { width: 1, height: 1 } },
+    // @ts-expect-error an enum needs its values
+    crop: { type: 'enum' },
+    // @ts-expect-error min belongs to numbers, not to booleans
+    flag: { type: 'boolean', min: 1 },
+    // @ts-expect-error the default of an integer is a number
+    q: { type: 'integer', default: '90' },
+  }
+  imageParams({ params: rules, imageParamsAllowed: ['w'] })
+  // @ts-expect-error hostsAllowed is a list of host names
+  permissions({ hostsAllowed: 'example.com' })
+  // @ts-expect-error secrets are strings
+  signature({ accounts: { acme: { secrets: [42] } } })
+  // @ts-expect-error requestRules only takes the four rules
+  requestRules({ upload: {} })
+  const source = undefined as ImageSource | undefined
+  if (source?.kind === 'url') void source.url.href
+  // @ts-expect-error a bucket source has no URL
+  if (source?.kind === 'bucket') void source.url
+  express.requestRules({ imageParams: {} })
+  koa.requestRules({ imageParams: {} })
+}
+
+it('both adapters make every request rule a middleware named after it', () => {
+  const keys = { keys: { k: [] } }
+  const made = [
+    [express.imageParams({}), koa.imageParams({}), 'imageParams'],
+    [express.permissions({}), koa.permissions({}), 'permissions'],
+    [express.signature({ accounts: {} }), koa.signature({ accounts: {} }), 'signature'],
+    [express.apiKey(keys), koa.apiKey(keys), 'apiKey'],
+    [express.upload({}), koa.upload({}), 'upload'],
+    [express.requestRules({ imageParams: {} }), koa.requestRules({ imageParams: {} }), 'requestRules'],
+  ] as const
+  for (const [forExpress, forKoa, name] of made) {
+    assert.equal(forExpress.name, name)
+    assert.equal(forExpress.length, 3, `${name}: (req, res, next)`)
+    assert.equal(forKoa.name, name)
+    assert.equal(forKoa.length, 2, `${name}: (ctx, next)`)
+  }
+})

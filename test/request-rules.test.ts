@@ -1,0 +1,483 @@
+import assert from 'node:assert/strict'
+import { once } from 'node:events'
+import { readFileSync } from 'node:fs'
+import { request as httpRequest, type IncomingMessage } from 'node:http'
+import { after, before, describe, it } from 'node:test'
+import fc from 'fast-check'
+import imageChartsModule from 'image-charts'
+import sharp from 'sharp'
+import request from 'supertest'
+import { imageChartsFeatures, type RequestRulesOptions, signQuery } from '../src/index.ts'
+import { frameworks, type RouteContext, type RunningApp, startApp } from './support/harness.ts'
+
+// The client is CommonJS (`module.exports = ImageCharts`) while its types declare a default export.
+const ImageCharts = imageChartsModule as unknown as typeof imageChartsModule.default
+const hosts = JSON.parse(
+  readFileSync(new URL('../../shared/vectors/hosts.json', import.meta.url), 'utf8'),
+) as {
+  allowed: string[]
+}
+const signatures = JSON.parse(
+  readFileSync(new URL('../../shared/vectors/signatures.json', import.meta.url), 'utf8'),
+) as {
+  valid: { secret: string; url: string }[]
+  invalid: { secret: string; url: string; why: string }[]
+}
+
+const UPLOAD_TOKEN = 'upl0ad-t0ken'
+const MAX_UPLOAD = 64 * 1024
+const accounts = { test_fixture: 'plop', demo: 'demo-secret', acme: ['rotated-in', 's3cr3t'] }
+const keys = {
+  'reader-key': { id: 'reader', scopes: ['images:read'] },
+  'admin-key': { id: 'admin', scopes: ['images:read', 'admin'] },
+}
+
+const imageRules: RequestRulesOptions = {
+  permissions: {
+    hostsAllowed: hosts.allowed,
+    bucketsAllowed: ['photos'],
+    allowOriginalImageRequest: false,
+  },
+  imageParams: {
+    imageParamsAllowed: ['width', 'height', 'dpr', 'quality', 'crop', 'pad_color', 'format', 'blur'],
+    maxWidth: 4000,
+  },
+}
+
+function echo({ locals }: RouteContext) {
+  const account = locals.account as { id: string; features: Set<string> } | undefined
+  const apiKey = locals.apiKey as { id: string } | undefined
+  const upload = locals.upload as { body: Buffer; type: string } | undefined
+  return {
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({
+      imageParams: locals.imageParams,
+      source: locals.source,
+      account: account && { id: account.id, features: [...account.features] },
+      apiKey: apiKey?.id,
+      upload: upload && { type: upload.type, bytes: upload.body.length },
+    }),
+  }
+}
+
+const chartsFeatures = { ...imageChartsFeatures }
+function chartUrl(secret: string, account: string): string {
+  const url = new URL(
+    new ImageCharts({ secret })
+      .cht('bvs')
+      .chd('a:10,20.5|5,6')
+      .chs('700x300')
+      .chtt('Ventes été + 10% & more')
+      .icac(account)
+      .toURL(),
+  )
+  return `/chart${url.search}`
+}
+
+async function png(): Promise<Buffer> {
+  return sharp({ create: { width: 16, height: 16, channels: 4, background: '#36c' } })
+    .png()
+    .toBuffer()
+}
+
+/** A raw POST whose body is written by `write`; resolves with the response once it arrives. */
+function post(
+  app: RunningApp,
+  path: string,
+  headers: Record<string, string>,
+  write: (req: ReturnType<typeof httpRequest>) => void,
+) {
+  return new Promise<{ res: IncomingMessage; body: string; sent: number }>((resolve, reject) => {
+    const req = httpRequest(`${app.url}${path}`, { method: 'POST', headers })
+    let sent = 0
+    const originalWrite = req.write.bind(req)
+    req.write = ((chunk: Buffer, ...rest: never[]) => {
+      sent += chunk.length
+      return originalWrite(chunk, ...rest)
+    }) as typeof req.write
+    req.on('error', () => {})
+    req.on('response', async (res) => {
+      let body = ''
+      res.setEncoding('utf8')
+      res.on('data', (chunk: string) => {
+        body += chunk
+      })
+      res.on('error', reject)
+      await once(res, 'end').catch(reject)
+      req.destroy()
+      resolve({ res, body, sent })
+    })
+    write(req)
+  })
+}
+
+for (const framework of frameworks) {
+  describe(`request rules on ${framework}`, () => {
+    let app: RunningApp
+    let image: Buffer
+    before(async () => {
+      image = await png()
+      app = await startApp(framework, {
+        routes: [
+          { path: '/img', use: (a) => [a.requestRules(imageRules)], handle: echo },
+          {
+            path: '/chart',
+            use: (a) => [
+              a.signature({ accounts, features: chartsFeatures, plans: { pro: ['retina'] } }),
+              a.imageParams({
+                builtInParams: false,
+                params: {
+                  cht: { type: 'pattern', pattern: /^[a-z0-9]{1,5}$/, required: true },
+                  chs: { type: 'size', required: true, maxWidth: 999, maxHeight: 999, maxPixels: 998_001 },
+                },
+              }),
+            ],
+            handle: echo,
+          },
+          {
+            path: '/pro-chart',
+            use: (a) => [
+              a.signature({
+                accounts: { acme: { secrets: ['s3cr3t'], plan: 'pro' }, basic: 'b' },
+                lookup: async (id) =>
+                  id === 'db-account' ? { secrets: ['from-db'], features: ['retina'] } : undefined,
+                features: chartsFeatures,
+                plans: { pro: ['retina'] },
+                required: true,
+              }),
+            ],
+            handle: echo,
+          },
+          { path: '/perm', use: (a) => [a.permissions({ allowDynamicOrigin: false })], handle: echo },
+          {
+            path: '/keyed',
+            use: (a) => [a.apiKey({ keys, query: 'key', scopes: ['images:read'] })],
+            handle: echo,
+          },
+          { path: '/admin', use: (a) => [a.apiKey({ keys, scopes: ['admin'] })], handle: echo },
+          {
+            path: '/all',
+            use: (a) => [
+              a.requestRules({
+                apiKey: {
+                  keys,
+                  lookup: async (key) =>
+                    key === 'db-key' ? { id: 'db', scopes: ['images:read'] } : undefined,
+                },
+                signature: { accounts },
+                permissions: { allowDynamicOrigin: false },
+                imageParams: {},
+              }),
+            ],
+            handle: echo,
+          },
+          {
+            method: 'POST',
+            path: '/upload/a.png',
+            use: (a) => [a.upload({ enabled: true, tokens: [UPLOAD_TOKEN], maxBytes: MAX_UPLOAD })],
+            handle: echo,
+          },
+          {
+            method: 'POST',
+            path: '/upload-db/a.png',
+            use: (a) => [
+              a.upload({
+                enabled: true,
+                verifyToken: async (token) => token === 'db-token',
+                maxBytes: MAX_UPLOAD,
+              }),
+            ],
+            handle: echo,
+          },
+          { method: 'POST', path: '/upload-off/a.png', use: (a) => [a.upload({})], handle: echo },
+        ],
+      })
+    })
+    after(() => app.close())
+
+    const table: [string, Record<string, string>, number, string | undefined][] = [
+      ['/img?width=300&crop=fit', {}, 200, undefined],
+      ['/img?width=300&origin=https://a.cdn.example.net/x.jpg', {}, 200, undefined],
+      ['/img?width=300&origin=https://images.example.com@evil.net/x.jpg', {}, 400, 'IS_VALIDATION_ERROR'],
+      ['/img?width=300&origin=https://evil.net%5C@images.example.com/x.jpg', {}, 401, 'IC_HOST_NOT_ALLOWED'],
+      ['/img?width=300&hostname=cdn.example.net', {}, 401, 'IC_HOST_NOT_ALLOWED'],
+      ['/img?width=300&bucket=secrets', {}, 401, 'IC_BUCKET_NOT_ALLOWED'],
+      ['/img?width=300&origin=data:image/png;base64,AAAA', {}, 401, 'IC_DATA_URL_NOT_ALLOWED'],
+      ['/img', {}, 401, 'IC_ORIGINAL_IMAGE_NOT_ALLOWED'],
+      ['/img?width=300&sepia=1', {}, 401, 'IC_PARAM_NOT_ALLOWED'],
+      ['/img?width=5000&height=-1&crop=zoom', {}, 400, 'IS_VALIDATION_ERROR'],
+      ['/img?width=1&width=2', {}, 400, 'IS_VALIDATION_ERROR'],
+      ['/img?width=%E0%A4%A', {}, 400, 'IS_VALIDATION_ERROR'],
+      ['/all?width=10', { 'x-api-key': 'reader-key' }, 200, undefined],
+      ['/all?width=10', { 'x-api-key': 'db-key' }, 200, undefined],
+      ['/all?width=10', {}, 401, 'IC_API_KEY_MISSING'],
+      ['/all?width=10&origin=a.com', { 'x-api-key': 'reader-key' }, 401, 'IC_DYNAMIC_ORIGIN_DISABLED'],
+      ['/all?width=10&icac=acme', { 'x-api-key': 'reader-key' }, 400, 'IC_MISSING_ENT_PARAMETER'],
+      ['/all?width=abc', { 'x-api-key': 'reader-key' }, 400, 'IS_VALIDATION_ERROR'],
+      ['/perm?width=1', {}, 200, undefined],
+      ['/perm?bucket64=cGhvdG9z', {}, 401, 'IC_DYNAMIC_ORIGIN_DISABLED'],
+      ['/keyed', { 'x-api-key': 'reader-key' }, 200, undefined],
+      ['/keyed?key=reader-key', {}, 200, undefined],
+      ['/keyed', {}, 401, 'IC_API_KEY_MISSING'],
+      ['/keyed', { 'x-api-key': 'nope' }, 401, 'IC_API_KEY_INVALID'],
+      ['/admin', { 'x-api-key': 'reader-key' }, 403, 'IC_API_KEY_FORBIDDEN'],
+      ['/admin', { 'x-api-key': 'admin-key' }, 200, undefined],
+      ['/chart?cht=p&chs=100x100', {}, 200, undefined],
+      ['/chart?cht=p&chs=100x100&icretina=2', {}, 403, 'IC_RETINA_ERROR'],
+      ['/chart?cht=p&chs=1000x1000', {}, 400, 'IS_VALIDATION_ERROR'],
+      ['/chart?cht=p&chs=100x100&icac=acme', {}, 400, 'IC_MISSING_ENT_PARAMETER'],
+      [`/chart?${signQuery('cht=p&chs=100x100&icac=nobody', 'x')}`, {}, 401, 'IC_ACCOUNT_ID_NOT_FOUND'],
+      [`/chart?${signQuery('cht=p&chs=100x100&icac=acme', 'wrong')}`, {}, 401, 'IC_INVALID_SIGNATURE'],
+      [`/chart?${signQuery('cht=p&chs=100x100&icac=acme', 'rotated-in')}`, {}, 200, undefined],
+      ['/pro-chart?cht=p', {}, 400, 'IC_MISSING_ENT_PARAMETER'],
+      [`/pro-chart?${signQuery('cht=p&icretina=2&icac=acme', 's3cr3t')}`, {}, 200, undefined],
+      [`/pro-chart?${signQuery('cht=p&icretina=2&icac=basic', 'b')}`, {}, 403, 'IC_RETINA_ERROR'],
+      [`/pro-chart?${signQuery('cht=p&icretina=2&icac=db-account', 'from-db')}`, {}, 200, undefined],
+      [`/pro-chart?${signQuery('cht=p&icac=db-nobody', 'from-db')}`, {}, 401, 'IC_ACCOUNT_ID_NOT_FOUND'],
+    ]
+    for (const [path, headers, status, code] of table) {
+      it(`GET ${path.length > 90 ? `${path.slice(0, 90)}…` : path} ${JSON.stringify(headers)} → ${status} ${code ?? ''}`, async () => {
+        const r = await request(app.url).get(path).set(headers)
+        assert.equal(r.status, status, r.text)
+        assert.equal(r.headers['x-ic-error-code'], code)
+        if (code !== undefined) {
+          const items = JSON.parse(r.headers['x-ic-error-validation'] ?? '[{"message":"none"}]') as {
+            message: string
+          }[]
+          assert.ok(items.every((i) => typeof i.message === 'string'))
+        }
+      })
+    }
+
+    it('publishes typed values and the source to the handler', async () => {
+      const r = await request(app.url).get(
+        `/img?width=300&dpr=2&pad_color=FFF&origin64=${Buffer.from('https://X.cdn.example.net/a.jpg').toString('base64url')}`,
+      )
+      assert.equal(r.status, 200)
+      assert.deepEqual(JSON.parse(r.text), {
+        imageParams: { width: 300, dpr: 2, pad_color: 'ffffff' },
+        source: {
+          kind: 'url',
+          param: 'origin',
+          url: 'https://x.cdn.example.net/a.jpg',
+          host: 'x.cdn.example.net',
+        },
+      })
+    })
+
+    it('reports every validation failure of a request at once, Joi-style', async () => {
+      const r = await request(app.url).get('/img?width=5000&height=-1&crop=zoom&quality=101')
+      assert.equal(r.status, 400)
+      assert.deepEqual(JSON.parse(r.headers['x-ic-error-validation'] as string), [
+        { message: '"width" must be less than or equal to 4000', path: ['width'], type: 'number.max' },
+        { message: '"height" must be greater than or equal to 1', path: ['height'], type: 'number.min' },
+        {
+          message: '"crop" must be one of [fit, top, bottom, pad, face, entropy]',
+          path: ['crop'],
+          type: 'any.only',
+        },
+        { message: '"quality" must be less than or equal to 100', path: ['quality'], type: 'number.max' },
+      ])
+    })
+
+    it('names the parameter that is not allowed', async () => {
+      const r = await request(app.url).get('/img?width=1&sepia=1&vignette64=MQ')
+      assert.equal(r.status, 401)
+      assert.deepEqual(
+        JSON.parse(r.headers['x-ic-error-validation'] as string).map((i: { path: string[] }) => i.path[0]),
+        ['sepia', 'vignette'],
+      )
+    })
+
+    it('verifies every valid signature vector and refuses every tampered one', async () => {
+      for (const v of signatures.valid) {
+        const r = await request(app.url).get(v.url.replace('/chart', '/all')).set('x-api-key', 'reader-key')
+        assert.equal(r.status, 200, `${v.url}: ${r.text}`)
+      }
+      for (const v of signatures.invalid) {
+        const r = await request(app.url).get(v.url.replace('/chart', '/all')).set('x-api-key', 'reader-key')
+        assert.ok(r.status === 401 || r.status === 400, `${v.why}: ${r.status}`)
+      }
+    })
+
+    it('verifies URLs signed by the official image-charts client and publishes the account', async () => {
+      const r = await request(app.url).get(chartUrl('s3cr3t', 'acme'))
+      assert.equal(r.status, 200, r.text)
+      assert.deepEqual(JSON.parse(r.text).account, { id: 'acme', features: [] })
+      const forged = chartUrl('not-the-secret', 'acme')
+      assert.equal((await request(app.url).get(forged)).headers['x-ic-error-code'], 'IC_INVALID_SIGNATURE')
+    })
+
+    it('accepts an image upload and publishes its bytes and type', async () => {
+      const r = await request(app.url)
+        .post('/upload/a.png')
+        .set('authorization', `Bearer ${UPLOAD_TOKEN}`)
+        .set('content-type', 'application/octet-stream')
+        .send(image)
+      assert.equal(r.status, 200, r.text)
+      assert.deepEqual(JSON.parse(r.text).upload, { type: 'png', bytes: image.length })
+    })
+
+    it('takes the file part of a multipart upload', async () => {
+      const r = await request(app.url)
+        .post('/upload/a.png')
+        .set('authorization', `Bearer ${UPLOAD_TOKEN}`)
+        .field('title', 'x')
+        .attach('file', image, 'a.png')
+      assert.equal(r.status, 200, r.text)
+      assert.deepEqual(JSON.parse(r.text).upload, { type: 'png', bytes: image.length })
+    })
+
+    it('refuses uploads that are disabled, unauthorised or not images', async () => {
+      const off = await request(app.url)
+        .post('/upload-off/a.png')
+        .set('authorization', `Bearer ${UPLOAD_TOKEN}`)
+        .send(image)
+      assert.deepEqual([off.status, off.headers['x-ic-error-code']], [403, 'IC_UPLOAD_DISABLED'])
+      const none = await request(app.url).post('/upload/a.png').send(image)
+      assert.deepEqual([none.status, none.headers['x-ic-error-code']], [401, 'IC_UPLOAD_UNAUTHORIZED'])
+      const wrong = await request(app.url)
+        .post('/upload/a.png')
+        .set('authorization', 'Bearer nope')
+        .send(image)
+      assert.deepEqual([wrong.status, wrong.headers['x-ic-error-code']], [401, 'IC_UPLOAD_UNAUTHORIZED'])
+      const html = await request(app.url)
+        .post('/upload/a.png')
+        .set('authorization', `Bearer ${UPLOAD_TOKEN}`)
+        .set('content-type', 'image/png')
+        .send('<html>not an image</html>')
+      assert.deepEqual([html.status, html.headers['x-ic-error-code']], [400, 'IC_UPLOAD_NOT_AN_IMAGE'])
+      const db = await request(app.url)
+        .post('/upload-db/a.png')
+        .set('authorization', 'Bearer db-token')
+        .send(image)
+      assert.equal(db.status, 200)
+      const dbWrong = await request(app.url)
+        .post('/upload-db/a.png')
+        .set('authorization', 'Bearer other')
+        .send(image)
+      assert.equal(dbWrong.headers['x-ic-error-code'], 'IC_UPLOAD_UNAUTHORIZED')
+    })
+
+    it('refuses a declared Content-Length over the cap before any byte of the body is sent', async () => {
+      const { res, sent } = await post(
+        app,
+        '/upload/a.png',
+        { authorization: `Bearer ${UPLOAD_TOKEN}`, 'content-length': String(MAX_UPLOAD + 1) },
+        (req) => req.flushHeaders(),
+      )
+      assert.equal(res.statusCode, 413)
+      assert.equal(res.headers['x-ic-error-code'], 'IC_UPLOAD_TOO_LARGE')
+      assert.equal(sent, 0)
+    })
+
+    it('caps a chunked upload while it streams: 413 before the client has finished sending', async () => {
+      const chunk = Buffer.alloc(16 * 1024, 0xff)
+      const { res, body } = await post(
+        app,
+        '/upload/a.png',
+        {
+          authorization: `Bearer ${UPLOAD_TOKEN}`,
+          'transfer-encoding': 'chunked',
+          accept: 'application/json',
+        },
+        (req) => {
+          // Write more than the cap and never end the request: only a streaming cap can answer.
+          for (let i = 0; i <= MAX_UPLOAD / chunk.length; i++) req.write(chunk)
+        },
+      )
+      assert.equal(res.statusCode, 413)
+      assert.equal(res.headers['x-ic-error-code'], 'IC_UPLOAD_TOO_LARGE')
+      assert.equal(res.headers.connection, 'close')
+      assert.equal(JSON.parse(body).code, 'IC_UPLOAD_TOO_LARGE')
+    })
+
+    it('records 499 when the client goes away in the middle of an upload', async () => {
+      const received = once(app.server, 'request') as Promise<[IncomingMessage]>
+      const req = httpRequest(`${app.url}/upload/a.png`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${UPLOAD_TOKEN}`, 'content-length': '1000' },
+      })
+      req.on('error', () => {})
+      req.write(Buffer.alloc(100))
+      const [serverRequest] = await received
+      req.destroy()
+      await new Promise((resolve) => serverRequest.on('close', resolve))
+      // The refusal travels through a few promise turns after 'close'; no event marks its end.
+      const closed = () => app.reports.find((r) => r.code === 'IC_CLIENT_CLOSED_REQUEST')
+      for (let i = 0; i < 100 && closed() === undefined; i++)
+        await new Promise((resolve) => setImmediate(resolve))
+      const report = closed()
+      assert.ok(report, JSON.stringify(app.reports.map((r) => r.code)))
+      assert.equal(report.status, 499)
+      assert.equal(report.outcome, 'client-gone')
+    })
+
+    it('never answers 500 to arbitrary Authorization headers and bodies on the upload route', async () => {
+      const printable = fc.integer({ min: 0x20, max: 0x7e }).map((c) => String.fromCharCode(c))
+      await fc.assert(
+        fc.asyncProperty(
+          fc.oneof(fc.string({ unit: printable, maxLength: 60 }), fc.constant(`Bearer ${UPLOAD_TOKEN}`)),
+          fc.uint8Array({ maxLength: 64 }),
+          async (authorization, bytes) => {
+            const r = await request(app.url)
+              .post('/upload/a.png')
+              .set('authorization', authorization)
+              .set('content-type', 'application/octet-stream')
+              .send(Buffer.from(bytes))
+            // Random bytes are almost never an image; when they are (a BMP header, say), 200 is right.
+            assert.ok(r.status < 500, `${JSON.stringify(authorization)} → ${r.status} ${r.text}`)
+            if (r.status >= 400)
+              assert.match(r.headers['x-ic-error-code'] ?? '', /^IC_UPLOAD_(UNAUTHORIZED|NOT_AN_IMAGE)$/)
+          },
+        ),
+        { numRuns: 60 },
+      )
+    })
+
+    it('never answers 500 to arbitrary query strings and header values', async () => {
+      const char = fc.oneof(
+        fc.constantFrom(
+          '&',
+          '=',
+          '%',
+          '+',
+          '64',
+          'width',
+          'origin',
+          'icac',
+          'ichm',
+          'key',
+          'chs',
+          'x',
+          '%E0',
+          '%2',
+          '%00',
+        ),
+        fc.integer({ min: 0x21, max: 0x7e }).map((c) => String.fromCharCode(c)),
+        fc
+          .integer({ min: 0x80, max: 0x10ffff })
+          .map((c) => encodeURIComponent(String.fromCodePoint(c).toWellFormed())),
+      )
+      const headerValue = fc.string({
+        unit: fc.integer({ min: 0x20, max: 0x7e }).map((c) => String.fromCharCode(c)),
+        maxLength: 40,
+      })
+      await fc.assert(
+        fc.asyncProperty(
+          fc.constantFrom('/img', '/all', '/chart', '/keyed', '/pro-chart'),
+          fc.array(char, { maxLength: 30 }),
+          headerValue,
+          async (path, parts, key) => {
+            const query = parts.join('').replaceAll('#', '%23')
+            const r = await request(app.url).get(`${path}?${query}`).set('x-api-key', key)
+            assert.ok(r.status < 500, `${path}?${query} (${key}) → ${r.status} ${r.text}`)
+            if (r.status >= 400) assert.ok(r.headers['x-ic-error-code'])
+          },
+        ),
+        { numRuns: 150 },
+      )
+      assert.equal(app.reports.filter((report) => report.status >= 500).length, 0)
+    })
+  })
+}
