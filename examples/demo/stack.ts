@@ -1,7 +1,6 @@
 import type * as ExpressAdapter from '../../src/express.ts'
 import type * as KoaAdapter from '../../src/koa.ts'
 import type { DemoAppConfig } from './app.ts'
-import { interimImageParams, interimPermissions, interimSignature } from './interim.ts'
 
 /** The package's Express or Koa entry point: both export the same names. */
 export type Adapter = typeof ExpressAdapter | typeof KoaAdapter
@@ -23,13 +22,11 @@ export function imageStack(a: Adapter, config: DemoAppConfig): readonly unknown[
     // Cheap refusals before any work: overload (503), then the rate limit (429).
     a.loadShedding({ sampler: config.sampler, maxInFlight: config.maxInFlight }),
     a.rateLimit({ name: 'images', ...config.imageRateLimit }),
-    // TODO(issue 3): a.requestRules({ imageParams: { imageParamsAllowed: demoImageParams,
-    // maxWidth: 2048, maxHeight: 2048, maxDpr: 4 }, permissions: { hostsAllowed, bucketsAllowed } })
-    a.fromGuard(interimImageParams(), 'imageParams'),
-    a.fromGuard(
-      interimPermissions({ hostsAllowed: config.hostsAllowed, bucketsAllowed: config.bucketsAllowed }),
-      'permissions',
-    ),
+    // Parameters (400, 401 for one not allowed) and permissions (401), as one layer.
+    a.requestRules({
+      imageParams: { imageParamsAllowed: demoImageParams, maxWidth: 2048, maxHeight: 2048, maxDpr: 4 },
+      permissions: { hostsAllowed: config.hostsAllowed, bucketsAllowed: config.bucketsAllowed },
+    }),
     // Last before the handler: fetch and processing must end within the deadline (504).
     a.deadline({ timeoutMs: config.timeoutMs }),
   ]
@@ -45,8 +42,7 @@ export function chartStack(a: Adapter, config: DemoAppConfig): readonly unknown[
   return [
     a.loadShedding({ sampler: config.sampler }),
     // Signature first, so a forged one cannot buy the signed quota.
-    // TODO(issue 3): a.signature({ accounts: { [config.account]: config.secret } }).
-    a.fromGuard(interimSignature({ accounts: { [config.account]: config.secret } }), 'signature'),
+    a.signature({ accounts: { [config.account]: config.secret } }),
     // Image-Charts' limits: 90 per 10 s per IP; 10 per minute for unsigned requests.
     a.imageChartsRateLimits(),
   ]
