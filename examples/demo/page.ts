@@ -55,7 +55,7 @@ h2 { font-size: 16px; margin: 22px 0 10px; color: var(--muted); text-transform: 
 .big { font-size: 28px; font-weight: 700; }
 dl { margin: 0; display: grid; grid-template-columns: auto 1fr; gap: 2px 8px; font-size: 12px; }
 dt { color: var(--muted); }
-dd { margin: 0; font-family: ui-monospace, "DejaVu Sans Mono", monospace; word-break: break-word; }
+dd { margin: 0; white-space: pre-line; font-family: ui-monospace, "DejaVu Sans Mono", monospace; word-break: break-word; }
 .note { color: var(--muted); font-size: 12px; margin: 8px 0 0; }
 .expected { display: block; }
 button { font: inherit; padding: 6px 12px; border-radius: 6px; border: 1px solid #99a; background: #fff; cursor: pointer; }
