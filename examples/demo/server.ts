@@ -1,72 +1,187 @@
-// A first demo: an Express (default) or Koa (`--koa`) server whose routes fail in each way
-// the error handler knows. `npm run demo`, then open http://localhost:3000/.
-import { createServer } from 'node:http'
-import express from 'express'
-import createHttpError from 'http-errors'
-import Koa from 'koa'
-import * as onExpress from '../../src/express.ts'
-import * as onKoa from '../../src/koa.ts'
+import { once } from 'node:events'
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { pathToFileURL } from 'node:url'
+import { createBackendFetch, createLoadSampler, type ErrorReport, type LoadSampler } from '../../src/index.ts'
+import { ErrorLog } from './app.ts'
+import { createExpressDemo } from './app-express.ts'
+import { createKoaDemo } from './app-koa.ts'
+import { startDemoBackend } from './backend.ts'
+import { renderPage } from './page.ts'
+import { demoScenarios } from './scenarios.ts'
 
-const port = Number(process.env.PORT ?? 3000)
-const useKoa = process.argv.includes('--koa') || process.env.DEMO_FRAMEWORK === 'koa'
-
-const failures: Record<string, () => unknown> = {
-  '/validation': () =>
-    onExpress.icError('IS_VALIDATION_ERROR', {
-      validation: [
-        { message: '"width" must be less than or equal to 8192', path: ['width'], type: 'number.max' },
-        { message: '"chs" is required', path: ['chs'], type: 'any.required' },
-      ],
-    }),
-  '/host-not-allowed': () =>
-    onExpress.icError('IC_HOST_NOT_ALLOWED', { message: 'Host evil.example is not allowed' }),
-  '/rate-limited': () => onExpress.icError('IC_RATE_LIMITED'),
-  '/overloaded': () => onExpress.icError('IC_OVERLOADED', { retryAfterSeconds: 3 }),
-  '/timeout': () => onExpress.icError('IC_BACKEND_TIMEOUT'),
-  '/foreign-404': () => createHttpError(404, 'No such image'),
-  '/crash': () => new Error('an unexpected bug: this text is never shown'),
+/**
+ * Options of {@link startDemo}. Every one has a default; the command line reads them from
+ * the environment.
+ *
+ * @example
+ * const demo = await startDemo({ port: 0, framework: 'koa' })
+ */
+export interface DemoOptions {
+  /** Port of the API and the page; `0` picks a free one. @default 3000 */
+  readonly port?: number
+  /** @default '127.0.0.1' */
+  readonly host?: string
+  /** @default 'express' */
+  readonly framework?: 'express' | 'koa'
+  /** Image-Charts account id accepted in `icac`. @default 'demo' */
+  readonly account?: string
+  /** Its secret, the HMAC key of `ichm`. @default 'demo-secret' */
+  readonly secret?: string
+  /** Port of the embedded backend. @default 0 (a free port) */
+  readonly backendPort?: number
+  /** Deadline of an image request. @default 2000 */
+  readonly timeoutMs?: number
+  /** How long the backend's `/slow.jpg` takes. @default 5000 */
+  readonly slowMs?: number
+  /** Where the page's scripts send their requests: `''` (same origin) unless the page is served elsewhere. @default '' */
+  readonly apiBase?: string
+  /**
+   * Load sampler of the shedding middlewares (tests inject one with a fixed `source`).
+   * @default a sampler refusing over 250 ms of event-loop delay (p99), closed with the demo
+   */
+  readonly sampler?: LoadSampler
+  /** Image requests in flight before 503 `IC_OVERLOADED`. @default 32 */
+  readonly maxInFlight?: number
+  /** Rate limit of `/image/…` per client IP. @default { limit: 300, windowMs: '1m' } */
+  readonly imageRateLimit?: { readonly limit: number; readonly windowMs: number | string }
+  /** Called with every request the embedded backend receives. */
+  readonly onBackendRequest?: (req: IncomingMessage, res: ServerResponse) => void
+  /** Called once per failed request, after the demo's own log. */
+  readonly onError?: (report: ErrorReport) => void
 }
 
-const page = `<!doctype html><meta charset="utf-8"><title>image-api-errors demo</title>
-<h1>image-api-errors demo (${useKoa ? 'Koa' : 'Express'})</h1>
-<p>Each link fails in its own way. Try them with <code>curl -i</code>, or with <code>-H 'Accept: application/json'</code>.</p>
-<ul>${Object.keys(failures)
-  .map((p) => `<li><a href="${p}">${p}</a></li>`)
-  .join('')}<li><a href="/nowhere">/nowhere</a> (no route)</li></ul>`
+/**
+ * A running demo.
+ *
+ * @example
+ * const { url, close } = await startDemo({ port: 0 })
+ */
+export interface RunningDemo {
+  /** The API and page, e.g. `http://127.0.0.1:3000`. */
+  readonly url: string
+  readonly backendUrl: string
+  readonly framework: 'express' | 'koa'
+  readonly account: string
+  readonly secret: string
+  /** Stops both servers and closes every open connection. */
+  close(): Promise<void>
+}
 
-const onError = (r: onExpress.ErrorReport) =>
-  console.log(
-    `${new Date().toISOString()} ${r.status} ${r.code} ${r.request.method} ${r.request.url} id=${r.requestId}`,
-  )
-
-let server: ReturnType<typeof createServer>
-if (useKoa) {
-  const app = new Koa()
-  app.silent = true
-  app.use(onKoa.errorHandler({ onError }))
-  app.use(onKoa.notFound())
-  app.use(async (ctx, next) => {
-    if (ctx.path === '/') {
-      ctx.type = 'html'
-      ctx.body = page
-      return
+/**
+ * Starts the demo: the embedded backend on its own port, then the image API (`/image/…`,
+ * `/chart`, the page at `/`) on Express or Koa. Nothing heavy runs at start-up; sample
+ * images are made on first request.
+ *
+ * @example
+ * const demo = await startDemo({ port: 0, framework: 'express' })
+ * const res = await fetch(`${demo.url}/chart?cht=p&chd=t:1,2,3`)
+ * res.headers.get('x-ic-error-code') // 'IS_VALIDATION_ERROR'
+ * await demo.close()
+ */
+export async function startDemo(options: Readonly<DemoOptions> = {}): Promise<RunningDemo> {
+  const {
+    port = 3000,
+    host = '127.0.0.1',
+    framework = 'express',
+    account = 'demo',
+    secret = 'demo-secret',
+    backendPort = 0,
+    timeoutMs = 2000,
+    slowMs = 5000,
+    apiBase = '',
+    onError,
+    onBackendRequest,
+    maxInFlight = 32,
+    imageRateLimit = { limit: 300, windowMs: '1m' },
+  } = options
+  if (framework !== 'express' && framework !== 'koa')
+    throw new TypeError(`Expected \`framework\` to be 'express' or 'koa', got ${JSON.stringify(framework)}`)
+  if (account === '' || secret === '') throw new TypeError('Expected `account` and `secret` to be non-empty')
+  const backend = await startDemoBackend({
+    port: backendPort,
+    host,
+    slowMs,
+    ...(onBackendRequest === undefined ? {} : { onRequest: onBackendRequest }),
+  })
+  const sampler = options.sampler ?? createLoadSampler({ maxEventLoopDelayMs: 250 })
+  try {
+    const backendHost = new URL(backend.url).hostname.replace(/^\[|\]$/g, '')
+    const config = {
+      backendUrl: backend.url,
+      account,
+      secret,
+      timeoutMs,
+      hostsAllowed: [backendHost, 'images.example.com'],
+      bucketsAllowed: ['demo-bucket'],
+      // The embedded backend is on loopback: allow exactly its address, nothing else private.
+      fetchImage: createBackendFetch({ allowedAddresses: [backendHost], maxBytes: 20 * 1024 * 1024 }),
+      sampler,
+      maxInFlight,
+      imageRateLimit,
+      page: renderPage({ apiBase, scenarios: demoScenarios({ account, secret }), framework, account }),
+      log: new ErrorLog(),
+      ...(onError === undefined ? {} : { onError }),
     }
-    const fail = failures[ctx.path]
-    if (fail === undefined) return next()
-    throw fail()
-  })
-  server = createServer(app.callback())
-} else {
-  const app = express()
-  app.get('/', (_req, res) => {
-    res.type('html').send(page)
-  })
-  for (const [path, fail] of Object.entries(failures)) {
-    app.get(path, (_req, _res, next) => next(fail()))
+    const server = createServer(framework === 'koa' ? createKoaDemo(config) : createExpressDemo(config))
+    server.listen(port, host)
+    await Promise.race([
+      once(server, 'listening'),
+      once(server, 'error').then(([err]) => Promise.reject(err)),
+    ])
+    const address = server.address() as AddressInfo
+    const shown = address.family === 'IPv6' ? `[${address.address}]` : address.address
+    return {
+      url: `http://${shown}:${address.port}`,
+      backendUrl: backend.url,
+      framework,
+      account,
+      secret,
+      async close() {
+        const closed = once(server, 'close')
+        server.close()
+        server.closeAllConnections()
+        await Promise.all([closed, backend.close()])
+        if (options.sampler === undefined) sampler.close()
+      },
+    }
+  } catch (err) {
+    if (options.sampler === undefined) sampler.close()
+    await backend.close()
+    throw err
   }
-  app.use(onExpress.notFound())
-  app.use(onExpress.errorHandler({ onError }))
-  server = createServer(app)
 }
 
-server.listen(port, () => console.log(`demo (${useKoa ? 'Koa' : 'Express'}) on http://localhost:${port}/`))
+async function main(): Promise<void> {
+  const env = process.env
+  const framework = process.argv.includes('--koa') || env.DEMO_FRAMEWORK === 'koa' ? 'koa' : 'express'
+  const port = env.PORT === undefined || env.PORT === '' ? 3000 : Number(env.PORT)
+  const demo = await startDemo({
+    port,
+    framework,
+    ...(env.HOST ? { host: env.HOST } : {}),
+    ...(env.DEMO_ACCOUNT ? { account: env.DEMO_ACCOUNT } : {}),
+    ...(env.DEMO_SECRET ? { secret: env.DEMO_SECRET } : {}),
+    onError: (r) =>
+      console.log(`${r.status} ${r.code} ${r.request.method} ${r.request.url} (${r.requestId})`),
+  })
+  console.log(`image-api-errors demo on ${framework}: ${demo.url}/`)
+  console.log(`  images:  ${demo.url}/image/sample.jpg?width=320`)
+  console.log(`  charts:  ${demo.url}/chart?cht=bvs&chd=t:10,20,30&chs=300x200`)
+  console.log(`  backend: ${demo.backendUrl}`)
+  console.log(
+    `  signed charts: account (icac) "${demo.account}", secret "${demo.secret}" (DEMO_ACCOUNT, DEMO_SECRET)`,
+  )
+  const stop = (): void => {
+    demo.close().then(() => process.exit(0))
+  }
+  process.once('SIGINT', stop)
+  process.once('SIGTERM', stop)
+}
+
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  main().catch((err: unknown) => {
+    console.error(err)
+    process.exit(1)
+  })
+}

@@ -1,0 +1,122 @@
+import sharp from 'sharp'
+import { icError } from '../../src/index.ts'
+
+/**
+ * The parameters the image route reads from `imageParams` (what the package's
+ * `imageParams()` publishes, typed and validated).
+ */
+export interface DemoImageParams {
+  readonly width?: number
+  readonly height?: number
+  readonly dpr?: number
+  readonly quality?: number
+  readonly crop?: 'fit' | 'top' | 'bottom' | 'pad' | 'face' | 'entropy'
+  readonly format?: string
+  readonly pad_color?: string
+}
+
+/** Where the request asked the image to come from (what `permissions()` publishes as `source`). */
+export type DemoImageSource =
+  | { readonly kind: 'url'; readonly url: URL }
+  | { readonly kind: 'host'; readonly host: string }
+  | { readonly kind: 'bucket'; readonly bucket: string }
+  | { readonly kind: 'data'; readonly url: string }
+
+/** Fetches the original image bytes; rejects with a catalogue error (404, 502, 504, …). */
+export type FetchImage = (
+  url: string,
+  init: { readonly signal: AbortSignal },
+) => Promise<{ readonly body: Buffer }>
+
+/** What the image route needs beside the request. */
+export interface ImageRouteConfig {
+  /** The configured backend, e.g. `http://127.0.0.1:4000`; also stands for every allowed bucket. */
+  readonly backendUrl: string
+  readonly fetchImage: FetchImage
+}
+
+/** One image request, framework-neutral. */
+export interface ImageRequest {
+  /** The path under `/image/`, e.g. `sample.jpg`. */
+  readonly path: string
+  readonly params: DemoImageParams
+  readonly source: DemoImageSource | undefined
+  readonly accept: string | undefined
+  readonly signal: AbortSignal
+}
+
+/** An encoded image. */
+export interface ImageReply {
+  readonly body: Buffer
+  readonly contentType: string
+}
+
+const OUTPUT = { jpeg: 'image/jpeg', png: 'image/png', webp: 'image/webp' } as const
+type Output = keyof typeof OUTPUT
+
+function outputFormat(
+  requested: string | undefined,
+  source: string | undefined,
+  accept: string | undefined,
+): Output {
+  if (requested === 'jpg' || requested === 'jpeg') return 'jpeg'
+  if (requested === 'png' || requested === 'webp') return requested
+  if (requested === 'auto' && accept?.includes('image/webp')) return 'webp'
+  if (source === 'png' || source === 'webp') return source
+  return 'jpeg'
+}
+
+function sourceUrl(config: ImageRouteConfig, request: ImageRequest): string {
+  const { source } = request
+  let base = config.backendUrl
+  if (source?.kind === 'url') base = source.url.href
+  else if (source?.kind === 'host') base = `http://${source.host}`
+  else if (source?.kind === 'data') throw icError('IC_DATA_URL_NOT_ALLOWED')
+  const path = request.path
+    .split('/')
+    .map((segment) => encodeURIComponent(segment))
+    .join('/')
+  return new URL(path, base.endsWith('/') ? base : `${base}/`).href
+}
+
+/**
+ * Imagizer-style processing: fetch `<path>` from the backend (or an allowed dynamic origin),
+ * resize it for `width` / `height` / `crop` / `dpr`, encode it as `format` with `quality`.
+ * A source sharp cannot decode is `IC_IMAGE_MALFORMED` (400).
+ *
+ * @example
+ * const reply = await processImage(config, { path: 'sample.jpg', params: { width: 100 }, source: undefined, accept: undefined, signal })
+ */
+export async function processImage(config: ImageRouteConfig, request: ImageRequest): Promise<ImageReply> {
+  const { params: options, signal } = request
+  const { body: original } = await config.fetchImage(sourceUrl(config, request), { signal })
+  const dpr = options.dpr ?? 1
+  try {
+    const image = sharp(original, { limitInputPixels: 40_000_000, failOn: 'error' })
+    const meta = await image.metadata()
+    const width = options.width === undefined ? undefined : Math.round(options.width * dpr)
+    const height = options.height === undefined ? undefined : Math.round(options.height * dpr)
+    if (width !== undefined || height !== undefined) {
+      const { crop } = options
+      image.resize({
+        ...(width === undefined ? {} : { width }),
+        ...(height === undefined ? {} : { height }),
+        fit: crop === undefined ? 'inside' : crop === 'pad' ? 'contain' : 'cover',
+        position:
+          crop === 'top' ? 'top' : crop === 'bottom' ? 'bottom' : crop === 'entropy' ? 'entropy' : 'centre',
+        background: `#${options.pad_color ?? 'fff'}`,
+        withoutEnlargement: crop === undefined,
+      })
+    }
+    const format = outputFormat(options.format, meta.format, request.accept)
+    const body = await image
+      .rotate()
+      .toFormat(format, { quality: options.quality ?? 90 })
+      .toBuffer()
+    if (signal.aborted) throw signal.reason
+    return { body, contentType: OUTPUT[format] }
+  } catch (err) {
+    if (signal.aborted) throw signal.reason
+    throw icError('IC_IMAGE_MALFORMED', { message: 'The original image could not be decoded', cause: err })
+  }
+}
