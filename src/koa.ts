@@ -13,6 +13,7 @@ import {
   rateLimitGuard,
 } from './middlewares/rate-limit/index.ts'
 import { type LifecycleFail, publishSignal } from './request-signal.ts'
+import { peekRequestState } from './request-state.ts'
 
 export * from './index.ts'
 
@@ -66,7 +67,10 @@ export function errorHandler(options: Readonly<ErrorHandlerOptions> = {}): KoaMi
   const handle = createErrorWriter({ onError: () => {}, ...options })
   const fail = (ctx: KoaContext, err: unknown): void => {
     ctx.respond = false
+    // A request fails once: a late error after a 504 or 499 is neither written nor emitted again.
+    const failedBefore = peekRequestState(ctx.req)?.failureReported === true
     handle(err, ctx.req, ctx.res)
+    if (failedBefore) return
     // Koa's app.onerror throws on non-Errors, and a listener may throw: neither may reach Koa's own catch.
     const error = err instanceof Error ? err : new Error(`non-error thrown: ${String(err)}`)
     try {

@@ -327,3 +327,30 @@ describe('HEAD Content-Length', () => {
     })
   }
 })
+
+describe('Koa: a late error after the request already failed', () => {
+  for (const [name, Koa] of Koas) {
+    it(`${name}: is neither written nor emitted on the app a second time`, async () => {
+      const app = new Koa()
+      const seen: unknown[] = []
+      const reports: ErrorReport[] = []
+      app.on('error', (err: unknown) => seen.push(err))
+      app.use(kx.errorHandler({ onError: (r) => reports.push(r) }) as never)
+      app.use(async (ctx: { onerror(err: unknown): void }) => {
+        ctx.onerror(icError('IC_BACKEND_TIMEOUT'))
+        throw new Error('late failure of the handler')
+      })
+      const s = await listen(app.callback() as never)
+      try {
+        const r = await request(s.url).get('/')
+        assert.equal(r.status, 504)
+        assert.equal(r.headers['x-ic-error-code'], 'IC_BACKEND_TIMEOUT')
+        await new Promise((resolve) => setTimeout(resolve, 20))
+        assert.equal(reports.length, 1)
+        assert.equal(seen.length, 1)
+      } finally {
+        await s.close()
+      }
+    })
+  }
+})
