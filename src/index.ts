@@ -35,7 +35,6 @@ export {
 // --- Backend lifecycle: request signal, deadline, client-closed detection, backend fetch, retries ---
 export { type ImageFormat, sniffImageFormat } from './middlewares/backend-fetch/sniff.ts'
 export { createClientClosed } from './middlewares/client-closed/index.ts'
-export type { Duration } from './middlewares/deadline/duration.ts'
 export { createDeadline, type DeadlineOptions } from './middlewares/deadline/index.ts'
 export {
   createErrorWriter,
@@ -118,6 +117,7 @@ export {
   type UploadOptions,
   upload,
 } from './middlewares/upload/index.ts'
+export type { Duration } from './options.ts'
 export { type ParsedQuery, parseQuery } from './query.ts'
 export { type LifecycleFail, requestSignal } from './request-signal.ts'
 export { encodeValidationHeader, headerSafeText, type ValidationItem } from './validation-header.ts'

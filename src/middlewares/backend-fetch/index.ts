@@ -4,7 +4,7 @@ import https from 'node:https'
 import { domainToASCII } from 'node:url'
 import { errorCatalogue } from '../../catalogue.ts'
 import { type IcError, icError, isIcError } from '../../errors.ts'
-import { type Duration, toMilliseconds } from '../deadline/duration.ts'
+import { type Duration, durationMs } from '../../options.ts'
 import {
   abortableSleep,
   createRetryPolicy,
@@ -183,7 +183,7 @@ export function createBackendFetch(options: Readonly<BackendFetchOptions> = {}):
   if (!Number.isInteger(maxRedirects) || maxRedirects < 0 || maxRedirects > 20) {
     throw new TypeError(`Expected \`maxRedirects\` to be an integer from 0 to 20, got ${maxRedirects}`)
   }
-  const timeoutMs = toMilliseconds(options.timeoutMs ?? DEFAULTS.timeoutMs, 'timeoutMs')
+  const timeoutMs = durationMs('timeoutMs', options.timeoutMs ?? DEFAULTS.timeoutMs)
   const isHostAllowed = options.hostsAllowed === undefined ? undefined : compileHostList(options.hostsAllowed)
   const allowPrivate = options.allowPrivateAddresses ?? false
   if (typeof allowPrivate !== 'boolean') {

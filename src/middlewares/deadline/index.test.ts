@@ -5,7 +5,6 @@ import type { AddressInfo } from 'node:net'
 import { describe, it } from 'node:test'
 import { isIcError } from '../../errors.ts'
 import { requestSignal } from '../../request-signal.ts'
-import { toMilliseconds } from './duration.ts'
 import { createDeadline } from './index.ts'
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => void
@@ -31,24 +30,6 @@ async function status(url: string): Promise<number> {
   await once(res, 'end')
   return res.statusCode ?? 0
 }
-
-describe('toMilliseconds', () => {
-  it('takes milliseconds or ms strings', () => {
-    assert.equal(toMilliseconds(250, 'timeoutMs'), 250)
-    assert.equal(toMilliseconds('8s', 'timeoutMs'), 8000)
-    assert.equal(toMilliseconds('1.5m', 'timeoutMs'), 90_000)
-    assert.equal(toMilliseconds(0, 'minDelayMs', { allowZero: true }), 0)
-  })
-
-  it('throws a TypeError naming the option', () => {
-    for (const bad of [0, -1, Number.NaN, Number.POSITIVE_INFINITY, '', 'soon', '-5s', null, {}, 2 ** 31]) {
-      assert.throws(
-        () => toMilliseconds(bad, 'timeoutMs'),
-        /^TypeError: Expected `timeoutMs` to be a positive duration/,
-      )
-    }
-  })
-})
 
 describe('createDeadline', () => {
   it('validates its options once', () => {

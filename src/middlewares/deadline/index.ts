@@ -1,9 +1,9 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import onFinished from 'on-finished'
 import { icError } from '../../errors.ts'
+import { type Duration, durationMs } from '../../options.ts'
 import { abortRequest, failAfterAbort, type LifecycleFail } from '../../request-signal.ts'
 import { peekRequestState, requestState } from '../../request-state.ts'
-import { type Duration, toMilliseconds } from './duration.ts'
 
 /**
  * Options of `deadline()`.
@@ -36,7 +36,7 @@ export function createDeadline(
   if (options === null || typeof options !== 'object') {
     throw new TypeError(`Expected \`options\` to be an object with \`timeoutMs\`, got ${options}`)
   }
-  const timeoutMs = toMilliseconds(options.timeoutMs, 'timeoutMs')
+  const timeoutMs = durationMs('timeoutMs', options.timeoutMs)
   const message = `The response did not finish within the ${timeoutMs} ms deadline`
 
   function onDeadline(res: ServerResponse): void {

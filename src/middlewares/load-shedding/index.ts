@@ -1,7 +1,7 @@
 import type { ServerResponse } from 'node:http'
 import { icError } from '../../errors.ts'
 import type { Guard } from '../../guard.ts'
-import { functionOption, numberOption } from '../rate-limit/duration.ts'
+import { functionOption, numberOption } from '../../options.ts'
 import {
   createLoadSampler,
   highestPressure,

@@ -1,5 +1,5 @@
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks'
-import { durationMs, functionOption, numberOption } from '../rate-limit/duration.ts'
+import { durationMs, functionOption, numberOption } from '../../options.ts'
 
 /**
  * One reading of the process load.

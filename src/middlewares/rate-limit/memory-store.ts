@@ -1,4 +1,4 @@
-import { numberOption } from './duration.ts'
+import { numberOption } from '../../options.ts'
 import type { ConsumeResult, RateLimitPolicy, RateLimitStore } from './store.ts'
 
 /**

@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises'
-import { type Duration, toMilliseconds } from '../deadline/duration.ts'
+import { type Duration, durationMs } from '../../options.ts'
 
 /**
  * The retry policy: only network errors, 429 and 502 are retried, after a truncated
@@ -69,12 +69,8 @@ export function createRetryPolicy(options: Readonly<RetryOptions> = {}): RetryPo
   if (!Number.isInteger(maxAttempts) || maxAttempts < 1 || maxAttempts > 100) {
     throw new TypeError(`Expected \`maxAttempts\` to be an integer from 1 to 100, got ${maxAttempts}`)
   }
-  const minDelayMs = toMilliseconds(options.minDelayMs ?? DEFAULTS.minDelayMs, 'minDelayMs', {
-    allowZero: true,
-  })
-  const maxDelayMs = toMilliseconds(options.maxDelayMs ?? DEFAULTS.maxDelayMs, 'maxDelayMs', {
-    allowZero: true,
-  })
+  const minDelayMs = durationMs('minDelayMs', options.minDelayMs ?? DEFAULTS.minDelayMs, { min: 0 })
+  const maxDelayMs = durationMs('maxDelayMs', options.maxDelayMs ?? DEFAULTS.maxDelayMs, { min: 0 })
   if (maxDelayMs < minDelayMs) {
     throw new TypeError(
       `Expected \`maxDelayMs\` to be at least \`minDelayMs\` (${minDelayMs}), got ${maxDelayMs}`,

@@ -1,6 +1,14 @@
 import ms from 'ms'
 
 /**
+ * A duration option: milliseconds as a number, or an `ms` string such as `'8s'` or `'1.5m'`.
+ *
+ * @example
+ * const timeoutMs: Duration = '8s'
+ */
+export type Duration = number | string
+
+/**
  * Reads a duration option: a number of milliseconds or an `ms` string (`'10s'`, `'1m'`).
  * Throws a TypeError naming the option when the value is not a finite duration in range.
  *
@@ -8,7 +16,9 @@ import ms from 'ms'
  * durationMs('windowMs', '10s') // 10000
  */
 export function durationMs(name: string, value: unknown, { min = 1, max = 2 ** 31 - 1 } = {}): number {
-  const parsed = typeof value === 'string' ? ms(value as ms.StringValue) : value
+  // ms() throws on an empty string: that must be the same TypeError as any other bad value.
+  const parsed =
+    typeof value === 'string' ? (value.trim() === '' ? Number.NaN : ms(value as ms.StringValue)) : value
   if (typeof parsed !== 'number' || !Number.isFinite(parsed) || parsed < min || parsed > max) {
     throw new TypeError(
       `Expected \`${name}\` to be a duration of ${min} ms to ${max} ms (a number of milliseconds or an ms string such as '10s'), got ${JSON.stringify(value)}`,

@@ -1,0 +1,51 @@
+import assert from 'node:assert/strict'
+import { describe, it } from 'node:test'
+import { durationMs, functionOption, numberOption } from './options.ts'
+
+describe('durationMs(name, value, range)', () => {
+  it('takes milliseconds or ms strings', () => {
+    assert.equal(durationMs('timeoutMs', 250), 250)
+    assert.equal(durationMs('timeoutMs', '8s'), 8000)
+    assert.equal(durationMs('timeoutMs', '1.5m'), 90_000)
+    assert.equal(durationMs('minDelayMs', 0, { min: 0 }), 0)
+  })
+
+  it('throws a TypeError naming the option', () => {
+    for (const bad of [
+      0,
+      -1,
+      Number.NaN,
+      Number.POSITIVE_INFINITY,
+      '',
+      '  ',
+      'soon',
+      '-5s',
+      null,
+      {},
+      2 ** 31,
+    ]) {
+      assert.throws(
+        () => durationMs('timeoutMs', bad),
+        /^TypeError: Expected `timeoutMs` to be a duration of 1 ms/,
+      )
+    }
+  })
+})
+
+describe('numberOption(name, value, range) and functionOption(name, value)', () => {
+  it('throw a TypeError naming the option', () => {
+    assert.equal(numberOption('limit', 90, { min: 0, integer: true }), 90)
+    assert.throws(
+      () => numberOption('limit', 1.5, { integer: true }),
+      /^TypeError: Expected `limit` to be an integer/,
+    )
+    assert.throws(
+      () => numberOption('ratio', 0, { exclusiveMin: true }),
+      /^TypeError: Expected `ratio` to be a number greater than 0/,
+    )
+    assert.throws(
+      () => functionOption('cost', 'area'),
+      /^TypeError: Expected `cost` to be a function, got string/,
+    )
+  })
+})
