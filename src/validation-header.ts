@@ -14,7 +14,8 @@ export interface ValidationItem {
   readonly type?: string
 }
 
-const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/
+/** An HTTP token (RFC 9110 §5.6.2): what a header name may be. */
+export const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/
 const HEADER_VALUE = /^[\t\x20-\x7e]*$/
 const RESERVED_HEADERS = new Set([
   'content-length',

@@ -3,6 +3,7 @@ import type { IncomingMessage } from 'node:http'
 import { icError } from '../../errors.ts'
 import type { Guard, Published } from '../../guard.ts'
 import { type ParsedQuery, parseQuery } from '../../query.ts'
+import { HEADER_NAME } from '../../validation-header.ts'
 
 /**
  * What a key may do: an id for logs (never the key itself) and its scopes.
@@ -54,7 +55,6 @@ interface Known {
   readonly published: Published
 }
 
-const HEADER = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/
 const MAX_KEY_CHARS = 1024
 
 function digest(key: string): string {
@@ -102,7 +102,7 @@ export function compileApiKey(options: Readonly<ApiKeyOptions>): ApiKeyCheck {
   if (options.keys === undefined && lookup === undefined)
     throw new TypeError('Expected `keys` or `lookup`: apiKey() needs a way to know keys')
   const header = options.header === undefined ? 'x-api-key' : options.header
-  if (header !== false && (typeof header !== 'string' || !HEADER.test(header)))
+  if (header !== false && (typeof header !== 'string' || !HEADER_NAME.test(header)))
     throw new TypeError(`Expected \`header\` to be a header name or false, got ${JSON.stringify(header)}`)
   const param = options.query === undefined ? false : options.query
   if (param !== false && (typeof param !== 'string' || param === '' || param.endsWith('64')))

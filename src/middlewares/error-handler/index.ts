@@ -4,7 +4,7 @@ import { debuglog } from 'node:util'
 import type { ErrorCode } from '../../catalogue.ts'
 import { type ErrorResponse, normalizeError, toErrorResponse } from '../../error-response.ts'
 import { requestState } from '../../request-state.ts'
-import { VALIDATION_HEADER_MAX_BYTES } from '../../validation-header.ts'
+import { HEADER_NAME, VALIDATION_HEADER_MAX_BYTES } from '../../validation-header.ts'
 
 const debug = debuglog('image-api-errors')
 
@@ -67,7 +67,6 @@ const STALE_HEADERS = new Set([
   'x-ic-error-validation',
 ])
 const EXPOSED = ['x-ic-error-code', 'x-ic-error-validation', 'retry-after', 'ratelimit', 'ratelimit-policy']
-const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/
 
 function defaultOnError(report: ErrorReport): void {
   if (report.status >= 500)
@@ -130,7 +129,7 @@ export function createErrorWriter(
   } = options
   if (typeof onError !== 'function')
     throw new TypeError(`Expected \`onError\` to be a function, got ${typeof onError}`)
-  if (typeof requestIdHeader !== 'string' || !TOKEN.test(requestIdHeader)) {
+  if (typeof requestIdHeader !== 'string' || !HEADER_NAME.test(requestIdHeader)) {
     throw new TypeError(
       `Expected \`requestIdHeader\` to be a header name, got ${JSON.stringify(requestIdHeader)}`,
     )
