@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict'
-import { once } from 'node:events'
 import { after, before, describe, it } from 'node:test'
 import { Redis } from 'ioredis'
 import { createClient } from 'redis'
@@ -11,6 +10,11 @@ interface Client {
   readonly sendCommand: SendCommand
   ready(): Promise<void>
   close(): Promise<void>
+}
+
+// Not events.once(): it rejects on the 'error' events a reconnecting client emits before it is ready.
+function readyEvent(client: { once(event: 'ready', listener: () => void): unknown }): Promise<void> {
+  return new Promise((resolve) => client.once('ready', () => resolve()))
 }
 
 // Without an offline queue (the recommended setting), commands fail at once while Redis is down,
@@ -27,7 +31,7 @@ const clients: Record<'redis' | 'ioredis', (url: string, offlineQueue?: boolean)
     return {
       sendCommand: (args) => client.sendCommand(args),
       ready: async () => {
-        if (!client.isReady) await once(client, 'ready')
+        if (!client.isReady) await readyEvent(client)
       },
       close: async () => client.destroy(),
     }
@@ -43,7 +47,7 @@ const clients: Record<'redis' | 'ioredis', (url: string, offlineQueue?: boolean)
     return {
       sendCommand: ([name = '', ...rest]) => client.call(name, ...rest),
       ready: async () => {
-        if (client.status !== 'ready') await once(client, 'ready')
+        if (client.status !== 'ready') await readyEvent(client)
       },
       close: async () => client.disconnect(),
     }
