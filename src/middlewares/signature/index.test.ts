@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict'
+import { createHmac } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { describe, it } from 'node:test'
@@ -7,6 +8,7 @@ import imageChartsModule from 'image-charts'
 import { isIcError } from '../../errors.ts'
 import type { Guard } from '../../guard.ts'
 import { imageChartsFeatures, type SignatureOptions, signature, signQuery, verifySignature } from './index.ts'
+import { hmacHex, signingKey } from './verify.ts'
 
 interface Vector {
   secret: string
@@ -127,6 +129,32 @@ describe('verifySignature and signQuery', () => {
       ),
       { numRuns: 3000 },
     )
+  })
+
+  it('computes the same HMAC-SHA256 as createHmac for any secret and text, ASCII or not', () => {
+    const text = fc.oneof(
+      fc.string({ unit: 'binary-ascii', maxLength: 300 }),
+      fc.string({ unit: 'grapheme', maxLength: 80 }),
+      fc.string({ unit: fc.integer({ min: 0x80, max: 0xff }).map((c) => String.fromCharCode(c)) }),
+    )
+    const secret = fc.oneof(
+      fc.string({ unit: 'grapheme', minLength: 1, maxLength: 100 }),
+      fc.integer({ min: 60, max: 70 }).map((n) => 'k'.repeat(n)),
+    )
+    fc.assert(
+      fc.property(text, secret, (t, k) => {
+        assert.equal(hmacHex(t, signingKey(k)), createHmac('sha256', k).update(t).digest('hex'))
+      }),
+      { numRuns: 2000 },
+    )
+  })
+
+  it('refuses a signature in upper-case hex or of the wrong length', () => {
+    const [query = '', ichm = ''] = signQuery('cht=p&chs=10x10', 's').split('&ichm=')
+    assert.equal(verifySignature(`${query}&ichm=${ichm}`, 's'), true)
+    assert.equal(verifySignature(`${query}&ichm=${ichm.toUpperCase()}`, 's'), false)
+    assert.equal(verifySignature(`${query}&ichm=${ichm.slice(0, 63)}`, 's'), false)
+    assert.equal(verifySignature(`${query}&ichm=${ichm}0`, 's'), false)
   })
 })
 

@@ -3,7 +3,7 @@ import { icError } from '../../errors.ts'
 import type { Guard, Published } from '../../guard.ts'
 import { type ParsedQuery, parseQuery } from '../../query.ts'
 import type { ValidationItem } from '../../validation-header.ts'
-import { matchesAny, signedParts } from './verify.ts'
+import { matchesAny, type SigningKey, signedParts, signingKey } from './verify.ts'
 
 export { signQuery, verifySignature } from './verify.ts'
 
@@ -119,7 +119,7 @@ interface CompiledFeature {
 }
 
 interface ResolvedAccount {
-  readonly secrets: readonly string[]
+  readonly keys: readonly SigningKey[]
   readonly published: Published
   readonly features: ReadonlySet<string>
 }
@@ -176,7 +176,7 @@ function resolveAccount(
   }
   const features = entryFeatures(account, plans, known, option)
   return {
-    secrets: [...account.secrets],
+    keys: account.secrets.map(signingKey),
     features,
     published: { account: Object.freeze({ id, features }) as SignedAccount },
   }
@@ -318,7 +318,7 @@ export function compileSignature(options: Readonly<SignatureOptions> = {}): Sign
         message: `Unknown account ${JSON.stringify(id.length > 64 ? `${id.slice(0, 64)}…` : id)}`,
       })
     }
-    if (!matchesAny(signedParts(search), account.secrets)) {
+    if (!matchesAny(signedParts(search), account.keys)) {
       throw icError('IC_INVALID_SIGNATURE', { message: 'The ichm signature does not match the query' })
     }
     if (gated) checkFeatures(features, account.features, values, `account ${id}`)
