@@ -198,7 +198,16 @@ export function statusMessageOf(status: number): string {
  * r.headers['retry-after'] // '60'
  */
 export function toErrorResponse(err: unknown, context: ResponseContext = {}): ErrorResponse {
-  const n = normalizeError(err)
+  return responseOf(normalizeError(err), context)
+}
+
+/**
+ * {@link toErrorResponse} for an error already normalised (the error handler normalises once).
+ *
+ * @example
+ * const r = responseOf(normalizeError(err), { accept: req.headers.accept })
+ */
+export function responseOf(n: NormalizedError, context: ResponseContext = {}): ErrorResponse {
   const headers: Record<string, string> = { ...n.headers, 'x-ic-error-code': n.code }
   if (n.validation !== undefined && n.validation.length > 0) {
     headers['x-ic-error-validation'] =

@@ -14,6 +14,15 @@ describe('icError(code, options)', () => {
     assert.deepEqual(err.headers, { 'x-ic-error-code': 'IC_RATE_LIMITED', 'retry-after': '60' })
     assert.ok(createHttpError.isHttpError(err))
     assert.ok(err instanceof Error)
+    assert.ok(err instanceof createHttpError.HttpError)
+    assert.ok(err instanceof createHttpError.TooManyRequests)
+    assert.equal(err.name, 'TooManyRequestsError')
+    assert.equal(icError('IC_BACKEND_UNAVAILABLE').name, 'ServiceUnavailableError')
+    assert.equal(icError('IC_BACKEND_UNAVAILABLE') instanceof createHttpError[503], true)
+    assert.ok(Object.keys(err).includes('code'), 'own properties are enumerable, as http-errors copies them')
+    Object.assign(err, { status: 500 })
+    assert.equal(err.status, 500, 'status stays writable')
+    assert.equal(icError('IC_RATE_LIMITED').status, 429, 'on the instance only')
   })
 
   it('takes message, validation, Retry-After, details and cause', () => {

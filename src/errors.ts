@@ -57,8 +57,37 @@ export interface IcErrorOptions {
 
 const NAMES: Readonly<Record<number, string>> = { 499: 'ClientClosedRequestError' }
 const constructors = createHttpError as unknown as Readonly<
-  Record<number, (new (message?: string) => HttpError) | undefined>
+  Record<number, (abstract new (message?: string) => HttpError) | undefined>
 >
+
+type StatusErrorClass = new (message: string) => HttpError
+const classes = new Map<number, StatusErrorClass>()
+
+/**
+ * The error class of one status, made once: its prototype inherits from http-errors' class of
+ * that status (or of its class, 4xx or 5xx), so `instanceof`, `isHttpError`, `status`,
+ * `statusCode`, `expose` and `name` are those of http-errors, while an instance is a plain
+ * `Error` subclass: http-errors' constructors swap each new error's prototype and redefine
+ * its properties, which costs more than the rest of an error together.
+ */
+function classOf(status: number): StatusErrorClass {
+  const made = classes.get(status)
+  if (made !== undefined) return made
+  const Base = constructors[status] ?? constructors[status >= 500 ? 500 : 400] ?? createHttpError.HttpError
+  const Class = class extends Error {}
+  Object.setPrototypeOf(Class.prototype, Base.prototype)
+  const constant = (value: unknown) => ({ value, writable: true, configurable: true })
+  Object.defineProperties(Class.prototype, {
+    constructor: { value: Class, writable: true, configurable: true },
+    name: constant(NAMES[status] ?? Base.name),
+    status: constant(status),
+    statusCode: constant(status),
+    expose: constant(status < 500),
+    [BRAND]: { value: true },
+  })
+  classes.set(status, Class as unknown as StatusErrorClass)
+  return Class as unknown as StatusErrorClass
+}
 
 /**
  * Makes the error for a catalogue code. Throw it (Koa, Express 5) or pass it to `next`
@@ -86,29 +115,23 @@ export function icError(code: ErrorCode, options: IcErrorOptions = {}): IcError 
   if (validation !== undefined && validation.length > 0) {
     headers['x-ic-error-validation'] = encodeValidationHeader(validation)
   }
-  const props: Record<string, unknown> = { code, headers }
-  if (options.expose !== undefined) props.expose = options.expose
-  if (validation !== undefined) props.validation = validation
-  if (retryAfterSeconds !== undefined) props.retryAfterSeconds = retryAfterSeconds
-  if (options.details !== undefined) props.details = options.details
-  if (options.cause !== undefined) props.cause = options.cause
-  const name = NAMES[status]
-  if (name !== undefined) props.name = name
   const withStack = options.stack ?? status >= 500
   const limit = Error.stackTraceLimit
   if (!withStack) Error.stackTraceLimit = 0
-  const message = options.message ?? entry.description
-  const Named = constructors[status]
-  let err: HttpError
+  const Class = classOf(status)
+  let err: HttpError & Record<string, unknown>
   try {
-    // The named constructor skips createHttpError's argument parsing and second stack capture: half the cost.
-    err = Named === undefined ? createHttpError(status, message) : new Named(message)
+    err = new Class(options.message ?? entry.description) as HttpError & Record<string, unknown>
   } finally {
     Error.stackTraceLimit = limit
   }
-  Object.assign(err, props)
-  // http-errors copies props with for…in, which skips symbols: the brand is set here.
-  Object.defineProperty(err, BRAND, { value: true })
+  err.code = code
+  err.headers = headers
+  if (options.expose !== undefined) err.expose = options.expose
+  if (validation !== undefined) err.validation = validation
+  if (retryAfterSeconds !== undefined) err.retryAfterSeconds = retryAfterSeconds
+  if (options.details !== undefined) err.details = options.details
+  if (options.cause !== undefined) err.cause = options.cause
   return err as IcError
 }
 

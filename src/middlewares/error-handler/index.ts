@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { debuglog } from 'node:util'
 import type { ErrorCode } from '../../catalogue.ts'
-import { type ErrorResponse, normalizeError, toErrorResponse } from '../../error-response.ts'
+import { type ErrorResponse, normalizeError, responseOf, toErrorResponse } from '../../error-response.ts'
 import { requestState } from '../../request-state.ts'
 import { HEADER_NAME, VALIDATION_HEADER_MAX_BYTES } from '../../validation-header.ts'
 
@@ -189,9 +189,10 @@ export function createErrorWriter(
     state.requestId = requestId
     // A response our own code destroyed (stream.pipeline, Koa 3's respond) is not a client that left.
     const destroyedByServer = res.errored != null && res.errored === err
+    const normalized = normalizeError(err)
     if (
       (isClientGone(res) && !destroyedByServer && (!res.headersSent || isDisconnectError(err))) ||
-      (!res.headersSent && normalizeError(err).status === 499)
+      (!res.headersSent && normalized.status === 499)
     ) {
       if (!res.headersSent) res.statusCode = 499
       if (!res.destroyed) res.destroy()
@@ -199,7 +200,7 @@ export function createErrorWriter(
       return
     }
     if (res.headersSent) {
-      const { status, code } = normalizeError(err)
+      const { status, code } = normalized
       report(err, status, code, requestId, req, res, 'headers-sent')
       res.destroy()
       return
@@ -213,7 +214,7 @@ export function createErrorWriter(
     }
     let out: ErrorResponse
     try {
-      out = write(toErrorResponse(err, context), res, requestId)
+      out = write(responseOf(normalized, context), res, requestId)
     } catch (writeError) {
       // A header Node refuses (ERR_INVALID_CHAR), a body that cannot be serialised: answer a plain 500 rather than nothing.
       debug('could not write the error response: %O', writeError)
