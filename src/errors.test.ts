@@ -17,6 +17,8 @@ describe('icError(code, options)', () => {
     assert.ok(err instanceof createHttpError.HttpError)
     assert.ok(err instanceof createHttpError.TooManyRequests)
     assert.equal(err.name, 'TooManyRequestsError')
+    assert.equal(err.constructor.name, 'TooManyRequestsError', 'loggers that name errors by constructor')
+    assert.equal(icError('IC_CLIENT_CLOSED_REQUEST').constructor.name, 'ClientClosedRequestError')
     assert.equal(icError('IC_BACKEND_UNAVAILABLE').name, 'ServiceUnavailableError')
     assert.equal(icError('IC_BACKEND_UNAVAILABLE') instanceof createHttpError[503], true)
     assert.ok(Object.keys(err).includes('code'), 'own properties are enumerable, as http-errors copies them')

@@ -77,9 +77,12 @@ function classOf(status: number): StatusErrorClass {
   const Class = class extends Error {}
   Object.setPrototypeOf(Class.prototype, Base.prototype)
   const constant = (value: unknown) => ({ value, writable: true, configurable: true })
+  const name = NAMES[status] ?? Base.name
+  // Loggers name an error after its constructor (pino's `type`): keep http-errors' names.
+  Object.defineProperty(Class, 'name', { value: name, configurable: true })
   Object.defineProperties(Class.prototype, {
     constructor: { value: Class, writable: true, configurable: true },
-    name: constant(NAMES[status] ?? Base.name),
+    name: constant(name),
     status: constant(status),
     statusCode: constant(status),
     expose: constant(status < 500),
