@@ -57,17 +57,20 @@ const internal = errorCatalogue.IC_INTERNAL_ERROR
  * normalizeError('oops').status         // 500
  */
 export function normalizeError(err: unknown): NormalizedError {
-  if (isIcError(err)) {
-    const entry = lookupErrorCode(err.code) ?? internal
-    return {
-      status: err.status,
-      code: err.code,
-      entry,
-      message: String(err.message),
-      expose: err.expose === true,
-      headers: err.headers,
-      validation: err.validation,
-      details: err.details,
+  // A branded error without its code or headers (e.g. `new err.constructor()`) is read like any other error.
+  if (isIcError(err) && typeof err.headers === 'object' && err.headers !== null) {
+    const entry = lookupErrorCode(err.code)
+    if (entry !== undefined) {
+      return {
+        status: err.status,
+        code: err.code,
+        entry,
+        message: String(err.message),
+        expose: err.expose === true,
+        headers: err.headers,
+        validation: err.validation,
+        details: err.details,
+      }
     }
   }
   const object = typeof err === 'object' && err !== null ? (err as Record<string, unknown>) : undefined

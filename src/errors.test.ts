@@ -61,6 +61,16 @@ describe('icError(code, options)', () => {
     assert.equal(err.name, 'ClientClosedRequestError')
   })
 
+  it('lists status, statusCode and expose to for…in (loggers), and keeps a 499 status on copies', () => {
+    const listed: string[] = []
+    for (const key in icError('IC_RATE_LIMITED')) listed.push(key)
+    for (const key of ['code', 'headers', 'status', 'statusCode', 'expose'])
+      assert.ok(listed.includes(key), key)
+    const gone = icError('IC_CLIENT_CLOSED_REQUEST')
+    assert.equal(JSON.parse(JSON.stringify(gone)).status, 499)
+    assert.equal({ ...gone }.statusCode, 499)
+  })
+
   it('refuses unknown codes', () => {
     assert.throws(() => icError('NOPE_NOT_A_CODE'), {
       name: 'TypeError',

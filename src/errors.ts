@@ -76,6 +76,8 @@ function classOf(status: number): StatusErrorClass {
   const Base = constructors[status] ?? constructors[status >= 500 ? 500 : 400] ?? createHttpError.HttpError
   const Class = class extends Error {}
   Object.setPrototypeOf(Class.prototype, Base.prototype)
+  // Enumerable like http-errors' own prototype fields, so `for…in` loggers (pino) still list them.
+  const field = (value: unknown) => ({ value, writable: true, configurable: true, enumerable: true })
   const constant = (value: unknown) => ({ value, writable: true, configurable: true })
   const name = NAMES[status] ?? Base.name
   // Loggers name an error after its constructor (pino's `type`): keep http-errors' names.
@@ -83,9 +85,9 @@ function classOf(status: number): StatusErrorClass {
   Object.defineProperties(Class.prototype, {
     constructor: { value: Class, writable: true, configurable: true },
     name: constant(name),
-    status: constant(status),
-    statusCode: constant(status),
-    expose: constant(status < 500),
+    status: field(status),
+    statusCode: field(status),
+    expose: field(status < 500),
     [BRAND]: { value: true },
   })
   classes.set(status, Class as unknown as StatusErrorClass)
@@ -118,10 +120,10 @@ export function icError(code: ErrorCode, options: IcErrorOptions = {}): IcError 
   if (validation !== undefined && validation.length > 0) {
     headers['x-ic-error-validation'] = encodeValidationHeader(validation)
   }
+  const Class = classOf(status)
   const withStack = options.stack ?? status >= 500
   const limit = Error.stackTraceLimit
   if (!withStack) Error.stackTraceLimit = 0
-  const Class = classOf(status)
   let err: HttpError & Record<string, unknown>
   try {
     err = new Class(options.message ?? entry.description) as HttpError & Record<string, unknown>
@@ -130,6 +132,11 @@ export function icError(code: ErrorCode, options: IcErrorOptions = {}): IcError 
   }
   err.code = code
   err.headers = headers
+  // No http-errors class has this status (499): keep it on the error itself, as createHttpError does.
+  if (constructors[status] === undefined) {
+    err.status = status
+    err.statusCode = status
+  }
   if (options.expose !== undefined) err.expose = options.expose
   if (validation !== undefined) err.validation = validation
   if (retryAfterSeconds !== undefined) err.retryAfterSeconds = retryAfterSeconds

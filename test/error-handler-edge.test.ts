@@ -354,3 +354,63 @@ describe('Koa: a late error after the request already failed', () => {
     })
   }
 })
+
+describe('a thrown value whose getters throw, and a branded error without its code', () => {
+  const hostile = () =>
+    new Proxy(new Error('hostile'), {
+      get(target, key) {
+        if (key === 'status' || key === 'statusCode') throw new Error('hostile getter')
+        return Reflect.get(target, key)
+      },
+    })
+  const cloned = () => {
+    const Class = icError('IC_RATE_LIMITED').constructor as new (message: string) => Error
+    return new Class('cloned through err.constructor')
+  }
+  const expectations = [
+    ['hostile', hostile, 500, 'IC_INTERNAL_ERROR'],
+    ['cloned', cloned, 429, 'IC_RATE_LIMITED'],
+  ] as const
+  for (const [name, Koa] of Koas) {
+    it(`${name}: answered (500 / 429 with the status's code), onError once, no hang`, async () => {
+      for (const [path, make, status, code] of expectations) {
+        const app = new Koa()
+        app.silent = true
+        const reports: ErrorReport[] = []
+        app.use(kx.errorHandler({ onError: (r) => reports.push(r) }) as never)
+        app.use(async () => {
+          throw make()
+        })
+        const s = await listen(app.callback() as never)
+        try {
+          const r = await withTimeout(fetch(s.url), 1500)
+          assert.equal(r.status, status, path)
+          assert.equal(r.headers.get('x-ic-error-code'), code, path)
+          assert.equal(reports.length, 1, path)
+        } finally {
+          await s.close()
+        }
+      }
+    })
+  }
+  for (const [name, express] of Expresses) {
+    it(`${name}: answered (500 / 429 with the status's code), onError once`, async () => {
+      for (const [path, make, status, code] of expectations) {
+        const app = express()
+        const reports: ErrorReport[] = []
+        app.set('env', 'production')
+        app.get('/', (_req, _res, next) => next(make()))
+        app.use(ex.errorHandler({ onError: (r) => reports.push(r) }) as never)
+        const s = await listen(app as never)
+        try {
+          const r = await withTimeout(fetch(s.url), 1500)
+          assert.equal(r.status, status, path)
+          assert.equal(r.headers.get('x-ic-error-code'), code, path)
+          assert.equal(reports.length, 1, path)
+        } finally {
+          await s.close()
+        }
+      }
+    })
+  }
+})

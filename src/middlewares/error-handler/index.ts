@@ -2,7 +2,13 @@ import { randomUUID } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { debuglog } from 'node:util'
 import type { ErrorCode } from '../../catalogue.ts'
-import { type ErrorResponse, normalizeError, responseOf, toErrorResponse } from '../../error-response.ts'
+import {
+  type ErrorResponse,
+  type NormalizedError,
+  normalizeError,
+  responseOf,
+  toErrorResponse,
+} from '../../error-response.ts'
 import { requestState } from '../../request-state.ts'
 import { HEADER_NAME, VALIDATION_HEADER_MAX_BYTES } from '../../validation-header.ts'
 
@@ -189,7 +195,14 @@ export function createErrorWriter(
     state.requestId = requestId
     // A response our own code destroyed (stream.pipeline, Koa 3's respond) is not a client that left.
     const destroyedByServer = res.errored != null && res.errored === err
-    const normalized = normalizeError(err)
+    let normalized: NormalizedError
+    try {
+      normalized = normalizeError(err)
+    } catch (readError) {
+      // A thrown value whose getters throw (a hostile Proxy): answered as an internal error.
+      debug('could not read the thrown value: %O', readError)
+      normalized = normalizeError(undefined)
+    }
     if (
       (isClientGone(res) && !destroyedByServer && (!res.headersSent || isDisconnectError(err))) ||
       (!res.headersSent && normalized.status === 499)
