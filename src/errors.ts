@@ -74,7 +74,14 @@ function classOf(status: number): StatusErrorClass {
   const made = classes.get(status)
   if (made !== undefined) return made
   const Base = constructors[status] ?? constructors[status >= 500 ? 500 : 400] ?? createHttpError.HttpError
-  const Class = class extends Error {}
+  // No http-errors class has this status (499): the error carries it itself, as createHttpError's do.
+  const Class =
+    constructors[status] === undefined
+      ? class extends Error {
+          status = status
+          statusCode = status
+        }
+      : class extends Error {}
   Object.setPrototypeOf(Class.prototype, Base.prototype)
   // Enumerable like http-errors' own prototype fields, so `for…in` loggers (pino) still list them.
   const field = (value: unknown) => ({ value, writable: true, configurable: true, enumerable: true })
@@ -132,11 +139,6 @@ export function icError(code: ErrorCode, options: IcErrorOptions = {}): IcError 
   }
   err.code = code
   err.headers = headers
-  // No http-errors class has this status (499): keep it on the error itself, as createHttpError does.
-  if (constructors[status] === undefined) {
-    err.status = status
-    err.statusCode = status
-  }
   if (options.expose !== undefined) err.expose = options.expose
   if (validation !== undefined) err.validation = validation
   if (retryAfterSeconds !== undefined) err.retryAfterSeconds = retryAfterSeconds
