@@ -1,5 +1,4 @@
 import type { IncomingMessage } from 'node:http'
-import { requestState } from './request-state.ts'
 import type { ValidationItem } from './validation-header.ts'
 
 /**
@@ -20,9 +19,91 @@ export interface ParsedQuery {
    * Decoded values by canonical name: `NAME64` (base64 or base64url) is decoded and stored
    * under `NAME`. The first value wins when a parameter is repeated (a repetition is also an issue).
    */
-  readonly values: ReadonlyMap<string, string>
+  readonly values: QueryValues
+  /**
+   * What an Image-Charts signature covers: `search` without its `ichm` (or `ichm64`) pairs and
+   * one `&` beside each, every other byte as sent. `search` itself when there is no `ichm`.
+   */
+  readonly withoutSignature: string
   /** Repeated parameters, malformed percent-encoding, invalid base64: every problem, in order. */
   readonly issues: readonly ValidationItem[]
+}
+
+/** Past this many names a lookup goes through a `Map`; below it, a scan of the names is cheaper than hashing them. */
+const INDEXED_FROM = 16
+
+/**
+ * The decoded values of a query, by canonical name, in query order: a read-only `Map` built
+ * on two arrays, which is cheaper to make than a `Map` for the few parameters of an image URL.
+ *
+ * @example
+ * const { values } = parseQueryString('width=300&crop=fit')
+ * values.get('crop') // 'fit'
+ * values.names // ['width', 'crop']
+ */
+export class QueryValues implements ReadonlyMap<string, string> {
+  /** The canonical names, in the order the query gave them. */
+  readonly names: readonly string[]
+  /** The decoded value of each of `names`, at the same index. */
+  readonly texts: readonly string[]
+  readonly #index: ReadonlyMap<string, number> | undefined
+
+  /** @internal Made by {@link parseQueryString}. */
+  constructor(names: readonly string[], texts: readonly string[], index?: ReadonlyMap<string, number>) {
+    this.names = names
+    this.texts = texts
+    this.#index = index
+  }
+
+  get size(): number {
+    return this.names.length
+  }
+
+  /** The position of `name` in {@link names}, or -1. */
+  indexOf(name: string): number {
+    if (this.#index !== undefined) return this.#index.get(name) ?? -1
+    const { names } = this
+    for (let i = 0; i < names.length; i++) if (names[i] === name) return i
+    return -1
+  }
+
+  get(name: string): string | undefined {
+    const i = this.indexOf(name)
+    return i === -1 ? undefined : this.texts[i]
+  }
+
+  has(name: string): boolean {
+    return this.indexOf(name) !== -1
+  }
+
+  forEach(
+    callback: (value: string, name: string, map: ReadonlyMap<string, string>) => void,
+    thisArg?: unknown,
+  ): void {
+    const { names, texts } = this
+    for (let i = 0; i < names.length; i++)
+      callback.call(thisArg, texts[i] as string, names[i] as string, this)
+  }
+
+  keys(): MapIterator<string> {
+    return this.names[Symbol.iterator]()
+  }
+
+  values(): MapIterator<string> {
+    return this.texts[Symbol.iterator]()
+  }
+
+  entries(): MapIterator<[string, string]> {
+    return this.names.map((name, i): [string, string] => [name, this.texts[i] as string])[Symbol.iterator]()
+  }
+
+  [Symbol.iterator](): MapIterator<[string, string]> {
+    return this.entries()
+  }
+
+  get [Symbol.toStringTag](): string {
+    return 'QueryValues'
+  }
 }
 
 const NO_ISSUES: readonly ValidationItem[] = Object.freeze([])
@@ -63,31 +144,56 @@ function describe(name: string): string {
   return JSON.stringify(name.length > 64 ? `${name.slice(0, 64)}…` : name)
 }
 
+/** The first index of `char` in `text` at or after `from`, reusing `known` when it is still ahead; past the end when there is none. */
+function nextIndex(text: string, char: string, from: number, known: number): number {
+  if (known >= from) return known
+  const at = text.indexOf(char, from)
+  return at === -1 ? text.length + 1 : at
+}
+
 /**
  * Parses a query string: pairs split on `&`, names and values percent-decoded (`+` is a
  * space), `NAME64` values base64-decoded under `NAME`. Never throws: every problem becomes an
  * item of `issues` (`query.repeated`, `query.encoding`, `string.base64`). Empty pairs (`a=1&&b=2`)
- * and pairs without a name are ignored.
+ * and pairs without a name are ignored. Linear in the length of the query, however many pairs.
  *
  * @example
  * parseQueryString('width=300&crop64=Zml0', '/img?width=300&crop64=Zml0').values.get('crop') // 'fit'
  */
 export function parseQueryString(search: string, url = `?${search}`): ParsedQuery {
-  const values = new Map<string, string>()
+  const names: string[] = []
+  const texts: string[] = []
+  let index: Map<string, number> | undefined
   let issues: ValidationItem[] | undefined
   let broken: Set<string> | undefined
+  let signed: number[] | undefined
   const length = search.length
+  // Where the next `=`, `%` and `+` are: found once and reused, so no pair rescans the rest of the query.
+  let eq = -1
+  let percent = -1
+  let plus = -1
   let start = 0
   while (start <= length) {
     let end = search.indexOf('&', start)
     if (end === -1) end = length
     if (end > start) {
-      const eq = search.indexOf('=', start)
-      const split = eq === -1 || eq > end ? end : eq
+      eq = nextIndex(search, '=', start, eq)
+      percent = nextIndex(search, '%', start, percent)
+      plus = nextIndex(search, '+', start, plus)
+      const split = eq < end ? eq : end
       const rawName = search.slice(start, split)
-      const rawValue = split === end ? '' : search.slice(split + 1, end)
-      const name = decodeComponent(rawName)
-      const decoded = decodeComponent(rawValue)
+      const name = percent < split || plus < split ? decodeComponent(rawName) : rawName
+      let decoded: string | undefined = ''
+      if (split < end) {
+        percent = nextIndex(search, '%', split + 1, percent)
+        plus = nextIndex(search, '+', split + 1, plus)
+        const rawValue = search.slice(split + 1, end)
+        decoded = percent < end || plus < end ? decodeComponent(rawValue) : rawValue
+      }
+      if (name === 'ichm' || name === 'ichm64') {
+        signed ??= []
+        signed.push(start, end)
+      }
       if (name === undefined || decoded === undefined) {
         issues ??= []
         const shown = name ?? rawName
@@ -99,7 +205,8 @@ export function parseQueryString(search: string, url = `?${search}`): ParsedQuer
       } else if (name !== '') {
         let key = name
         let value: string | undefined = decoded
-        if (name.length > 2 && name.endsWith('64')) {
+        const last = name.length - 1
+        if (last > 1 && name.charCodeAt(last) === 52 && name.charCodeAt(last - 1) === 54) {
           key = name.slice(0, -2)
           value = decodeBase64Value(decoded)
           if (value === undefined) {
@@ -111,7 +218,8 @@ export function parseQueryString(search: string, url = `?${search}`): ParsedQuer
             })
           }
         }
-        if (values.has(key) || broken?.has(key) === true) {
+        const seen = index !== undefined ? index.has(key) : names.includes(key)
+        if (seen || broken?.has(key) === true) {
           issues ??= []
           issues.push({
             message: `${describe(key)} must not be repeated`,
@@ -119,7 +227,11 @@ export function parseQueryString(search: string, url = `?${search}`): ParsedQuer
             type: 'query.repeated',
           })
         } else if (value !== undefined) {
-          values.set(key, value)
+          if (index !== undefined) index.set(key, names.length)
+          names.push(key)
+          texts.push(value)
+          if (index === undefined && names.length === INDEXED_FROM)
+            index = new Map(names.map((n, i) => [n, i]))
         } else {
           broken ??= new Set()
           broken.add(key)
@@ -128,26 +240,51 @@ export function parseQueryString(search: string, url = `?${search}`): ParsedQuer
     }
     start = end + 1
   }
-  return { url, search, values, issues: issues ?? NO_ISSUES }
+  return {
+    url,
+    search,
+    values: new QueryValues(names, texts, index),
+    withoutSignature: signed === undefined ? search : withoutPairs(search, signed),
+    issues: issues ?? NO_ISSUES,
+  }
 }
 
+/** `search` without the pairs at `[start, end)` in `ranges` (in order), and one `&` beside each. */
+function withoutPairs(search: string, ranges: readonly number[]): string {
+  let out = ''
+  let kept = 0
+  for (let i = 0; i < ranges.length; i += 2) {
+    const start = ranges[i] as number
+    const end = ranges[i + 1] as number
+    out += search.slice(kept, start === 0 ? 0 : start - 1)
+    kept = start === 0 ? Math.min(end + 1, search.length) : end
+  }
+  out += search.slice(kept)
+  return out.startsWith('&') ? out.slice(1) : out
+}
+
+let lastRequest: IncomingMessage | undefined
+let lastQuery: ParsedQuery | undefined
+
 /**
- * The parsed query of a request: `req.url` is parsed once and the result is kept in the
- * request state, so every rule of the package reads the same values.
+ * The parsed query of a request: `req.url` is parsed once, so every rule of the package that
+ * runs for the request reads the same values. The result of the request being handled is kept
+ * (one request, not one per request: the rules of a request run one after the other, and
+ * keeping it needs no per-request entry); a request whose rules interleave with another's is
+ * parsed again, never answered with another request's values.
  *
  * @example
  * const { values, issues } = parseQuery(req)
  */
 export function parseQuery(req: IncomingMessage): ParsedQuery {
-  const state = requestState(req)
   const url = req.url ?? ''
-  const cached = state.parsedQuery
-  if (cached !== undefined && cached.url === url) return cached
+  if (req === lastRequest && lastQuery !== undefined && lastQuery.url === url) return lastQuery
   const mark = url.indexOf('?')
   let search = mark === -1 ? '' : url.slice(mark + 1)
   const hash = search.indexOf('#')
   if (hash !== -1) search = search.slice(0, hash)
   const parsed = parseQueryString(search, url)
-  state.parsedQuery = parsed
+  lastRequest = req
+  lastQuery = parsed
   return parsed
 }

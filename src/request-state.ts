@@ -1,5 +1,4 @@
 import type { IncomingMessage } from 'node:http'
-import type { ParsedQuery } from './query.ts'
 
 /**
  * What the package keeps about one request, in one place, keyed by the raw
@@ -13,8 +12,6 @@ export interface RequestState {
   failureReported?: boolean
   /** Parsed query, cached for the guards that read it. */
   query?: URLSearchParams
-  /** The query as `imageParams`, `permissions`, `signature` and `apiKey` read it (`parseQuery()`). */
-  parsedQuery?: ParsedQuery
   /** Values middlewares published for the handler (also mirrored on `res.locals` / `ctx.state`). */
   published?: Record<string, unknown>
   // Backend lifecycle (deadline, client-closed detection): see src/request-signal.ts.

@@ -240,9 +240,10 @@ function item(rule: CompiledRule, failure: Failure): ValidationItem {
  */
 export function checkImageParams(compiled: CompiledImageParams, query: ParsedQuery): ImageParamValues {
   const { allowed } = compiled
+  const { names, texts } = query.values
   if (allowed !== undefined) {
     let refused: ValidationItem[] | undefined
-    for (const name of query.values.keys()) {
+    for (const name of names) {
       if (!allowed.has(name) && !compiled.exempt.has(name)) {
         refused ??= []
         refused.push({ message: `${JSON.stringify(name)} is not allowed`, path: [name], type: 'any.unknown' })
@@ -261,15 +262,16 @@ export function checkImageParams(compiled: CompiledImageParams, query: ParsedQue
   let items: ValidationItem[] | undefined = query.issues.length > 0 ? [...query.issues] : undefined
   const values: Record<string, ParamValue> = {}
   const { rules } = compiled
-  for (const [name, raw] of query.values) {
-    const rule = rules.get(name)
+  for (let i = 0; i < names.length; i++) {
+    const rule = rules.get(names[i] as string)
     if (rule === undefined) continue
-    const value = rule.parse(raw)
+    const value = rule.parse(texts[i] as string)
     if (value instanceof Failure) {
       items ??= []
       items.push(item(rule, value))
     } else {
-      values[name] = value
+      // The rule's own name, made once, rather than the query's copy: V8 stores under it without looking it up.
+      values[rule.name] = value
     }
   }
   for (const rule of compiled.required) {

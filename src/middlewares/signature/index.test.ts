@@ -7,8 +7,9 @@ import fc from 'fast-check'
 import imageChartsModule from 'image-charts'
 import { isIcError } from '../../errors.ts'
 import type { Guard } from '../../guard.ts'
+import { parseQueryString } from '../../query.ts'
 import { imageChartsFeatures, type SignatureOptions, signature, signQuery, verifySignature } from './index.ts'
-import { hmacHex, signingKey } from './verify.ts'
+import { hmacHex, signedParts, signingKey } from './verify.ts'
 
 interface Vector {
   secret: string
@@ -139,13 +140,47 @@ describe('verifySignature and signQuery', () => {
     )
     const secret = fc.oneof(
       fc.string({ unit: 'grapheme', minLength: 1, maxLength: 100 }),
+      fc.string({ unit: 'binary-ascii', minLength: 1, maxLength: 70 }),
       fc.integer({ min: 60, max: 70 }).map((n) => 'k'.repeat(n)),
     )
+    // One key signs many texts in a server: its prepared block must not carry one signature into the next.
+    const shared = signingKey('shared-secret')
     fc.assert(
       fc.property(text, secret, (t, k) => {
         assert.equal(hmacHex(t, signingKey(k)), createHmac('sha256', k).update(t).digest('hex'))
+        assert.equal(hmacHex(t, shared), createHmac('sha256', 'shared-secret').update(t).digest('hex'))
       }),
       { numRuns: 2000 },
+    )
+  })
+
+  it('finds the signed text and the signature in the parsed query as verifySignature does in the raw one', () => {
+    // The guard reads them from the parser; verifySignature() scans the string: both must agree.
+    const piece = fc.constantFrom(
+      'ichm',
+      'ichm64',
+      'ich%6D',
+      'ICHM',
+      'a',
+      '=',
+      '&',
+      '&&',
+      '%',
+      '+',
+      '64',
+      'icac=x',
+      '9f',
+    )
+    fc.assert(
+      fc.property(fc.array(piece, { maxLength: 16 }), (pieces) => {
+        const search = pieces.join('')
+        const parsed = parseQueryString(search)
+        const parts = signedParts(search)
+        assert.equal(parsed.withoutSignature, parts.raw, search)
+        if (parsed.issues.length === 0)
+          assert.equal(parsed.values.get('ichm') ?? undefined, parts.signature, search)
+      }),
+      { numRuns: 5000 },
     )
   })
 

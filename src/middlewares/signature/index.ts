@@ -3,7 +3,7 @@ import { icError } from '../../errors.ts'
 import type { Guard, Published } from '../../guard.ts'
 import { type ParsedQuery, parseQuery } from '../../query.ts'
 import type { ValidationItem } from '../../validation-header.ts'
-import { matchesAny, type SigningKey, signedParts, signingKey } from './verify.ts'
+import { matchesAny, type SigningKey, signingKey } from './verify.ts'
 
 export { signQuery, verifySignature } from './verify.ts'
 
@@ -307,21 +307,16 @@ export function compileSignature(options: Readonly<SignatureOptions> = {}): Sign
   const required = options.required === true
   const gated = features.length > 0
 
-  const finish = (
-    account: ResolvedAccount | undefined,
-    id: string,
-    search: string,
-    values: ReadonlyMap<string, string>,
-  ): Published => {
+  const finish = (account: ResolvedAccount | undefined, id: string, query: ParsedQuery): Published => {
     if (account === undefined) {
       throw icError('IC_ACCOUNT_ID_NOT_FOUND', {
         message: `Unknown account ${JSON.stringify(id.length > 64 ? `${id.slice(0, 64)}…` : id)}`,
       })
     }
-    if (!matchesAny(signedParts(search), account.keys)) {
+    if (!matchesAny(query.withoutSignature, query.values.get('ichm'), account.keys)) {
       throw icError('IC_INVALID_SIGNATURE', { message: 'The ichm signature does not match the query' })
     }
-    if (gated) checkFeatures(features, account.features, values, `account ${id}`)
+    if (gated) checkFeatures(features, account.features, query.values, `account ${id}`)
     return account.published
   }
 
@@ -342,15 +337,14 @@ export function compileSignature(options: Readonly<SignatureOptions> = {}): Sign
     }
     if (id === undefined || id === '' || !hasSignature) missing('icac and ichm must be sent together', true)
     const configured = accounts.get(id)
-    if (configured !== undefined || lookup === undefined) return finish(configured, id, query.search, values)
+    if (configured !== undefined || lookup === undefined) return finish(configured, id, query)
     return Promise.resolve(lookup(id)).then((entry) =>
       finish(
         entry === undefined || entry === null
           ? undefined
           : resolveAccount(id, entry, plans, known, 'lookup()'),
         id,
-        query.search,
-        values,
+        query,
       ),
     )
   }

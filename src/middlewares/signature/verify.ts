@@ -94,17 +94,19 @@ export function decodedForm(raw: string): string | undefined {
 }
 
 /**
- * A secret prepared for HMAC-SHA256: its key padded and XOR-ed with the inner and outer pads
- * once, as one-byte strings, so that a signature costs two one-shot hashes instead of a new
- * `Hmac` object.
+ * A secret prepared for HMAC-SHA256 once, so that a signature costs two one-shot hashes
+ * instead of a new `Hmac` object: the inner pad as a string, and a 96-byte block holding
+ * the outer pad, whose last 32 bytes receive the inner digest of each signature.
  *
  * @example
  * const key: SigningKey = signingKey('current-secret')
  */
 export interface SigningKey {
   readonly secret: string
-  readonly inner: string
-  readonly outer: string
+  /** The inner pad, when both pads are ASCII (an ASCII secret of at most 64 bytes): then its UTF-8 is its bytes. */
+  readonly inner: string | undefined
+  /** The outer pad followed by room for the inner digest. */
+  readonly outer: Buffer
 }
 
 /**
@@ -117,12 +119,15 @@ export function signingKey(secret: string): SigningKey {
   let key = Buffer.from(secret, 'utf8')
   if (key.length > 64) key = createHash('sha256').update(key).digest()
   const inner = Buffer.alloc(64, 0x36)
-  const outer = Buffer.alloc(64, 0x5c)
+  const outer = Buffer.alloc(96, 0x5c)
+  let ascii = true
   for (let i = 0; i < key.length; i++) {
-    inner[i] = (key[i] as number) ^ 0x36
-    outer[i] = (key[i] as number) ^ 0x5c
+    const byte = key[i] as number
+    if (byte > 0x7f) ascii = false
+    inner[i] = byte ^ 0x36
+    outer[i] = byte ^ 0x5c
   }
-  return { secret, inner: inner.toString('latin1'), outer: outer.toString('latin1') }
+  return { secret, inner: ascii ? inner.toString('latin1') : undefined, outer }
 }
 
 /**
@@ -133,12 +138,11 @@ export function signingKey(secret: string): SigningKey {
  * // '71bd93758b49ed28fdabd23a0ff366fe7bf877296ea888b9aaf4ede7978bdc8d'
  */
 export function hmacHex(text: string, key: SigningKey): string {
-  // A one-byte string is its own Latin-1 encoding only when it is ASCII; anything else goes through UTF-8.
-  if (Buffer.byteLength(text, 'utf8') !== text.length) {
-    return createHmac('sha256', key.secret).update(text, 'utf8').digest('hex')
-  }
-  const inner = hash('sha256', Buffer.from(key.inner + text, 'latin1'), 'binary')
-  return hash('sha256', Buffer.from(key.outer + inner, 'latin1'), 'hex')
+  const { inner, outer } = key
+  if (inner === undefined) return createHmac('sha256', key.secret).update(text, 'utf8').digest('hex')
+  // An ASCII pad is its own UTF-8, so hashing the joined string hashes pad bytes + UTF-8(text).
+  outer.write(hash('sha256', inner + text, 'binary'), 64, 32, 'latin1')
+  return hash('sha256', outer, 'hex')
 }
 
 /** Compares two strings without stopping at the first difference. */
@@ -150,18 +154,22 @@ function sameText(a: string, b: string): boolean {
 }
 
 /**
- * Whether `signature` (lower-case hex) is the HMAC-SHA256 of the raw or decoded signed string
- * under one of `keys`. Compared without an early exit.
+ * Whether `signature` (lower-case hex) is the HMAC-SHA256 of `signed` (the query without its
+ * `ichm`), raw or percent-decoded, under one of `keys`. Compared without an early exit.
  *
  * @example
- * matchesAny(signedParts(search), [signingKey('current'), signingKey('previous')])
+ * const { raw, signature } = signedParts(search)
+ * matchesAny(raw, signature, [signingKey('current'), signingKey('previous')])
  */
-export function matchesAny(parts: SignedParts, keys: readonly SigningKey[]): boolean {
-  const { signature } = parts
+export function matchesAny(
+  signed: string,
+  signature: string | undefined,
+  keys: readonly SigningKey[],
+): boolean {
   if (signature === undefined || signature.length !== 64) return false
-  for (const key of keys) if (sameText(hmacHex(parts.raw, key), signature)) return true
+  for (const key of keys) if (sameText(hmacHex(signed, key), signature)) return true
   // Only when the raw form fails: most clients sign what they send.
-  const decoded = decodedForm(parts.raw)
+  const decoded = decodedForm(signed)
   if (decoded === undefined) return false
   for (const key of keys) if (sameText(hmacHex(decoded, key), signature)) return true
   return false
@@ -210,6 +218,6 @@ export function verifySignature(query: string, secrets: string | readonly string
     if (typeof secret !== 'string' || secret === '')
       throw new TypeError('Expected `secrets` to be non-empty strings')
   }
-  const search = query.startsWith('?') ? query.slice(1) : query
-  return matchesAny(signedParts(search), list.map(signingKey))
+  const { raw, signature } = signedParts(query.startsWith('?') ? query.slice(1) : query)
+  return matchesAny(raw, signature, list.map(signingKey))
 }
