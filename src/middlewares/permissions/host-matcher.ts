@@ -63,20 +63,25 @@ export function hostOf(input: string | URL): string | undefined {
 }
 
 /**
- * Compiles an allow-list of hosts: exact names (`images.example.com`) and wildcards
- * (`*.cdn.example.net`, any subdomain on a label boundary, not the apex). Both the list and
- * every input go through the WHATWG URL parser, so case, a trailing dot, IDN (compared in
- * punycode), percent-encoded dots, ports, userinfo (`a@b`) and backslashes never change the
- * answer from the host that would really be fetched; only `http:` and `https:` URLs match.
- * A lookup costs one `Set` probe per label of the host, whatever the size of the list.
+ * Tells whether a host that is already normalised (lower-case, punycode, no trailing dot: a
+ * WHATWG URL's `hostname` without its final dot) is on an allow-list.
  *
  * @example
- * const allowed = createHostMatcher(['images.example.com', '*.cdn.example.net'])
- * allowed('https://a.cdn.example.net/x.jpg') // true
- * allowed('https://images.example.com@evil.net/x.jpg') // false: the host is evil.net
- * allowed('IMAGES.example.com.') // true
+ * const allowed: HostnameMatcher = compileHostList(['*.example.com'])
+ * allowed('a.example.com') // true
  */
-export function createHostMatcher(list: readonly string[], option = 'hostsAllowed'): HostMatcher {
+export type HostnameMatcher = (hostname: string) => boolean
+
+/**
+ * Compiles an allow-list into a {@link HostnameMatcher}: one `Set` probe per label of the
+ * host, whatever the size of the list. {@link createHostMatcher} is this with the input's
+ * host found first.
+ *
+ * @example
+ * const allowed = compileHostList(['images.example.com', '*.cdn.example.net'])
+ * allowed('a.cdn.example.net') // true
+ */
+export function compileHostList(list: readonly string[], option = 'hostsAllowed'): HostnameMatcher {
   if (!Array.isArray(list)) throw new TypeError(`Expected \`${option}\` to be an array of host names`)
   const exact = new Set<string>()
   const wildcards = new Set<string>()
@@ -98,10 +103,7 @@ export function createHostMatcher(list: readonly string[], option = 'hostsAllowe
   }
   // Probe only the suffix lengths some wildcard has: usually one or two, whatever the list size.
   const depths = [...new Set([...wildcards].map((stem) => stem.split('.').length))].sort((a, b) => a - b)
-  return function matchesHost(input) {
-    if (typeof input !== 'string' && !(input instanceof URL)) return false
-    const host = hostOf(input)
-    if (host === undefined) return false
+  return function matchesHostname(host) {
     if (exact.has(host)) return true
     let labels = 1
     let dot = host.length
@@ -114,5 +116,28 @@ export function createHostMatcher(list: readonly string[], option = 'hostsAllowe
       if (wildcards.has(host.slice(dot + 1))) return true
     }
     return false
+  }
+}
+
+/**
+ * Compiles an allow-list of hosts: exact names (`images.example.com`) and wildcards
+ * (`*.cdn.example.net`, any subdomain on a label boundary, not the apex). Both the list and
+ * every input go through the WHATWG URL parser, so case, a trailing dot, IDN (compared in
+ * punycode), percent-encoded dots, ports, userinfo (`a@b`) and backslashes never change the
+ * answer from the host that would really be fetched; only `http:` and `https:` URLs match.
+ * A lookup costs one `Set` probe per label of the host, whatever the size of the list.
+ *
+ * @example
+ * const allowed = createHostMatcher(['images.example.com', '*.cdn.example.net'])
+ * allowed('https://a.cdn.example.net/x.jpg') // true
+ * allowed('https://images.example.com@evil.net/x.jpg') // false: the host is evil.net
+ * allowed('IMAGES.example.com.') // true
+ */
+export function createHostMatcher(list: readonly string[], option = 'hostsAllowed'): HostMatcher {
+  const matchesHostname = compileHostList(list, option)
+  return function matchesHost(input) {
+    if (typeof input !== 'string' && !(input instanceof URL)) return false
+    const host = hostOf(input)
+    return host !== undefined && matchesHostname(host)
   }
 }

@@ -5,7 +5,7 @@ import { describe, it } from 'node:test'
 import fc from 'fast-check'
 import { isIcError } from '../../errors.ts'
 import type { Guard } from '../../guard.ts'
-import { createHostMatcher, type PermissionsOptions, permissions } from './index.ts'
+import { createHostMatcher, type PermissionsOptions, permissions, plainHttpHost } from './index.ts'
 
 const vectors = JSON.parse(
   readFileSync(new URL('../../../../shared/vectors/hosts.json', import.meta.url), 'utf8'),
@@ -339,6 +339,53 @@ describe('permissions', () => {
     assert.throws(() => permissions({ bucketsAllowed: [''] }), /`bucketsAllowed`/)
     assert.throws(() => permissions({ hostsAllowed: ['https://a.com'] }), /`hostsAllowed`/)
     assert.throws(() => permissions({ processingParams: 'width' as never }), /`processingParams`/)
+  })
+
+  it('reads a host without the URL parser only where the parser finds the same host', () => {
+    // Characters where URL parsers differ (case, dots, digits, hex, ports, userinfo, slashes, escapes, punycode).
+    const piece = fc.constantFrom(
+      ...'abcxyzXN0179-.:@/\\?#%_~'.split(''),
+      'xn--',
+      'xn--nxasmq6b',
+      '0x7f',
+      '..',
+      '%2e',
+      '[::1]',
+      '\t',
+      ' ',
+      'é',
+    )
+    const scheme = fc.constantFrom('http://', 'https://', 'HTTP://', 'ftp://', '')
+    const label = fc.string({ unit: fc.constantFrom(...'az09-'.split('')), minLength: 1, maxLength: 6 })
+    const text = fc.oneof(
+      fc.tuple(scheme, fc.array(piece, { maxLength: 24 })).map(([s, rest]) => s + rest.join('')),
+      {
+        // Hosts that look plain, then anything.
+        weight: 4,
+        arbitrary: fc
+          .tuple(
+            fc.oneof(fc.constantFrom('http://', 'https://'), scheme),
+            fc.array(label, { minLength: 1, maxLength: 4 }),
+            fc.constantFrom('', '/', '?', '#', '.', './'),
+            fc.array(piece, { maxLength: 8 }),
+          )
+          .map(([s, labels, end, rest]) => s + labels.join('.') + end + rest.join('')),
+      },
+    )
+    let plain = 0
+    fc.assert(
+      fc.property(text, (input) => {
+        const host = plainHttpHost(input)
+        if (host === undefined) return
+        plain++
+        const url = new URL(input)
+        assert.ok(url.protocol === 'http:' || url.protocol === 'https:', input)
+        assert.equal(url.username + url.password + url.port, '', input)
+        assert.equal(url.hostname, host, input)
+      }),
+      { numRuns: 20_000 },
+    )
+    assert.ok(plain > 2000, `only ${plain} inputs took the plain path`)
   })
 
   it('never throws anything but an IcError on arbitrary source values', () => {

@@ -2,7 +2,7 @@ import { icError } from '../../errors.ts'
 import type { Guard } from '../../guard.ts'
 import { type ParsedQuery, parseQuery } from '../../query.ts'
 import { IMAGIZER_PARAMS } from '../image-params/index.ts'
-import { createHostMatcher, type HostMatcher } from './host-matcher.ts'
+import { compileHostList, type HostnameMatcher } from './host-matcher.ts'
 
 export { createHostMatcher, type HostMatcher } from './host-matcher.ts'
 
@@ -92,7 +92,7 @@ export interface CompiledPermissions {
   readonly allowDynamicOrigin: boolean
   readonly allowOriginalImageRequest: boolean
   readonly allowDataUrls: boolean
-  readonly hosts: HostMatcher | undefined
+  readonly hosts: HostnameMatcher | undefined
   readonly buckets: ReadonlySet<string> | undefined
   readonly processing: ReadonlySet<string>
 }
@@ -111,11 +111,71 @@ export function compilePermissions(options: Readonly<PermissionsOptions> = {}): 
     allowOriginalImageRequest: flag('allowOriginalImageRequest', options.allowOriginalImageRequest, true),
     allowDataUrls: flag('allowDataUrls', options.allowDataUrls, false),
     hosts:
-      options.hostsAllowed === undefined
-        ? undefined
-        : createHostMatcher(options.hostsAllowed, 'hostsAllowed'),
+      options.hostsAllowed === undefined ? undefined : compileHostList(options.hostsAllowed, 'hostsAllowed'),
     buckets: stringSet('bucketsAllowed', options.bucketsAllowed),
     processing: stringSet('processingParams', options.processingParams) ?? new Set(IMAGIZER_PARAMS),
+  }
+}
+
+/**
+ * The `hostname` of `http://host…` or `https://host…` when it is one the WHATWG URL parser
+ * keeps exactly as written (a trailing dot included): lower-case ASCII letters, digits and hyphens in non-empty labels, the
+ * last one starting with a letter (so it is no IPv4 address), no punycode, no port, no
+ * userinfo, ended by `/`, `?`, `#` or the end. Anything else is `undefined`, and the full
+ * parser decides: this only spares the common case a `URL`. Internal (tested beside it).
+ *
+ * @example
+ * plainHttpHost('https://images.example.com/a.jpg') // 'images.example.com'
+ * plainHttpHost('https://IMAGES.example.com/a.jpg') // undefined: the URL parser decides
+ */
+export function plainHttpHost(text: string): string | undefined {
+  const from = text.startsWith('https://') ? 8 : text.startsWith('http://') ? 7 : 0
+  if (from === 0) return undefined
+  let labelStart = from
+  let end = from
+  for (; end < text.length; end++) {
+    const c = text.charCodeAt(end)
+    if ((c >= 97 && c <= 122) || (c >= 48 && c <= 57) || c === 45) continue
+    if (c === 46) {
+      if (end === labelStart) return undefined
+      labelStart = end + 1
+      continue
+    }
+    if (c === 47 || c === 63 || c === 35) break
+    return undefined
+  }
+  // A trailing dot names the same host; the last label is the one before it.
+  const hostEnd = end > from && labelStart === end ? end - 1 : end
+  if (hostEnd <= from) return undefined
+  const lastLabel = text.lastIndexOf('.', hostEnd - 1) + 1
+  const first = text.charCodeAt(lastLabel > from ? lastLabel : from)
+  if (first < 97 || first > 122) return undefined
+  const host = text.slice(from, end)
+  return host.includes('xn--') ? undefined : host
+}
+
+/** A `url` source. Its `URL` is made when the handler first reads it: the rules decide on the host alone. */
+class UrlSource {
+  readonly kind = 'url'
+  readonly param: 'origin' | 'source_url'
+  readonly host: string
+  #text: string
+  #url: URL | undefined
+
+  constructor(param: 'origin' | 'source_url', text: string, host: string, url?: URL) {
+    this.param = param
+    this.host = host
+    this.#text = text
+    this.#url = url
+  }
+
+  get url(): URL {
+    if (this.#url === undefined) this.#url = new URL(this.#text)
+    return this.#url
+  }
+
+  toJSON(): { kind: 'url'; param: 'origin' | 'source_url'; url: string; host: string } {
+    return { kind: this.kind, param: this.param, url: this.url.href, host: this.host }
   }
 }
 
@@ -125,6 +185,12 @@ function urlSource(
   value: string,
 ): ImageSource {
   const text = NOISY.test(value) ? value.replace(URL_NOISE, '').replace(EDGES, '') : value
+  const plain = plainHttpHost(text)
+  if (plain !== undefined) {
+    const host = plain.endsWith('.') ? plain.slice(0, -1) : plain
+    if (compiled.hosts !== undefined && !compiled.hosts(host)) notAllowed(param)
+    return new UrlSource(param, text, host)
+  }
   let url: URL | undefined
   if (HAS_SCHEME.test(text) && !HOST_AND_PORT.test(text)) {
     try {
@@ -153,10 +219,12 @@ function urlSource(
     refuse('IS_VALIDATION_ERROR', param, `"${param}" must not contain credentials`, 'string.uriCredentials')
   }
   const host = url.hostname.endsWith('.') ? url.hostname.slice(0, -1) : url.hostname
-  if (compiled.hosts !== undefined && !compiled.hosts(url)) {
-    refuse('IC_HOST_NOT_ALLOWED', param, `"${param}" names a host that is not allowed`, 'host.notAllowed')
-  }
-  return { kind: 'url', param, url, host }
+  if (compiled.hosts !== undefined && !compiled.hosts(host)) notAllowed(param)
+  return new UrlSource(param, text, host, url)
+}
+
+function notAllowed(param: string): never {
+  refuse('IC_HOST_NOT_ALLOWED', param, `"${param}" names a host that is not allowed`, 'host.notAllowed')
 }
 
 /**
@@ -219,14 +287,8 @@ export function checkPermissions(compiled: CompiledPermissions, query: ParsedQue
       const url = bare ? safeUrl(`http://${value}`) : undefined
       if (url === undefined || url.hostname === '')
         refuse('IS_VALIDATION_ERROR', chosen, '"hostname" must be a host name', 'string.hostname')
-      if (compiled.hosts !== undefined && !compiled.hosts(url))
-        refuse(
-          'IC_HOST_NOT_ALLOWED',
-          chosen,
-          '"hostname" names a host that is not allowed',
-          'host.notAllowed',
-        )
       const host = url.hostname.endsWith('.') ? url.hostname.slice(0, -1) : url.hostname
+      if (compiled.hosts !== undefined && !compiled.hosts(host)) notAllowed(chosen)
       return { kind: 'host', param: chosen, host }
     }
     case 'bucket': {
