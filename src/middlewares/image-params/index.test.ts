@@ -5,6 +5,7 @@ import fc from 'fast-check'
 import { isIcError } from '../../errors.ts'
 import type { Guard } from '../../guard.ts'
 import { type ImageParamsOptions, imageParams } from './index.ts'
+import { compileRule, Failure } from './rules.ts'
 
 const res = {} as ServerResponse
 function run(guard: Guard, url: string): unknown {
@@ -282,6 +283,30 @@ describe('imageParams: arbitrary queries', () => {
         }
       }),
       { numRuns: 3000 },
+    )
+  })
+})
+
+describe('imageParams: numbers', () => {
+  it('reads any digits, signs and dots as Number() does, within the range', () => {
+    const rules = {
+      w: compileRule('w', { type: 'integer', min: 1, max: 5000 }, 'params.w'),
+      z: compileRule('z', { type: 'number', min: -2, max: 1e10 }, 'params.z'),
+    }
+    const text = fc.string({ unit: fc.constantFrom(...'0123456789+-.e '.split('')), maxLength: 14 })
+    fc.assert(
+      fc.property(text, (raw) => {
+        for (const [name, rule] of Object.entries(rules)) {
+          const value = rule.parse(raw)
+          const integer = name === 'w'
+          const number = Number(raw)
+          const valid = raw !== '' && (integer ? /^[+-]?\d+$/ : /^[+-]?(?:\d+(?:\.\d*)?|\.\d+)$/).test(raw)
+          const inRange = integer ? number >= 1 && number <= 5000 : number >= -2 && number <= 1e10
+          if (valid && inRange) assert.equal(value, number, `${name}=${raw}`)
+          else assert.ok(value instanceof Failure, `${name}=${raw} gave ${String(value)}`)
+        }
+      }),
+      { numRuns: 5000 },
     )
   })
 })
