@@ -63,6 +63,51 @@ describe('parseQueryString', () => {
     assert.equal(values.get('ok'), '1')
   })
 
+  it('reads the same names and values as URLSearchParams wherever it reports no issue', () => {
+    const piece = fc.constantFrom(
+      ...'ab=&+%2%41%C3%A9%zz64'.split(''),
+      'width',
+      'crop64',
+      'Zml0',
+      '%26',
+      '%3D',
+      '=',
+    )
+    fc.assert(
+      fc.property(fc.array(piece, { maxLength: 24 }), (pieces) => {
+        const search = pieces.join('')
+        const parsed = parseQueryString(search)
+        if (parsed.issues.length > 0) return
+        const expected = new Map<string, string>()
+        for (const [name, value] of new URLSearchParams(search)) {
+          if (name === '') continue
+          const base64 = name.length > 2 && name.endsWith('64')
+          const key = base64 ? name.slice(0, -2) : name
+          if (!expected.has(key)) expected.set(key, base64 ? (decodeBase64Value(value) as string) : value)
+        }
+        assert.deepEqual([...parsed.values], [...expected], search)
+        assert.equal(parsed.values.size, expected.size)
+        for (const [key, value] of expected) assert.equal(parsed.values.get(key), value)
+      }),
+      { numRuns: 5000 },
+    )
+  })
+
+  it('finds every repeated name, many names or few', () => {
+    for (const count of [3, 15, 16, 17, 40]) {
+      const names = Array.from({ length: count }, (_, i) => `p${i}`)
+      const { values, issues } = parseQueryString(
+        [...names, names[count - 1], names[0]].map((n) => `${n}=1`).join('&'),
+      )
+      assert.equal(values.size, count)
+      assert.deepEqual(
+        issues.map((i) => i.path?.[0]),
+        [names[count - 1], names[0]],
+      )
+      for (const name of names) assert.equal(values.get(name), '1')
+    }
+  })
+
   it('never throws, whatever the query string', () => {
     fc.assert(
       fc.property(fc.string({ unit: 'binary', maxLength: 200 }), (text) => {

@@ -63,7 +63,11 @@ export class QueryValues implements ReadonlyMap<string, string> {
   indexOf(name: string): number {
     if (this.#index !== undefined) return this.#index.get(name) ?? -1
     const { names } = this
-    for (let i = 0; i < names.length; i++) if (names[i] === name) return i
+    const { length } = name
+    for (let i = 0; i < names.length; i++) {
+      const candidate = names[i] as string
+      if (candidate.length === length && candidate === name) return i
+    }
     return -1
   }
 
@@ -167,6 +171,7 @@ export function parseQueryString(search: string, url = `?${search}`): ParsedQuer
   let issues: ValidationItem[] | undefined
   let broken: Set<string> | undefined
   let signed: number[] | undefined
+  let mask = 0
   const length = search.length
   // Where the next `=`, `%` and `+` are: found once and reused, so no pair rescans the rest of the query.
   let eq = -1
@@ -180,7 +185,7 @@ export function parseQueryString(search: string, url = `?${search}`): ParsedQuer
       eq = nextIndex(search, '=', start, eq)
       percent = nextIndex(search, '%', start, percent)
       plus = nextIndex(search, '+', start, plus)
-      const split = eq < end ? eq : end
+      const split = Math.min(eq, end)
       const rawName = search.slice(start, split)
       const name = percent < split || plus < split ? decodeComponent(rawName) : rawName
       let decoded: string | undefined = ''
@@ -190,7 +195,7 @@ export function parseQueryString(search: string, url = `?${search}`): ParsedQuer
         const rawValue = search.slice(split + 1, end)
         decoded = percent < end || plus < end ? decodeComponent(rawValue) : rawValue
       }
-      if (name === 'ichm' || name === 'ichm64') {
+      if ((name?.length === 4 && name === 'ichm') || (name?.length === 6 && name === 'ichm64')) {
         signed ??= []
         signed.push(start, end)
       }
@@ -218,7 +223,10 @@ export function parseQueryString(search: string, url = `?${search}`): ParsedQuer
             })
           }
         }
-        const seen = index !== undefined ? index.has(key) : names.includes(key)
+        // A name whose bit (length + first character) is clear cannot have been seen.
+        const bit = 1 << ((key.length + key.charCodeAt(0)) & 31)
+        const seen = (mask & bit) !== 0 && (index !== undefined ? index.has(key) : names.includes(key))
+        mask |= bit
         if (seen || broken?.has(key) === true) {
           issues ??= []
           issues.push({

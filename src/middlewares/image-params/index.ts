@@ -178,11 +178,15 @@ function checkName(option: string, name: unknown): asserts name is string {
  * const compiled: CompiledImageParams = compileImageParams({ maxWidth: 4000 })
  */
 export interface CompiledImageParams {
-  readonly rules: ReadonlyMap<string, CompiledRule>
+  /**
+   * Every name a request may use, with its rule (`null`: allowed, no rule); with no
+   * `imageParamsAllowed`, the names that have a rule. One lookup per parameter of a request.
+   */
+  readonly known: ReadonlyMap<string, CompiledRule | null>
+  /** Whether a name outside `known` is refused (`imageParamsAllowed` is set). */
+  readonly restricted: boolean
   readonly required: readonly CompiledRule[]
   readonly defaults: readonly CompiledRule[]
-  readonly allowed: ReadonlySet<string> | undefined
-  readonly exempt: ReadonlySet<string>
   readonly maxOutputPixels: number
 }
 
@@ -217,12 +221,18 @@ export function compileImageParams(options: Readonly<ImageParamsOptions> = {}): 
     rules.set(name, compileRule(name, rule, `params.${name}`))
   }
   const compiled = [...rules.values()]
+  const allowed = nameList('imageParamsAllowed', options.imageParamsAllowed)
+  const exempt = nameList('paramsExempt', options.paramsExempt) ?? new Set(DEFAULT_PARAMS_EXEMPT)
+  let known: Map<string, CompiledRule | null> = rules
+  if (allowed !== undefined) {
+    known = new Map()
+    for (const name of [...allowed, ...exempt]) known.set(name, rules.get(name) ?? null)
+  }
   return {
-    rules,
+    known,
+    restricted: allowed !== undefined,
     required: compiled.filter((rule) => rule.required),
     defaults: compiled.filter((rule) => rule.default !== undefined),
-    allowed: nameList('imageParamsAllowed', options.imageParamsAllowed),
-    exempt: nameList('paramsExempt', options.paramsExempt) ?? new Set(DEFAULT_PARAMS_EXEMPT),
     maxOutputPixels,
   }
 }
@@ -239,40 +249,45 @@ function item(rule: CompiledRule, failure: Failure): ValidationItem {
  * const { width } = checkImageParams(compiled, parseQuery(req))
  */
 export function checkImageParams(compiled: CompiledImageParams, query: ParsedQuery): ImageParamValues {
-  const { allowed } = compiled
+  const { known, restricted } = compiled
   const { names, texts } = query.values
-  if (allowed !== undefined) {
-    let refused: ValidationItem[] | undefined
-    for (const name of names) {
-      if (!allowed.has(name) && !compiled.exempt.has(name)) {
+  let refused: ValidationItem[] | undefined
+  let items: ValidationItem[] | undefined = query.issues.length > 0 ? [...query.issues] : undefined
+  const values: Record<string, ParamValue> = {}
+  let width: ParamValue | undefined
+  let height: ParamValue | undefined
+  let dpr: ParamValue | undefined
+  for (let i = 0; i < names.length; i++) {
+    const name = names[i] as string
+    const rule = known.get(name)
+    if (rule === undefined) {
+      if (restricted) {
         refused ??= []
         refused.push({ message: `${JSON.stringify(name)} is not allowed`, path: [name], type: 'any.unknown' })
       }
+      continue
     }
-    if (refused !== undefined) {
-      throw icError('IC_PARAM_NOT_ALLOWED', {
-        message: `Parameter${refused.length > 1 ? 's' : ''} not allowed: ${refused
-          .slice(0, 10)
-          .map((r) => r.path?.[0])
-          .join(', ')}${refused.length > 10 ? ` and ${refused.length - 10} more` : ''}`,
-        validation: refused,
-      })
-    }
-  }
-  let items: ValidationItem[] | undefined = query.issues.length > 0 ? [...query.issues] : undefined
-  const values: Record<string, ParamValue> = {}
-  const { rules } = compiled
-  for (let i = 0; i < names.length; i++) {
-    const rule = rules.get(names[i] as string)
-    if (rule === undefined) continue
+    if (rule === null || refused !== undefined) continue
     const value = rule.parse(texts[i] as string)
     if (value instanceof Failure) {
       items ??= []
       items.push(item(rule, value))
-    } else {
-      // The rule's own name, made once, rather than the query's copy: V8 stores under it without looking it up.
-      values[rule.name] = value
+      continue
     }
+    // The rule's own name, made once, rather than the query's copy: V8 stores under it without looking it up.
+    values[rule.name] = value
+    if (rule.area === 1) width = value
+    else if (rule.area === 2) height = value
+    else if (rule.area === 3) dpr = value
+  }
+  if (refused !== undefined) {
+    throw icError('IC_PARAM_NOT_ALLOWED', {
+      message: `Parameter${refused.length > 1 ? 's' : ''} not allowed: ${refused
+        .slice(0, 10)
+        .map((r) => r.path?.[0])
+        .join(', ')}${refused.length > 10 ? ` and ${refused.length - 10} more` : ''}`,
+      validation: refused,
+    })
   }
   for (const rule of compiled.required) {
     if (!query.values.has(rule.name)) {
@@ -285,9 +300,12 @@ export function checkImageParams(compiled: CompiledImageParams, query: ParsedQue
     }
   }
   for (const rule of compiled.defaults) {
-    if (values[rule.name] === undefined) values[rule.name] = rule.default as ParamValue
+    if (values[rule.name] !== undefined) continue
+    values[rule.name] = rule.default as ParamValue
+    if (rule.area === 1) width = rule.default
+    else if (rule.area === 2) height = rule.default
+    else if (rule.area === 3) dpr = rule.default
   }
-  const { width, height, dpr } = values
   if (typeof width === 'number' && typeof height === 'number') {
     const scale = typeof dpr === 'number' ? dpr : 1
     if (width * height * scale * scale > compiled.maxOutputPixels) {

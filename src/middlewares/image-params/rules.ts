@@ -96,6 +96,8 @@ export interface CompiledRule {
   readonly message: string | undefined
   readonly default: ParamValue | undefined
   readonly parse: (raw: string) => ParamValue | Failure
+  /** Which factor of the output area the value is: 1 `width`, 2 `height`, 3 `dpr`, 0 none. */
+  readonly area: 0 | 1 | 2 | 3
 }
 
 const INTEGER = /^[+-]?\d+$/
@@ -363,5 +365,6 @@ export function compileRule(name: string, rule: ParamRule, option: string): Comp
       fail(`${option}.default`, `a value the rule accepts (${value.message})`, sample)
     fallback = value
   }
-  return { name, required: rule.required === true, message: rule.message, default: fallback, parse }
+  const area = name === 'width' ? 1 : name === 'height' ? 2 : name === 'dpr' ? 3 : 0
+  return { name, required: rule.required === true, message: rule.message, default: fallback, parse, area }
 }

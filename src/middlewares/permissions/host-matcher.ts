@@ -109,7 +109,8 @@ export function compileHostList(list: readonly string[], option = 'hostsAllowed'
     let dot = host.length
     for (const depth of depths) {
       while (labels <= depth) {
-        dot = host.lastIndexOf('.', dot - 1)
+        do dot--
+        while (dot >= 0 && host.charCodeAt(dot) !== 46)
         if (dot === -1) return false
         labels++
       }

@@ -356,7 +356,12 @@ describe('permissions', () => {
       'é',
     )
     const scheme = fc.constantFrom('http://', 'https://', 'HTTP://', 'ftp://', '')
-    const label = fc.string({ unit: fc.constantFrom(...'az09-'.split('')), minLength: 1, maxLength: 6 })
+    const plainLabel = fc.string({ unit: fc.constantFrom(...'az09-'.split('')), minLength: 1, maxLength: 6 })
+    const label = fc.oneof(
+      { arbitrary: plainLabel, weight: 8 },
+      plainLabel.map((l) => `xn--${l}`),
+      plainLabel.map((l) => `xn-${l}`),
+    )
     const text = fc.oneof(
       fc.tuple(scheme, fc.array(piece, { maxLength: 24 })).map(([s, rest]) => s + rest.join('')),
       {

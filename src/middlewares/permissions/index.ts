@@ -132,26 +132,38 @@ export function plainHttpHost(text: string): string | undefined {
   const from = text.startsWith('https://') ? 8 : text.startsWith('http://') ? 7 : 0
   if (from === 0) return undefined
   let labelStart = from
+  let lastLabel = from
   let end = from
   for (; end < text.length; end++) {
     const c = text.charCodeAt(end)
-    if ((c >= 97 && c <= 122) || (c >= 48 && c <= 57) || c === 45) continue
+    if ((c >= 97 && c <= 122) || (c >= 48 && c <= 57)) continue
+    if (c === 45) {
+      // `xn--`: punycode, which the parser checks and may refuse.
+      if (
+        end === labelStart + 2 &&
+        text.charCodeAt(labelStart) === 120 &&
+        text.charCodeAt(labelStart + 1) === 110
+      )
+        return undefined
+      continue
+    }
     if (c === 46) {
       if (end === labelStart) return undefined
+      lastLabel = labelStart
       labelStart = end + 1
       continue
     }
     if (c === 47 || c === 63 || c === 35) break
     return undefined
   }
-  // A trailing dot names the same host; the last label is the one before it.
-  const hostEnd = end > from && labelStart === end ? end - 1 : end
-  if (hostEnd <= from) return undefined
-  const lastLabel = text.lastIndexOf('.', hostEnd - 1) + 1
-  const first = text.charCodeAt(lastLabel > from ? lastLabel : from)
-  if (first < 97 || first > 122) return undefined
-  const host = text.slice(from, end)
-  return host.includes('xn--') ? undefined : host
+  if (end === labelStart) {
+    // Empty, or a trailing dot: the same host, whose last label is the one before the dot.
+    if (end === from) return undefined
+  } else {
+    lastLabel = labelStart
+  }
+  const first = text.charCodeAt(lastLabel)
+  return first >= 97 && first <= 122 ? text.slice(from, end) : undefined
 }
 
 /** A `url` source. Its `URL` is made when the handler first reads it: the rules decide on the host alone. */

@@ -34,14 +34,19 @@ type Step = (
   out: Record<string, unknown>,
 ) => undefined | Promise<void>
 
-function merge(out: Record<string, unknown>, values: Published | undefined | Promise<Published | undefined>) {
+/** Copies what a rule published under `key` (its only key) onto `out`, now or when it settles. */
+function publishAs(
+  out: Record<string, unknown>,
+  key: 'apiKey' | 'account',
+  values: Published | undefined | Promise<Published | undefined>,
+): undefined | Promise<void> {
   if (values === undefined) return undefined
   if (values instanceof Promise) {
     return values.then((resolved) => {
-      if (resolved !== undefined) Object.assign(out, resolved)
+      if (resolved !== undefined) out[key] = resolved[key]
     })
   }
-  Object.assign(out, values)
+  out[key] = values[key]
   return undefined
 }
 
@@ -87,11 +92,11 @@ export function requestRules(options: Readonly<RequestRulesOptions>): Guard {
   const steps: Step[] = []
   if (options.apiKey !== undefined) {
     const check = compileApiKey(options.apiKey)
-    steps.push((req, query, out) => merge(out, check(req, query)))
+    steps.push((req, query, out) => publishAs(out, 'apiKey', check(req, query)))
   }
   if (options.signature !== undefined) {
     const check = compileSignature(options.signature)
-    steps.push((_req, query, out) => merge(out, check(query)))
+    steps.push((_req, query, out) => publishAs(out, 'account', check(query)))
   }
   if (options.permissions !== undefined) {
     const compiled = compilePermissions(options.permissions)
