@@ -47,11 +47,19 @@ export class QueryValues implements ReadonlyMap<string, string> {
   /** The decoded value of each of `names`, at the same index. */
   readonly texts: readonly string[]
   readonly #index: ReadonlyMap<string, number> | undefined
+  /** One bit per {@link nameBit} of the names: a name whose bit is clear is absent, found without a scan. */
+  readonly #bits: number
 
   /** @internal Made by {@link parseQueryString}. */
-  constructor(names: readonly string[], texts: readonly string[], index?: ReadonlyMap<string, number>) {
+  constructor(
+    names: readonly string[],
+    texts: readonly string[],
+    bits: number,
+    index?: ReadonlyMap<string, number>,
+  ) {
     this.names = names
     this.texts = texts
+    this.#bits = bits
     this.#index = index
   }
 
@@ -61,6 +69,7 @@ export class QueryValues implements ReadonlyMap<string, string> {
 
   /** The position of `name` in {@link names}, or -1. */
   indexOf(name: string): number {
+    if (name.length === 0 || (this.#bits & nameBit(name)) === 0) return -1
     if (this.#index !== undefined) return this.#index.get(name) ?? -1
     const { names } = this
     const { length } = name
@@ -108,6 +117,11 @@ export class QueryValues implements ReadonlyMap<string, string> {
   get [Symbol.toStringTag](): string {
     return 'QueryValues'
   }
+}
+
+/** A bit for the length and first character of a (non-empty) name: two names with different bits differ. */
+function nameBit(name: string): number {
+  return 1 << ((name.length + name.charCodeAt(0)) & 31)
 }
 
 const NO_ISSUES: readonly ValidationItem[] = Object.freeze([])
@@ -171,7 +185,7 @@ export function parseQueryString(search: string, url = `?${search}`): ParsedQuer
   let issues: ValidationItem[] | undefined
   let broken: Set<string> | undefined
   let signed: number[] | undefined
-  let mask = 0
+  let bits = 0
   const length = search.length
   // Where the next `=`, `%` and `+` are: found once and reused, so no pair rescans the rest of the query.
   let eq = -1
@@ -223,10 +237,8 @@ export function parseQueryString(search: string, url = `?${search}`): ParsedQuer
             })
           }
         }
-        // A name whose bit (length + first character) is clear cannot have been seen.
-        const bit = 1 << ((key.length + key.charCodeAt(0)) & 31)
-        const seen = (mask & bit) !== 0 && (index !== undefined ? index.has(key) : names.includes(key))
-        mask |= bit
+        const bit = nameBit(key)
+        const seen = (bits & bit) !== 0 && (index !== undefined ? index.has(key) : names.includes(key))
         if (seen || broken?.has(key) === true) {
           issues ??= []
           issues.push({
@@ -236,6 +248,7 @@ export function parseQueryString(search: string, url = `?${search}`): ParsedQuer
           })
         } else if (value !== undefined) {
           if (index !== undefined) index.set(key, names.length)
+          bits |= bit
           names.push(key)
           texts.push(value)
           if (index === undefined && names.length === INDEXED_FROM)
@@ -251,7 +264,7 @@ export function parseQueryString(search: string, url = `?${search}`): ParsedQuer
   return {
     url,
     search,
-    values: new QueryValues(names, texts, index),
+    values: new QueryValues(names, texts, bits, index),
     withoutSignature: signed === undefined ? search : withoutPairs(search, signed),
     issues: issues ?? NO_ISSUES,
   }

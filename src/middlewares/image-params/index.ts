@@ -1,5 +1,6 @@
 import { icError } from '../../errors.ts'
 import type { Guard } from '../../guard.ts'
+import { NameTable } from '../../name-table.ts'
 import { type ParsedQuery, parseQuery } from '../../query.ts'
 import type { ValidationItem } from '../../validation-header.ts'
 import {
@@ -182,7 +183,7 @@ export interface CompiledImageParams {
    * Every name a request may use, with its rule (`null`: allowed, no rule); with no
    * `imageParamsAllowed`, the names that have a rule. One lookup per parameter of a request.
    */
-  readonly known: ReadonlyMap<string, CompiledRule | null>
+  readonly known: NameTable<CompiledRule | null>
   /** Whether a name outside `known` is refused (`imageParamsAllowed` is set). */
   readonly restricted: boolean
   readonly required: readonly CompiledRule[]
@@ -223,11 +224,9 @@ export function compileImageParams(options: Readonly<ImageParamsOptions> = {}): 
   const compiled = [...rules.values()]
   const allowed = nameList('imageParamsAllowed', options.imageParamsAllowed)
   const exempt = nameList('paramsExempt', options.paramsExempt) ?? new Set(DEFAULT_PARAMS_EXEMPT)
-  let known: Map<string, CompiledRule | null> = rules
-  if (allowed !== undefined) {
-    known = new Map()
-    for (const name of [...allowed, ...exempt]) known.set(name, rules.get(name) ?? null)
-  }
+  const known = new NameTable<CompiledRule | null>(
+    allowed === undefined ? rules : [...allowed, ...exempt].map((name) => [name, rules.get(name) ?? null]),
+  )
   return {
     known,
     restricted: allowed !== undefined,

@@ -1,3 +1,5 @@
+import { NameTable } from '../../name-table.ts'
+
 /** Options every parameter rule takes. */
 interface BaseRule {
   /** Refuse the request when the parameter is absent. @default false */
@@ -255,7 +257,7 @@ export function compileRule(name: string, rule: ParamRule, option: string): Comp
       for (const value of rule.values) {
         if (typeof value !== 'string') fail(`${option}.values`, 'a non-empty array of strings', rule.values)
       }
-      const values = new Set(rule.values)
+      const values = new NameTable(rule.values.map((value) => [value, true]))
       const notOne = new Failure(`${label} must be one of [${rule.values.join(', ')}]`, 'any.only')
       parse = (raw) => (values.has(raw) ? raw : raw === '' ? empty : notOne)
       break

@@ -1,5 +1,6 @@
 import { icError } from '../../errors.ts'
 import type { Guard } from '../../guard.ts'
+import { NameTable } from '../../name-table.ts'
 import { type ParsedQuery, parseQuery } from '../../query.ts'
 import { IMAGIZER_PARAMS } from '../image-params/index.ts'
 import { compileHostList, type HostnameMatcher } from './host-matcher.ts'
@@ -94,7 +95,7 @@ export interface CompiledPermissions {
   readonly allowDataUrls: boolean
   readonly hosts: HostnameMatcher | undefined
   readonly buckets: ReadonlySet<string> | undefined
-  readonly processing: ReadonlySet<string>
+  readonly processing: NameTable<true>
 }
 
 /**
@@ -113,7 +114,12 @@ export function compilePermissions(options: Readonly<PermissionsOptions> = {}): 
     hosts:
       options.hostsAllowed === undefined ? undefined : compileHostList(options.hostsAllowed, 'hostsAllowed'),
     buckets: stringSet('bucketsAllowed', options.bucketsAllowed),
-    processing: stringSet('processingParams', options.processingParams) ?? new Set(IMAGIZER_PARAMS),
+    processing: new NameTable(
+      [...(stringSet('processingParams', options.processingParams) ?? IMAGIZER_PARAMS)].map((name) => [
+        name,
+        true,
+      ]),
+    ),
   }
 }
 
@@ -196,13 +202,14 @@ function urlSource(
   param: 'origin' | 'source_url',
   value: string,
 ): ImageSource {
-  const text = NOISY.test(value) ? value.replace(URL_NOISE, '').replace(EDGES, '') : value
-  const plain = plainHttpHost(text)
+  // A value whose host is plain needs no clean-up: the URL parser drops noise after the host itself.
+  const plain = plainHttpHost(value)
   if (plain !== undefined) {
     const host = plain.endsWith('.') ? plain.slice(0, -1) : plain
     if (compiled.hosts !== undefined && !compiled.hosts(host)) notAllowed(param)
-    return new UrlSource(param, text, host)
+    return new UrlSource(param, value, host)
   }
+  const text = NOISY.test(value) ? value.replace(URL_NOISE, '').replace(EDGES, '') : value
   let url: URL | undefined
   if (HAS_SCHEME.test(text) && !HOST_AND_PORT.test(text)) {
     try {
@@ -276,7 +283,7 @@ export function checkPermissions(compiled: CompiledPermissions, query: ParsedQue
   }
   if (!compiled.allowOriginalImageRequest) {
     let processed = false
-    for (const name of values.keys()) {
+    for (const name of values.names) {
       if (compiled.processing.has(name)) {
         processed = true
         break
