@@ -42,7 +42,7 @@ describe('NameTable', () => {
   it('holds thousands of similar names', () => {
     const names = Array.from({ length: 5000 }, (_, i) => `param${i}`)
     const table = new NameTable(names.map((n, i) => [n, i]))
-    names.forEach((n, i) => assert.equal(table.get(n), i))
+    for (const [i, n] of names.entries()) assert.equal(table.get(n), i)
     assert.equal(table.get('param5000'), undefined)
     assert.equal(table.get('param'), undefined)
   })
