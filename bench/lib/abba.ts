@@ -22,12 +22,20 @@ export interface ServerSpec {
 export interface AbbaOptions {
   readonly baseline: ServerSpec
   readonly candidates: readonly ServerSpec[]
-  /** ABBA pairs per candidate. @default 6 (1 with --smoke) */
+  /** ABBA pairs per candidate (1 with --smoke, whatever this says). @default 6 */
   readonly pairs?: number
-  /** Seconds per load window. @default 5 (1 with --smoke) */
+  /** Seconds per load window (1 with --smoke). @default 5 */
   readonly windowSeconds?: number
   /** autocannon connections. @default 50 */
   readonly connections?: number
+  /**
+   * Server processes per side. Two processes of the same server differ by several percent
+   * for their whole life on this kind of machine (where their memory and code land), which
+   * pairing windows does not cancel: with more than one, pair `i` loads baseline process
+   * `i mod n` against candidate process `(i + ⌊i / n⌋) mod n`, so every process meets every
+   * other. @default 1
+   */
+  readonly processes?: number
 }
 
 export interface Window {
@@ -163,32 +171,42 @@ const median = (values: readonly number[]): number => {
 }
 
 /**
- * Measures each candidate against the baseline in interleaved A B B A windows (both
- * servers started once and warmed up), and reports the median paired throughput ratio,
- * its range, and the median server-CPU difference per request. Ratios, never absolute
- * req/s: the machine's speed drifts by tens of percent between minutes.
+ * Measures each candidate against the baseline in interleaved A B B A windows (the
+ * servers started once and warmed up; one process per side unless `processes`), and
+ * reports the median paired throughput ratio, its range, and the median server-CPU
+ * difference per request. Ratios, never absolute req/s: the machine's speed drifts by
+ * tens of percent between minutes.
  */
 export async function runAbba(options: AbbaOptions): Promise<Comparison[]> {
-  const pairs = options.pairs ?? (smoke ? 1 : 6)
-  const seconds = options.windowSeconds ?? (smoke ? 1 : 5)
+  const pairs = smoke ? 1 : (options.pairs ?? 6)
+  const seconds = smoke ? 1 : (options.windowSeconds ?? 5)
   const connections = options.connections ?? 50
+  const processes = smoke ? 1 : (options.processes ?? 1)
+  const warm = smoke ? 1 : 3
   const results: Comparison[] = []
-  const base = await startServer(options.baseline)
+  const startAll = async (spec: ServerSpec) => {
+    const started: RunningServer[] = []
+    for (let i = 0; i < processes; i++) started.push(await startServer(spec))
+    for (const server of started) load(server, spec, warm, connections)
+    return started
+  }
+  const stopAll = (servers: readonly RunningServer[]) => Promise.all(servers.map((server) => server.stop()))
+  const base = await startAll(options.baseline)
   try {
-    load(base, options.baseline, smoke ? 1 : 3, connections)
     for (const candidateSpec of options.candidates) {
-      const candidate = await startServer(candidateSpec)
+      const candidates = await startAll(candidateSpec)
       try {
-        load(candidate, candidateSpec, smoke ? 1 : 3, connections)
         const a: Window[] = []
         const b: Window[] = []
         for (let i = 0; i < pairs; i++) {
+          const baseline = base[i % processes] as RunningServer
+          const candidate = candidates[(i + Math.floor(i / processes)) % processes] as RunningServer
           if (i % 2 === 0) {
-            a.push(load(base, options.baseline, seconds, connections))
+            a.push(load(baseline, options.baseline, seconds, connections))
             b.push(load(candidate, candidateSpec, seconds, connections))
           } else {
             b.push(load(candidate, candidateSpec, seconds, connections))
-            a.push(load(base, options.baseline, seconds, connections))
+            a.push(load(baseline, options.baseline, seconds, connections))
           }
         }
         const ratios = a.map((w, i) => (b[i] as Window).requestsPerSecond / Math.max(1, w.requestsPerSecond))
@@ -202,11 +220,11 @@ export async function runAbba(options: AbbaOptions): Promise<Comparison[]> {
           candidateWindows: b,
         })
       } finally {
-        await candidate.stop()
+        await stopAll(candidates)
       }
     }
   } finally {
-    await base.stop()
+    await stopAll(base)
   }
   return results
 }
