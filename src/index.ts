@@ -118,6 +118,6 @@ export {
   upload,
 } from './middlewares/upload/index.ts'
 export type { Duration } from './options.ts'
-export { type ParsedQuery, parseQuery } from './query.ts'
+export { type ParsedQuery, parseQuery, type QueryValues } from './query.ts'
 export { type LifecycleFail, requestSignal } from './request-signal.ts'
 export { encodeValidationHeader, headerSafeText, type ValidationItem } from './validation-header.ts'
