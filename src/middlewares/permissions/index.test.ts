@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { describe, it } from 'node:test'
 import fc from 'fast-check'
+import { joinedPieces } from '../../../test/support/arbitraries.ts'
 import { isIcError } from '../../errors.ts'
 import type { Guard } from '../../guard.ts'
 import { createHostMatcher, type PermissionsOptions, permissions, plainHttpHost } from './index.ts'
@@ -343,7 +344,7 @@ describe('permissions', () => {
 
   it('reads a host without the URL parser only where the parser finds the same host', () => {
     // Characters where URL parsers differ (case, dots, digits, hex, ports, userinfo, slashes, escapes, punycode).
-    const piece = fc.constantFrom(
+    const pieces = [
       ...'abcxyzXN0179-.:@/\\?#%_~'.split(''),
       'xn--',
       'xn--nxasmq6b',
@@ -354,7 +355,7 @@ describe('permissions', () => {
       '\t',
       ' ',
       'é',
-    )
+    ]
     const scheme = fc.constantFrom('http://', 'https://', 'HTTP://', 'ftp://', '')
     const plainLabel = fc.string({ unit: fc.constantFrom(...'az09-'.split('')), minLength: 1, maxLength: 6 })
     const label = fc.oneof(
@@ -363,7 +364,7 @@ describe('permissions', () => {
       plainLabel.map((l) => `xn-${l}`),
     )
     const text = fc.oneof(
-      fc.tuple(scheme, fc.array(piece, { maxLength: 24 })).map(([s, rest]) => s + rest.join('')),
+      fc.tuple(scheme, joinedPieces(pieces)).map(([s, rest]) => s + rest),
       {
         // Hosts that look plain, then anything.
         weight: 4,
@@ -372,9 +373,9 @@ describe('permissions', () => {
             fc.oneof(fc.constantFrom('http://', 'https://'), scheme),
             fc.array(label, { minLength: 1, maxLength: 4 }),
             fc.constantFrom('', '/', '?', '#', '.', './'),
-            fc.array(piece, { maxLength: 8 }),
+            joinedPieces(pieces, 8),
           )
-          .map(([s, labels, end, rest]) => s + labels.join('.') + end + rest.join('')),
+          .map(([s, labels, end, rest]) => s + labels.join('.') + end + rest),
       },
     )
     let plain = 0
