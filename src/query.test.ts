@@ -92,6 +92,24 @@ describe('parseQueryString', () => {
     )
   })
 
+  it('agrees with URLSearchParams past the 16 names where lookups go through an index', () => {
+    const name = fc.integer({ min: 0, max: 40 }).map((i) => `p${i}`)
+    const pair = fc.tuple(name, fc.constantFrom('1', '2', '%41', '+')).map(([n, v]) => `${n}=${v}`)
+    fc.assert(
+      fc.property(fc.array(pair, { minLength: 10, maxLength: 60 }), (pairs) => {
+        const search = pairs.join('&')
+        const { values, issues } = parseQueryString(search)
+        const expected = new Map<string, string>()
+        for (const [n, v] of new URLSearchParams(search)) if (!expected.has(n)) expected.set(n, v)
+        assert.deepEqual([...values], [...expected])
+        for (const i of Array.from({ length: 41 }, (_, k) => k))
+          assert.equal(values.get(`p${i}`), expected.get(`p${i}`))
+        assert.equal(issues.length, pairs.length - expected.size)
+      }),
+      { numRuns: 500 },
+    )
+  })
+
   it('finds every repeated name, many names or few', () => {
     for (const count of [3, 15, 16, 17, 40]) {
       const names = Array.from({ length: count }, (_, i) => `p${i}`)
@@ -119,13 +137,41 @@ describe('parseQueryString', () => {
 })
 
 describe('parseQuery', () => {
-  it('parses req.url once and caches it in the request state', () => {
+  it('parses req.url once for the request being handled, and again when it changes', () => {
     const req = request('/img?width=300#frag')
     const first = parseQuery(req)
     assert.equal(first.search, 'width=300')
     assert.equal(parseQuery(req), first)
     req.url = '/other?width=400'
     assert.equal(parseQuery(req).values.get('width'), '400')
+  })
+
+  it('never answers a request with the values of another one parsed in between', () => {
+    const a = request('/img?width=1')
+    const b = request('/img?width=2')
+    const c = request('/img?width=1')
+    assert.equal(parseQuery(a).values.get('width'), '1')
+    assert.equal(parseQuery(b).values.get('width'), '2')
+    assert.equal(parseQuery(a).values.get('width'), '1')
+    assert.equal(parseQuery(c).values.get('width'), '1')
+    assert.notEqual(parseQuery(c), parseQuery(a), 'the same URL, another request: parsed again')
+  })
+
+  it('lets go of the request by the next turn of the event loop', async () => {
+    const req = request('/img?width=1')
+    const first = parseQuery(req)
+    assert.equal(parseQuery(req), first)
+    await new Promise((resolve) => setImmediate(resolve))
+    await new Promise((resolve) => setImmediate(resolve))
+    assert.notEqual(parseQuery(req), first, 'parsed again: nothing kept the request')
+  })
+
+  it('answers lookups of anything but a name as absent, as a Map does', () => {
+    const { values } = parseQuery(request('/img?a=1&undefined=2'))
+    for (const key of [undefined, null, 1, {}] as unknown as string[]) {
+      assert.equal(values.get(key), undefined)
+      assert.equal(values.has(key), false)
+    }
   })
 
   it('has no values without a query', () => {

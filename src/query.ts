@@ -21,8 +21,9 @@ export interface ParsedQuery {
    */
   readonly values: QueryValues
   /**
-   * What an Image-Charts signature covers: `search` without its `ichm` (or `ichm64`) pairs and
-   * one `&` beside each, every other byte as sent. `search` itself when there is no `ichm`.
+   * What an Image-Charts signature covers: `search` without its `ichm` (or `ichm64`) pairs, the
+   * `&` before each (after it, for a first pair) and a leading `&` left over; every other byte
+   * as sent. `search` itself when there is no `ichm`.
    */
   readonly withoutSignature: string
   /** Repeated parameters, malformed percent-encoding, invalid base64: every problem, in order. */
@@ -69,7 +70,7 @@ export class QueryValues implements ReadonlyMap<string, string> {
 
   /** The position of `name` in {@link names}, or -1. */
   indexOf(name: string): number {
-    if (name.length === 0 || (this.#bits & nameBit(name)) === 0) return -1
+    if (typeof name !== 'string' || name.length === 0 || (this.#bits & nameBit(name)) === 0) return -1
     if (this.#index !== undefined) return this.#index.get(name) ?? -1
     const { names } = this
     const { length } = name
@@ -98,19 +99,19 @@ export class QueryValues implements ReadonlyMap<string, string> {
       callback.call(thisArg, texts[i] as string, names[i] as string, this)
   }
 
-  keys(): MapIterator<string> {
+  keys(): IterableIterator<string> {
     return this.names[Symbol.iterator]()
   }
 
-  values(): MapIterator<string> {
+  values(): IterableIterator<string> {
     return this.texts[Symbol.iterator]()
   }
 
-  entries(): MapIterator<[string, string]> {
+  entries(): IterableIterator<[string, string]> {
     return this.names.map((name, i): [string, string] => [name, this.texts[i] as string])[Symbol.iterator]()
   }
 
-  [Symbol.iterator](): MapIterator<[string, string]> {
+  [Symbol.iterator](): IterableIterator<[string, string]> {
     return this.entries()
   }
 
@@ -286,13 +287,24 @@ function withoutPairs(search: string, ranges: readonly number[]): string {
 
 let lastRequest: IncomingMessage | undefined
 let lastQuery: ParsedQuery | undefined
+let forgetting = false
+
+// Kept until the event loop's next turn at most: holding it longer would keep the last request
+// (and what its handler published, an upload's body included) alive while the server is idle.
+// One immediate per turn, however many requests it parses; the rules of a request that run in a
+// later turn (after an asynchronous lookup) parse again.
+function forget(): void {
+  lastRequest = undefined
+  lastQuery = undefined
+  forgetting = false
+}
 
 /**
  * The parsed query of a request: `req.url` is parsed once, so every rule of the package that
  * runs for the request reads the same values. The result of the request being handled is kept
- * (one request, not one per request: the rules of a request run one after the other, and
- * keeping it needs no per-request entry); a request whose rules interleave with another's is
- * parsed again, never answered with another request's values.
+ * until the event loop's next turn (one request, not one per request: the rules of a request
+ * run one after the other, and keeping it needs no per-request entry); a request whose rules
+ * interleave with another's is parsed again, never answered with another request's values.
  *
  * @example
  * const { values, issues } = parseQuery(req)
@@ -307,5 +319,9 @@ export function parseQuery(req: IncomingMessage): ParsedQuery {
   const parsed = parseQueryString(search, url)
   lastRequest = req
   lastQuery = parsed
+  if (!forgetting) {
+    forgetting = true
+    setImmediate(forget).unref()
+  }
   return parsed
 }

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import { readFileSync } from 'node:fs'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { describe, it } from 'node:test'
+import { inspect } from 'node:util'
 import fc from 'fast-check'
 import { joinedPieces } from '../../../test/support/arbitraries.ts'
 import { isIcError } from '../../errors.ts'
@@ -204,6 +205,37 @@ describe('permissions', () => {
       outcome({}, `source_url64=${Buffer.from('https://a.example/x.png').toString('base64url')}`),
       'ok {"kind":"url","param":"source_url","url":"https://a.example/x.png","host":"a.example"}',
     )
+  })
+
+  it('publishes a url source whose URL is the parsed value, plain host or not', () => {
+    for (const value of [
+      'https://a.example/x.png?w=1',
+      'https://A.example:443/x.png',
+      '  https://a.example/x\t.png ',
+    ]) {
+      const out = run(
+        permissions({ hostsAllowed: ['a.example'] }),
+        `origin=${encodeURIComponent(value)}`,
+      ) as {
+        source: { kind: string; param: string; url: URL; host: string }
+      }
+      const { source } = out
+      assert.ok(source.url instanceof URL, value)
+      assert.equal(source.url.href, new URL(value.trim().replace('\t', '')).href, value)
+      assert.equal(source.url, source.url, 'made once')
+      assert.equal(source.host, 'a.example')
+      assert.deepEqual(JSON.parse(JSON.stringify(source)), {
+        kind: 'url',
+        param: 'origin',
+        url: source.url.href,
+        host: 'a.example',
+      })
+      assert.match(inspect(source), /url: URL \{/)
+      assert.deepEqual(
+        { ...source, url: source.url },
+        { kind: 'url', param: 'origin', host: 'a.example', url: source.url },
+      )
+    }
   })
 
   // The host-matching bypass table: every row must be refused.

@@ -1,3 +1,4 @@
+import { type InspectOptions, inspect } from 'node:util'
 import { icError } from '../../errors.ts'
 import type { Guard } from '../../guard.ts'
 import { NameTable } from '../../name-table.ts'
@@ -172,7 +173,10 @@ export function plainHttpHost(text: string): string | undefined {
   return first >= 97 && first <= 122 ? text.slice(from, end) : undefined
 }
 
-/** A `url` source. Its `URL` is made when the handler first reads it: the rules decide on the host alone. */
+/**
+ * A `url` source. Its `URL` is made when the handler first reads it (the rules decide on the
+ * host alone), so `url` is a getter: JSON and `util.inspect` show it, a spread copy does not.
+ */
 class UrlSource {
   readonly kind = 'url'
   readonly param: 'origin' | 'source_url'
@@ -194,6 +198,10 @@ class UrlSource {
 
   toJSON(): { kind: 'url'; param: 'origin' | 'source_url'; url: string; host: string } {
     return { kind: this.kind, param: this.param, url: this.url.href, host: this.host }
+  }
+
+  [inspect.custom](_depth: number, options: InspectOptions, show: typeof inspect): string {
+    return `UrlSource ${show({ kind: this.kind, param: this.param, url: this.url, host: this.host }, options)}`
   }
 }
 
