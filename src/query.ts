@@ -21,9 +21,9 @@ export interface ParsedQuery {
    */
   readonly values: QueryValues
   /**
-   * What an Image-Charts signature covers: `search` without its `ichm` (or `ichm64`) pairs, the
-   * `&` before each (after it, for a first pair) and a leading `&` left over; every other byte
-   * as sent. `search` itself when there is no `ichm`.
+   * What an Image-Charts signature covers: `search` without its `ichm` (or `ichm64`) pairs, each
+   * with one `&` (the other pairs joined as sent, empty ones included); `search` itself when
+   * there is no `ichm`.
    */
   readonly withoutSignature: string
   /** Repeated parameters, malformed percent-encoding, invalid base64: every problem, in order. */
@@ -129,8 +129,13 @@ const NO_ISSUES: readonly ValidationItem[] = Object.freeze([])
 const BASE64 = /^[A-Za-z0-9+/_-]*={0,2}$/
 const utf8 = new TextDecoder('utf-8', { fatal: true })
 
-/** `+` is a space in a query string; percent-decoding that never throws (`undefined` when malformed). */
-function decodeComponent(text: string): string | undefined {
+/**
+ * `+` is a space in a query string; percent-decoding that never throws (`undefined` when malformed).
+ *
+ * @example
+ * decodeComponent('a+b%2Fc') // 'a b/c'
+ */
+export function decodeComponent(text: string): string | undefined {
   const plus = text.indexOf('+')
   const spaced = plus === -1 ? text : text.replaceAll('+', ' ')
   if (spaced.indexOf('%') === -1) return spaced
@@ -271,18 +276,20 @@ export function parseQueryString(search: string, url = `?${search}`): ParsedQuer
   }
 }
 
-/** `search` without the pairs at `[start, end)` in `ranges` (in order), and one `&` beside each. */
+/**
+ * `search` without the pairs at `[start, end)` in `ranges` (in order), each with one `&`: the
+ * query's other pairs, joined as they were (empty ones included).
+ */
 function withoutPairs(search: string, ranges: readonly number[]): string {
-  let out = ''
-  let kept = 0
+  const kept: string[] = []
+  let from = 0
   for (let i = 0; i < ranges.length; i += 2) {
     const start = ranges[i] as number
-    const end = ranges[i + 1] as number
-    out += search.slice(kept, start === 0 ? 0 : start - 1)
-    kept = start === 0 ? Math.min(end + 1, search.length) : end
+    if (start > from) kept.push(search.slice(from, start - 1))
+    from = (ranges[i + 1] as number) + 1
   }
-  out += search.slice(kept)
-  return out.startsWith('&') ? out.slice(1) : out
+  if (from <= search.length) kept.push(search.slice(from))
+  return kept.join('&')
 }
 
 let lastRequest: IncomingMessage | undefined

@@ -1,76 +1,5 @@
 import { createHash, createHmac, hash } from 'node:crypto'
-import { decodeBase64Value } from '../../query.ts'
-
-function decodeComponent(text: string): string | undefined {
-  const spaced = text.includes('+') ? text.replaceAll('+', ' ') : text
-  if (!spaced.includes('%')) return spaced
-  try {
-    return decodeURIComponent(spaced)
-  } catch {
-    return undefined
-  }
-}
-
-/**
- * What a signature may cover, and the signature the query carries.
- *
- * @example
- * const parts: SignedParts = signedParts('a=1&ichm=ab') // { raw: 'a=1', signature: 'ab' }
- */
-export interface SignedParts {
-  /** The raw query without its `ichm` pair(s). */
-  readonly raw: string
-  /** The `ichm` value as sent (percent-decoded); `undefined` when there is none. */
-  readonly signature: string | undefined
-}
-
-/** Whether the pair at `[start, end)` of `search` is named `ichm` or `ichm64` (percent-encoded or not). */
-function signatureName(search: string, start: number, end: number): 'ichm' | 'ichm64' | undefined {
-  let eq = search.indexOf('=', start)
-  if (eq === -1 || eq > end) eq = end
-  const length = eq - start
-  if (length === 4 && search.startsWith('ichm', start)) return 'ichm'
-  if (length === 6 && search.startsWith('ichm64', start)) return 'ichm64'
-  if (length < 4) return undefined
-  const name = search.slice(start, eq)
-  if (!name.includes('%') && !name.includes('+')) return undefined
-  const decoded = decodeComponent(name)
-  return decoded === 'ichm' || decoded === 'ichm64' ? decoded : undefined
-}
-
-/**
- * Splits a raw query string (no `?`) into what was signed (the query without its `ichm`
- * pairs, every other byte as sent) and the `ichm` it carries.
- *
- * @example
- * signedParts('ichm=ab&cht=p&chs=1x1') // { raw: 'cht=p&chs=1x1', signature: 'ab' }
- */
-export function signedParts(search: string): SignedParts {
-  let signature: string | undefined
-  let raw: string | undefined
-  let kept = 0
-  let start = 0
-  const length = search.length
-  while (start <= length) {
-    let end = search.indexOf('&', start)
-    if (end === -1) end = length
-    const name = end > start ? signatureName(search, start, end) : undefined
-    if (name !== undefined) {
-      const eq = search.indexOf('=', start)
-      const value = eq === -1 || eq > end ? '' : (decodeComponent(search.slice(eq + 1, end)) ?? '')
-      signature ??= name === 'ichm' ? value : (decodeBase64Value(value) ?? '')
-      // Drop the pair and one of the `&` around it.
-      const piece = search.slice(kept, start === 0 ? 0 : start - 1)
-      raw = raw === undefined ? piece : `${raw}${piece}`
-      kept = start === 0 ? Math.min(end + 1, length) : end
-    }
-    start = end + 1
-  }
-  if (raw === undefined) return { raw: search, signature }
-  raw += search.slice(kept)
-  if (raw.startsWith('&')) raw = raw.slice(1)
-  return { raw, signature }
-}
+import { decodeComponent, parseQueryString } from '../../query.ts'
 
 /**
  * The signed string percent-decoded pair by pair (`+` is a space), as Image-Charts accepts
@@ -158,8 +87,8 @@ function sameText(a: string, b: string): boolean {
  * `ichm`), raw or percent-decoded, under one of `keys`. Compared without an early exit.
  *
  * @example
- * const { raw, signature } = signedParts(search)
- * matchesAny(raw, signature, [signingKey('current'), signingKey('previous')])
+ * const { withoutSignature, values } = parseQueryString(search)
+ * matchesAny(withoutSignature, values.get('ichm'), [signingKey('current'), signingKey('previous')])
  */
 export function matchesAny(
   signed: string,
@@ -218,6 +147,6 @@ export function verifySignature(query: string, secrets: string | readonly string
     if (typeof secret !== 'string' || secret === '')
       throw new TypeError('Expected `secrets` to be non-empty strings')
   }
-  const { raw, signature } = signedParts(query.startsWith('?') ? query.slice(1) : query)
-  return matchesAny(raw, signature, list.map(signingKey))
+  const parsed = parseQueryString(query.startsWith('?') ? query.slice(1) : query)
+  return matchesAny(parsed.withoutSignature, parsed.values.get('ichm'), list.map(signingKey))
 }
