@@ -10,8 +10,6 @@ export interface RequestState {
   requestId?: string
   /** Set once the failure of this request was reported; a request fails once. */
   failureReported?: boolean
-  /** Parsed query, cached for the guards that read it. */
-  query?: URLSearchParams
   /** Values middlewares published for the handler (also mirrored on `res.locals` / `ctx.state`). */
   published?: Record<string, unknown>
   // Backend lifecycle (deadline, client-closed detection): see src/request-signal.ts.

@@ -148,6 +148,11 @@ describe('rateLimitGuard(options)', () => {
     assert.equal(run(guard, '/chart?icac=other', '192.0.2.1').err, undefined)
     assert.equal(run(guard, '/chart', '192.0.2.1').err, undefined)
     assert.equal(run(guard, '/chart?icac=', '192.0.2.1').err?.code, 'IC_RATE_LIMITED')
+    assert.equal(
+      run(guard, `/chart?icac64=${Buffer.from('acme').toString('base64')}`, '192.0.2.3').err?.code,
+      'IC_RATE_LIMITED',
+      'icac64 names the same account',
+    )
   })
 
   it('keys by a function; undefined, or skip(), leaves the request uncounted and without headers', () => {
@@ -322,6 +327,11 @@ describe('rateLimitGuard(options)', () => {
       assert.equal(refused.err?.code, 'IC_RATE_LIMITED')
       assert.equal(refused.err?.headers['retry-after'], '60')
       assert.equal(run(guard, '/chart?icac=a&ichm=s').err, undefined, 'signed requests skip the free quota')
+      assert.equal(
+        run(guard, `/chart?icac64=${Buffer.from('a').toString('base64')}&ichm=s`).err,
+        undefined,
+        'icac64 is icac, as the signature guard reads it',
+      )
       c.t += 60_000
       assert.equal(run(guard, '/chart').err, undefined)
     })

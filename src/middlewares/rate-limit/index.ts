@@ -4,7 +4,7 @@ import type { Socket } from 'node:net'
 import { icError } from '../../errors.ts'
 import type { Guard } from '../../guard.ts'
 import { durationMs, functionOption, numberOption } from '../../options.ts'
-import { requestState } from '../../request-state.ts'
+import { parseQuery } from '../../query.ts'
 import { clientAddress, ipKey, readTrustProxy, type TrustProxy } from './client-key.ts'
 import { policyItem, readPolicyName, setRateLimitHeaders, sfString } from './headers.ts'
 import { MemoryStore } from './memory-store.ts'
@@ -82,17 +82,6 @@ function hashedKey(key: string): string {
   return key.length <= KEY_MAX ? key : `sha256:${createHash('sha256').update(key).digest('base64url')}`
 }
 
-/** The parsed query of a request, cached in the request state for the other guards. */
-function queryOf(req: IncomingMessage): URLSearchParams {
-  const state = requestState(req)
-  if (state.query !== undefined) return state.query
-  const url = req.url ?? ''
-  const at = url.indexOf('?')
-  const query = new URLSearchParams(at === -1 ? '' : url.slice(at + 1))
-  state.query = query
-  return query
-}
-
 let lastWarning = 0
 function defaultOnStoreError(error: unknown): void {
   const now = Date.now()
@@ -166,8 +155,8 @@ export function rateLimitGuard(options: Readonly<RateLimitOptions>): Guard {
     }
     if (key === 'ip') return prefix + ipOf(req)
     if (key === 'account') {
-      const account = queryOf(req).get('icac')
-      return account === null || account === ''
+      const account = parseQuery(req).values.get('icac')
+      return account === undefined || account === ''
         ? prefix + ipOf(req)
         : hashedKey(`${prefix}account:${account}`)
     }
@@ -305,8 +294,8 @@ export function imageChartsRateLimitsGuard(options: Readonly<ImageChartsRateLimi
       limit: 10,
       windowMs: 60_000,
       skip: (req) => {
-        const query = queryOf(req)
-        return query.has('icac') && query.has('ichm')
+        const { values } = parseQuery(req)
+        return values.has('icac') && values.has('ichm')
       },
     }),
   ])
