@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, with its set-up: `npm install && npm run test:all` on a fresh machine.
 # Installs the Debian packages the tests use when they are missing (redis-server for the
-# Redis store, chromium for the browser test; needs root, as on CI), then runs lint,
+# Redis store, chromium for the browser test, valgrind for bench/instructions.ts; needs root,
+# as on CI), then runs lint,
 # typecheck, build, the tests with coverage, the packed-tarball consumers, and every
 # benchmark script for a second or two (no thresholds), so none of them rots.
 set -euo pipefail

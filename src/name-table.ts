@@ -45,6 +45,7 @@ export class NameTable<V> {
     }
   }
 
+  /** Whether `name` is a key (its value must not be `undefined`, which reads as absent). */
   has(name: string): boolean {
     return this.get(name) !== undefined
   }

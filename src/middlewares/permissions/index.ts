@@ -126,10 +126,11 @@ export function compilePermissions(options: Readonly<PermissionsOptions> = {}): 
 
 /**
  * The `hostname` of `http://host…` or `https://host…` when it is one the WHATWG URL parser
- * keeps exactly as written (a trailing dot included): lower-case ASCII letters, digits and hyphens in non-empty labels, the
- * last one starting with a letter (so it is no IPv4 address), no punycode, no port, no
- * userinfo, ended by `/`, `?`, `#` or the end. Anything else is `undefined`, and the full
- * parser decides: this only spares the common case a `URL`. Internal (tested beside it).
+ * keeps exactly as written (a trailing dot included): lower-case ASCII letters, digits and
+ * hyphens in non-empty labels, the last one starting with a letter (so it is no IPv4
+ * address), no punycode, no port, no userinfo, ended by `/`, `?`, `#` or the end. Anything
+ * else is `undefined`, and the full parser decides: this only spares the common case a `URL`.
+ * Internal (tested beside it).
  *
  * @example
  * plainHttpHost('https://images.example.com/a.jpg') // 'images.example.com'
