@@ -1,8 +1,11 @@
 // Instructions per request, counted by callgrind: deterministic where req/s ratios swing by
 // ±10 % between runs on this machine. Each server runs under valgrind; instrumentation is
 // switched on after a warm-up (so JIT compilation is over) and the main thread's count is
-// divided by the requests sent. Needs valgrind (skipped, with a note, when it is missing).
-//   npx tsx bench/instructions.ts              bare route and requestRules(), twice each
+// divided by the requests sent. Callgrind also simulates the caches and the branch predictor:
+// first-level instruction-cache misses and mispredicted branches per request show the cost that
+// instruction counts miss (code run cold, between two requests' worth of Express and Node).
+// Needs valgrind (skipped, with a note, when it is missing).
+//   npx tsx bench/instructions.ts              bare route and requestRules(), three times each
 //   npx tsx bench/instructions.ts --smoke      a few hundred requests, once each
 import { spawn, spawnSync } from 'node:child_process'
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
@@ -19,7 +22,7 @@ const script = 'bench/servers/express-rules.ts'
 const path = `/img?${signQuery(`width=300&height=200&quality=80&crop=fit&origin=${encodeURIComponent(`https://${HOST}/photos/a.jpg`)}&icac=${ACCOUNT}`, SECRET)}`
 const warmUp = smoke ? 300 : 20_000
 const measured = smoke ? 200 : 8_000
-const runs = smoke ? 1 : 2
+const runs = smoke ? 1 : 3
 
 if (spawnSync('valgrind', ['--version']).status !== 0) {
   console.log('valgrind is not installed: instruction counts skipped')
@@ -49,8 +52,17 @@ function requests(port: number, amount: number): void {
     )
 }
 
-/** Main-thread instructions per request of one server variant. */
-async function count(variant: string): Promise<number> {
+/** What callgrind counts per request on the main thread (its simulated caches and branch predictor). */
+interface Counts {
+  readonly instructions: number
+  /** First-level instruction-cache misses: code fetched again because other code evicted it. */
+  readonly instructionMisses: number
+  /** Mispredicted conditional and indirect branches. */
+  readonly mispredicted: number
+}
+
+/** Main-thread counts per request of one server variant. */
+async function count(variant: string): Promise<Counts> {
   const dir = mkdtempSync(join(tmpdir(), 'callgrind-'))
   const out = join(dir, 'out')
   const child = spawn(
@@ -58,6 +70,8 @@ async function count(variant: string): Promise<number> {
     [
       '--tool=callgrind',
       '--separate-threads=yes',
+      '--cache-sim=yes',
+      '--branch-sim=yes',
       '--instr-atstart=no',
       '--smc-check=all-non-file',
       `--callgrind-out-file=${out}`,
@@ -85,9 +99,16 @@ async function count(variant: string): Promise<number> {
     control('-d')
     const dump = readdirSync(dir).find((name) => name.endsWith('-01') && name.startsWith('out.'))
     if (dump === undefined) throw new Error('callgrind wrote no dump for the main thread')
-    const total = /^totals: (\d+)$/m.exec(readFileSync(join(dir, dump), 'utf8'))?.[1]
-    if (total === undefined) throw new Error('no totals line in the callgrind dump')
-    return Number(total) / measured
+    const text = readFileSync(join(dir, dump), 'utf8')
+    const events = /^events: (.+)$/m.exec(text)?.[1]?.trim().split(/\s+/)
+    const totals = /^totals: (.+)$/m.exec(text)?.[1]?.trim().split(/\s+/).map(Number)
+    if (events === undefined || totals === undefined) throw new Error('no totals line in the callgrind dump')
+    const event = (name: string) => (totals[events.indexOf(name)] ?? Number.NaN) / measured
+    return {
+      instructions: event('Ir'),
+      instructionMisses: event('I1mr'),
+      mispredicted: event('Bcm') + event('Bim'),
+    }
   } finally {
     child.kill('SIGKILL')
     rmSync(dir, { recursive: true, force: true })
@@ -98,22 +119,36 @@ const variants = [
   ['bare', 'express 5, bare route'],
   ['rules', 'requestRules() (1 layer, 10 hosts)'],
 ] as const
-const counts = new Map<string, number[]>()
+const counts = new Map<string, Counts[]>()
 for (let run = 0; run < runs; run++) {
   for (const [variant] of variants)
     counts.set(variant, [...(counts.get(variant) ?? []), await count(variant)])
 }
-const bare = Math.min(...(counts.get('bare') ?? [0]))
+// The median run by instructions stands for each build: one run now and then lands a few percent off.
+const medianRun = (variant: string) => {
+  const sorted = [...(counts.get(variant) ?? [])].sort((a, b) => a.instructions - b.instructions)
+  return sorted[sorted.length >> 1] as Counts
+}
+const bare = medianRun('bare')
+const n = (value: number) => Math.round(value).toLocaleString('en')
+const over = (value: number, base: number) =>
+  `+${n(value - base)} (${(((value - base) / base) * 100).toFixed(1)} %)`
 console.log(`\n### Instructions per request (callgrind, main thread)${smoke ? ' (smoke run)' : ''}\n`)
 console.log(`${warmUp} warm-up requests, then ${measured} counted, 10 connections; ${runs} run(s) each\n`)
-console.log('| server | instructions per request | over bare |')
-console.log('|---|---|---|')
+console.log(
+  '| server | instructions per request (each run) | over bare | I1 misses | over bare | mispredicted branches | over bare |',
+)
+console.log('|---|---|---|---|---|---|---|')
 for (const [variant, name] of variants) {
-  const values = counts.get(variant) ?? []
-  const low = Math.min(...values)
-  const over =
-    variant === 'bare'
-      ? ''
-      : `+${Math.round(low - bare).toLocaleString('en')} (${(((low - bare) / bare) * 100).toFixed(1)} %)`
-  console.log(`| ${name} | ${values.map((v) => Math.round(v).toLocaleString('en')).join(', ')} | ${over} |`)
+  const run = medianRun(variant)
+  const row = [
+    name,
+    (counts.get(variant) ?? []).map((c) => n(c.instructions)).join(', '),
+    variant === 'bare' ? '' : over(run.instructions, bare.instructions),
+    n(run.instructionMisses),
+    variant === 'bare' ? '' : over(run.instructionMisses, bare.instructionMisses),
+    n(run.mispredicted),
+    variant === 'bare' ? '' : over(run.mispredicted, bare.mispredicted),
+  ]
+  console.log(`| ${row.join(' | ')} |`)
 }
