@@ -105,6 +105,8 @@ export function compileHostList(list: readonly string[], option = 'hostsAllowed'
   const depths = [...new Set([...wildcards].map((stem) => stem.split('.').length))].sort((a, b) => a - b)
   return function matchesHostname(host) {
     if (exact.has(host)) return true
+    // `.example.com` and `a..example.com` are hosts to the URL parser, but no wildcard's subdomains.
+    if (host.charCodeAt(0) === 46 || host.includes('..')) return false
     let labels = 1
     let dot = host.length
     for (const depth of depths) {

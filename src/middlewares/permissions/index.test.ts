@@ -117,6 +117,10 @@ describe('createHostMatcher', () => {
         assert.ok(fetched.protocol === 'http:' || fetched.protocol === 'https:', input)
         const host = fetched.hostname.replace(/\.$/, '')
         assert.ok(
+          !host.startsWith('.') && !host.includes('..'),
+          `${input} matched a host with an empty label`,
+        )
+        assert.ok(
           host === 'images.example.com' ||
             host === 'xn--mnchen-3ya.example' ||
             host.endsWith('.cdn.example.net'),
@@ -266,6 +270,9 @@ describe('permissions', () => {
     'https://images.example.com%00.evil.net/',
     'https://images.example.com\t.evil.net/',
     'http://images.example.com..evil.net/',
+    'https://.cdn.example.net/a.jpg',
+    'https://a..cdn.example.net/a.jpg',
+    'https://..cdn.example.net/a.jpg',
   ]
   for (const url of bypasses) {
     it(`refuses the bypass ${JSON.stringify(url)}`, () => {
