@@ -10,7 +10,7 @@ import { isIcError } from '../../errors.ts'
 import type { Guard } from '../../guard.ts'
 import { parseQueryString } from '../../query.ts'
 import { imageChartsFeatures, type SignatureOptions, signature, signQuery, verifySignature } from './index.ts'
-import { hmacHex, signingKey } from './verify.ts'
+import { decodedForm, hmacHex, signingKey } from './verify.ts'
 
 interface Vector {
   secret: string
@@ -96,6 +96,44 @@ describe('verifySignature and signQuery', () => {
       true,
     )
     assert.equal(verifySignature(`${encoded}&ichm=${ichm?.toUpperCase()}`, 's'), false, 'lower-case hex only')
+  })
+
+  it('refuses a decoded form that reads differently from the request: one signature, one query', () => {
+    const signed = signQuery('icac=acme&chtt=Hello&chof=.png&icwm=1', 'plop')
+    const ichm = signed.split('ichm=')[1]
+    assert.equal(verifySignature(signed, 'plop'), true)
+    // Signed pairs folded into the value before them: chof and icwm would be gone.
+    assert.equal(verifySignature(`icac=acme&chtt=Hello%26chof%3D.png%26icwm%3D1&ichm=${ichm}`, 'plop'), false)
+    assert.equal(verifySignature(`icac=acme&chtt%3DHello%26chof=.png&icwm=1&ichm=${ichm}`, 'plop'), false)
+    // One more layer of encoding: the signed `a%26b` (a&b) would be read as the text a%26b.
+    const layered = signQuery('icac=acme&chtt=a%26b&chl=C%2B%2B', 'plop')
+    const layeredIchm = layered.split('ichm=')[1]
+    assert.equal(verifySignature(layered, 'plop'), true)
+    assert.equal(verifySignature(`icac=acme&chtt=a%2526b&chl=C%2B%2B&ichm=${layeredIchm}`, 'plop'), false)
+    assert.equal(verifySignature(`icac=acme&chtt=a%26b&chl=C%252B%252B&ichm=${layeredIchm}`, 'plop'), false)
+    assert.equal(verifySignature(`icac=acme&chtt=a%26b&chl=C%2B%2B&ichm=${layeredIchm}`, 'plop'), true)
+    // A space signed as +, sent as %2B, would be read as a plus.
+    const spaced = signQuery('icac=acme&chtt=x+y', 'plop')
+    assert.equal(verifySignature(spaced.replace('x+y', 'x%2By'), 'plop'), false)
+    assert.equal(decodedForm('chtt=a%26b'), undefined)
+    assert.equal(decodedForm('a%3Db=1'), undefined)
+    assert.equal(decodedForm('chd=t%3A1%3D2'), 'chd=t:1=2', 'an = inside a value reads the same')
+  })
+
+  it('decodes a signed text with its empty pairs kept', () => {
+    assert.equal(decodedForm('&a=%41'), '&a=A')
+    assert.equal(decodedForm('&&a=%41&'), '&&a=A&')
+    const ichm = signQuery('&a=A b', 'k').split('ichm=')[1]
+    assert.equal(verifySignature(`&a=A%20b&ichm=${ichm}`, 'k'), true)
+  })
+
+  it('verifySignature() refuses a repeated or malformed icac or ichm, as signature() does', () => {
+    const signed = signQuery('a=1&icac=acme', 'k')
+    assert.equal(verifySignature(signed, 'k'), true)
+    assert.equal(verifySignature(`${signed}&ichm=junk`, 'k'), false)
+    assert.equal(verifySignature(`${signed}&ichm64=anVuaw`, 'k'), false)
+    assert.equal(verifySignature(`${signed}&icac=other`, 'k'), false)
+    assert.equal(verifySignature(`${signed}&icac64=%%`, 'k'), false)
   })
 
   it('signs and verifies the query as sent, empty pairs and all', () => {
@@ -208,6 +246,17 @@ describe('signature guard', () => {
   it('accepts every valid vector and publishes the account', async () => {
     const guard = signature({ accounts })
     for (const v of vectors.valid) assert.match(await outcome(guard, v.url), /^ok /, v.url)
+  })
+
+  it('refuses signed pairs folded into another value through percent-encoding', async () => {
+    const guard = signature({ accounts })
+    const signed = signQuery('icac=acme&chtt=Hello&chof=.png&icwm=1', 'n3w')
+    const ichm = signed.split('ichm=')[1]
+    assert.match(await outcome(guard, `/chart?${signed}`), /^ok /)
+    assert.equal(
+      await outcome(guard, `/chart?icac=acme&chtt=Hello%26chof%3D.png%26icwm%3D1&ichm=${ichm}`),
+      '401 IC_INVALID_SIGNATURE',
+    )
   })
 
   it('answers the tampered vectors with the Image-Charts codes', async () => {

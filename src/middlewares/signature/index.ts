@@ -3,7 +3,7 @@ import { icError } from '../../errors.ts'
 import type { Guard, Published } from '../../guard.ts'
 import { type ParsedQuery, parseQuery } from '../../query.ts'
 import type { ValidationItem } from '../../validation-header.ts'
-import { matchesAny, type SigningKey, signingKey } from './verify.ts'
+import { matchesAny, SIGNING_PARAMS, type SigningKey, signingKey } from './verify.ts'
 
 export { signQuery, verifySignature } from './verify.ts'
 
@@ -323,8 +323,7 @@ export function compileSignature(options: Readonly<SignatureOptions> = {}): Sign
   return (query) => {
     const { values } = query
     for (const issue of query.issues) {
-      const param = issue.path?.[0]
-      if (param === 'icac' || param === 'ichm' || param === 'icac64' || param === 'ichm64') {
+      if (SIGNING_PARAMS.has(String(issue.path?.[0]))) {
         throw icError('IS_VALIDATION_ERROR', { message: issue.message, validation: [issue] })
       }
     }

@@ -2,23 +2,46 @@ import { createHash, createHmac, hash } from 'node:crypto'
 import { decodeComponent, parseQueryString } from '../../query.ts'
 
 /**
+ * The parameters of a signature, as sent: a problem with one of them refuses the request.
+ *
+ * @example
+ * SIGNING_PARAMS.has('ichm64') // true
+ */
+export const SIGNING_PARAMS: ReadonlySet<string> = new Set(['icac', 'ichm', 'icac64', 'ichm64'])
+
+// A decoded name holding one of these, or a decoded value holding one of the last three, reads
+// differently once decoded than in the request: `a=x%26y%3D1` would stand for `a=x&y=1`.
+const AMBIGUOUS_IN_NAME = /[&=%+]/
+const AMBIGUOUS_IN_VALUE = /[&%+]/
+
+/**
  * The signed string percent-decoded pair by pair (`+` is a space), as Image-Charts accepts
- * it; `undefined` when decoding fails or changes nothing.
+ * it; `undefined` when decoding fails or changes nothing, and when the decoded text is
+ * ambiguous: a decoded name holding `&`, `=`, `%` or `+`, or a decoded value holding `&`,
+ * `%` or `+`. Those would let one signature stand for several queries — `chtt=a%26b%3D1`
+ * verifying as the signed `chtt=a&b=1` with `b` gone, or `a%2526b` as the signed `a%26b` —
+ * so such a query must be signed as sent.
  *
  * @example
  * decodedForm('chd=t%3A1%2C2&chtt=a+b') // 'chd=t:1,2&chtt=a b'
+ * decodedForm('chtt=a%26b') // undefined: sign it as sent
  */
 export function decodedForm(raw: string): string | undefined {
   if (!raw.includes('%') && !raw.includes('+')) return undefined
-  let out = ''
+  const pairs: string[] = []
   for (const part of raw.split('&')) {
     const eq = part.indexOf('=')
     const name = decodeComponent(eq === -1 ? part : part.slice(0, eq))
-    const value = eq === -1 ? undefined : decodeComponent(part.slice(eq + 1))
-    if (name === undefined || (eq !== -1 && value === undefined)) return undefined
-    const pair = value === undefined ? name : `${name}=${value}`
-    out = out === '' ? pair : `${out}&${pair}`
+    if (name === undefined || AMBIGUOUS_IN_NAME.test(name)) return undefined
+    if (eq === -1) {
+      pairs.push(name)
+      continue
+    }
+    const value = decodeComponent(part.slice(eq + 1))
+    if (value === undefined || AMBIGUOUS_IN_VALUE.test(value)) return undefined
+    pairs.push(`${name}=${value}`)
   }
+  const out = pairs.join('&')
   return out === raw ? undefined : out
 }
 
@@ -135,7 +158,8 @@ export function signQuery(
 /**
  * Verifies an Image-Charts signed query string: `ichm` (anywhere in the query) must be the
  * HMAC-SHA256 of the rest of the query, raw or percent-decoded, under one of `secrets`
- * (several while a secret is being rotated). Constant-time comparison.
+ * (several while a secret is being rotated). Constant-time comparison. `false` when `icac` or
+ * `ichm` is repeated or malformed, as `signature()` refuses such a request.
  *
  * @example
  * verifySignature('cht=p&chd=t%3A1%2C2%2C3&chs=100x100&icac=test_fixture&ichm=71bd93758b49ed28fdabd23a0ff366fe7bf877296ea888b9aaf4ede7978bdc8d', 'plop') // true
@@ -148,5 +172,7 @@ export function verifySignature(query: string, secrets: string | readonly string
       throw new TypeError('Expected `secrets` to be non-empty strings')
   }
   const parsed = parseQueryString(query.startsWith('?') ? query.slice(1) : query)
+  // A repeated, malformed or invalid base64 icac or ichm: the middleware refuses it, so must this.
+  for (const issue of parsed.issues) if (SIGNING_PARAMS.has(String(issue.path?.[0]))) return false
   return matchesAny(parsed.withoutSignature, parsed.values.get('ichm'), list.map(signingKey))
 }
