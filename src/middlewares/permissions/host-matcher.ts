@@ -27,6 +27,8 @@ function normaliseEntry(entry: string, option: string): string {
     url.username !== '' ||
     url.password !== '' ||
     url.pathname !== '/' ||
+    url.hostname.startsWith('.') ||
+    url.hostname.includes('..') ||
     FORBIDDEN_IN_ENTRY.test(entry) ||
     entry.includes(':', entry.startsWith('[') ? entry.indexOf(']') : 0)
   ) {

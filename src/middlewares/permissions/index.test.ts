@@ -60,6 +60,9 @@ describe('createHostMatcher', () => {
       '',
       '*.1.2.3.4',
       'a b.com',
+      '.example.com',
+      'a..example.com',
+      '*..example.com',
     ]) {
       assert.throws(
         () => createHostMatcher([entry]),
