@@ -64,3 +64,38 @@ export function functionOption<T>(name: string, value: T | undefined): T | undef
   }
   return value
 }
+
+/**
+ * Throws a TypeError naming the first key of `options` outside `known`: a misspelt option
+ * (`scope` for `scopes`) must fail at start-up, not be ignored.
+ *
+ * @example
+ * knownOptions({ scope: ['admin'] }, ['keys', 'scopes'], 'apiKey') // throws: Unknown option `scope` of apiKey
+ */
+export function knownOptions(options: object, known: readonly string[], owner: string): void {
+  for (const key of Object.keys(options)) {
+    if (!known.includes(key))
+      throw new TypeError(`Unknown option \`${key}\` of ${owner}: expected one of ${known.join(', ')}`)
+  }
+}
+
+/**
+ * Throws a TypeError naming the option unless the value is a plain object (a record literal
+ * or `Object.create(null)`): a `Map` or an array given for a record would be read as empty.
+ *
+ * @example
+ * recordOption('keys', { k1: ['images:read'] })
+ */
+export function recordOption(name: string, value: unknown): void {
+  const proto = typeof value === 'object' && value !== null ? Object.getPrototypeOf(value) : undefined
+  if (proto !== Object.prototype && proto !== null)
+    throw new TypeError(
+      `Expected \`${name}\` to be a plain object (a record by name), got ${describeValue(value)}`,
+    )
+}
+
+function describeValue(value: unknown): string {
+  if (value === null) return 'null'
+  if (typeof value !== 'object') return typeof value
+  return (value as object).constructor?.name ?? 'an object'
+}

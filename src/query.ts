@@ -127,7 +127,8 @@ function nameBit(name: string): number {
 
 const NO_ISSUES: readonly ValidationItem[] = Object.freeze([])
 const BASE64 = /^[A-Za-z0-9+/_-]*={0,2}$/
-const utf8 = new TextDecoder('utf-8', { fatal: true })
+// ignoreBOM keeps a leading BOM in the text, so `width64` refuses it as `width` does.
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true })
 
 /**
  * `+` is a space in a query string; percent-decoding that never throws (`undefined` when malformed).

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import fc from 'fast-check'
-import { encodeValidationHeader, headerSafeText } from './validation-header.ts'
+import { encodeValidationHeader, headerSafeText, toValidationItem } from './validation-header.ts'
 
 const HEADER_SAFE = /^[\x20-\x7e]*$/
 
@@ -88,5 +88,22 @@ describe('headerSafeText(text, maxBytes)', () => {
         assert.match(headerSafeText(text), HEADER_SAFE)
       }),
     )
+  })
+})
+
+describe('toValidationItem(item)', () => {
+  it('turns a message that refuses to become a string into an empty one, not a TypeError', () => {
+    assert.deepEqual(toValidationItem({ message: Object.create(null) }), { message: '' })
+    assert.deepEqual(
+      toValidationItem({
+        message: {
+          toString() {
+            throw new Error('no')
+          },
+        },
+      }),
+      { message: '' },
+    )
+    assert.deepEqual(toValidationItem('plain'), { message: 'plain' })
   })
 })

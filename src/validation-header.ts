@@ -146,5 +146,14 @@ export function toValidationItem(item: unknown): ValidationItem {
     return item as ValidationItem
   }
   const message = typeof item === 'object' && item !== null ? (item as { message?: unknown }).message : item
-  return { message: String(message) }
+  return { message: safeString(message) }
+}
+
+/** `String(value)`, or `''` for a value that refuses to become one (`Object.create(null)`, a throwing `toString`). */
+function safeString(value: unknown): string {
+  try {
+    return String(value)
+  } catch {
+    return ''
+  }
 }

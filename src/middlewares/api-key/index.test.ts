@@ -25,6 +25,37 @@ const keys = {
 }
 
 describe('apiKey', () => {
+  it('refuses misspelt options and grants at construction, naming them', () => {
+    assert.throws(() => apiKey({ keys, scope: ['admin'] } as never), /Unknown option `scope` of apiKey/)
+    assert.throws(
+      () => apiKey({ keys: { k: { id: 'k', scope: ['admin'] } as never } }),
+      /Unknown option `scope` of `keys\[…\]`/,
+    )
+    assert.throws(() => apiKey({ keys: new Map([['k', []]]) as never }), /`keys` to be a plain object/)
+    assert.throws(() => apiKey({ keys: null as never }), /`keys` to be a plain object/)
+  })
+
+  it('accepts extra fields in a record from lookup(), a database row', async () => {
+    const guard = apiKey({ lookup: () => ({ id: 'row', scopes: ['a'], owner: 'x' }) as never })
+    assert.equal(await outcome(guard, '/i', { 'x-api-key': 'k' }), 'ok row [a]')
+  })
+
+  it('publishes scopes a handler cannot add to', async () => {
+    const guard = apiKey({ keys, scopes: ['images:read'] })
+    const first = (await guard({ url: '/i', headers: { 'x-api-key': 'k-reader' } } as never, res)) as {
+      apiKey: { scopes: ReadonlySet<string> & { add?: unknown } }
+    }
+    assert.equal(first.apiKey.scopes.add, undefined)
+    assert.equal(first.apiKey.scopes.has('images:read'), true)
+    assert.deepEqual(JSON.parse(JSON.stringify(first.apiKey)).scopes, ['images:read'])
+  })
+
+  it('reads the query parameter when the header is blank', async () => {
+    const guard = apiKey({ keys, query: 'key' })
+    assert.equal(await outcome(guard, '/i?key=k-reader', { 'x-api-key': '   ' }), 'ok reader [images:read]')
+    assert.equal(await outcome(guard, '/i', { 'x-api-key': '   ' }), '401 IC_API_KEY_MISSING')
+  })
+
   it('reads the key from the x-api-key header by default', async () => {
     const guard = apiKey({ keys })
     assert.equal(await outcome(guard, '/i', { 'x-api-key': 'k-reader' }), 'ok reader [images:read]')

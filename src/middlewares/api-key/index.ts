@@ -2,7 +2,9 @@ import { createHash } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
 import { icError } from '../../errors.ts'
 import type { Guard, Published } from '../../guard.ts'
+import { knownOptions, recordOption } from '../../options.ts'
 import { type ParsedQuery, parseQuery } from '../../query.ts'
+import { ReadonlySetView } from '../../readonly-set.ts'
 import { HEADER_NAME } from '../../validation-header.ts'
 
 /**
@@ -61,10 +63,12 @@ function digest(key: string): string {
   return createHash('sha256').update(key).digest('hex')
 }
 
-function resolve(key: string, grant: unknown, option: string): Known {
+function resolve(key: string, grant: unknown, option: string, configured: boolean): Known {
   const value: ApiKeyGrant = Array.isArray(grant) ? { scopes: grant as string[] } : (grant as ApiKeyGrant)
   if (typeof value !== 'object' || value === null)
     throw new TypeError(`Expected \`${option}\` to be { id?, scopes? } or a list of scopes`)
+  // A record from lookup() may be a database row with fields of its own; a configured grant may not.
+  if (configured) knownOptions(value, ['id', 'scopes'], `\`${option}\``)
   const scopes = value.scopes ?? []
   if (!Array.isArray(scopes) || scopes.some((s) => typeof s !== 'string'))
     throw new TypeError(`Expected \`${option}.scopes\` to be an array of strings`)
@@ -72,7 +76,7 @@ function resolve(key: string, grant: unknown, option: string): Known {
     throw new TypeError(`Expected \`${option}.id\` to be a non-empty string`)
   const info: ApiKeyInfo = Object.freeze({
     id: value.id ?? `key-${digest(key).slice(0, 12)}`,
-    scopes: new Set(scopes),
+    scopes: new ReadonlySetView(new Set(scopes)),
   })
   return { info, published: Object.freeze({ apiKey: info }) }
 }
@@ -96,11 +100,13 @@ export type ApiKeyCheck = (req: IncomingMessage, query?: ParsedQuery) => Publish
 export function compileApiKey(options: Readonly<ApiKeyOptions>): ApiKeyCheck {
   if (typeof options !== 'object' || options === null)
     throw new TypeError('Expected the options of `apiKey` to be an object')
+  knownOptions(options, ['keys', 'lookup', 'header', 'query', 'scopes'], 'apiKey')
   const { lookup } = options
   if (lookup !== undefined && typeof lookup !== 'function')
     throw new TypeError(`Expected \`lookup\` to be a function, got ${typeof lookup}`)
   if (options.keys === undefined && lookup === undefined)
     throw new TypeError('Expected `keys` or `lookup`: apiKey() needs a way to know keys')
+  if (options.keys !== undefined) recordOption('keys', options.keys)
   const header = options.header === undefined ? 'x-api-key' : options.header
   if (header !== false && (typeof header !== 'string' || !HEADER_NAME.test(header)))
     throw new TypeError(`Expected \`header\` to be a header name or false, got ${JSON.stringify(header)}`)
@@ -116,7 +122,7 @@ export function compileApiKey(options: Readonly<ApiKeyOptions>): ApiKeyCheck {
   const keys = new Map<string, Known>()
   for (const [key, grant] of Object.entries(options.keys ?? {})) {
     if (key === '') throw new TypeError('Expected `keys` to have non-empty keys')
-    keys.set(digest(key), resolve(key, grant, 'keys[…]'))
+    keys.set(digest(key), resolve(key, grant, 'keys[…]', true))
   }
   const headerName = header === false ? undefined : header.toLowerCase()
   const where = [
@@ -141,7 +147,9 @@ export function compileApiKey(options: Readonly<ApiKeyOptions>): ApiKeyCheck {
     let key: string | undefined
     if (headerName !== undefined) {
       const value = req.headers[headerName]
-      if (typeof value === 'string' && value !== '') key = value.trim()
+      // A blank header is no key: the query parameter, when there is one, may still carry it.
+      const trimmed = typeof value === 'string' ? value.trim() : ''
+      if (trimmed !== '') key = trimmed
     }
     if (key === undefined && param !== false) {
       const query = parsed ?? parseQuery(req)
@@ -159,7 +167,7 @@ export function compileApiKey(options: Readonly<ApiKeyOptions>): ApiKeyCheck {
     const known = keys.get(hashed)
     if (known !== undefined || lookup === undefined) return finish(known)
     return Promise.resolve(lookup(key)).then((grant) =>
-      finish(grant === undefined || grant === null ? undefined : resolve(key, grant, 'lookup()')),
+      finish(grant === undefined || grant === null ? undefined : resolve(key, grant, 'lookup()', false)),
     )
   }
 }

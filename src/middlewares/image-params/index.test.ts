@@ -236,6 +236,20 @@ describe('imageParams: configuration', () => {
       { params: { a: { type: 'boolean', required: 'yes' as never } } },
       /`params\.a\.required`/,
     ],
+    ['a misspelt option', { maxwidth: 10 } as never, /Unknown option `maxwidth` of imageParams/],
+    ['params as a Map', { params: new Map() as never }, /`params` to be a plain object/],
+    [
+      'a required parameter the allow-list refuses',
+      { params: { chs: { type: 'size', required: true } }, imageParamsAllowed: ['width'] },
+      /`params\.chs`, which is required, to be in `imageParamsAllowed`/,
+    ],
+    [
+      'a defaulted parameter the allow-list refuses',
+      { params: { chs: { type: 'size', default: { width: 3, height: 4 } } }, imageParamsAllowed: ['width'] },
+      /`params\.chs`, which is defaulted, to be in `imageParamsAllowed`/,
+    ],
+    ['maxDpr below the lowest dpr', { maxDpr: 0.05 }, /Expected `maxDpr` to be at least 0\.1/],
+    ['maxWidth below one pixel', { maxWidth: 0.5 }, /Expected `maxWidth` to be at least 1/],
   ]
   for (const [name, options, message] of cases) {
     it(`throws a TypeError at construction: ${name}`, () => {
@@ -245,6 +259,19 @@ describe('imageParams: configuration', () => {
       )
     })
   }
+
+  it('applies the default of a parameter named like a member of Object.prototype', () => {
+    for (const name of ['constructor', 'toString', 'hasOwnProperty', 'valueOf']) {
+      assert.deepEqual(
+        values({ params: { [name]: { type: 'integer', default: 7 } } }, ''),
+        { [name]: 7 },
+        name,
+      )
+      assert.deepEqual(values({ params: { [name]: { type: 'integer', default: 7 } } }, `${name}=3`), {
+        [name]: 3,
+      })
+    }
+  })
 
   it('drops g and y flags so a RegExp keeps no state between requests', () => {
     const guard = imageParams({ params: { a: { type: 'pattern', pattern: /^x+$/g } } })
@@ -287,6 +314,22 @@ describe('imageParams: arbitrary queries', () => {
   })
 })
 
+describe('imageParams: colorize and base64 text', () => {
+  it('takes colorize as 3, 4, 6 or 8 hex digits or a colour name, nothing between', () => {
+    for (const ok of ['fff', '%23ffff', 'a1b2c3', '%23a1b2c3d4', 'red'])
+      assert.ok(values({}, `colorize=${ok}`), ok)
+    for (const bad of ['12', '1234f', '%231234567', '12345678f'])
+      assert.equal(refusal({}, `colorize=${bad}`).code, 'IS_VALIDATION_ERROR', bad)
+  })
+
+  it('refuses a byte-order mark in NAME64 as it does in NAME', () => {
+    const bom = Buffer.from('\uFEFF5').toString('base64')
+    assert.equal(refusal({}, `width64=${bom}`).code, 'IS_VALIDATION_ERROR')
+    assert.equal(refusal({}, 'width=%EF%BB%BF5').code, 'IS_VALIDATION_ERROR')
+    assert.deepEqual(values({}, `width64=${Buffer.from('5').toString('base64')}`), { width: 5 })
+  })
+})
+
 describe('imageParams: numbers', () => {
   it('reads any digits, signs and dots as Number() does, within the range', () => {
     const rules = {
@@ -302,11 +345,14 @@ describe('imageParams: numbers', () => {
           const number = Number(raw)
           const valid = raw !== '' && (integer ? /^[+-]?\d+$/ : /^[+-]?(?:\d+(?:\.\d*)?|\.\d+)$/).test(raw)
           const inRange = integer ? number >= 1 && number <= 5000 : number >= -2 && number <= 1e10
-          if (valid && inRange) assert.equal(value, number, `${name}=${raw}`)
+          // A negative zero is published as 0.
+          if (valid && inRange) assert.equal(value, number === 0 ? 0 : number, `${name}=${raw}`)
           else assert.ok(value instanceof Failure, `${name}=${raw} gave ${String(value)}`)
         }
       }),
       { numRuns: 5000 },
     )
+    assert.ok(Object.is(rules.z.parse('-0'), 0))
+    assert.ok(Object.is(rules.z.parse('-0.0'), 0))
   })
 })

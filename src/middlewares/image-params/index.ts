@@ -1,6 +1,7 @@
 import { icError } from '../../errors.ts'
 import type { Guard } from '../../guard.ts'
 import { NameTable } from '../../name-table.ts'
+import { knownOptions, recordOption } from '../../options.ts'
 import { type ParsedQuery, parseQuery } from '../../query.ts'
 import type { ValidationItem } from '../../validation-header.ts'
 import {
@@ -133,7 +134,10 @@ function builtInRules(maxWidth: number, maxHeight: number, maxDpr: number): Reco
     auto_fix: { type: 'boolean' },
     auto_level: { type: 'boolean' },
     redeye: { type: 'boolean' },
-    colorize: { type: 'pattern', pattern: /^(?:#?[0-9a-fA-F]{3,8}|[a-zA-Z]{1,20})$/ },
+    colorize: {
+      type: 'pattern',
+      pattern: /^(?:#?(?:[0-9a-fA-F]{3,4}|[0-9a-fA-F]{6}|[0-9a-fA-F]{8})|[a-zA-Z]{1,20})$/,
+    },
     face: { type: 'boolean' },
     meta: { type: 'boolean' },
     cache_processed: { type: 'boolean' },
@@ -145,6 +149,11 @@ function positive(option: string, value: unknown, fallback: number): number {
   if (value === undefined) return fallback
   if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0)
     throw new TypeError(`Expected \`${option}\` to be a positive number, got ${JSON.stringify(value)}`)
+  return value
+}
+
+function atLeast(option: string, value: number, min: number): number {
+  if (value < min) throw new TypeError(`Expected \`${option}\` to be at least ${min}, got ${value}`)
   return value
 }
 
@@ -200,17 +209,31 @@ export interface CompiledImageParams {
 export function compileImageParams(options: Readonly<ImageParamsOptions> = {}): CompiledImageParams {
   if (typeof options !== 'object' || options === null)
     throw new TypeError('Expected the options of `imageParams` to be an object')
-  const maxWidth = positive('maxWidth', options.maxWidth, 8192)
-  const maxHeight = positive('maxHeight', options.maxHeight, 8192)
-  const maxDpr = positive('maxDpr', options.maxDpr, 5)
+  knownOptions(
+    options,
+    [
+      'params',
+      'builtInParams',
+      'imageParamsAllowed',
+      'paramsExempt',
+      'maxWidth',
+      'maxHeight',
+      'maxDpr',
+      'maxOutputPixels',
+    ],
+    'imageParams',
+  )
+  // The built-in rules' lower bounds: a maximum below them would refuse every value.
+  const maxWidth = atLeast('maxWidth', positive('maxWidth', options.maxWidth, 8192), 1)
+  const maxHeight = atLeast('maxHeight', positive('maxHeight', options.maxHeight, 8192), 1)
+  const maxDpr = atLeast('maxDpr', positive('maxDpr', options.maxDpr, 5), 0.1)
   const maxOutputPixels = positive('maxOutputPixels', options.maxOutputPixels, 50_000_000)
   if (options.builtInParams !== undefined && typeof options.builtInParams !== 'boolean')
     throw new TypeError(
       `Expected \`builtInParams\` to be a boolean, got ${JSON.stringify(options.builtInParams)}`,
     )
   const declared = options.params ?? {}
-  if (typeof declared !== 'object' || declared === null || Array.isArray(declared))
-    throw new TypeError('Expected `params` to be an object of rules by parameter name')
+  recordOption('params', declared)
   const rules = new Map<string, CompiledRule>()
   if (options.builtInParams !== false) {
     for (const [name, rule] of Object.entries(builtInRules(maxWidth, maxHeight, maxDpr))) {
@@ -227,6 +250,16 @@ export function compileImageParams(options: Readonly<ImageParamsOptions> = {}): 
   const known = new NameTable<CompiledRule | null>(
     allowed === undefined ? rules : [...allowed, ...exempt].map((name) => [name, rules.get(name) ?? null]),
   )
+  if (allowed !== undefined) {
+    // A required or defaulted parameter the allow-list refuses would fail every request, or
+    // publish a value no request may send.
+    for (const rule of compiled) {
+      if ((rule.required || rule.default !== undefined) && !allowed.has(rule.name) && !exempt.has(rule.name))
+        throw new TypeError(
+          `Expected \`params.${rule.name}\`, which is ${rule.required ? 'required' : 'defaulted'}, to be in \`imageParamsAllowed\``,
+        )
+    }
+  }
   return {
     known,
     restricted: allowed !== undefined,
@@ -299,7 +332,8 @@ export function checkImageParams(compiled: CompiledImageParams, query: ParsedQue
     }
   }
   for (const rule of compiled.defaults) {
-    if (values[rule.name] !== undefined) continue
+    // Own properties only: a rule named `constructor` must not see the one of Object.prototype.
+    if (Object.hasOwn(values, rule.name)) continue
     values[rule.name] = rule.default as ParamValue
     if (rule.area === 1) width = rule.default
     else if (rule.area === 2) height = rule.default

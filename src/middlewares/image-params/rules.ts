@@ -247,7 +247,8 @@ export function compileRule(name: string, rule: ParamRule, option: string): Comp
         if (integer ? !Number.isSafeInteger(value) : !Number.isFinite(value)) return unsafe
         if (tooSmall !== undefined && value < (min as number)) return tooSmall
         if (tooLarge !== undefined && value > (max as number)) return tooLarge
-        return value
+        // `-0` reads as 0: a handler should not meet a negative zero.
+        return value === 0 ? 0 : value
       }
       break
     }

@@ -177,6 +177,14 @@ describe('createHostMatcher', () => {
 })
 
 describe('permissions', () => {
+  it('refuses a misspelt option at construction, naming it', () => {
+    assert.throws(
+      () => permissions({ hostAllowed: ['a.com'] } as never),
+      (err: Error) =>
+        err instanceof TypeError && /Unknown option `hostAllowed` of permissions/.test(err.message),
+    )
+  })
+
   it('passes requests without a dynamic source and publishes nothing', () => {
     assert.equal(outcome({}, 'width=10'), 'ok')
   })

@@ -2,6 +2,7 @@ import { type InspectOptions, inspect } from 'node:util'
 import { icError } from '../../errors.ts'
 import type { Guard } from '../../guard.ts'
 import { NameTable } from '../../name-table.ts'
+import { knownOptions } from '../../options.ts'
 import { type ParsedQuery, parseQuery } from '../../query.ts'
 import { IMAGIZER_PARAMS } from '../image-params/index.ts'
 import { compileHostList, type HostnameMatcher } from './host-matcher.ts'
@@ -108,6 +109,18 @@ export interface CompiledPermissions {
 export function compilePermissions(options: Readonly<PermissionsOptions> = {}): CompiledPermissions {
   if (typeof options !== 'object' || options === null)
     throw new TypeError('Expected the options of `permissions` to be an object')
+  knownOptions(
+    options,
+    [
+      'allowDynamicOrigin',
+      'allowOriginalImageRequest',
+      'hostsAllowed',
+      'bucketsAllowed',
+      'allowDataUrls',
+      'processingParams',
+    ],
+    'permissions',
+  )
   return {
     allowDynamicOrigin: flag('allowDynamicOrigin', options.allowDynamicOrigin, true),
     allowOriginalImageRequest: flag('allowOriginalImageRequest', options.allowOriginalImageRequest, true),

@@ -243,6 +243,35 @@ describe('verifySignature and signQuery', () => {
 describe('signature guard', () => {
   const accounts = { test_fixture: 'plop', demo: 'demo-secret', acme: ['n3w', 's3cr3t'] }
 
+  it('refuses misspelt options, accounts and features at construction, naming them', () => {
+    assert.throws(
+      () => signature({ accounts, require: true } as never),
+      /Unknown option `require` of signature/,
+    )
+    assert.throws(
+      () => signature({ accounts: { a: { secrets: ['s'], plans: 'pro' } as never } }),
+      /Unknown option `plans` of `accounts\.a`/,
+    )
+    assert.throws(
+      () => signature({ accounts, features: { x: { param: ['a'] } as never } }),
+      /Unknown option `param` of `features\.x`/,
+    )
+    assert.throws(() => signature({ accounts: new Map() as never }), /`accounts` to be a plain object/)
+  })
+
+  it('publishes features a handler cannot add to', async () => {
+    const guard = signature({
+      accounts: { acme: { secrets: ['s'], features: [] } },
+      features: imageChartsFeatures,
+    })
+    const out = (await guard(
+      { url: `/chart?${signQuery('cht=p&icac=acme', 's')}`, headers: {} } as never,
+      {} as ServerResponse,
+    )) as { account: { features: ReadonlySet<string> & { add?: unknown } } }
+    assert.equal(out.account.features.add, undefined)
+    assert.equal(out.account.features.size, 0)
+  })
+
   it('accepts every valid vector and publishes the account', async () => {
     const guard = signature({ accounts })
     for (const v of vectors.valid) assert.match(await outcome(guard, v.url), /^ok /, v.url)

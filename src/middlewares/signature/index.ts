@@ -1,7 +1,9 @@
 import { type ErrorCode, lookupErrorCode } from '../../catalogue.ts'
 import { icError } from '../../errors.ts'
 import type { Guard, Published } from '../../guard.ts'
+import { knownOptions, recordOption } from '../../options.ts'
 import { type ParsedQuery, parseQuery } from '../../query.ts'
+import { ReadonlySetView } from '../../readonly-set.ts'
 import type { ValidationItem } from '../../validation-header.ts'
 import { matchesAny, SIGNING_PARAMS, type SigningKey, signingKey } from './verify.ts'
 
@@ -154,6 +156,7 @@ function resolveAccount(
   plans: ReadonlyMap<string, readonly string[]>,
   known: ReadonlySet<string>,
   option: string,
+  configured = true,
 ): ResolvedAccount {
   const account: SignatureAccount =
     typeof entry === 'string'
@@ -170,11 +173,14 @@ function resolveAccount(
     throw new TypeError(
       `Expected \`${option}\` to be a secret, a list of secrets or { secrets }, got ${typeof entry}`,
     )
+  // A record from lookup() may be a database row with fields of its own; a configured account may not.
+  if (configured && !Array.isArray(entry) && typeof entry === 'object')
+    knownOptions(account, ['secrets', 'features', 'plan'], `\`${option}\``)
   for (const secret of account.secrets) {
     if (typeof secret !== 'string' || secret === '')
       throw new TypeError(`Expected \`${option}.secrets\` to hold non-empty strings`)
   }
-  const features = entryFeatures(account, plans, known, option)
+  const features = new ReadonlySetView(entryFeatures(account, plans, known, option))
   return {
     keys: account.secrets.map(signingKey),
     features,
@@ -258,6 +264,13 @@ export type SignatureCheck = (query: ParsedQuery) => Published | undefined | Pro
 export function compileSignature(options: Readonly<SignatureOptions> = {}): SignatureCheck {
   if (typeof options !== 'object' || options === null)
     throw new TypeError('Expected the options of `signature` to be an object')
+  knownOptions(
+    options,
+    ['accounts', 'lookup', 'required', 'features', 'plans', 'unsignedFeatures'],
+    'signature',
+  )
+  for (const record of ['accounts', 'features', 'plans'] as const)
+    if (options[record] !== undefined) recordOption(record, options[record])
   const { lookup } = options
   if (lookup !== undefined && typeof lookup !== 'function')
     throw new TypeError(`Expected \`lookup\` to be a function, got ${typeof lookup}`)
@@ -270,6 +283,7 @@ export function compileSignature(options: Readonly<SignatureOptions> = {}): Sign
     const option = `features.${name}`
     if (typeof rule !== 'object' || rule === null)
       throw new TypeError(`Expected \`${option}\` to be a feature rule`)
+    knownOptions(rule, ['params', 'test', 'code'], `\`${option}\``)
     const params = rule.params ?? []
     if (!Array.isArray(params) || params.some((p) => typeof p !== 'string' || p === ''))
       throw new TypeError(`Expected \`${option}.params\` to be an array of parameter names`)
@@ -341,7 +355,7 @@ export function compileSignature(options: Readonly<SignatureOptions> = {}): Sign
       finish(
         entry === undefined || entry === null
           ? undefined
-          : resolveAccount(id, entry, plans, known, 'lookup()'),
+          : resolveAccount(id, entry, plans, known, 'lookup()', false),
         id,
         query,
       ),
