@@ -99,3 +99,20 @@ function describeValue(value: unknown): string {
   if (typeof value !== 'object') return typeof value
   return (value as object).constructor?.name ?? 'an object'
 }
+
+/**
+ * A configuration value as an error message shows it: JSON when it has one, else its type
+ * (`10n`, `NaN` and `Infinity` included, which JSON cannot show).
+ *
+ * @example
+ * showValue(10n) // '10n'
+ */
+export function showValue(value: unknown): string {
+  if (typeof value === 'bigint') return `${value}n`
+  if (typeof value === 'number' && !Number.isFinite(value)) return String(value)
+  try {
+    return JSON.stringify(value) ?? typeof value
+  } catch {
+    return typeof value
+  }
+}

@@ -3,10 +3,12 @@ import { once } from 'node:events'
 import { readFileSync } from 'node:fs'
 import { request as httpRequest, type IncomingMessage } from 'node:http'
 import { after, before, describe, it } from 'node:test'
+import express5 from 'express'
 import fc from 'fast-check'
 import imageChartsModule from 'image-charts'
 import sharp from 'sharp'
 import request from 'supertest'
+import { errorHandler, upload } from '../src/express.ts'
 import { imageChartsFeatures, type RequestRulesOptions, signQuery } from '../src/index.ts'
 import { frameworks, type RouteContext, type RunningApp, startApp } from './support/harness.ts'
 
@@ -184,6 +186,21 @@ for (const framework of frameworks) {
               a.upload({
                 enabled: true,
                 verifyToken: async (token) => token === 'db-token',
+                maxBytes: MAX_UPLOAD,
+              }),
+            ],
+            handle: echo,
+          },
+          {
+            method: 'POST',
+            path: '/upload-slow/a.png',
+            use: (a) => [
+              a.upload({
+                enabled: true,
+                verifyToken: async (token) => {
+                  await new Promise((resolve) => setTimeout(resolve, 150))
+                  return token === 'db-token'
+                },
                 maxBytes: MAX_UPLOAD,
               }),
             ],
@@ -413,6 +430,47 @@ for (const framework of frameworks) {
       assert.equal(report.outcome, 'client-gone')
     })
 
+    it('records 499 when the client goes away while its token is being checked', async () => {
+      const before = app.reports.length
+      const received = once(app.server, 'request') as Promise<[IncomingMessage]>
+      const req = httpRequest(`${app.url}/upload-slow/a.png`, {
+        method: 'POST',
+        headers: { authorization: 'Bearer db-token', 'content-length': '1000' },
+      })
+      req.on('error', () => {})
+      req.write(Buffer.alloc(100))
+      const [serverRequest] = await received
+      req.destroy()
+      await new Promise((resolve) => serverRequest.on('close', resolve))
+      // The body is read only after verifyToken() settles (150 ms): the stream is gone by then.
+      const closed = () => app.reports.slice(before).find((r) => r.code === 'IC_CLIENT_CLOSED_REQUEST')
+      for (let i = 0; i < 60 && closed() === undefined; i++)
+        await new Promise((resolve) => setTimeout(resolve, 10))
+      const report = closed()
+      assert.ok(report, JSON.stringify(app.reports.slice(before).map((r) => r.code)))
+      assert.equal(report.status, 499)
+    })
+
+    it('closes the connection after refusing an upload whose body is on its way', async () => {
+      const chunk = Buffer.alloc(16 * 1024, 0xff)
+      for (const [path, authorization, code] of [
+        ['/upload/a.png', '', 'IC_UPLOAD_UNAUTHORIZED'],
+        ['/upload/a.png', 'Bearer wrong', 'IC_UPLOAD_UNAUTHORIZED'],
+        ['/upload-db/a.png', 'Bearer wrong', 'IC_UPLOAD_UNAUTHORIZED'],
+        ['/upload-off/a.png', `Bearer ${UPLOAD_TOKEN}`, 'IC_UPLOAD_DISABLED'],
+      ] as const) {
+        const { res } = await post(
+          app,
+          path,
+          { authorization, 'transfer-encoding': 'chunked', accept: 'application/json' },
+          // Never ended: kept alive, the server would read whatever the client sends.
+          (req) => req.write(chunk),
+        )
+        assert.equal(res.headers['x-ic-error-code'], code, path)
+        assert.equal(res.headers.connection, 'close', `${path} ${authorization}`)
+      }
+    })
+
     it('never answers 500 to arbitrary Authorization headers and bodies on the upload route', async () => {
       const printable = fc.integer({ min: 0x20, max: 0x7e }).map((c) => String.fromCharCode(c))
       await fc.assert(
@@ -481,3 +539,26 @@ for (const framework of frameworks) {
     })
   })
 }
+
+describe('upload() after a body parser (Express 5, real server)', () => {
+  it('answers 500 IC_INTERNAL_ERROR at once instead of leaving the request hanging', async () => {
+    const app = express5()
+    app.post(
+      '/u',
+      express5.raw({ type: '*/*' }),
+      upload({ enabled: true, tokens: [UPLOAD_TOKEN] }),
+      (_req, res) => {
+        res.status(201).end()
+      },
+    )
+    app.use(errorHandler())
+    const r = await request(app)
+      .post('/u')
+      .set('authorization', `Bearer ${UPLOAD_TOKEN}`)
+      .set('content-type', 'application/octet-stream')
+      .send(Buffer.alloc(10))
+      .timeout(5000)
+    assert.equal(r.status, 500)
+    assert.equal(r.headers['x-ic-error-code'], 'IC_INTERNAL_ERROR')
+  })
+})

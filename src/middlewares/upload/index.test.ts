@@ -60,6 +60,43 @@ describe('upload: the body', () => {
   })
 })
 
+describe('upload: a body that cannot be read any more', () => {
+  const guard = upload({ enabled: true, tokens: ['t'] })
+  const auth = { authorization: 'Bearer t' }
+  async function codeOf(req: IncomingMessage): Promise<string> {
+    try {
+      await guard(req, res)
+    } catch (err) {
+      assert.ok(isIcError(err))
+      return `${err.status} ${err.code}`
+    }
+    return 'accepted'
+  }
+
+  it('answers 500 naming the cause when a body parser read the body first, instead of waiting forever', async () => {
+    const req = bodyRequest(await encode('png'), auth)
+    for await (const _ of req) {
+      // a body parser before upload()
+    }
+    assert.equal(await codeOf(req), '500 IC_INTERNAL_ERROR')
+    const flowing = bodyRequest(await encode('png'), auth)
+    flowing.on('data', () => {})
+    assert.equal(await codeOf(flowing), '500 IC_INTERNAL_ERROR')
+  })
+
+  it('answers 499 when the request stream is already gone', async () => {
+    const req = bodyRequest(await encode('png'), auth)
+    req.destroy()
+    assert.equal(await codeOf(req), '499 IC_CLIENT_CLOSED_REQUEST')
+  })
+
+  it('reads a stream paused on purpose', async () => {
+    const req = bodyRequest(await encode('png'), auth)
+    req.pause()
+    assert.equal(await codeOf(req), 'accepted')
+  })
+})
+
 describe('multipartFile', () => {
   const part = (headers: string, body: string | Buffer) =>
     Buffer.concat([Buffer.from(`--XyZ\r\n${headers}\r\n\r\n`), Buffer.from(body)])
@@ -147,6 +184,12 @@ describe('upload: refusals before the body is read', () => {
       [{ tokens: ['has space'] }, /`tokens`/],
       [{ types: ['svg' as never] }, /`types`/],
       [{ verifyToken: 'x' as never }, /`verifyToken`/],
+      [{ types: [] }, /`types` to be a non-empty array/],
+      [{ types: 'png' as never }, /`types` to be a non-empty array/],
+      [{ maxBytes: null as never }, /`maxBytes` to be a positive integer, got null/],
+      [{ maxBytes: 10n as never }, /`maxBytes` to be a positive integer, got 10n/],
+      [{ maxBytes: Number.NaN }, /`maxBytes` to be a positive integer, got NaN/],
+      [{ enabled: 1n as never }, /`enabled` to be a boolean, got 1n/],
     ]
     for (const [options, message] of cases) {
       assert.throws(

@@ -2,6 +2,7 @@ import { createHash, timingSafeEqual } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { icError } from '../../errors.ts'
 import type { Guard, Published } from '../../guard.ts'
+import { showValue } from '../../options.ts'
 import { type ImageFormat, sniffImageFormat } from '../backend-fetch/sniff.ts'
 import { multipartFile } from './multipart.ts'
 
@@ -63,6 +64,16 @@ function tokenDigest(token: string): Buffer {
   return createHash('sha256').update(token).digest()
 }
 
+/**
+ * A refusal before the body is read: with a body on its way, keep-alive would make Node read
+ * and discard all of it (as much as the client sends) to reach the next request.
+ */
+function closeIfBody(req: IncomingMessage, res: ServerResponse): void {
+  const length = req.headers['content-length']
+  const hasBody = req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0')
+  if (hasBody && !res.headersSent) res.setHeader('connection', 'close')
+}
+
 function tooLarge(res: ServerResponse, maxBytes: number): never {
   // The rest of the body is not read: closing the connection is cheaper than draining it.
   if (!res.headersSent) res.setHeader('connection', 'close')
@@ -72,6 +83,23 @@ function tooLarge(res: ServerResponse, maxBytes: number): never {
 /** Reads a request body, refusing it as soon as it passes `maxBytes`. */
 function readBody(req: IncomingMessage, res: ServerResponse, maxBytes: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
+    // Listeners on a stream that is gone or already read would wait for events that came before.
+    if (req.readableEnded || req.readableFlowing === true) {
+      reject(
+        icError('IC_INTERNAL_ERROR', {
+          message: 'The upload body was already read: mount upload() before any body parser',
+        }),
+      )
+      return
+    }
+    if (req.destroyed || req.readableAborted) {
+      reject(
+        icError('IC_CLIENT_CLOSED_REQUEST', {
+          message: 'The client closed the connection before the upload was read',
+        }),
+      )
+      return
+    }
     const chunks: Buffer[] = []
     let size = 0
     const cleanup = () => {
@@ -116,6 +144,8 @@ function readBody(req: IncomingMessage, res: ServerResponse, maxBytes: number): 
     req.on('end', onEnd)
     req.on('error', onError)
     req.on('close', onClose)
+    // A stream paused on purpose (`req.pause()`) stays paused when a `data` listener is added.
+    if (req.readableFlowing === false) req.resume()
   })
 }
 
@@ -139,12 +169,10 @@ export function upload(options: Readonly<UploadOptions> = {}): Guard {
   if (typeof options !== 'object' || options === null)
     throw new TypeError('Expected the options of `upload` to be an object')
   if (options.enabled !== undefined && typeof options.enabled !== 'boolean')
-    throw new TypeError(`Expected \`enabled\` to be a boolean, got ${JSON.stringify(options.enabled)}`)
-  const maxBytes = options.maxBytes ?? 10 * 1024 * 1024
+    throw new TypeError(`Expected \`enabled\` to be a boolean, got ${showValue(options.enabled)}`)
+  const maxBytes = options.maxBytes === undefined ? 10 * 1024 * 1024 : options.maxBytes
   if (!Number.isSafeInteger(maxBytes) || maxBytes <= 0)
-    throw new TypeError(
-      `Expected \`maxBytes\` to be a positive integer, got ${JSON.stringify(options.maxBytes)}`,
-    )
+    throw new TypeError(`Expected \`maxBytes\` to be a positive integer, got ${showValue(options.maxBytes)}`)
   const tokens = options.tokens ?? []
   if (!Array.isArray(tokens) || tokens.some((t) => typeof t !== 'string' || !/^[\x21-\x7e]+$/.test(t)))
     throw new TypeError('Expected `tokens` to be an array of non-empty tokens (printable ASCII, no spaces)')
@@ -155,12 +183,14 @@ export function upload(options: Readonly<UploadOptions> = {}): Guard {
     throw new TypeError(
       'Expected `tokens` or `verifyToken` when uploads are enabled: an upload needs a Bearer token',
     )
+  if (options.types !== undefined && (!Array.isArray(options.types) || options.types.length === 0))
+    throw new TypeError(
+      `Expected \`types\` to be a non-empty array of ${UPLOAD_FORMATS.join(', ')}, got ${showValue(options.types)}`,
+    )
   const types = new Set(options.types ?? UPLOAD_FORMATS)
   for (const type of types) {
     if (!UPLOAD_FORMATS.includes(type))
-      throw new TypeError(
-        `Expected \`types\` to hold ${UPLOAD_FORMATS.join(', ')}, got ${JSON.stringify(type)}`,
-      )
+      throw new TypeError(`Expected \`types\` to hold ${UPLOAD_FORMATS.join(', ')}, got ${showValue(type)}`)
   }
   const digests = tokens.map(tokenDigest)
   const enabled = options.enabled === true
@@ -194,9 +224,13 @@ export function upload(options: Readonly<UploadOptions> = {}): Guard {
   }
 
   return function upload(req, res) {
-    if (!enabled) throw icError('IC_UPLOAD_DISABLED', { message: 'Uploads are disabled' })
+    if (!enabled) {
+      closeIfBody(req, res)
+      throw icError('IC_UPLOAD_DISABLED', { message: 'Uploads are disabled' })
+    }
     const match = BEARER.exec(req.headers.authorization ?? '')
     if (match === null) {
+      closeIfBody(req, res)
       throw icError('IC_UPLOAD_UNAUTHORIZED', {
         message: 'An upload needs an Authorization: Bearer token',
         headers: { 'www-authenticate': 'Bearer' },
@@ -206,11 +240,13 @@ export function upload(options: Readonly<UploadOptions> = {}): Guard {
     const given = tokenDigest(token)
     let ok = false
     for (const digest of digests) if (timingSafeEqual(digest, given)) ok = true
-    const refused = () =>
-      icError('IC_UPLOAD_UNAUTHORIZED', {
+    const refused = () => {
+      closeIfBody(req, res)
+      return icError('IC_UPLOAD_UNAUTHORIZED', {
         message: 'The upload token is not accepted',
         headers: { 'www-authenticate': 'Bearer error="invalid_token"' },
       })
+    }
     if (ok) return start(req, res)
     if (verifyToken === undefined) throw refused()
     return Promise.resolve(verifyToken(token, req)).then((verdict) => {
