@@ -35,6 +35,13 @@ describe('apiKey', () => {
     assert.throws(() => apiKey({ keys: null as never }), /`keys` to be a plain object/)
   })
 
+  it('reads any falsy answer of lookup() as an unknown key: 401, not 500', async () => {
+    for (const answer of [false, null, 0, '']) {
+      const guard = apiKey({ lookup: () => answer as never })
+      assert.equal(await outcome(guard, '/i', { 'x-api-key': 'k' }), '401 IC_API_KEY_INVALID', String(answer))
+    }
+  })
+
   it('accepts extra fields in a record from lookup(), a database row', async () => {
     const guard = apiKey({ lookup: () => ({ id: 'row', scopes: ['a'], owner: 'x' }) as never })
     assert.equal(await outcome(guard, '/i', { 'x-api-key': 'k' }), 'ok row [a]')

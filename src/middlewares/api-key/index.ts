@@ -167,7 +167,8 @@ export function compileApiKey(options: Readonly<ApiKeyOptions>): ApiKeyCheck {
     const known = keys.get(hashed)
     if (known !== undefined || lookup === undefined) return finish(known)
     return Promise.resolve(lookup(key)).then((grant) =>
-      finish(grant === undefined || grant === null ? undefined : resolve(key, grant, 'lookup()', false)),
+      // Any falsy answer (`false` from a `row !== undefined && row` lookup) means an unknown key.
+      finish(!grant ? undefined : resolve(key, grant, 'lookup()', false)),
     )
   }
 }

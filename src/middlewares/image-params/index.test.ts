@@ -187,6 +187,22 @@ describe('imageParams: declared parameters', () => {
 })
 
 describe('imageParams: imageParamsAllowed', () => {
+  it('refuses a parameter outside the list with 401 even when its value is broken', () => {
+    for (const query of ['foo64=!!!', 'width=1&foo64=!!!', 'fo%ZZo=1']) {
+      const err = refusal({ imageParamsAllowed: ['width'] }, query)
+      assert.equal(err.code, 'IC_PARAM_NOT_ALLOWED', query)
+    }
+    assert.equal(refusal({ imageParamsAllowed: ['width'] }, 'width64=!!!').code, 'IS_VALIDATION_ERROR')
+  })
+
+  it('reports a required parameter with a broken value once, not also as missing', () => {
+    const err = refusal({ params: { chs: { type: 'size', required: true } } }, 'chs64=!!!')
+    assert.deepEqual(
+      err.validation?.map((i) => i.type),
+      ['string.base64'],
+    )
+  })
+
   it('refuses other parameters with 401 IC_PARAM_NOT_ALLOWED naming each one', () => {
     const err = refusal({ imageParamsAllowed: ['width'] }, 'width=10&blur=3&foo64=YmFy&icac=x')
     assert.equal(err.status, 401)
@@ -249,6 +265,36 @@ describe('imageParams: configuration', () => {
       /`params\.chs`, which is defaulted, to be in `imageParamsAllowed`/,
     ],
     ['maxDpr below the lowest dpr', { maxDpr: 0.05 }, /Expected `maxDpr` to be at least 0\.1/],
+    [
+      'a text default for an integer',
+      { params: { a: { type: 'integer', default: '5' as never } } },
+      /`params\.a\.default` to be a number/,
+    ],
+    [
+      'an empty text default for a boolean',
+      { params: { a: { type: 'boolean', default: '' as never } } },
+      /`params\.a\.default` to be a boolean/,
+    ],
+    [
+      'a number default for a colour',
+      { params: { a: { type: 'colour', default: 123 as never } } },
+      /`params\.a\.default` to be a string/,
+    ],
+    [
+      'a list default for an enum',
+      { params: { a: { type: 'enum', values: ['x'], default: ['x'] as never } } },
+      /`params\.a\.default` to be a string/,
+    ],
+    [
+      'a text default for a size',
+      { params: { a: { type: 'size', default: '3x4' as never } } },
+      /`params\.a\.default` to be a \{ width, height \} size/,
+    ],
+    [
+      'an out-of-range exponent default',
+      { params: { a: { type: 'number', max: 1, default: 1e21 } } },
+      /`params\.a\.default`/,
+    ],
     ['maxWidth below one pixel', { maxWidth: 0.5 }, /Expected `maxWidth` to be at least 1/],
   ]
   for (const [name, options, message] of cases) {
@@ -259,6 +305,11 @@ describe('imageParams: configuration', () => {
       )
     })
   }
+
+  it('takes number defaults whose text has an exponent', () => {
+    assert.deepEqual(values({ params: { a: { type: 'number', min: 0, default: 1e-7 } } }, ''), { a: 1e-7 })
+    assert.deepEqual(values({ params: { a: { type: 'number', default: 1e21 } } }, ''), { a: 1e21 })
+  })
 
   it('applies the default of a parameter named like a member of Object.prototype', () => {
     for (const name of ['constructor', 'toString', 'hasOwnProperty', 'valueOf']) {

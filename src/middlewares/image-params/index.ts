@@ -269,6 +269,15 @@ export function compileImageParams(options: Readonly<ImageParamsOptions> = {}): 
   }
 }
 
+/** Whether `items` already holds a problem of the parameter `name` (or of `NAME64`). */
+function reported(items: readonly ValidationItem[] | undefined, name: string): boolean {
+  return items?.some((i) => i.path?.[0] === name || i.path?.[0] === `${name}64`) === true
+}
+
+function notAllowed(name: string): ValidationItem {
+  return { message: `${JSON.stringify(name)} is not allowed`, path: [name], type: 'any.unknown' }
+}
+
 function item(rule: CompiledRule, failure: Failure): ValidationItem {
   return { message: rule.message ?? failure.message, path: [rule.name], type: failure.type }
 }
@@ -284,7 +293,19 @@ export function checkImageParams(compiled: CompiledImageParams, query: ParsedQue
   const { known, restricted } = compiled
   const { names, texts } = query.values
   let refused: ValidationItem[] | undefined
-  let items: ValidationItem[] | undefined = query.issues.length > 0 ? [...query.issues] : undefined
+  let items: ValidationItem[] | undefined
+  for (const issue of query.issues) {
+    // A parameter the allow-list refuses is refused as such, even when its value is broken.
+    const param = String(issue.path?.[0] ?? '')
+    const name = issue.type === 'string.base64' ? param.slice(0, -2) : param
+    if (restricted && name !== '' && known.get(name) === undefined) {
+      refused ??= []
+      refused.push(notAllowed(name))
+    } else {
+      items ??= []
+      items.push(issue)
+    }
+  }
   const values: Record<string, ParamValue> = {}
   let width: ParamValue | undefined
   let height: ParamValue | undefined
@@ -295,7 +316,7 @@ export function checkImageParams(compiled: CompiledImageParams, query: ParsedQue
     if (rule === undefined) {
       if (restricted) {
         refused ??= []
-        refused.push({ message: `${JSON.stringify(name)} is not allowed`, path: [name], type: 'any.unknown' })
+        refused.push(notAllowed(name))
       }
       continue
     }
@@ -322,7 +343,7 @@ export function checkImageParams(compiled: CompiledImageParams, query: ParsedQue
     })
   }
   for (const rule of compiled.required) {
-    if (!query.values.has(rule.name)) {
+    if (!query.values.has(rule.name) && !reported(items, rule.name)) {
       items ??= []
       items.push({
         message: rule.message ?? `"${rule.name}" is required`,

@@ -109,6 +109,28 @@ const SIZE = /^(\d{1,9})[xX](\d{1,9})$/
 const MAX_NUMBER_CHARS = 32
 const DEFAULT_MAX_LENGTH = 2048
 
+const DEFAULT_KINDS: Readonly<Record<string, 'number' | 'string' | 'boolean' | 'size'>> = {
+  integer: 'number',
+  number: 'number',
+  enum: 'string',
+  boolean: 'boolean',
+  colour: 'string',
+  color: 'string',
+  size: 'size',
+  pattern: 'string',
+  string: 'string',
+}
+
+/** A numeric default whose text has an exponent: within the rule's range, finite, an integer for `integer`. */
+function numberDefault(rule: ParamRule, value: number): number | Failure {
+  const { min, max } = rule as { min?: number; max?: number }
+  if (!Number.isFinite(value) || (rule.type === 'integer' && !Number.isSafeInteger(value)))
+    return new Failure('not a finite number of the rule', 'number.base')
+  if ((min !== undefined && value < min) || (max !== undefined && value > max))
+    return new Failure(`outside ${min ?? '-∞'}–${max ?? '∞'}`, 'number.range')
+  return value
+}
+
 function fail(option: string, expected: string, got: unknown): never {
   throw new TypeError(`Expected \`${option}\` to be ${expected}, got ${describeValue(got)}`)
 }
@@ -359,11 +381,21 @@ export function compileRule(name: string, rule: ParamRule, option: string): Comp
   let fallback: ParamValue | undefined
   if (rule.default !== undefined) {
     const sample = rule.default as unknown
+    const kind = DEFAULT_KINDS[type]
+    const isSize =
+      typeof sample === 'object' &&
+      sample !== null &&
+      typeof (sample as Size).width === 'number' &&
+      typeof (sample as Size).height === 'number'
+    if (kind === 'size' ? !isSize : typeof sample !== kind)
+      fail(`${option}.default`, kind === 'size' ? 'a { width, height } size' : `a ${kind}`, sample)
     const asText =
       typeof sample === 'object' && sample !== null && 'width' in sample && 'height' in sample
         ? `${(sample as Size).width}x${(sample as Size).height}`
         : String(sample)
-    const value = parse(asText)
+    // A number the text form cannot show (1e-7, 1e21) is checked as a number.
+    const value =
+      typeof sample === 'number' && /e/i.test(asText) ? numberDefault(rule, sample) : parse(asText)
     if (value instanceof Failure)
       fail(`${option}.default`, `a value the rule accepts (${value.message})`, sample)
     fallback = value

@@ -259,6 +259,17 @@ describe('signature guard', () => {
     assert.throws(() => signature({ accounts: new Map() as never }), /`accounts` to be a plain object/)
   })
 
+  it('reads any falsy answer of lookup() as an unknown account: 401, not 500', async () => {
+    for (const answer of [false, null, 0, '']) {
+      const guard = signature({ lookup: () => answer as never })
+      assert.equal(
+        await outcome(guard, `/chart?${signQuery('cht=p&icac=who', 's')}`),
+        '401 IC_ACCOUNT_ID_NOT_FOUND',
+        String(answer),
+      )
+    }
+  })
+
   it('publishes features a handler cannot add to', async () => {
     const guard = signature({
       accounts: { acme: { secrets: ['s'], features: [] } },

@@ -352,13 +352,7 @@ export function compileSignature(options: Readonly<SignatureOptions> = {}): Sign
     const configured = accounts.get(id)
     if (configured !== undefined || lookup === undefined) return finish(configured, id, query)
     return Promise.resolve(lookup(id)).then((entry) =>
-      finish(
-        entry === undefined || entry === null
-          ? undefined
-          : resolveAccount(id, entry, plans, known, 'lookup()', false),
-        id,
-        query,
-      ),
+      finish(!entry ? undefined : resolveAccount(id, entry, plans, known, 'lookup()', false), id, query),
     )
   }
 }
