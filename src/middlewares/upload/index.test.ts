@@ -185,6 +185,7 @@ describe('upload: refusals before the body is read', () => {
       [{ types: ['svg' as never] }, /`types`/],
       [{ verifyToken: 'x' as never }, /`verifyToken`/],
       [{ types: [] }, /`types` to be a non-empty array/],
+      [{ enable: true } as never, /Unknown option `enable` of upload/],
       [{ types: 'png' as never }, /`types` to be a non-empty array/],
       [{ maxBytes: null as never }, /`maxBytes` to be a positive integer, got null/],
       [{ maxBytes: 10n as never }, /`maxBytes` to be a positive integer, got 10n/],

@@ -2,7 +2,7 @@ import { createHash, timingSafeEqual } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { icError } from '../../errors.ts'
 import type { Guard, Published } from '../../guard.ts'
-import { showValue } from '../../options.ts'
+import { knownOptions, showValue } from '../../options.ts'
 import { type ImageFormat, sniffImageFormat } from '../backend-fetch/sniff.ts'
 import { multipartFile } from './multipart.ts'
 
@@ -168,6 +168,7 @@ function readBody(req: IncomingMessage, res: ServerResponse, maxBytes: number): 
 export function upload(options: Readonly<UploadOptions> = {}): Guard {
   if (typeof options !== 'object' || options === null)
     throw new TypeError('Expected the options of `upload` to be an object')
+  knownOptions(options, ['enabled', 'tokens', 'verifyToken', 'maxBytes', 'types'], 'upload')
   if (options.enabled !== undefined && typeof options.enabled !== 'boolean')
     throw new TypeError(`Expected \`enabled\` to be a boolean, got ${showValue(options.enabled)}`)
   const maxBytes = options.maxBytes === undefined ? 10 * 1024 * 1024 : options.maxBytes
