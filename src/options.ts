@@ -90,26 +90,28 @@ export function recordOption(name: string, value: unknown): void {
   const proto = typeof value === 'object' && value !== null ? Object.getPrototypeOf(value) : undefined
   if (proto !== Object.prototype && proto !== null)
     throw new TypeError(
-      `Expected \`${name}\` to be a plain object (a record by name), got ${describeValue(value)}`,
+      `Expected \`${name}\` to be a plain object (a record by name), got ${showValue(value)}`,
     )
 }
 
-function describeValue(value: unknown): string {
-  if (value === null) return 'null'
-  if (typeof value !== 'object') return typeof value
-  return (value as object).constructor?.name ?? 'an object'
-}
-
 /**
- * A configuration value as an error message shows it: JSON when it has one, else its type
- * (`10n`, `NaN` and `Infinity` included, which JSON cannot show).
+ * A configuration value as an error message shows it: JSON when it has one; `10n`, `NaN`,
+ * `Infinity` and regular expressions as written; a function, or an instance of another class
+ * (`a Map`), by its kind.
  *
  * @example
  * showValue(10n) // '10n'
+ * showValue(new Map()) // 'a Map'
  */
 export function showValue(value: unknown): string {
   if (typeof value === 'bigint') return `${value}n`
   if (typeof value === 'number' && !Number.isFinite(value)) return String(value)
+  if (typeof value === 'function') return 'a function'
+  if (value instanceof RegExp) return String(value)
+  if (typeof value === 'object' && value !== null && !Array.isArray(value)) {
+    const proto = Object.getPrototypeOf(value)
+    if (proto !== Object.prototype && proto !== null) return `a ${proto?.constructor?.name ?? 'object'}`
+  }
   try {
     return JSON.stringify(value) ?? typeof value
   } catch {

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
+import { inspect } from 'node:util'
 import { ReadonlySetView } from './readonly-set.ts'
 
 describe('ReadonlySetView', () => {
@@ -30,6 +31,7 @@ describe('ReadonlySetView', () => {
     )
     assert.deepEqual(seen, ['>a', '>b'])
     assert.equal(JSON.stringify(view), '["a","b"]')
+    assert.equal(inspect(view), "ReadonlySetView { 'a', 'b' }")
     assert.equal(Object.prototype.toString.call(view), '[object ReadonlySetView]')
     for (const method of ['add', 'delete', 'clear']) assert.equal((view as never)[method], undefined)
   })

@@ -1,3 +1,5 @@
+import { type InspectOptions, inspect } from 'node:util'
+
 /**
  * A read-only view of a `Set`, for values the package publishes and keeps using: a handler
  * that could `add()` to a published `Set` would change what later requests are granted.
@@ -44,6 +46,10 @@ export class ReadonlySetView<T> implements ReadonlySet<T> {
   /** JSON shows the members, as an array. */
   toJSON(): T[] {
     return [...this.#set]
+  }
+
+  [inspect.custom](_depth: number, options: InspectOptions, show: typeof inspect): string {
+    return `ReadonlySetView ${show(this.#set, options).replace(/^Set\(\d+\) /, '')}`
   }
 
   get [Symbol.toStringTag](): string {

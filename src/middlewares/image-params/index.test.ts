@@ -193,6 +193,12 @@ describe('imageParams: imageParamsAllowed', () => {
       assert.equal(err.code, 'IC_PARAM_NOT_ALLOWED', query)
     }
     assert.equal(refusal({ imageParamsAllowed: ['width'] }, 'width64=!!!').code, 'IS_VALIDATION_ERROR')
+    for (const query of ['foo=1&foo=2', 'foo64=!!!&foo64=!!!', 'foo=1&foo64=!!!'])
+      assert.deepEqual(
+        refusal({ imageParamsAllowed: ['width'] }, query).validation?.map((i) => i.path?.[0]),
+        ['foo'],
+        `${query}: each refused name once`,
+      )
   })
 
   it('reports a required parameter with a broken value once, not also as missing', () => {

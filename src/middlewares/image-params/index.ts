@@ -299,8 +299,11 @@ export function checkImageParams(compiled: CompiledImageParams, query: ParsedQue
     const param = String(issue.path?.[0] ?? '')
     const name = issue.type === 'string.base64' ? param.slice(0, -2) : param
     if (restricted && name !== '' && known.get(name) === undefined) {
-      refused ??= []
-      refused.push(notAllowed(name))
+      // Named once: the loop below refuses the names the query kept, this the ones it dropped.
+      if (!query.values.has(name) && refused?.some((r) => r.path?.[0] === name) !== true) {
+        refused ??= []
+        refused.push(notAllowed(name))
+      }
     } else {
       items ??= []
       items.push(issue)

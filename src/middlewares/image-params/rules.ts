@@ -1,4 +1,5 @@
 import { NameTable } from '../../name-table.ts'
+import { showValue } from '../../options.ts'
 
 /** Options every parameter rule takes. */
 interface BaseRule {
@@ -125,25 +126,14 @@ const DEFAULT_KINDS: Readonly<Record<string, 'number' | 'string' | 'boolean' | '
 function numberDefault(rule: ParamRule, value: number): number | Failure {
   const { min, max } = rule as { min?: number; max?: number }
   if (!Number.isFinite(value) || (rule.type === 'integer' && !Number.isSafeInteger(value)))
-    return new Failure('not a finite number of the rule', 'number.base')
-  if ((min !== undefined && value < min) || (max !== undefined && value > max))
-    return new Failure(`outside ${min ?? '-∞'}–${max ?? '∞'}`, 'number.range')
+    return new Failure(rule.type === 'integer' ? 'a safe integer' : 'a finite number', 'number.base')
+  if (min !== undefined && value < min) return new Failure(`at least ${min}`, 'number.min')
+  if (max !== undefined && value > max) return new Failure(`at most ${max}`, 'number.max')
   return value
 }
 
 function fail(option: string, expected: string, got: unknown): never {
-  throw new TypeError(`Expected \`${option}\` to be ${expected}, got ${describeValue(got)}`)
-}
-
-function describeValue(value: unknown): string {
-  if (typeof value === 'string') return JSON.stringify(value)
-  if (typeof value === 'function') return 'a function'
-  if (value instanceof RegExp) return String(value)
-  try {
-    return JSON.stringify(value) ?? String(value)
-  } catch {
-    return String(value)
-  }
+  throw new TypeError(`Expected \`${option}\` to be ${expected}, got ${showValue(got)}`)
 }
 
 function optionalFinite(option: string, value: unknown): number | undefined {
@@ -341,7 +331,7 @@ export function compileRule(name: string, rule: ParamRule, option: string): Comp
           pattern = new RegExp(rule.pattern, 'u')
         } catch (err) {
           throw new TypeError(
-            `Expected \`${option}.pattern\` to be a valid regular expression, got ${describeValue(rule.pattern)}: ${(err as Error).message}`,
+            `Expected \`${option}.pattern\` to be a valid regular expression, got ${showValue(rule.pattern)}: ${(err as Error).message}`,
           )
         }
       } else {
