@@ -444,6 +444,36 @@ describe('createBackendFetch', () => {
     ]
     for (const [options, message] of cases) assert.throws(() => createBackendFetch(options), message)
   })
+
+  it('refuses an option it does not know, in `retry` too, and takes every documented one', () => {
+    for (const [options, message] of [
+      [{ timeoutMS: 1000 }, /^Unknown option `timeoutMS` of createBackendFetch: expected one of maxBytes,/],
+      [{ allowPrivateAddress: true }, /^Unknown option `allowPrivateAddress` of createBackendFetch/],
+      [{ retry: { maxAttempt: 3 } }, /^Unknown option `maxAttempt` of `retry`: expected one of maxAttempts,/],
+      [{ retry: { fetch } }, /^Unknown option `fetch` of `retry`/],
+    ] as const)
+      assert.throws(() => createBackendFetch(options as never), { name: 'TypeError', message })
+    const fetchImage = createBackendFetch({
+      maxBytes: 1024,
+      maxRedirects: 0,
+      timeoutMs: '10s',
+      hostsAllowed: ['images.example.com'],
+      allowPrivateAddresses: false,
+      allowedAddresses: ['10.1.0.0/16'],
+      lookup: (_host, _options, cb) => cb(null, [{ address: '10.1.2.3', family: 4 }]),
+      headers: { authorization: 'Bearer t' },
+      retry: {
+        maxAttempts: 2,
+        minDelayMs: 1,
+        maxDelayMs: 5,
+        statuses: [429, 502],
+        random: () => 0,
+        onRetry: () => {},
+      },
+    })
+    assert.equal(typeof fetchImage, 'function')
+    assert.equal(typeof createBackendFetch({ retry: false }), 'function')
+  })
 })
 
 describe('hostsAllowed', () => {

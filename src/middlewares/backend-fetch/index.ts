@@ -4,12 +4,12 @@ import https from 'node:https'
 import { domainToASCII } from 'node:url'
 import { errorCatalogue } from '../../catalogue.ts'
 import { type IcError, icError, isIcError } from '../../errors.ts'
-import { type Duration, durationMs } from '../../options.ts'
+import { type Duration, durationMs, knownOptions } from '../../options.ts'
 import {
   abortableSleep,
-  createRetryPolicy,
   parseRetryAfter,
   type RetryOptions,
+  readRetryPolicy,
   retryDelay,
 } from '../retry/index.ts'
 import { compileAddressList, isBlockedAddress, parseAddress } from './address.ts'
@@ -98,6 +98,17 @@ export type BackendFetch = (
 ) => Promise<BackendResponse>
 
 const DEFAULTS = { maxBytes: 32 * 1024 * 1024, maxRedirects: 5, timeoutMs: 30_000 } as const
+const BACKEND_FETCH_OPTIONS = [
+  'maxBytes',
+  'maxRedirects',
+  'timeoutMs',
+  'hostsAllowed',
+  'allowPrivateAddresses',
+  'allowedAddresses',
+  'lookup',
+  'headers',
+  'retry',
+] as const satisfies readonly (keyof BackendFetchOptions)[]
 const REDIRECTS = new Set([301, 302, 303, 307, 308])
 const STATUS_CODES = {
   400: 'IC_BACKEND_BAD_REQUEST',
@@ -175,6 +186,7 @@ export function createBackendFetch(options: Readonly<BackendFetchOptions> = {}):
   if (options === null || typeof options !== 'object') {
     throw new TypeError(`Expected \`options\` to be an object, got ${options}`)
   }
+  knownOptions(options, BACKEND_FETCH_OPTIONS, 'createBackendFetch')
   const maxBytes = options.maxBytes ?? DEFAULTS.maxBytes
   if (!Number.isSafeInteger(maxBytes) || maxBytes < 1) {
     throw new TypeError(`Expected \`maxBytes\` to be a positive integer, got ${maxBytes}`)
@@ -209,7 +221,9 @@ export function createBackendFetch(options: Readonly<BackendFetchOptions> = {}):
     }
   }
   const retry =
-    options.retry === undefined || options.retry === false ? undefined : createRetryPolicy(options.retry)
+    options.retry === undefined || options.retry === false
+      ? undefined
+      : readRetryPolicy(options.retry, '`retry`')
   const httpAgent = new http.Agent({ keepAlive: true })
   const httpsAgent = new https.Agent({ keepAlive: true })
 

@@ -39,6 +39,15 @@ describe('createDeadline', () => {
     assert.throws(() => createDeadline(undefined as never, fail), /`timeoutMs`/)
   })
 
+  it('refuses an option it does not know, and takes the documented one', () => {
+    const fail = () => {}
+    assert.throws(() => createDeadline({ timeoutMs: 1000, timeoutMS: 500 } as never, fail), {
+      name: 'TypeError',
+      message: /^Unknown option `timeoutMS` of deadline: expected one of timeoutMs$/,
+    })
+    assert.equal(typeof createDeadline({ timeoutMs: '8s' }, fail), 'function')
+  })
+
   it('aborts the signal with a 504 IcError and fails the request once', async () => {
     const failures: unknown[] = []
     const arm = createDeadline({ timeoutMs: 30 }, (target, err) => {

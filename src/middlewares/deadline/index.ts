@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import onFinished from 'on-finished'
 import { icError } from '../../errors.ts'
-import { type Duration, durationMs } from '../../options.ts'
+import { type Duration, durationMs, knownOptions } from '../../options.ts'
 import { abortRequest, failAfterAbort, type LifecycleFail } from '../../request-signal.ts'
 import { peekRequestState, requestState } from '../../request-state.ts'
 
@@ -36,6 +36,7 @@ export function createDeadline(
   if (options === null || typeof options !== 'object') {
     throw new TypeError(`Expected \`options\` to be an object with \`timeoutMs\`, got ${options}`)
   }
+  knownOptions(options, ['timeoutMs'], 'deadline')
   const timeoutMs = durationMs('timeoutMs', options.timeoutMs)
   const message = `The response did not finish within the ${timeoutMs} ms deadline`
 

@@ -22,4 +22,24 @@ describe('createErrorWriter(options)', () => {
   it('accepts no options', () => {
     assert.equal(typeof createErrorWriter(), 'function')
   })
+
+  it('refuses an option it does not know, and takes every documented one', () => {
+    for (const name of ['onerror', 'requestIdHeaderName'])
+      assert.throws(() => createErrorWriter({ [name]: () => {} } as never), {
+        name: 'TypeError',
+        message: new RegExp(`^Unknown option \`${name}\` of errorHandler: expected one of onError,`),
+      })
+    assert.throws(() => createErrorWriter(null as never), {
+      name: 'TypeError',
+      message: /^Expected `options` to be an object, got null/,
+    })
+    const handle = createErrorWriter({
+      onError: () => {},
+      requestIdHeader: 'x-correlation-id',
+      generateRequestId: () => 'id-1',
+      problemType: (code) => `https://errors.example.com/${code}`,
+      validationHeaderMaxBytes: 1024,
+    })
+    assert.equal(typeof handle, 'function')
+  })
 })

@@ -9,6 +9,7 @@ import {
   responseOf,
   toErrorResponse,
 } from '../../error-response.ts'
+import { knownOptions } from '../../options.ts'
 import { requestState } from '../../request-state.ts'
 import { HEADER_NAME, VALIDATION_HEADER_MAX_BYTES } from '../../validation-header.ts'
 
@@ -59,6 +60,13 @@ export interface ErrorHandlerOptions {
   readonly validationHeaderMaxBytes?: number
 }
 
+const ERROR_HANDLER_OPTIONS = [
+  'onError',
+  'requestIdHeader',
+  'generateRequestId',
+  'problemType',
+  'validationHeaderMaxBytes',
+] as const satisfies readonly (keyof ErrorHandlerOptions)[]
 const REQUEST_ID = /^[\w.~-]{1,128}$/
 const STALE_HEADERS = new Set([
   'content-type',
@@ -126,6 +134,11 @@ export function isClientGone(res: ServerResponse): boolean {
 export function createErrorWriter(
   options: Readonly<ErrorHandlerOptions> = {},
 ): (err: unknown, req: IncomingMessage, res: ServerResponse) => void {
+  if (typeof options !== 'object' || options === null)
+    throw new TypeError(
+      `Expected \`options\` to be an object, got ${options === null ? 'null' : typeof options}`,
+    )
+  knownOptions(options, ERROR_HANDLER_OPTIONS, 'errorHandler')
   const {
     onError = defaultOnError,
     requestIdHeader = 'x-request-id',

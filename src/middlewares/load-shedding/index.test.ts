@@ -225,6 +225,32 @@ describe('loadSheddingGuard(options)', () => {
       assert.throws(() => loadSheddingGuard(options as never), { name: 'TypeError', message })
     })
   }
+  it('refuses an option it does not know, and takes every documented one', () => {
+    assert.throws(() => loadSheddingGuard({ maxInFlight: 10, maxEventLoopDelay: 200 } as never), {
+      name: 'TypeError',
+      message: /^Unknown option `maxEventLoopDelay` of loadShedding: expected one of maxEventLoopDelayMs,/,
+    })
+    assert.throws(() => loadSheddingGuard({ maxInflight: 10 } as never), {
+      name: 'TypeError',
+      message: /^Unknown option `maxInflight` of loadShedding/,
+    })
+    const { sampler } = injected()
+    const guard = loadSheddingGuard({
+      sampler,
+      maxEventLoopDelayMs: 200,
+      maxEventLoopUtilization: 0.98,
+      maxHeapUsedBytes: 1e9,
+      maxRssBytes: 2e9,
+      maxInFlight: 10,
+      softThresholdRatio: 0.8,
+      minRetryAfterSeconds: 1,
+      maxRetryAfterSeconds: 30,
+      retryAfterJitterRatio: 0.5,
+      random: () => 0,
+    })
+    assert.equal(guard(req, fakeResponse()), undefined)
+    sampler.close()
+  })
   it('throws a TypeError when options are missing', () => {
     assert.throws(() => loadSheddingGuard(undefined as never), {
       name: 'TypeError',

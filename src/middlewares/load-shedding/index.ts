@@ -1,7 +1,7 @@
 import type { ServerResponse } from 'node:http'
 import { icError } from '../../errors.ts'
 import type { Guard } from '../../guard.ts'
-import { functionOption, numberOption } from '../../options.ts'
+import { functionOption, knownOptions, numberOption } from '../../options.ts'
 import {
   createLoadSampler,
   highestPressure,
@@ -10,6 +10,7 @@ import {
   type LoadThresholds,
   type OverloadReason,
   readThresholds,
+  THRESHOLD_OPTIONS,
 } from './sampler.ts'
 
 export {
@@ -53,6 +54,17 @@ export interface LoadSheddingOptions extends LoadThresholds {
   readonly random?: () => number
 }
 
+const LOAD_SHEDDING_OPTIONS = [
+  ...THRESHOLD_OPTIONS,
+  'sampler',
+  'maxInFlight',
+  'softThresholdRatio',
+  'minRetryAfterSeconds',
+  'maxRetryAfterSeconds',
+  'retryAfterJitterRatio',
+  'random',
+] as const satisfies readonly (keyof LoadSheddingOptions)[]
+
 let sharedSampler: LoadSampler | undefined
 
 /** The process-wide default sampler, started on first use. Its timer is unref'd. */
@@ -83,6 +95,7 @@ export function loadSheddingGuard(options: Readonly<LoadSheddingOptions>): Guard
     throw new TypeError(
       `Expected \`options\` to be an object, got ${options === null ? 'null' : typeof options}`,
     )
+  knownOptions(options, LOAD_SHEDDING_OPTIONS, 'loadShedding')
   const sampler = options.sampler
   if (
     sampler !== undefined &&

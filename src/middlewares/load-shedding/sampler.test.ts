@@ -182,6 +182,38 @@ describe('createLoadSampler(options)', () => {
     assert.equal(code, 0)
   })
 
+  it('refuses an option it does not know, and takes every documented one', () => {
+    assert.throws(() => createLoadSampler({ sampleInterval: 500 } as never), {
+      name: 'TypeError',
+      message: /^Unknown option `sampleInterval` of createLoadSampler: expected one of maxEventLoopDelayMs,/,
+    })
+    assert.throws(() => createLoadSampler({ maxInFlight: 10 } as never), {
+      name: 'TypeError',
+      message: /^Unknown option `maxInFlight` of createLoadSampler/,
+    })
+    const sampler = createLoadSampler({
+      sampleIntervalMs: '500ms',
+      eventLoopDelayPercentile: 95,
+      resolutionMs: 5,
+      maxEventLoopDelayMs: 200,
+      maxEventLoopUtilization: 0.98,
+      maxHeapUsedBytes: 1e9,
+      maxRssBytes: 2e9,
+      source: () => calm,
+    })
+    try {
+      assert.deepEqual(sampler.thresholds, {
+        maxEventLoopDelayMs: 200,
+        maxEventLoopUtilization: 0.98,
+        maxHeapUsedBytes: 1e9,
+        maxRssBytes: 2e9,
+      })
+    } finally {
+      sampler.close()
+    }
+    createLoadSampler().close()
+  })
+
   for (const [options, message] of [
     [{ sampleIntervalMs: 0 }, /^Expected `sampleIntervalMs` to be a duration/],
     [{ sampleIntervalMs: 'soon' }, /^Expected `sampleIntervalMs`/],

@@ -1,5 +1,5 @@
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks'
-import { durationMs, functionOption, numberOption } from '../../options.ts'
+import { durationMs, functionOption, knownOptions, numberOption } from '../../options.ts'
 
 /**
  * One reading of the process load.
@@ -32,6 +32,20 @@ export interface LoadThresholds {
   /** Refuse when the resident set size exceeds this many bytes. */
   readonly maxRssBytes?: number
 }
+
+/**
+ * The names of the {@link LoadThresholds}: options of both the sampler and `loadShedding()`,
+ * so each lists them among the options it knows.
+ *
+ * @example
+ * knownOptions(options, [...THRESHOLD_OPTIONS, 'sampleIntervalMs'], 'createLoadSampler')
+ */
+export const THRESHOLD_OPTIONS = [
+  'maxEventLoopDelayMs',
+  'maxEventLoopUtilization',
+  'maxHeapUsedBytes',
+  'maxRssBytes',
+] as const satisfies readonly (keyof LoadThresholds)[]
 
 /**
  * Which measure is over its threshold: a stable type code for logs, metrics and health endpoints.
@@ -181,6 +195,11 @@ export function createLoadSampler(options: Readonly<LoadSamplerOptions> = {}): L
     throw new TypeError(
       `Expected \`options\` to be an object, got ${options === null ? 'null' : typeof options}`,
     )
+  knownOptions(
+    options,
+    [...THRESHOLD_OPTIONS, 'sampleIntervalMs', 'eventLoopDelayPercentile', 'resolutionMs', 'source'],
+    'createLoadSampler',
+  )
   const intervalMs = durationMs('sampleIntervalMs', options.sampleIntervalMs ?? 1000, { min: 10 })
   const percentile = numberOption('eventLoopDelayPercentile', options.eventLoopDelayPercentile ?? 99, {
     min: 50,

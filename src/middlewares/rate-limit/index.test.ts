@@ -9,6 +9,7 @@ import {
   MemoryStore,
   type RateLimitOptions,
   type RateLimitStore,
+  RedisStore,
   rateLimitGuard,
 } from './index.ts'
 
@@ -335,6 +336,62 @@ describe('rateLimitGuard(options)', () => {
       c.t += 60_000
       assert.equal(run(guard, '/chart').err, undefined)
     })
+
+    it('refuses an option it does not know, its presets included, and takes every documented one', () => {
+      for (const [options, name] of [
+        [{ trustproxy: 1 }, 'trustproxy'],
+        [{ limit: 1000 }, 'limit'],
+        [{ windowMs: '1m' }, 'windowMs'],
+        [{ key: 'account' }, 'key'],
+      ] as const)
+        assert.throws(() => imageChartsRateLimitsGuard(options as never), {
+          name: 'TypeError',
+          message: new RegExp(`^Unknown option \`${name}\` of imageChartsRateLimits: expected one of store,`),
+        })
+      assert.throws(() => imageChartsRateLimitsGuard(null as never), {
+        name: 'TypeError',
+        message: /^Expected `options` to be an object, got null/,
+      })
+      const guard = imageChartsRateLimitsGuard({
+        store: new MemoryStore(),
+        trustProxy: 1,
+        ipv6Subnet: 64,
+        failOpen: false,
+        storeTimeoutMs: '1s',
+        onStoreError: () => {},
+        headers: false,
+      })
+      assert.equal(run(guard, '/chart').err, undefined)
+      assert.equal(typeof imageChartsRateLimitsGuard(), 'function')
+    })
+  })
+
+  it('refuses an option it does not know, and takes every documented one', () => {
+    assert.throws(() => rateLimitGuard({ limit: 1, windowMS: 1000 } as never), {
+      name: 'TypeError',
+      message: /^Unknown option `windowMS` of rateLimit: expected one of limit, windowMs,/,
+    })
+    assert.throws(() => rateLimitGuard({ limit: 1, windowMs: 1000, block: '1m' } as never), {
+      name: 'TypeError',
+      message: /^Unknown option `block` of rateLimit/,
+    })
+    const guard = rateLimitGuard({
+      limit: 5,
+      windowMs: '10s',
+      cost: () => 1,
+      key: 'ip',
+      trustProxy: false,
+      ipv6Subnet: 64,
+      blockMs: '1m',
+      store: new MemoryStore(),
+      failOpen: true,
+      storeTimeoutMs: 100,
+      onStoreError: () => {},
+      skip: () => false,
+      name: 'all-options',
+      headers: true,
+    })
+    assert.equal(run(guard, '/chart').err, undefined)
   })
 
   const base = { limit: 1, windowMs: 1000 }
@@ -365,4 +422,25 @@ describe('rateLimitGuard(options)', () => {
       assert.throws(() => rateLimitGuard(options as never), { name: 'TypeError', message })
     })
   }
+})
+
+describe('RedisStore(options)', () => {
+  it('refuses an option it does not know, and takes every documented one', async () => {
+    const sent: string[][] = []
+    const sendCommand = async (args: string[]) => {
+      sent.push(args)
+      return [1, 1, 1000]
+    }
+    assert.throws(() => new RedisStore({ sendCommand, keyPrefix: 'charts:' } as never), {
+      name: 'TypeError',
+      message: /^Unknown option `keyPrefix` of RedisStore: expected one of sendCommand, prefix$/,
+    })
+    const store = new RedisStore({ sendCommand, prefix: 'charts:rl:' })
+    assert.deepEqual(await store.consume('k', 1, { limit: 5, windowMs: 1000, blockMs: 0 }), {
+      allowed: true,
+      used: 1,
+      resetMs: 1000,
+    })
+    assert.equal(sent[0]?.[3], 'charts:rl:k')
+  })
 })

@@ -3,7 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import { icError } from '../../errors.ts'
 import type { Guard } from '../../guard.ts'
-import { durationMs, functionOption, numberOption } from '../../options.ts'
+import { durationMs, functionOption, knownOptions, numberOption } from '../../options.ts'
 import { parseQuery } from '../../query.ts'
 import { clientAddress, ipKey, readTrustProxy, type TrustProxy } from './client-key.ts'
 import { policyItem, readPolicyName, setRateLimitHeaders, sfString } from './headers.ts'
@@ -76,6 +76,23 @@ export interface RateLimitOptions {
   readonly headers?: boolean
 }
 
+const RATE_LIMIT_OPTIONS = [
+  'limit',
+  'windowMs',
+  'cost',
+  'key',
+  'trustProxy',
+  'ipv6Subnet',
+  'blockMs',
+  'store',
+  'failOpen',
+  'storeTimeoutMs',
+  'onStoreError',
+  'skip',
+  'name',
+  'headers',
+] as const satisfies readonly (keyof RateLimitOptions)[]
+
 const KEY_MAX = 200
 
 function hashedKey(key: string): string {
@@ -108,6 +125,7 @@ export function rateLimitGuard(options: Readonly<RateLimitOptions>): Guard {
     throw new TypeError(
       `Expected \`options\` to be an object, got ${options === null ? 'null' : typeof options}`,
     )
+  knownOptions(options, RATE_LIMIT_OPTIONS, 'rateLimit')
   const limit = numberOption('limit', options.limit, { min: 0, max: 1e12, integer: true })
   const windowMs = durationMs('windowMs', options.windowMs)
   const blockMs = options.blockMs === undefined ? 0 : durationMs('blockMs', options.blockMs, { min: 0 })
@@ -270,6 +288,16 @@ export type ImageChartsRateLimitsOptions = Pick<
   'store' | 'trustProxy' | 'ipv6Subnet' | 'failOpen' | 'storeTimeoutMs' | 'onStoreError' | 'headers'
 >
 
+const IMAGE_CHARTS_RATE_LIMITS_OPTIONS = [
+  'store',
+  'trustProxy',
+  'ipv6Subnet',
+  'failOpen',
+  'storeTimeoutMs',
+  'onStoreError',
+  'headers',
+] as const satisfies readonly (keyof ImageChartsRateLimitsOptions)[]
+
 /**
  * Image-Charts' published limits, as two policies: 90 requests per 10 s per IP
  * (`ic-per-ip`), and 10 per minute per IP for unsigned requests (`ic-unsigned`: no `icac` and
@@ -280,6 +308,12 @@ export type ImageChartsRateLimitsOptions = Pick<
  * const guard = imageChartsRateLimitsGuard({ trustProxy: 1 })
  */
 export function imageChartsRateLimitsGuard(options: Readonly<ImageChartsRateLimitsOptions> = {}): Guard {
+  if (typeof options !== 'object' || options === null)
+    throw new TypeError(
+      `Expected \`options\` to be an object, got ${options === null ? 'null' : typeof options}`,
+    )
+  // Checked here too: rateLimitGuard would take a `limit` or `key`, which the presets below override.
+  knownOptions(options, IMAGE_CHARTS_RATE_LIMITS_OPTIONS, 'imageChartsRateLimits')
   const shared = {
     ...options,
     store: options.store ?? new MemoryStore(),

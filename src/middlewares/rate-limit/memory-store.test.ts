@@ -90,4 +90,19 @@ describe('MemoryStore', () => {
       message: /^Expected `now`/,
     })
   })
+
+  it('refuses an option it does not know, and takes every documented one', () => {
+    assert.throws(() => new MemoryStore({ maxkeys: 10 } as never), {
+      name: 'TypeError',
+      message: /^Unknown option `maxkeys` of MemoryStore: expected one of maxKeys, now$/,
+    })
+    assert.throws(() => new MemoryStore(null as never), {
+      name: 'TypeError',
+      message: /^Expected `options` to be an object, got null/,
+    })
+    const c = clock()
+    const store = new MemoryStore({ maxKeys: 10, now: c.now })
+    assert.equal(store.consume('k', 1, policy).used, 1)
+    assert.equal(new MemoryStore().size, 0)
+  })
 })

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto'
+import { knownOptions } from '../../options.ts'
 import type { ConsumeResult, RateLimitPolicy, RateLimitStore } from './store.ts'
 
 /**
@@ -84,6 +85,7 @@ export class RedisStore implements RateLimitStore {
       throw new TypeError(
         `Expected \`options\` to be an object, got ${options === null ? 'null' : typeof options}`,
       )
+    knownOptions(options, ['sendCommand', 'prefix'], 'RedisStore')
     if (typeof options.sendCommand !== 'function')
       throw new TypeError(`Expected \`sendCommand\` to be a function, got ${typeof options.sendCommand}`)
     const prefix = options.prefix ?? 'ic-rl:'

@@ -69,6 +69,35 @@ describe('createRetryPolicy', () => {
     assert.throws(() => createRetryPolicy({ random: 4 as never }), /`random`/)
     assert.throws(() => createRetryPolicy({ onRetry: 'log' as never }), /`onRetry`/)
   })
+
+  it('refuses an option it does not know, `fetch` included, and takes every documented one', () => {
+    for (const name of ['maxRetries', 'fetch'])
+      assert.throws(() => createRetryPolicy({ [name]: 3 } as never), {
+        name: 'TypeError',
+        message: new RegExp(`^Unknown option \`${name}\` of createRetryPolicy: expected one of maxAttempts,`),
+      })
+    const random = () => 0.5
+    const onRetry = () => {}
+    assert.deepEqual(
+      createRetryPolicy({
+        maxAttempts: 4,
+        minDelayMs: '1s',
+        maxDelayMs: '20s',
+        statuses: [429, 502, 503],
+        random,
+        onRetry,
+      }),
+      {
+        maxAttempts: 4,
+        minDelayMs: 1000,
+        maxDelayMs: 20_000,
+        statuses: new Set([429, 502, 503]),
+        random,
+        onRetry,
+      },
+    )
+    assert.equal(createRetryPolicy().maxAttempts, 3)
+  })
 })
 
 describe('fetchWithRetry', () => {
@@ -217,6 +246,34 @@ describe('fetchWithRetry', () => {
     } finally {
       await backend.close()
     }
+  })
+
+  it('refuses an option it does not know, and takes every documented one, `fetch` included', async () => {
+    const calls: string[] = []
+    const fetch = (async (url: string | URL) => {
+      calls.push(String(url))
+      return new Response('ok')
+    }) as typeof globalThis.fetch
+    await assert.rejects(fetchWithRetry('http://x.test/', {}, { fetch, maxAttempt: 2 } as never), {
+      name: 'TypeError',
+      message: /^Unknown option `maxAttempt` of fetchWithRetry: expected one of maxAttempts, .*, fetch$/,
+    })
+    assert.deepEqual(calls, [], 'nothing is fetched with a misspelt option')
+    const res = await fetchWithRetry(
+      'http://x.test/',
+      {},
+      {
+        maxAttempts: 2,
+        minDelayMs: 1,
+        maxDelayMs: 10,
+        statuses: [429],
+        random: () => 0,
+        onRetry: () => {},
+        fetch,
+      },
+    )
+    assert.equal(await res.text(), 'ok')
+    assert.deepEqual(calls, ['http://x.test/'])
   })
 
   it('does not retry a TypeError that is not a network failure', async () => {

@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises'
-import { type Duration, durationMs } from '../../options.ts'
+import { type Duration, durationMs, knownOptions } from '../../options.ts'
 
 /**
  * The retry policy: only network errors, 429 and 502 are retried, after a truncated
@@ -53,18 +53,44 @@ export interface RetryPolicy {
 }
 
 const DEFAULTS = { maxAttempts: 3, minDelayMs: 1000, maxDelayMs: 30_000, statuses: [429, 502] } as const
+const RETRY_OPTIONS = [
+  'maxAttempts',
+  'minDelayMs',
+  'maxDelayMs',
+  'statuses',
+  'random',
+  'onRetry',
+] as const satisfies readonly (keyof RetryOptions)[]
 
 /**
- * Validates retry options once (a `TypeError` names the bad option) and applies the defaults.
+ * Validates retry options once (a `TypeError` names the bad option, or one it does not know)
+ * and applies the defaults.
  *
  * @example
  * const policy = createRetryPolicy({ maxAttempts: 5 })
  * policy.minDelayMs // 1000
  */
 export function createRetryPolicy(options: Readonly<RetryOptions> = {}): RetryPolicy {
+  return readRetryPolicy(options, 'createRetryPolicy')
+}
+
+/**
+ * {@link createRetryPolicy} for a caller whose options hold more than the policy (`extra`,
+ * known to that caller): `owner` names it in the error for an unknown option.
+ *
+ * @example
+ * readRetryPolicy(options.retry, '`retry`') // createBackendFetch({ retry })
+ * readRetryPolicy(options, 'fetchWithRetry', ['fetch'])
+ */
+export function readRetryPolicy(
+  options: Readonly<RetryOptions>,
+  owner: string,
+  extra: readonly string[] = [],
+): RetryPolicy {
   if (options === null || typeof options !== 'object') {
     throw new TypeError(`Expected retry options to be an object, got ${options}`)
   }
+  knownOptions(options, extra.length === 0 ? RETRY_OPTIONS : [...RETRY_OPTIONS, ...extra], owner)
   const maxAttempts = options.maxAttempts ?? DEFAULTS.maxAttempts
   if (!Number.isInteger(maxAttempts) || maxAttempts < 1 || maxAttempts > 100) {
     throw new TypeError(`Expected \`maxAttempts\` to be an integer from 1 to 100, got ${maxAttempts}`)
@@ -174,7 +200,7 @@ export async function fetchWithRetry(
   init: RequestInit = {},
   options: Readonly<FetchWithRetryOptions> = {},
 ): Promise<Response> {
-  const policy = createRetryPolicy(options)
+  const policy = readRetryPolicy(options, 'fetchWithRetry', ['fetch'])
   const doFetch = options.fetch ?? globalThis.fetch
   if (typeof doFetch !== 'function')
     throw new TypeError(`Expected \`fetch\` to be a function, got ${typeof doFetch}`)
