@@ -343,6 +343,22 @@ for (const framework of frameworks) {
         .attach('file', image, 'a.png')
       assert.equal(r.status, 200, r.text)
       assert.deepEqual(JSON.parse(r.text).upload, { type: 'png', bytes: image.length })
+      // Parameters may be unquoted; a quoted `; name="file"` inside another part's file name is not its name.
+      const body = Buffer.concat([
+        Buffer.from(
+          '--XyZ\r\nContent-Disposition: form-data; name=pic; filename="a; name=\\"file\\".txt"\r\n\r\nnot an image\r\n',
+        ),
+        Buffer.from('--XyZ\r\nContent-Disposition: form-data; name=file\r\nContent-Type: image/png\r\n\r\n'),
+        image,
+        Buffer.from('\r\n--XyZ--\r\n'),
+      ])
+      const raw = await request(app.url)
+        .post('/upload/a.png')
+        .set('authorization', `Bearer ${UPLOAD_TOKEN}`)
+        .set('content-type', 'multipart/form-data; boundary=XyZ')
+        .send(body)
+      assert.equal(raw.status, 200, raw.text)
+      assert.deepEqual(JSON.parse(raw.text).upload, { type: 'png', bytes: image.length })
     })
 
     it('refuses uploads that are disabled, unauthorised or not images', async () => {

@@ -5,7 +5,7 @@ import { describe, it } from 'node:test'
 import sharp from 'sharp'
 import { isIcError } from '../../errors.ts'
 import { type UploadOptions, upload } from './index.ts'
-import { multipartFile } from './multipart.ts'
+import { dispositionOf, multipartFile } from './multipart.ts'
 
 const sent: Record<string, string> = {}
 const res = {
@@ -118,6 +118,37 @@ describe('multipartFile', () => {
       Buffer.from('\r\n--XyZ--\r\n'),
     ])
     assert.equal(multipartFile(noNamed, 'XyZ')?.toString(), 'first')
+  })
+
+  it('reads the disposition parameters quoted or not, in any case, and only where they are', () => {
+    const only = (headers: string) =>
+      multipartFile(Buffer.concat([part(headers, 'data'), Buffer.from('\r\n--XyZ--\r\n')]), 'XyZ')?.toString()
+    assert.equal(only('Content-Disposition: form-data; name=file'), 'data')
+    assert.equal(only('content-disposition: form-data; NAME="file"'), 'data')
+    assert.equal(only('Content-Disposition: form-data; name=pic; filename=a.png'), 'data')
+    assert.equal(only("Content-Disposition: form-data; name=pic; filename*=UTF-8''%C3%A9.png"), 'data')
+    assert.equal(only('Content-Disposition: form-data; name="title"'), undefined)
+    // A `; name="file"` inside another parameter's quoted value, or in another header, is not the name.
+    assert.equal(only('Content-Disposition: form-data; name="title"; x="; name=\\"file\\""'), undefined)
+    assert.equal(
+      only('X-Content-Disposition: form-data; name="file"\r\nContent-Disposition: form-data; name="t"'),
+      undefined,
+    )
+    assert.equal(only('Content-Disposition: form-data; name="FILE"'), undefined)
+    const named = Buffer.concat([
+      part('Content-Disposition: form-data; name="pic"; filename="a; name=\\"file\\""', 'first'),
+      Buffer.from('\r\n'),
+      part('Content-Disposition: form-data; name="file"', 'named'),
+      Buffer.from('\r\n--XyZ--\r\n'),
+    ])
+    assert.equal(multipartFile(named, 'XyZ')?.toString(), 'named')
+    assert.deepEqual(
+      [...(dispositionOf('Content-Disposition: form-data; name="a\\"b"; filename=c.png; name=dup') ?? [])],
+      [
+        ['name', 'a"b'],
+        ['filename', 'c.png'],
+      ],
+    )
   })
 
   it('gives nothing for a body without a file or a well-formed part', () => {
