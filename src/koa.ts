@@ -64,6 +64,11 @@ export function fromGuard(guard: Guard, name: string): KoaMiddleware {
  * app.use(router.routes())
  */
 export function errorHandler(options: Readonly<ErrorHandlerOptions> = {}): KoaMiddleware {
+  // Checked before the spread, which would turn `null` into {} and a string into its characters.
+  if (typeof options !== 'object' || options === null)
+    throw new TypeError(
+      `Expected \`options\` to be an object, got ${options === null ? 'null' : typeof options}`,
+    )
   const handle = createErrorWriter({ onError: () => {}, ...options })
   const fail = (ctx: KoaContext, err: unknown): void => {
     ctx.respond = false

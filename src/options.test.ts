@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
-import { durationMs, functionOption, numberOption } from './options.ts'
+import { createBackendFetch } from './middlewares/backend-fetch/index.ts'
+import { durationMs, functionOption, knownOptions, numberOption } from './options.ts'
 
 describe('durationMs(name, value, range)', () => {
   it('takes milliseconds or ms strings', () => {
@@ -47,5 +48,32 @@ describe('numberOption(name, value, range) and functionOption(name, value)', () 
       () => functionOption('cost', 'area'),
       /^TypeError: Expected `cost` to be a function, got string/,
     )
+  })
+})
+
+describe('knownOptions(options, known, owner)', () => {
+  it('refuses an unknown key, own or inherited, and ignores symbols and non-enumerable keys', () => {
+    const known = ['timeoutMs', 'maxBytes']
+    knownOptions({ timeoutMs: 1 }, known, 'f')
+    assert.throws(() => knownOptions({ timeoutMS: 1 }, known, 'f'), {
+      name: 'TypeError',
+      message: 'Unknown option `timeoutMS` of f: expected one of timeoutMs, maxBytes',
+    })
+    assert.throws(() => knownOptions(Object.create({ timeoutMS: 1 }), known, 'f'), /`timeoutMS`/)
+    // The factories read inherited options: a misspelt inherited one must not keep a default.
+    assert.throws(
+      () => createBackendFetch(Object.create({ timeoutMS: 5 })),
+      /`timeoutMS` of createBackendFetch/,
+    )
+    knownOptions(Object.create({ timeoutMs: 1 }), known, 'f')
+    const hidden = Object.defineProperty({ [Symbol('tag')]: 1 }, 'extra', { value: 1, enumerable: false })
+    knownOptions(hidden, known, 'f')
+    class Options {
+      maxBytes = 10
+      get timeoutMs(): number {
+        return 5
+      }
+    }
+    knownOptions(new Options(), known, 'f')
   })
 })

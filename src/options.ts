@@ -66,14 +66,15 @@ export function functionOption<T>(name: string, value: T | undefined): T | undef
 }
 
 /**
- * Throws a TypeError naming the first key of `options` outside `known`: a misspelt option
- * (`scope` for `scopes`) must fail at start-up, not be ignored.
+ * Throws a TypeError naming the first key of `options` outside `known`, own or inherited
+ * (enumerable): a misspelt option (`scope` for `scopes`) must fail at start-up, not be ignored.
  *
  * @example
  * knownOptions({ scope: ['admin'] }, ['keys', 'scopes'], 'apiKey') // throws: Unknown option `scope` of apiKey
  */
 export function knownOptions(options: object, known: readonly string[], owner: string): void {
-  for (const key of Object.keys(options)) {
+  // for…in, not Object.keys: the factories read inherited options too (`Object.create(defaults)`).
+  for (const key in options) {
     if (!known.includes(key))
       throw new TypeError(`Unknown option \`${key}\` of ${owner}: expected one of ${known.join(', ')}`)
   }

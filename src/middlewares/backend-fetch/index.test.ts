@@ -449,8 +449,11 @@ describe('createBackendFetch', () => {
     for (const [options, message] of [
       [{ timeoutMS: 1000 }, /^Unknown option `timeoutMS` of createBackendFetch: expected one of maxBytes,/],
       [{ allowPrivateAddress: true }, /^Unknown option `allowPrivateAddress` of createBackendFetch/],
-      [{ retry: { maxAttempt: 3 } }, /^Unknown option `maxAttempt` of `retry`: expected one of maxAttempts,/],
-      [{ retry: { fetch } }, /^Unknown option `fetch` of `retry`/],
+      [
+        { retry: { maxAttempt: 3 } },
+        /^Unknown option `maxAttempt` of `retry` of createBackendFetch: expected one of maxAttempts,/,
+      ],
+      [{ retry: { fetch } }, /^Unknown option `fetch` of `retry` of createBackendFetch/],
     ] as const)
       assert.throws(() => createBackendFetch(options as never), { name: 'TypeError', message })
     const fetchImage = createBackendFetch({

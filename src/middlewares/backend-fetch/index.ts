@@ -223,7 +223,7 @@ export function createBackendFetch(options: Readonly<BackendFetchOptions> = {}):
   const retry =
     options.retry === undefined || options.retry === false
       ? undefined
-      : readRetryPolicy(options.retry, '`retry`')
+      : readRetryPolicy(options.retry, '`retry` of createBackendFetch')
   const httpAgent = new http.Agent({ keepAlive: true })
   const httpsAgent = new https.Agent({ keepAlive: true })
 

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
+import { errorHandler as expressErrorHandler } from '../../express.ts'
+import { errorHandler as koaErrorHandler } from '../../koa.ts'
 import { createErrorWriter } from './index.ts'
 
 describe('createErrorWriter(options)', () => {
@@ -29,10 +31,14 @@ describe('createErrorWriter(options)', () => {
         name: 'TypeError',
         message: new RegExp(`^Unknown option \`${name}\` of errorHandler: expected one of onError,`),
       })
-    assert.throws(() => createErrorWriter(null as never), {
-      name: 'TypeError',
-      message: /^Expected `options` to be an object, got null/,
-    })
+    for (const make of [createErrorWriter, expressErrorHandler, koaErrorHandler]) {
+      assert.throws(() => make(null as never), {
+        name: 'TypeError',
+        message: /^Expected `options` to be an object, got null/,
+      })
+      assert.throws(() => make('x' as never), { message: /^Expected `options` to be an object, got string/ })
+      assert.throws(() => make({ onerror: () => {} } as never), { message: /^Unknown option `onerror`/ })
+    }
     const handle = createErrorWriter({
       onError: () => {},
       requestIdHeader: 'x-correlation-id',

@@ -363,6 +363,13 @@ describe('rateLimitGuard(options)', () => {
       })
       assert.equal(run(guard, '/chart').err, undefined)
       assert.equal(typeof imageChartsRateLimitsGuard(), 'function')
+      // Options inherited from a prototype are read as rateLimit() reads them.
+      const inherited = imageChartsRateLimitsGuard(Object.create({ headers: false }))
+      assert.equal(run(inherited, '/chart').res.getHeader('ratelimit-policy'), undefined)
+      assert.throws(
+        () => imageChartsRateLimitsGuard(Object.create({ limit: 5 })),
+        /`limit` of imageChartsRateLimits/,
+      )
     })
   })
 

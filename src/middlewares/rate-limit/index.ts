@@ -314,8 +314,12 @@ export function imageChartsRateLimitsGuard(options: Readonly<ImageChartsRateLimi
     )
   // Checked here too: rateLimitGuard would take a `limit` or `key`, which the presets below override.
   knownOptions(options, IMAGE_CHARTS_RATE_LIMITS_OPTIONS, 'imageChartsRateLimits')
+  // Read by name, not spread: a spread would drop options inherited from a prototype.
+  const given: { -readonly [K in keyof ImageChartsRateLimitsOptions]?: ImageChartsRateLimitsOptions[K] } = {}
+  for (const name of IMAGE_CHARTS_RATE_LIMITS_OPTIONS)
+    if (options[name] !== undefined) (given as Record<string, unknown>)[name] = options[name]
   const shared = {
-    ...options,
+    ...given,
     store: options.store ?? new MemoryStore(),
     key: 'ip' as const,
     blockMs: 60_000,

@@ -135,6 +135,9 @@ describe('multipartFile', () => {
       undefined,
     )
     assert.equal(only('Content-Disposition: form-data; name="FILE"'), undefined)
+    // As a browser sends a field named `photo\`: the backslash is not an escape of the closing quote.
+    assert.equal(only('Content-Disposition: form-data; name="photo\\"; filename="a.png"'), 'data')
+    assert.equal(dispositionOf('Content-Disposition: form-data; name="x\\"')?.get('name'), 'x\\')
     const named = Buffer.concat([
       part('Content-Disposition: form-data; name="pic"; filename="a; name=\\"file\\""', 'first'),
       Buffer.from('\r\n'),

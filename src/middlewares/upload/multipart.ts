@@ -1,5 +1,7 @@
 // `; name="value"` or `; name=value`: a quoted value may hold `;` and `\"`, so it is read whole.
-const PARAMETER = /;[ \t]*([^\s=;]+)[ \t]*=[ \t]*(?:"((?:[^"\\]|\\.)*)"|([^\s;"]*))/g
+// Browsers escape no backslash (they send `"` as %22): a `\` right before the closing quote, i.e.
+// one followed by `;` or the end, is the last character of the value (`name="photo\"`).
+const PARAMETER = /;[ \t]*([^\s=;]+)[ \t]*=[ \t]*(?:"((?:[^"\\]|\\(?="[ \t]*(?:;|$))|\\.)*)"|([^\s;"]*))/g
 
 /**
  * The parameters of a part's `Content-Disposition` header (`form-data; name="file";
