@@ -30,6 +30,20 @@ describe('encodeValidationHeader(items, maxBytes)', () => {
     assert.ok(item.message.length > 10)
   })
 
+  it('keeps naming the parameter of an item whose name alone is too long: its path is shortened, not dropped', () => {
+    const name = 'a'.repeat(5000)
+    const [item] = JSON.parse(
+      encodeValidationHeader([{ message: `"${name}" is not allowed`, path: [name, 2], type: 'any.unknown' }]),
+    )
+    assert.deepEqual(item.path, [`${'a'.repeat(64)}…`, 2])
+    assert.equal(item.type, 'any.unknown')
+    assert.ok(item.message.startsWith('"aaa') && item.message.endsWith('…'))
+    const [emoji] = JSON.parse(
+      encodeValidationHeader([{ message: 'x', path: ['a'.repeat(63) + '😀'.repeat(2000)] }]),
+    )
+    assert.equal(emoji.path[0], emoji.path[0].toWellFormed())
+  })
+
   it('never splits a surrogate pair when shortening', () => {
     const value = encodeValidationHeader([{ message: '😀'.repeat(3000) }], 512)
     const [item] = JSON.parse(value)

@@ -50,6 +50,20 @@ function cleanItem(item: ValidationItem): ValidationItem {
   return out
 }
 
+const PATH_PART_MAX = 64
+
+/** The item with every long string of its path cut to {@link PATH_PART_MAX} characters and `…`: the parameter stays named. */
+function shortPath(item: ValidationItem): ValidationItem {
+  if (item.path === undefined || !item.path.some((p) => typeof p === 'string' && p.length > PATH_PART_MAX))
+    return item
+  const path = item.path.map((p) => {
+    if (typeof p !== 'string' || p.length <= PATH_PART_MAX) return p
+    const cut = p.slice(0, PATH_PART_MAX)
+    return `${/[\ud800-\udbff]$/.test(cut) ? cut.slice(0, -1) : cut}${ELLIPSIS}`
+  })
+  return { ...item, path }
+}
+
 function truncateMessage(item: ValidationItem, maxBytes: number): string {
   let { message } = item
   let encoded = asciiJson({ ...item, message })
@@ -68,9 +82,9 @@ function truncateMessage(item: ValidationItem, maxBytes: number): string {
 /**
  * Serialises validation items into a value that is always safe in an HTTP header: valid
  * JSON (an array of objects with `message`), printable ASCII only (CR, LF and non-Latin-1
- * text are `\u` escapes, never dropped), and at most `maxBytes` long. Messages that do not
- * fit are shortened with `…`; items that do not fit are replaced by one last item saying
- * how many were left out.
+ * text are `\u` escapes, never dropped), and at most `maxBytes` long. An item that does not
+ * fit has the long names of its path and then its message shortened with `…`; items that do
+ * not fit are replaced by one last item saying how many were left out.
  *
  * @example
  * encodeValidationHeader([{ message: 'bad\r\nvalue' }]) // '[{"message":"bad\\r\\nvalue"}]'
@@ -87,7 +101,7 @@ export function encodeValidationHeader(
   for (let i = 0; i < items.length; i++) {
     const item = cleanItem(items[i] as ValidationItem)
     let encoded = asciiJson(item)
-    if (encoded.length > itemCap) encoded = truncateMessage(item, itemCap)
+    if (encoded.length > itemCap) encoded = truncateMessage(shortPath(item), itemCap)
     if (encoded.length > itemCap) encoded = asciiJson({ message: ELLIPSIS })
     const last = i === items.length - 1
     if (used + encoded.length + 1 > budget - (last ? 0 : reserve)) {

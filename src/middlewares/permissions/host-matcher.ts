@@ -9,6 +9,21 @@
 export type HostMatcher = (hostOrUrl: string | URL) => boolean
 
 const FORBIDDEN_IN_ENTRY = /[\s/\\@?#%*]/
+// What a fetch can resolve, once the URL parser has lower-cased and punycoded a host: the parser
+// itself keeps `*`, quotes, braces, `&` or `=` in a host, none of which a DNS name holds.
+const DNS_NAME = /^[a-z0-9_-]+(?:\.[a-z0-9_-]+)*$/
+
+/**
+ * Whether a host, as the URL parser gives it without its final dot, names a machine: DNS
+ * labels (letters, digits, `-`, `_`; none empty), an IPv4 address or a bracketed IPv6 one.
+ *
+ * @example
+ * isHostName('img.cdn.example.net') // true
+ * isHostName('*.cdn.example.net') // false
+ */
+export function isHostName(host: string): boolean {
+  return DNS_NAME.test(host) || (host.startsWith('[') && host.endsWith(']'))
+}
 const IPV4 = /^[\d.]+$/
 const HAS_SCHEME = /^[a-zA-Z][a-zA-Z0-9+.-]*:\/\//
 
@@ -27,8 +42,7 @@ function normaliseEntry(entry: string, option: string): string {
     url.username !== '' ||
     url.password !== '' ||
     url.pathname !== '/' ||
-    url.hostname.startsWith('.') ||
-    url.hostname.includes('..') ||
+    !isHostName(trimDot(url.hostname)) ||
     FORBIDDEN_IN_ENTRY.test(entry) ||
     entry.includes(':', entry.startsWith('[') ? entry.indexOf(']') : 0)
   ) {
@@ -44,7 +58,8 @@ function trimDot(host: string): string {
 }
 
 /**
- * The host a request would fetch from, or `undefined` when it is not an http(s) URL or host.
+ * The host a request would fetch from, or `undefined` when it is not an http(s) URL or host
+ * or its host is no machine's name ({@link isHostName}).
  *
  * @example
  * hostOf('https://a@B.example.com./x') // 'b.example.com'
@@ -61,7 +76,8 @@ export function hostOf(input: string | URL): string | undefined {
     }
   }
   if (url.protocol !== 'https:' && url.protocol !== 'http:') return undefined
-  return url.hostname === '' ? undefined : trimDot(url.hostname)
+  const host = trimDot(url.hostname)
+  return isHostName(host) ? host : undefined
 }
 
 /**

@@ -63,6 +63,8 @@ describe('createHostMatcher', () => {
       '.example.com',
       'a..example.com',
       '*..example.com',
+      'a"b.example.com',
+      '*.a{b}.example.com',
     ]) {
       assert.throws(
         () => createHostMatcher([entry]),
@@ -71,6 +73,10 @@ describe('createHostMatcher', () => {
       )
     }
     assert.throws(() => createHostMatcher('a.com' as never), TypeError)
+    const wildcard = createHostMatcher(['*.cdn.example.net'])
+    for (const input of ['https://*.cdn.example.net/', '*.cdn.example.net', 'http://a"b.cdn.example.net'])
+      assert.equal(wildcard(input), false, input)
+    assert.equal(wildcard('https://A_1.cdn.example.net./x'), true)
   })
 
   it('never matches a host outside the list, whatever the string (the host a URL parser would fetch decides)', () => {
@@ -322,6 +328,24 @@ describe('permissions', () => {
       )
     }
     assert.equal(outcome({ hostsAllowed: vectors.allowed }, 'hostname=evil.net'), '401 IC_HOST_NOT_ALLOWED')
+    // The URL parser keeps these characters in a host; no DNS name holds them, so no wildcard covers them.
+    const wildcard = { hostsAllowed: ['*.cdn.example.net'] }
+    for (const host of ['*.cdn.example.net', 'a"{}`&=.cdn.example.net', 'a*b.cdn.example.net', '*']) {
+      for (const options of [wildcard, {}])
+        assert.equal(
+          outcome(options, `hostname=${encodeURIComponent(host)}`),
+          '400 IS_VALIDATION_ERROR',
+          host,
+        )
+      assert.equal(
+        outcome(wildcard, `origin=${encodeURIComponent(`https://${host}/a.jpg`)}`),
+        '400 IS_VALIDATION_ERROR',
+        host,
+      )
+    }
+    for (const host of ['img_1.cdn.example.net', 'xn--bcher-kva.cdn.example.net', '[::1]', '10.0.0.1'])
+      assert.match(outcome({}, `hostname=${encodeURIComponent(host)}`), /^ok /, host)
+    assert.equal(outcome(wildcard, 'origin=https://IMG_1.cdn.example.net./a.jpg').slice(0, 3), 'ok ')
     assert.equal(
       outcome({ hostsAllowed: vectors.allowed }, 'hostname=a.cdn.example.net'),
       'ok {"kind":"host","param":"hostname","host":"a.cdn.example.net"}',

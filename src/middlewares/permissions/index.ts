@@ -5,7 +5,7 @@ import { NameTable } from '../../name-table.ts'
 import { knownOptions } from '../../options.ts'
 import { type ParsedQuery, parseQuery } from '../../query.ts'
 import { IMAGIZER_PARAMS } from '../image-params/index.ts'
-import { compileHostList, type HostnameMatcher } from './host-matcher.ts'
+import { compileHostList, type HostnameMatcher, isHostName } from './host-matcher.ts'
 
 export { createHostMatcher, type HostMatcher } from './host-matcher.ts'
 
@@ -260,6 +260,8 @@ function urlSource(
     refuse('IS_VALIDATION_ERROR', param, `"${param}" must not contain credentials`, 'string.uriCredentials')
   }
   const host = url.hostname.endsWith('.') ? url.hostname.slice(0, -1) : url.hostname
+  if (!isHostName(host))
+    refuse('IS_VALIDATION_ERROR', param, `"${param}" must name a valid host`, 'string.hostname')
   if (compiled.hosts !== undefined && !compiled.hosts(host)) notAllowed(param)
   return new UrlSource(param, text, host, url)
 }
@@ -326,9 +328,10 @@ export function checkPermissions(compiled: CompiledPermissions, query: ParsedQue
     case 'hostname': {
       const bare = !NOT_IN_HOST.test(value) && !value.replace(IPV6_LITERAL, '').includes(':')
       const url = bare ? safeUrl(`http://${value}`) : undefined
-      if (url === undefined || url.hostname === '')
+      const host =
+        url === undefined || !url.hostname.endsWith('.') ? url?.hostname : url.hostname.slice(0, -1)
+      if (host === undefined || !isHostName(host))
         refuse('IS_VALIDATION_ERROR', chosen, '"hostname" must be a host name', 'string.hostname')
-      const host = url.hostname.endsWith('.') ? url.hostname.slice(0, -1) : url.hostname
       if (compiled.hosts !== undefined && !compiled.hosts(host)) notAllowed(chosen)
       return { kind: 'host', param: chosen, host }
     }
