@@ -248,6 +248,26 @@ describe('imageParams: configuration', () => {
       /`params\.a\.pattern` to be a valid regular expression/,
     ],
     ['empty enum', { params: { a: { type: 'enum', values: [] } } }, /`params\.a\.values`/],
+    [
+      'a fractional bound of an integer',
+      { params: { a: { type: 'integer', min: 1.5 } } },
+      /`params\.a\.min` to be an integer \(the rule is of type integer\), got 1\.5/,
+    ],
+    [
+      'a size no value can have',
+      { params: { s: { type: 'size', maxWidth: 0 } } },
+      /`params\.s\.maxWidth` to be a positive integer/,
+    ],
+    [
+      'a zero pixel cap',
+      { params: { s: { type: 'size', maxPixels: 0 } } },
+      /`params\.s\.maxPixels` to be a positive integer/,
+    ],
+    [
+      'a zero maximum length',
+      { params: { t: { type: 'string', maxLength: 0 } } },
+      /`params\.t\.maxLength` to be a positive integer/,
+    ],
     ['unknown key', { params: { a: { type: 'integer', maximum: 3 } as never } }, /`params\.a\.maximum`/],
     ['bad default', { params: { a: { type: 'integer', max: 3, default: 4 } } }, /`params\.a\.default`/],
     ['name ending in 64', { params: { x264: { type: 'boolean' } } }, /not ending in 64/],

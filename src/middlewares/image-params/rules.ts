@@ -142,9 +142,11 @@ function optionalFinite(option: string, value: unknown): number | undefined {
   return value
 }
 
-function optionalCount(option: string, value: unknown): number | undefined {
+/** A count option; `least` is 1 for the limits that would refuse every value at 0 (a width, a maximum length). */
+function optionalCount(option: string, value: unknown, least: 0 | 1 = 0): number | undefined {
   if (value === undefined) return undefined
-  if (!Number.isSafeInteger(value) || (value as number) < 0) fail(option, 'a non-negative integer', value)
+  if (!Number.isSafeInteger(value) || (value as number) < least)
+    fail(option, least === 0 ? 'a non-negative integer' : 'a positive integer', value)
   return value as number
 }
 
@@ -232,6 +234,13 @@ export function compileRule(name: string, rule: ParamRule, option: string): Comp
       const integer = rule.type === 'integer'
       const min = optionalFinite(`${option}.min`, rule.min)
       const max = optionalFinite(`${option}.max`, rule.max)
+      for (const [key, bound] of [
+        ['min', min],
+        ['max', max],
+      ] as const) {
+        if (integer && bound !== undefined && !Number.isInteger(bound))
+          fail(`${option}.${key}`, 'an integer (the rule is of type integer)', bound)
+      }
       if (min !== undefined && max !== undefined && min > max)
         fail(`${option}.min`, `at most \`${option}.max\` (${max})`, min)
       const base = new Failure(`${label} must be a number`, 'number.base')
@@ -287,9 +296,9 @@ export function compileRule(name: string, rule: ParamRule, option: string): Comp
       break
     }
     case 'size': {
-      const maxWidth = optionalCount(`${option}.maxWidth`, rule.maxWidth)
-      const maxHeight = optionalCount(`${option}.maxHeight`, rule.maxHeight)
-      const maxPixels = optionalCount(`${option}.maxPixels`, rule.maxPixels)
+      const maxWidth = optionalCount(`${option}.maxWidth`, rule.maxWidth, 1)
+      const maxHeight = optionalCount(`${option}.maxHeight`, rule.maxHeight, 1)
+      const maxPixels = optionalCount(`${option}.maxPixels`, rule.maxPixels, 1)
       const base = new Failure(`${label} must be a size WIDTHxHEIGHT, e.g. 300x200`, 'size.base')
       const zero = new Failure(`${label} width and height must be greater than or equal to 1`, 'size.min')
       const wide =
@@ -337,7 +346,7 @@ export function compileRule(name: string, rule: ParamRule, option: string): Comp
       } else {
         fail(`${option}.pattern`, 'a RegExp or a string', rule.pattern)
       }
-      const maxLength = optionalCount(`${option}.maxLength`, rule.maxLength) ?? DEFAULT_MAX_LENGTH
+      const maxLength = optionalCount(`${option}.maxLength`, rule.maxLength, 1) ?? DEFAULT_MAX_LENGTH
       const tooLong = new Failure(
         `${label} length must be less than or equal to ${maxLength} characters long`,
         'string.max',
@@ -352,7 +361,7 @@ export function compileRule(name: string, rule: ParamRule, option: string): Comp
     }
     case 'string': {
       const minLength = optionalCount(`${option}.minLength`, rule.minLength) ?? 1
-      const maxLength = optionalCount(`${option}.maxLength`, rule.maxLength) ?? DEFAULT_MAX_LENGTH
+      const maxLength = optionalCount(`${option}.maxLength`, rule.maxLength, 1) ?? DEFAULT_MAX_LENGTH
       if (minLength > maxLength)
         fail(`${option}.minLength`, `at most \`${option}.maxLength\` (${maxLength})`, minLength)
       const tooShort = new Failure(

@@ -99,5 +99,28 @@ describe('requestRules', () => {
     assert.throws(() => requestRules({ imageParam: {} } as never), /Unknown option `imageParam`/)
     assert.throws(() => requestRules(null as never), TypeError)
     assert.throws(() => requestRules({ imageParams: { maxWidth: 0 } }), /`maxWidth`/)
+    // A rule's configuration error says which rule it is in.
+    const cases: [RequestRulesOptions, RegExp][] = [
+      [
+        { imageParams: { params: { a: { type: 'uuid' } as never } } },
+        /^In `imageParams` of requestRules: Expected `params\.a\.type`/,
+      ],
+      [
+        { signature: { accounts: { a: '' } } },
+        /^In `signature` of requestRules: Expected `accounts\.a\.secrets`/,
+      ],
+      [{ permissions: { hostsAllowed: ['a..b'] } }, /^In `permissions` of requestRules: .*`hostsAllowed`/],
+      [
+        { apiKey: { keys: { k: ['s'] }, scope: [] } as never },
+        /^In `apiKey` of requestRules: Unknown option `scope` of apiKey/,
+      ],
+    ]
+    for (const [options, message] of cases) {
+      assert.throws(
+        () => requestRules(options),
+        (err: Error) =>
+          err instanceof TypeError && message.test(err.message) && err.cause instanceof TypeError,
+      )
+    }
   })
 })

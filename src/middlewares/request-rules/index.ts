@@ -50,6 +50,17 @@ function publishAs(
   return undefined
 }
 
+/** Compiles the options of one rule; a configuration error says which of requestRules' options it is in. */
+function compileIn<T>(rule: keyof RequestRulesOptions, compile: () => T): T {
+  try {
+    return compile()
+  } catch (err) {
+    if (err instanceof TypeError)
+      throw new TypeError(`In \`${rule}\` of requestRules: ${err.message}`, { cause: err })
+    throw err
+  }
+}
+
 function run(
   steps: readonly Step[],
   from: number,
@@ -90,16 +101,17 @@ export function requestRules(options: Readonly<RequestRulesOptions>): Guard {
       )
   }
   const steps: Step[] = []
-  if (options.apiKey !== undefined) {
-    const check = compileApiKey(options.apiKey)
+  const { apiKey, signature, permissions } = options
+  if (apiKey !== undefined) {
+    const check = compileIn('apiKey', () => compileApiKey(apiKey))
     steps.push((req, query, out) => publishAs(out, 'apiKey', check(req, query)))
   }
-  if (options.signature !== undefined) {
-    const check = compileSignature(options.signature)
+  if (signature !== undefined) {
+    const check = compileIn('signature', () => compileSignature(signature))
     steps.push((_req, query, out) => publishAs(out, 'account', check(query)))
   }
-  if (options.permissions !== undefined) {
-    const compiled = compilePermissions(options.permissions)
+  if (permissions !== undefined) {
+    const compiled = compileIn('permissions', () => compilePermissions(permissions))
     steps.push((_req, query, out) => {
       const source = checkPermissions(compiled, query)
       if (source !== undefined) out.source = source
@@ -107,15 +119,18 @@ export function requestRules(options: Readonly<RequestRulesOptions>): Guard {
     })
   }
   if (options.imageParams !== undefined) {
+    const imageOptions = options.imageParams
     const keyParam = options.apiKey?.query
     // The API key's query parameter belongs to apiKey(): imageParamsAllowed must not refuse it.
-    const compiled = compileImageParams(
-      typeof keyParam === 'string'
-        ? {
-            ...options.imageParams,
-            paramsExempt: [...(options.imageParams.paramsExempt ?? DEFAULT_PARAMS_EXEMPT), keyParam],
-          }
-        : options.imageParams,
+    const compiled = compileIn('imageParams', () =>
+      compileImageParams(
+        typeof keyParam === 'string'
+          ? {
+              ...imageOptions,
+              paramsExempt: [...(imageOptions.paramsExempt ?? DEFAULT_PARAMS_EXEMPT), keyParam],
+            }
+          : imageOptions,
+      ),
     )
     steps.push((_req, query, out) => {
       out.imageParams = checkImageParams(compiled, query)

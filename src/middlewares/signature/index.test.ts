@@ -253,8 +253,12 @@ describe('signature guard', () => {
       /Unknown option `plans` of `accounts\.a`/,
     )
     assert.throws(
-      () => signature({ accounts, features: { x: { param: ['a'] } as never } }),
-      /Unknown option `param` of `features\.x`/,
+      () => signature({ accounts, features: { x: { parms: ['a'] } as never } }),
+      /Unknown option `parms` of `features\.x`/,
+    )
+    assert.throws(
+      () => signature({ accounts, features: { x: { test: () => true, param: '' } } }),
+      /Expected `features\.x\.param` to be a parameter name, got ""/,
     )
     assert.throws(() => signature({ accounts: new Map() as never }), /`accounts` to be a plain object/)
   })
@@ -333,19 +337,32 @@ describe('signature guard', () => {
     )
   })
 
-  it('sends the catalogue description as the validation message of IC_MISSING_ENT_PARAMETER', () => {
-    try {
-      signature({ accounts })({ url: '/chart?icac=acme', headers: {} } as IncomingMessage, res)
-      assert.fail('refused')
-    } catch (err) {
-      assert.ok(isIcError(err))
-      assert.deepEqual(JSON.parse(err.headers['x-ic-error-validation'] as string), [
-        {
-          message:
-            'A signed request needs both `icac` (account id) and `ichm` (signature); only one was given.',
-        },
-      ])
+  it('sends the catalogue description as the validation message of IC_MISSING_ENT_PARAMETER, naming what is missing', () => {
+    const items = (url: string, options: SignatureOptions = { accounts }) => {
+      try {
+        signature(options)({ url, headers: {} } as IncomingMessage, res)
+      } catch (err) {
+        assert.ok(isIcError(err))
+        return JSON.parse(err.headers['x-ic-error-validation'] as string) as unknown[]
+      }
+      return assert.fail('refused')
     }
+    const half = 'A signed request needs both `icac` (account id) and `ichm` (signature); only one was given.'
+    assert.deepEqual(items('/chart?icac=acme'), [{ message: half, path: ['ichm'], type: 'any.required' }])
+    assert.deepEqual(items('/chart?ichm=00'), [{ message: half, path: ['icac'], type: 'any.required' }])
+    assert.deepEqual(items('/chart?icac=&ichm=00'), [{ message: half, path: ['icac'], type: 'any.required' }])
+    const both = 'This route needs a signed request: send icac and ichm'
+    assert.deepEqual(items('/chart', { accounts, required: true }), [
+      { message: both, path: ['icac'], type: 'any.required' },
+      { message: both, path: ['ichm'], type: 'any.required' },
+    ])
+    // The refusals of a signed request name the parameter too.
+    assert.deepEqual(items(`/c?${signQuery('a=1&icac=nobody', 'x')}`), [
+      { message: 'Unknown account "nobody"', path: ['icac'], type: 'account.unknown' },
+    ])
+    assert.deepEqual(items(`/c?${signQuery('a=1&icac=acme', 'wrong')}`), [
+      { message: 'The ichm signature does not match the query', path: ['ichm'], type: 'signature.invalid' },
+    ])
   })
 
   it('accepts every secret of an account while a secret rotates', async () => {
@@ -410,14 +427,15 @@ describe('signature guard', () => {
     const guard = signature(options)
     const cases: [string, string, string][] = [
       ['icretina=2&icac=free', 'f', '403 IC_RETINA_ERROR'],
-      ['iclocale=fr-FR&icac=free', 'f', '403 IC_LOCALE_ERROR'],
+      // What unsigned requests may use, a signed account may use too.
+      ['iclocale=fr-FR&icac=free', 'f', 'ok free [locale]'],
       ['icfs=italic&icac=free', 'f', '403 IC_UNAUTHORIZED_FONT_STYLE_ERROR'],
       ['icff=Abel&icac=free', 'f', '403 IC_UNAUTHORIZED_FONT_FAMILY_ERROR'],
       ['chts=FF0000,20&icac=free', 'f', '403 IC_UNAUTHORIZED_STYLE_TITLE_ERROR'],
-      ['chxt=x,y&icac=free', 'f', 'ok free []'],
+      ['chxt=x,y&icac=free', 'f', 'ok free [locale]'],
       ['chxt=x,y,r&icac=free', 'f', '403 IC_UNAUTHORIZED_MULTI_AXIS_ERROR'],
       ['cht=bvs&chm=D,FF0000,0,0,5&icac=free', 'f', '403 IC_UNAUTHORIZED_COMPOUND_CHART_ERROR'],
-      ['cht=bvs&chm=N,000000,0,-1,11&icac=free', 'f', 'ok free []'],
+      ['cht=bvs&chm=N,000000,0,-1,11&icac=free', 'f', 'ok free [locale]'],
       ['icwm=0&icac=free', 'f', '403 IC_FEATURE_NOT_ALLOWED'],
       ['icretina=2&icac=pro', 'p', '403 IC_RETINA_ERROR'],
       [
@@ -436,6 +454,16 @@ describe('signature guard', () => {
     }
     assert.equal(await outcome(guard, '/c?iclocale=fr'), 'ok unsigned')
     assert.equal(await outcome(guard, '/c?icretina=2'), '403 IC_RETINA_ERROR')
+    // A refusal found by a feature's test names the parameter the test read.
+    try {
+      guard({ url: '/c?chxt=x,y,r&chm=D,0,1', headers: {} } as IncomingMessage, {} as ServerResponse)
+      assert.fail('refused')
+    } catch (err) {
+      assert.deepEqual(
+        (err as { validation: { path: string[] }[] }).validation.map((item) => item.path),
+        [['chxt'], ['chm']],
+      )
+    }
   })
 
   it('validates its options at construction, naming the option', () => {

@@ -1,7 +1,7 @@
 import { type ErrorCode, lookupErrorCode } from '../../catalogue.ts'
 import { icError } from '../../errors.ts'
 import type { Guard, Published } from '../../guard.ts'
-import { knownOptions, recordOption } from '../../options.ts'
+import { knownOptions, recordOption, showValue } from '../../options.ts'
 import { type ParsedQuery, parseQuery } from '../../query.ts'
 import { ReadonlySetView } from '../../readonly-set.ts'
 import type { ValidationItem } from '../../validation-header.ts'
@@ -41,6 +41,11 @@ export interface FeatureRule {
   readonly params?: readonly string[]
   /** A finer test over the decoded query values. */
   readonly test?: (values: ReadonlyMap<string, string>) => boolean
+  /**
+   * The parameter a refusal found by `test` names in `x-ic-error-validation` (the one `test`
+   * reads). @default the first of `params`, else the feature's name
+   */
+  readonly param?: string
   /** Code of the 403. @default 'IC_FEATURE_NOT_ALLOWED' */
   readonly code?: ErrorCode
 }
@@ -68,7 +73,7 @@ export interface SignatureOptions {
   readonly features?: Readonly<Record<string, FeatureRule>>
   /** Features of each plan, by plan name. @default {} */
   readonly plans?: Readonly<Record<string, readonly string[]>>
-  /** Features unsigned requests may use. @default [] */
+  /** Features unsigned requests may use; signed accounts may use them too. @default [] */
   readonly unsignedFeatures?: readonly string[]
 }
 
@@ -105,10 +110,12 @@ export const imageChartsFeatures: Readonly<Record<string, FeatureRule>> = Object
       const list = axes.split(',')
       return list.length > 2 || list.some((axis) => axis !== 'x' && axis !== 'y')
     },
+    param: 'chxt',
     code: 'IC_UNAUTHORIZED_MULTI_AXIS_ERROR',
   },
   compoundChart: {
     test: (values) => /(?:^|\|)D,/.test(values.get('chm') ?? ''),
+    param: 'chm',
     code: 'IC_UNAUTHORIZED_COMPOUND_CHART_ERROR',
   },
 })
@@ -117,6 +124,8 @@ interface CompiledFeature {
   readonly name: string
   readonly params: readonly string[]
   readonly test: ((values: ReadonlyMap<string, string>) => boolean) | undefined
+  /** What a refusal found by `test` names. */
+  readonly param: string
   readonly code: ErrorCode
 }
 
@@ -131,8 +140,10 @@ function entryFeatures(
   plans: ReadonlyMap<string, readonly string[]>,
   known: ReadonlySet<string>,
   option: string,
+  unsigned: ReadonlySet<string>,
 ): Set<string> {
-  const features = new Set<string>()
+  // A signature never takes away what an unsigned request may use.
+  const features = new Set<string>(unsigned)
   if (entry.plan !== undefined) {
     const plan = plans.get(entry.plan)
     if (plan === undefined)
@@ -156,6 +167,7 @@ function resolveAccount(
   plans: ReadonlyMap<string, readonly string[]>,
   known: ReadonlySet<string>,
   option: string,
+  unsigned: ReadonlySet<string>,
   configured = true,
 ): ResolvedAccount {
   const account: SignatureAccount =
@@ -180,7 +192,7 @@ function resolveAccount(
     if (typeof secret !== 'string' || secret === '')
       throw new TypeError(`Expected \`${option}.secrets\` to hold non-empty strings`)
   }
-  const features = new ReadonlySetView(entryFeatures(account, plans, known, option))
+  const features = new ReadonlySetView(entryFeatures(account, plans, known, option, unsigned))
   return {
     keys: account.secrets.map(signingKey),
     features,
@@ -188,10 +200,16 @@ function resolveAccount(
   }
 }
 
-/** Image-Charts sends the code's description as the validation message when one half is missing. */
-function missing(message: string, half: boolean): never {
+/**
+ * Image-Charts sends the code's description as the validation message when one half is missing;
+ * each item names a parameter that is missing (or empty).
+ */
+function missing(message: string, params: readonly ('icac' | 'ichm')[], half: boolean): never {
   const detail = half ? (lookupErrorCode('IC_MISSING_ENT_PARAMETER')?.description ?? message) : message
-  throw icError('IC_MISSING_ENT_PARAMETER', { message, validation: [{ message: detail }] })
+  throw icError('IC_MISSING_ENT_PARAMETER', {
+    message,
+    validation: params.map((param) => ({ message: detail, path: [param], type: 'any.required' })),
+  })
 }
 
 function checkFeatures(
@@ -204,7 +222,7 @@ function checkFeatures(
   for (const feature of features) {
     if (granted.has(feature.name)) continue
     let used = feature.params.find((param) => values.has(param))
-    if (used === undefined && feature.test?.(values) === true) used = feature.params[0] ?? feature.name
+    if (used === undefined && feature.test?.(values) === true) used = feature.param
     if (used === undefined) continue
     const item = {
       message: `"${used}" needs the ${feature.name} feature, which ${who} does not include`,
@@ -283,7 +301,7 @@ export function compileSignature(options: Readonly<SignatureOptions> = {}): Sign
     const option = `features.${name}`
     if (typeof rule !== 'object' || rule === null)
       throw new TypeError(`Expected \`${option}\` to be a feature rule`)
-    knownOptions(rule, ['params', 'test', 'code'], `\`${option}\``)
+    knownOptions(rule, ['params', 'test', 'param', 'code'], `\`${option}\``)
     const params = rule.params ?? []
     if (!Array.isArray(params) || params.some((p) => typeof p !== 'string' || p === ''))
       throw new TypeError(`Expected \`${option}.params\` to be an array of parameter names`)
@@ -291,10 +309,12 @@ export function compileSignature(options: Readonly<SignatureOptions> = {}): Sign
       throw new TypeError(`Expected \`${option}.test\` to be a function`)
     if (params.length === 0 && rule.test === undefined)
       throw new TypeError(`Expected \`${option}\` to have \`params\` or \`test\``)
+    if (rule.param !== undefined && (typeof rule.param !== 'string' || rule.param === ''))
+      throw new TypeError(`Expected \`${option}.param\` to be a parameter name, got ${showValue(rule.param)}`)
     const code = rule.code ?? 'IC_FEATURE_NOT_ALLOWED'
     if (lookupErrorCode(code) === undefined)
       throw new TypeError(`Expected \`${option}.code\` to be a catalogue code, got ${JSON.stringify(code)}`)
-    features.push({ name, params, test: rule.test, code })
+    features.push({ name, params, test: rule.test, param: rule.param ?? params[0] ?? name, code })
   }
   const known = new Set(features.map((f) => f.name))
   const plans = new Map<string, readonly string[]>()
@@ -316,19 +336,25 @@ export function compileSignature(options: Readonly<SignatureOptions> = {}): Sign
   const accounts = new Map<string, ResolvedAccount>()
   for (const [id, entry] of Object.entries(options.accounts ?? {})) {
     if (id === '') throw new TypeError('Expected `accounts` ids to be non-empty')
-    accounts.set(id, resolveAccount(id, entry, plans, known, `accounts.${id}`))
+    accounts.set(id, resolveAccount(id, entry, plans, known, `accounts.${id}`, unsigned))
   }
   const required = options.required === true
   const gated = features.length > 0
 
   const finish = (account: ResolvedAccount | undefined, id: string, query: ParsedQuery): Published => {
     if (account === undefined) {
+      const message = `Unknown account ${JSON.stringify(id.length > 64 ? `${id.slice(0, 64)}…` : id)}`
       throw icError('IC_ACCOUNT_ID_NOT_FOUND', {
-        message: `Unknown account ${JSON.stringify(id.length > 64 ? `${id.slice(0, 64)}…` : id)}`,
+        message,
+        validation: [{ message, path: ['icac'], type: 'account.unknown' }],
       })
     }
     if (!matchesAny(query.withoutSignature, query.values.get('ichm'), account.keys)) {
-      throw icError('IC_INVALID_SIGNATURE', { message: 'The ichm signature does not match the query' })
+      const message = 'The ichm signature does not match the query'
+      throw icError('IC_INVALID_SIGNATURE', {
+        message,
+        validation: [{ message, path: ['ichm'], type: 'signature.invalid' }],
+      })
     }
     if (gated) checkFeatures(features, account.features, query.values, `account ${id}`)
     return account.published
@@ -344,15 +370,20 @@ export function compileSignature(options: Readonly<SignatureOptions> = {}): Sign
     const id = values.get('icac')
     const hasSignature = values.has('ichm')
     if (id === undefined && !hasSignature) {
-      if (required) missing('This route needs a signed request: send icac and ichm', false)
+      if (required) missing('This route needs a signed request: send icac and ichm', ['icac', 'ichm'], false)
       if (gated) checkFeatures(features, unsigned, values, 'an unsigned request')
       return undefined
     }
-    if (id === undefined || id === '' || !hasSignature) missing('icac and ichm must be sent together', true)
+    if (id === undefined || id === '' || !hasSignature)
+      missing('icac and ichm must be sent together', hasSignature ? ['icac'] : ['ichm'], true)
     const configured = accounts.get(id)
     if (configured !== undefined || lookup === undefined) return finish(configured, id, query)
     return Promise.resolve(lookup(id)).then((entry) =>
-      finish(!entry ? undefined : resolveAccount(id, entry, plans, known, 'lookup()', false), id, query),
+      finish(
+        !entry ? undefined : resolveAccount(id, entry, plans, known, 'lookup()', unsigned, false),
+        id,
+        query,
+      ),
     )
   }
 }
