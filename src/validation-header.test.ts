@@ -44,6 +44,19 @@ describe('encodeValidationHeader(items, maxBytes)', () => {
     assert.equal(emoji.path[0], emoji.path[0].toWellFormed())
   })
 
+  it('keeps the parameter named under a small cap, escaped names included', () => {
+    for (const name of ['ж'.repeat(30), 'a'.repeat(300)]) {
+      const value = encodeValidationHeader(
+        [{ message: `"${name}" is not allowed`, path: [name, 12], type: 'any.unknown.parameter' }],
+        256,
+      )
+      assert.ok(value.length <= 256, value)
+      const [item] = JSON.parse(value)
+      assert.ok(item.path[0].startsWith(name.slice(0, 8)) && item.path[0].endsWith('…'), value)
+      assert.equal(item.path[1], 12)
+    }
+  })
+
   it('never splits a surrogate pair when shortening', () => {
     const value = encodeValidationHeader([{ message: '😀'.repeat(3000) }], 512)
     const [item] = JSON.parse(value)

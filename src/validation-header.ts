@@ -50,18 +50,30 @@ function cleanItem(item: ValidationItem): ValidationItem {
   return out
 }
 
-const PATH_PART_MAX = 64
-
-/** The item with every long string of its path cut to {@link PATH_PART_MAX} characters and `…`: the parameter stays named. */
-function shortPath(item: ValidationItem): ValidationItem {
-  if (item.path === undefined || !item.path.some((p) => typeof p === 'string' && p.length > PATH_PART_MAX))
-    return item
+/** The item with every string of its path longer than `max` characters cut to `max` and `…`: the parameter stays named. */
+function shortPath(item: ValidationItem, max: number): ValidationItem {
+  if (item.path === undefined || !item.path.some((p) => typeof p === 'string' && p.length > max)) return item
   const path = item.path.map((p) => {
-    if (typeof p !== 'string' || p.length <= PATH_PART_MAX) return p
-    const cut = p.slice(0, PATH_PART_MAX)
+    if (typeof p !== 'string' || p.length <= max) return p
+    const cut = p.slice(0, max)
     return `${/[\ud800-\udbff]$/.test(cut) ? cut.slice(0, -1) : cut}${ELLIPSIS}`
   })
   return { ...item, path }
+}
+
+/**
+ * An item that fits `maxBytes`: its message shortened, then the names of its path (64
+ * characters, then fewer: a name outside ASCII takes six bytes a character once escaped), then
+ * without its type; a bare `…` when nothing else fits.
+ */
+function fitItem(item: ValidationItem, maxBytes: number): string {
+  for (const max of [64, 32, 16, 8]) {
+    const encoded = truncateMessage(shortPath(item, max), maxBytes)
+    if (encoded.length <= maxBytes) return encoded
+  }
+  const { type: _type, ...untyped } = shortPath(item, 8)
+  const encoded = truncateMessage(untyped, maxBytes)
+  return encoded.length <= maxBytes ? encoded : asciiJson({ message: ELLIPSIS })
 }
 
 function truncateMessage(item: ValidationItem, maxBytes: number): string {
@@ -101,8 +113,7 @@ export function encodeValidationHeader(
   for (let i = 0; i < items.length; i++) {
     const item = cleanItem(items[i] as ValidationItem)
     let encoded = asciiJson(item)
-    if (encoded.length > itemCap) encoded = truncateMessage(shortPath(item), itemCap)
-    if (encoded.length > itemCap) encoded = asciiJson({ message: ELLIPSIS })
+    if (encoded.length > itemCap) encoded = fitItem(item, itemCap)
     const last = i === items.length - 1
     if (used + encoded.length + 1 > budget - (last ? 0 : reserve)) {
       parts.push(asciiJson({ message: `${items.length - i} more validation errors left out` }))

@@ -321,7 +321,16 @@ describe('imageParams: configuration', () => {
       { params: { a: { type: 'number', max: 1, default: 1e21 } } },
       /`params\.a\.default`/,
     ],
-    ['maxWidth below one pixel', { maxWidth: 0.5 }, /Expected `maxWidth` to be at least 1/],
+    [
+      'maxWidth below one pixel',
+      { maxWidth: 0.5 },
+      /Expected `maxWidth` to be a whole number of pixels, got 0\.5/,
+    ],
+    [
+      'a fractional maxHeight',
+      { maxHeight: 4000.5 },
+      /Expected `maxHeight` to be a whole number of pixels, got 4000\.5/,
+    ],
   ]
   for (const [name, options, message] of cases) {
     it(`throws a TypeError at construction: ${name}`, () => {

@@ -157,6 +157,13 @@ function atLeast(option: string, value: number, min: number): number {
   return value
 }
 
+/** A width or height limit: a whole number of pixels, so that it names itself rather than the built-in rule it becomes. */
+function pixels(option: string, value: number): number {
+  if (!Number.isInteger(value))
+    throw new TypeError(`Expected \`${option}\` to be a whole number of pixels, got ${value}`)
+  return value
+}
+
 function nameList(option: string, value: unknown): Set<string> | undefined {
   if (value === undefined) return undefined
   if (!Array.isArray(value)) throw new TypeError(`Expected \`${option}\` to be an array of parameter names`)
@@ -202,11 +209,16 @@ export interface CompiledImageParams {
 
 /**
  * Validates the options and compiles every rule; throws a `TypeError` naming the bad option.
+ * `alsoExempt` is one more name `imageParamsAllowed` lets through (`requestRules()` passes
+ * its API key's query parameter).
  *
  * @example
  * const compiled = compileImageParams({ params: { chs: { type: 'size', required: true } } })
  */
-export function compileImageParams(options: Readonly<ImageParamsOptions> = {}): CompiledImageParams {
+export function compileImageParams(
+  options: Readonly<ImageParamsOptions> = {},
+  alsoExempt?: string,
+): CompiledImageParams {
   if (typeof options !== 'object' || options === null)
     throw new TypeError('Expected the options of `imageParams` to be an object')
   knownOptions(
@@ -224,8 +236,8 @@ export function compileImageParams(options: Readonly<ImageParamsOptions> = {}): 
     'imageParams',
   )
   // The built-in rules' lower bounds: a maximum below them would refuse every value.
-  const maxWidth = atLeast('maxWidth', positive('maxWidth', options.maxWidth, 8192), 1)
-  const maxHeight = atLeast('maxHeight', positive('maxHeight', options.maxHeight, 8192), 1)
+  const maxWidth = pixels('maxWidth', positive('maxWidth', options.maxWidth, 8192))
+  const maxHeight = pixels('maxHeight', positive('maxHeight', options.maxHeight, 8192))
   const maxDpr = atLeast('maxDpr', positive('maxDpr', options.maxDpr, 5), 0.1)
   const maxOutputPixels = positive('maxOutputPixels', options.maxOutputPixels, 50_000_000)
   if (options.builtInParams !== undefined && typeof options.builtInParams !== 'boolean')
@@ -247,6 +259,7 @@ export function compileImageParams(options: Readonly<ImageParamsOptions> = {}): 
   const compiled = [...rules.values()]
   const allowed = nameList('imageParamsAllowed', options.imageParamsAllowed)
   const exempt = nameList('paramsExempt', options.paramsExempt) ?? new Set(DEFAULT_PARAMS_EXEMPT)
+  if (alsoExempt !== undefined) exempt.add(alsoExempt)
   const known = new NameTable<CompiledRule | null>(
     allowed === undefined ? rules : [...allowed, ...exempt].map((name) => [name, rules.get(name) ?? null]),
   )

@@ -53,7 +53,13 @@ function normaliseEntry(entry: string, option: string): string {
   return trimDot(url.hostname)
 }
 
-function trimDot(host: string): string {
+/**
+ * A host without its final dot (`example.com.` and `example.com` are the same host).
+ *
+ * @example
+ * trimDot('example.com.') // 'example.com'
+ */
+export function trimDot(host: string): string {
   return host.endsWith('.') ? host.slice(0, -1) : host
 }
 

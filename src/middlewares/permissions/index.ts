@@ -5,7 +5,7 @@ import { NameTable } from '../../name-table.ts'
 import { knownOptions } from '../../options.ts'
 import { type ParsedQuery, parseQuery } from '../../query.ts'
 import { IMAGIZER_PARAMS } from '../image-params/index.ts'
-import { compileHostList, type HostnameMatcher, isHostName } from './host-matcher.ts'
+import { compileHostList, type HostnameMatcher, isHostName, trimDot } from './host-matcher.ts'
 
 export { createHostMatcher, type HostMatcher } from './host-matcher.ts'
 
@@ -227,7 +227,7 @@ function urlSource(
   // A value whose host is plain needs no clean-up: the URL parser drops noise after the host itself.
   const plain = plainHttpHost(value)
   if (plain !== undefined) {
-    const host = plain.endsWith('.') ? plain.slice(0, -1) : plain
+    const host = trimDot(plain)
     if (compiled.hosts !== undefined && !compiled.hosts(host)) notAllowed(param)
     return new UrlSource(param, value, host)
   }
@@ -259,7 +259,7 @@ function urlSource(
     // Credentials in a source URL are never needed, and are where URL parsers disagree.
     refuse('IS_VALIDATION_ERROR', param, `"${param}" must not contain credentials`, 'string.uriCredentials')
   }
-  const host = url.hostname.endsWith('.') ? url.hostname.slice(0, -1) : url.hostname
+  const host = trimDot(url.hostname)
   if (!isHostName(host))
     refuse('IS_VALIDATION_ERROR', param, `"${param}" must name a valid host`, 'string.hostname')
   if (compiled.hosts !== undefined && !compiled.hosts(host)) notAllowed(param)
@@ -328,8 +328,7 @@ export function checkPermissions(compiled: CompiledPermissions, query: ParsedQue
     case 'hostname': {
       const bare = !NOT_IN_HOST.test(value) && !value.replace(IPV6_LITERAL, '').includes(':')
       const url = bare ? safeUrl(`http://${value}`) : undefined
-      const host =
-        url === undefined || !url.hostname.endsWith('.') ? url?.hostname : url.hostname.slice(0, -1)
+      const host = url === undefined ? undefined : trimDot(url.hostname)
       if (host === undefined || !isHostName(host))
         refuse('IS_VALIDATION_ERROR', chosen, '"hostname" must be a host name', 'string.hostname')
       if (compiled.hosts !== undefined && !compiled.hosts(host)) notAllowed(chosen)

@@ -122,5 +122,28 @@ describe('requestRules', () => {
           err instanceof TypeError && message.test(err.message) && err.cause instanceof TypeError,
       )
     }
+    // With an API key's query parameter, the image parameters' options are read as imageParams() reads them.
+    const withKey = { keys: { k: [] }, query: 'key' }
+    assert.throws(
+      () => requestRules({ apiKey: withKey, imageParams: { paramsExempt: 'abc' as never } }),
+      /`paramsExempt` to be an array/,
+    )
+    assert.throws(
+      () => requestRules({ apiKey: withKey, imageParams: null as never }),
+      /options of `imageParams` to be an object/,
+    )
+    assert.throws(
+      () => requestRules(Object.create({ permisions: {} })),
+      /Unknown option `permisions` of requestRules/,
+    )
+  })
+
+  it('reads options inherited from a prototype, as each rule alone does', async () => {
+    const guard = requestRules({
+      apiKey: { keys: { k: [] }, query: 'key' },
+      imageParams: Object.create({ maxWidth: 100 }),
+    })
+    const req = { url: '/img?key=k&width=500', headers: {} } as IncomingMessage
+    await assert.rejects(async () => guard(req, {} as ServerResponse), { code: 'IS_VALIDATION_ERROR' })
   })
 })

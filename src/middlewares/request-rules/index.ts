@@ -1,13 +1,9 @@
 import type { IncomingMessage } from 'node:http'
 import type { Guard, Published } from '../../guard.ts'
+import { knownOptions } from '../../options.ts'
 import { type ParsedQuery, parseQuery } from '../../query.ts'
 import { type ApiKeyOptions, compileApiKey } from '../api-key/index.ts'
-import {
-  checkImageParams,
-  compileImageParams,
-  DEFAULT_PARAMS_EXEMPT,
-  type ImageParamsOptions,
-} from '../image-params/index.ts'
+import { checkImageParams, compileImageParams, type ImageParamsOptions } from '../image-params/index.ts'
 import { checkPermissions, compilePermissions, type PermissionsOptions } from '../permissions/index.ts'
 import { compileSignature, type SignatureOptions } from '../signature/index.ts'
 
@@ -94,14 +90,9 @@ function run(
 export function requestRules(options: Readonly<RequestRulesOptions>): Guard {
   if (typeof options !== 'object' || options === null)
     throw new TypeError('Expected the options of `requestRules` to be an object')
-  for (const key of Object.keys(options)) {
-    if (key !== 'apiKey' && key !== 'signature' && key !== 'permissions' && key !== 'imageParams')
-      throw new TypeError(
-        `Unknown option \`${key}\` of requestRules: use apiKey, signature, permissions or imageParams`,
-      )
-  }
+  knownOptions(options, ['apiKey', 'signature', 'permissions', 'imageParams'], 'requestRules')
   const steps: Step[] = []
-  const { apiKey, signature, permissions } = options
+  const { apiKey, signature, permissions, imageParams } = options
   if (apiKey !== undefined) {
     const check = compileIn('apiKey', () => compileApiKey(apiKey))
     steps.push((req, query, out) => publishAs(out, 'apiKey', check(req, query)))
@@ -118,19 +109,11 @@ export function requestRules(options: Readonly<RequestRulesOptions>): Guard {
       return undefined
     })
   }
-  if (options.imageParams !== undefined) {
-    const imageOptions = options.imageParams
-    const keyParam = options.apiKey?.query
+  if (imageParams !== undefined) {
+    const keyParam = apiKey?.query
     // The API key's query parameter belongs to apiKey(): imageParamsAllowed must not refuse it.
     const compiled = compileIn('imageParams', () =>
-      compileImageParams(
-        typeof keyParam === 'string'
-          ? {
-              ...imageOptions,
-              paramsExempt: [...(imageOptions.paramsExempt ?? DEFAULT_PARAMS_EXEMPT), keyParam],
-            }
-          : imageOptions,
-      ),
+      compileImageParams(imageParams, typeof keyParam === 'string' ? keyParam : undefined),
     )
     steps.push((_req, query, out) => {
       out.imageParams = checkImageParams(compiled, query)

@@ -351,6 +351,10 @@ describe('signature guard', () => {
     assert.deepEqual(items('/chart?icac=acme'), [{ message: half, path: ['ichm'], type: 'any.required' }])
     assert.deepEqual(items('/chart?ichm=00'), [{ message: half, path: ['icac'], type: 'any.required' }])
     assert.deepEqual(items('/chart?icac=&ichm=00'), [{ message: half, path: ['icac'], type: 'any.required' }])
+    assert.deepEqual(items('/chart?icac='), [
+      { message: 'icac and ichm must be sent together', path: ['icac'], type: 'any.required' },
+      { message: 'icac and ichm must be sent together', path: ['ichm'], type: 'any.required' },
+    ])
     const both = 'This route needs a signed request: send icac and ichm'
     assert.deepEqual(items('/chart', { accounts, required: true }), [
       { message: both, path: ['icac'], type: 'any.required' },

@@ -374,8 +374,14 @@ export function compileSignature(options: Readonly<SignatureOptions> = {}): Sign
       if (gated) checkFeatures(features, unsigned, values, 'an unsigned request')
       return undefined
     }
-    if (id === undefined || id === '' || !hasSignature)
-      missing('icac and ichm must be sent together', hasSignature ? ['icac'] : ['ichm'], true)
+    if (id === undefined || id === '' || !hasSignature) {
+      // An empty icac counts as missing: `?icac=` alone lacks both halves.
+      const absent = [
+        ...(id === undefined || id === '' ? ['icac' as const] : []),
+        ...(hasSignature ? [] : ['ichm' as const]),
+      ]
+      missing('icac and ichm must be sent together', absent, absent.length === 1)
+    }
     const configured = accounts.get(id)
     if (configured !== undefined || lookup === undefined) return finish(configured, id, query)
     return Promise.resolve(lookup(id)).then((entry) =>
