@@ -435,6 +435,10 @@ describe('createBackendFetch', () => {
       [{ timeoutMs: -1 }, /`timeoutMs`/],
       [{ hostsAllowed: [] }, /`hostsAllowed`/],
       [{ hostsAllowed: ['*'] }, /`hostsAllowed`/],
+      // The same rules as permissions(): no port, path, empty label or character no DNS name holds.
+      [{ hostsAllowed: ['a.com:80'] }, /`hostsAllowed`/],
+      [{ hostsAllowed: ['a..example.com'] }, /`hostsAllowed`/],
+      [{ hostsAllowed: ['a"b.example.com'] }, /`hostsAllowed`/],
       [{ allowPrivateAddresses: 'yes' as never }, /`allowPrivateAddresses`/],
       [{ allowedAddresses: ['10.0.0.0/40'] }, /`allowedAddresses`/],
       [{ lookup: 'dns' as never }, /`lookup`/],
@@ -494,6 +498,19 @@ describe('hostsAllowed', () => {
       const { protocol, hostname } = new URL(url)
       assert.equal(isAllowed(hostname) && (protocol === 'http:' || protocol === 'https:'), match, url)
     }
+  })
+
+  it('matches no host a DNS name cannot be, and IPv6 entries in brackets', () => {
+    const isAllowed = compileHostList(['*.cdn.example.net', '[::1]', 'Images.Example.com.'])
+    for (const hostname of [
+      '*.cdn.example.net',
+      '.cdn.example.net',
+      'a..cdn.example.net',
+      'a"b.cdn.example.net',
+    ])
+      assert.equal(isAllowed(hostname), false, hostname)
+    for (const hostname of ['a.cdn.example.net', 'a.cdn.example.net.', '[::1]', 'images.example.com'])
+      assert.equal(isAllowed(hostname), true, hostname)
   })
 
   it('follows the host vectors: a miss is IC_HOST_NOT_ALLOWED, a match reaches the resolver', async () => {

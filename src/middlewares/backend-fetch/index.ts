@@ -1,10 +1,10 @@
 import { lookup as dnsLookup, type LookupAddress } from 'node:dns'
 import http, { type IncomingHttpHeaders, type IncomingMessage } from 'node:http'
 import https from 'node:https'
-import { domainToASCII } from 'node:url'
 import { errorCatalogue } from '../../catalogue.ts'
 import { type IcError, icError, isIcError } from '../../errors.ts'
 import { type Duration, durationMs, knownOptions } from '../../options.ts'
+import { compileHostList as compileHostnameList, isHostName, trimDot } from '../permissions/host-matcher.ts'
 import {
   abortableSleep,
   parseRetryAfter,
@@ -123,7 +123,9 @@ const STATUS_CODES = {
 const MAX_RETRY_AFTER_SECONDS = 86_400
 
 /**
- * Compiles a host allow-list into a matcher, following the rules of `hostsAllowed`.
+ * Compiles `hostsAllowed` into a matcher of WHATWG hostnames (`URL#hostname`: lower-case,
+ * punycode, IPv6 in brackets), with the same rules as `permissions()`' list: exact names and
+ * `*.domain` wildcards on a label boundary, never the apex, one `Set` probe per wildcard depth.
  *
  * @example
  * const isAllowed = compileHostList(['*.cdn.example.net'])
@@ -139,25 +141,10 @@ export function compileHostList(
       `Expected \`${name}\` to be a non-empty array of host names, got ${JSON.stringify(hosts)}`,
     )
   }
-  const exact = new Set<string>()
-  const suffixes: string[] = []
-  for (const entry of hosts) {
-    const wildcard = typeof entry === 'string' && entry.startsWith('*.')
-    const ascii =
-      typeof entry === 'string' ? domainToASCII(entry.slice(wildcard ? 2 : 0).replace(/\.$/, '')) : ''
-    if (ascii === '' || ascii.includes('*')) {
-      throw new TypeError(
-        `Expected \`${name}\` entries to be host names or \`*.\` wildcards, got ${JSON.stringify(entry)}`,
-      )
-    }
-    if (wildcard) suffixes.push(`.${ascii}`)
-    else exact.add(ascii)
-  }
+  const matches = compileHostnameList(hosts, name)
   return function isHostAllowed(hostname) {
-    const host = hostname.toLowerCase().replace(/\.$/, '')
-    if (exact.has(host)) return true
-    for (const suffix of suffixes) if (host.length > suffix.length && host.endsWith(suffix)) return true
-    return false
+    const host = trimDot(hostname)
+    return isHostName(host) && matches(host)
   }
 }
 
@@ -266,8 +253,7 @@ export function createBackendFetch(options: Readonly<BackendFetchOptions> = {}):
             message: 'The backend redirected to a URL that is not http or https',
           })
     }
-    const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname
-    if (isHostAllowed !== undefined && !isHostAllowed(host)) {
+    if (isHostAllowed !== undefined && !isHostAllowed(url.hostname)) {
       throw icError('IC_HOST_NOT_ALLOWED', {
         message:
           hop === 0
@@ -275,6 +261,7 @@ export function createBackendFetch(options: Readonly<BackendFetchOptions> = {}):
             : 'The backend redirected to a host that is not allowed',
       })
     }
+    const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname
     if (parseAddress(host) !== undefined) {
       const refused = refuseAddress(host)
       if (refused !== undefined) throw refused
