@@ -261,7 +261,7 @@ function urlSource(
   }
   const host = trimDot(url.hostname)
   if (!isHostName(host))
-    refuse('IS_VALIDATION_ERROR', param, `"${param}" must name a valid host`, 'string.hostname')
+    refuse('IS_VALIDATION_ERROR', param, `"${param}" must have a valid host name`, 'string.hostname')
   if (compiled.hosts !== undefined && !compiled.hosts(host)) notAllowed(param)
   return new UrlSource(param, text, host, url)
 }
@@ -330,7 +330,7 @@ export function checkPermissions(compiled: CompiledPermissions, query: ParsedQue
       const url = bare ? safeUrl(`http://${value}`) : undefined
       const host = url === undefined ? undefined : trimDot(url.hostname)
       if (host === undefined || !isHostName(host))
-        refuse('IS_VALIDATION_ERROR', chosen, '"hostname" must be a host name', 'string.hostname')
+        refuse('IS_VALIDATION_ERROR', chosen, '"hostname" must be a valid host name', 'string.hostname')
       if (compiled.hosts !== undefined && !compiled.hosts(host)) notAllowed(chosen)
       return { kind: 'host', param: chosen, host }
     }
