@@ -235,6 +235,21 @@ for (const framework of ['express', 'koa'] as const) {
   })
 }
 
+test('the demo runs on IPv6 loopback: its backend, allow-listed as [::1], serves the images', async () => {
+  const sampler = fixedSampler(() => CALM)
+  const demo = await startDemo({ port: 0, host: '::1', sampler })
+  try {
+    assert.match(demo.url, /^http:\/\/\[::1\]:\d+$/)
+    const res = await fetch(`${demo.url}/image/sample.jpg?width=40`)
+    assert.equal(res.status, 200, res.headers.get('x-ic-error-code') ?? '')
+    assert.equal(res.headers.get('content-type'), 'image/jpeg')
+    await res.arrayBuffer()
+  } finally {
+    await demo.close()
+    sampler.close()
+  }
+})
+
 test('startDemo refuses a bad framework and frees the port it took', async () => {
   await assert.rejects(startDemo({ port: 0, framework: 'hapi' as never }), /`framework`/)
 })

@@ -106,7 +106,9 @@ export async function startDemo(options: Readonly<DemoOptions> = {}): Promise<Ru
   })
   const sampler = options.sampler ?? createLoadSampler({ maxEventLoopDelayMs: 250 })
   try {
-    const backendHost = new URL(backend.url).hostname.replace(/^\[|\]$/g, '')
+    // A host list takes an IPv6 address in brackets (`[::1]`), an address list without them.
+    const backendHost = new URL(backend.url).hostname
+    const backendAddress = backendHost.replace(/^\[|\]$/g, '')
     const config = {
       backendUrl: backend.url,
       account,
@@ -115,7 +117,7 @@ export async function startDemo(options: Readonly<DemoOptions> = {}): Promise<Ru
       hostsAllowed: [backendHost, 'images.example.com'],
       bucketsAllowed: ['demo-bucket'],
       // The embedded backend is on loopback: allow exactly its address, nothing else private.
-      fetchImage: createBackendFetch({ allowedAddresses: [backendHost], maxBytes: 20 * 1024 * 1024 }),
+      fetchImage: createBackendFetch({ allowedAddresses: [backendAddress], maxBytes: 20 * 1024 * 1024 }),
       sampler,
       maxInFlight,
       imageRateLimit,
