@@ -16,14 +16,28 @@ import { type LifecycleFail, publishSignal } from './request-signal.ts'
 
 export * from './index.ts'
 
-/** Express's `next`. */
+/**
+ * Express's `next`.
+ *
+ * @example
+ * const done: NextFunction = (err) => console.log(err === undefined ? 'next' : 'failed')
+ */
 export type NextFunction = (err?: unknown) => void
 /**
  * An Express middleware, typed on `node:http` so that it fits Express 4 and 5 without
  * depending on their type packages.
+ *
+ * @example
+ * const onlyGet: ExpressMiddleware = (req, _res, next) =>
+ *   next(req.method === 'GET' ? undefined : icError('IC_BAD_REQUEST', { message: 'GET only' }))
  */
 export type ExpressMiddleware = (req: IncomingMessage, res: ServerResponse, next: NextFunction) => void
-/** An Express error-handling middleware (four parameters). */
+/**
+ * An Express error-handling middleware (four parameters).
+ *
+ * @example
+ * const last: ExpressErrorMiddleware = errorHandler()
+ */
 export type ExpressErrorMiddleware = (
   err: unknown,
   req: IncomingMessage,
@@ -44,7 +58,16 @@ function asError(err: unknown, name: string): unknown {
   return typeof err === 'object' && err !== null ? err : new Error(`${name} failed with ${String(err)}`)
 }
 
-/** Runs a core guard as Express middleware: synchronous guards cost no promise; failures go to `next(err)`, which Express 4 needs. */
+/**
+ * Runs a core guard as Express middleware: synchronous guards cost no promise; failures go to
+ * `next(err)`, which Express 4 needs; what the guard returns is copied onto `res.locals`.
+ *
+ * @example
+ * const onlyGet: Guard = (req) => {
+ *   if (req.method !== 'GET') throw icError('IC_BAD_REQUEST', { message: 'GET only' })
+ * }
+ * app.use(fromGuard(onlyGet, 'onlyGet'))
+ */
 export function fromGuard(guard: Guard, name: string): ExpressMiddleware {
   const middleware: ExpressMiddleware = (req, res, next) => {
     let out: ReturnType<Guard>

@@ -3,6 +3,9 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 /**
  * Values a guard hands to the route handler; the adapters copy them onto `res.locals`
  * (Express) or `ctx.state` (Koa).
+ *
+ * @example
+ * const published: Published = { account: { id: 'acme' } } // res.locals.account in the handler
  */
 export type Published = Readonly<Record<string, unknown>>
 

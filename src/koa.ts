@@ -20,6 +20,9 @@ export * from './index.ts'
 /**
  * The parts of a Koa context the adapters use, so that they fit Koa 2 and 3 without
  * depending on their type packages.
+ *
+ * @example
+ * const logState = (ctx: KoaContext) => console.log(ctx.state.imageParams)
  */
 export interface KoaContext {
   readonly req: IncomingMessage
@@ -31,12 +34,38 @@ export interface KoaContext {
   onerror: (err: unknown) => void
   readonly app: { emit(event: 'error', err: unknown, ctx: unknown): boolean }
 }
-/** Koa's `next`. */
+/**
+ * Koa's `next`.
+ *
+ * @example
+ * const timed: KoaMiddleware = async (_ctx, next: Next) => {
+ *   const start = Date.now()
+ *   await next()
+ *   console.log(Date.now() - start, 'ms')
+ * }
+ */
 export type Next = () => Promise<unknown>
-/** A Koa middleware. */
+/**
+ * A Koa middleware.
+ *
+ * @example
+ * const noStore: KoaMiddleware = async (ctx, next) => {
+ *   await next()
+ *   ctx.res.setHeader('cache-control', 'no-store')
+ * }
+ */
 export type KoaMiddleware = (ctx: KoaContext, next: Next) => Promise<void>
 
-/** Runs a core guard as Koa middleware; a refusal is thrown up to `errorHandler()`. */
+/**
+ * Runs a core guard as Koa middleware; a refusal is thrown up to `errorHandler()`, what the
+ * guard returns is copied onto `ctx.state`.
+ *
+ * @example
+ * const onlyGet: Guard = (req) => {
+ *   if (req.method !== 'GET') throw icError('IC_BAD_REQUEST', { message: 'GET only' })
+ * }
+ * app.use(fromGuard(onlyGet, 'onlyGet'))
+ */
 export function fromGuard(guard: Guard, name: string): KoaMiddleware {
   const middleware: KoaMiddleware = async (ctx, next) => {
     const out = guard(ctx.req, ctx.res)

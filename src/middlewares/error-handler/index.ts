@@ -117,7 +117,14 @@ function isDisconnectError(err: unknown): boolean {
   return typeof code === 'string' && DISCONNECT_CODES.has(code)
 }
 
-/** A response that can no longer reach anyone: the client closed the connection before it ended. */
+/**
+ * A response that can no longer reach anyone: the client closed the connection before it ended.
+ *
+ * @example
+ * res.on('close', () => {
+ *   if (isClientGone(res)) metrics.increment('client_closed')
+ * })
+ */
 export function isClientGone(res: ServerResponse): boolean {
   return !res.writableEnded && (res.destroyed || res.socket?.destroyed === true)
 }

@@ -42,7 +42,13 @@ export interface RetryEvent {
   readonly error?: unknown
 }
 
-/** The policy with its defaults applied and its durations in milliseconds. */
+/**
+ * The policy with its defaults applied and its durations in milliseconds.
+ *
+ * @example
+ * const policy: RetryPolicy = createRetryPolicy({ maxDelayMs: '10s' })
+ * policy.maxDelayMs // 10000
+ */
 export interface RetryPolicy {
   readonly maxAttempts: number
   readonly minDelayMs: number
