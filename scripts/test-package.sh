@@ -3,7 +3,7 @@
 # (nodenext) consumer, each making one real request; then publint and attw check the manifest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-npm run build --silent
+# npm pack runs the build (prepack): the tarball never holds a stale dist/.
 tarball="$PWD/$(npm pack --silent | tail -n 1)"
 work=$(mktemp -d)
 trap 'rm -rf "$work" "$tarball"' EXIT

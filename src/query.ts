@@ -30,6 +30,9 @@ export interface ParsedQuery {
   readonly issues: readonly ValidationItem[]
 }
 
+/** What `ReadonlyMap<string, string>`'s iterating methods return in the TypeScript lib at hand. */
+type MapIteratorOf<K extends 'keys' | 'values' | 'entries'> = ReturnType<ReadonlyMap<string, string>[K]>
+
 /** Past this many names a lookup goes through a `Map`; below it, a scan of the names is cheaper than hashing them. */
 const INDEXED_FROM = 16
 
@@ -99,19 +102,20 @@ export class QueryValues implements ReadonlyMap<string, string> {
       callback.call(thisArg, texts[i] as string, names[i] as string, this)
   }
 
-  keys(): IterableIterator<string> {
+  // Typed by the lib's own ReadonlyMap: IterableIterator before TypeScript 5.6, MapIterator after.
+  keys(): MapIteratorOf<'keys'> {
     return this.names[Symbol.iterator]()
   }
 
-  values(): IterableIterator<string> {
+  values(): MapIteratorOf<'values'> {
     return this.texts[Symbol.iterator]()
   }
 
-  entries(): IterableIterator<[string, string]> {
+  entries(): MapIteratorOf<'entries'> {
     return this.names.map((name, i): [string, string] => [name, this.texts[i] as string])[Symbol.iterator]()
   }
 
-  [Symbol.iterator](): IterableIterator<[string, string]> {
+  [Symbol.iterator](): MapIteratorOf<'entries'> {
     return this.entries()
   }
 

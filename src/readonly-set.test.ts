@@ -35,4 +35,22 @@ describe('ReadonlySetView', () => {
     assert.equal(Object.prototype.toString.call(view), '[object ReadonlySetView]')
     for (const method of ['add', 'delete', 'clear']) assert.equal((view as never)[method], undefined)
   })
+
+  it('has the set methods of newer TypeScript libs, with a Set, a Map or another view as the other set', () => {
+    const view = new ReadonlySetView(new Set(['a', 'b', 'c']))
+    const other = new Set(['b', 'c', 'd'])
+    assert.deepEqual([...view.union(other)], ['a', 'b', 'c', 'd'])
+    assert.deepEqual([...view.intersection(other)], ['b', 'c'])
+    assert.deepEqual([...view.difference(other)], ['a'])
+    assert.deepEqual([...view.symmetricDifference(other)], ['a', 'd'])
+    assert.equal(view.isSubsetOf(new Set(['a', 'b', 'c', 'z'])), true)
+    assert.equal(view.isSubsetOf(other), false)
+    assert.equal(view.isSupersetOf(new Map([['a', 1]])), true)
+    assert.equal(view.isSupersetOf(other), false)
+    assert.equal(view.isDisjointFrom(new ReadonlySetView(new Set(['x']))), true)
+    assert.equal(view.isDisjointFrom(other), false)
+    // Each answer is a new Set: the view itself never changes.
+    view.union(other).add('e')
+    assert.deepEqual([...view], ['a', 'b', 'c'])
+  })
 })
