@@ -93,8 +93,8 @@ function truncateMessage(item: ValidationItem, maxBytes: number): string {
 
 /**
  * Serialises validation items into a value that is always safe in an HTTP header: valid
- * JSON (an array of objects with `message`), printable ASCII only (CR, LF and non-Latin-1
- * text are `\u` escapes, never dropped), and at most `maxBytes` long. An item that does not
+ * JSON (an array of objects with `message`), printable ASCII only (CR and LF as JSON's `\r`
+ * `\n`, other controls and non-ASCII text as `\u` escapes, never dropped), and at most `maxBytes` long. An item that does not
  * fit has the long names of its path and then its message shortened with `…`; items that do
  * not fit are replaced by one last item saying how many were left out.
  *
