@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict'
 import { once } from 'node:events'
+import { createReadStream } from 'node:fs'
 import { Agent, request as httpRequest, type IncomingMessage } from 'node:http'
 import { connect, type Socket } from 'node:net'
 import { Readable } from 'node:stream'
 import { after, before, describe, test } from 'node:test'
+import { fileURLToPath } from 'node:url'
 import { createBackendFetch, isIcError, requestSignal } from '../src/index.ts'
 import { type Backend, PNG, startBackend } from './support/backends.ts'
 import { frameworks, type RunningApp, startApp } from './support/harness.ts'
@@ -89,6 +91,54 @@ describe('backend lifecycle on every framework', () => {
           assert.equal(report?.outcome, 'sent')
           assert.equal(app.reports.length, 1)
         } finally {
+          await app.close()
+        }
+      })
+
+      test('writes straight to the response after the deadline are dropped: no throw, no error event, a late pipe drains', async () => {
+        const agent = new Agent({ keepAlive: true, maxSockets: 1 })
+        let lateDone: () => void = () => {}
+        const wroteLate = new Promise<void>((resolve) => {
+          lateDone = resolve
+        })
+        let drained: Promise<unknown> = Promise.resolve()
+        const app = await startApp(framework, {
+          routes: [
+            {
+              path: '/late',
+              use: (a) => [a.deadline({ timeoutMs: '100ms' })],
+              // The writes run in a timer, outside any promise: before the fix, the first one
+              // ended the process. The handler itself ends after them (Koa answers 404 otherwise).
+              handle: ({ res }) =>
+                new Promise<undefined>((resolve) => {
+                  setTimeout(() => {
+                    res.setHeader('x-late', 'yes')
+                    res.removeHeader('x-late')
+                    res.writeHead(200, { 'x-late': 'yes' })
+                    res.write('late', () => {})
+                    res.end('!')
+                    const source = createReadStream(fileURLToPath(import.meta.url))
+                    drained = once(source, 'close')
+                    source.pipe(res)
+                    lateDone()
+                    resolve(undefined)
+                  }, 250)
+                }),
+            },
+            { path: '/ok', use: (a) => [a.deadline({ timeoutMs: '10s' })], handle: () => ({ body: 'ok' }) },
+          ],
+        })
+        try {
+          const late = await get(`${app.url}/late`, agent)
+          assert.equal(late.status, 504)
+          await wroteLate
+          await drained
+          const next = await get(`${app.url}/ok`, agent)
+          assert.deepEqual([next.status, next.body, next.headers['x-late']], [200, 'ok', undefined])
+          assert.equal(next.socket, late.socket)
+          assert.equal((await reportsOf(app, 1)).length, 1)
+        } finally {
+          agent.destroy()
           await app.close()
         }
       })

@@ -117,6 +117,39 @@ function isDisconnectError(err: unknown): boolean {
   return typeof code === 'string' && DISCONNECT_CODES.has(code)
 }
 
+/** Calls the callback a late write passed, if any, as Node would once the write was done. */
+function settleLate(args: readonly unknown[]): void {
+  const callback = args.find((arg) => typeof arg === 'function') as (() => void) | undefined
+  if (callback !== undefined) process.nextTick(callback)
+}
+
+/**
+ * Makes the response ignore what a handler still running writes after the failure was
+ * answered (a deadline passed, the client left): Express's `res.send()` would throw
+ * `ERR_HTTP_HEADERS_SENT` from wherever the handler is (a timer: the process ends), and a
+ * late `res.write()` would emit `ERR_STREAM_WRITE_AFTER_END`. Writes report success, so a
+ * late `pipe()` drains its source instead of waiting for `'drain'` forever.
+ */
+function dropLateWrites(res: ServerResponse): void {
+  const late = {
+    setHeader: () => res,
+    appendHeader: () => res,
+    removeHeader: () => undefined,
+    writeHead: () => res,
+    flushHeaders: () => undefined,
+    addTrailers: () => undefined,
+    write: (...args: unknown[]) => {
+      settleLate(args)
+      return true
+    },
+    end: (...args: unknown[]) => {
+      settleLate(args)
+      return res
+    },
+  }
+  Object.assign(res, late)
+}
+
 /**
  * A response that can no longer reach anyone: the client closed the connection before it ended.
  *
@@ -229,6 +262,7 @@ export function createErrorWriter(
     ) {
       if (!res.headersSent) res.statusCode = 499
       if (!res.destroyed) res.destroy()
+      dropLateWrites(res)
       report(err, 499, 'IC_CLIENT_CLOSED_REQUEST', requestId, req, res, 'client-gone')
       return
     }
@@ -236,6 +270,7 @@ export function createErrorWriter(
       const { status, code } = normalized
       report(err, status, code, requestId, req, res, 'headers-sent')
       res.destroy()
+      dropLateWrites(res)
       return
     }
     const context = {
@@ -253,6 +288,7 @@ export function createErrorWriter(
       debug('could not write the error response: %O', writeError)
       out = write(toErrorResponse(undefined, context), res, requestId)
     }
+    dropLateWrites(res)
     report(err, out.status, out.code, requestId, req, res, 'sent')
   }
 
