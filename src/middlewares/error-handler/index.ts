@@ -123,31 +123,53 @@ function settleLate(args: readonly unknown[]): void {
   if (callback !== undefined) process.nextTick(callback)
 }
 
-/**
- * Makes the response ignore what a handler still running writes after the failure was
- * answered (a deadline passed, the client left): Express's `res.send()` would throw
- * `ERR_HTTP_HEADERS_SENT` from wherever the handler is (a timer: the process ends), and a
- * late `res.write()` would emit `ERR_STREAM_WRITE_AFTER_END`. Writes report success, so a
- * late `pipe()` drains its source instead of waiting for `'drain'` forever.
- */
-function dropLateWrites(res: ServerResponse): void {
-  const late = {
-    setHeader: () => res,
-    appendHeader: () => res,
-    removeHeader: () => undefined,
-    writeHead: () => res,
-    flushHeaders: () => undefined,
-    addTrailers: () => undefined,
-    write: (...args: unknown[]) => {
+const LATE_WRITES: PropertyDescriptorMap = Object.fromEntries(
+  Object.entries({
+    setHeader(this: ServerResponse) {
+      return this
+    },
+    appendHeader(this: ServerResponse) {
+      return this
+    },
+    removeHeader() {},
+    writeHead(this: ServerResponse) {
+      return this
+    },
+    flushHeaders() {},
+    addTrailers() {},
+    write(...args: unknown[]) {
       settleLate(args)
       return true
     },
-    end: (...args: unknown[]) => {
+    end(this: ServerResponse, ...args: unknown[]) {
       settleLate(args)
-      return res
+      return this
     },
+  }).map(([name, value]) => [name, { value, writable: true, configurable: true }]),
+)
+/** For each response prototype met (Express's per app, Node's), the same one with late writes dropped. */
+const sealedPrototypes = new WeakMap<object, object>()
+
+/**
+ * Makes the response ignore what a handler still running writes after the failure was
+ * answered; done for requests a lifecycle aborted (a deadline passed, the client left),
+ * whose handler may still be running: Express's `res.send()` would throw
+ * `ERR_HTTP_HEADERS_SENT` from wherever the handler is (a timer: the process ends), and a
+ * late `res.write()` would emit `ERR_STREAM_WRITE_AFTER_END`. Writes report success, so a
+ * late `pipe()` drains its source instead of waiting for `'drain'` forever. The response's
+ * prototype is swapped for one made once per prototype: eight own properties per response
+ * would cost the error path a third more instructions (V8 reshapes the object for each).
+ */
+function dropLateWrites(res: ServerResponse): void {
+  const prototype: object | null = Object.getPrototypeOf(res)
+  if (prototype === null) return
+  let sealed = sealedPrototypes.get(prototype)
+  if (sealed === undefined) {
+    sealed = Object.create(prototype, LATE_WRITES) as object
+    sealedPrototypes.set(prototype, sealed)
+    sealedPrototypes.set(sealed, sealed)
   }
-  Object.assign(res, late)
+  if (sealed !== prototype) Object.setPrototypeOf(res, sealed)
 }
 
 /**
@@ -262,7 +284,7 @@ export function createErrorWriter(
     ) {
       if (!res.headersSent) res.statusCode = 499
       if (!res.destroyed) res.destroy()
-      dropLateWrites(res)
+      if (state.abortReason !== undefined) dropLateWrites(res)
       report(err, 499, 'IC_CLIENT_CLOSED_REQUEST', requestId, req, res, 'client-gone')
       return
     }
@@ -270,7 +292,7 @@ export function createErrorWriter(
       const { status, code } = normalized
       report(err, status, code, requestId, req, res, 'headers-sent')
       res.destroy()
-      dropLateWrites(res)
+      if (state.abortReason !== undefined) dropLateWrites(res)
       return
     }
     const context = {
@@ -288,7 +310,7 @@ export function createErrorWriter(
       debug('could not write the error response: %O', writeError)
       out = write(toErrorResponse(undefined, context), res, requestId)
     }
-    dropLateWrites(res)
+    if (state.abortReason !== undefined) dropLateWrites(res)
     report(err, out.status, out.code, requestId, req, res, 'sent')
   }
 
