@@ -325,24 +325,19 @@ for (const framework of frameworks) {
       assert.equal((await request(app.url).get(forged)).headers['x-ic-error-code'], 'IC_INVALID_SIGNATURE')
     })
 
-    it('accepts an image upload and publishes its bytes and type', async () => {
-      const r = await request(app.url)
-        .post('/upload/a.png')
-        .set('authorization', `Bearer ${UPLOAD_TOKEN}`)
-        .set('content-type', 'application/octet-stream')
-        .send(image)
+    const authorisedUpload = () =>
+      request(app.url).post('/upload/a.png').set('authorization', `Bearer ${UPLOAD_TOKEN}`)
+    const assertStoredImage = (r: { status: number; text: string }) => {
       assert.equal(r.status, 200, r.text)
       assert.deepEqual(JSON.parse(r.text).upload, { type: 'png', bytes: image.length })
+    }
+
+    it('accepts an image upload and publishes its bytes and type', async () => {
+      assertStoredImage(await authorisedUpload().set('content-type', 'application/octet-stream').send(image))
     })
 
     it('takes the file part of a multipart upload', async () => {
-      const r = await request(app.url)
-        .post('/upload/a.png')
-        .set('authorization', `Bearer ${UPLOAD_TOKEN}`)
-        .field('title', 'x')
-        .attach('file', image, 'a.png')
-      assert.equal(r.status, 200, r.text)
-      assert.deepEqual(JSON.parse(r.text).upload, { type: 'png', bytes: image.length })
+      assertStoredImage(await authorisedUpload().field('title', 'x').attach('file', image, 'a.png'))
       // Parameters may be unquoted; a quoted `; name="file"` inside another part's file name is not its name.
       const body = Buffer.concat([
         Buffer.from(
@@ -352,13 +347,9 @@ for (const framework of frameworks) {
         image,
         Buffer.from('\r\n--XyZ--\r\n'),
       ])
-      const raw = await request(app.url)
-        .post('/upload/a.png')
-        .set('authorization', `Bearer ${UPLOAD_TOKEN}`)
-        .set('content-type', 'multipart/form-data; boundary=XyZ')
-        .send(body)
-      assert.equal(raw.status, 200, raw.text)
-      assert.deepEqual(JSON.parse(raw.text).upload, { type: 'png', bytes: image.length })
+      assertStoredImage(
+        await authorisedUpload().set('content-type', 'multipart/form-data; boundary=XyZ').send(body),
+      )
     })
 
     it('refuses uploads that are disabled, unauthorised or not images', async () => {

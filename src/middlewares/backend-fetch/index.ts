@@ -4,7 +4,7 @@ import https from 'node:https'
 import { errorCatalogue } from '../../catalogue.ts'
 import { type IcError, icError, isIcError } from '../../errors.ts'
 import { type Duration, durationMs, knownOptions } from '../../options.ts'
-import { compileHostList as compileHostnameList, isHostName, trimDot } from '../permissions/host-matcher.ts'
+import { compileHostList as compileHostnameList, hostNameOf } from '../permissions/host-matcher.ts'
 import {
   abortableSleep,
   parseRetryAfter,
@@ -143,8 +143,8 @@ export function compileHostList(
   }
   const matches = compileHostnameList(hosts, name)
   return function isHostAllowed(hostname) {
-    const host = trimDot(hostname)
-    return isHostName(host) && matches(host)
+    const host = hostNameOf(hostname)
+    return host !== undefined && matches(host)
   }
 }
 

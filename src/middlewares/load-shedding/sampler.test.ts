@@ -191,23 +191,21 @@ describe('createLoadSampler(options)', () => {
       name: 'TypeError',
       message: /^Unknown option `maxInFlight` of createLoadSampler/,
     })
-    const sampler = createLoadSampler({
-      sampleIntervalMs: '500ms',
-      eventLoopDelayPercentile: 95,
-      resolutionMs: 5,
+    const thresholds = {
       maxEventLoopDelayMs: 200,
       maxEventLoopUtilization: 0.98,
       maxHeapUsedBytes: 1e9,
       maxRssBytes: 2e9,
+    }
+    const sampler = createLoadSampler({
+      ...thresholds,
+      sampleIntervalMs: '500ms',
+      eventLoopDelayPercentile: 95,
+      resolutionMs: 5,
       source: () => calm,
     })
     try {
-      assert.deepEqual(sampler.thresholds, {
-        maxEventLoopDelayMs: 200,
-        maxEventLoopUtilization: 0.98,
-        maxHeapUsedBytes: 1e9,
-        maxRssBytes: 2e9,
-      })
+      assert.deepEqual(sampler.thresholds, thresholds)
     } finally {
       sampler.close()
     }

@@ -14,15 +14,17 @@ const FORBIDDEN_IN_ENTRY = /[\s/\\@?#%*]/
 const DNS_NAME = /^[a-z0-9_-]+(?:\.[a-z0-9_-]+)*$/
 
 /**
- * Whether a host, as the URL parser gives it without its final dot, names a machine: DNS
- * labels (letters, digits, `-`, `_`; none empty), an IPv4 address or a bracketed IPv6 one.
+ * A URL's `hostname` as the host lists compare it: without its final dot, or `undefined` when
+ * no machine can have that name. A name is DNS labels (letters, digits, `-`, `_`; none
+ * empty), an IPv4 address or a bracketed IPv6 one.
  *
  * @example
- * isHostName('img.cdn.example.net') // true
- * isHostName('*.cdn.example.net') // false
+ * hostNameOf('img.cdn.example.net.') // 'img.cdn.example.net'
+ * hostNameOf('*.cdn.example.net') // undefined
  */
-export function isHostName(host: string): boolean {
-  return DNS_NAME.test(host) || (host.startsWith('[') && host.endsWith(']'))
+export function hostNameOf(hostname: string): string | undefined {
+  const host = trimDot(hostname)
+  return DNS_NAME.test(host) || (host.startsWith('[') && host.endsWith(']')) ? host : undefined
 }
 const IPV4 = /^[\d.]+$/
 const HAS_SCHEME = /^[a-zA-Z][a-zA-Z0-9+.-]*:\/\//
@@ -35,14 +37,14 @@ function normaliseEntry(entry: string, option: string): string {
   } catch {
     url = undefined
   }
+  const host = url === undefined ? undefined : hostNameOf(url.hostname)
   if (
     url === undefined ||
-    url.hostname === '' ||
+    host === undefined ||
     url.port !== '' ||
     url.username !== '' ||
     url.password !== '' ||
     url.pathname !== '/' ||
-    !isHostName(trimDot(url.hostname)) ||
     FORBIDDEN_IN_ENTRY.test(entry) ||
     entry.includes(':', entry.startsWith('[') ? entry.indexOf(']') : 0)
   ) {
@@ -50,7 +52,7 @@ function normaliseEntry(entry: string, option: string): string {
       `Expected \`${option}\` to hold host names or *.domain wildcards (no scheme, port, path or userinfo), got ${JSON.stringify(entry)}`,
     )
   }
-  return trimDot(url.hostname)
+  return host
 }
 
 /**
@@ -65,7 +67,7 @@ export function trimDot(host: string): string {
 
 /**
  * The host a request would fetch from, or `undefined` when it is not an http(s) URL or host
- * or its host is no machine's name ({@link isHostName}).
+ * or its host is no machine's name ({@link hostNameOf}).
  *
  * @example
  * hostOf('https://a@B.example.com./x') // 'b.example.com'
@@ -82,8 +84,7 @@ export function hostOf(input: string | URL): string | undefined {
     }
   }
   if (url.protocol !== 'https:' && url.protocol !== 'http:') return undefined
-  const host = trimDot(url.hostname)
-  return isHostName(host) ? host : undefined
+  return hostNameOf(url.hostname)
 }
 
 /**

@@ -5,7 +5,7 @@ import { NameTable } from '../../name-table.ts'
 import { knownOptions } from '../../options.ts'
 import { type ParsedQuery, parseQuery } from '../../query.ts'
 import { IMAGIZER_PARAMS } from '../image-params/index.ts'
-import { compileHostList, type HostnameMatcher, isHostName, trimDot } from './host-matcher.ts'
+import { compileHostList, type HostnameMatcher, hostNameOf, trimDot } from './host-matcher.ts'
 
 export { createHostMatcher, type HostMatcher } from './host-matcher.ts'
 
@@ -259,8 +259,8 @@ function urlSource(
     // Credentials in a source URL are never needed, and are where URL parsers disagree.
     refuse('IS_VALIDATION_ERROR', param, `"${param}" must not contain credentials`, 'string.uriCredentials')
   }
-  const host = trimDot(url.hostname)
-  if (!isHostName(host))
+  const host = hostNameOf(url.hostname)
+  if (host === undefined)
     refuse('IS_VALIDATION_ERROR', param, `"${param}" must have a valid host name`, 'string.hostname')
   if (compiled.hosts !== undefined && !compiled.hosts(host)) notAllowed(param)
   return new UrlSource(param, text, host, url)
@@ -328,8 +328,8 @@ export function checkPermissions(compiled: CompiledPermissions, query: ParsedQue
     case 'hostname': {
       const bare = !NOT_IN_HOST.test(value) && !value.replace(IPV6_LITERAL, '').includes(':')
       const url = bare ? safeUrl(`http://${value}`) : undefined
-      const host = url === undefined ? undefined : trimDot(url.hostname)
-      if (host === undefined || !isHostName(host))
+      const host = url === undefined ? undefined : hostNameOf(url.hostname)
+      if (host === undefined)
         refuse('IS_VALIDATION_ERROR', chosen, '"hostname" must be a valid host name', 'string.hostname')
       if (compiled.hosts !== undefined && !compiled.hosts(host)) notAllowed(chosen)
       return { kind: 'host', param: chosen, host }
