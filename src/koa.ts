@@ -12,6 +12,7 @@ import {
   type RateLimitOptions,
   rateLimitGuard,
 } from './middlewares/rate-limit/index.ts'
+import { optionsObject } from './options.ts'
 import { type LifecycleFail, publishSignal } from './request-signal.ts'
 import { peekRequestState } from './request-state.ts'
 
@@ -94,10 +95,7 @@ export function fromGuard(guard: Guard, name: string): KoaMiddleware {
  */
 export function errorHandler(options: Readonly<ErrorHandlerOptions> = {}): KoaMiddleware {
   // Checked before the spread, which would turn `null` into {} and a string into its characters.
-  if (typeof options !== 'object' || options === null)
-    throw new TypeError(
-      `Expected \`options\` to be an object, got ${options === null ? 'null' : typeof options}`,
-    )
+  optionsObject(options, 'errorHandler')
   const handle = createErrorWriter({ onError: () => {}, ...options })
   const fail = (ctx: KoaContext, err: unknown): void => {
     ctx.respond = false

@@ -66,13 +66,32 @@ export function functionOption<T>(name: string, value: T | undefined): T | undef
 }
 
 /**
+ * Throws a TypeError naming `owner` unless `options` is an object (not `null`, not an array).
+ *
+ * @example
+ * optionsObject(null, 'errorHandler') // throws: Expected the options of `errorHandler` to be an object, got null
+ */
+export function optionsObject(options: unknown, owner: string): asserts options is object {
+  if (typeof options === 'object' && options !== null && !Array.isArray(options)) return
+  const got = options === null ? 'null' : Array.isArray(options) ? 'an array' : typeof options
+  const name = owner.startsWith('`') ? owner : `\`${owner}\``
+  throw new TypeError(`Expected the options of ${name} to be an object, got ${got}`)
+}
+
+/**
  * Throws a TypeError naming the first key of `options` outside `known`, own or inherited
  * (enumerable): a misspelt option (`scope` for `scopes`) must fail at start-up, not be ignored.
+ * Options that are not an object fail first ({@link optionsObject}).
  *
  * @example
  * knownOptions({ scope: ['admin'] }, ['keys', 'scopes'], 'apiKey') // throws: Unknown option `scope` of apiKey
  */
-export function knownOptions(options: object, known: readonly string[], owner: string): void {
+export function knownOptions(
+  options: unknown,
+  known: readonly string[],
+  owner: string,
+): asserts options is object {
+  optionsObject(options, owner)
   // for…in, not Object.keys: the factories read inherited options too (`Object.create(defaults)`).
   for (const key in options) {
     if (!known.includes(key))

@@ -285,7 +285,7 @@ describe('RedisStore options', () => {
   it('validates them', () => {
     assert.throws(() => new RedisStore(undefined as never), {
       name: 'TypeError',
-      message: /^Expected `options`/,
+      message: /^Expected the options of `RedisStore` to be an object/,
     })
     assert.throws(() => new RedisStore({} as never), {
       name: 'TypeError',

@@ -98,8 +98,6 @@ export type ApiKeyCheck = (req: IncomingMessage, query?: ParsedQuery) => Publish
  * check(req)
  */
 export function compileApiKey(options: Readonly<ApiKeyOptions>): ApiKeyCheck {
-  if (typeof options !== 'object' || options === null)
-    throw new TypeError('Expected the options of `apiKey` to be an object')
   knownOptions(options, ['keys', 'lookup', 'header', 'query', 'scopes'], 'apiKey')
   const { lookup } = options
   if (lookup !== undefined && typeof lookup !== 'function')

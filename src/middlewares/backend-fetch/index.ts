@@ -170,9 +170,6 @@ export function compileHostList(
  * })
  */
 export function createBackendFetch(options: Readonly<BackendFetchOptions> = {}): BackendFetch {
-  if (options === null || typeof options !== 'object') {
-    throw new TypeError(`Expected \`options\` to be an object, got ${options}`)
-  }
   knownOptions(options, BACKEND_FETCH_OPTIONS, 'createBackendFetch')
   const maxBytes = options.maxBytes ?? DEFAULTS.maxBytes
   if (!Number.isSafeInteger(maxBytes) || maxBytes < 1) {

@@ -34,9 +34,11 @@ describe('createErrorWriter(options)', () => {
     for (const make of [createErrorWriter, expressErrorHandler, koaErrorHandler]) {
       assert.throws(() => make(null as never), {
         name: 'TypeError',
-        message: /^Expected `options` to be an object, got null/,
+        message: /^Expected the options of `errorHandler` to be an object, got null/,
       })
-      assert.throws(() => make('x' as never), { message: /^Expected `options` to be an object, got string/ })
+      assert.throws(() => make('x' as never), {
+        message: /^Expected the options of `errorHandler` to be an object, got string/,
+      })
       assert.throws(() => make({ onerror: () => {} } as never), { message: /^Unknown option `onerror`/ })
     }
     const handle = createErrorWriter({

@@ -196,10 +196,6 @@ export function isClientGone(res: ServerResponse): boolean {
 export function createErrorWriter(
   options: Readonly<ErrorHandlerOptions> = {},
 ): (err: unknown, req: IncomingMessage, res: ServerResponse) => void {
-  if (typeof options !== 'object' || options === null)
-    throw new TypeError(
-      `Expected \`options\` to be an object, got ${options === null ? 'null' : typeof options}`,
-    )
   knownOptions(options, ERROR_HANDLER_OPTIONS, 'errorHandler')
   const {
     onError = defaultOnError,

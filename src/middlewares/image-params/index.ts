@@ -219,8 +219,6 @@ export function compileImageParams(
   options: Readonly<ImageParamsOptions> = {},
   alsoExempt?: string,
 ): CompiledImageParams {
-  if (typeof options !== 'object' || options === null)
-    throw new TypeError('Expected the options of `imageParams` to be an object')
   knownOptions(
     options,
     [

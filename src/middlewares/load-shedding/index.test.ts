@@ -254,7 +254,7 @@ describe('loadSheddingGuard(options)', () => {
   it('throws a TypeError when options are missing', () => {
     assert.throws(() => loadSheddingGuard(undefined as never), {
       name: 'TypeError',
-      message: /^Expected `options`/,
+      message: /^Expected the options of `loadShedding` to be an object/,
     })
   })
 })

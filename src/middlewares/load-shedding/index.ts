@@ -91,10 +91,6 @@ const LABELS: Readonly<Record<OverloadReason['type'], string>> = {
  * const guard = loadSheddingGuard({ maxEventLoopDelayMs: 200, maxInFlight: 100 })
  */
 export function loadSheddingGuard(options: Readonly<LoadSheddingOptions>): Guard {
-  if (typeof options !== 'object' || options === null)
-    throw new TypeError(
-      `Expected \`options\` to be an object, got ${options === null ? 'null' : typeof options}`,
-    )
   knownOptions(options, LOAD_SHEDDING_OPTIONS, 'loadShedding')
   const sampler = options.sampler
   if (

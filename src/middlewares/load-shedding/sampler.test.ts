@@ -222,7 +222,7 @@ describe('createLoadSampler(options)', () => {
     [{ maxHeapUsedBytes: 0 }, /^Expected `maxHeapUsedBytes`/],
     [{ maxRssBytes: '1GB' }, /^Expected `maxRssBytes`/],
     [{ source: 42 }, /^Expected `source` to be a function, got number/],
-    [null, /^Expected `options` to be an object, got null/],
+    [null, /^Expected the options of `createLoadSampler` to be an object, got null/],
   ] as const) {
     it(`throws a TypeError for ${JSON.stringify(options)}`, () => {
       assert.throws(() => createLoadSampler(options as never), { name: 'TypeError', message })

@@ -191,10 +191,6 @@ function finite(value: unknown): number {
  * app.get('/health', (req, res) => res.sendStatus(sampler.isOverloaded() ? 503 : 200))
  */
 export function createLoadSampler(options: Readonly<LoadSamplerOptions> = {}): LoadSampler {
-  if (typeof options !== 'object' || options === null)
-    throw new TypeError(
-      `Expected \`options\` to be an object, got ${options === null ? 'null' : typeof options}`,
-    )
   knownOptions(
     options,
     [...THRESHOLD_OPTIONS, 'sampleIntervalMs', 'eventLoopDelayPercentile', 'resolutionMs', 'source'],

@@ -107,8 +107,6 @@ export interface CompiledPermissions {
  * const compiled = compilePermissions({ allowDynamicOrigin: false })
  */
 export function compilePermissions(options: Readonly<PermissionsOptions> = {}): CompiledPermissions {
-  if (typeof options !== 'object' || options === null)
-    throw new TypeError('Expected the options of `permissions` to be an object')
   knownOptions(
     options,
     [

@@ -350,7 +350,7 @@ describe('rateLimitGuard(options)', () => {
         })
       assert.throws(() => imageChartsRateLimitsGuard(null as never), {
         name: 'TypeError',
-        message: /^Expected `options` to be an object, got null/,
+        message: /^Expected the options of `imageChartsRateLimits` to be an object, got null/,
       })
       const guard = imageChartsRateLimitsGuard({
         store: new MemoryStore(),
@@ -423,7 +423,7 @@ describe('rateLimitGuard(options)', () => {
     [{ ...base, store: {} }, /^Expected `store` to be a rate-limit store/],
     [{ ...base, name: 'new\nline' }, /^Expected `name` to be 1 to 64 printable ASCII/],
     [{ ...base, name: '' }, /^Expected `name`/],
-    [null, /^Expected `options` to be an object, got null/],
+    [null, /^Expected the options of `rateLimit` to be an object, got null/],
   ] as const) {
     it(`throws a TypeError for ${JSON.stringify(options)}`, () => {
       assert.throws(() => rateLimitGuard(options as never), { name: 'TypeError', message })

@@ -121,10 +121,6 @@ class StoreTimeoutError extends Error {
  * const guard = rateLimitGuard({ limit: 90, windowMs: '10s' })
  */
 export function rateLimitGuard(options: Readonly<RateLimitOptions>): Guard {
-  if (typeof options !== 'object' || options === null)
-    throw new TypeError(
-      `Expected \`options\` to be an object, got ${options === null ? 'null' : typeof options}`,
-    )
   knownOptions(options, RATE_LIMIT_OPTIONS, 'rateLimit')
   const limit = numberOption('limit', options.limit, { min: 0, max: 1e12, integer: true })
   const windowMs = durationMs('windowMs', options.windowMs)
@@ -308,10 +304,6 @@ const IMAGE_CHARTS_RATE_LIMITS_OPTIONS = [
  * const guard = imageChartsRateLimitsGuard({ trustProxy: 1 })
  */
 export function imageChartsRateLimitsGuard(options: Readonly<ImageChartsRateLimitsOptions> = {}): Guard {
-  if (typeof options !== 'object' || options === null)
-    throw new TypeError(
-      `Expected \`options\` to be an object, got ${options === null ? 'null' : typeof options}`,
-    )
   // Checked here too: rateLimitGuard would take a `limit` or `key`, which the presets below override.
   knownOptions(options, IMAGE_CHARTS_RATE_LIMITS_OPTIONS, 'imageChartsRateLimits')
   // Read by name, not spread: a spread would drop options inherited from a prototype.

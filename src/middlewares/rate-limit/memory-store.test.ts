@@ -98,7 +98,7 @@ describe('MemoryStore', () => {
     })
     assert.throws(() => new MemoryStore(null as never), {
       name: 'TypeError',
-      message: /^Expected `options` to be an object, got null/,
+      message: /^Expected the options of `MemoryStore` to be an object, got null/,
     })
     const c = clock()
     const store = new MemoryStore({ maxKeys: 10, now: c.now })

@@ -42,10 +42,6 @@ export class MemoryStore implements RateLimitStore {
   #next = 0
 
   constructor(options: Readonly<MemoryStoreOptions> = {}) {
-    if (typeof options !== 'object' || options === null)
-      throw new TypeError(
-        `Expected \`options\` to be an object, got ${options === null ? 'null' : typeof options}`,
-      )
     knownOptions(options, ['maxKeys', 'now'], 'MemoryStore')
     this.#maxKeys = numberOption('maxKeys', options.maxKeys ?? 1_000_000, {
       min: 1,

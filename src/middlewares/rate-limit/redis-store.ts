@@ -81,10 +81,6 @@ export class RedisStore implements RateLimitStore {
   readonly #prefix: string
 
   constructor(options: Readonly<RedisStoreOptions>) {
-    if (typeof options !== 'object' || options === null)
-      throw new TypeError(
-        `Expected \`options\` to be an object, got ${options === null ? 'null' : typeof options}`,
-      )
     knownOptions(options, ['sendCommand', 'prefix'], 'RedisStore')
     if (typeof options.sendCommand !== 'function')
       throw new TypeError(`Expected \`sendCommand\` to be a function, got ${typeof options.sendCommand}`)

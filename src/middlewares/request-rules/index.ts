@@ -88,8 +88,6 @@ function run(
  * }), handler)
  */
 export function requestRules(options: Readonly<RequestRulesOptions>): Guard {
-  if (typeof options !== 'object' || options === null)
-    throw new TypeError('Expected the options of `requestRules` to be an object')
   knownOptions(options, ['apiKey', 'signature', 'permissions', 'imageParams'], 'requestRules')
   const steps: Step[] = []
   const { apiKey, signature, permissions, imageParams } = options

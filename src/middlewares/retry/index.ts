@@ -93,9 +93,6 @@ export function readRetryPolicy(
   owner: string,
   extra: readonly string[] = [],
 ): RetryPolicy {
-  if (options === null || typeof options !== 'object') {
-    throw new TypeError(`Expected retry options to be an object, got ${options}`)
-  }
   knownOptions(options, extra.length === 0 ? RETRY_OPTIONS : [...RETRY_OPTIONS, ...extra], owner)
   const maxAttempts = options.maxAttempts ?? DEFAULTS.maxAttempts
   if (!Number.isInteger(maxAttempts) || maxAttempts < 1 || maxAttempts > 100) {

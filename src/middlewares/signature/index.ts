@@ -280,8 +280,6 @@ export type SignatureCheck = (query: ParsedQuery) => Published | undefined | Pro
  * check(parseQuery(req))
  */
 export function compileSignature(options: Readonly<SignatureOptions> = {}): SignatureCheck {
-  if (typeof options !== 'object' || options === null)
-    throw new TypeError('Expected the options of `signature` to be an object')
   knownOptions(
     options,
     ['accounts', 'lookup', 'required', 'features', 'plans', 'unsignedFeatures'],

@@ -166,8 +166,6 @@ function readBody(req: IncomingMessage, res: ServerResponse, maxBytes: number): 
  * })
  */
 export function upload(options: Readonly<UploadOptions> = {}): Guard {
-  if (typeof options !== 'object' || options === null)
-    throw new TypeError('Expected the options of `upload` to be an object')
   knownOptions(options, ['enabled', 'tokens', 'verifyToken', 'maxBytes', 'types'], 'upload')
   if (options.enabled !== undefined && typeof options.enabled !== 'boolean')
     throw new TypeError(`Expected \`enabled\` to be a boolean, got ${showValue(options.enabled)}`)
