@@ -112,9 +112,50 @@ export function fromGuard(guard: Guard, name: string): ExpressMiddleware {
  */
 export function errorHandler(options: Readonly<ErrorHandlerOptions> = {}): ExpressErrorMiddleware {
   const handle = createErrorWriter(options)
-  return function errorHandler(err, req, res, _next) {
+  const middleware: ExpressErrorMiddleware = function errorHandler(err, req, res, _next) {
     handle(err, req, res)
   }
+  errorWriters.set(middleware, handle)
+  return middleware
+}
+
+type ErrorWriter = (err: unknown, req: IncomingMessage, res: ServerResponse) => void
+
+/** The writer of each `errorHandler()` middleware, to find it in an app's stack. */
+const errorWriters = new WeakMap<object, ErrorWriter>()
+
+interface AppLike {
+  readonly _router?: { readonly stack?: unknown }
+  readonly router?: { readonly stack?: unknown }
+  readonly parent?: unknown
+}
+
+/**
+ * The writer of the one `errorHandler()` mounted at the top of the request's app (or of an
+ * app it is mounted in); undefined when there is none, or several, or the app's router
+ * cannot be read. Express 4 keeps the router in `app._router` (its `app.router` throws),
+ * Express 5 in `app.router`.
+ */
+function mountedErrorWriter(req: IncomingMessage): ErrorWriter | undefined {
+  for (let app = (req as { app?: unknown }).app; typeof app === 'function'; app = (app as AppLike).parent) {
+    let stack: unknown
+    try {
+      stack = ((app as AppLike)._router ?? (app as AppLike).router)?.stack
+    } catch {
+      return undefined
+    }
+    if (!Array.isArray(stack)) return undefined
+    let found: ErrorWriter | undefined
+    for (const layer of stack) {
+      const handle = (layer as { handle?: unknown } | null)?.handle
+      const write = typeof handle === 'function' ? errorWriters.get(handle) : undefined
+      if (write === undefined) continue
+      if (found !== undefined && found !== write) return undefined
+      found = write
+    }
+    if (found !== undefined) return found
+  }
+  return undefined
 }
 
 /**
@@ -133,7 +174,18 @@ export function notFound(): ExpressMiddleware {
 
 // --- Backend lifecycle: deadline and client-closed detection ---
 
-const failThroughNext: LifecycleFail = (next, err) => (next as NextFunction)(err)
+/**
+ * A deadline or a client that left is answered by the app's `errorHandler()` directly when
+ * it can be found: through `next(err)`, Express's router would move past the error handler,
+ * and the handler's own late `next(err)` (a backend call that failed after the 504) would
+ * then reach Express's final handler, which logs it and destroys the keep-alive socket.
+ * Answered directly, the late error reaches `errorHandler()`, which ignores it.
+ */
+const failThroughNext: LifecycleFail = (next, err, res) => {
+  const write = mountedErrorWriter(res.req)
+  if (write === undefined) (next as NextFunction)(err)
+  else write(err, res.req, res)
+}
 
 function publishSignalOn(req: IncomingMessage, res: ServerResponse): void {
   const target = res as WithLocals

@@ -59,12 +59,14 @@ export function abortRequest(req: IncomingMessage, reason: Error): boolean {
 }
 
 /**
- * How an adapter hands a lifecycle failure to its error handler: Express `next(err)`, Koa `ctx.onerror(err)`.
+ * How an adapter hands a lifecycle failure to its error handler: Express `next(err)`, Koa
+ * `ctx.onerror(err)`. `target` is what the adapter passed when it armed the request; `res`
+ * is the request's response.
  *
  * @example
  * const failThroughNext: LifecycleFail = (next, err) => (next as (err: Error) => void)(err)
  */
-export type LifecycleFail = (target: unknown, err: Error) => void
+export type LifecycleFail = (target: unknown, err: Error, res: ServerResponse) => void
 
 /**
  * Reports `err` for the request through the adapter, one turn of the event loop after the
@@ -88,5 +90,5 @@ export function failAfterAbort(
 function failIfPending(res: ServerResponse, err: Error, fail: LifecycleFail, clientGone: boolean): void {
   const state = peekRequestState(res.req)
   if (state === undefined || state.failureReported === true || (!clientGone && res.writableFinished)) return
-  fail(state.lifecycleTarget, err)
+  fail(state.lifecycleTarget, err, res)
 }

@@ -176,6 +176,89 @@ describe('backend lifecycle on every framework', () => {
         }
       })
 
+      test('a handler that fails after the 504 is ignored: not logged, and the keep-alive connection lives on', async () => {
+        const agent = new Agent({ keepAlive: true, maxSockets: 1 })
+        const logged: unknown[] = []
+        const consoleError = console.error
+        console.error = (...args: unknown[]) => logged.push(args)
+        let lateFailed: () => void = () => {}
+        const failedLate = new Promise<void>((resolve) => {
+          lateFailed = resolve
+        })
+        const app = await startApp(framework, {
+          routes: [
+            {
+              path: '/late',
+              use: (a) => [a.deadline({ timeoutMs: '100ms' })],
+              // A backend call that ignored the signal, failing once the 504 was sent.
+              handle: async ({ res }) => {
+                if (!res.writableFinished) await once(res, 'finish')
+                setImmediate(lateFailed)
+                throw new Error('the backend failed after the deadline')
+              },
+            },
+            { path: '/ok', handle: () => ({ body: 'ok' }) },
+          ],
+        })
+        try {
+          const late = await get(`${app.url}/late`, agent)
+          assert.equal(late.status, 504)
+          await failedLate
+          const next = await get(`${app.url}/ok`, agent)
+          assert.deepEqual([next.status, next.body], [200, 'ok'])
+          assert.equal(next.socket, late.socket, 'the same keep-alive socket')
+          assert.deepEqual(logged, [], "nothing reached the framework's own error logging")
+          assert.deepEqual(
+            (await reportsOf(app, 1)).map((r) => r.code),
+            ['IC_BACKEND_TIMEOUT'],
+          )
+        } finally {
+          console.error = consoleError
+          agent.destroy()
+          await app.close()
+        }
+      })
+
+      test('a handler that fails after its client left is ignored too', async () => {
+        const logged: unknown[] = []
+        const consoleError = console.error
+        console.error = (...args: unknown[]) => logged.push(args)
+        let lateFailed: () => void = () => {}
+        const failedLate = new Promise<void>((resolve) => {
+          lateFailed = resolve
+        })
+        const app = await startApp(framework, {
+          use: (a) => [a.clientClosed()],
+          routes: [
+            {
+              path: '/slow',
+              handle: async ({ req }) => {
+                await once(requestSignal(req), 'abort')
+                await new Promise((resolve) => setTimeout(resolve, 20))
+                setImmediate(lateFailed)
+                throw new Error('the backend failed after the client left')
+              },
+            },
+          ],
+        })
+        try {
+          const socket = await rawSocket(app.url)
+          socket.write('GET /slow HTTP/1.1\r\nHost: x\r\n\r\n')
+          await new Promise((resolve) => setTimeout(resolve, 50))
+          socket.destroy()
+          await failedLate
+          await new Promise((resolve) => setImmediate(resolve))
+          assert.deepEqual(logged, [])
+          assert.deepEqual(
+            (await reportsOf(app, 1)).map((r) => [r.code, r.outcome]),
+            [['IC_CLIENT_CLOSED_REQUEST', 'client-gone']],
+          )
+        } finally {
+          console.error = consoleError
+          await app.close()
+        }
+      })
+
       test('a response that finishes in time clears its deadline timer', async () => {
         const app = await startApp(framework, {
           routes: [

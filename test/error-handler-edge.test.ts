@@ -387,3 +387,27 @@ describe('a thrown value whose getters throw, and a branded error without its co
     expectations,
   )
 })
+
+describe('Express: where a deadline 504 goes when the app has no single errorHandler() at its top', () => {
+  for (const [name, express] of Expresses) {
+    it(`${name}: through next(err), to the errorHandler() of the sub-router or of the first match`, async () => {
+      const reports: string[] = []
+      const app = express()
+      const router = express.Router()
+      router.get('/slow', ex.deadline({ timeoutMs: 30 }) as never, () => {})
+      router.use(ex.errorHandler({ onError: (r) => reports.push(`router ${r.code}`) }) as never)
+      app.use('/r', router)
+      app.get('/slow', ex.deadline({ timeoutMs: 30 }) as never, () => {})
+      app.use(ex.errorHandler({ onError: (r) => reports.push(`first ${r.code}`) }) as never)
+      app.use(ex.errorHandler({ onError: (r) => reports.push(`second ${r.code}`) }) as never)
+      const server = await listen(app as never)
+      try {
+        assert.equal((await fetch(`${server.url}/r/slow`)).status, 504)
+        assert.equal((await fetch(`${server.url}/slow`)).status, 504)
+        assert.deepEqual(reports, ['router IC_BACKEND_TIMEOUT', 'first IC_BACKEND_TIMEOUT'])
+      } finally {
+        await server.close()
+      }
+    })
+  }
+})
