@@ -37,6 +37,10 @@ describe('createDeadline', () => {
     assert.throws(() => createDeadline({ timeoutMs: -1 }, fail), /`timeoutMs`.*got -1/)
     assert.throws(() => createDeadline({} as never, fail), /`timeoutMs`/)
     assert.throws(() => createDeadline(undefined as never, fail), /`timeoutMs`/)
+    assert.throws(
+      () => createDeadline({ timeoutMs: 1000 }, undefined as never),
+      /^TypeError: Expected `fail` to be a function, got undefined$/,
+    )
   })
 
   it('refuses an option it does not know, and takes the documented one', () => {

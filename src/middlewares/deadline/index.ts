@@ -38,6 +38,8 @@ export function createDeadline(
   }
   knownOptions(options, ['timeoutMs'], 'deadline')
   const timeoutMs = durationMs('timeoutMs', options.timeoutMs)
+  if (typeof fail !== 'function')
+    throw new TypeError(`Expected \`fail\` to be a function, got ${typeof fail}`)
   const message = `The response did not finish within the ${timeoutMs} ms deadline`
 
   function onDeadline(res: ServerResponse): void {
