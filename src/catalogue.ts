@@ -355,6 +355,14 @@ export const errorCatalogue = {
     hint: 'Upload a smaller file, or raise the upload `maxBytes` limit.',
     since: v,
   },
+  IC_PAYLOAD_TOO_LARGE: {
+    status: 413,
+    title: 'Payload Too Large',
+    description: 'The request body is larger than the server accepts.',
+    retryable: false,
+    hint: 'Send a smaller body.',
+    since: v,
+  },
   IC_CLIENT_ERROR: {
     status: 400,
     title: 'Client Error',
@@ -515,7 +523,7 @@ const statusDefaults: Readonly<Record<number, BuiltInErrorCode>> = {
   401: 'IC_UNAUTHORIZED',
   403: 'IC_FORBIDDEN',
   404: 'IC_NOT_FOUND',
-  413: 'IC_UPLOAD_TOO_LARGE',
+  413: 'IC_PAYLOAD_TOO_LARGE',
   429: 'IC_RATE_LIMITED',
   499: 'IC_CLIENT_CLOSED_REQUEST',
   500: 'IC_INTERNAL_ERROR',

@@ -60,6 +60,8 @@ describe('prefersJson(accept)', () => {
     ['image/webp,image/*,*/*;q=0.8', false],
     ['text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8', false],
     ['application/json;q=garbage', false],
+    ['Application/JSON', true],
+    ['TEXT/PLAIN, APPLICATION/PROBLEM+JSON;Q=0.5', false],
   ]
   for (const [accept, expected] of table) {
     it(`${accept} → ${expected ? 'JSON' : 'text'}`, () => assert.equal(prefersJson(accept), expected))
@@ -67,6 +69,37 @@ describe('prefersJson(accept)', () => {
 })
 
 describe('toErrorResponse(err, context)', () => {
+  it('lists the message of a validation error thrown without items in x-ic-error-validation', () => {
+    for (const err of [
+      icError('IS_VALIDATION_ERROR', { message: '"width" is required' }),
+      { status: 400, code: 'IS_VALIDATION_ERROR', message: '"width" is required' },
+    ]) {
+      const text = toErrorResponse(err)
+      assert.equal(text.headers['x-ic-error-validation'], '[{"message":"\\"width\\" is required"}]')
+      const json = toErrorResponse(err, { accept: 'application/json' })
+      assert.deepEqual(JSON.parse(json.body).validation, [{ message: '"width" is required' }])
+    }
+    assert.equal(toErrorResponse(icError('IC_BAD_REQUEST')).headers['x-ic-error-validation'], undefined)
+  })
+
+  it('sends Retry-After as whole delta-seconds, or not at all', () => {
+    const retryAfter = (err: unknown) => toErrorResponse(err).headers['retry-after']
+    for (const value of ['soon', '-5', '1.5', '', '0x10', 'Sun, 06 Nov 1994 08:49:37 PST'])
+      assert.equal(retryAfter(createHttpError(429, { headers: { 'Retry-After': value } })), '60', value)
+    assert.equal(retryAfter(createHttpError(500, { headers: { 'Retry-After': 'soon' } })), undefined)
+    assert.equal(retryAfter(createHttpError(429, { headers: { 'Retry-After': ' 7 ' } })), '7')
+    const inOneMinute = new Date(Date.now() + 60_000).toUTCString() // whole seconds: 59 s to 60 s ahead
+    assert.match(
+      retryAfter(createHttpError(503, { headers: { 'Retry-After': inOneMinute } })) ?? '',
+      /^(?:59|60)$/,
+    )
+    const past = new Date(Date.now() - 60_000).toUTCString()
+    assert.equal(retryAfter(createHttpError(503, { headers: { 'Retry-After': past } })), '0')
+    assert.equal(retryAfter(icError('IC_OVERLOADED', { headers: { 'Retry-After': 'later' } })), '5')
+    assert.equal(retryAfter(icError('IC_RATE_LIMITED', { retryAfterSeconds: 1e21 })), '2147483647')
+    assert.equal(retryAfter(icError('IC_RATE_LIMITED', { retryAfterSeconds: 0.2 })), '1')
+  })
+
   it('gives HEAD the headers of GET and no body', () => {
     const get = toErrorResponse(icError('IC_RATE_LIMITED'), { method: 'GET', accept: 'application/json' })
     const head = toErrorResponse(icError('IC_RATE_LIMITED'), { method: 'HEAD', accept: 'application/json' })

@@ -9,6 +9,7 @@ import {
 import { isIcError } from './errors.ts'
 import {
   encodeValidationHeader,
+  retryAfterValue,
   sanitizeHeaders,
   toValidationItem,
   type ValidationItem,
@@ -53,7 +54,7 @@ const internal = errorCatalogue.IC_INTERNAL_ERROR
  * message stays hidden.
  *
  * @example
- * normalizeError(createError(413)).code // 'IC_UPLOAD_TOO_LARGE'
+ * normalizeError(createError(413)).code // 'IC_PAYLOAD_TOO_LARGE'
  * normalizeError('oops').status         // 500
  */
 export function normalizeError(err: unknown): NormalizedError {
@@ -160,16 +161,17 @@ export interface ProblemDetails {
 
 /** Is JSON preferred over plain text? Only when the client names a JSON type explicitly, with a q-value at least that of text. */
 export function prefersJson(accept: string | undefined): boolean {
-  if (accept === undefined || !accept.includes('json')) return false
+  const lower = accept?.toLowerCase()
+  if (lower === undefined || !lower.includes('json')) return false
   let json = 0
   let text = 0
-  for (const part of accept.split(',')) {
+  for (const part of lower.split(',')) {
     const [rawType = '', ...params] = part.split(';')
-    const type = rawType.trim().toLowerCase()
+    const type = rawType.trim()
     let q = 1
     for (const param of params) {
       const [key, value] = param.split('=')
-      if (key?.trim().toLowerCase() === 'q') q = Number.parseFloat(value ?? '') || 0
+      if (key?.trim() === 'q') q = Number.parseFloat(value ?? '') || 0
     }
     if (type === 'application/json' || type === 'application/problem+json' || type.endsWith('+json')) {
       json = Math.max(json, q)
@@ -212,11 +214,18 @@ export function toErrorResponse(err: unknown, context: ResponseContext = {}): Er
  */
 export function responseOf(n: NormalizedError, context: ResponseContext = {}): ErrorResponse {
   const headers: Record<string, string> = { ...n.headers, 'x-ic-error-code': n.code }
-  if (n.validation !== undefined && n.validation.length > 0) {
+  const items = n.validation !== undefined && n.validation.length > 0 ? n.validation : undefined
+  // A validation error always lists its failures; one thrown without items lists its message.
+  const listed =
+    items ??
+    (n.code === 'IS_VALIDATION_ERROR' ? [{ message: n.expose ? n.message : n.entry.description }] : undefined)
+  if (listed !== undefined) {
     headers['x-ic-error-validation'] =
-      context.validationHeaderMaxBytes === undefined && n.headers['x-ic-error-validation'] !== undefined
+      context.validationHeaderMaxBytes === undefined &&
+      items !== undefined &&
+      n.headers['x-ic-error-validation'] !== undefined
         ? n.headers['x-ic-error-validation']
-        : encodeValidationHeader(n.validation, context.validationHeaderMaxBytes)
+        : encodeValidationHeader(listed, context.validationHeaderMaxBytes)
   }
   if (
     headers['retry-after'] === undefined &&
@@ -224,7 +233,7 @@ export function responseOf(n: NormalizedError, context: ResponseContext = {}): E
     n.entry.retryAfterSeconds !== undefined &&
     n.entry.status === n.status
   ) {
-    headers['retry-after'] = String(n.entry.retryAfterSeconds)
+    headers['retry-after'] = retryAfterValue(n.entry.retryAfterSeconds)
   }
   const detail = n.expose ? n.message : n.entry.description
   const head = context.method === 'HEAD'
@@ -241,7 +250,7 @@ export function responseOf(n: NormalizedError, context: ResponseContext = {}): E
       if (context.requestId !== undefined) problem.instance = context.requestId
       problem.code = n.code
       problem.retryable = n.entry.retryable
-      if (n.validation !== undefined && n.validation.length > 0) problem.validation = n.validation
+      if (listed !== undefined) problem.validation = listed
       if (n.expose && n.details !== undefined) problem.details = n.details
       body = JSON.stringify(problem)
     }

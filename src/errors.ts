@@ -2,6 +2,7 @@ import createHttpError, { type HttpError } from 'http-errors'
 import { type ErrorCode, lookupErrorCode } from './catalogue.ts'
 import {
   encodeValidationHeader,
+  retryAfterValue,
   sanitizeHeaders,
   toValidationItem,
   type ValidationItem,
@@ -121,8 +122,7 @@ export function icError(code: ErrorCode, options: IcErrorOptions = {}): IcError 
   }
   const own = options.retryAfterSeconds
   const retryAfterSeconds = own !== undefined && Number.isFinite(own) ? own : entry.retryAfterSeconds
-  if (retryAfterSeconds !== undefined)
-    headers['retry-after'] = String(Math.max(0, Math.ceil(retryAfterSeconds)))
+  if (retryAfterSeconds !== undefined) headers['retry-after'] = retryAfterValue(retryAfterSeconds)
   const validation = options.validation?.map(toValidationItem)
   if (validation !== undefined && validation.length > 0) {
     headers['x-ic-error-validation'] = encodeValidationHeader(validation)

@@ -138,13 +138,40 @@ export function headerSafeText(text: string, maxBytes = 512): string {
   return safe.slice(0, maxBytes).replace(/%[0-9A-F]?$/, '')
 }
 
+/** Delta-seconds above this are sent as this: what RFC 9111 asks every recipient to handle. */
+const MAX_DELTA_SECONDS = 2_147_483_647
+
+/**
+ * A number of seconds as `Retry-After` delta-seconds: whole, not negative, capped, never in
+ * exponent notation (`1e21` seconds is sent as 2147483647).
+ *
+ * @example
+ * retryAfterValue(1.2) // '2'
+ * retryAfterValue(1e21) // '2147483647'
+ */
+export function retryAfterValue(seconds: number): string {
+  return String(Math.min(MAX_DELTA_SECONDS, Math.max(0, Math.ceil(seconds))))
+}
+
+const HTTP_DATE = /^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} GMT$/
+
+/** A `Retry-After` another library set, as whole delta-seconds; undefined when it is neither seconds nor an HTTP date. */
+function deltaSecondsOf(text: string): string | undefined {
+  const trimmed = text.trim()
+  if (/^\d+$/.test(trimmed)) return retryAfterValue(Number(trimmed))
+  const at = HTTP_DATE.test(trimmed) ? Date.parse(trimmed) : Number.NaN
+  return Number.isNaN(at) ? undefined : retryAfterValue((at - Date.now()) / 1000)
+}
+
 /**
  * Keeps the headers of an error whose names and values are valid and harmless: never
  * `Content-Length`, `Content-Type`, `Transfer-Encoding`, `Connection` or `Set-Cookie`, and
- * `x-ic-*` only when `own` (a foreign error cannot forge our code).
+ * `x-ic-*` only when `own` (a foreign error cannot forge our code). `Retry-After` is kept as
+ * whole delta-seconds (an HTTP date is converted), or dropped when it is neither.
  *
  * @example
  * sanitizeHeaders({ 'X-Ok': 'yes', 'x-bad': 'a\r\nb' }, false) // { 'x-ok': 'yes' }
+ * sanitizeHeaders({ 'Retry-After': 'soon' }, false) // {}
  */
 export function sanitizeHeaders(headers: unknown, own: boolean): Record<string, string> {
   const out: Record<string, string> = {}
@@ -154,7 +181,12 @@ export function sanitizeHeaders(headers: unknown, own: boolean): Record<string, 
     if (!HEADER_NAME.test(name) || RESERVED_HEADERS.has(lower) || (!own && lower.startsWith('x-ic-')))
       continue
     const text = typeof value === 'number' ? String(value) : value
-    if (typeof text === 'string' && HEADER_VALUE.test(text) && (own || text.length <= 1024)) out[lower] = text
+    if (typeof text !== 'string' || !HEADER_VALUE.test(text) || (!own && text.length > 1024)) continue
+    if (lower !== 'retry-after') out[lower] = text
+    else {
+      const seconds = deltaSecondsOf(text)
+      if (seconds !== undefined) out[lower] = seconds
+    }
   }
   return out
 }

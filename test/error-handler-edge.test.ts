@@ -268,7 +268,7 @@ describe('499 is never written to a client that is still there', () => {
 })
 
 describe('a body stream that fails before its first byte, through stream.pipeline', () => {
-  it('koa3: reported as the server failure (500), not as a 499 client-gone', async () => {
+  it('koa3: reported as the server failure (500, outcome closed), not as a 499 client-gone', async () => {
     const { Readable } = await import('node:stream')
     const app = new Koa3()
     app.silent = true
@@ -286,13 +286,13 @@ describe('a body stream that fails before its first byte, through stream.pipelin
       await fetch(s.url).catch(() => undefined)
       await new Promise((r) => setTimeout(r, 50))
       assert.equal(reports.length, 1)
-      assert.notEqual(reports[0]?.status, 499, `reported ${reports[0]?.status} ${reports[0]?.outcome}`)
+      assert.deepEqual([reports[0]?.status, reports[0]?.outcome], [500, 'closed'])
     } finally {
       await s.close()
     }
   })
   for (const [name, express] of Expresses) {
-    it(`${name}: pipeline(body, res, next) failing early is a 500, not a 499`, async () => {
+    it(`${name}: pipeline(body, res, next) failing early is a 500 with outcome closed, not a 499`, async () => {
       const { Readable, pipeline } = await import('node:stream')
       const app = express()
       const reports: ErrorReport[] = []
@@ -313,7 +313,7 @@ describe('a body stream that fails before its first byte, through stream.pipelin
         await fetch(s.url).catch(() => undefined)
         await new Promise((r) => setTimeout(r, 50))
         assert.equal(reports.length, 1)
-        assert.notEqual(reports[0]?.status, 499, `reported ${reports[0]?.status} ${reports[0]?.outcome}`)
+        assert.deepEqual([reports[0]?.status, reports[0]?.outcome], [500, 'closed'], 'nothing was sent')
       } finally {
         await s.close()
       }
@@ -409,5 +409,75 @@ describe('Express: where a deadline 504 goes when the app has no single errorHan
         await server.close()
       }
     })
+  }
+})
+
+describe('hooks that fail', () => {
+  const failingHooks = {
+    'an async onError that rejects': { onError: async () => Promise.reject(new Error('log sink down')) },
+    'a generateRequestId that throws': {
+      onError: () => {},
+      generateRequestId: () => {
+        throw new Error('no id today')
+      },
+    },
+    'a problemType that throws': {
+      onError: () => {},
+      problemType: () => {
+        throw new Error('no type today')
+      },
+    },
+  } as const
+  for (const [hook, options] of Object.entries(failingHooks)) {
+    const apps = [
+      ...Expresses.map(([name, express]) => {
+        return [
+          name,
+          () => {
+            const app = express()
+            app.get('/', (_q, _r, next) => next(icError('IC_HOST_NOT_ALLOWED')))
+            app.use(ex.errorHandler(options) as never)
+            return app as never
+          },
+        ] as const
+      }),
+      ...Koas.map(([name, Koa]) => {
+        return [
+          name,
+          () => {
+            const app = new Koa()
+            app.silent = true
+            app.use(kx.errorHandler(options) as never)
+            app.use(() => {
+              throw icError('IC_HOST_NOT_ALLOWED')
+            })
+            return app.callback() as never
+          },
+        ] as const
+      }),
+    ]
+    for (const [name, make] of apps) {
+      it(`${name}: ${hook} still gets an answer, and the process lives on`, async () => {
+        const unhandled: unknown[] = []
+        const onUnhandled = (reason: unknown) => unhandled.push(reason)
+        process.on('unhandledRejection', onUnhandled)
+        const s = await listen(make())
+        try {
+          const res = await withTimeout(fetch(s.url, { headers: { accept: 'application/json' } }), 2000)
+          const body = (await res.json()) as { type: string }
+          const code = res.headers.get('x-ic-error-code')
+          if (hook === 'a problemType that throws') {
+            assert.deepEqual([res.status, code], [500, 'IC_INTERNAL_ERROR'])
+            assert.equal(body.type, 'urn:image-api-errors:code:IC_INTERNAL_ERROR')
+          } else assert.deepEqual([res.status, code], [401, 'IC_HOST_NOT_ALLOWED'])
+          assert.match(res.headers.get('x-request-id') ?? '', /^[0-9a-f-]{36}$/)
+          await new Promise((resolve) => setTimeout(resolve, 10))
+          assert.deepEqual(unhandled, [])
+        } finally {
+          process.off('unhandledRejection', onUnhandled)
+          await s.close()
+        }
+      })
+    }
   }
 })

@@ -221,7 +221,7 @@ const scenarios: Scenario[] = [
     name: 'a foreign code (ECONNRESET) never reaches x-ic-error-code',
     path: '/http-413-foreign-code',
     status: 413,
-    code: 'IC_UPLOAD_TOO_LARGE',
+    code: 'IC_PAYLOAD_TOO_LARGE',
   },
   {
     name: 'a foreign error carrying one of our codes and validation keeps both',

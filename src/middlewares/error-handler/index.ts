@@ -30,8 +30,13 @@ export interface ErrorReport {
   readonly requestId: string
   readonly request: IncomingMessage
   readonly response: ServerResponse
-  /** `sent`: a response was written; `client-gone`: nothing could be written (499); `headers-sent`: the response had started, so the connection was closed. */
-  readonly outcome: 'sent' | 'client-gone' | 'headers-sent'
+  /**
+   * `sent`: a response was written; `client-gone`: nothing could be written (499);
+   * `headers-sent`: the response had started, so the connection was closed; `closed`: the
+   * server's own code had destroyed the response before anything was sent (a body stream
+   * that failed through `stream.pipeline`), so nothing could be written.
+   */
+  readonly outcome: 'sent' | 'client-gone' | 'headers-sent' | 'closed'
 }
 
 /**
@@ -234,7 +239,13 @@ export function createErrorWriter(
     if (typeof sent === 'string' && REQUEST_ID.test(sent)) return sent
     const incoming = req.headers[headerName]
     if (typeof incoming === 'string' && REQUEST_ID.test(incoming)) return incoming
-    const made = String(generateRequestId())
+    let made: string
+    try {
+      made = String(generateRequestId())
+    } catch (idError) {
+      debug('generateRequestId threw: %O', idError)
+      return randomUUID()
+    }
     return REQUEST_ID.test(made) ? made : randomUUID()
   }
 
@@ -248,7 +259,18 @@ export function createErrorWriter(
     outcome: ErrorReport['outcome'],
   ): void {
     try {
-      onError({ error, status, code, requestId, request: req, response: res, outcome })
+      const returned: unknown = onError({
+        error,
+        status,
+        code,
+        requestId,
+        request: req,
+        response: res,
+        outcome,
+      })
+      // An async hook's rejection would otherwise be unhandled, which ends the process.
+      if (returned instanceof Promise)
+        returned.catch((hookError: unknown) => debug('onError rejected: %O', hookError))
     } catch (hookError) {
       debug('onError threw: %O', hookError)
     }
@@ -284,9 +306,9 @@ export function createErrorWriter(
       report(err, 499, 'IC_CLIENT_CLOSED_REQUEST', requestId, req, res, 'client-gone')
       return
     }
-    if (res.headersSent) {
+    if (res.headersSent || res.destroyed) {
       const { status, code } = normalized
-      report(err, status, code, requestId, req, res, 'headers-sent')
+      report(err, status, code, requestId, req, res, res.headersSent ? 'headers-sent' : 'closed')
       res.destroy()
       if (state.abortReason !== undefined) dropLateWrites(res)
       return
@@ -304,7 +326,7 @@ export function createErrorWriter(
     } catch (writeError) {
       // A header Node refuses (ERR_INVALID_CHAR), a body that cannot be serialised: answer a plain 500 rather than nothing.
       debug('could not write the error response: %O', writeError)
-      out = write(toErrorResponse(undefined, context), res, requestId)
+      out = write(toErrorResponse(undefined, { ...context, problemType: undefined }), res, requestId)
     }
     if (state.abortReason !== undefined) dropLateWrites(res)
     report(err, out.status, out.code, requestId, req, res, 'sent')
