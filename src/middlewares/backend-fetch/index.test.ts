@@ -199,6 +199,50 @@ describe('createBackendFetch', () => {
     assert.equal(lookup.calls.includes('other.test'), false, 'an allow-list miss is never resolved')
   })
 
+  it('sends authorization, proxy-authorization and cookie only until a redirect leaves the origin', async () => {
+    const credentials = { Authorization: 'Bearer t', 'proxy-authorization': 'Basic p', cookie: 's=1' }
+    const other = await startBackend((req, res) => {
+      const back = new URL(req.url ?? '/', 'http://x').searchParams.get('back')
+      res.writeHead(
+        back === null ? 200 : 302,
+        back === null ? { 'content-type': 'image/png' } : { location: back },
+      )
+      res.end(back === null ? PNG : undefined)
+    })
+    const sent = (req: { headers: Record<string, unknown> } | undefined) => ({
+      authorization: req?.headers.authorization,
+      proxy: req?.headers['proxy-authorization'],
+      cookie: req?.headers.cookie,
+      agent: req?.headers['user-agent'],
+    })
+    const kept = { authorization: 'Bearer t', proxy: 'Basic p', cookie: 's=1', agent: 'image-api-errors' }
+    const dropped = {
+      authorization: undefined,
+      proxy: undefined,
+      cookie: undefined,
+      agent: 'image-api-errors',
+    }
+    try {
+      const lookup = resolveTo('127.0.0.1')
+      const fetchImage = createBackendFetch({ ...loopback, lookup, headers: credentials })
+      const { port } = backend
+      await fetchImage(`http://images.test:${port}/s?location=${encodeURIComponent('/a.png')}`)
+      assert.deepEqual(sent(backend.requests.at(-1)), kept, 'same origin: kept')
+      await fetchImage(
+        `http://images.test:${port}/s?location=${encodeURIComponent(`http://cdn.test:${port}/a.png`)}`,
+      )
+      assert.deepEqual(sent(backend.requests.at(-1)), dropped, 'another host')
+      assert.deepEqual(sent(backend.requests.at(-2)), kept, 'the first hop had them')
+      await fetchImage(`${backend.url}/s?location=${encodeURIComponent(`${other.url}/a.png`)}`)
+      assert.deepEqual(sent(other.requests.at(-1)), dropped, 'another port')
+      const back = encodeURIComponent(`${backend.url}/a.png`)
+      await fetchImage(`${backend.url}/s?location=${encodeURIComponent(`${other.url}/b?back=${back}`)}`)
+      assert.deepEqual(sent(backend.requests.at(-1)), dropped, 'not given back when the chain returns')
+    } finally {
+      await other.close()
+    }
+  })
+
   it('refuses a host name that resolves to 127.0.0.1, at connect time, without connecting', async () => {
     const lookup = resolveTo('127.0.0.1')
     const before = backend.requests.length

@@ -57,7 +57,11 @@ export interface BackendFetchOptions {
   readonly allowedAddresses?: readonly string[]
   /** Resolver used at connect time. @default dns.lookup */
   readonly lookup?: LookupFunction
-  /** Extra request headers (credentials for a private bucket, a user agent). */
+  /**
+   * Extra request headers (credentials for a private bucket, a user agent). `authorization`,
+   * `proxy-authorization` and `cookie` are sent only until a redirect leaves the first URL's
+   * origin (scheme, host or port), as WHATWG fetch does.
+   */
   readonly headers?: Readonly<Record<string, string>>
   /**
    * Retry policy for network errors and backend 429 / 502 (see `fetchWithRetry`), or
@@ -121,6 +125,8 @@ const STATUS_CODES = {
   504: 'IC_BACKEND_GATEWAY_TIMEOUT',
 } as const satisfies Record<number, keyof typeof errorCatalogue>
 const MAX_RETRY_AFTER_SECONDS = 86_400
+/** Dropped once a redirect leaves the first URL's origin, as WHATWG fetch drops them. */
+const CREDENTIAL_HEADERS = new Set(['authorization', 'proxy-authorization', 'cookie'])
 
 /**
  * Compiles `hostsAllowed` into a matcher of WHATWG hostnames (`URL#hostname`: lower-case,
@@ -204,6 +210,9 @@ export function createBackendFetch(options: Readonly<BackendFetchOptions> = {}):
       )
     }
   }
+  const crossOriginHeaders = Object.fromEntries(
+    Object.entries(headers).filter(([key]) => !CREDENTIAL_HEADERS.has(key.toLowerCase())),
+  )
   const retry =
     options.retry === undefined || options.retry === false
       ? undefined
@@ -265,12 +274,16 @@ export function createBackendFetch(options: Readonly<BackendFetchOptions> = {}):
     }
   }
 
-  function request(url: URL, signal: AbortSignal): Promise<IncomingMessage> {
+  function request(
+    url: URL,
+    hopHeaders: Readonly<Record<string, string>>,
+    signal: AbortSignal,
+  ): Promise<IncomingMessage> {
     return new Promise((resolvePromise, reject) => {
       const secure = url.protocol === 'https:'
       const req = (secure ? https : http).request(url, {
         agent: secure ? httpsAgent : httpAgent,
-        headers,
+        headers: hopHeaders,
         lookup: guardedLookup as never,
       })
       // Reject at once: the socket's own error arrives a loop turn later, after the
@@ -363,11 +376,12 @@ export function createBackendFetch(options: Readonly<BackendFetchOptions> = {}):
 
   async function attempt(start: URL, signal: AbortSignal): Promise<BackendResponse> {
     let url = start
+    let hopHeaders = headers
     for (let hop = 0; ; hop++) {
       checkUrl(url, hop)
       let res: IncomingMessage
       try {
-        res = await request(url, signal)
+        res = await request(url, hopHeaders, signal)
       } catch (err) {
         throw signal.aborted ? signal.reason : toNetworkError(err)
       }
@@ -379,14 +393,19 @@ export function createBackendFetch(options: Readonly<BackendFetchOptions> = {}):
             message: `The backend redirected more than ${maxRedirects} times`,
           })
         }
+        let next: URL
         try {
-          url = new URL(res.headers.location, url)
+          next = new URL(res.headers.location, url)
         } catch (err) {
           throw icError('IC_BACKEND_INVALID_RESPONSE', {
             message: 'The backend redirected to an invalid URL',
             cause: err,
           })
         }
+        // Once another origin (or an https → http downgrade) has been asked, the credentials
+        // stay off for the rest of the chain, even if it comes back.
+        if (next.origin !== url.origin) hopHeaders = crossOriginHeaders
+        url = next
         continue
       }
       if (status < 200 || status > 299) {
