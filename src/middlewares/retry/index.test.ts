@@ -248,6 +248,58 @@ describe('fetchWithRetry', () => {
     }
   })
 
+  it('retries a POST only after a 429, never after a 502 or a network error', async () => {
+    const backend = await sequenceBackend()
+    try {
+      const post = (seq: string, options = {}) =>
+        fetchWithRetry(
+          `${backend.url}/?seq=${','.repeat(backend.calls())}${seq}`,
+          {
+            method: 'post',
+            body: 'cht=p&chd=t:1,2',
+          },
+          { ...fast, ...options },
+        )
+      let before = backend.calls()
+      assert.equal((await post('502,200')).status, 502)
+      assert.equal(backend.calls() - before, 1, 'a 502 POST is not sent again')
+      before = backend.calls()
+      await assert.rejects(post('0,200'), TypeError)
+      assert.equal(backend.calls() - before, 1, 'a POST cut off is not sent again')
+      before = backend.calls()
+      assert.equal((await post('429,200')).status, 200)
+      assert.equal(backend.calls() - before, 2, 'a 429 POST was not processed: retried')
+      before = backend.calls()
+      assert.equal((await post('502,200', { methods: ['get', 'Post'] })).status, 200)
+      assert.equal(backend.calls() - before, 2, '`methods` makes POST retryable')
+      before = backend.calls()
+      const res = await fetchWithRetry(
+        `${backend.url}/?seq=${','.repeat(before)}502,200`,
+        { method: 'PUT', body: 'x' },
+        { ...fast, methods: ['GET'] },
+      )
+      assert.equal(res.status, 502)
+      assert.equal(backend.calls() - before, 1, 'a PUT left out of `methods` is not')
+      before = backend.calls()
+      for (const method of ['put', 'DELETE', 'options']) {
+        const seq = `${','.repeat(backend.calls())}502,200`
+        assert.equal((await fetchWithRetry(`${backend.url}/?seq=${seq}`, { method }, fast)).status, 200)
+      }
+      assert.equal(backend.calls() - before, 6, 'the idempotent methods are retried by default')
+    } finally {
+      await backend.close()
+    }
+  })
+
+  it('refuses `methods` that is not an array of method names, before fetching', async () => {
+    for (const methods of ['GET', [''], ['GET POST'], [1], null]) {
+      await assert.rejects(fetchWithRetry('http://127.0.0.1:1/', {}, { methods: methods as never }), {
+        name: 'TypeError',
+        message: /^Expected `methods` to be/,
+      })
+    }
+  })
+
   it('refuses an option it does not know, and takes every documented one, `fetch` included', async () => {
     const calls: string[] = []
     const fetch = (async (url: string | URL) => {
@@ -256,7 +308,8 @@ describe('fetchWithRetry', () => {
     }) as typeof globalThis.fetch
     await assert.rejects(fetchWithRetry('http://x.test/', {}, { fetch, maxAttempt: 2 } as never), {
       name: 'TypeError',
-      message: /^Unknown option `maxAttempt` of fetchWithRetry: expected one of maxAttempts, .*, fetch$/,
+      message:
+        /^Unknown option `maxAttempt` of fetchWithRetry: expected one of maxAttempts, .*, fetch, methods$/,
     })
     assert.deepEqual(calls, [], 'nothing is fetched with a misspelt option')
     const res = await fetchWithRetry(
@@ -270,6 +323,7 @@ describe('fetchWithRetry', () => {
         random: () => 0,
         onRetry: () => {},
         fetch,
+        methods: ['GET'],
       },
     )
     assert.equal(await res.text(), 'ok')

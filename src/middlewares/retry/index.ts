@@ -182,11 +182,31 @@ export function abortableSleep(ms: number, signal: AbortSignal | null | undefine
 export interface FetchWithRetryOptions extends RetryOptions {
   /** The fetch implementation. @default globalThis.fetch */
   readonly fetch?: typeof globalThis.fetch
+  /**
+   * Methods retried after a network error or any of `statuses`, compared upper-cased. Any
+   * other method (POST, PATCH) is retried only after a 429, which says the request was not
+   * processed; after a network error or a 502 it may have been, so it is not sent again.
+   * @default ['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE'] (the idempotent methods)
+   */
+  readonly methods?: readonly string[]
+}
+
+const DEFAULT_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE'])
+const METHOD_TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/
+
+function readMethods(methods: unknown): ReadonlySet<string> {
+  if (!Array.isArray(methods) || !methods.every((m) => typeof m === 'string' && METHOD_TOKEN.test(m))) {
+    throw new TypeError(
+      `Expected \`methods\` to be an array of HTTP method names, got ${JSON.stringify(methods)}`,
+    )
+  }
+  return new Set(methods.map((m: string) => m.toUpperCase()))
 }
 
 /**
  * `fetch` for clients of image APIs, with the retry policy of {@link RetryOptions}: network
- * errors, 429 and 502 are retried after a jittered exponential backoff of at least 1 s,
+ * errors, 429 and 502 are retried after a jittered exponential backoff of at least 1 s (a
+ * method outside `methods`, such as POST, only after a 429: it may have been processed),
  * `Retry-After` (seconds or HTTP date) is honoured up to `maxDelayMs`, and nothing is
  * retried once `init.signal` aborted. It resolves with the last response (a 429 or 502 too,
  * once the attempts are spent) and rejects only with the last network error or the abort
@@ -203,10 +223,12 @@ export async function fetchWithRetry(
   init: RequestInit = {},
   options: Readonly<FetchWithRetryOptions> = {},
 ): Promise<Response> {
-  const policy = readRetryPolicy(options, 'fetchWithRetry', ['fetch'])
+  const policy = readRetryPolicy(options, 'fetchWithRetry', ['fetch', 'methods'])
   const doFetch = options.fetch ?? globalThis.fetch
   if (typeof doFetch !== 'function')
     throw new TypeError(`Expected \`fetch\` to be a function, got ${typeof doFetch}`)
+  const methods = options.methods === undefined ? DEFAULT_METHODS : readMethods(options.methods)
+  const idempotent = methods.has(String(init.method ?? 'GET').toUpperCase())
   const signal = init.signal ?? undefined
   const replayable = !(init.body instanceof ReadableStream)
   for (let attempt = 1; ; attempt++) {
@@ -216,13 +238,15 @@ export async function fetchWithRetry(
     try {
       response = await doFetch(url, init)
     } catch (error) {
-      if (last || signal?.aborted || !isNetworkError(error)) throw signal?.aborted ? signal.reason : error
+      if (last || !idempotent || signal?.aborted || !isNetworkError(error))
+        throw signal?.aborted ? signal.reason : error
       const delayMs = retryDelay(policy, attempt) as number
       policy.onRetry?.({ attempt, delayMs, error })
       await abortableSleep(delayMs, signal)
       continue
     }
     if (last || !policy.statuses.has(response.status)) return response
+    if (!idempotent && response.status !== 429) return response
     const delayMs = retryDelay(policy, attempt, parseRetryAfter(response.headers.get('retry-after')))
     if (delayMs === undefined) return response
     await response.body?.cancel().catch(() => {})
