@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict'
+import { Readable } from 'node:stream'
 import { describe, it } from 'node:test'
 import { type Backend, startBackend } from '../../../test/support/backends.ts'
 import { createRetryPolicy, fetchWithRetry, parseRetryAfter, type RetryEvent, retryDelay } from './index.ts'
@@ -227,22 +228,47 @@ describe('fetchWithRetry', () => {
     }
   })
 
-  it('does not send a stream body twice', async () => {
+  it('sends a body that can be read once (web stream, Node Readable, async iterable) once', async () => {
     const backend = await sequenceBackend()
+    const bodies = {
+      'web stream': () =>
+        new ReadableStream({
+          start(controller) {
+            controller.enqueue(new TextEncoder().encode('chart data'))
+            controller.close()
+          },
+        }),
+      'Node Readable': () => Readable.from(['chart ', 'data']),
+      'async generator': () =>
+        (async function* () {
+          yield new TextEncoder().encode('chart data')
+        })(),
+    }
     try {
-      const body = new ReadableStream({
-        start(controller) {
-          controller.enqueue(new TextEncoder().encode('chart data'))
-          controller.close()
-        },
-      })
-      const res = await fetchWithRetry(
-        `${backend.url}/?seq=502,200`,
-        { method: 'POST', body, duplex: 'half' } as RequestInit,
-        fast,
-      )
-      assert.equal(res.status, 502)
-      assert.equal(backend.calls(), 1)
+      for (const [kind, body] of Object.entries(bodies)) {
+        for (const status of [502, 0]) {
+          const before = backend.calls()
+          const init = { method: 'PUT', body: body(), duplex: 'half' } as RequestInit
+          const url = `${backend.url}/?seq=${','.repeat(before)}${status},200`
+          const result = await fetchWithRetry(url, init, fast).catch((e: unknown) => e)
+          if (status === 0) assert.ok(result instanceof TypeError, `${kind}: ${result}`)
+          else assert.equal((result as Response).status, 502, kind)
+          assert.equal(backend.calls() - before, 1, `${kind} after ${status || 'a network error'}`)
+        }
+      }
+      const before = backend.calls()
+      const replayable = [
+        'a=1',
+        new TextEncoder().encode('a=1'),
+        new TextEncoder().encode('a=1').buffer,
+        new Blob(['a=1']),
+        new URLSearchParams('a=1'),
+      ]
+      for (const body of replayable) {
+        const url = `${backend.url}/?seq=${','.repeat(backend.calls())}502,200`
+        assert.equal((await fetchWithRetry(url, { method: 'PUT', body }, fast)).status, 200)
+      }
+      assert.equal(backend.calls() - before, 2 * replayable.length, 'buffered bodies are sent again')
     } finally {
       await backend.close()
     }

@@ -210,7 +210,9 @@ function readMethods(methods: unknown): ReadonlySet<string> {
  * `Retry-After` (seconds or HTTP date) is honoured up to `maxDelayMs`, and nothing is
  * retried once `init.signal` aborted. It resolves with the last response (a 429 or 502 too,
  * once the attempts are spent) and rejects only with the last network error or the abort
- * reason. A request body that is a stream cannot be sent twice, so it is not retried.
+ * reason. A request body that can be read only once (a web or Node stream, any async
+ * iterable: anything but a string, `ArrayBuffer`, typed array, `Blob`, `URLSearchParams` or
+ * `FormData`) is sent once: that response or error is the result.
  *
  * @example
  * import { fetchWithRetry } from 'image-api-errors'
@@ -230,7 +232,7 @@ export async function fetchWithRetry(
   const methods = options.methods === undefined ? DEFAULT_METHODS : readMethods(options.methods)
   const idempotent = methods.has(String(init.method ?? 'GET').toUpperCase())
   const signal = init.signal ?? undefined
-  const replayable = !(init.body instanceof ReadableStream)
+  const replayable = isReplayable(init.body)
   for (let attempt = 1; ; attempt++) {
     signal?.throwIfAborted()
     const last = attempt >= policy.maxAttempts || !replayable
@@ -253,6 +255,20 @@ export async function fetchWithRetry(
     policy.onRetry?.({ attempt, delayMs, status: response.status })
     await abortableSleep(delayMs, signal)
   }
+}
+
+/** Bodies fetch can send again: any other (a web or Node stream, an async iterable) is read once. */
+function isReplayable(body: unknown): boolean {
+  return (
+    body === undefined ||
+    body === null ||
+    typeof body === 'string' ||
+    body instanceof ArrayBuffer ||
+    ArrayBuffer.isView(body) ||
+    body instanceof Blob ||
+    body instanceof URLSearchParams ||
+    body instanceof FormData
+  )
 }
 
 const NETWORK_CODES = new Set([
