@@ -42,6 +42,39 @@ describe('parseRetryAfter', () => {
     assert.equal(parseRetryAfter('Wed, 21 Oct 2015 07:27:00 GMT', now), 0, 'a date in the past means now')
   })
 
+  it('reads the three HTTP-date forms of RFC 9110 as GMT, whatever the local time zone', () => {
+    const zone = process.env.TZ
+    // Node reads TZ again when it changes: asctime read as local time would be 5 h off here.
+    process.env.TZ = 'America/New_York'
+    try {
+      const now = Date.UTC(1994, 10, 6, 8, 49, 0)
+      for (const date of [
+        'Sun, 06 Nov 1994 08:49:37 GMT',
+        'Sunday, 06-Nov-94 08:49:37 GMT',
+        'Sun Nov  6 08:49:37 1994',
+        'sun, 06 nov 1994 08:49:37 gmt',
+      ])
+        assert.equal(parseRetryAfter(date, now), 37_000, date)
+      assert.equal(parseRetryAfter('Sun Nov 16 08:49:37 1994', now), Date.UTC(1994, 10, 16, 8, 49, 37) - now)
+    } finally {
+      if (zone === undefined) delete process.env.TZ
+      else process.env.TZ = zone
+    }
+  })
+
+  it('puts a two-digit rfc850 year at most 50 years ahead, else in the century before', () => {
+    const now = Date.UTC(2026, 0, 1)
+    assert.equal(parseRetryAfter('Thursday, 01-Jan-70 00:00:10 GMT', 0), 10_000, '1970 seen from 1970')
+    const in2076 = Date.UTC(2076, 0, 1)
+    assert.equal(parseRetryAfter('Wednesday, 01-Jan-76 00:00:00 GMT', now), in2076 - now, '50 years ahead')
+    assert.equal(parseRetryAfter('Thursday, 01-Jan-77 00:00:00 GMT', now), 0, '1977, in the past')
+    assert.equal(
+      parseRetryAfter('Friday, 01-Jan-77 00:00:00 GMT', Date.UTC(2027, 0, 1)),
+      Date.UTC(2077, 0, 1) - Date.UTC(2027, 0, 1),
+      'seen from 2027, 77 is 2077',
+    )
+  })
+
   it('ignores what is neither', () => {
     for (const bad of [
       undefined,
@@ -53,6 +86,13 @@ describe('parseRetryAfter', () => {
       '2015-10-21',
       '12345678901',
       'Wed, 99 Foo 2015',
+      'Wed, 21 Oct 2015 07:28:00 PST',
+      'Wed, 21 Oct 2015 07:28:00 +0000',
+      'Wed, 31 Feb 2015 07:28:00 GMT',
+      'Wed, 21 Oct 2015 24:28:00 GMT',
+      'Wed, 21-Oct-15 07:28:00 GMT',
+      'Wednesday, 21 Oct 2015 07:28:00 GMT',
+      'Wed Oct 21 07:28:00 2015 GMT',
     ]) {
       assert.equal(parseRetryAfter(bad), undefined, String(bad))
     }

@@ -140,10 +140,44 @@ export function retryDelay(policy: RetryPolicy, attempt: number, retryAfterMs?: 
 }
 
 const DELTA_SECONDS = /^\d{1,10}$/
+const MONTHS = ['jan', 'feb', 'mar', 'apr', 'may', 'jun', 'jul', 'aug', 'sep', 'oct', 'nov', 'dec']
+const MONTH = '(?<month>Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)'
+const TIME = '(?<hours>\\d\\d):(?<minutes>\\d\\d):(?<seconds>\\d\\d)'
+/** RFC 9110 §5.6.7: IMF-fixdate, and the obsolete rfc850-date and asctime-date, all GMT. */
+const HTTP_DATES = [
+  new RegExp(`^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), (?<day>\\d\\d) ${MONTH} (?<year>\\d{4}) ${TIME} GMT$`, 'i'),
+  new RegExp(
+    `^(?:Mon|Tues|Wednes|Thurs|Fri|Satur|Sun)day, (?<day>\\d\\d)-${MONTH}-(?<year>\\d\\d) ${TIME} GMT$`,
+    'i',
+  ),
+  new RegExp(`^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) ${MONTH} (?<day>[ \\d]\\d) ${TIME} (?<year>\\d{4})$`, 'i'),
+]
+
+function parseHttpDate(text: string, now: number): number | undefined {
+  let groups: Record<string, string> | undefined
+  for (const form of HTTP_DATES) groups ??= form.exec(text)?.groups
+  if (groups === undefined) return undefined
+  const { day = '', month = '', year = '', hours = '', minutes = '', seconds = '' } = groups
+  let fullYear = Number(year)
+  if (year.length === 2) {
+    // A two-digit year more than 50 years ahead is the most recent past one (RFC 9110 §5.6.7).
+    const thisYear = new Date(now).getUTCFullYear()
+    fullYear += thisYear - (thisYear % 100)
+    if (fullYear > thisYear + 50) fullYear -= 100
+  }
+  const date = Number(day)
+  // setUTCFullYear, unlike Date.UTC, neither maps years 0–99 to 19xx nor hides 31 Feb.
+  const midnight = new Date(0).setUTCFullYear(fullYear, MONTHS.indexOf(month.toLowerCase()), date)
+  if (new Date(midnight).getUTCDate() !== date) return undefined
+  const [h, m, sec] = [Number(hours), Number(minutes), Number(seconds)]
+  if (h > 23 || m > 59 || sec > 60) return undefined
+  return midnight + ((h * 60 + m) * 60 + sec) * 1000
+}
 
 /**
- * Parses a `Retry-After` value, delta-seconds or an HTTP date, into milliseconds from `now`
- * (never negative). Returns `undefined` for a missing or invalid value.
+ * Parses a `Retry-After` value, delta-seconds or an HTTP date (IMF-fixdate, or the obsolete
+ * rfc850 and asctime forms RFC 9110 requires recipients to accept, all in GMT), into
+ * milliseconds from `now` (never negative). Returns `undefined` for a missing or invalid value.
  *
  * @example
  * parseRetryAfter('120') // 120000
@@ -156,9 +190,8 @@ export function parseRetryAfter(
   if (typeof value !== 'string') return undefined
   const text = value.trim()
   if (DELTA_SECONDS.test(text)) return Number(text) * 1000
-  if (!/^[A-Za-z]{3},? /.test(text)) return undefined
-  const at = Date.parse(text)
-  return Number.isNaN(at) ? undefined : Math.max(0, at - now)
+  const at = parseHttpDate(text, now)
+  return at === undefined ? undefined : Math.max(0, at - now)
 }
 
 /**
