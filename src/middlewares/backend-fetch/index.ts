@@ -3,7 +3,7 @@ import http, { type IncomingHttpHeaders, type IncomingMessage } from 'node:http'
 import https from 'node:https'
 import { errorCatalogue } from '../../catalogue.ts'
 import { type IcError, icError, isIcError } from '../../errors.ts'
-import { type Duration, durationMs, knownOptions } from '../../options.ts'
+import { type Duration, durationMs, knownOptions, recordOption } from '../../options.ts'
 import { compileHostList as compileHostnameList, hostNameOf } from '../permissions/host-matcher.ts'
 import {
   abortableSleep,
@@ -195,6 +195,7 @@ export function createBackendFetch(options: Readonly<BackendFetchOptions> = {}):
   const resolve = options.lookup ?? (dnsLookup as unknown as LookupFunction)
   if (typeof resolve !== 'function')
     throw new TypeError(`Expected \`lookup\` to be a function, got ${typeof resolve}`)
+  if (options.headers !== undefined) recordOption('headers', options.headers)
   const headers: Record<string, string> = {
     accept: 'image/*',
     'user-agent': 'image-api-errors',

@@ -104,6 +104,8 @@ describe('createRetryPolicy', () => {
     assert.throws(() => createRetryPolicy({ maxAttempts: 0 }), /`maxAttempts`/)
     assert.throws(() => createRetryPolicy({ maxAttempts: 2.5 }), /`maxAttempts`/)
     assert.throws(() => createRetryPolicy({ minDelayMs: -1 }), /`minDelayMs`/)
+    assert.throws(() => createRetryPolicy({ minDelayMs: 0, maxDelayMs: 0 }), /`minDelayMs`/)
+    assert.throws(() => createRetryPolicy({ maxDelayMs: 0 }), /`maxDelayMs`/)
     assert.throws(() => createRetryPolicy({ maxDelayMs: 'later' }), /`maxDelayMs`/)
     assert.throws(() => createRetryPolicy({ minDelayMs: 2000, maxDelayMs: 1000 }), /`maxDelayMs`/)
     assert.throws(() => createRetryPolicy({ statuses: [200] }), /`statuses`/)
@@ -141,7 +143,7 @@ describe('createRetryPolicy', () => {
   })
 })
 
-describe('fetchWithRetry', () => {
+describe('fetchWithRetry', { concurrency: true }, () => {
   /** A backend that answers the statuses of `?seq=` in turn (0: drop the connection). */
   async function sequenceBackend(
     headers: Record<string, string> = {},
@@ -157,7 +159,9 @@ describe('fetchWithRetry', () => {
     })
     return Object.assign(backend, { calls: () => calls })
   }
-  const fast = { minDelayMs: 1, maxDelayMs: 10 }
+  // fetchWithRetry waits at least 1 s: each retry below costs a second, so the tests of this
+  // suite run concurrently (each has its own backend).
+  const fast = { minDelayMs: 1000, maxDelayMs: 1000 }
 
   it('retries 429, 502 and network errors, then resolves with the answer', async () => {
     const backend = await sequenceBackend()
@@ -182,7 +186,7 @@ describe('fetchWithRetry', () => {
           [3, 'network'],
         ],
       )
-      assert.ok(events.every((e) => e.delayMs >= 1 && e.delayMs <= 10))
+      assert.ok(events.every((e) => e.delayMs === 1000))
     } finally {
       await backend.close()
     }
@@ -207,12 +211,16 @@ describe('fetchWithRetry', () => {
   })
 
   it('honours Retry-After in seconds', async () => {
-    const backend = await sequenceBackend({ 'retry-after': '1' })
+    const backend = await sequenceBackend({ 'retry-after': '2' })
     try {
       const started = performance.now()
-      const res = await fetchWithRetry(`${backend.url}/?seq=429,200`, {}, { minDelayMs: 0, maxDelayMs: '2s' })
+      const res = await fetchWithRetry(
+        `${backend.url}/?seq=429,200`,
+        {},
+        { maxDelayMs: '3s', random: () => 0 },
+      )
       assert.equal(res.status, 200)
-      assert.ok(performance.now() - started >= 990, 'waited the second the server asked for')
+      assert.ok(performance.now() - started >= 1990, 'waited the 2 s the server asked for, not the 1 s floor')
     } finally {
       await backend.close()
     }
@@ -357,6 +365,25 @@ describe('fetchWithRetry', () => {
     }
   })
 
+  it('refuses a backoff shorter than 1 s, before fetching', async () => {
+    const calls: string[] = []
+    const fetch = (async (url: string | URL) => {
+      calls.push(String(url))
+      return new Response('ok')
+    }) as typeof globalThis.fetch
+    for (const options of [
+      { minDelayMs: 0 },
+      { minDelayMs: 999 },
+      { minDelayMs: '10ms' },
+      { maxDelayMs: 500 },
+    ])
+      await assert.rejects(fetchWithRetry('http://x.test/', {}, { ...options, fetch }), {
+        name: 'TypeError',
+        message: /^Expected `(minDelayMs|maxDelayMs)` to be a duration of 1000 ms/,
+      })
+    assert.deepEqual(calls, [])
+  })
+
   it('refuses `methods` that is not an array of method names, before fetching', async () => {
     for (const methods of ['GET', [''], ['GET POST'], [1], null]) {
       await assert.rejects(fetchWithRetry('http://127.0.0.1:1/', {}, { methods: methods as never }), {
@@ -383,8 +410,8 @@ describe('fetchWithRetry', () => {
       {},
       {
         maxAttempts: 2,
-        minDelayMs: 1,
-        maxDelayMs: 10,
+        minDelayMs: 1000,
+        maxDelayMs: 1000,
         statuses: [429],
         random: () => 0,
         onRetry: () => {},

@@ -13,7 +13,10 @@ import { type Duration, durationMs, knownOptions } from '../../options.ts'
 export interface RetryOptions {
   /** Attempts in all, the first one included; `1` disables retries. @default 3 */
   readonly maxAttempts?: number
-  /** Shortest wait before a retry: milliseconds or an `ms` string. @default 1000 */
+  /**
+   * Shortest wait before a retry: milliseconds or an `ms` string; at least 1000 in
+   * `fetchWithRetry` (image APIs ask for 1 s), at least 1 elsewhere. @default 1000
+   */
   readonly minDelayMs?: Duration
   /** Longest wait before a retry, and the longest `Retry-After` honoured. @default 30000 */
   readonly maxDelayMs?: Duration
@@ -82,24 +85,30 @@ export function createRetryPolicy(options: Readonly<RetryOptions> = {}): RetryPo
 
 /**
  * {@link createRetryPolicy} for a caller whose options hold more than the policy (`extra`,
- * known to that caller): `owner` names it in the error for an unknown option.
+ * known to that caller): `owner` names it in the error for an unknown option, and
+ * `shortestDelayMs` is the least `minDelayMs` (and `maxDelayMs`) it accepts.
  *
  * @example
  * readRetryPolicy(options.retry, '`retry`') // createBackendFetch({ retry })
- * readRetryPolicy(options, 'fetchWithRetry', ['fetch'])
+ * readRetryPolicy(options, 'fetchWithRetry', ['fetch'], { shortestDelayMs: 1000 })
  */
 export function readRetryPolicy(
   options: Readonly<RetryOptions>,
   owner: string,
   extra: readonly string[] = [],
+  { shortestDelayMs = 1 } = {},
 ): RetryPolicy {
   knownOptions(options, extra.length === 0 ? RETRY_OPTIONS : [...RETRY_OPTIONS, ...extra], owner)
   const maxAttempts = options.maxAttempts ?? DEFAULTS.maxAttempts
   if (!Number.isInteger(maxAttempts) || maxAttempts < 1 || maxAttempts > 100) {
     throw new TypeError(`Expected \`maxAttempts\` to be an integer from 1 to 100, got ${maxAttempts}`)
   }
-  const minDelayMs = durationMs('minDelayMs', options.minDelayMs ?? DEFAULTS.minDelayMs, { min: 0 })
-  const maxDelayMs = durationMs('maxDelayMs', options.maxDelayMs ?? DEFAULTS.maxDelayMs, { min: 0 })
+  const minDelayMs = durationMs('minDelayMs', options.minDelayMs ?? DEFAULTS.minDelayMs, {
+    min: shortestDelayMs,
+  })
+  const maxDelayMs = durationMs('maxDelayMs', options.maxDelayMs ?? DEFAULTS.maxDelayMs, {
+    min: shortestDelayMs,
+  })
   if (maxDelayMs < minDelayMs) {
     throw new TypeError(
       `Expected \`maxDelayMs\` to be at least \`minDelayMs\` (${minDelayMs}), got ${maxDelayMs}`,
@@ -258,7 +267,8 @@ export async function fetchWithRetry(
   init: RequestInit = {},
   options: Readonly<FetchWithRetryOptions> = {},
 ): Promise<Response> {
-  const policy = readRetryPolicy(options, 'fetchWithRetry', ['fetch', 'methods'])
+  // Image-Charts asks its clients to wait at least 1 s before a retry (its "Error retries").
+  const policy = readRetryPolicy(options, 'fetchWithRetry', ['fetch', 'methods'], { shortestDelayMs: 1000 })
   const doFetch = options.fetch ?? globalThis.fetch
   if (typeof doFetch !== 'function')
     throw new TypeError(`Expected \`fetch\` to be a function, got ${typeof doFetch}`)
