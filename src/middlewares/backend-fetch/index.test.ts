@@ -8,6 +8,7 @@ import {
   type Socket,
 } from 'node:net'
 import { after, before, describe, it } from 'node:test'
+import zlib from 'node:zlib'
 import { type Backend, PNG, startBackend } from '../../../test/support/backends.ts'
 import { icError, isIcError } from '../../errors.ts'
 import {
@@ -412,6 +413,98 @@ describe('createBackendFetch', () => {
       assert.ok(process.memoryUsage().heapUsed - heapBefore < 64 * 1024 * 1024)
     } finally {
       await huge.close()
+    }
+  })
+
+  it('asks for identity, and decodes gzip, x-gzip, deflate and br bodies (stacked too)', async () => {
+    const encoders: Record<string, (b: Buffer) => Buffer> = {
+      gzip: (b) => zlib.gzipSync(b),
+      'x-gzip': (b) => zlib.gzipSync(b),
+      deflate: (b) => zlib.deflateSync(b),
+      br: (b) => zlib.brotliCompressSync(b),
+      identity: (b) => b,
+    }
+    const encoded = await startBackend((req, res) => {
+      const codings = (new URL(req.url ?? '/', 'http://x').searchParams.get('ce') ?? '').split(', ')
+      const body = codings.reduce<Buffer>((b, coding) => (encoders[coding] as (b: Buffer) => Buffer)(b), PNG)
+      res.writeHead(200, { 'content-type': 'image/png', 'content-encoding': codings.join(', ') })
+      res.end(body)
+    })
+    try {
+      const fetchImage = createBackendFetch(loopback)
+      for (const ce of ['gzip', 'x-gzip', 'deflate', 'br', 'identity', 'gzip, br', 'GZIP']) {
+        const image = await fetchImage(`${encoded.url}/a.png?ce=${encodeURIComponent(ce.toLowerCase())}`)
+        assert.deepEqual(image.body, PNG, ce)
+        assert.equal(image.format, 'png', ce)
+      }
+      assert.equal(encoded.requests.at(-1)?.headers['accept-encoding'], 'identity')
+      const own = createBackendFetch({ ...loopback, headers: { 'Accept-Encoding': 'gzip, br' } })
+      assert.deepEqual((await own(`${encoded.url}/a.png?ce=br`)).body, PNG)
+      const sent = encoded.requests.at(-1)?.rawHeaders ?? []
+      const names = sent.filter((name, i) => i % 2 === 0 && name.toLowerCase() === 'accept-encoding')
+      assert.equal(names.length, 1, "the caller's Accept-Encoding replaces the default")
+      assert.equal(encoded.requests.at(-1)?.headers['accept-encoding'], 'gzip, br')
+    } finally {
+      await encoded.close()
+    }
+  })
+
+  it('answers 502 for a coding it cannot decode and for a corrupt or cut compressed body', async () => {
+    const broken = await startBackend((req, res) => {
+      const gzipped = zlib.gzipSync(Buffer.concat([PNG, Buffer.alloc(4096, 3)]))
+      const bodies: Record<string, [string, Buffer]> = {
+        '/zstd': ['zstd', PNG],
+        '/compress': ['compress', PNG],
+        '/too-many': ['gzip, gzip, gzip, gzip', PNG],
+        '/corrupt': ['gzip', Buffer.concat([gzipped.subarray(0, 10), Buffer.alloc(200, 0xff)])],
+        '/cut': ['gzip', gzipped.subarray(0, gzipped.length - 12)],
+        '/not-brotli': ['br', PNG],
+      }
+      const [ce, body] = bodies[req.url ?? ''] as [string, Buffer]
+      res.writeHead(200, { 'content-type': 'image/png', 'content-encoding': ce })
+      res.end(body)
+    })
+    try {
+      const fetchImage = createBackendFetch(loopback)
+      for (const path of ['/zstd', '/compress', '/too-many', '/corrupt', '/cut', '/not-brotli'])
+        await expectCode(fetchImage(`${broken.url}${path}`), 'IC_BACKEND_INVALID_RESPONSE', 502)
+    } finally {
+      await broken.close()
+    }
+  })
+
+  it('applies maxBytes to the decoded size, and stops reading a decompression bomb at once', async () => {
+    let fed = 0
+    const bomb = await startBackend((req, res) => {
+      res.writeHead(200, { 'content-type': 'image/png', 'content-encoding': 'gzip' })
+      const gzip = zlib.createGzip()
+      gzip.pipe(res)
+      if (req.url === '/small') return void gzip.end(Buffer.concat([PNG, Buffer.alloc(2048)]))
+      const zeros = Buffer.alloc(1024 * 1024)
+      PNG.copy(zeros)
+      const pump = (): void => {
+        while (!res.destroyed && fed < 2 * 1024 ** 3) {
+          fed += zeros.length
+          if (!gzip.write(zeros)) return void gzip.once('drain', pump)
+        }
+        gzip.end()
+      }
+      res.on('close', () => gzip.destroy())
+      pump()
+    })
+    try {
+      const maxBytes = 1024 * 1024
+      const fetchImage = createBackendFetch({ ...loopback, maxBytes })
+      const closed = bomb.nextSocketClose()
+      await expectCode(fetchImage(`${bomb.url}/bomb`), 'IC_IMAGE_TOO_LARGE', 400)
+      await closed
+      assert.ok(fed < 64 * 1024 * 1024, `the backend compressed ${fed} bytes before the fetch stopped`)
+      const tight = createBackendFetch({ ...loopback, maxBytes: PNG.length + 1024 })
+      await expectCode(tight(`${bomb.url}/small`), 'IC_IMAGE_TOO_LARGE', 400)
+      const fits = createBackendFetch({ ...loopback, maxBytes: PNG.length + 2048 })
+      assert.equal((await fits(`${bomb.url}/small`)).body.length, PNG.length + 2048)
+    } finally {
+      await bomb.close()
     }
   })
 

@@ -1,6 +1,8 @@
 import { lookup as dnsLookup, type LookupAddress } from 'node:dns'
 import http, { type IncomingHttpHeaders, type IncomingMessage } from 'node:http'
 import https from 'node:https'
+import type { Readable } from 'node:stream'
+import zlib from 'node:zlib'
 import { errorCatalogue } from '../../catalogue.ts'
 import { type IcError, icError, isIcError } from '../../errors.ts'
 import { type Duration, durationMs, knownOptions, recordOption } from '../../options.ts'
@@ -36,7 +38,10 @@ export type LookupFunction = (
  * const options: BackendFetchOptions = { maxBytes: 20 * 1024 * 1024, maxRedirects: 3, timeoutMs: '10s' }
  */
 export interface BackendFetchOptions {
-  /** Largest body accepted, in bytes; reading stops as soon as it is exceeded. @default 33554432 (32 MiB) */
+  /**
+   * Largest body accepted, in bytes, as sent and once decoded (gzip, deflate, br); reading
+   * stops as soon as it is exceeded. @default 33554432 (32 MiB)
+   */
   readonly maxBytes?: number
   /** Redirects followed (by hand, each hop checked again); one more is `IC_TOO_MANY_REDIRECTS`. @default 5 */
   readonly maxRedirects?: number
@@ -80,7 +85,9 @@ export interface BackendFetchOptions {
 export interface BackendResponse {
   /** The backend's status (2xx). */
   readonly status: number
+  /** As the backend sent them (`content-encoding` and `content-length` describe the bytes sent). */
   readonly headers: IncomingHttpHeaders
+  /** The image, decoded when the backend sent it with a `Content-Encoding`. */
   readonly body: Buffer
   /** The backend's `Content-Type`, as sent (not trusted: see `format`). */
   readonly contentType: string | undefined
@@ -165,7 +172,8 @@ export function compileHostList(
  * 503 → 503, 504 → 504, refused/reset/DNS → 502 `IC_BACKEND_UNREACHABLE`, an invalid or
  * truncated response → 502 `IC_BACKEND_INVALID_RESPONSE`, a deadline → 504, a body that
  * is not an image by its bytes → 400 `IC_IMAGE_MALFORMED`, more than `maxBytes` → 400
- * `IC_IMAGE_TOO_LARGE` (reading stops at the limit).
+ * `IC_IMAGE_TOO_LARGE` (reading stops at the limit). It asks for `identity` and decodes a
+ * gzip, deflate or br body while it streams; another `Content-Encoding` → 502.
  *
  * @example
  * import { createBackendFetch, requestSignal } from 'image-api-errors/express'
@@ -196,12 +204,14 @@ export function createBackendFetch(options: Readonly<BackendFetchOptions> = {}):
   if (typeof resolve !== 'function')
     throw new TypeError(`Expected \`lookup\` to be a function, got ${typeof resolve}`)
   if (options.headers !== undefined) recordOption('headers', options.headers)
+  // identity: a source stored compressed (S3 or GCS Content-Encoding metadata) is then sent
+  // as is by servers that honour it; the codings below are decoded for those that do not.
   const headers: Record<string, string> = {
     accept: 'image/*',
+    'accept-encoding': 'identity',
     'user-agent': 'image-api-errors',
-    ...options.headers,
   }
-  for (const [key, value] of Object.entries(headers)) {
+  for (const [key, value] of Object.entries(options.headers ?? {})) {
     if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(key)) {
       throw new TypeError(`Expected \`headers\` names to be header tokens, got ${JSON.stringify(key)}`)
     }
@@ -210,6 +220,7 @@ export function createBackendFetch(options: Readonly<BackendFetchOptions> = {}):
         `Expected \`headers.${key}\` to be a header-safe string, got ${JSON.stringify(value)}`,
       )
     }
+    headers[key.toLowerCase()] = value
   }
   const crossOriginHeaders = Object.fromEntries(
     Object.entries(headers).filter(([key]) => !CREDENTIAL_HEADERS.has(key.toLowerCase())),
@@ -308,25 +319,43 @@ export function createBackendFetch(options: Readonly<BackendFetchOptions> = {}):
 
   function readImage(
     res: IncomingMessage,
+    codings: readonly Coding[],
     signal: AbortSignal,
   ): Promise<{ body: Buffer; format: ImageFormat }> {
     return new Promise((resolvePromise, reject) => {
+      // Content-Encoding lists the codings in the order they were applied.
+      const decoders = codings.map(createDecoder).reverse()
+      let body: Readable = res
+      for (const decoder of decoders) body = body.pipe(decoder)
       const chunks: Buffer[] = []
       let received = 0
+      let sent = 0
       let format: ImageFormat | undefined
       let settled = false
       const finish = (err: unknown, value?: { body: Buffer; format: ImageFormat }): void => {
         if (settled) return
         settled = true
         signal.removeEventListener('abort', onAbort)
-        res.off('data', onData)
+        body.off('data', onData)
         if (err === undefined) resolvePromise(value as { body: Buffer; format: ImageFormat })
         else {
           res.destroy()
+          for (const decoder of decoders) decoder.destroy()
           reject(err)
         }
       }
       const onAbort = (): void => finish(signal.reason)
+      const tooLarge = (): void =>
+        finish(
+          icError('IC_IMAGE_TOO_LARGE', { message: `The source image is larger than ${maxBytes} bytes` }),
+        )
+      const truncated = (cause?: unknown): void =>
+        finish(
+          icError('IC_BACKEND_INVALID_RESPONSE', {
+            message: 'The backend response was truncated',
+            ...(cause === undefined ? {} : { cause }),
+          }),
+        )
       const sniff = (head: Buffer): boolean => {
         format = sniffImageFormat(head)
         if (format !== undefined) return true
@@ -339,39 +368,45 @@ export function createBackendFetch(options: Readonly<BackendFetchOptions> = {}):
       }
       const onData = (chunk: Buffer): void => {
         received += chunk.length
-        if (received > maxBytes) {
-          finish(
-            icError('IC_IMAGE_TOO_LARGE', { message: `The source image is larger than ${maxBytes} bytes` }),
-          )
-          return
+        if (received > maxBytes) tooLarge()
+        else {
+          chunks.push(chunk)
+          if (format === undefined && received >= SNIFF_BYTES) sniff(Buffer.concat(chunks))
         }
-        chunks.push(chunk)
-        if (format === undefined && received >= SNIFF_BYTES) sniff(Buffer.concat(chunks))
       }
       signal.addEventListener('abort', onAbort, { once: true })
-      res.on('data', onData)
+      body.on('data', onData)
+      // Decoding bounds what is kept; this bounds what is read (codings that expand nothing).
+      if (decoders.length > 0) {
+        res.on('data', (chunk: Buffer) => {
+          sent += chunk.length
+          if (sent > maxBytes) tooLarge()
+        })
+      }
       res.on('end', () => {
-        if (!res.complete) {
-          finish(icError('IC_BACKEND_INVALID_RESPONSE', { message: 'The backend response was truncated' }))
-          return
-        }
-        const body = Buffer.concat(chunks, received)
-        if (format === undefined && !sniff(body)) return
-        finish(undefined, { body, format: format as ImageFormat })
+        if (!res.complete) truncated()
       })
-      res.on('error', (err) =>
-        finish(
-          icError('IC_BACKEND_INVALID_RESPONSE', {
-            message: 'The backend response was truncated',
-            cause: err,
-          }),
-        ),
-      )
+      res.on('error', truncated)
       res.on('close', () => {
-        if (!settled) {
-          finish(icError('IC_BACKEND_INVALID_RESPONSE', { message: 'The backend response was truncated' }))
-        }
+        if (!res.complete) truncated()
       })
+      for (const decoder of decoders) {
+        decoder.on('error', (err) =>
+          finish(
+            icError('IC_BACKEND_INVALID_RESPONSE', {
+              message: `The backend body cannot be decoded as its Content-Encoding (${codings.join(', ')}) says`,
+              cause: err,
+            }),
+          ),
+        )
+      }
+      body.on('end', () => {
+        if (settled) return
+        const image = Buffer.concat(chunks, received)
+        if (format === undefined && !sniff(image)) return
+        finish(undefined, { body: image, format: format as ImageFormat })
+      })
+      body.on('close', () => truncated())
     })
   }
 
@@ -418,7 +453,14 @@ export function createBackendFetch(options: Readonly<BackendFetchOptions> = {}):
         res.destroy()
         throw icError('IC_IMAGE_TOO_LARGE', { message: `The source image is larger than ${maxBytes} bytes` })
       }
-      const { body, format } = await readImage(res, signal)
+      const codings = contentCodings(res.headers['content-encoding'])
+      if (codings === undefined) {
+        res.destroy()
+        throw icError('IC_BACKEND_INVALID_RESPONSE', {
+          message: `The backend sent a Content-Encoding that cannot be decoded (${res.headers['content-encoding']})`,
+        })
+      }
+      const { body, format } = await readImage(res, codings, signal)
       return {
         status,
         headers: res.headers,
@@ -481,6 +523,34 @@ export function createBackendFetch(options: Readonly<BackendFetchOptions> = {}):
     if (!retry.statuses.has(backendStatus)) return undefined
     return retryDelay(retry, n, err.details?.retryAfterMs as number | undefined)
   }
+}
+
+type Coding = 'gzip' | 'deflate' | 'br'
+const CODINGS: Readonly<Record<string, Coding>> = {
+  gzip: 'gzip',
+  'x-gzip': 'gzip',
+  deflate: 'deflate',
+  br: 'br',
+}
+const MAX_CODINGS = 3
+
+/** The codings of a `Content-Encoding` value, `identity` left out; `undefined` when one is unknown. */
+function contentCodings(header: string | undefined): Coding[] | undefined {
+  const codings: Coding[] = []
+  for (const token of (header ?? '').split(',')) {
+    const name = token.trim().toLowerCase()
+    if (name === '' || name === 'identity') continue
+    const coding = CODINGS[name]
+    if (coding === undefined || codings.length === MAX_CODINGS) return undefined
+    codings.push(coding)
+  }
+  return codings
+}
+
+function createDecoder(coding: Coding): zlib.Gunzip | zlib.Inflate | zlib.BrotliDecompress {
+  if (coding === 'gzip') return zlib.createGunzip()
+  if (coding === 'deflate') return zlib.createInflate()
+  return zlib.createBrotliDecompress()
 }
 
 function retryFacts(err: unknown): { status: number } | { error: unknown } {
