@@ -26,7 +26,7 @@ export interface ImageResult {
  */
 export async function getImage(
   url: string,
-  options: { readonly minDelayMs?: number; readonly timeoutMs?: number } = {},
+  options: { readonly maxDelayMs?: number; readonly timeoutMs?: number } = {},
 ): Promise<ImageResult> {
   const retries: RetryEvent[] = []
   const res = await fetchWithRetry(
@@ -34,8 +34,7 @@ export async function getImage(
     { signal: AbortSignal.timeout(options.timeoutMs ?? 20_000) },
     {
       maxAttempts: 3,
-      minDelayMs: options.minDelayMs ?? 1000,
-      maxDelayMs: 8000,
+      maxDelayMs: options.maxDelayMs ?? 8000,
       onRetry: (e) => retries.push(e),
     },
   )

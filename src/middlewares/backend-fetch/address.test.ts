@@ -106,6 +106,10 @@ describe('compileAddressList', () => {
       /`allowedAddresses`.*10\.0\.0\.0\/33/,
     )
     assert.throws(() => compileAddressList(['example.com'], 'allowedAddresses'), TypeError)
+    assert.throws(
+      () => compileAddressList(['10.0.0.0/8/1'], 'allowedAddresses'),
+      /`allowedAddresses`.*10\.0\.0\.0\/8\/1/,
+    )
     assert.throws(() => compileAddressList('10.0.0.1' as never, 'allowedAddresses'), TypeError)
   })
 })

@@ -144,11 +144,11 @@ export function compileAddressList(entries: readonly string[], name: string): (i
     )
   }
   const ranges = entries.map((entry) => {
-    const [address = '', length] = String(entry).split('/') as [string, string | undefined]
+    const [address = '', length, ...rest] = String(entry).split('/')
     const bytes = parseAddress(address)
     const max = bytes?.length === 4 ? 32 : 128
     const bits = length === undefined ? max : /^\d{1,3}$/.test(length) ? Number(length) : Number.NaN
-    if (bytes === undefined || !(bits >= 0 && bits <= max)) {
+    if (bytes === undefined || rest.length > 0 || !(bits >= 0 && bits <= max)) {
       throw new TypeError(
         `Expected \`${name}\` entries to be IP addresses or CIDR ranges, got ${JSON.stringify(entry)}`,
       )

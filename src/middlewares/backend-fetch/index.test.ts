@@ -8,6 +8,7 @@ import {
   type Socket,
 } from 'node:net'
 import { after, before, describe, it } from 'node:test'
+import zlib from 'node:zlib'
 import { type Backend, PNG, startBackend } from '../../../test/support/backends.ts'
 import { icError, isIcError } from '../../errors.ts'
 import {
@@ -199,6 +200,50 @@ describe('createBackendFetch', () => {
     assert.equal(lookup.calls.includes('other.test'), false, 'an allow-list miss is never resolved')
   })
 
+  it('sends authorization, proxy-authorization and cookie only until a redirect leaves the origin', async () => {
+    const credentials = { Authorization: 'Bearer t', 'proxy-authorization': 'Basic p', cookie: 's=1' }
+    const other = await startBackend((req, res) => {
+      const back = new URL(req.url ?? '/', 'http://x').searchParams.get('back')
+      res.writeHead(
+        back === null ? 200 : 302,
+        back === null ? { 'content-type': 'image/png' } : { location: back },
+      )
+      res.end(back === null ? PNG : undefined)
+    })
+    const sent = (req: { headers: Record<string, unknown> } | undefined) => ({
+      authorization: req?.headers.authorization,
+      proxy: req?.headers['proxy-authorization'],
+      cookie: req?.headers.cookie,
+      agent: req?.headers['user-agent'],
+    })
+    const kept = { authorization: 'Bearer t', proxy: 'Basic p', cookie: 's=1', agent: 'image-api-errors' }
+    const dropped = {
+      authorization: undefined,
+      proxy: undefined,
+      cookie: undefined,
+      agent: 'image-api-errors',
+    }
+    try {
+      const lookup = resolveTo('127.0.0.1')
+      const fetchImage = createBackendFetch({ ...loopback, lookup, headers: credentials })
+      const { port } = backend
+      await fetchImage(`http://images.test:${port}/s?location=${encodeURIComponent('/a.png')}`)
+      assert.deepEqual(sent(backend.requests.at(-1)), kept, 'same origin: kept')
+      await fetchImage(
+        `http://images.test:${port}/s?location=${encodeURIComponent(`http://cdn.test:${port}/a.png`)}`,
+      )
+      assert.deepEqual(sent(backend.requests.at(-1)), dropped, 'another host')
+      assert.deepEqual(sent(backend.requests.at(-2)), kept, 'the first hop had them')
+      await fetchImage(`${backend.url}/s?location=${encodeURIComponent(`${other.url}/a.png`)}`)
+      assert.deepEqual(sent(other.requests.at(-1)), dropped, 'another port')
+      const back = encodeURIComponent(`${backend.url}/a.png`)
+      await fetchImage(`${backend.url}/s?location=${encodeURIComponent(`${other.url}/b?back=${back}`)}`)
+      assert.deepEqual(sent(backend.requests.at(-1)), dropped, 'not given back when the chain returns')
+    } finally {
+      await other.close()
+    }
+  })
+
   it('refuses a host name that resolves to 127.0.0.1, at connect time, without connecting', async () => {
     const lookup = resolveTo('127.0.0.1')
     const before = backend.requests.length
@@ -371,6 +416,98 @@ describe('createBackendFetch', () => {
     }
   })
 
+  it('asks for identity, and decodes gzip, x-gzip, deflate and br bodies (stacked too)', async () => {
+    const encoders: Record<string, (b: Buffer) => Buffer> = {
+      gzip: (b) => zlib.gzipSync(b),
+      'x-gzip': (b) => zlib.gzipSync(b),
+      deflate: (b) => zlib.deflateSync(b),
+      br: (b) => zlib.brotliCompressSync(b),
+      identity: (b) => b,
+    }
+    const encoded = await startBackend((req, res) => {
+      const codings = (new URL(req.url ?? '/', 'http://x').searchParams.get('ce') ?? '').split(', ')
+      const body = codings.reduce<Buffer>((b, coding) => (encoders[coding] as (b: Buffer) => Buffer)(b), PNG)
+      res.writeHead(200, { 'content-type': 'image/png', 'content-encoding': codings.join(', ') })
+      res.end(body)
+    })
+    try {
+      const fetchImage = createBackendFetch(loopback)
+      for (const ce of ['gzip', 'x-gzip', 'deflate', 'br', 'identity', 'gzip, br', 'GZIP']) {
+        const image = await fetchImage(`${encoded.url}/a.png?ce=${encodeURIComponent(ce.toLowerCase())}`)
+        assert.deepEqual(image.body, PNG, ce)
+        assert.equal(image.format, 'png', ce)
+      }
+      assert.equal(encoded.requests.at(-1)?.headers['accept-encoding'], 'identity')
+      const own = createBackendFetch({ ...loopback, headers: { 'Accept-Encoding': 'gzip, br' } })
+      assert.deepEqual((await own(`${encoded.url}/a.png?ce=br`)).body, PNG)
+      const sent = encoded.requests.at(-1)?.rawHeaders ?? []
+      const names = sent.filter((name, i) => i % 2 === 0 && name.toLowerCase() === 'accept-encoding')
+      assert.equal(names.length, 1, "the caller's Accept-Encoding replaces the default")
+      assert.equal(encoded.requests.at(-1)?.headers['accept-encoding'], 'gzip, br')
+    } finally {
+      await encoded.close()
+    }
+  })
+
+  it('answers 502 for a coding it cannot decode and for a corrupt or cut compressed body', async () => {
+    const broken = await startBackend((req, res) => {
+      const gzipped = zlib.gzipSync(Buffer.concat([PNG, Buffer.alloc(4096, 3)]))
+      const bodies: Record<string, [string, Buffer]> = {
+        '/zstd': ['zstd', PNG],
+        '/compress': ['compress', PNG],
+        '/too-many': ['gzip, gzip, gzip, gzip', PNG],
+        '/corrupt': ['gzip', Buffer.concat([gzipped.subarray(0, 10), Buffer.alloc(200, 0xff)])],
+        '/cut': ['gzip', gzipped.subarray(0, gzipped.length - 12)],
+        '/not-brotli': ['br', PNG],
+      }
+      const [ce, body] = bodies[req.url ?? ''] as [string, Buffer]
+      res.writeHead(200, { 'content-type': 'image/png', 'content-encoding': ce })
+      res.end(body)
+    })
+    try {
+      const fetchImage = createBackendFetch(loopback)
+      for (const path of ['/zstd', '/compress', '/too-many', '/corrupt', '/cut', '/not-brotli'])
+        await expectCode(fetchImage(`${broken.url}${path}`), 'IC_BACKEND_INVALID_RESPONSE', 502)
+    } finally {
+      await broken.close()
+    }
+  })
+
+  it('applies maxBytes to the decoded size, and stops reading a decompression bomb at once', async () => {
+    let fed = 0
+    const bomb = await startBackend((req, res) => {
+      res.writeHead(200, { 'content-type': 'image/png', 'content-encoding': 'gzip' })
+      const gzip = zlib.createGzip()
+      gzip.pipe(res)
+      if (req.url === '/small') return void gzip.end(Buffer.concat([PNG, Buffer.alloc(2048)]))
+      const zeros = Buffer.alloc(1024 * 1024)
+      PNG.copy(zeros)
+      const pump = (): void => {
+        while (!res.destroyed && fed < 2 * 1024 ** 3) {
+          fed += zeros.length
+          if (!gzip.write(zeros)) return void gzip.once('drain', pump)
+        }
+        gzip.end()
+      }
+      res.on('close', () => gzip.destroy())
+      pump()
+    })
+    try {
+      const maxBytes = 1024 * 1024
+      const fetchImage = createBackendFetch({ ...loopback, maxBytes })
+      const closed = bomb.nextSocketClose()
+      await expectCode(fetchImage(`${bomb.url}/bomb`), 'IC_IMAGE_TOO_LARGE', 400)
+      await closed
+      assert.ok(fed < 64 * 1024 * 1024, `the backend compressed ${fed} bytes before the fetch stopped`)
+      const tight = createBackendFetch({ ...loopback, maxBytes: PNG.length + 1024 })
+      await expectCode(tight(`${bomb.url}/small`), 'IC_IMAGE_TOO_LARGE', 400)
+      const fits = createBackendFetch({ ...loopback, maxBytes: PNG.length + 2048 })
+      assert.equal((await fits(`${bomb.url}/small`)).body.length, PNG.length + 2048)
+    } finally {
+      await bomb.close()
+    }
+  })
+
   it('retries network errors, 429 and 502 when asked, and nothing else', async () => {
     let calls = 0
     const flaky = await startBackend((req, res) => {
@@ -441,6 +578,16 @@ describe('createBackendFetch', () => {
       [{ hostsAllowed: ['a"b.example.com'] }, /`hostsAllowed`/],
       [{ allowPrivateAddresses: 'yes' as never }, /`allowPrivateAddresses`/],
       [{ allowedAddresses: ['10.0.0.0/40'] }, /`allowedAddresses`/],
+      [{ allowedAddresses: ['10.0.0.0/8/1'] }, /`allowedAddresses`/],
+      [{ allowedAddresses: ['fd00::/8/'] }, /`allowedAddresses`/],
+      [{ headers: 'abc' as never }, /Expected `headers` to be a plain object/],
+      [{ headers: ['x-a: 1'] as never }, /Expected `headers` to be a plain object/],
+      [
+        { headers: new Headers({ authorization: 'Bearer t' }) as never },
+        /Expected `headers` to be a plain object/,
+      ],
+      [{ headers: { 'x-a': 1 as never } }, /`headers.x-a`/],
+      [{ retry: { minDelayMs: 0 } }, /`minDelayMs`/],
       [{ lookup: 'dns' as never }, /`lookup`/],
       [{ headers: { 'x-a': 'a\r\nb' } }, /`headers.x-a`/],
       [{ headers: { 'bad name': 'a' } }, /`headers` names/],

@@ -1,9 +1,11 @@
 import { lookup as dnsLookup, type LookupAddress } from 'node:dns'
 import http, { type IncomingHttpHeaders, type IncomingMessage } from 'node:http'
 import https from 'node:https'
+import type { Readable } from 'node:stream'
+import zlib from 'node:zlib'
 import { errorCatalogue } from '../../catalogue.ts'
 import { type IcError, icError, isIcError } from '../../errors.ts'
-import { type Duration, durationMs, knownOptions } from '../../options.ts'
+import { type Duration, durationMs, knownOptions, recordOption } from '../../options.ts'
 import { compileHostList as compileHostnameList, hostNameOf } from '../permissions/host-matcher.ts'
 import {
   abortableSleep,
@@ -36,7 +38,10 @@ export type LookupFunction = (
  * const options: BackendFetchOptions = { maxBytes: 20 * 1024 * 1024, maxRedirects: 3, timeoutMs: '10s' }
  */
 export interface BackendFetchOptions {
-  /** Largest body accepted, in bytes; reading stops as soon as it is exceeded. @default 33554432 (32 MiB) */
+  /**
+   * Largest body accepted, in bytes, as sent and once decoded (gzip, deflate, br); reading
+   * stops as soon as it is exceeded. @default 33554432 (32 MiB)
+   */
   readonly maxBytes?: number
   /** Redirects followed (by hand, each hop checked again); one more is `IC_TOO_MANY_REDIRECTS`. @default 5 */
   readonly maxRedirects?: number
@@ -57,7 +62,11 @@ export interface BackendFetchOptions {
   readonly allowedAddresses?: readonly string[]
   /** Resolver used at connect time. @default dns.lookup */
   readonly lookup?: LookupFunction
-  /** Extra request headers (credentials for a private bucket, a user agent). */
+  /**
+   * Extra request headers (credentials for a private bucket, a user agent). `authorization`,
+   * `proxy-authorization` and `cookie` are sent only until a redirect leaves the first URL's
+   * origin (scheme, host or port), as WHATWG fetch does.
+   */
   readonly headers?: Readonly<Record<string, string>>
   /**
    * Retry policy for network errors and backend 429 / 502 (see `fetchWithRetry`), or
@@ -76,7 +85,9 @@ export interface BackendFetchOptions {
 export interface BackendResponse {
   /** The backend's status (2xx). */
   readonly status: number
+  /** As the backend sent them (`content-encoding` and `content-length` describe the bytes sent). */
   readonly headers: IncomingHttpHeaders
+  /** The image, decoded when the backend sent it with a `Content-Encoding`. */
   readonly body: Buffer
   /** The backend's `Content-Type`, as sent (not trusted: see `format`). */
   readonly contentType: string | undefined
@@ -121,6 +132,8 @@ const STATUS_CODES = {
   504: 'IC_BACKEND_GATEWAY_TIMEOUT',
 } as const satisfies Record<number, keyof typeof errorCatalogue>
 const MAX_RETRY_AFTER_SECONDS = 86_400
+/** Dropped once a redirect leaves the first URL's origin, as WHATWG fetch drops them. */
+const CREDENTIAL_HEADERS = new Set(['authorization', 'proxy-authorization', 'cookie'])
 
 /**
  * Compiles `hostsAllowed` into a matcher of WHATWG hostnames (`URL#hostname`: lower-case,
@@ -159,7 +172,8 @@ export function compileHostList(
  * 503 → 503, 504 → 504, refused/reset/DNS → 502 `IC_BACKEND_UNREACHABLE`, an invalid or
  * truncated response → 502 `IC_BACKEND_INVALID_RESPONSE`, a deadline → 504, a body that
  * is not an image by its bytes → 400 `IC_IMAGE_MALFORMED`, more than `maxBytes` → 400
- * `IC_IMAGE_TOO_LARGE` (reading stops at the limit).
+ * `IC_IMAGE_TOO_LARGE` (reading stops at the limit). It asks for `identity` and decodes a
+ * gzip, deflate or br body while it streams; another `Content-Encoding` → 502.
  *
  * @example
  * import { createBackendFetch, requestSignal } from 'image-api-errors/express'
@@ -189,12 +203,15 @@ export function createBackendFetch(options: Readonly<BackendFetchOptions> = {}):
   const resolve = options.lookup ?? (dnsLookup as unknown as LookupFunction)
   if (typeof resolve !== 'function')
     throw new TypeError(`Expected \`lookup\` to be a function, got ${typeof resolve}`)
+  if (options.headers !== undefined) recordOption('headers', options.headers)
+  // identity: a source stored compressed (S3 or GCS Content-Encoding metadata) is then sent
+  // as is by servers that honour it; the codings below are decoded for those that do not.
   const headers: Record<string, string> = {
     accept: 'image/*',
+    'accept-encoding': 'identity',
     'user-agent': 'image-api-errors',
-    ...options.headers,
   }
-  for (const [key, value] of Object.entries(headers)) {
+  for (const [key, value] of Object.entries(options.headers ?? {})) {
     if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(key)) {
       throw new TypeError(`Expected \`headers\` names to be header tokens, got ${JSON.stringify(key)}`)
     }
@@ -203,7 +220,11 @@ export function createBackendFetch(options: Readonly<BackendFetchOptions> = {}):
         `Expected \`headers.${key}\` to be a header-safe string, got ${JSON.stringify(value)}`,
       )
     }
+    headers[key.toLowerCase()] = value
   }
+  const crossOriginHeaders = Object.fromEntries(
+    Object.entries(headers).filter(([key]) => !CREDENTIAL_HEADERS.has(key.toLowerCase())),
+  )
   const retry =
     options.retry === undefined || options.retry === false
       ? undefined
@@ -265,12 +286,16 @@ export function createBackendFetch(options: Readonly<BackendFetchOptions> = {}):
     }
   }
 
-  function request(url: URL, signal: AbortSignal): Promise<IncomingMessage> {
+  function request(
+    url: URL,
+    hopHeaders: Readonly<Record<string, string>>,
+    signal: AbortSignal,
+  ): Promise<IncomingMessage> {
     return new Promise((resolvePromise, reject) => {
       const secure = url.protocol === 'https:'
       const req = (secure ? https : http).request(url, {
         agent: secure ? httpsAgent : httpAgent,
-        headers,
+        headers: hopHeaders,
         lookup: guardedLookup as never,
       })
       // Reject at once: the socket's own error arrives a loop turn later, after the
@@ -294,25 +319,43 @@ export function createBackendFetch(options: Readonly<BackendFetchOptions> = {}):
 
   function readImage(
     res: IncomingMessage,
+    codings: readonly Coding[],
     signal: AbortSignal,
   ): Promise<{ body: Buffer; format: ImageFormat }> {
     return new Promise((resolvePromise, reject) => {
+      // Content-Encoding lists the codings in the order they were applied.
+      const decoders = codings.map(createDecoder).reverse()
+      let body: Readable = res
+      for (const decoder of decoders) body = body.pipe(decoder)
       const chunks: Buffer[] = []
       let received = 0
+      let sent = 0
       let format: ImageFormat | undefined
       let settled = false
       const finish = (err: unknown, value?: { body: Buffer; format: ImageFormat }): void => {
         if (settled) return
         settled = true
         signal.removeEventListener('abort', onAbort)
-        res.off('data', onData)
+        body.off('data', onData)
         if (err === undefined) resolvePromise(value as { body: Buffer; format: ImageFormat })
         else {
           res.destroy()
+          for (const decoder of decoders) decoder.destroy()
           reject(err)
         }
       }
       const onAbort = (): void => finish(signal.reason)
+      const tooLarge = (): void =>
+        finish(
+          icError('IC_IMAGE_TOO_LARGE', { message: `The source image is larger than ${maxBytes} bytes` }),
+        )
+      const truncated = (cause?: unknown): void =>
+        finish(
+          icError('IC_BACKEND_INVALID_RESPONSE', {
+            message: 'The backend response was truncated',
+            ...(cause === undefined ? {} : { cause }),
+          }),
+        )
       const sniff = (head: Buffer): boolean => {
         format = sniffImageFormat(head)
         if (format !== undefined) return true
@@ -325,49 +368,56 @@ export function createBackendFetch(options: Readonly<BackendFetchOptions> = {}):
       }
       const onData = (chunk: Buffer): void => {
         received += chunk.length
-        if (received > maxBytes) {
-          finish(
-            icError('IC_IMAGE_TOO_LARGE', { message: `The source image is larger than ${maxBytes} bytes` }),
-          )
-          return
+        if (received > maxBytes) tooLarge()
+        else {
+          chunks.push(chunk)
+          if (format === undefined && received >= SNIFF_BYTES) sniff(Buffer.concat(chunks))
         }
-        chunks.push(chunk)
-        if (format === undefined && received >= SNIFF_BYTES) sniff(Buffer.concat(chunks))
       }
       signal.addEventListener('abort', onAbort, { once: true })
-      res.on('data', onData)
+      body.on('data', onData)
+      // Decoding bounds what is kept; this bounds what is read (codings that expand nothing).
+      if (decoders.length > 0) {
+        res.on('data', (chunk: Buffer) => {
+          sent += chunk.length
+          if (sent > maxBytes) tooLarge()
+        })
+      }
       res.on('end', () => {
-        if (!res.complete) {
-          finish(icError('IC_BACKEND_INVALID_RESPONSE', { message: 'The backend response was truncated' }))
-          return
-        }
-        const body = Buffer.concat(chunks, received)
-        if (format === undefined && !sniff(body)) return
-        finish(undefined, { body, format: format as ImageFormat })
+        if (!res.complete) truncated()
       })
-      res.on('error', (err) =>
-        finish(
-          icError('IC_BACKEND_INVALID_RESPONSE', {
-            message: 'The backend response was truncated',
-            cause: err,
-          }),
-        ),
-      )
+      res.on('error', truncated)
       res.on('close', () => {
-        if (!settled) {
-          finish(icError('IC_BACKEND_INVALID_RESPONSE', { message: 'The backend response was truncated' }))
-        }
+        if (!res.complete) truncated()
       })
+      for (const decoder of decoders) {
+        decoder.on('error', (err) =>
+          finish(
+            icError('IC_BACKEND_INVALID_RESPONSE', {
+              message: `The backend body cannot be decoded as its Content-Encoding (${codings.join(', ')}) says`,
+              cause: err,
+            }),
+          ),
+        )
+      }
+      body.on('end', () => {
+        if (settled) return
+        const image = Buffer.concat(chunks, received)
+        if (format === undefined && !sniff(image)) return
+        finish(undefined, { body: image, format: format as ImageFormat })
+      })
+      body.on('close', () => truncated())
     })
   }
 
   async function attempt(start: URL, signal: AbortSignal): Promise<BackendResponse> {
     let url = start
+    let hopHeaders = headers
     for (let hop = 0; ; hop++) {
       checkUrl(url, hop)
       let res: IncomingMessage
       try {
-        res = await request(url, signal)
+        res = await request(url, hopHeaders, signal)
       } catch (err) {
         throw signal.aborted ? signal.reason : toNetworkError(err)
       }
@@ -379,14 +429,19 @@ export function createBackendFetch(options: Readonly<BackendFetchOptions> = {}):
             message: `The backend redirected more than ${maxRedirects} times`,
           })
         }
+        let next: URL
         try {
-          url = new URL(res.headers.location, url)
+          next = new URL(res.headers.location, url)
         } catch (err) {
           throw icError('IC_BACKEND_INVALID_RESPONSE', {
             message: 'The backend redirected to an invalid URL',
             cause: err,
           })
         }
+        // Once another origin (or an https → http downgrade) has been asked, the credentials
+        // stay off for the rest of the chain, even if it comes back.
+        if (next.origin !== url.origin) hopHeaders = crossOriginHeaders
+        url = next
         continue
       }
       if (status < 200 || status > 299) {
@@ -398,7 +453,14 @@ export function createBackendFetch(options: Readonly<BackendFetchOptions> = {}):
         res.destroy()
         throw icError('IC_IMAGE_TOO_LARGE', { message: `The source image is larger than ${maxBytes} bytes` })
       }
-      const { body, format } = await readImage(res, signal)
+      const codings = contentCodings(res.headers['content-encoding'])
+      if (codings === undefined) {
+        res.destroy()
+        throw icError('IC_BACKEND_INVALID_RESPONSE', {
+          message: `The backend sent a Content-Encoding that cannot be decoded (${res.headers['content-encoding']})`,
+        })
+      }
+      const { body, format } = await readImage(res, codings, signal)
       return {
         status,
         headers: res.headers,
@@ -461,6 +523,34 @@ export function createBackendFetch(options: Readonly<BackendFetchOptions> = {}):
     if (!retry.statuses.has(backendStatus)) return undefined
     return retryDelay(retry, n, err.details?.retryAfterMs as number | undefined)
   }
+}
+
+type Coding = 'gzip' | 'deflate' | 'br'
+const CODINGS: Readonly<Record<string, Coding>> = {
+  gzip: 'gzip',
+  'x-gzip': 'gzip',
+  deflate: 'deflate',
+  br: 'br',
+}
+const MAX_CODINGS = 3
+
+/** The codings of a `Content-Encoding` value, `identity` left out; `undefined` when one is unknown. */
+function contentCodings(header: string | undefined): Coding[] | undefined {
+  const codings: Coding[] = []
+  for (const token of (header ?? '').split(',')) {
+    const name = token.trim().toLowerCase()
+    if (name === '' || name === 'identity') continue
+    const coding = CODINGS[name]
+    if (coding === undefined || codings.length === MAX_CODINGS) return undefined
+    codings.push(coding)
+  }
+  return codings
+}
+
+function createDecoder(coding: Coding): zlib.Gunzip | zlib.Inflate | zlib.BrotliDecompress {
+  if (coding === 'gzip') return zlib.createGunzip()
+  if (coding === 'deflate') return zlib.createInflate()
+  return zlib.createBrotliDecompress()
 }
 
 function retryFacts(err: unknown): { status: number } | { error: unknown } {

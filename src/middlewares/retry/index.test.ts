@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict'
+import { Readable } from 'node:stream'
 import { describe, it } from 'node:test'
 import { type Backend, startBackend } from '../../../test/support/backends.ts'
 import { createRetryPolicy, fetchWithRetry, parseRetryAfter, type RetryEvent, retryDelay } from './index.ts'
@@ -41,6 +42,39 @@ describe('parseRetryAfter', () => {
     assert.equal(parseRetryAfter('Wed, 21 Oct 2015 07:27:00 GMT', now), 0, 'a date in the past means now')
   })
 
+  it('reads the three HTTP-date forms of RFC 9110 as GMT, whatever the local time zone', () => {
+    const zone = process.env.TZ
+    // Node reads TZ again when it changes: asctime read as local time would be 5 h off here.
+    process.env.TZ = 'America/New_York'
+    try {
+      const now = Date.UTC(1994, 10, 6, 8, 49, 0)
+      for (const date of [
+        'Sun, 06 Nov 1994 08:49:37 GMT',
+        'Sunday, 06-Nov-94 08:49:37 GMT',
+        'Sun Nov  6 08:49:37 1994',
+        'sun, 06 nov 1994 08:49:37 gmt',
+      ])
+        assert.equal(parseRetryAfter(date, now), 37_000, date)
+      assert.equal(parseRetryAfter('Sun Nov 16 08:49:37 1994', now), Date.UTC(1994, 10, 16, 8, 49, 37) - now)
+    } finally {
+      if (zone === undefined) delete process.env.TZ
+      else process.env.TZ = zone
+    }
+  })
+
+  it('puts a two-digit rfc850 year at most 50 years ahead, else in the century before', () => {
+    const now = Date.UTC(2026, 0, 1)
+    assert.equal(parseRetryAfter('Thursday, 01-Jan-70 00:00:10 GMT', 0), 10_000, '1970 seen from 1970')
+    const in2076 = Date.UTC(2076, 0, 1)
+    assert.equal(parseRetryAfter('Wednesday, 01-Jan-76 00:00:00 GMT', now), in2076 - now, '50 years ahead')
+    assert.equal(parseRetryAfter('Thursday, 01-Jan-77 00:00:00 GMT', now), 0, '1977, in the past')
+    assert.equal(
+      parseRetryAfter('Friday, 01-Jan-77 00:00:00 GMT', Date.UTC(2027, 0, 1)),
+      Date.UTC(2077, 0, 1) - Date.UTC(2027, 0, 1),
+      'seen from 2027, 77 is 2077',
+    )
+  })
+
   it('ignores what is neither', () => {
     for (const bad of [
       undefined,
@@ -52,6 +86,13 @@ describe('parseRetryAfter', () => {
       '2015-10-21',
       '12345678901',
       'Wed, 99 Foo 2015',
+      'Wed, 21 Oct 2015 07:28:00 PST',
+      'Wed, 21 Oct 2015 07:28:00 +0000',
+      'Wed, 31 Feb 2015 07:28:00 GMT',
+      'Wed, 21 Oct 2015 24:28:00 GMT',
+      'Wed, 21-Oct-15 07:28:00 GMT',
+      'Wednesday, 21 Oct 2015 07:28:00 GMT',
+      'Wed Oct 21 07:28:00 2015 GMT',
     ]) {
       assert.equal(parseRetryAfter(bad), undefined, String(bad))
     }
@@ -63,6 +104,8 @@ describe('createRetryPolicy', () => {
     assert.throws(() => createRetryPolicy({ maxAttempts: 0 }), /`maxAttempts`/)
     assert.throws(() => createRetryPolicy({ maxAttempts: 2.5 }), /`maxAttempts`/)
     assert.throws(() => createRetryPolicy({ minDelayMs: -1 }), /`minDelayMs`/)
+    assert.throws(() => createRetryPolicy({ minDelayMs: 0, maxDelayMs: 0 }), /`minDelayMs`/)
+    assert.throws(() => createRetryPolicy({ maxDelayMs: 0 }), /`maxDelayMs`/)
     assert.throws(() => createRetryPolicy({ maxDelayMs: 'later' }), /`maxDelayMs`/)
     assert.throws(() => createRetryPolicy({ minDelayMs: 2000, maxDelayMs: 1000 }), /`maxDelayMs`/)
     assert.throws(() => createRetryPolicy({ statuses: [200] }), /`statuses`/)
@@ -100,7 +143,7 @@ describe('createRetryPolicy', () => {
   })
 })
 
-describe('fetchWithRetry', () => {
+describe('fetchWithRetry', { concurrency: true }, () => {
   /** A backend that answers the statuses of `?seq=` in turn (0: drop the connection). */
   async function sequenceBackend(
     headers: Record<string, string> = {},
@@ -116,7 +159,9 @@ describe('fetchWithRetry', () => {
     })
     return Object.assign(backend, { calls: () => calls })
   }
-  const fast = { minDelayMs: 1, maxDelayMs: 10 }
+  // fetchWithRetry waits at least 1 s: each retry below costs a second, so the tests of this
+  // suite run concurrently (each has its own backend).
+  const fast = { minDelayMs: 1000, maxDelayMs: 1000 }
 
   it('retries 429, 502 and network errors, then resolves with the answer', async () => {
     const backend = await sequenceBackend()
@@ -141,7 +186,7 @@ describe('fetchWithRetry', () => {
           [3, 'network'],
         ],
       )
-      assert.ok(events.every((e) => e.delayMs >= 1 && e.delayMs <= 10))
+      assert.ok(events.every((e) => e.delayMs === 1000))
     } finally {
       await backend.close()
     }
@@ -166,12 +211,16 @@ describe('fetchWithRetry', () => {
   })
 
   it('honours Retry-After in seconds', async () => {
-    const backend = await sequenceBackend({ 'retry-after': '1' })
+    const backend = await sequenceBackend({ 'retry-after': '2' })
     try {
       const started = performance.now()
-      const res = await fetchWithRetry(`${backend.url}/?seq=429,200`, {}, { minDelayMs: 0, maxDelayMs: '2s' })
+      const res = await fetchWithRetry(
+        `${backend.url}/?seq=429,200`,
+        {},
+        { maxDelayMs: '3s', random: () => 0 },
+      )
       assert.equal(res.status, 200)
-      assert.ok(performance.now() - started >= 990, 'waited the second the server asked for')
+      assert.ok(performance.now() - started >= 1990, 'waited the 2 s the server asked for, not the 1 s floor')
     } finally {
       await backend.close()
     }
@@ -227,24 +276,120 @@ describe('fetchWithRetry', () => {
     }
   })
 
-  it('does not send a stream body twice', async () => {
+  it('sends a body that can be read once (web stream, Node Readable, async iterable) once', async () => {
     const backend = await sequenceBackend()
+    const bodies = {
+      'web stream': () =>
+        new ReadableStream({
+          start(controller) {
+            controller.enqueue(new TextEncoder().encode('chart data'))
+            controller.close()
+          },
+        }),
+      'Node Readable': () => Readable.from(['chart ', 'data']),
+      'async generator': () =>
+        (async function* () {
+          yield new TextEncoder().encode('chart data')
+        })(),
+    }
     try {
-      const body = new ReadableStream({
-        start(controller) {
-          controller.enqueue(new TextEncoder().encode('chart data'))
-          controller.close()
-        },
-      })
-      const res = await fetchWithRetry(
-        `${backend.url}/?seq=502,200`,
-        { method: 'POST', body, duplex: 'half' } as RequestInit,
-        fast,
-      )
-      assert.equal(res.status, 502)
-      assert.equal(backend.calls(), 1)
+      for (const [kind, body] of Object.entries(bodies)) {
+        for (const status of [502, 0]) {
+          const before = backend.calls()
+          const init = { method: 'PUT', body: body(), duplex: 'half' } as RequestInit
+          const url = `${backend.url}/?seq=${','.repeat(before)}${status},200`
+          const result = await fetchWithRetry(url, init, fast).catch((e: unknown) => e)
+          if (status === 0) assert.ok(result instanceof TypeError, `${kind}: ${result}`)
+          else assert.equal((result as Response).status, 502, kind)
+          assert.equal(backend.calls() - before, 1, `${kind} after ${status || 'a network error'}`)
+        }
+      }
+      const before = backend.calls()
+      const replayable = [
+        'a=1',
+        new TextEncoder().encode('a=1'),
+        new TextEncoder().encode('a=1').buffer,
+        new Blob(['a=1']),
+        new URLSearchParams('a=1'),
+      ]
+      for (const body of replayable) {
+        const url = `${backend.url}/?seq=${','.repeat(backend.calls())}502,200`
+        assert.equal((await fetchWithRetry(url, { method: 'PUT', body }, fast)).status, 200)
+      }
+      assert.equal(backend.calls() - before, 2 * replayable.length, 'buffered bodies are sent again')
     } finally {
       await backend.close()
+    }
+  })
+
+  it('retries a POST only after a 429, never after a 502 or a network error', async () => {
+    const backend = await sequenceBackend()
+    try {
+      const post = (seq: string, options = {}) =>
+        fetchWithRetry(
+          `${backend.url}/?seq=${','.repeat(backend.calls())}${seq}`,
+          {
+            method: 'post',
+            body: 'cht=p&chd=t:1,2',
+          },
+          { ...fast, ...options },
+        )
+      let before = backend.calls()
+      assert.equal((await post('502,200')).status, 502)
+      assert.equal(backend.calls() - before, 1, 'a 502 POST is not sent again')
+      before = backend.calls()
+      await assert.rejects(post('0,200'), TypeError)
+      assert.equal(backend.calls() - before, 1, 'a POST cut off is not sent again')
+      before = backend.calls()
+      assert.equal((await post('429,200')).status, 200)
+      assert.equal(backend.calls() - before, 2, 'a 429 POST was not processed: retried')
+      before = backend.calls()
+      assert.equal((await post('502,200', { methods: ['get', 'Post'] })).status, 200)
+      assert.equal(backend.calls() - before, 2, '`methods` makes POST retryable')
+      before = backend.calls()
+      const res = await fetchWithRetry(
+        `${backend.url}/?seq=${','.repeat(before)}502,200`,
+        { method: 'PUT', body: 'x' },
+        { ...fast, methods: ['GET'] },
+      )
+      assert.equal(res.status, 502)
+      assert.equal(backend.calls() - before, 1, 'a PUT left out of `methods` is not')
+      before = backend.calls()
+      for (const method of ['put', 'DELETE', 'options']) {
+        const seq = `${','.repeat(backend.calls())}502,200`
+        assert.equal((await fetchWithRetry(`${backend.url}/?seq=${seq}`, { method }, fast)).status, 200)
+      }
+      assert.equal(backend.calls() - before, 6, 'the idempotent methods are retried by default')
+    } finally {
+      await backend.close()
+    }
+  })
+
+  it('refuses a backoff shorter than 1 s, before fetching', async () => {
+    const calls: string[] = []
+    const fetch = (async (url: string | URL) => {
+      calls.push(String(url))
+      return new Response('ok')
+    }) as typeof globalThis.fetch
+    for (const options of [
+      { minDelayMs: 0 },
+      { minDelayMs: 999 },
+      { minDelayMs: '10ms' },
+      { maxDelayMs: 500 },
+    ])
+      await assert.rejects(fetchWithRetry('http://x.test/', {}, { ...options, fetch }), {
+        name: 'TypeError',
+        message: /^Expected `(minDelayMs|maxDelayMs)` to be a duration of 1000 ms/,
+      })
+    assert.deepEqual(calls, [])
+  })
+
+  it('refuses `methods` that is not an array of method names, before fetching', async () => {
+    for (const methods of ['GET', [''], ['GET POST'], [1], null]) {
+      await assert.rejects(fetchWithRetry('http://127.0.0.1:1/', {}, { methods: methods as never }), {
+        name: 'TypeError',
+        message: /^Expected `methods` to be/,
+      })
     }
   })
 
@@ -256,7 +401,8 @@ describe('fetchWithRetry', () => {
     }) as typeof globalThis.fetch
     await assert.rejects(fetchWithRetry('http://x.test/', {}, { fetch, maxAttempt: 2 } as never), {
       name: 'TypeError',
-      message: /^Unknown option `maxAttempt` of fetchWithRetry: expected one of maxAttempts, .*, fetch$/,
+      message:
+        /^Unknown option `maxAttempt` of fetchWithRetry: expected one of maxAttempts, .*, fetch, methods$/,
     })
     assert.deepEqual(calls, [], 'nothing is fetched with a misspelt option')
     const res = await fetchWithRetry(
@@ -264,12 +410,13 @@ describe('fetchWithRetry', () => {
       {},
       {
         maxAttempts: 2,
-        minDelayMs: 1,
-        maxDelayMs: 10,
+        minDelayMs: 1000,
+        maxDelayMs: 1000,
         statuses: [429],
         random: () => 0,
         onRetry: () => {},
         fetch,
+        methods: ['GET'],
       },
     )
     assert.equal(await res.text(), 'ok')

@@ -13,7 +13,10 @@ import { type Duration, durationMs, knownOptions } from '../../options.ts'
 export interface RetryOptions {
   /** Attempts in all, the first one included; `1` disables retries. @default 3 */
   readonly maxAttempts?: number
-  /** Shortest wait before a retry: milliseconds or an `ms` string. @default 1000 */
+  /**
+   * Shortest wait before a retry: milliseconds or an `ms` string; at least 1000 in
+   * `fetchWithRetry` (image APIs ask for 1 s), at least 1 elsewhere. @default 1000
+   */
   readonly minDelayMs?: Duration
   /** Longest wait before a retry, and the longest `Retry-After` honoured. @default 30000 */
   readonly maxDelayMs?: Duration
@@ -82,24 +85,30 @@ export function createRetryPolicy(options: Readonly<RetryOptions> = {}): RetryPo
 
 /**
  * {@link createRetryPolicy} for a caller whose options hold more than the policy (`extra`,
- * known to that caller): `owner` names it in the error for an unknown option.
+ * known to that caller): `owner` names it in the error for an unknown option, and
+ * `shortestDelayMs` is the least `minDelayMs` (and `maxDelayMs`) it accepts.
  *
  * @example
  * readRetryPolicy(options.retry, '`retry`') // createBackendFetch({ retry })
- * readRetryPolicy(options, 'fetchWithRetry', ['fetch'])
+ * readRetryPolicy(options, 'fetchWithRetry', ['fetch'], { shortestDelayMs: 1000 })
  */
 export function readRetryPolicy(
   options: Readonly<RetryOptions>,
   owner: string,
   extra: readonly string[] = [],
+  { shortestDelayMs = 1 } = {},
 ): RetryPolicy {
   knownOptions(options, extra.length === 0 ? RETRY_OPTIONS : [...RETRY_OPTIONS, ...extra], owner)
   const maxAttempts = options.maxAttempts ?? DEFAULTS.maxAttempts
   if (!Number.isInteger(maxAttempts) || maxAttempts < 1 || maxAttempts > 100) {
     throw new TypeError(`Expected \`maxAttempts\` to be an integer from 1 to 100, got ${maxAttempts}`)
   }
-  const minDelayMs = durationMs('minDelayMs', options.minDelayMs ?? DEFAULTS.minDelayMs, { min: 0 })
-  const maxDelayMs = durationMs('maxDelayMs', options.maxDelayMs ?? DEFAULTS.maxDelayMs, { min: 0 })
+  const minDelayMs = durationMs('minDelayMs', options.minDelayMs ?? DEFAULTS.minDelayMs, {
+    min: shortestDelayMs,
+  })
+  const maxDelayMs = durationMs('maxDelayMs', options.maxDelayMs ?? DEFAULTS.maxDelayMs, {
+    min: shortestDelayMs,
+  })
   if (maxDelayMs < minDelayMs) {
     throw new TypeError(
       `Expected \`maxDelayMs\` to be at least \`minDelayMs\` (${minDelayMs}), got ${maxDelayMs}`,
@@ -140,10 +149,44 @@ export function retryDelay(policy: RetryPolicy, attempt: number, retryAfterMs?: 
 }
 
 const DELTA_SECONDS = /^\d{1,10}$/
+const MONTHS = ['jan', 'feb', 'mar', 'apr', 'may', 'jun', 'jul', 'aug', 'sep', 'oct', 'nov', 'dec']
+const MONTH = '(?<month>Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)'
+const TIME = '(?<hours>\\d\\d):(?<minutes>\\d\\d):(?<seconds>\\d\\d)'
+/** RFC 9110 §5.6.7: IMF-fixdate, and the obsolete rfc850-date and asctime-date, all GMT. */
+const HTTP_DATES = [
+  new RegExp(`^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), (?<day>\\d\\d) ${MONTH} (?<year>\\d{4}) ${TIME} GMT$`, 'i'),
+  new RegExp(
+    `^(?:Mon|Tues|Wednes|Thurs|Fri|Satur|Sun)day, (?<day>\\d\\d)-${MONTH}-(?<year>\\d\\d) ${TIME} GMT$`,
+    'i',
+  ),
+  new RegExp(`^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) ${MONTH} (?<day>[ \\d]\\d) ${TIME} (?<year>\\d{4})$`, 'i'),
+]
+
+function parseHttpDate(text: string, now: number): number | undefined {
+  let groups: Record<string, string> | undefined
+  for (const form of HTTP_DATES) groups ??= form.exec(text)?.groups
+  if (groups === undefined) return undefined
+  const { day = '', month = '', year = '', hours = '', minutes = '', seconds = '' } = groups
+  let fullYear = Number(year)
+  if (year.length === 2) {
+    // A two-digit year more than 50 years ahead is the most recent past one (RFC 9110 §5.6.7).
+    const thisYear = new Date(now).getUTCFullYear()
+    fullYear += thisYear - (thisYear % 100)
+    if (fullYear > thisYear + 50) fullYear -= 100
+  }
+  const date = Number(day)
+  // setUTCFullYear, unlike Date.UTC, neither maps years 0–99 to 19xx nor hides 31 Feb.
+  const midnight = new Date(0).setUTCFullYear(fullYear, MONTHS.indexOf(month.toLowerCase()), date)
+  if (new Date(midnight).getUTCDate() !== date) return undefined
+  const [h, m, sec] = [Number(hours), Number(minutes), Number(seconds)]
+  if (h > 23 || m > 59 || sec > 60) return undefined
+  return midnight + ((h * 60 + m) * 60 + sec) * 1000
+}
 
 /**
- * Parses a `Retry-After` value, delta-seconds or an HTTP date, into milliseconds from `now`
- * (never negative). Returns `undefined` for a missing or invalid value.
+ * Parses a `Retry-After` value, delta-seconds or an HTTP date (IMF-fixdate, or the obsolete
+ * rfc850 and asctime forms RFC 9110 requires recipients to accept, all in GMT), into
+ * milliseconds from `now` (never negative). Returns `undefined` for a missing or invalid value.
  *
  * @example
  * parseRetryAfter('120') // 120000
@@ -156,9 +199,8 @@ export function parseRetryAfter(
   if (typeof value !== 'string') return undefined
   const text = value.trim()
   if (DELTA_SECONDS.test(text)) return Number(text) * 1000
-  if (!/^[A-Za-z]{3},? /.test(text)) return undefined
-  const at = Date.parse(text)
-  return Number.isNaN(at) ? undefined : Math.max(0, at - now)
+  const at = parseHttpDate(text, now)
+  return at === undefined ? undefined : Math.max(0, at - now)
 }
 
 /**
@@ -182,15 +224,37 @@ export function abortableSleep(ms: number, signal: AbortSignal | null | undefine
 export interface FetchWithRetryOptions extends RetryOptions {
   /** The fetch implementation. @default globalThis.fetch */
   readonly fetch?: typeof globalThis.fetch
+  /**
+   * Methods retried after a network error or any of `statuses`, compared upper-cased. Any
+   * other method (POST, PATCH) is retried only after a 429, which says the request was not
+   * processed; after a network error or a 502 it may have been, so it is not sent again.
+   * @default ['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE'] (the idempotent methods)
+   */
+  readonly methods?: readonly string[]
+}
+
+const DEFAULT_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE'])
+const METHOD_TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/
+
+function readMethods(methods: unknown): ReadonlySet<string> {
+  if (!Array.isArray(methods) || !methods.every((m) => typeof m === 'string' && METHOD_TOKEN.test(m))) {
+    throw new TypeError(
+      `Expected \`methods\` to be an array of HTTP method names, got ${JSON.stringify(methods)}`,
+    )
+  }
+  return new Set(methods.map((m: string) => m.toUpperCase()))
 }
 
 /**
  * `fetch` for clients of image APIs, with the retry policy of {@link RetryOptions}: network
- * errors, 429 and 502 are retried after a jittered exponential backoff of at least 1 s,
+ * errors, 429 and 502 are retried after a jittered exponential backoff of at least 1 s (a
+ * method outside `methods`, such as POST, only after a 429: it may have been processed),
  * `Retry-After` (seconds or HTTP date) is honoured up to `maxDelayMs`, and nothing is
  * retried once `init.signal` aborted. It resolves with the last response (a 429 or 502 too,
  * once the attempts are spent) and rejects only with the last network error or the abort
- * reason. A request body that is a stream cannot be sent twice, so it is not retried.
+ * reason. A request body that can be read only once (a web or Node stream, any async
+ * iterable: anything but a string, `ArrayBuffer`, typed array, `Blob`, `URLSearchParams` or
+ * `FormData`) is sent once: that response or error is the result.
  *
  * @example
  * import { fetchWithRetry } from 'image-api-errors'
@@ -203,12 +267,15 @@ export async function fetchWithRetry(
   init: RequestInit = {},
   options: Readonly<FetchWithRetryOptions> = {},
 ): Promise<Response> {
-  const policy = readRetryPolicy(options, 'fetchWithRetry', ['fetch'])
+  // Image-Charts asks its clients to wait at least 1 s before a retry (its "Error retries").
+  const policy = readRetryPolicy(options, 'fetchWithRetry', ['fetch', 'methods'], { shortestDelayMs: 1000 })
   const doFetch = options.fetch ?? globalThis.fetch
   if (typeof doFetch !== 'function')
     throw new TypeError(`Expected \`fetch\` to be a function, got ${typeof doFetch}`)
+  const methods = options.methods === undefined ? DEFAULT_METHODS : readMethods(options.methods)
+  const idempotent = methods.has(String(init.method ?? 'GET').toUpperCase())
   const signal = init.signal ?? undefined
-  const replayable = !(init.body instanceof ReadableStream)
+  const replayable = isReplayable(init.body)
   for (let attempt = 1; ; attempt++) {
     signal?.throwIfAborted()
     const last = attempt >= policy.maxAttempts || !replayable
@@ -216,19 +283,35 @@ export async function fetchWithRetry(
     try {
       response = await doFetch(url, init)
     } catch (error) {
-      if (last || signal?.aborted || !isNetworkError(error)) throw signal?.aborted ? signal.reason : error
+      if (last || !idempotent || signal?.aborted || !isNetworkError(error))
+        throw signal?.aborted ? signal.reason : error
       const delayMs = retryDelay(policy, attempt) as number
       policy.onRetry?.({ attempt, delayMs, error })
       await abortableSleep(delayMs, signal)
       continue
     }
     if (last || !policy.statuses.has(response.status)) return response
+    if (!idempotent && response.status !== 429) return response
     const delayMs = retryDelay(policy, attempt, parseRetryAfter(response.headers.get('retry-after')))
     if (delayMs === undefined) return response
     await response.body?.cancel().catch(() => {})
     policy.onRetry?.({ attempt, delayMs, status: response.status })
     await abortableSleep(delayMs, signal)
   }
+}
+
+/** Bodies fetch can send again: any other (a web or Node stream, an async iterable) is read once. */
+function isReplayable(body: unknown): boolean {
+  return (
+    body === undefined ||
+    body === null ||
+    typeof body === 'string' ||
+    body instanceof ArrayBuffer ||
+    ArrayBuffer.isView(body) ||
+    body instanceof Blob ||
+    body instanceof URLSearchParams ||
+    body instanceof FormData
+  )
 }
 
 const NETWORK_CODES = new Set([
