@@ -591,6 +591,9 @@ describe('createBackendFetch', () => {
       [{ lookup: 'dns' as never }, /`lookup`/],
       [{ headers: { 'x-a': 'a\r\nb' } }, /`headers.x-a`/],
       [{ headers: { 'bad name': 'a' } }, /`headers` names/],
+      [{ headers: { Host: 'internal.example' } }, /`headers` to leave `Host` to the fetch/],
+      [{ headers: { 'content-length': '0' } }, /`headers` to leave `content-length`/],
+      [{ headers: { 'Transfer-Encoding': 'chunked' } }, /`headers` to leave `Transfer-Encoding`/],
       [{ retry: { maxAttempts: 0 } }, /`maxAttempts`/],
     ]
     for (const [options, message] of cases) assert.throws(() => createBackendFetch(options), message)

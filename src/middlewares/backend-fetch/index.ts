@@ -132,6 +132,17 @@ const STATUS_CODES = {
   504: 'IC_BACKEND_GATEWAY_TIMEOUT',
 } as const satisfies Record<number, keyof typeof errorCatalogue>
 const MAX_RETRY_AFTER_SECONDS = 86_400
+/** Headers that describe the connection or the target, which the fetch sets from the URL. */
+const TRANSPORT_HEADERS = new Set([
+  'host',
+  'content-length',
+  'transfer-encoding',
+  'connection',
+  'keep-alive',
+  'upgrade',
+  'te',
+  'expect',
+])
 /** Dropped once a redirect leaves the first URL's origin, as WHATWG fetch drops them. */
 const CREDENTIAL_HEADERS = new Set(['authorization', 'proxy-authorization', 'cookie'])
 
@@ -218,6 +229,11 @@ export function createBackendFetch(options: Readonly<BackendFetchOptions> = {}):
     if (typeof value !== 'string' || /[\r\n\0]/.test(value)) {
       throw new TypeError(
         `Expected \`headers.${key}\` to be a header-safe string, got ${JSON.stringify(value)}`,
+      )
+    }
+    if (TRANSPORT_HEADERS.has(key.toLowerCase())) {
+      throw new TypeError(
+        `Expected \`headers\` to leave \`${key}\` to the fetch (it follows the URL and the connection)`,
       )
     }
     headers[key.toLowerCase()] = value
