@@ -92,6 +92,7 @@ for (const kind of ['redis', 'ioredis'] as const) {
       const memory = new MemoryStore()
       const plain: RateLimitPolicy = { limit: 5, windowMs: 60_000, blockMs: 0 }
       const blocking: RateLimitPolicy = { limit: 2, windowMs: 60_000, blockMs: 120_000 }
+      const yearly: RateLimitPolicy = { limit: 1, windowMs: 30 * 86_400_000, blockMs: 366 * 86_400_000 }
       const steps: [string, number, RateLimitPolicy][] = [
         ['a', 2, plain],
         ['a', 3, plain],
@@ -106,6 +107,8 @@ for (const kind of ['redis', 'ioredis'] as const) {
         ['d', 900_000_000_000, { limit: 1e12, windowMs: 60_000, blockMs: 0 }],
         ['d', 100_000_000_000, { limit: 1e12, windowMs: 60_000, blockMs: 0 }],
         ['d', 1, { limit: 1e12, windowMs: 60_000, blockMs: 0 }],
+        ['e', 1, yearly],
+        ['e', 1, yearly],
       ]
       for (const [key, cost, policy] of steps) {
         const fromRedis = await store.consume(key, cost, policy)
@@ -121,6 +124,8 @@ for (const kind of ['redis', 'ioredis'] as const) {
       assert.ok(ttlA > 0 && ttlA <= 60_000, `window key expires (${ttlA})`)
       const ttlC = Number(await c.sendCommand(['PTTL', `${kind}:same:c`]))
       assert.ok(ttlC > 60_000 && ttlC <= 120_000, `blocked key expires with the block (${ttlC})`)
+      const ttlE = Number(await c.sendCommand(['PTTL', `${kind}:same:e`]))
+      assert.ok(ttlE > 365 * 86_400_000, `a block past the timer maximum is kept whole (${ttlE})`)
       await store.reset('a')
       assert.equal((await store.consume('a', 1, plain)).used, 1)
     })

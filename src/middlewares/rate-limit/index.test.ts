@@ -88,6 +88,18 @@ describe('rateLimitGuard(options)', () => {
     assert.equal(run(guard, '/chart?chs=100x100').res.getHeader('ratelimit'), '"10-in-60s";r=5;t=60')
   })
 
+  it('takes windows and blocks longer than a timer can wait (a monthly quota), up to 366 days', () => {
+    const c = clock()
+    const store = new MemoryStore({ now: c.now })
+    const guard = rateLimitGuard({ limit: 1, windowMs: '30d', blockMs: '366d', store })
+    assert.equal(run(guard).res.getHeader('ratelimit'), '"1-in-2592000s";r=0;t=2592000')
+    assert.equal(run(guard).err?.headers['retry-after'], String(366 * 86_400))
+    c.t += 365 * 86_400_000
+    assert.equal(run(guard).err?.code, 'IC_RATE_LIMITED', 'blocked for the whole 366 days')
+    c.t += 86_400_000
+    assert.equal(run(guard).err, undefined)
+  })
+
   it('keeps a client blocked for blockMs once refused', () => {
     const c = clock()
     const guard = rateLimitGuard({
@@ -411,6 +423,8 @@ describe('rateLimitGuard(options)', () => {
     [{ ...base, windowMs: 'often' }, /^Expected `windowMs`/],
     [{ ...base, windowMs: 0 }, /^Expected `windowMs`/],
     [{ ...base, blockMs: -5 }, /^Expected `blockMs`/],
+    [{ ...base, windowMs: '367d' }, /^Expected `windowMs` to be a duration of 1 ms to 31622400000 ms/],
+    [{ ...base, blockMs: '367d' }, /^Expected `blockMs` to be a duration of 0 ms to 31622400000 ms/],
     [{ ...base, storeTimeoutMs: 0 }, /^Expected `storeTimeoutMs`/],
     [{ ...base, cost: 3 }, /^Expected `cost` to be a function, got number/],
     [{ ...base, skip: true }, /^Expected `skip` to be a function/],

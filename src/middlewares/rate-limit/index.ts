@@ -34,7 +34,7 @@ export type RateLimitKey = 'ip' | 'account' | ((req: IncomingMessage) => string 
 export interface RateLimitOptions {
   /** Units allowed per window and key (a request costs 1 unless `cost` says otherwise); at most 10¹². */
   readonly limit: number
-  /** Length of the window; it starts at a key's first request. Milliseconds or an `ms` string. */
+  /** Length of the window; it starts at a key's first request. Milliseconds or an `ms` string, at most 366 days. */
   readonly windowMs: number | string
   /**
    * What one request costs, e.g. by output area. A result that is not a finite number ≥ 0
@@ -54,7 +54,7 @@ export interface RateLimitOptions {
   readonly trustProxy?: TrustProxy
   /** Prefix length IPv6 clients are grouped by (one subscriber usually holds a /56 or /64). @default 56 */
   readonly ipv6Subnet?: number
-  /** Once refused, a key stays refused this long (or to its window's end, if later). @default 0 */
+  /** Once refused, a key stays refused this long (or to its window's end, if later); at most 366 days. @default 0 */
   readonly blockMs?: number | string
   /** Where counters live. @default a new MemoryStore() per limiter */
   readonly store?: RateLimitStore
@@ -94,6 +94,8 @@ const RATE_LIMIT_OPTIONS = [
 ] as const satisfies readonly (keyof RateLimitOptions)[]
 
 const KEY_MAX = 200
+// Windows and blocks are compared with the clock, never set as timers: they may pass the 24.8-day timer maximum.
+const WINDOW_MAX_MS = 366 * 86_400_000
 
 function hashedKey(key: string): string {
   return key.length <= KEY_MAX ? key : `sha256:${createHash('sha256').update(key).digest('base64url')}`
@@ -123,8 +125,9 @@ class StoreTimeoutError extends Error {
 export function rateLimitGuard(options: Readonly<RateLimitOptions>): Guard {
   knownOptions(options, RATE_LIMIT_OPTIONS, 'rateLimit')
   const limit = numberOption('limit', options.limit, { min: 0, max: 1e12, integer: true })
-  const windowMs = durationMs('windowMs', options.windowMs)
-  const blockMs = options.blockMs === undefined ? 0 : durationMs('blockMs', options.blockMs, { min: 0 })
+  const windowMs = durationMs('windowMs', options.windowMs, { max: WINDOW_MAX_MS })
+  const blockMs =
+    options.blockMs === undefined ? 0 : durationMs('blockMs', options.blockMs, { min: 0, max: WINDOW_MAX_MS })
   const storeTimeoutMs = durationMs('storeTimeoutMs', options.storeTimeoutMs ?? 200, { max: 60_000 })
   const cost = functionOption('cost', options.cost)
   const skip = functionOption('skip', options.skip)
