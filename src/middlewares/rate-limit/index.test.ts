@@ -211,6 +211,23 @@ describe('rateLimitGuard(options)', () => {
     )
   })
 
+  it('names each policy by its exact window, so that limiters sharing a store keep apart', () => {
+    const store = new MemoryStore()
+    const short = rateLimitGuard({ limit: 3, windowMs: 1500, store })
+    const long = rateLimitGuard({ limit: 3, windowMs: '2s', store })
+    for (let i = 0; i < 3; i++) assert.equal(run(short).err, undefined)
+    const other = run(long)
+    assert.equal(other.err, undefined, 'the 2 s policy has its own count')
+    assert.equal(other.res.getHeader('ratelimit'), '"3-in-2s";r=2;t=2')
+    const refused = run(short)
+    assert.equal(refused.err?.code, 'IC_RATE_LIMITED')
+    assert.equal(
+      refused.res.getHeader('ratelimit-policy'),
+      '"3-in-1500ms";q=3;w=2',
+      'w in whole seconds, rounded up',
+    )
+  })
+
   it('appends its items when several limiters stack, and can leave the headers out', () => {
     const a = rateLimitGuard({ limit: 5, windowMs: 1000, name: 'burst' })
     const b = rateLimitGuard({ limit: 100, windowMs: '1h', name: 'hour "quota"' })

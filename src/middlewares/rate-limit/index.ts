@@ -70,7 +70,10 @@ export interface RateLimitOptions {
   readonly onStoreError?: (error: unknown, req: IncomingMessage) => void
   /** Skips the limit (no count, no headers) for requests it returns true for. */
   readonly skip?: (req: IncomingMessage) => boolean
-  /** Policy name in the `RateLimit` headers and the store keys. @default `${limit}-in-${seconds}s` */
+  /**
+   * Policy name in the `RateLimit` headers and the store keys.
+   * @default `${limit}-in-${seconds}s` for a whole number of seconds, else `${limit}-in-${windowMs}ms`
+   */
   readonly name?: string
   /** Send the IETF `RateLimit` and `RateLimit-Policy` headers. @default true */
   readonly headers?: boolean
@@ -99,6 +102,11 @@ const WINDOW_MAX_MS = 366 * 86_400_000
 
 function hashedKey(key: string): string {
   return key.length <= KEY_MAX ? key : `sha256:${createHash('sha256').update(key).digest('base64url')}`
+}
+
+// Exact, so that limiters sharing a store have distinct names unless their policies are the same.
+function defaultPolicyName(limit: number, windowMs: number): string {
+  return windowMs % 1000 === 0 ? `${limit}-in-${windowMs / 1000}s` : `${limit}-in-${windowMs}ms`
 }
 
 let lastWarning = 0
@@ -146,7 +154,7 @@ export function rateLimitGuard(options: Readonly<RateLimitOptions>): Guard {
   const store = options.store ?? new MemoryStore()
   if (typeof store !== 'object' || store === null || typeof store.consume !== 'function')
     throw new TypeError('Expected `store` to be a rate-limit store (an object with `consume`)')
-  const name = readPolicyName(options.name ?? `${limit}-in-${Math.ceil(windowMs / 1000)}s`)
+  const name = readPolicyName(options.name ?? defaultPolicyName(limit, windowMs))
   const quotedName = sfString(name)
   const policyHeader = policyItem(name, limit, windowMs)
   const policy: RateLimitPolicy = Object.freeze({ limit, windowMs, blockMs })
