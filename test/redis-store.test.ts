@@ -109,6 +109,10 @@ for (const kind of ['redis', 'ioredis'] as const) {
         ['d', 1, { limit: 1e12, windowMs: 60_000, blockMs: 0 }],
         ['e', 1, yearly],
         ['e', 1, yearly],
+        ['f', 3, blocking],
+        ['f', 1, blocking],
+        ['f', 3, blocking],
+        ['f', 1, blocking],
       ]
       for (const [key, cost, policy] of steps) {
         const fromRedis = await store.consume(key, cost, policy)

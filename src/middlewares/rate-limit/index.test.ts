@@ -100,6 +100,36 @@ describe('rateLimitGuard(options)', () => {
     assert.equal(run(guard).err, undefined)
   })
 
+  it('reports the units really left on a refusal, and refuses a cost over the limit without counting or blocking', () => {
+    const store = new MemoryStore()
+    const units = (req: IncomingMessage) => Number(new URL(req.url ?? '', 'http://x').searchParams.get('c'))
+    const guard = rateLimitGuard({ limit: 10, windowMs: '1m', blockMs: '1m', cost: units, store })
+    assert.equal(run(guard, '/chart?c=9').res.getHeader('ratelimit'), '"10-in-60s";r=1;t=60')
+    const refused = run(guard, '/chart?c=2', '198.51.100.9')
+    assert.equal(refused.err, undefined, 'another client')
+    const plain = rateLimitGuard({ limit: 10, windowMs: '1m', cost: units, store })
+    run(plain, '/chart?c=9')
+    const over = run(plain, '/chart?c=2')
+    assert.equal(over.err?.code, 'IC_RATE_LIMITED')
+    assert.equal(over.res.getHeader('ratelimit'), '"10-in-60s";r=1;t=60', 'one unit is left')
+    assert.equal(run(plain, '/chart?c=1').err, undefined, 'and a cost-1 request uses it')
+
+    const tooCostly = run(guard, '/chart?c=11', '192.0.2.44')
+    assert.equal(tooCostly.err?.status, 429)
+    assert.equal(tooCostly.err?.code, 'IC_RATE_LIMITED')
+    assert.match(
+      tooCostly.err?.message ?? '',
+      /costs 11 units, more than the whole limit of 10 .* can never pass/,
+    )
+    assert.deepEqual(tooCostly.err?.details, { cost: 11, limit: 10 })
+    assert.equal(tooCostly.res.getHeader('ratelimit'), undefined, 'not counted')
+    assert.equal(
+      run(guard, '/chart?c=1', '192.0.2.44').res.getHeader('ratelimit'),
+      '"10-in-60s";r=9;t=60',
+      'not blocked',
+    )
+  })
+
   it('keeps a client blocked for blockMs once refused', () => {
     const c = clock()
     const guard = rateLimitGuard({

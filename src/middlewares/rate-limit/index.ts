@@ -38,7 +38,8 @@ export interface RateLimitOptions {
   readonly windowMs: number | string
   /**
    * What one request costs, e.g. by output area. A result that is not a finite number ≥ 0
-   * counts as 1; fractions are rounded up.
+   * counts as 1; fractions are rounded up. A request costing more than `limit` is refused
+   * without being counted or blocking its key.
    * @default () => 1
    */
   readonly cost?: (req: IncomingMessage) => number
@@ -207,12 +208,20 @@ export function rateLimitGuard(options: Readonly<RateLimitOptions>): Guard {
     const resetSeconds = Math.max(0, Math.ceil(result.resetMs / 1000))
     if (headers) {
       const remaining = Math.max(0, Math.min(limit, limit - result.used))
-      setRateLimitHeaders(res, quotedName, policyHeader, result.allowed ? remaining : 0, resetSeconds)
+      setRateLimitHeaders(res, quotedName, policyHeader, remaining, resetSeconds)
     }
     if (result.allowed) return undefined
     throw icError('IC_RATE_LIMITED', {
       message: `Rate limit of ${limit} per ${windowMs / 1000} s reached; retry in ${Math.max(1, resetSeconds)} s`,
       retryAfterSeconds: Math.max(1, resetSeconds),
+    })
+  }
+
+  // Counted nowhere and no block: waiting cannot make it fit, so the message says so.
+  function refuseTooCostly(units: number): never {
+    throw icError('IC_RATE_LIMITED', {
+      message: `This request costs ${units} units, more than the whole limit of ${limit} per ${windowMs / 1000} s: it can never pass, retrying will not help`,
+      details: { cost: units, limit },
     })
   }
 
@@ -251,6 +260,7 @@ export function rateLimitGuard(options: Readonly<RateLimitOptions>): Guard {
     const storeKey = storeKeyOf(req)
     if (storeKey === undefined) return undefined
     const units = costOf(req)
+    if (units > limit) refuseTooCostly(units)
     let out: ConsumeResult | Promise<ConsumeResult>
     try {
       out = store.consume(storeKey, units, policy)

@@ -42,7 +42,26 @@ describe('MemoryStore', () => {
     const long = { limit: 1, windowMs: 60_000, blockMs: 1000 }
     store.consume('b', 1, long)
     assert.equal(store.consume('b', 1, long).resetMs, 60_000)
-    assert.equal(store.consume('c', 2, long).resetMs, 60_000, 'a first request over the limit blocks too')
+    assert.deepEqual(store.consume('c', 1, blocking), { allowed: true, used: 1, resetMs: 1000 })
+    assert.deepEqual(
+      store.consume('c', 1, blocking),
+      { allowed: false, used: 1, resetMs: 5000 },
+      'then blocks',
+    )
+  })
+
+  it('refuses a cost over the limit without blocking: it could never pass', () => {
+    const store = new MemoryStore({ now: clock().now })
+    const blocking = { limit: 10, windowMs: 10_000, blockMs: 60_000 }
+    assert.deepEqual(store.consume('new', 11, blocking), { allowed: false, used: 0, resetMs: 10_000 })
+    assert.equal(store.size, 0, 'a new key is not stored')
+    assert.deepEqual(store.consume('new', 1, blocking), { allowed: true, used: 1, resetMs: 10_000 })
+    assert.deepEqual(store.consume('new', 11, blocking), { allowed: false, used: 1, resetMs: 10_000 })
+    assert.deepEqual(
+      store.consume('new', 9, blocking),
+      { allowed: true, used: 10, resetMs: 10_000 },
+      'not blocked',
+    )
   })
 
   it('evicts expired keys as new ones arrive', () => {

@@ -71,7 +71,7 @@ export class MemoryStore implements RateLimitStore {
       slot = undefined
     }
     if (slot === undefined) {
-      if (cost > policy.limit) return this.#refuseNew(key, 0, now, policy)
+      if (cost > policy.limit) return { allowed: false, used: 0, resetMs: policy.windowMs }
       if (cost === 0) return { allowed: true, used: 0, resetMs: policy.windowMs }
       slot = this.#insert(key, now + policy.windowMs, now)
       this.#used[slot] = cost
@@ -81,7 +81,7 @@ export class MemoryStore implements RateLimitStore {
     const resetAt = this.#resetAt[slot] as number
     if (used === BLOCKED) return { allowed: false, used: policy.limit, resetMs: resetAt - now }
     if (used + cost > policy.limit) {
-      if (policy.blockMs <= 0) return { allowed: false, used, resetMs: resetAt - now }
+      if (policy.blockMs <= 0 || cost > policy.limit) return { allowed: false, used, resetMs: resetAt - now }
       this.#slots.delete(key)
       this.#free.push(slot)
       return this.#refuseNew(key, used, now, policy, resetAt)

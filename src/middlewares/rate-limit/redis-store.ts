@@ -39,7 +39,7 @@ else
 end
 if used < 0 then return {0, limit, ttl} end
 if used + cost > limit then
-  if block > 0 then
+  if block > 0 and cost <= limit then
     if block > ttl then ttl = block end
     redis.call('SET', KEYS[1], -1, 'PX', ttl)
     return {0, limit, ttl}

@@ -32,7 +32,8 @@ export interface ConsumeResult {
 /**
  * A rate-limit store: the memory store, the Redis store, or your own. `consume` must be
  * atomic per key: add `cost` when `used + cost <= limit`, else refuse (and start the block
- * when `blockMs > 0`); a refused request adds nothing.
+ * when `blockMs > 0`, unless `cost > limit`: such a request could never pass); a refused
+ * request adds nothing.
  *
  * @example
  * const store: RateLimitStore = new MemoryStore({ maxKeys: 100_000 })
