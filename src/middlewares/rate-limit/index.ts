@@ -263,7 +263,7 @@ export function rateLimitGuard(options: Readonly<RateLimitOptions>): Guard {
     if (units > limit) refuseTooCostly(units)
     let out: ConsumeResult | Promise<ConsumeResult>
     try {
-      out = store.consume(storeKey, units, policy)
+      out = store.consume(storeKey, units, policy, Date.now() + storeTimeoutMs)
     } catch (error) {
       return storeFailed(error, req)
     }

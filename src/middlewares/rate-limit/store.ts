@@ -39,7 +39,17 @@ export interface ConsumeResult {
  * const store: RateLimitStore = new MemoryStore({ maxKeys: 100_000 })
  */
 export interface RateLimitStore {
-  consume(key: string, cost: number, policy: RateLimitPolicy): ConsumeResult | Promise<ConsumeResult>
+  /**
+   * Counts one request. `deadlineMs` (Unix time in ms) is when the limiter stops waiting and
+   * serves or refuses without the answer: a store that can should count nothing it receives
+   * later (a stalled server catching up), as `RedisStore` does.
+   */
+  consume(
+    key: string,
+    cost: number,
+    policy: RateLimitPolicy,
+    deadlineMs?: number,
+  ): ConsumeResult | Promise<ConsumeResult>
   /** Forgets a key (e.g. after a support request). */
   reset(key: string): void | Promise<void>
 }
