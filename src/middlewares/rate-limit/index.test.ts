@@ -381,7 +381,7 @@ describe('rateLimitGuard(options)', () => {
       for (let i = 0; i < 10; i++) {
         const { res, err } = run(guard, '/chart?cht=p')
         assert.equal(err, undefined)
-        assert.equal(res.getHeader('ratelimit-policy'), '"ic-per-ip";q=90;w=10, "ic-unsigned";q=10;w=60')
+        assert.equal(res.getHeader('ratelimit-policy'), '"ic-unsigned";q=10;w=60, "ic-per-ip";q=90;w=10')
       }
       const refused = run(guard, '/chart?cht=p&icac=only-account')
       assert.equal(refused.err?.code, 'IC_RATE_LIMITED')
@@ -394,6 +394,28 @@ describe('rateLimitGuard(options)', () => {
       )
       c.t += 60_000
       assert.equal(run(guard, '/chart').err, undefined)
+    })
+
+    it('counts a request refused by the unsigned quota in neither policy', () => {
+      const c = clock()
+      const guard = imageChartsRateLimitsGuard({ store: new MemoryStore({ now: c.now }) })
+      for (let i = 0; i < 13; i++) run(guard, '/chart?cht=p')
+      const signed = run(guard, '/chart?icac=a&ichm=s')
+      assert.equal(signed.err, undefined)
+      assert.equal(
+        signed.res.getHeader('ratelimit'),
+        '"ic-per-ip";r=79;t=10',
+        '10 unsigned + 1 signed counted, not 14',
+      )
+    })
+
+    it('has spent the unsigned unit of a request that the per-IP limit then refuses', () => {
+      const c = clock()
+      const guard = imageChartsRateLimitsGuard({ store: new MemoryStore({ now: c.now }) })
+      for (let i = 0; i < 90; i++) run(guard, '/chart?icac=a&ichm=s')
+      const refused = run(guard, '/chart?cht=p')
+      assert.equal(refused.err?.code, 'IC_RATE_LIMITED')
+      assert.equal(refused.res.getHeader('ratelimit'), '"ic-unsigned";r=9;t=60, "ic-per-ip";r=0;t=60')
     })
 
     it('refuses an option it does not know, its presets included, and takes every documented one', () => {

@@ -279,6 +279,8 @@ export function rateLimitGuard(options: Readonly<RateLimitOptions>): Guard {
 
 /**
  * Runs guards one after the other, each only when the previous one let the request through.
+ * Not atomic across guards: what an earlier limiter counted stays counted when a later one
+ * refuses, so put the limiter that refuses most often first.
  *
  * @example
  * const both = chainGuards([rateLimitGuard(a), rateLimitGuard(b)])
@@ -316,10 +318,12 @@ const IMAGE_CHARTS_RATE_LIMITS_OPTIONS = [
 ] as const satisfies readonly (keyof ImageChartsRateLimitsOptions)[]
 
 /**
- * Image-Charts' published limits, as two policies: 90 requests per 10 s per IP
- * (`ic-per-ip`), and 10 per minute per IP for unsigned requests (`ic-unsigned`: no `icac` and
- * `ichm`); a client over either stays blocked for one minute. Mount it after the signature
- * check, so that a forged signature is refused before it can skip the unsigned quota.
+ * Image-Charts' published limits, as two policies: 10 per minute per IP for unsigned requests
+ * (`ic-unsigned`: no `icac` and `ichm`), then 90 requests per 10 s per IP (`ic-per-ip`); a
+ * client over either stays blocked for one minute. A request refused by `ic-unsigned` counts
+ * in neither; one refused by `ic-per-ip` has used its unsigned unit (two keys: no atomic
+ * count across both). Mount it before the signature check, so that forged signatures count
+ * per IP too: they skip the unsigned quota, but the signature check then refuses them.
  *
  * @example
  * const guard = imageChartsRateLimitsGuard({ trustProxy: 1 })
@@ -337,8 +341,8 @@ export function imageChartsRateLimitsGuard(options: Readonly<ImageChartsRateLimi
     key: 'ip' as const,
     blockMs: 60_000,
   }
+  // The unsigned quota first: it refuses far more often, and what it refuses then counts in neither policy.
   return chainGuards([
-    rateLimitGuard({ ...shared, name: 'ic-per-ip', limit: 90, windowMs: 10_000 }),
     rateLimitGuard({
       ...shared,
       name: 'ic-unsigned',
@@ -349,5 +353,6 @@ export function imageChartsRateLimitsGuard(options: Readonly<ImageChartsRateLimi
         return values.has('icac') && values.has('ichm')
       },
     }),
+    rateLimitGuard({ ...shared, name: 'ic-per-ip', limit: 90, windowMs: 10_000 }),
   ])
 }
