@@ -44,6 +44,11 @@ describe('numberOption(name, value, range) and functionOption(name, value)', () 
       () => numberOption('ratio', 0, { exclusiveMin: true }),
       /^TypeError: Expected `ratio` to be a number greater than 0/,
     )
+    assert.equal(numberOption('ratio', 0.999, { max: 1, exclusiveMax: true }), 0.999)
+    assert.throws(
+      () => numberOption('ratio', 1, { min: 0, max: 1, exclusiveMin: true, exclusiveMax: true }),
+      /^TypeError: Expected `ratio` to be a number greater than 0 and less than 1, got 1$/,
+    )
     assert.throws(
       () => functionOption('cost', 'area'),
       /^TypeError: Expected `cost` to be a function, got string/,

@@ -36,18 +36,25 @@ export function durationMs(name: string, value: unknown, { min = 1, max = 2 ** 3
 export function numberOption(
   name: string,
   value: unknown,
-  { min = 0, max = Number.MAX_SAFE_INTEGER, integer = false, exclusiveMin = false } = {},
+  {
+    min = 0,
+    max = Number.MAX_SAFE_INTEGER,
+    integer = false,
+    exclusiveMin = false,
+    exclusiveMax = false,
+  } = {},
 ): number {
   if (
     typeof value !== 'number' ||
     !Number.isFinite(value) ||
     (exclusiveMin ? value <= min : value < min) ||
-    value > max ||
+    (exclusiveMax ? value >= max : value > max) ||
     (integer && !Number.isInteger(value))
   ) {
     const kind = integer ? 'an integer' : 'a number'
-    const range = exclusiveMin ? `greater than ${min}` : `from ${min}`
-    throw new TypeError(`Expected \`${name}\` to be ${kind} ${range} to ${max}, got ${JSON.stringify(value)}`)
+    const from = exclusiveMin ? `greater than ${min}` : `from ${min}`
+    const to = exclusiveMax ? `and less than ${max}` : `to ${max}`
+    throw new TypeError(`Expected \`${name}\` to be ${kind} ${from} ${to}, got ${JSON.stringify(value)}`)
   }
   return value
 }

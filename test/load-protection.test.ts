@@ -144,11 +144,26 @@ for (const framework of frameworks) {
         const refused = await get(app, '/chart?cht=p')
         assert.equal(refused.status, 429)
         assert.equal(refused.headers.get('retry-after'), '60')
-        assert.equal(
-          refused.headers.get('ratelimit-policy'),
-          '"ic-per-ip";q=90;w=10, "ic-unsigned";q=10;w=60',
-        )
+        // Refused by the unsigned quota, so the per-IP policy neither counted nor reported it.
+        assert.equal(refused.headers.get('ratelimit-policy'), '"ic-unsigned";q=10;w=60')
         assert.equal((await get(app, '/chart?cht=p&icac=acme&ichm=abc')).status, 200, 'signed requests go on')
+      })
+
+      it('counts forged signatures per IP when mounted before signature(), as recommended', async () => {
+        const app = await start({
+          use: (a) => [
+            a.imageChartsRateLimits({ store: new MemoryStore() }),
+            a.signature({ accounts: { acme: ['s3cret-s3cret-s3cret-s3cret-1234'] } }),
+          ],
+          routes: [{ path: '/chart', handle: () => ({ body: 'chart' }) }],
+        })
+        const statuses: number[] = []
+        for (let i = 0; i < 95; i++)
+          statuses.push((await get(app, `/chart?cht=p&icac=acme&ichm=${'ab'.repeat(32)}`)).status)
+        assert.deepEqual(statuses.slice(0, 90), Array(90).fill(401), 'refused by the signature check')
+        assert.deepEqual(statuses.slice(90), Array(5).fill(429), 'then by the per-IP limit')
+        const next = await get(app, '/chart?cht=p')
+        assert.equal(next.status, 429, 'the client is blocked for a minute, unsigned requests too')
       })
     })
 

@@ -92,6 +92,7 @@ for (const kind of ['redis', 'ioredis'] as const) {
       const memory = new MemoryStore()
       const plain: RateLimitPolicy = { limit: 5, windowMs: 60_000, blockMs: 0 }
       const blocking: RateLimitPolicy = { limit: 2, windowMs: 60_000, blockMs: 120_000 }
+      const yearly: RateLimitPolicy = { limit: 1, windowMs: 30 * 86_400_000, blockMs: 366 * 86_400_000 }
       const steps: [string, number, RateLimitPolicy][] = [
         ['a', 2, plain],
         ['a', 3, plain],
@@ -106,6 +107,12 @@ for (const kind of ['redis', 'ioredis'] as const) {
         ['d', 900_000_000_000, { limit: 1e12, windowMs: 60_000, blockMs: 0 }],
         ['d', 100_000_000_000, { limit: 1e12, windowMs: 60_000, blockMs: 0 }],
         ['d', 1, { limit: 1e12, windowMs: 60_000, blockMs: 0 }],
+        ['e', 1, yearly],
+        ['e', 1, yearly],
+        ['f', 3, blocking],
+        ['f', 1, blocking],
+        ['f', 3, blocking],
+        ['f', 1, blocking],
       ]
       for (const [key, cost, policy] of steps) {
         const fromRedis = await store.consume(key, cost, policy)
@@ -121,6 +128,8 @@ for (const kind of ['redis', 'ioredis'] as const) {
       assert.ok(ttlA > 0 && ttlA <= 60_000, `window key expires (${ttlA})`)
       const ttlC = Number(await c.sendCommand(['PTTL', `${kind}:same:c`]))
       assert.ok(ttlC > 60_000 && ttlC <= 120_000, `blocked key expires with the block (${ttlC})`)
+      const ttlE = Number(await c.sendCommand(['PTTL', `${kind}:same:e`]))
+      assert.ok(ttlE > 365 * 86_400_000, `a block past the timer maximum is kept whole (${ttlE})`)
       await store.reset('a')
       assert.equal((await store.consume('a', 1, plain)).used, 1)
     })
@@ -143,6 +152,59 @@ for (const kind of ['redis', 'ioredis'] as const) {
       assert.equal((await store.consume('k', 1, policy)).used, 3)
       assert.equal(await calls('eval'), evals + 1, 'EVALSHA alone from then on')
       assert.equal(await calls('evalsha'), evalsha + 2)
+    })
+
+    it('counts nothing that reaches Redis after its deadline, and still loads the script on NOSCRIPT', async () => {
+      const c = await client()
+      const store = new RedisStore({ sendCommand: c.sendCommand, prefix: `${kind}:late:` })
+      const policy = { limit: 1, windowMs: 60_000, blockMs: 60_000 }
+      await c.sendCommand(['SCRIPT', 'FLUSH'])
+      await assert.rejects(store.consume('k', 1, policy, Date.now() - 1), {
+        name: 'StoreDeadlineError',
+        message: /after its deadline/,
+      })
+      assert.equal(await c.sendCommand(['EXISTS', `${kind}:late:k`]), 0, 'nothing counted')
+      assert.equal((await store.consume('k', 1, policy, Date.now() + 5000)).allowed, true)
+      assert.equal((await store.consume('k', 1, policy)).allowed, false, 'no deadline: counted as before')
+    })
+
+    it('does not count requests served while Redis stalled when Redis resumes (no late block)', async () => {
+      const c = await client()
+      const store = new RedisStore({ sendCommand: c.sendCommand, prefix: `${kind}:stall:` })
+      const failures: Error[] = []
+      const app = await startApp('express5', {
+        use: (a) => [
+          a.rateLimit({
+            limit: 10,
+            windowMs: '10s',
+            blockMs: '1m',
+            store,
+            storeTimeoutMs: 100,
+            onStoreError: (e) => failures.push(e as Error),
+          }),
+        ],
+        routes: [{ path: '/', handle: () => ({ body: 'ok' }) }],
+      })
+      open.push(app)
+      assert.equal((await get(app, '/')).status, 200)
+      redis.pause()
+      let during: Awaited<ReturnType<typeof get>>[]
+      try {
+        during = await Promise.all(Array.from({ length: 20 }, () => get(app, '/')))
+      } finally {
+        redis.resume()
+      }
+      assert.deepEqual(new Set(during.map((r) => r.status)), new Set([200]), 'served, fail-open')
+      assert.ok(
+        failures.every((e) => e.name === 'StoreTimeoutError'),
+        failures.map((e) => e.name).join(),
+      )
+      // The 20 stalled scripts run now, past their deadline; a PING behind them waits for all.
+      await c.sendCommand(['PING'])
+      assert.equal(await c.sendCommand(['GET', `${kind}:stall:10-in-10s:ip:127.0.0.1`]), '1')
+      const after = await get(app, '/')
+      assert.equal(after.status, 200)
+      assert.match(after.res.headers.get('ratelimit') ?? '', /^"10-in-10s";r=8;t=(9|10)$/)
     })
 
     it('is atomic: 100 concurrent requests on one key allow exactly the limit', async () => {

@@ -41,9 +41,10 @@ export function imageStack(a: Adapter, config: DemoAppConfig): readonly unknown[
 export function chartStack(a: Adapter, config: DemoAppConfig): readonly unknown[] {
   return [
     a.loadShedding({ sampler: config.sampler }),
-    // Signature first, so a forged one cannot buy the signed quota.
-    a.signature({ accounts: { [config.account]: config.secret } }),
-    // Image-Charts' limits: 90 per 10 s per IP; 10 per minute for unsigned requests.
+    // Image-Charts' limits: 10 per minute for unsigned requests; 90 per 10 s per IP. Before the
+    // signature check, so bad signatures count per IP too (a forged one skips the unsigned
+    // quota, and is then refused by the check).
     a.imageChartsRateLimits(),
+    a.signature({ accounts: { [config.account]: config.secret } }),
   ]
 }

@@ -67,6 +67,16 @@ export class RedisServer {
     })
   }
 
+  /** Freezes redis-server (SIGSTOP): connections stay open, commands wait unanswered, as in a stall. */
+  pause(): void {
+    this.#child?.kill('SIGSTOP')
+  }
+
+  /** Lets a paused redis-server run again (SIGCONT); it then runs the commands that waited. */
+  resume(): void {
+    this.#child?.kill('SIGCONT')
+  }
+
   async stop(): Promise<void> {
     const child = this.#child
     if (child === undefined) return

@@ -220,6 +220,11 @@ describe('loadSheddingGuard(options)', () => {
     [{ maxInFlight: 1, random: 'no' }, /^Expected `random` to be a function/],
     [{ maxInFlight: 1, sampler: {} }, /^Expected `sampler` to be a sampler/],
     [{ maxEventLoopDelayMs: Number.NaN }, /^Expected `maxEventLoopDelayMs`/],
+    // A utilisation never exceeds 1: a threshold of 1 could never refuse.
+    [
+      { maxEventLoopUtilization: 1 },
+      /^Expected `maxEventLoopUtilization` to be a number greater than 0 and less than 1, got 1$/,
+    ],
   ] as const) {
     it(`throws a TypeError for ${JSON.stringify(options)}`, () => {
       assert.throws(() => loadSheddingGuard(options as never), { name: 'TypeError', message })

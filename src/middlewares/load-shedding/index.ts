@@ -36,7 +36,12 @@ export interface LoadSheddingOptions extends LoadThresholds {
    * @default a process-wide sampler (1 s interval, p99), started on first use
    */
   readonly sampler?: LoadSampler
-  /** Refuse when this many requests through this middleware are already in flight. */
+  /**
+   * Refuse when this many requests through this middleware are already in flight. A request
+   * counts until its response finishes or closes: a client that gives up frees its slot while
+   * the handler may still work, so pair it with `clientClosed()`, `deadline()` and
+   * `requestSignal(req)` passed to the handler's work.
+   */
   readonly maxInFlight?: number
   /**
    * Gradual shedding: from this share of a threshold up to the threshold, a growing share of

@@ -219,6 +219,10 @@ describe('createLoadSampler(options)', () => {
     [{ resolutionMs: 0.5 }, /^Expected `resolutionMs`/],
     [{ maxEventLoopDelayMs: -1 }, /^Expected `maxEventLoopDelayMs` to be a number greater than 0/],
     [{ maxEventLoopUtilization: 1.5 }, /^Expected `maxEventLoopUtilization`/],
+    [
+      { maxEventLoopUtilization: 1 },
+      /^Expected `maxEventLoopUtilization` to be a number greater than 0 and less than 1/,
+    ],
     [{ maxHeapUsedBytes: 0 }, /^Expected `maxHeapUsedBytes`/],
     [{ maxRssBytes: '1GB' }, /^Expected `maxRssBytes`/],
     [{ source: 42 }, /^Expected `source` to be a function, got number/],

@@ -25,7 +25,7 @@ export interface LoadSample {
 export interface LoadThresholds {
   /** Refuse when the event-loop delay percentile exceeds this many ms. */
   readonly maxEventLoopDelayMs?: number
-  /** Refuse when event-loop utilisation exceeds this share (0 < x ≤ 1). */
+  /** Refuse when event-loop utilisation exceeds this share (0 < x < 1: a utilisation never exceeds 1). */
   readonly maxEventLoopUtilization?: number
   /** Refuse when `heapUsed` exceeds this many bytes. */
   readonly maxHeapUsedBytes?: number
@@ -143,6 +143,7 @@ export function readThresholds(options: LoadThresholds): LoadThresholds {
       min: 0,
       max: 1,
       exclusiveMin: true,
+      exclusiveMax: true,
     })
   if (options.maxHeapUsedBytes !== undefined)
     out.maxHeapUsedBytes = numberOption('maxHeapUsedBytes', options.maxHeapUsedBytes, {

@@ -88,6 +88,48 @@ describe('rateLimitGuard(options)', () => {
     assert.equal(run(guard, '/chart?chs=100x100').res.getHeader('ratelimit'), '"10-in-60s";r=5;t=60')
   })
 
+  it('takes windows and blocks longer than a timer can wait (a monthly quota), up to 366 days', () => {
+    const c = clock()
+    const store = new MemoryStore({ now: c.now })
+    const guard = rateLimitGuard({ limit: 1, windowMs: '30d', blockMs: '366d', store })
+    assert.equal(run(guard).res.getHeader('ratelimit'), '"1-in-2592000s";r=0;t=2592000')
+    assert.equal(run(guard).err?.headers['retry-after'], String(366 * 86_400))
+    c.t += 365 * 86_400_000
+    assert.equal(run(guard).err?.code, 'IC_RATE_LIMITED', 'blocked for the whole 366 days')
+    c.t += 86_400_000
+    assert.equal(run(guard).err, undefined)
+  })
+
+  it('reports the units really left on a refusal, and refuses a cost over the limit without counting or blocking', () => {
+    const store = new MemoryStore()
+    const units = (req: IncomingMessage) => Number(new URL(req.url ?? '', 'http://x').searchParams.get('c'))
+    const guard = rateLimitGuard({ limit: 10, windowMs: '1m', blockMs: '1m', cost: units, store })
+    assert.equal(run(guard, '/chart?c=9').res.getHeader('ratelimit'), '"10-in-60s";r=1;t=60')
+    const refused = run(guard, '/chart?c=2', '198.51.100.9')
+    assert.equal(refused.err, undefined, 'another client')
+    const plain = rateLimitGuard({ limit: 10, windowMs: '1m', cost: units, store })
+    run(plain, '/chart?c=9')
+    const over = run(plain, '/chart?c=2')
+    assert.equal(over.err?.code, 'IC_RATE_LIMITED')
+    assert.equal(over.res.getHeader('ratelimit'), '"10-in-60s";r=1;t=60', 'one unit is left')
+    assert.equal(run(plain, '/chart?c=1').err, undefined, 'and a cost-1 request uses it')
+
+    const tooCostly = run(guard, '/chart?c=11', '192.0.2.44')
+    assert.equal(tooCostly.err?.status, 429)
+    assert.equal(tooCostly.err?.code, 'IC_RATE_LIMITED')
+    assert.match(
+      tooCostly.err?.message ?? '',
+      /costs 11 units, more than the whole limit of 10 .* can never pass/,
+    )
+    assert.deepEqual(tooCostly.err?.details, { cost: 11, limit: 10 })
+    assert.equal(tooCostly.res.getHeader('ratelimit'), undefined, 'not counted')
+    assert.equal(
+      run(guard, '/chart?c=1', '192.0.2.44').res.getHeader('ratelimit'),
+      '"10-in-60s";r=9;t=60',
+      'not blocked',
+    )
+  })
+
   it('keeps a client blocked for blockMs once refused', () => {
     const c = clock()
     const guard = rateLimitGuard({
@@ -196,6 +238,23 @@ describe('rateLimitGuard(options)', () => {
     assert.ok(
       seen.every((key) => key.length <= 200),
       'long keys are hashed',
+    )
+  })
+
+  it('names each policy by its exact window, so that limiters sharing a store keep apart', () => {
+    const store = new MemoryStore()
+    const short = rateLimitGuard({ limit: 3, windowMs: 1500, store })
+    const long = rateLimitGuard({ limit: 3, windowMs: '2s', store })
+    for (let i = 0; i < 3; i++) assert.equal(run(short).err, undefined)
+    const other = run(long)
+    assert.equal(other.err, undefined, 'the 2 s policy has its own count')
+    assert.equal(other.res.getHeader('ratelimit'), '"3-in-2s";r=2;t=2')
+    const refused = run(short)
+    assert.equal(refused.err?.code, 'IC_RATE_LIMITED')
+    assert.equal(
+      refused.res.getHeader('ratelimit-policy'),
+      '"3-in-1500ms";q=3;w=2',
+      'w in whole seconds, rounded up',
     )
   })
 
@@ -322,7 +381,7 @@ describe('rateLimitGuard(options)', () => {
       for (let i = 0; i < 10; i++) {
         const { res, err } = run(guard, '/chart?cht=p')
         assert.equal(err, undefined)
-        assert.equal(res.getHeader('ratelimit-policy'), '"ic-per-ip";q=90;w=10, "ic-unsigned";q=10;w=60')
+        assert.equal(res.getHeader('ratelimit-policy'), '"ic-unsigned";q=10;w=60, "ic-per-ip";q=90;w=10')
       }
       const refused = run(guard, '/chart?cht=p&icac=only-account')
       assert.equal(refused.err?.code, 'IC_RATE_LIMITED')
@@ -335,6 +394,28 @@ describe('rateLimitGuard(options)', () => {
       )
       c.t += 60_000
       assert.equal(run(guard, '/chart').err, undefined)
+    })
+
+    it('counts a request refused by the unsigned quota in neither policy', () => {
+      const c = clock()
+      const guard = imageChartsRateLimitsGuard({ store: new MemoryStore({ now: c.now }) })
+      for (let i = 0; i < 13; i++) run(guard, '/chart?cht=p')
+      const signed = run(guard, '/chart?icac=a&ichm=s')
+      assert.equal(signed.err, undefined)
+      assert.equal(
+        signed.res.getHeader('ratelimit'),
+        '"ic-per-ip";r=79;t=10',
+        '10 unsigned + 1 signed counted, not 14',
+      )
+    })
+
+    it('has spent the unsigned unit of a request that the per-IP limit then refuses', () => {
+      const c = clock()
+      const guard = imageChartsRateLimitsGuard({ store: new MemoryStore({ now: c.now }) })
+      for (let i = 0; i < 90; i++) run(guard, '/chart?icac=a&ichm=s')
+      const refused = run(guard, '/chart?cht=p')
+      assert.equal(refused.err?.code, 'IC_RATE_LIMITED')
+      assert.equal(refused.res.getHeader('ratelimit'), '"ic-unsigned";r=9;t=60, "ic-per-ip";r=0;t=60')
     })
 
     it('refuses an option it does not know, its presets included, and takes every documented one', () => {
@@ -411,6 +492,8 @@ describe('rateLimitGuard(options)', () => {
     [{ ...base, windowMs: 'often' }, /^Expected `windowMs`/],
     [{ ...base, windowMs: 0 }, /^Expected `windowMs`/],
     [{ ...base, blockMs: -5 }, /^Expected `blockMs`/],
+    [{ ...base, windowMs: '367d' }, /^Expected `windowMs` to be a duration of 1 ms to 31622400000 ms/],
+    [{ ...base, blockMs: '367d' }, /^Expected `blockMs` to be a duration of 0 ms to 31622400000 ms/],
     [{ ...base, storeTimeoutMs: 0 }, /^Expected `storeTimeoutMs`/],
     [{ ...base, cost: 3 }, /^Expected `cost` to be a function, got number/],
     [{ ...base, skip: true }, /^Expected `skip` to be a function/],

@@ -34,11 +34,12 @@ export type RateLimitKey = 'ip' | 'account' | ((req: IncomingMessage) => string 
 export interface RateLimitOptions {
   /** Units allowed per window and key (a request costs 1 unless `cost` says otherwise); at most 10¹². */
   readonly limit: number
-  /** Length of the window; it starts at a key's first request. Milliseconds or an `ms` string. */
+  /** Length of the window; it starts at a key's first request. Milliseconds or an `ms` string, at most 366 days. */
   readonly windowMs: number | string
   /**
    * What one request costs, e.g. by output area. A result that is not a finite number ≥ 0
-   * counts as 1; fractions are rounded up.
+   * counts as 1; fractions are rounded up. A request costing more than `limit` is refused
+   * without being counted or blocking its key.
    * @default () => 1
    */
   readonly cost?: (req: IncomingMessage) => number
@@ -54,7 +55,7 @@ export interface RateLimitOptions {
   readonly trustProxy?: TrustProxy
   /** Prefix length IPv6 clients are grouped by (one subscriber usually holds a /56 or /64). @default 56 */
   readonly ipv6Subnet?: number
-  /** Once refused, a key stays refused this long (or to its window's end, if later). @default 0 */
+  /** Once refused, a key stays refused this long (or to its window's end, if later); at most 366 days. @default 0 */
   readonly blockMs?: number | string
   /** Where counters live. @default a new MemoryStore() per limiter */
   readonly store?: RateLimitStore
@@ -70,7 +71,10 @@ export interface RateLimitOptions {
   readonly onStoreError?: (error: unknown, req: IncomingMessage) => void
   /** Skips the limit (no count, no headers) for requests it returns true for. */
   readonly skip?: (req: IncomingMessage) => boolean
-  /** Policy name in the `RateLimit` headers and the store keys. @default `${limit}-in-${seconds}s` */
+  /**
+   * Policy name in the `RateLimit` headers and the store keys.
+   * @default `${limit}-in-${seconds}s` for a whole number of seconds, else `${limit}-in-${windowMs}ms`
+   */
   readonly name?: string
   /** Send the IETF `RateLimit` and `RateLimit-Policy` headers. @default true */
   readonly headers?: boolean
@@ -94,9 +98,16 @@ const RATE_LIMIT_OPTIONS = [
 ] as const satisfies readonly (keyof RateLimitOptions)[]
 
 const KEY_MAX = 200
+// Windows and blocks are compared with the clock, never set as timers: they may pass the 24.8-day timer maximum.
+const WINDOW_MAX_MS = 366 * 86_400_000
 
 function hashedKey(key: string): string {
   return key.length <= KEY_MAX ? key : `sha256:${createHash('sha256').update(key).digest('base64url')}`
+}
+
+// Exact, so that limiters sharing a store have distinct names unless their policies are the same.
+function defaultPolicyName(limit: number, windowMs: number): string {
+  return windowMs % 1000 === 0 ? `${limit}-in-${windowMs / 1000}s` : `${limit}-in-${windowMs}ms`
 }
 
 let lastWarning = 0
@@ -123,8 +134,9 @@ class StoreTimeoutError extends Error {
 export function rateLimitGuard(options: Readonly<RateLimitOptions>): Guard {
   knownOptions(options, RATE_LIMIT_OPTIONS, 'rateLimit')
   const limit = numberOption('limit', options.limit, { min: 0, max: 1e12, integer: true })
-  const windowMs = durationMs('windowMs', options.windowMs)
-  const blockMs = options.blockMs === undefined ? 0 : durationMs('blockMs', options.blockMs, { min: 0 })
+  const windowMs = durationMs('windowMs', options.windowMs, { max: WINDOW_MAX_MS })
+  const blockMs =
+    options.blockMs === undefined ? 0 : durationMs('blockMs', options.blockMs, { min: 0, max: WINDOW_MAX_MS })
   const storeTimeoutMs = durationMs('storeTimeoutMs', options.storeTimeoutMs ?? 200, { max: 60_000 })
   const cost = functionOption('cost', options.cost)
   const skip = functionOption('skip', options.skip)
@@ -143,7 +155,7 @@ export function rateLimitGuard(options: Readonly<RateLimitOptions>): Guard {
   const store = options.store ?? new MemoryStore()
   if (typeof store !== 'object' || store === null || typeof store.consume !== 'function')
     throw new TypeError('Expected `store` to be a rate-limit store (an object with `consume`)')
-  const name = readPolicyName(options.name ?? `${limit}-in-${Math.ceil(windowMs / 1000)}s`)
+  const name = readPolicyName(options.name ?? defaultPolicyName(limit, windowMs))
   const quotedName = sfString(name)
   const policyHeader = policyItem(name, limit, windowMs)
   const policy: RateLimitPolicy = Object.freeze({ limit, windowMs, blockMs })
@@ -196,12 +208,20 @@ export function rateLimitGuard(options: Readonly<RateLimitOptions>): Guard {
     const resetSeconds = Math.max(0, Math.ceil(result.resetMs / 1000))
     if (headers) {
       const remaining = Math.max(0, Math.min(limit, limit - result.used))
-      setRateLimitHeaders(res, quotedName, policyHeader, result.allowed ? remaining : 0, resetSeconds)
+      setRateLimitHeaders(res, quotedName, policyHeader, remaining, resetSeconds)
     }
     if (result.allowed) return undefined
     throw icError('IC_RATE_LIMITED', {
       message: `Rate limit of ${limit} per ${windowMs / 1000} s reached; retry in ${Math.max(1, resetSeconds)} s`,
       retryAfterSeconds: Math.max(1, resetSeconds),
+    })
+  }
+
+  // Counted nowhere and no block: waiting cannot make it fit, so the message says so.
+  function refuseTooCostly(units: number): never {
+    throw icError('IC_RATE_LIMITED', {
+      message: `This request costs ${units} units, more than the whole limit of ${limit} per ${windowMs / 1000} s: it can never pass, retrying will not help`,
+      details: { cost: units, limit },
     })
   }
 
@@ -240,9 +260,10 @@ export function rateLimitGuard(options: Readonly<RateLimitOptions>): Guard {
     const storeKey = storeKeyOf(req)
     if (storeKey === undefined) return undefined
     const units = costOf(req)
+    if (units > limit) refuseTooCostly(units)
     let out: ConsumeResult | Promise<ConsumeResult>
     try {
-      out = store.consume(storeKey, units, policy)
+      out = store.consume(storeKey, units, policy, Date.now() + storeTimeoutMs)
     } catch (error) {
       return storeFailed(error, req)
     }
@@ -258,6 +279,8 @@ export function rateLimitGuard(options: Readonly<RateLimitOptions>): Guard {
 
 /**
  * Runs guards one after the other, each only when the previous one let the request through.
+ * Not atomic across guards: what an earlier limiter counted stays counted when a later one
+ * refuses, so put the limiter that refuses most often first.
  *
  * @example
  * const both = chainGuards([rateLimitGuard(a), rateLimitGuard(b)])
@@ -295,10 +318,12 @@ const IMAGE_CHARTS_RATE_LIMITS_OPTIONS = [
 ] as const satisfies readonly (keyof ImageChartsRateLimitsOptions)[]
 
 /**
- * Image-Charts' published limits, as two policies: 90 requests per 10 s per IP
- * (`ic-per-ip`), and 10 per minute per IP for unsigned requests (`ic-unsigned`: no `icac` and
- * `ichm`); a client over either stays blocked for one minute. Mount it after the signature
- * check, so that a forged signature is refused before it can skip the unsigned quota.
+ * Image-Charts' published limits, as two policies: 10 per minute per IP for unsigned requests
+ * (`ic-unsigned`: no `icac` and `ichm`), then 90 requests per 10 s per IP (`ic-per-ip`); a
+ * client over either stays blocked for one minute. A request refused by `ic-unsigned` counts
+ * in neither; one refused by `ic-per-ip` has used its unsigned unit (two keys: no atomic
+ * count across both). Mount it before the signature check, so that forged signatures count
+ * per IP too: they skip the unsigned quota, but the signature check then refuses them.
  *
  * @example
  * const guard = imageChartsRateLimitsGuard({ trustProxy: 1 })
@@ -316,8 +341,8 @@ export function imageChartsRateLimitsGuard(options: Readonly<ImageChartsRateLimi
     key: 'ip' as const,
     blockMs: 60_000,
   }
+  // The unsigned quota first: it refuses far more often, and what it refuses then counts in neither policy.
   return chainGuards([
-    rateLimitGuard({ ...shared, name: 'ic-per-ip', limit: 90, windowMs: 10_000 }),
     rateLimitGuard({
       ...shared,
       name: 'ic-unsigned',
@@ -328,5 +353,6 @@ export function imageChartsRateLimitsGuard(options: Readonly<ImageChartsRateLimi
         return values.has('icac') && values.has('ichm')
       },
     }),
+    rateLimitGuard({ ...shared, name: 'ic-per-ip', limit: 90, windowMs: 10_000 }),
   ])
 }

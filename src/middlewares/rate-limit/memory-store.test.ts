@@ -42,7 +42,26 @@ describe('MemoryStore', () => {
     const long = { limit: 1, windowMs: 60_000, blockMs: 1000 }
     store.consume('b', 1, long)
     assert.equal(store.consume('b', 1, long).resetMs, 60_000)
-    assert.equal(store.consume('c', 2, long).resetMs, 60_000, 'a first request over the limit blocks too')
+    assert.deepEqual(store.consume('c', 1, blocking), { allowed: true, used: 1, resetMs: 1000 })
+    assert.deepEqual(
+      store.consume('c', 1, blocking),
+      { allowed: false, used: 1, resetMs: 5000 },
+      'then blocks',
+    )
+  })
+
+  it('refuses a cost over the limit without blocking: it could never pass', () => {
+    const store = new MemoryStore({ now: clock().now })
+    const blocking = { limit: 10, windowMs: 10_000, blockMs: 60_000 }
+    assert.deepEqual(store.consume('new', 11, blocking), { allowed: false, used: 0, resetMs: 10_000 })
+    assert.equal(store.size, 0, 'a new key is not stored')
+    assert.deepEqual(store.consume('new', 1, blocking), { allowed: true, used: 1, resetMs: 10_000 })
+    assert.deepEqual(store.consume('new', 11, blocking), { allowed: false, used: 1, resetMs: 10_000 })
+    assert.deepEqual(
+      store.consume('new', 9, blocking),
+      { allowed: true, used: 10, resetMs: 10_000 },
+      'not blocked',
+    )
   })
 
   it('evicts expired keys as new ones arrive', () => {
@@ -65,6 +84,110 @@ describe('MemoryStore', () => {
     assert.equal(store.size, 10)
     assert.equal(store.consume('k24', 1, policy).used, 2, 'the newest keys are kept')
     assert.equal(store.consume('k0', 1, policy).used, 1, 'the oldest was dropped')
+  })
+
+  it('evicts by reset time, not by arrival: a blocked key outlives live keys nearer their reset', () => {
+    const c = clock()
+    const store = new MemoryStore({ maxKeys: 5, now: c.now })
+    const imageCharts = { limit: 2, windowMs: 10_000, blockMs: 60_000 }
+    for (let i = 0; i < 3; i++) store.consume('attacker', 1, imageCharts)
+    c.t += 1000
+    for (let i = 0; i < 4; i++) store.consume(`k${i}`, 1, imageCharts)
+    c.t += 1000
+    store.consume('new', 1, imageCharts)
+    assert.deepEqual(store.consume('attacker', 0, imageCharts), { allowed: false, used: 2, resetMs: 58_000 })
+    assert.equal(store.size, 5)
+  })
+
+  it('evicts expired keys of one policy before live keys of another', () => {
+    const c = clock()
+    const store = new MemoryStore({ maxKeys: 5, now: c.now })
+    const hour = { limit: 3, windowMs: 3_600_000, blockMs: 0 }
+    const second = { limit: 100, windowMs: 1000, blockMs: 0 }
+    store.consume('hour', 3, hour)
+    for (let i = 0; i < 4; i++) store.consume(`s${i}`, 1, second)
+    c.t += 5000
+    for (let i = 0; i < 4; i++) store.consume(`t${i}`, 1, second)
+    assert.equal(store.consume('hour', 1, hour).allowed, false, 'the live hour key kept its count')
+  })
+
+  it('keeps evicting expired keys behind one long-lived key', () => {
+    const c = clock()
+    const store = new MemoryStore({ now: c.now })
+    store.consume('long', 1, { limit: 10, windowMs: 3_600_000, blockMs: 0 })
+    for (let i = 0; i < 100_000; i++) {
+      store.consume(`x${i}`, 1, policy)
+      c.t += 1
+    }
+    assert.ok(store.size <= 1002, `about 1000 live keys held, not 100,000 (${store.size})`)
+  })
+
+  it('answers as a plain model, evicting only the live keys nearest their reset when full', () => {
+    const c = clock()
+    const maxKeys = 8
+    const store = new MemoryStore({ maxKeys, now: c.now })
+    const policies = [
+      { limit: 3, windowMs: 1000, blockMs: 0 },
+      { limit: 2, windowMs: 500, blockMs: 4000 },
+      { limit: 5, windowMs: 3000, blockMs: 0 },
+    ]
+    const model = new Map<string, { used: number; resetAt: number; policy: (typeof policies)[number] }>()
+    let seed = 42
+    const random = (n: number) => {
+      seed ^= seed << 13
+      seed ^= seed >>> 17
+      seed ^= seed << 5
+      return (seed >>> 0) % n
+    }
+    for (let step = 0; step < 5000; step++) {
+      c.t += random(120)
+      const key = `k${random(40)}`
+      const policy = model.get(key)?.policy ?? (policies[random(3)] as (typeof policies)[number])
+      const cost = random(4)
+      if (random(50) === 0) {
+        store.reset(key)
+        model.delete(key)
+        continue
+      }
+      let entry = model.get(key)
+      if (entry !== undefined && entry.resetAt <= c.t) entry = undefined
+      let expected: { allowed: boolean; used: number; resetMs: number }
+      if (entry === undefined) {
+        if (cost > policy.limit || cost === 0)
+          expected = { allowed: cost === 0, used: 0, resetMs: policy.windowMs }
+        else {
+          model.set(key, { used: cost, resetAt: c.t + policy.windowMs, policy })
+          expected = { allowed: true, used: cost, resetMs: policy.windowMs }
+        }
+      } else if (entry.used === -1)
+        expected = { allowed: false, used: policy.limit, resetMs: entry.resetAt - c.t }
+      else if (entry.used + cost > policy.limit) {
+        if (policy.blockMs > 0 && cost <= policy.limit) {
+          entry.used = -1
+          entry.resetAt = Math.max(entry.resetAt, c.t + policy.blockMs)
+          expected = { allowed: false, used: policy.limit, resetMs: entry.resetAt - c.t }
+        } else expected = { allowed: false, used: entry.used, resetMs: entry.resetAt - c.t }
+      } else {
+        entry.used += cost
+        expected = { allowed: true, used: entry.used, resetMs: entry.resetAt - c.t }
+      }
+      assert.deepEqual(store.consume(key, cost, policy), expected, `step ${step}`)
+      assert.ok(store.size <= maxKeys)
+      const live = [...model].filter(([, e]) => e.resetAt > c.t)
+      const evicted = live.filter(([k, e]) => {
+        const probe = store.consume(k, 0, e.policy)
+        return probe.allowed && probe.used === 0
+      })
+      for (const [k, e] of evicted) {
+        // The key of this step arrived after the eviction made room for it.
+        const kept = live.filter(([other]) => other !== key && !evicted.some(([gone]) => gone === other))
+        assert.ok(
+          kept.every(([, other]) => other.resetAt >= e.resetAt),
+          `step ${step}: ${k} was evicted before a key nearer its reset`,
+        )
+        model.delete(k)
+      }
+    }
   })
 
   it('reuses slots of deleted keys, and forgets keys on reset() and clear()', () => {

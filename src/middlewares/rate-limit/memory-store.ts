@@ -24,8 +24,10 @@ const INITIAL_SLOTS = 1024
 
 /**
  * The default rate-limit store: one process's counters in memory. Bounded (`maxKeys`), and
- * expired keys are evicted as new ones arrive, with no timer to leak. Counters live in typed
- * arrays beside one `Map` of key → slot, so a million keys stay well under 200 MB of heap.
+ * expired keys are evicted as new ones arrive, with no timer to leak; keys leave in order of
+ * their reset (expired first, then the nearest), found in a min-heap, so each call costs
+ * O(log n) at most. Counters and the heap live in typed arrays beside one `Map` of
+ * key → slot, so a million keys stay well under 200 MB of heap.
  * Use {@link RedisStore} when several instances must share one limit.
  *
  * @example
@@ -36,8 +38,12 @@ export class MemoryStore implements RateLimitStore {
   readonly #maxKeys: number
   readonly #now: () => number
   readonly #slots = new Map<string, number>()
+  #keys: (string | undefined)[] = []
   #used: Float64Array
   #resetAt: Float64Array
+  // A binary min-heap of slots by reset time: its root is the key to evict first.
+  #heap: Int32Array
+  #heapIndex: Int32Array
   #free: number[] = []
   #next = 0
 
@@ -54,6 +60,8 @@ export class MemoryStore implements RateLimitStore {
     const size = Math.min(INITIAL_SLOTS, this.#maxKeys)
     this.#used = new Float64Array(size)
     this.#resetAt = new Float64Array(size)
+    this.#heap = new Int32Array(size)
+    this.#heapIndex = new Int32Array(size)
   }
 
   /** Number of keys held, expired ones not yet evicted included. */
@@ -63,28 +71,24 @@ export class MemoryStore implements RateLimitStore {
 
   consume(key: string, cost: number, policy: RateLimitPolicy): ConsumeResult {
     const now = this.#now()
-    let slot = this.#slots.get(key)
-    if (slot !== undefined && (this.#resetAt[slot] as number) <= now) {
-      // Re-inserting a restarted key keeps the Map roughly ordered by reset time, which the eviction relies on.
-      this.#slots.delete(key)
-      this.#free.push(slot)
-      slot = undefined
-    }
-    if (slot === undefined) {
-      if (cost > policy.limit) return this.#refuseNew(key, 0, now, policy)
+    const slot = this.#slots.get(key)
+    if (slot === undefined || (this.#resetAt[slot] as number) <= now) {
+      if (cost > policy.limit) return { allowed: false, used: 0, resetMs: policy.windowMs }
       if (cost === 0) return { allowed: true, used: 0, resetMs: policy.windowMs }
-      slot = this.#insert(key, now + policy.windowMs, now)
-      this.#used[slot] = cost
+      const fresh = slot ?? this.#insert(key, now)
+      this.#used[fresh] = cost
+      this.#schedule(fresh, now + policy.windowMs)
       return { allowed: true, used: cost, resetMs: policy.windowMs }
     }
     const used = this.#used[slot] as number
     const resetAt = this.#resetAt[slot] as number
     if (used === BLOCKED) return { allowed: false, used: policy.limit, resetMs: resetAt - now }
     if (used + cost > policy.limit) {
-      if (policy.blockMs <= 0) return { allowed: false, used, resetMs: resetAt - now }
-      this.#slots.delete(key)
-      this.#free.push(slot)
-      return this.#refuseNew(key, used, now, policy, resetAt)
+      if (policy.blockMs <= 0 || cost > policy.limit) return { allowed: false, used, resetMs: resetAt - now }
+      const until = Math.max(resetAt, now + policy.blockMs)
+      this.#used[slot] = BLOCKED
+      this.#schedule(slot, until)
+      return { allowed: false, used: policy.limit, resetMs: until - now }
     }
     this.#used[slot] = used + cost
     return { allowed: true, used: used + cost, resetMs: resetAt - now }
@@ -92,33 +96,18 @@ export class MemoryStore implements RateLimitStore {
 
   reset(key: string): void {
     const slot = this.#slots.get(key)
-    if (slot === undefined) return
-    this.#slots.delete(key)
-    this.#free.push(slot)
+    if (slot !== undefined) this.#remove(slot)
   }
 
   /** Forgets every key. */
   clear(): void {
     this.#slots.clear()
+    this.#keys = []
     this.#free = []
     this.#next = 0
   }
 
-  #refuseNew(
-    key: string,
-    used: number,
-    now: number,
-    policy: RateLimitPolicy,
-    resetAt = now + policy.windowMs,
-  ): ConsumeResult {
-    if (policy.blockMs <= 0) return { allowed: false, used, resetMs: resetAt - now }
-    const until = Math.max(resetAt, now + policy.blockMs)
-    const slot = this.#insert(key, until, now)
-    this.#used[slot] = BLOCKED
-    return { allowed: false, used: policy.limit, resetMs: until - now }
-  }
-
-  #insert(key: string, resetAt: number, now: number): number {
+  #insert(key: string, now: number): number {
     this.#evict(now)
     let slot = this.#free.pop()
     if (slot === undefined) {
@@ -126,29 +115,99 @@ export class MemoryStore implements RateLimitStore {
       if (slot >= this.#used.length) this.#grow()
     }
     this.#slots.set(key, slot)
-    this.#resetAt[slot] = resetAt
+    this.#keys[slot] = key
+    const last = this.#slots.size - 1
+    this.#heap[last] = slot
+    this.#heapIndex[slot] = last
+    // Later than any reset, so that the first #schedule() sifts it up from the bottom.
+    this.#resetAt[slot] = Number.POSITIVE_INFINITY
     return slot
   }
 
   #evict(now: number): void {
-    // Amortised: each insert looks at the two oldest keys, so expired keys leave at the pace new ones arrive.
-    let looked = 0
-    for (const [key, slot] of this.#slots) {
-      const full = this.#slots.size >= this.#maxKeys
-      if (!full && (looked++ >= 2 || (this.#resetAt[slot] as number) > now)) break
-      this.#slots.delete(key)
-      this.#free.push(slot)
-      if (full && this.#slots.size < this.#maxKeys && (this.#resetAt[slot] as number) > now) break
+    // Bounded: two expired keys per insert leave at the pace new ones arrive; a full store drops the nearest reset.
+    for (let i = 0; i < 2 && this.#slots.size > 0; i++) {
+      const root = this.#heap[0] as number
+      if ((this.#resetAt[root] as number) > now) break
+      this.#remove(root)
     }
+    if (this.#slots.size >= this.#maxKeys) this.#remove(this.#heap[0] as number)
+  }
+
+  #remove(slot: number): void {
+    this.#slots.delete(this.#keys[slot] as string)
+    this.#keys[slot] = undefined
+    this.#free.push(slot)
+    const at = this.#heapIndex[slot] as number
+    const last = this.#slots.size
+    if (at === last) return
+    const moved = this.#heap[last] as number
+    this.#heap[at] = moved
+    this.#heapIndex[moved] = at
+    this.#siftUp(at)
+    this.#siftDown(this.#heapIndex[moved] as number)
+  }
+
+  #schedule(slot: number, resetAt: number): void {
+    const before = this.#resetAt[slot] as number
+    this.#resetAt[slot] = resetAt
+    const at = this.#heapIndex[slot] as number
+    if (resetAt < before) this.#siftUp(at)
+    else this.#siftDown(at)
+  }
+
+  #siftUp(from: number): void {
+    const heap = this.#heap
+    let at = from
+    const slot = heap[at] as number
+    const resetAt = this.#resetAt[slot] as number
+    while (at > 0) {
+      const parentAt = (at - 1) >> 1
+      const parent = heap[parentAt] as number
+      if ((this.#resetAt[parent] as number) <= resetAt) break
+      heap[at] = parent
+      this.#heapIndex[parent] = at
+      at = parentAt
+    }
+    heap[at] = slot
+    this.#heapIndex[slot] = at
+  }
+
+  #siftDown(from: number): void {
+    const heap = this.#heap
+    const count = this.#slots.size
+    let at = from
+    const slot = heap[at] as number
+    const resetAt = this.#resetAt[slot] as number
+    for (;;) {
+      let childAt = 2 * at + 1
+      if (childAt >= count) break
+      const right = childAt + 1
+      if (
+        right < count &&
+        (this.#resetAt[heap[right] as number] as number) < (this.#resetAt[heap[childAt] as number] as number)
+      )
+        childAt = right
+      const child = heap[childAt] as number
+      if ((this.#resetAt[child] as number) >= resetAt) break
+      heap[at] = child
+      this.#heapIndex[child] = at
+      at = childAt
+    }
+    heap[at] = slot
+    this.#heapIndex[slot] = at
   }
 
   #grow(): void {
     const size = Math.min(this.#maxKeys, this.#used.length * 2)
-    const used = new Float64Array(size)
-    used.set(this.#used)
-    this.#used = used
-    const resetAt = new Float64Array(size)
-    resetAt.set(this.#resetAt)
-    this.#resetAt = resetAt
+    this.#used = grown(this.#used, new Float64Array(size))
+    this.#resetAt = grown(this.#resetAt, new Float64Array(size))
+    this.#heap = grown(this.#heap, new Int32Array(size))
+    this.#heapIndex = grown(this.#heapIndex, new Int32Array(size))
   }
+}
+
+function grown<T extends Float64Array | Int32Array>(from: T, to: T): T {
+  to.set(from)
+  return to
 }

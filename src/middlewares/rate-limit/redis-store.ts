@@ -26,10 +26,16 @@ export interface RedisStoreOptions {
 }
 
 // One round trip per request: read the window, refuse or count, start the block; keys carry their expiry.
+// A command Redis runs after its deadline (Redis stalled, the limiter gave up and served) counts nothing.
 const SCRIPT = `local cost = tonumber(ARGV[1])
 local limit = tonumber(ARGV[2])
 local window = tonumber(ARGV[3])
 local block = tonumber(ARGV[4])
+local deadline = tonumber(ARGV[5])
+if deadline > 0 then
+  local now = redis.call('TIME')
+  if tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) > deadline then return {-1, 0, 0} end
+end
 local ttl = redis.call('PTTL', KEYS[1])
 local used = 0
 if ttl > 0 then
@@ -39,7 +45,7 @@ else
 end
 if used < 0 then return {0, limit, ttl} end
 if used + cost > limit then
-  if block > 0 then
+  if block > 0 and cost <= limit then
     if block > ttl then ttl = block end
     redis.call('SET', KEYS[1], -1, 'PX', ttl)
     return {0, limit, ttl}
@@ -57,6 +63,10 @@ return {1, used + cost, ttl}
 `
 const SHA = createHash('sha1').update(SCRIPT).digest('hex')
 
+class StoreDeadlineError extends Error {
+  override name = 'StoreDeadlineError'
+}
+
 function isNoScript(error: unknown): boolean {
   const message = (error as { message?: unknown } | null)?.message
   return typeof message === 'string' && message.includes('NOSCRIPT')
@@ -67,7 +77,9 @@ function isNoScript(error: unknown): boolean {
  * limit. Each request is one atomic Lua script (`EVALSHA`, falling back to `EVAL` when Redis
  * lost its script cache), and every key expires in Redis with its window or block. It talks
  * through a `sendCommand` function, so it works with node-redis and ioredis alike; the
- * limiter's `storeTimeoutMs` and `failOpen` decide what a Redis outage does.
+ * limiter's `storeTimeoutMs` and `failOpen` decide what a Redis outage does. A command that
+ * reaches the script after the limiter's deadline (by Redis's clock) counts nothing and
+ * rejects with a `StoreDeadlineError`: the limiter has already served or refused that request.
  *
  * @example
  * import { createClient } from 'redis'
@@ -93,7 +105,12 @@ export class RedisStore implements RateLimitStore {
     this.#prefix = prefix
   }
 
-  async consume(key: string, cost: number, policy: RateLimitPolicy): Promise<ConsumeResult> {
+  async consume(
+    key: string,
+    cost: number,
+    policy: RateLimitPolicy,
+    deadlineMs?: number,
+  ): Promise<ConsumeResult> {
     const args = [
       '1',
       this.#prefix + key,
@@ -101,6 +118,7 @@ export class RedisStore implements RateLimitStore {
       String(policy.limit),
       String(policy.windowMs),
       String(policy.blockMs),
+      deadlineMs !== undefined && Number.isFinite(deadlineMs) ? String(Math.ceil(deadlineMs)) : '0',
     ]
     let reply: unknown
     try {
@@ -111,6 +129,10 @@ export class RedisStore implements RateLimitStore {
     }
     if (!Array.isArray(reply) || reply.length !== 3)
       throw new TypeError(`Unexpected reply from Redis: ${JSON.stringify(reply)}`)
+    if (Number(reply[0]) === -1)
+      throw new StoreDeadlineError(
+        `Redis ran the command after its deadline (${deadlineMs}, Unix ms), and counted nothing`,
+      )
     return { allowed: Number(reply[0]) === 1, used: Number(reply[1]), resetMs: Number(reply[2]) }
   }
 

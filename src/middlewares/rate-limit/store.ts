@@ -32,13 +32,24 @@ export interface ConsumeResult {
 /**
  * A rate-limit store: the memory store, the Redis store, or your own. `consume` must be
  * atomic per key: add `cost` when `used + cost <= limit`, else refuse (and start the block
- * when `blockMs > 0`); a refused request adds nothing.
+ * when `blockMs > 0`, unless `cost > limit`: such a request could never pass); a refused
+ * request adds nothing.
  *
  * @example
  * const store: RateLimitStore = new MemoryStore({ maxKeys: 100_000 })
  */
 export interface RateLimitStore {
-  consume(key: string, cost: number, policy: RateLimitPolicy): ConsumeResult | Promise<ConsumeResult>
+  /**
+   * Counts one request. `deadlineMs` (Unix time in ms) is when the limiter stops waiting and
+   * serves or refuses without the answer: a store that can should count nothing it receives
+   * later (a stalled server catching up), as `RedisStore` does.
+   */
+  consume(
+    key: string,
+    cost: number,
+    policy: RateLimitPolicy,
+    deadlineMs?: number,
+  ): ConsumeResult | Promise<ConsumeResult>
   /** Forgets a key (e.g. after a support request). */
   reset(key: string): void | Promise<void>
 }
