@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import { after, before, describe, it } from 'node:test'
+import { after, before, describe, it, mock } from 'node:test'
 import { Redis } from 'ioredis'
 import { createClient } from 'redis'
 import { MemoryStore, type RateLimitPolicy, RedisStore, type SendCommand } from '../src/index.ts'
@@ -158,8 +158,10 @@ for (const kind of ['redis', 'ioredis'] as const) {
       const c = await client()
       const store = new RedisStore({ sendCommand: c.sendCommand, prefix: `${kind}:late:` })
       const policy = { limit: 1, windowMs: 60_000, blockMs: 60_000 }
+      // The first reply tells the store how far Redis's clock is from ours; until then no deadline is checked.
+      assert.equal((await store.consume('first', 1, policy, Date.now() - 1)).allowed, true)
       await c.sendCommand(['SCRIPT', 'FLUSH'])
-      await assert.rejects(store.consume('k', 1, policy, Date.now() - 1), {
+      await assert.rejects(store.consume('k', 1, policy, Date.now() - 1000), {
         name: 'StoreDeadlineError',
         message: /after its deadline/,
       })
@@ -167,6 +169,26 @@ for (const kind of ['redis', 'ioredis'] as const) {
       assert.equal((await store.consume('k', 1, policy, Date.now() + 5000)).allowed, true)
       assert.equal((await store.consume('k', 1, policy)).allowed, false, 'no deadline: counted as before')
     })
+
+    for (const skewMs of [-5000, 5000]) {
+      it(`keeps deadlines right when this machine's clock is ${Math.abs(skewMs) / 1000} s ${skewMs < 0 ? 'behind' : 'ahead of'} Redis's`, async () => {
+        const c = await client()
+        const store = new RedisStore({ sendCommand: c.sendCommand, prefix: `${kind}:skew${skewMs}:` })
+        const policy = { limit: 5, windowMs: 60_000, blockMs: 0 }
+        mock.timers.enable({ apis: ['Date'], now: Date.now() + skewMs })
+        try {
+          await store.consume('k', 1, policy)
+          // In time by this machine's clock: counted, whatever Redis's clock says.
+          assert.equal((await store.consume('k', 1, policy, Date.now() + 2000)).used, 2)
+          await assert.rejects(store.consume('k', 1, policy, Date.now() - 1000), {
+            name: 'StoreDeadlineError',
+          })
+          assert.equal((await store.consume('k', 1, policy)).used, 3, 'the late one counted nothing')
+        } finally {
+          mock.timers.reset()
+        }
+      })
+    }
 
     it('does not count requests served while Redis stalled when Redis resumes (no late block)', async () => {
       const c = await client()

@@ -27,15 +27,15 @@ export interface RedisStoreOptions {
 
 // One round trip per request: read the window, refuse or count, start the block; keys carry their expiry.
 // A command Redis runs after its deadline (Redis stalled, the limiter gave up and served) counts nothing.
+// Every reply carries Redis's clock, from which the store learns how far it is from ours.
 const SCRIPT = `local cost = tonumber(ARGV[1])
 local limit = tonumber(ARGV[2])
 local window = tonumber(ARGV[3])
 local block = tonumber(ARGV[4])
 local deadline = tonumber(ARGV[5])
-if deadline > 0 then
-  local now = redis.call('TIME')
-  if tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) > deadline then return {-1, 0, 0} end
-end
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+if deadline > 0 and now > deadline then return {-1, 0, 0, now} end
 local ttl = redis.call('PTTL', KEYS[1])
 local used = 0
 if ttl > 0 then
@@ -43,14 +43,14 @@ if ttl > 0 then
 else
   ttl = window
 end
-if used < 0 then return {0, limit, ttl} end
+if used < 0 then return {0, limit, ttl, now} end
 if used + cost > limit then
   if block > 0 and cost <= limit then
     if block > ttl then ttl = block end
     redis.call('SET', KEYS[1], -1, 'PX', ttl)
-    return {0, limit, ttl}
+    return {0, limit, ttl, now}
   end
-  return {0, used, ttl}
+  return {0, used, ttl, now}
 end
 if cost > 0 then
   if used == 0 then
@@ -59,8 +59,10 @@ if cost > 0 then
     redis.call('INCRBY', KEYS[1], cost)
   end
 end
-return {1, used + cost, ttl}
+return {1, used + cost, ttl, now}
 `
+/** How long a sample of the clock offset counts: offsets drift, and NTP steps clocks. */
+const OFFSET_WINDOW_MS = 60_000
 const SHA = createHash('sha1').update(SCRIPT).digest('hex')
 
 class StoreDeadlineError extends Error {
@@ -91,6 +93,13 @@ function isNoScript(error: unknown): boolean {
 export class RedisStore implements RateLimitStore {
   readonly #send: SendCommand
   readonly #prefix: string
+  // Redis's clock minus ours is at most (Redis's time in a reply) − (our time when the command
+  // was sent); the smallest such bound of the last one or two windows is kept, and the
+  // deadline is moved by it, so a skewed clock never expires a command that ran in time.
+  #offsetMs: number | undefined
+  #windowMinMs = Number.POSITIVE_INFINITY
+  #previousMinMs = Number.POSITIVE_INFINITY
+  #windowStartMs = 0
 
   constructor(options: Readonly<RedisStoreOptions>) {
     knownOptions(options, ['sendCommand', 'prefix'], 'RedisStore')
@@ -111,6 +120,12 @@ export class RedisStore implements RateLimitStore {
     policy: RateLimitPolicy,
     deadlineMs?: number,
   ): Promise<ConsumeResult> {
+    // Until a reply told the clocks' offset, no deadline is checked: better count late than
+    // expire every command under a skewed clock.
+    const redisDeadlineMs =
+      deadlineMs !== undefined && Number.isFinite(deadlineMs) && this.#offsetMs !== undefined
+        ? Math.ceil(deadlineMs + this.#offsetMs) + 1
+        : 0
     const args = [
       '1',
       this.#prefix + key,
@@ -118,22 +133,37 @@ export class RedisStore implements RateLimitStore {
       String(policy.limit),
       String(policy.windowMs),
       String(policy.blockMs),
-      deadlineMs !== undefined && Number.isFinite(deadlineMs) ? String(Math.ceil(deadlineMs)) : '0',
+      String(redisDeadlineMs),
     ]
     let reply: unknown
+    let sentAtMs = Date.now()
     try {
       reply = await this.#send(['EVALSHA', SHA, ...args])
     } catch (error) {
       if (!isNoScript(error)) throw error
+      sentAtMs = Date.now()
       reply = await this.#send(['EVAL', SCRIPT, ...args])
     }
-    if (!Array.isArray(reply) || reply.length !== 3)
+    if (!Array.isArray(reply) || reply.length !== 4)
       throw new TypeError(`Unexpected reply from Redis: ${JSON.stringify(reply)}`)
+    this.#learnOffset(Number(reply[3]) - sentAtMs)
     if (Number(reply[0]) === -1)
       throw new StoreDeadlineError(
-        `Redis ran the command after its deadline (${deadlineMs}, Unix ms), and counted nothing`,
+        `Redis ran the command after its deadline (${redisDeadlineMs}, Unix ms by Redis's clock), and counted nothing`,
       )
     return { allowed: Number(reply[0]) === 1, used: Number(reply[1]), resetMs: Number(reply[2]) }
+  }
+
+  #learnOffset(boundMs: number): void {
+    if (!Number.isFinite(boundMs)) return
+    const nowMs = Date.now()
+    if (nowMs - this.#windowStartMs > OFFSET_WINDOW_MS) {
+      this.#previousMinMs = this.#windowMinMs
+      this.#windowMinMs = Number.POSITIVE_INFINITY
+      this.#windowStartMs = nowMs
+    }
+    if (boundMs < this.#windowMinMs) this.#windowMinMs = boundMs
+    this.#offsetMs = Math.min(this.#windowMinMs, this.#previousMinMs)
   }
 
   async reset(key: string): Promise<void> {
