@@ -519,7 +519,7 @@ describe('RedisStore(options)', () => {
     const sent: string[][] = []
     const sendCommand = async (args: string[]) => {
       sent.push(args)
-      return [1, 1, 1000]
+      return [1, 1, 1000, Date.now()]
     }
     assert.throws(() => new RedisStore({ sendCommand, keyPrefix: 'charts:' } as never), {
       name: 'TypeError',
