@@ -103,6 +103,27 @@ describe('createLoadSampler(options)', () => {
     }
   })
 
+  it('sees one stall that blocked the loop for half an interval, wherever it falls (p99 by time, not by samples)', async () => {
+    // 200 ms windows of 1 ms samples: a 100 ms stall is one sample in about a hundred, which a
+    // percentile of samples leaves out, but half the window's time.
+    const sampler = createLoadSampler({ sampleIntervalMs: 200, resolutionMs: 1, maxEventLoopDelayMs: 50 })
+    try {
+      for (let trial = 0; trial < 6; trial++) {
+        await delay(250 + Math.random() * 200)
+        const end = performance.now() + 100
+        while (performance.now() < end);
+        let seen = false
+        for (let waitedMs = 0; waitedMs < 600 && !seen; waitedMs += 10) {
+          await delay(10)
+          seen = sampler.isOverloaded()
+        }
+        assert.ok(seen, `trial ${trial}: the stall was not seen`)
+      }
+    } finally {
+      sampler.close()
+    }
+  })
+
   it('keeps sampling on its interval after a failing injected source', async () => {
     let calls = 0
     let third: () => void = () => {}
