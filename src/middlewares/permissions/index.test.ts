@@ -389,6 +389,28 @@ describe('permissions', () => {
     )
   })
 
+  it('judges the source before the original-image rule: a refused source is named, processing or not', () => {
+    const options = {
+      allowOriginalImageRequest: false,
+      hostsAllowed: ['images.example.com'],
+      bucketsAllowed: ['photos'],
+    }
+    const cases: [string, string][] = [
+      ['origin=https://evil.net/a.jpg', '401 IC_HOST_NOT_ALLOWED'],
+      ['origin=https://images.example.com@evil.net/', '400 IS_VALIDATION_ERROR'],
+      ['origin=data:image/png;base64,iVBORw0KGgo=', '401 IC_DATA_URL_NOT_ALLOWED'],
+      ['bucket=other', '401 IC_BUCKET_NOT_ALLOWED'],
+      ['origin=https://images.example.com/a.jpg', '401 IC_ORIGINAL_IMAGE_NOT_ALLOWED'],
+      ['bucket=photos', '401 IC_ORIGINAL_IMAGE_NOT_ALLOWED'],
+    ]
+    for (const [query, expected] of cases) {
+      assert.equal(outcome(options, query), expected, query)
+      if (expected.endsWith('IC_ORIGINAL_IMAGE_NOT_ALLOWED'))
+        assert.match(outcome(options, `${query}&width=100`), /^ok/, `${query}&width=100`)
+      else assert.equal(outcome(options, `${query}&width=100`), expected, `${query}&width=100`)
+    }
+  })
+
   it('refuses two sources at once, and repeated or malformed parameters', () => {
     assert.equal(outcome({}, 'origin=a.com&bucket=b'), '400 IS_VALIDATION_ERROR')
     assert.equal(outcome({}, 'origin=a.com&origin=b.com'), '400 IS_VALIDATION_ERROR')

@@ -3,7 +3,7 @@ import { icError } from '../../errors.ts'
 import type { Guard } from '../../guard.ts'
 import { NameTable } from '../../name-table.ts'
 import { knownOptions } from '../../options.ts'
-import { type ParsedQuery, parseQuery } from '../../query.ts'
+import { type ParsedQuery, parseQuery, type QueryValues } from '../../query.ts'
 import { IMAGIZER_PARAMS } from '../image-params/index.ts'
 import { compileHostList, type HostnameMatcher, hostNameOf, trimDot } from './host-matcher.ts'
 
@@ -303,6 +303,8 @@ export function checkPermissions(compiled: CompiledPermissions, query: ParsedQue
     }
     chosen = param
   }
+  // The source is judged first: a host or bucket refused says more than a missing parameter.
+  const source = chosen === undefined ? undefined : sourceOf(compiled, chosen, values)
   if (!compiled.allowOriginalImageRequest) {
     let processed = false
     for (const name of values.names) {
@@ -317,7 +319,10 @@ export function checkPermissions(compiled: CompiledPermissions, query: ParsedQue
       })
     }
   }
-  if (chosen === undefined) return undefined
+  return source
+}
+
+function sourceOf(compiled: CompiledPermissions, chosen: SourceParam, values: QueryValues): ImageSource {
   const value = values.get(chosen) as string
   switch (chosen) {
     case 'origin':
