@@ -22,4 +22,5 @@ export type Published = Readonly<Record<string, unknown>>
 export type Guard = (
   req: IncomingMessage,
   res: ServerResponse,
-) => undefined | Published | Promise<undefined | Published>
+  // biome-ignore lint/suspicious/noConfusingVoidType: a guard written `(req) => { ... }` returns void, which TypeScript 5 does not take for undefined
+) => void | Published | Promise<void | Published>
