@@ -10,7 +10,7 @@ trap 'rm -rf "$work" "$tarball"' EXIT
 cp test/consumers/esm.mjs test/consumers/cjs.cjs test/consumers/consumer.mts test/consumers/tsconfig.json "$work/"
 cd "$work"
 echo '{ "name": "consumer", "private": true }' > package.json
-npm install --no-audit --no-fund --silent "$tarball" express@5 koa@3 typescript@6 @types/node@20 @types/express@5 >/dev/null
+npm install --no-audit --no-fund --silent "$tarball" express@5 koa@3 typescript@6 @types/node@20 @types/express@5 @types/koa@2.15 >/dev/null
 node esm.mjs
 node cjs.cjs
 npx --no-install tsc -p tsconfig.json

@@ -2,15 +2,43 @@
 import assert from 'node:assert/strict'
 import express from 'express'
 import {
+  type ApiKeyInfo,
   type ErrorCode,
   type ErrorReport,
   type Guard,
   type IcError,
+  type ImageParamValues,
+  type ImageSource,
   icError,
   isIcError,
+  type SignedAccount,
+  type UploadedImage,
 } from 'image-api-errors'
-import { errorHandler, fromGuard } from 'image-api-errors/express'
+import { errorHandler, fromGuard, requestRules } from 'image-api-errors/express'
 import { errorHandler as koaErrorHandler } from 'image-api-errors/koa'
+import type Koa from 'koa'
+
+// The declarations docs/frameworks.md gives for typed res.locals and ctx.state.
+interface RequestRuleValues {
+  imageParams?: ImageParamValues
+  source?: ImageSource
+  account?: SignedAccount
+  apiKey?: ApiKeyInfo
+  upload?: UploadedImage
+  signal?: AbortSignal
+}
+declare global {
+  namespace Express {
+    interface Locals extends RequestRuleValues {}
+  }
+}
+declare module 'koa' {
+  interface DefaultState extends RequestRuleValues {}
+}
+type IsAny<T> = 0 extends 1 & T ? true : false
+const typed = <T,>(value: T, _notAny: IsAny<T> extends true ? never : true): T => value
+const koaState = (ctx: Koa.Context) => typed(ctx.state.imageParams?.width, true)
+assert.equal(typeof koaState, 'function')
 
 const code: ErrorCode = 'IC_BACKEND_TIMEOUT'
 const err: IcError = icError(code, { message: 'slow backend' })
@@ -23,6 +51,11 @@ const onlyGet: Guard = (req) => {
 }
 const app = express()
 app.get('/', fromGuard(onlyGet, 'onlyGet'), (_req, _res, next) => next(err))
+app.get('/img', requestRules({ imageParams: {} }), (_req, res) => {
+  const width: number | undefined = typed(res.locals.imageParams?.width, true)
+  const host: string | undefined = typed(res.locals.source?.host, true)
+  res.json({ width, host, aborted: typed(res.locals.signal?.aborted, true) })
+})
 app.use(errorHandler({ onError: (r) => reports.push(r) }))
 assert.equal(typeof koaErrorHandler(), 'function')
 const server = app.listen(0, '127.0.0.1', async () => {

@@ -49,8 +49,21 @@ export type ImageSource =
       readonly host: string
     }
   | { readonly kind: 'host'; readonly param: 'hostname'; readonly host: string }
-  | { readonly kind: 'bucket'; readonly param: 'bucket'; readonly bucket: string; readonly region?: string }
-  | { readonly kind: 'data'; readonly param: 'origin' | 'source_url'; readonly url: string }
+  | {
+      readonly kind: 'bucket'
+      readonly param: 'bucket'
+      readonly bucket: string
+      readonly region?: string
+      /** None: so that `source?.host` reads on every kind. */
+      readonly host?: undefined
+    }
+  | {
+      readonly kind: 'data'
+      readonly param: 'origin' | 'source_url'
+      readonly url: string
+      /** None: so that `source?.host` reads on every kind. */
+      readonly host?: undefined
+    }
 
 const SOURCE_PARAMS = ['origin', 'source_url', 'hostname', 'bucket'] as const
 type SourceParam = (typeof SOURCE_PARAMS)[number]
