@@ -342,9 +342,9 @@ export const errorCatalogue = {
   IC_IMAGE_NOT_FOUND: {
     status: 404,
     title: 'Image Not Found',
-    description: 'The image is missing on the backend (the backend answered 404).',
+    description: 'The requested image does not exist.',
     retryable: false,
-    hint: 'Check the image path and the configured backend.',
+    hint: 'Check the image path (and, when it came from a backend, the configured backend).',
     since: v,
   },
   IC_UPLOAD_TOO_LARGE: {
@@ -486,7 +486,7 @@ export const errorCatalogue = {
     status: 504,
     title: 'Backend Timeout',
     description:
-      'Fetching and processing the image took longer than the configured deadline; the backend fetch was aborted.',
+      'Fetching or processing the image took longer than the configured deadline; the work on it was stopped.',
     retryable: false,
     hint: 'Use a smaller source image or fewer operations, or raise the deadline (`timeoutMs`).',
     since: v,

@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import createHttpError from 'http-errors'
 import { icError } from './errors.ts'
 import type { Guard } from './guard.ts'
 import * as core from './index.ts'
@@ -117,7 +118,18 @@ export function errorHandler(options: Readonly<ErrorHandlerOptions> = {}): KoaMi
       await next()
     } catch (err) {
       fail(ctx, err)
+      return
     }
+    // An error status set without a body (@koa/router's allowedMethods() 405, `ctx.status = 401`)
+    // is an error response too; Koa's default 404 is notFound()'s to answer.
+    if (
+      ctx.status >= 400 &&
+      ctx.status !== 404 &&
+      ctx.body == null &&
+      ctx.respond !== false &&
+      !ctx.res.headersSent
+    )
+      fail(ctx, createHttpError(ctx.status))
   }
 }
 

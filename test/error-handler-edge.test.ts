@@ -481,3 +481,52 @@ describe('hooks that fail', () => {
     }
   }
 })
+
+describe('Koa: an error status set without a body is answered as an error', () => {
+  for (const [name, Koa] of Koas) {
+    it(`${name}: @koa/router's allowedMethods() 405 gets x-ic-error-code and keeps Allow; a body of the app's own is left alone`, async () => {
+      const { default: Router } = await import('@koa/router')
+      const app = new Koa()
+      app.silent = true
+      const reports: ErrorReport[] = []
+      app.use(kx.errorHandler({ onError: (r) => reports.push(r) }) as never)
+      app.use(kx.notFound() as never)
+      const router = new Router()
+      router.get('/x', (ctx: { body: unknown }) => {
+        ctx.body = 'x'
+      })
+      router.get('/locked', (ctx: { status: number }) => {
+        ctx.status = 401
+      })
+      router.get('/own', (ctx: { status: number; body: unknown }) => {
+        ctx.status = 400
+        ctx.body = 'my own answer'
+      })
+      app.use(router.routes() as never)
+      app.use(router.allowedMethods() as never)
+      const s = await listen(app.callback() as never)
+      try {
+        const post = await fetch(`${s.url}/x`, { method: 'POST' })
+        assert.deepEqual(
+          [post.status, post.headers.get('x-ic-error-code'), post.headers.get('allow')],
+          [405, 'IC_CLIENT_ERROR', 'HEAD, GET'],
+        )
+        const locked = await fetch(`${s.url}/locked`)
+        assert.deepEqual([locked.status, locked.headers.get('x-ic-error-code')], [401, 'IC_UNAUTHORIZED'])
+        const own = await fetch(`${s.url}/own`)
+        assert.deepEqual(
+          [own.status, own.headers.get('x-ic-error-code'), await own.text()],
+          [400, null, 'my own answer'],
+        )
+        const missing = await fetch(`${s.url}/nothing`)
+        assert.deepEqual([missing.status, missing.headers.get('x-ic-error-code')], [404, 'IC_NOT_FOUND'])
+        assert.deepEqual(
+          reports.map((r) => r.code),
+          ['IC_CLIENT_ERROR', 'IC_UNAUTHORIZED', 'IC_NOT_FOUND'],
+        )
+      } finally {
+        await s.close()
+      }
+    })
+  }
+})
