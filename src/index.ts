@@ -87,6 +87,8 @@ export {
   type RedisStoreOptions,
   rateLimitGuard,
   type SendCommand,
+  StoreDeadlineError,
+  StoreTimeoutError,
   type TrustProxy,
 } from './middlewares/rate-limit/index.ts'
 export { type RequestRulesOptions, requestRules } from './middlewares/request-rules/index.ts'

@@ -11,6 +11,7 @@ import {
   type RateLimitStore,
   RedisStore,
   rateLimitGuard,
+  StoreTimeoutError,
 } from './index.ts'
 
 function request(url = '/chart', remoteAddress = '203.0.113.7', headers: Record<string, string> = {}) {
@@ -355,6 +356,7 @@ describe('rateLimitGuard(options)', () => {
         onStoreError: (e) => errors.push(e as Error),
       })
       assert.ok(Date.now() - started < 1000)
+      assert.ok(errors[0] instanceof StoreTimeoutError)
       assert.equal(errors[0]?.name, 'StoreTimeoutError')
       assert.match(errors[0]?.message ?? '', /within 30 ms/)
     })

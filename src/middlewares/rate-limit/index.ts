@@ -12,7 +12,7 @@ import type { ConsumeResult, RateLimitPolicy, RateLimitStore } from './store.ts'
 
 export { ipKey, type TrustProxy } from './client-key.ts'
 export { MemoryStore, type MemoryStoreOptions } from './memory-store.ts'
-export { RedisStore, type RedisStoreOptions, type SendCommand } from './redis-store.ts'
+export { RedisStore, type RedisStoreOptions, type SendCommand, StoreDeadlineError } from './redis-store.ts'
 export type { ConsumeResult, RateLimitPolicy, RateLimitStore } from './store.ts'
 
 /**
@@ -118,7 +118,15 @@ function defaultOnStoreError(error: unknown): void {
   console.warn('[image-api-errors] rate-limit store failed; further failures are silent for 10 s:', error)
 }
 
-class StoreTimeoutError extends Error {
+/**
+ * What `onStoreError` receives when the store did not answer within `storeTimeoutMs`.
+ *
+ * @example
+ * const onStoreError = (e: unknown) => {
+ *   if (e instanceof StoreTimeoutError) metrics.increment('rate_limit_store_slow')
+ * }
+ */
+export class StoreTimeoutError extends Error {
   override name = 'StoreTimeoutError'
 }
 

@@ -65,7 +65,15 @@ return {1, used + cost, ttl, now}
 const OFFSET_WINDOW_MS = 60_000
 const SHA = createHash('sha1').update(SCRIPT).digest('hex')
 
-class StoreDeadlineError extends Error {
+/**
+ * What `RedisStore` rejects with when Redis ran the command after the limiter's deadline
+ * (Redis stalled): nothing was counted. `onStoreError` hears of it only when the limiter was
+ * still waiting.
+ *
+ * @example
+ * const late = (e: unknown) => e instanceof StoreDeadlineError
+ */
+export class StoreDeadlineError extends Error {
   override name = 'StoreDeadlineError'
 }
 
