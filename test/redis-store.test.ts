@@ -197,6 +197,21 @@ for (const kind of ['redis', 'ioredis'] as const) {
       })
     }
 
+    it("keeps counting when this machine's clock is stepped back after the offset was learnt", async () => {
+      const c = await client()
+      const store = new RedisStore({ sendCommand: c.sendCommand, prefix: `${kind}:step:` })
+      const policy = { limit: 5, windowMs: 60_000, blockMs: 0 }
+      mock.timers.enable({ apis: ['Date'], now: Date.now() })
+      try {
+        assert.equal((await store.consume('k', 1, policy, Date.now() + 2000)).used, 1)
+        mock.timers.setTime(Date.now() - 5000) // an NTP step, a VM resumed
+        assert.equal((await store.consume('k', 1, policy, Date.now() + 2000)).used, 2, 'counted at once')
+        assert.equal((await store.consume('k', 1, policy, Date.now() + 2000)).used, 3, 'and from then on')
+      } finally {
+        mock.timers.reset()
+      }
+    })
+
     it('does not count requests served while Redis stalled when Redis resumes (no late block)', async () => {
       const c = await client()
       const store = new RedisStore({ sendCommand: c.sendCommand, prefix: `${kind}:stall:` })

@@ -154,12 +154,27 @@ export class RedisStore implements RateLimitStore {
     }
     if (!Array.isArray(reply) || reply.length !== 4)
       throw new TypeError(`Unexpected reply from Redis: ${JSON.stringify(reply)}`)
-    this.#learnOffset(Number(reply[3]) - sentAtMs)
-    if (Number(reply[0]) === -1)
+    const boundMs = Number(reply[3]) - sentAtMs
+    this.#learnOffset(boundMs)
+    if (Number(reply[0]) === -1) {
+      // Answered before the deadline by our clock, so it ran in time: the learnt offset is stale
+      // (a clock was stepped, or another Redis answers). Learn anew, and count the request.
+      if (deadlineMs !== undefined && Date.now() <= deadlineMs) {
+        this.#restartOffset(boundMs)
+        return this.consume(key, cost, policy)
+      }
       throw new StoreDeadlineError(
         `Redis ran the command after its deadline (${redisDeadlineMs}, Unix ms by Redis's clock), and counted nothing`,
       )
+    }
     return { allowed: Number(reply[0]) === 1, used: Number(reply[1]), resetMs: Number(reply[2]) }
+  }
+
+  #restartOffset(boundMs: number): void {
+    this.#previousMinMs = Number.POSITIVE_INFINITY
+    this.#windowMinMs = boundMs
+    this.#windowStartMs = Date.now()
+    this.#offsetMs = boundMs
   }
 
   #learnOffset(boundMs: number): void {
