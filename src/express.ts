@@ -130,11 +130,32 @@ interface AppLike {
   readonly parent?: unknown
 }
 
+interface LayerLike {
+  readonly handle?: unknown
+  /** Express 5 (router 2): mounted at `/` for every path. */
+  readonly slash?: boolean
+  /** Express 4: the same. */
+  readonly regexp?: { readonly fast_slash?: boolean }
+}
+
+/** Whether a router stack holds an `errorHandler()` at any depth (sub-routers included). */
+function holdsErrorHandler(stack: unknown, depth = 0): boolean {
+  if (!Array.isArray(stack) || depth > 8) return false
+  return stack.some((layer: LayerLike | null) => {
+    const handle = layer?.handle
+    return (
+      typeof handle === 'function' &&
+      (errorWriters.has(handle) || holdsErrorHandler((handle as { stack?: unknown }).stack, depth + 1))
+    )
+  })
+}
+
 /**
- * The writer of the one `errorHandler()` mounted at the top of the request's app (or of an
- * app it is mounted in); undefined when there is none, or several, or the app's router
- * cannot be read. Express 4 keeps the router in `app._router` (its `app.router` throws),
- * Express 5 in `app.router`.
+ * The writer of the one `errorHandler()` mounted for every path at the top of the request's
+ * app (or of an app it is mounted in). Undefined — the failure then goes through
+ * `next(err)`, whose path Express knows — when there is none, several, one mounted at a
+ * path, one inside a router, or the app's router cannot be read. Express 4 keeps the router
+ * in `app._router` (its `app.router` throws), Express 5 in `app.router`.
  */
 function mountedErrorWriter(req: IncomingMessage): ErrorWriter | undefined {
   for (let app = (req as { app?: unknown }).app; typeof app === 'function'; app = (app as AppLike).parent) {
@@ -146,11 +167,16 @@ function mountedErrorWriter(req: IncomingMessage): ErrorWriter | undefined {
     }
     if (!Array.isArray(stack)) return undefined
     let found: ErrorWriter | undefined
-    for (const layer of stack) {
-      const handle = (layer as { handle?: unknown } | null)?.handle
-      const write = typeof handle === 'function' ? errorWriters.get(handle) : undefined
-      if (write === undefined) continue
-      if (found !== undefined && found !== write) return undefined
+    for (const layer of stack as (LayerLike | null)[]) {
+      const handle = layer?.handle
+      if (typeof handle !== 'function') continue
+      const write = errorWriters.get(handle)
+      if (write === undefined) {
+        if (holdsErrorHandler((handle as { stack?: unknown }).stack)) return undefined
+        continue
+      }
+      const everyPath = layer?.slash === true || layer?.regexp?.fast_slash === true
+      if (!everyPath || (found !== undefined && found !== write)) return undefined
       found = write
     }
     if (found !== undefined) return found

@@ -409,6 +409,35 @@ describe('Express: where a deadline 504 goes when the app has no single errorHan
         await server.close()
       }
     })
+
+    it(`${name}: a router's own errorHandler() answers its routes' 504, beside one of the app's; one at a path is not taken for every path`, async () => {
+      const reports: string[] = []
+      const app = express()
+      const api = express.Router()
+      api.get('/slow', ex.deadline({ timeoutMs: 30 }) as never, () => {})
+      api.use(ex.errorHandler({ onError: (r) => reports.push(`api ${r.code}`) }) as never)
+      app.use('/api', api)
+      app.get('/slow', ex.deadline({ timeoutMs: 30 }) as never, () => {})
+      app.use(ex.errorHandler({ onError: (r) => reports.push(`app ${r.code}`) }) as never)
+      const admin = express()
+      admin.get('/slow', ex.deadline({ timeoutMs: 30 }) as never, () => {})
+      admin.use('/admin', ex.errorHandler({ onError: (r) => reports.push(`admin ${r.code}`) }) as never)
+      admin.use(ex.errorHandler({ onError: (r) => reports.push(`rest ${r.code}`) }) as never)
+      const [server, adminServer] = [await listen(app as never), await listen(admin as never)]
+      try {
+        assert.equal((await fetch(`${server.url}/api/slow`)).status, 504)
+        assert.equal((await fetch(`${server.url}/slow`)).status, 504)
+        assert.equal((await fetch(`${adminServer.url}/slow`)).status, 504)
+        assert.deepEqual(reports, [
+          'api IC_BACKEND_TIMEOUT',
+          'app IC_BACKEND_TIMEOUT',
+          'rest IC_BACKEND_TIMEOUT',
+        ])
+      } finally {
+        await server.close()
+        await adminServer.close()
+      }
+    })
   }
 })
 
