@@ -371,6 +371,15 @@ export const errorCatalogue = {
     hint: 'Default code for a 4xx status that has no code of its own. The status tells what went wrong.',
     since: v,
   },
+  IC_COST_OVER_LIMIT: {
+    status: 403,
+    title: 'Request Costs More Than The Limit',
+    description:
+      'This request alone costs more than the rate limit allows in a whole window: it can never pass, and retrying will not help.',
+    retryable: false,
+    hint: 'Ask for less (a smaller image, fewer items), or have the limit raised.',
+    since: v,
+  },
   IC_RATE_LIMITED: {
     status: 429,
     title: 'Too Many Requests',

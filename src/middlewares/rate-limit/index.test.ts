@@ -116,8 +116,9 @@ describe('rateLimitGuard(options)', () => {
     assert.equal(run(plain, '/chart?c=1').err, undefined, 'and a cost-1 request uses it')
 
     const tooCostly = run(guard, '/chart?c=11', '192.0.2.44')
-    assert.equal(tooCostly.err?.status, 429)
-    assert.equal(tooCostly.err?.code, 'IC_RATE_LIMITED')
+    assert.equal(tooCostly.err?.status, 403)
+    assert.equal(tooCostly.err?.code, 'IC_COST_OVER_LIMIT')
+    assert.equal(tooCostly.err?.headers['retry-after'], undefined, 'no retry can pass')
     assert.match(
       tooCostly.err?.message ?? '',
       /costs 11 units, more than the whole limit of 10 .* can never pass/,
