@@ -1,4 +1,4 @@
-import type { IncomingMessage, ServerResponse } from 'node:http'
+import { type IncomingMessage, type ServerResponse, STATUS_CODES } from 'node:http'
 import createHttpError from 'http-errors'
 import { icError } from './errors.ts'
 import type { Guard } from './guard.ts'
@@ -121,15 +121,21 @@ export function errorHandler(options: Readonly<ErrorHandlerOptions> = {}): KoaMi
       return
     }
     // An error status set without a body (@koa/router's allowedMethods() 405, `ctx.status = 401`)
-    // is an error response too; Koa's default 404 is notFound()'s to answer.
+    // is an error response too; Koa's default 404 is notFound()'s to answer. Nothing was
+    // thrown, so nothing is emitted on the app: Koa does not emit these either.
+    const { status } = ctx
     if (
-      ctx.status >= 400 &&
-      ctx.status !== 404 &&
+      status >= 400 &&
+      status !== 404 &&
       ctx.body == null &&
       ctx.respond !== false &&
       !ctx.res.headersSent
-    )
-      fail(ctx, createHttpError(ctx.status))
+    ) {
+      const message = ctx.res.statusMessage
+      ctx.respond = false
+      const custom = message !== undefined && message !== '' && message !== STATUS_CODES[status]
+      handle(custom ? createHttpError(status, message) : createHttpError(status), ctx.req, ctx.res)
+    }
   }
 }
 

@@ -518,6 +518,8 @@ describe('Koa: an error status set without a body is answered as an error', () =
       const app = new Koa()
       app.silent = true
       const reports: ErrorReport[] = []
+      const emitted: unknown[] = []
+      app.on('error', (e: { code?: unknown }) => emitted.push(e.code))
       app.use(kx.errorHandler({ onError: (r) => reports.push(r) }) as never)
       app.use(kx.notFound() as never)
       const router = new Router()
@@ -530,6 +532,10 @@ describe('Koa: an error status set without a body is answered as an error', () =
       router.get('/own', (ctx: { status: number; body: unknown }) => {
         ctx.status = 400
         ctx.body = 'my own answer'
+      })
+      router.get('/plan', (ctx: { status: number; message: string }) => {
+        ctx.status = 403
+        ctx.message = 'Your plan does not include webp'
       })
       app.use(router.routes() as never)
       app.use(router.allowedMethods() as never)
@@ -547,12 +553,16 @@ describe('Koa: an error status set without a body is answered as an error', () =
           [own.status, own.headers.get('x-ic-error-code'), await own.text()],
           [400, null, 'my own answer'],
         )
+        const plan = await fetch(`${s.url}/plan`)
+        assert.equal(plan.status, 403)
+        assert.match(await plan.text(), /Your plan does not include webp/)
         const missing = await fetch(`${s.url}/nothing`)
         assert.deepEqual([missing.status, missing.headers.get('x-ic-error-code')], [404, 'IC_NOT_FOUND'])
         assert.deepEqual(
           reports.map((r) => r.code),
-          ['IC_CLIENT_ERROR', 'IC_UNAUTHORIZED', 'IC_NOT_FOUND'],
+          ['IC_CLIENT_ERROR', 'IC_UNAUTHORIZED', 'IC_FORBIDDEN', 'IC_NOT_FOUND'],
         )
+        assert.deepEqual(emitted, ['IC_NOT_FOUND'], 'a status without a body is not an error thrown')
       } finally {
         await s.close()
       }
