@@ -421,18 +421,31 @@ describe('createBackendFetch', () => {
       gzip: (b) => zlib.gzipSync(b),
       'x-gzip': (b) => zlib.gzipSync(b),
       deflate: (b) => zlib.deflateSync(b),
+      'raw-deflate': (b) => zlib.deflateRawSync(b),
       br: (b) => zlib.brotliCompressSync(b),
       identity: (b) => b,
     }
     const encoded = await startBackend((req, res) => {
       const codings = (new URL(req.url ?? '/', 'http://x').searchParams.get('ce') ?? '').split(', ')
       const body = codings.reduce<Buffer>((b, coding) => (encoders[coding] as (b: Buffer) => Buffer)(b), PNG)
-      res.writeHead(200, { 'content-type': 'image/png', 'content-encoding': codings.join(', ') })
+      // Raw deflate is sent as `deflate`, as the servers that send it do.
+      const sent = codings.map((coding) => (coding === 'raw-deflate' ? 'deflate' : coding))
+      res.writeHead(200, { 'content-type': 'image/png', 'content-encoding': sent.join(', ') })
       res.end(body)
     })
     try {
       const fetchImage = createBackendFetch(loopback)
-      for (const ce of ['gzip', 'x-gzip', 'deflate', 'br', 'identity', 'gzip, br', 'GZIP']) {
+      for (const ce of [
+        'gzip',
+        'x-gzip',
+        'deflate',
+        'raw-deflate',
+        'br',
+        'identity',
+        'gzip, br',
+        'raw-deflate, br',
+        'GZIP',
+      ]) {
         const image = await fetchImage(`${encoded.url}/a.png?ce=${encodeURIComponent(ce.toLowerCase())}`)
         assert.deepEqual(image.body, PNG, ce)
         assert.equal(image.format, 'png', ce)
@@ -459,6 +472,13 @@ describe('createBackendFetch', () => {
         '/corrupt': ['gzip', Buffer.concat([gzipped.subarray(0, 10), Buffer.alloc(200, 0xff)])],
         '/cut': ['gzip', gzipped.subarray(0, gzipped.length - 12)],
         '/not-brotli': ['br', PNG],
+        '/not-deflate': ['deflate', PNG],
+        '/deflate-cut': [
+          'deflate',
+          zlib.deflateSync(Buffer.concat([PNG, Buffer.alloc(4096, 3)])).subarray(0, 30),
+        ],
+        '/deflate-one-byte': ['deflate', Buffer.from([0x78])],
+        '/deflate-empty': ['deflate', Buffer.alloc(0)],
       }
       const [ce, body] = bodies[req.url ?? ''] as [string, Buffer]
       res.writeHead(200, { 'content-type': 'image/png', 'content-encoding': ce })
@@ -466,7 +486,18 @@ describe('createBackendFetch', () => {
     })
     try {
       const fetchImage = createBackendFetch(loopback)
-      for (const path of ['/zstd', '/compress', '/too-many', '/corrupt', '/cut', '/not-brotli'])
+      for (const path of [
+        '/zstd',
+        '/compress',
+        '/too-many',
+        '/corrupt',
+        '/cut',
+        '/not-brotli',
+        '/not-deflate',
+        '/deflate-cut',
+        '/deflate-one-byte',
+        '/deflate-empty',
+      ])
         await expectCode(fetchImage(`${broken.url}${path}`), 'IC_BACKEND_INVALID_RESPONSE', 502)
     } finally {
       await broken.close()

@@ -1,7 +1,7 @@
 import { lookup as dnsLookup, type LookupAddress } from 'node:dns'
 import http, { type IncomingHttpHeaders, type IncomingMessage } from 'node:http'
 import https from 'node:https'
-import type { Readable } from 'node:stream'
+import { type Readable, Transform, type TransformCallback } from 'node:stream'
 import zlib from 'node:zlib'
 import { errorCatalogue } from '../../catalogue.ts'
 import { type IcError, icError, isIcError } from '../../errors.ts'
@@ -563,10 +563,58 @@ function contentCodings(header: string | undefined): Coding[] | undefined {
   return codings
 }
 
-function createDecoder(coding: Coding): zlib.Gunzip | zlib.Inflate | zlib.BrotliDecompress {
+function createDecoder(coding: Coding): Transform {
   if (coding === 'gzip') return zlib.createGunzip()
-  if (coding === 'deflate') return zlib.createInflate()
+  if (coding === 'deflate') return new DeflateDecoder()
   return zlib.createBrotliDecompress()
+}
+
+/**
+ * `deflate` as servers send it: the zlib format RFC 9110 names, or raw deflate, which some
+ * servers send and browsers and undici accept. The first two bytes tell them apart (a zlib
+ * header has method 8 and is a multiple of 31).
+ */
+class DeflateDecoder extends Transform {
+  #inner: zlib.Inflate | zlib.InflateRaw | undefined
+  #head = Buffer.alloc(0)
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, done: TransformCallback): void {
+    if (this.#inner !== undefined) {
+      this.#inner.write(chunk, () => done())
+      return
+    }
+    this.#head = Buffer.concat([this.#head, chunk])
+    if (this.#head.length < 2) done()
+    else this.#start().write(this.#head, () => done())
+  }
+
+  override _flush(done: TransformCallback): void {
+    if (this.#inner === undefined) {
+      if (this.#head.length === 0) {
+        done(new Error('unexpected end of file'))
+        return
+      }
+      this.#start().write(this.#head)
+    }
+    const inner = this.#inner as zlib.Inflate | zlib.InflateRaw
+    inner.once('end', () => done())
+    inner.end()
+  }
+
+  override _destroy(error: Error | null, done: (error?: Error | null) => void): void {
+    this.#inner?.destroy()
+    done(error)
+  }
+
+  #start(): zlib.Inflate | zlib.InflateRaw {
+    const [first = 0, second = 0] = this.#head
+    const wrapped = (first & 0x0f) === 8 && ((first << 8) | second) % 31 === 0
+    const inner = wrapped ? zlib.createInflate() : zlib.createInflateRaw()
+    inner.on('data', (data: Buffer) => this.push(data))
+    inner.on('error', (error) => this.destroy(error))
+    this.#inner = inner
+    return inner
+  }
 }
 
 function retryFacts(err: unknown): { status: number } | { error: unknown } {
