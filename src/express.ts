@@ -132,20 +132,23 @@ interface AppLike {
 
 interface LayerLike {
   readonly handle?: unknown
+  /** A route's own layers (`app.get(path, ..., errorHandler())`). */
+  readonly route?: { readonly stack?: unknown }
   /** Express 5 (router 2): mounted at `/` for every path. */
   readonly slash?: boolean
   /** Express 4: the same. */
   readonly regexp?: { readonly fast_slash?: boolean }
 }
 
-/** Whether a router stack holds an `errorHandler()` at any depth (sub-routers included). */
+/** Whether a router stack holds an `errorHandler()` at any depth (sub-routers and routes included). */
 function holdsErrorHandler(stack: unknown, depth = 0): boolean {
   if (!Array.isArray(stack) || depth > 8) return false
   return stack.some((layer: LayerLike | null) => {
     const handle = layer?.handle
     return (
-      typeof handle === 'function' &&
-      (errorWriters.has(handle) || holdsErrorHandler((handle as { stack?: unknown }).stack, depth + 1))
+      (typeof handle === 'function' &&
+        (errorWriters.has(handle) || holdsErrorHandler((handle as { stack?: unknown }).stack, depth + 1))) ||
+      holdsErrorHandler(layer?.route?.stack, depth + 1)
     )
   })
 }
@@ -172,7 +175,11 @@ function mountedErrorWriter(req: IncomingMessage): ErrorWriter | undefined {
       if (typeof handle !== 'function') continue
       const write = errorWriters.get(handle)
       if (write === undefined) {
-        if (holdsErrorHandler((handle as { stack?: unknown }).stack)) return undefined
+        if (
+          holdsErrorHandler((handle as { stack?: unknown }).stack) ||
+          holdsErrorHandler(layer?.route?.stack)
+        )
+          return undefined
         continue
       }
       const everyPath = layer?.slash === true || layer?.regexp?.fast_slash === true

@@ -14,7 +14,9 @@ import * as ex from '../src/express.ts'
 import { type ErrorReport, icError } from '../src/index.ts'
 import * as kx from '../src/koa.ts'
 
-async function listen(handler: never): Promise<{ url: string; server: Server; close(): Promise<void> }> {
+type Served = { url: string; server: Server; close(): Promise<void> }
+
+async function listen(handler: never): Promise<Served> {
   const server = createServer(handler)
   server.listen(0, '127.0.0.1')
   await once(server, 'listening')
@@ -423,19 +425,45 @@ describe('Express: where a deadline 504 goes when the app has no single errorHan
       admin.get('/slow', ex.deadline({ timeoutMs: 30 }) as never, () => {})
       admin.use('/admin', ex.errorHandler({ onError: (r) => reports.push(`admin ${r.code}`) }) as never)
       admin.use(ex.errorHandler({ onError: (r) => reports.push(`rest ${r.code}`) }) as never)
-      const [server, adminServer] = [await listen(app as never), await listen(admin as never)]
+      // Its only errorHandler() is at a path: not taken for /slow.
+      const onlyAdmin = express()
+      onlyAdmin.set('env', 'test')
+      onlyAdmin.get('/slow', ex.deadline({ timeoutMs: 30 }) as never, () => {})
+      onlyAdmin.use(
+        '/admin',
+        ex.errorHandler({ onError: (r) => reports.push(`only-admin ${r.code}`) }) as never,
+      )
+      // errorHandler()s on routes, where Express sends their errors.
+      const routes = express()
+      routes.get(
+        '/slow',
+        ex.deadline({ timeoutMs: 30 }) as never,
+        () => {},
+        ex.errorHandler({ onError: (r) => reports.push(`route ${r.code}`) }) as never,
+      )
+      routes
+        .route('/r')
+        .get(ex.deadline({ timeoutMs: 30 }) as never, () => {})
+        .all(ex.errorHandler({ onError: (r) => reports.push(`route.all ${r.code}`) }) as never)
+      routes.use(ex.errorHandler({ onError: (r) => reports.push(`routes-app ${r.code}`) }) as never)
+      const servers = await Promise.all([app, admin, onlyAdmin, routes].map((a) => listen(a as never)))
+      const [server, adminServer, onlyAdminServer, routesServer] = servers as [Served, Served, Served, Served]
       try {
         assert.equal((await fetch(`${server.url}/api/slow`)).status, 504)
         assert.equal((await fetch(`${server.url}/slow`)).status, 504)
         assert.equal((await fetch(`${adminServer.url}/slow`)).status, 504)
+        assert.equal((await fetch(`${onlyAdminServer.url}/slow`)).status, 504)
+        assert.equal((await fetch(`${routesServer.url}/slow`)).status, 504)
+        assert.equal((await fetch(`${routesServer.url}/r`)).status, 504)
         assert.deepEqual(reports, [
           'api IC_BACKEND_TIMEOUT',
           'app IC_BACKEND_TIMEOUT',
           'rest IC_BACKEND_TIMEOUT',
+          'route IC_BACKEND_TIMEOUT',
+          'route.all IC_BACKEND_TIMEOUT',
         ])
       } finally {
-        await server.close()
-        await adminServer.close()
+        await Promise.all(servers.map((s) => s.close()))
       }
     })
   }
@@ -537,6 +565,9 @@ describe('Koa: an error status set without a body is answered as an error', () =
         ctx.status = 403
         ctx.message = 'Your plan does not include webp'
       })
+      router.get('/early', (ctx: { status: number }) => {
+        ctx.status = 425 // Koa 2 names it from statuses 1.x: "Unordered Collection"
+      })
       app.use(router.routes() as never)
       app.use(router.allowedMethods() as never)
       const s = await listen(app.callback() as never)
@@ -556,11 +587,18 @@ describe('Koa: an error status set without a body is answered as an error', () =
         const plan = await fetch(`${s.url}/plan`)
         assert.equal(plan.status, 403)
         assert.match(await plan.text(), /Your plan does not include webp/)
+        const early = await fetch(`${s.url}/early`)
+        assert.equal(early.status, 425)
+        assert.doesNotMatch(
+          await early.text(),
+          /Unordered Collection/,
+          'a default text is not a message of the app',
+        )
         const missing = await fetch(`${s.url}/nothing`)
         assert.deepEqual([missing.status, missing.headers.get('x-ic-error-code')], [404, 'IC_NOT_FOUND'])
         assert.deepEqual(
           reports.map((r) => r.code),
-          ['IC_CLIENT_ERROR', 'IC_UNAUTHORIZED', 'IC_FORBIDDEN', 'IC_NOT_FOUND'],
+          ['IC_CLIENT_ERROR', 'IC_UNAUTHORIZED', 'IC_FORBIDDEN', 'IC_CLIENT_ERROR', 'IC_NOT_FOUND'],
         )
         assert.deepEqual(emitted, ['IC_NOT_FOUND'], 'a status without a body is not an error thrown')
       } finally {
