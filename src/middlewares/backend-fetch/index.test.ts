@@ -422,6 +422,9 @@ describe('createBackendFetch', () => {
       'x-gzip': (b) => zlib.gzipSync(b),
       deflate: (b) => zlib.deflateSync(b),
       'raw-deflate': (b) => zlib.deflateRawSync(b),
+      // Bytes after the end of the deflate data, which zlib ignores.
+      'deflate-trailing': (b) => Buffer.concat([zlib.deflateSync(b), Buffer.from('\r\n')]),
+      'raw-deflate-trailing': (b) => Buffer.concat([zlib.deflateRawSync(b), Buffer.from('\r\n')]),
       br: (b) => zlib.brotliCompressSync(b),
       identity: (b) => b,
     }
@@ -429,7 +432,7 @@ describe('createBackendFetch', () => {
       const codings = (new URL(req.url ?? '/', 'http://x').searchParams.get('ce') ?? '').split(', ')
       const body = codings.reduce<Buffer>((b, coding) => (encoders[coding] as (b: Buffer) => Buffer)(b), PNG)
       // Raw deflate is sent as `deflate`, as the servers that send it do.
-      const sent = codings.map((coding) => (coding === 'raw-deflate' ? 'deflate' : coding))
+      const sent = codings.map((coding) => (coding.includes('deflate') ? 'deflate' : coding))
       res.writeHead(200, { 'content-type': 'image/png', 'content-encoding': sent.join(', ') })
       res.end(body)
     })
@@ -444,6 +447,8 @@ describe('createBackendFetch', () => {
         'identity',
         'gzip, br',
         'raw-deflate, br',
+        'deflate-trailing',
+        'raw-deflate-trailing',
         'GZIP',
       ]) {
         const image = await fetchImage(`${encoded.url}/a.png?ce=${encodeURIComponent(ce.toLowerCase())}`)

@@ -577,33 +577,54 @@ function createDecoder(coding: Coding): Transform {
 class DeflateDecoder extends Transform {
   #inner: zlib.Inflate | zlib.InflateRaw | undefined
   #head = Buffer.alloc(0)
+  // The inflater ends its output at the end of the deflate data, even with bytes left over,
+  // and then answers no more writes: whatever waits for it is released on its 'end'.
+  #ended = false
+  #waiting: (() => void) | undefined
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, done: TransformCallback): void {
-    if (this.#inner !== undefined) {
-      this.#inner.write(chunk, () => done())
-      return
+    if (this.#ended) done()
+    else if (this.#inner !== undefined) this.#write(this.#inner, chunk, done)
+    else {
+      this.#head = Buffer.concat([this.#head, chunk])
+      if (this.#head.length < 2) done()
+      else this.#write(this.#start(), this.#head, done)
     }
-    this.#head = Buffer.concat([this.#head, chunk])
-    if (this.#head.length < 2) done()
-    else this.#start().write(this.#head, () => done())
   }
 
   override _flush(done: TransformCallback): void {
-    if (this.#inner === undefined) {
+    let inner = this.#inner
+    if (inner === undefined) {
       if (this.#head.length === 0) {
         done(new Error('unexpected end of file'))
         return
       }
-      this.#start().write(this.#head)
+      // A body shorter than the two bytes that tell the forms apart.
+      inner = this.#start()
+      inner.write(this.#head)
     }
-    const inner = this.#inner as zlib.Inflate | zlib.InflateRaw
-    inner.once('end', () => done())
-    inner.end()
+    if (this.#ended) done()
+    else {
+      this.#waiting = () => done()
+      inner.end()
+    }
   }
 
   override _destroy(error: Error | null, done: (error?: Error | null) => void): void {
     this.#inner?.destroy()
     done(error)
+  }
+
+  #write(inner: zlib.Inflate | zlib.InflateRaw, data: Buffer, done: TransformCallback): void {
+    let called = false
+    const release = (): void => {
+      if (called) return
+      called = true
+      this.#waiting = undefined
+      done()
+    }
+    this.#waiting = release
+    inner.write(data, release)
   }
 
   #start(): zlib.Inflate | zlib.InflateRaw {
@@ -612,6 +633,10 @@ class DeflateDecoder extends Transform {
     const inner = wrapped ? zlib.createInflate() : zlib.createInflateRaw()
     inner.on('data', (data: Buffer) => this.push(data))
     inner.on('error', (error) => this.destroy(error))
+    inner.once('end', () => {
+      this.#ended = true
+      this.#waiting?.()
+    })
     this.#inner = inner
     return inner
   }
