@@ -212,6 +212,31 @@ for (const kind of ['redis', 'ioredis'] as const) {
       }
     })
 
+    it('sends a command again after a clock step with its deadline: run late, it counts nothing', async () => {
+      const c = await client()
+      let sent = 0
+      let delayMs = 0
+      // The second round trip of one request is slow (a busy Redis, a long network path).
+      const sendCommand: SendCommand = async (args) => {
+        if (sent++ === 1 && delayMs > 0) await new Promise((resolve) => setTimeout(resolve, delayMs))
+        return c.sendCommand(args)
+      }
+      const store = new RedisStore({ sendCommand, prefix: `${kind}:step-late:` })
+      const policy = { limit: 5, windowMs: 60_000, blockMs: 0 }
+      mock.timers.enable({ apis: ['Date'], now: Date.now() })
+      try {
+        assert.equal((await store.consume('k', 1, policy, Date.now() + 200)).used, 1)
+        sent = 0
+        delayMs = 500
+        mock.timers.setTime(Date.now() - 5000)
+        await assert.rejects(store.consume('k', 1, policy, Date.now() + 200), StoreDeadlineError)
+        assert.equal(sent, 2, 'sent again once, after the offset was learnt anew')
+        assert.equal(await c.sendCommand(['GET', `${kind}:step-late:k`]), '1', 'the late one counted nothing')
+      } finally {
+        mock.timers.reset()
+      }
+    })
+
     it('does not count requests served while Redis stalled when Redis resumes (no late block)', async () => {
       const c = await client()
       const store = new RedisStore({ sendCommand: c.sendCommand, prefix: `${kind}:stall:` })

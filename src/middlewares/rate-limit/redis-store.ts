@@ -122,11 +122,16 @@ export class RedisStore implements RateLimitStore {
     this.#prefix = prefix
   }
 
-  async consume(
+  consume(key: string, cost: number, policy: RateLimitPolicy, deadlineMs?: number): Promise<ConsumeResult> {
+    return this.#consume(key, cost, policy, deadlineMs, false)
+  }
+
+  async #consume(
     key: string,
     cost: number,
     policy: RateLimitPolicy,
-    deadlineMs?: number,
+    deadlineMs: number | undefined,
+    relearnt: boolean,
   ): Promise<ConsumeResult> {
     // Until a reply told the clocks' offset, no deadline is checked: better count late than
     // expire every command under a skewed clock.
@@ -158,10 +163,11 @@ export class RedisStore implements RateLimitStore {
     this.#learnOffset(boundMs)
     if (Number(reply[0]) === -1) {
       // Answered before the deadline by our clock, so it ran in time: the learnt offset is stale
-      // (a clock was stepped, or another Redis answers). Learn anew, and count the request.
-      if (deadlineMs !== undefined && Date.now() <= deadlineMs) {
+      // (a clock was stepped, or another Redis answers). Learn anew, and send it once more,
+      // with the same deadline: a command Redis runs after it must still count nothing.
+      if (!relearnt && deadlineMs !== undefined && Date.now() <= deadlineMs) {
         this.#restartOffset(boundMs)
-        return this.consume(key, cost, policy)
+        return this.#consume(key, cost, policy, deadlineMs, true)
       }
       throw new StoreDeadlineError(
         `Redis ran the command after its deadline (${redisDeadlineMs}, Unix ms by Redis's clock), and counted nothing`,
