@@ -133,10 +133,19 @@ export function errorHandler(options: Readonly<ErrorHandlerOptions> = {}): KoaMi
     ) {
       const message = ctx.res.statusMessage
       ctx.respond = false
-      const custom = message !== undefined && message !== '' && message !== STATUS_CODES[status]
+      const custom = message !== undefined && message !== '' && !isStatusText(status, message)
       handle(custom ? createHttpError(status, message) : createHttpError(status), ctx.req, ctx.res)
     }
   }
+}
+
+// Koa 2 fills the status text from statuses 1.x, whose texts differ from Node's for 418 (case) and 425.
+const OLDER_STATUS_TEXT: Readonly<Record<number, string>> = { 425: 'Unordered Collection' }
+
+/** Whether `message` is the default text of `status`, not one the app set with `ctx.message`. */
+function isStatusText(status: number, message: string): boolean {
+  const lower = message.toLowerCase()
+  return lower === STATUS_CODES[status]?.toLowerCase() || lower === OLDER_STATUS_TEXT[status]?.toLowerCase()
 }
 
 /**
