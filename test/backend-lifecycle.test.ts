@@ -27,6 +27,23 @@ async function get(url: string, agent?: Agent): Promise<Answer> {
   return { status: res.statusCode ?? 0, headers: res.headers, body, socket: req.socket as Socket }
 }
 
+/** A promise, and the function a handler calls to settle it when it got there. */
+function reached(): { readonly promise: Promise<void>; readonly resolve: () => void } {
+  let resolve: () => void = () => {}
+  const promise = new Promise<void>((settle) => {
+    resolve = settle
+  })
+  return { promise, resolve }
+}
+
+/** Collects what goes to console.error (Express's final handler logs there) until restored. */
+function captureConsoleError(): { readonly logged: unknown[]; restore(): void } {
+  const logged: unknown[] = []
+  const consoleError = console.error
+  console.error = (...args: unknown[]) => logged.push(args)
+  return { logged, restore: () => (console.error = consoleError) }
+}
+
 /** Opens a raw client socket to the app. */
 async function rawSocket(appUrl: string): Promise<Socket> {
   const { port } = new URL(appUrl)
@@ -97,10 +114,7 @@ describe('backend lifecycle on every framework', () => {
 
       test('writes straight to the response after the deadline are dropped: no throw, no error event, a late pipe drains', async () => {
         const agent = new Agent({ keepAlive: true, maxSockets: 1 })
-        let lateDone: () => void = () => {}
-        const wroteLate = new Promise<void>((resolve) => {
-          lateDone = resolve
-        })
+        const { promise: wroteLate, resolve: lateDone } = reached()
         let drained: Promise<unknown> = Promise.resolve()
         const app = await startApp(framework, {
           routes: [
@@ -178,13 +192,8 @@ describe('backend lifecycle on every framework', () => {
 
       test('a handler that fails after the 504 is ignored: not logged, and the keep-alive connection lives on', async () => {
         const agent = new Agent({ keepAlive: true, maxSockets: 1 })
-        const logged: unknown[] = []
-        const consoleError = console.error
-        console.error = (...args: unknown[]) => logged.push(args)
-        let lateFailed: () => void = () => {}
-        const failedLate = new Promise<void>((resolve) => {
-          lateFailed = resolve
-        })
+        const { logged, restore } = captureConsoleError()
+        const { promise: failedLate, resolve: lateFailed } = reached()
         const app = await startApp(framework, {
           routes: [
             {
@@ -213,20 +222,15 @@ describe('backend lifecycle on every framework', () => {
             ['IC_BACKEND_TIMEOUT'],
           )
         } finally {
-          console.error = consoleError
+          restore()
           agent.destroy()
           await app.close()
         }
       })
 
       test('a handler that fails after its client left is ignored too', async () => {
-        const logged: unknown[] = []
-        const consoleError = console.error
-        console.error = (...args: unknown[]) => logged.push(args)
-        let lateFailed: () => void = () => {}
-        const failedLate = new Promise<void>((resolve) => {
-          lateFailed = resolve
-        })
+        const { logged, restore } = captureConsoleError()
+        const { promise: failedLate, resolve: lateFailed } = reached()
         const app = await startApp(framework, {
           use: (a) => [a.clientClosed()],
           routes: [
@@ -254,7 +258,7 @@ describe('backend lifecycle on every framework', () => {
             [['IC_CLIENT_CLOSED_REQUEST', 'client-gone']],
           )
         } finally {
-          console.error = consoleError
+          restore()
           await app.close()
         }
       })
@@ -382,10 +386,7 @@ describe('backend lifecycle on every framework', () => {
       })
 
       test('a handler that ignores the signal is still reported once as 499, and writes nothing', async () => {
-        let handlerDone!: () => void
-        const done = new Promise<void>((resolve) => {
-          handlerDone = resolve
-        })
+        const { promise: done, resolve: handlerDone } = reached()
         const app = await startApp(framework, {
           use: (a) => [a.clientClosed()],
           routes: [
