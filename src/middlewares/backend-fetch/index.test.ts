@@ -15,6 +15,7 @@ import {
   type BackendFetchOptions,
   compileHostList,
   createBackendFetch,
+  DeflateDecoder,
   type LookupFunction,
 } from './index.ts'
 
@@ -666,6 +667,28 @@ describe('createBackendFetch', () => {
     })
     assert.equal(typeof fetchImage, 'function')
     assert.equal(typeof createBackendFetch({ retry: false }), 'function')
+  })
+})
+
+describe('DeflateDecoder', () => {
+  it('inflates no further than its reader reads: one small chunk does not fill memory', async () => {
+    const zeros = 64 * 1024 * 1024
+    for (const encode of [zlib.deflateSync, zlib.deflateRawSync]) {
+      const decoder = new DeflateDecoder()
+      decoder.write(encode(Buffer.alloc(zeros)))
+      await new Promise((resolve) => setTimeout(resolve, 200))
+      assert.ok(
+        decoder.readableLength <= 1024 * 1024,
+        `${decoder.readableLength} bytes buffered, nobody reading`,
+      )
+      let decoded = 0
+      decoder.on('data', (chunk: Buffer) => {
+        decoded += chunk.length
+      })
+      decoder.end()
+      await once(decoder, 'end')
+      assert.equal(decoded, zeros, 'all of it, once read')
+    }
   })
 })
 

@@ -572,9 +572,12 @@ function createDecoder(coding: Coding): Transform {
 /**
  * `deflate` as servers send it: the zlib format RFC 9110 names, or raw deflate, which some
  * servers send and browsers and undici accept. The first two bytes tell them apart (a zlib
- * header has method 8 and is a multiple of 31).
+ * header has method 8 and is a multiple of 31). Exported for its tests.
+ *
+ * @example
+ * res.pipe(new DeflateDecoder()).on('data', (image) => chunks.push(image))
  */
-class DeflateDecoder extends Transform {
+export class DeflateDecoder extends Transform {
   #inner: zlib.Inflate | zlib.InflateRaw | undefined
   #head = Buffer.alloc(0)
   // The inflater ends its output at the end of the deflate data, even with bytes left over,
@@ -610,6 +613,11 @@ class DeflateDecoder extends Transform {
     }
   }
 
+  override _read(size: number): void {
+    this.#inner?.resume()
+    super._read(size)
+  }
+
   override _destroy(error: Error | null, done: (error?: Error | null) => void): void {
     this.#inner?.destroy()
     done(error)
@@ -631,7 +639,10 @@ class DeflateDecoder extends Transform {
     const [first = 0, second = 0] = this.#head
     const wrapped = (first & 0x0f) === 8 && ((first << 8) | second) % 31 === 0
     const inner = wrapped ? zlib.createInflate() : zlib.createInflateRaw()
-    inner.on('data', (data: Buffer) => this.push(data))
+    // Inflating one chunk can make a thousand times its size: the inflater waits for readers.
+    inner.on('data', (data: Buffer) => {
+      if (!this.push(data)) inner.pause()
+    })
     inner.on('error', (error) => this.destroy(error))
     inner.once('end', () => {
       this.#ended = true
