@@ -1,3 +1,5 @@
+import { parseRetryAfter } from './middlewares/retry/index.ts'
+
 /**
  * One validation failure, in the shape Image-Charts' clients read from
  * `x-ic-error-validation` (`[{ message }]`), with Joi-style `path` and `type` beside it.
@@ -153,14 +155,10 @@ export function retryAfterValue(seconds: number): string {
   return String(Math.min(MAX_DELTA_SECONDS, Math.max(0, Math.ceil(seconds))))
 }
 
-const HTTP_DATE = /^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} GMT$/
-
 /** A `Retry-After` another library set, as whole delta-seconds; undefined when it is neither seconds nor an HTTP date. */
 function deltaSecondsOf(text: string): string | undefined {
-  const trimmed = text.trim()
-  if (/^\d+$/.test(trimmed)) return retryAfterValue(Number(trimmed))
-  const at = HTTP_DATE.test(trimmed) ? Date.parse(trimmed) : Number.NaN
-  return Number.isNaN(at) ? undefined : retryAfterValue((at - Date.now()) / 1000)
+  const waitMs = parseRetryAfter(text)
+  return waitMs === undefined ? undefined : retryAfterValue(waitMs / 1000)
 }
 
 /**
