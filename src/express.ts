@@ -157,7 +157,7 @@ function holdsErrorHandler(stack: unknown, depth = 0): boolean {
  * The writer of the one `errorHandler()` mounted for every path at the top of the request's
  * app (or of an app it is mounted in). Undefined — the failure then goes through
  * `next(err)`, whose path Express knows — when there is none, several, one mounted at a
- * path, one inside a router, or the app's router cannot be read. Express 4 keeps the router
+ * path, one inside a router or on a route, or the app's router cannot be read. Express 4 keeps the router
  * in `app._router` (its `app.router` throws), Express 5 in `app.router`.
  */
 function mountedErrorWriter(req: IncomingMessage): ErrorWriter | undefined {

@@ -245,6 +245,8 @@ export function createBackendFetch(options: Readonly<BackendFetchOptions> = {}):
     options.retry === undefined || options.retry === false
       ? undefined
       : readRetryPolicy(options.retry, '`retry` of createBackendFetch')
+  const tooLargeError = (): IcError =>
+    icError('IC_IMAGE_TOO_LARGE', { message: `The source image is larger than ${maxBytes} bytes` })
   const httpAgent = new http.Agent({ keepAlive: true })
   const httpsAgent = new https.Agent({ keepAlive: true })
 
@@ -361,10 +363,7 @@ export function createBackendFetch(options: Readonly<BackendFetchOptions> = {}):
         }
       }
       const onAbort = (): void => finish(signal.reason)
-      const tooLarge = (): void =>
-        finish(
-          icError('IC_IMAGE_TOO_LARGE', { message: `The source image is larger than ${maxBytes} bytes` }),
-        )
+      const tooLarge = (): void => finish(tooLargeError())
       const truncated = (cause?: unknown): void =>
         finish(
           icError('IC_BACKEND_INVALID_RESPONSE', {
@@ -467,7 +466,7 @@ export function createBackendFetch(options: Readonly<BackendFetchOptions> = {}):
       const length = Number(res.headers['content-length'])
       if (length > maxBytes) {
         res.destroy()
-        throw icError('IC_IMAGE_TOO_LARGE', { message: `The source image is larger than ${maxBytes} bytes` })
+        throw tooLargeError()
       }
       const codings = contentCodings(res.headers['content-encoding'])
       if (codings === undefined) {
