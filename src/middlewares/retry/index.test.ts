@@ -4,6 +4,16 @@ import { describe, it } from 'node:test'
 import { type Backend, startBackend } from '../../../test/support/backends.ts'
 import { createRetryPolicy, fetchWithRetry, parseRetryAfter, type RetryEvent, retryDelay } from './index.ts'
 
+/** A fetch that answers 200 and records the URLs it was asked for. */
+function recordingFetch(): { readonly calls: string[]; readonly fetch: typeof globalThis.fetch } {
+  const calls: string[] = []
+  const fetch = (async (url: string | URL) => {
+    calls.push(String(url))
+    return new Response('ok')
+  }) as typeof globalThis.fetch
+  return { calls, fetch }
+}
+
 describe('retryDelay', () => {
   it('waits at least 1 s by default, with full jitter up to a doubling ceiling', () => {
     const low = createRetryPolicy({ random: () => 0 })
@@ -366,11 +376,7 @@ describe('fetchWithRetry', { concurrency: true }, () => {
   })
 
   it('refuses a backoff shorter than 1 s, before fetching', async () => {
-    const calls: string[] = []
-    const fetch = (async (url: string | URL) => {
-      calls.push(String(url))
-      return new Response('ok')
-    }) as typeof globalThis.fetch
+    const { calls, fetch } = recordingFetch()
     for (const options of [
       { minDelayMs: 0 },
       { minDelayMs: 999 },
@@ -394,11 +400,7 @@ describe('fetchWithRetry', { concurrency: true }, () => {
   })
 
   it('refuses an option it does not know, and takes every documented one, `fetch` included', async () => {
-    const calls: string[] = []
-    const fetch = (async (url: string | URL) => {
-      calls.push(String(url))
-      return new Response('ok')
-    }) as typeof globalThis.fetch
+    const { calls, fetch } = recordingFetch()
     await assert.rejects(fetchWithRetry('http://x.test/', {}, { fetch, maxAttempt: 2 } as never), {
       name: 'TypeError',
       message:
