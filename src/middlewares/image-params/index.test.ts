@@ -87,9 +87,43 @@ describe('imageParams: built-in Imagizer rules', () => {
 
   it('caps the output area, dpr included', () => {
     assert.deepEqual(values({}, 'width=5000&height=5000&dpr=1'), { width: 5000, height: 5000, dpr: 1 })
-    const err = refusal({}, 'width=5000&height=5000&dpr=2')
-    assert.equal(err.validation?.[0]?.type, 'output.area')
+    const err = refusal({}, 'width=4000&height=4000&dpr=2')
+    assert.deepEqual(
+      err.validation?.map((i) => i.type),
+      ['output.area'],
+    )
     assert.equal(refusal({ maxOutputPixels: 100 }, 'width=11&height=10').validation?.[0]?.path?.[0], 'width')
+  })
+
+  it('caps each side of the output, dpr included, when only one side is given', () => {
+    for (const query of ['width=8192&dpr=5', 'width=4097&dpr=2']) {
+      assert.deepEqual(
+        refusal({}, query).validation?.map((i) => [i.path?.[0], i.type]),
+        [['width', 'output.width']],
+        query,
+      )
+    }
+    assert.deepEqual(
+      refusal({}, 'height=8192&dpr=5').validation?.map((i) => [i.path?.[0], i.type, i.message]),
+      [['height', 'output.height', '"height" × "dpr" must be less than or equal to 8192']],
+    )
+    assert.deepEqual(values({}, 'width=4096&dpr=2'), { width: 4096, dpr: 2 })
+    assert.deepEqual(values({}, 'width=8192&dpr=0.5'), { width: 8192, dpr: 0.5 })
+    assert.deepEqual(values({ maxHeight: 1000 }, 'height=500&dpr=2'), { height: 500, dpr: 2 })
+    assert.equal(refusal({ maxHeight: 1000 }, 'height=501&dpr=2').validation?.[0]?.type, 'output.height')
+  })
+
+  it('judges no output limit when a size parameter is itself refused', () => {
+    for (const query of [
+      'width=8192&height=8192&dpr=0.5x',
+      'width=8192&height=8192&dpr=%ZZ',
+      'width=8192&dpr=9',
+    ]) {
+      assert.ok(
+        refusal({}, query).validation?.every((i) => i.type?.startsWith('output.') !== true),
+        query,
+      )
+    }
   })
 
   it('validates NAME64 like NAME', () => {
@@ -217,13 +251,33 @@ describe('imageParams: imageParamsAllowed', () => {
       err.validation?.map((i) => i.path?.[0]),
       ['blur', 'foo'],
     )
-    assert.match(err.message, /blur, foo/)
+    assert.match(err.message, /"blur", "foo"/)
+  })
+
+  it('names a refused parameter escaped in the message, as in the header', () => {
+    const err = refusal({ imageParamsAllowed: ['width'] }, 'width=1&zz%0D%0ASet-Cookie:%20a=1')
+    assert.equal(err.message, 'Parameter not allowed: "zz\\r\\nSet-Cookie: a"')
+    assert.doesNotMatch(err.message, /[\r\n]/)
+  })
+
+  it('counts a NAME64 with broken percent-encoding as NAME: allowed when NAME is', () => {
+    const allowed = { imageParamsAllowed: ['width', 'chs'], params: { chs: { type: 'size' as const } } }
+    for (const query of ['chs=1x1&width64=%ZZ', 'chs64=%ZZ']) {
+      const err = refusal(allowed, query)
+      assert.equal(err.code, 'IS_VALIDATION_ERROR', query)
+      assert.deepEqual(
+        err.validation?.map((i) => i.type),
+        ['query.encoding'],
+        query,
+      )
+    }
+    assert.equal(refusal(allowed, 'zz64=%ZZ').code, 'IC_PARAM_NOT_ALLOWED')
   })
 
   it('names at most ten refused parameters in the message, and lists all in the validation items', () => {
     const query = Array.from({ length: 12 }, (_, i) => `p${i}=1`).join('&')
     const err = refusal({ imageParamsAllowed: ['width'] }, query)
-    assert.match(err.message, /p9 and 2 more$/)
+    assert.match(err.message, /"p9" and 2 more$/)
     assert.equal(err.validation?.length, 12)
   })
 

@@ -1,8 +1,8 @@
 import { icError } from '../../errors.ts'
 import type { Guard } from '../../guard.ts'
 import { NameTable } from '../../name-table.ts'
-import { knownOptions, recordOption } from '../../options.ts'
-import { type ParsedQuery, parseQuery } from '../../query.ts'
+import { knownOptions, recordOption, showValue } from '../../options.ts'
+import { type ParsedQuery, parseQuery, quoteName } from '../../query.ts'
 import type { ValidationItem } from '../../validation-header.ts'
 import {
   type CompiledRule,
@@ -119,6 +119,9 @@ export const DEFAULT_PARAMS_EXEMPT: readonly string[] = Object.freeze([
 ])
 const NAME = /^[^\s]{1,64}$/
 
+/** A cloud region as `bucket`'s companion names one: `us-east-1`, `eu-central-2`. Internal. */
+export const REGION = /^[a-z]{2}(?:-[a-z]+)+-\d{1,2}$/
+
 function builtInRules(maxWidth: number, maxHeight: number, maxDpr: number): Record<string, ParamRule> {
   return {
     width: { type: 'integer', min: 1, max: maxWidth },
@@ -141,14 +144,14 @@ function builtInRules(maxWidth: number, maxHeight: number, maxDpr: number): Reco
     face: { type: 'boolean' },
     meta: { type: 'boolean' },
     cache_processed: { type: 'boolean' },
-    region: { type: 'pattern', pattern: /^[a-z]{2}(?:-[a-z]+)+-\d{1,2}$/ },
+    region: { type: 'pattern', pattern: REGION },
   }
 }
 
 function positive(option: string, value: unknown, fallback: number): number {
   if (value === undefined) return fallback
   if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0)
-    throw new TypeError(`Expected \`${option}\` to be a positive number, got ${JSON.stringify(value)}`)
+    throw new TypeError(`Expected \`${option}\` to be a positive number, got ${showValue(value)}`)
   return value
 }
 
@@ -204,6 +207,10 @@ export interface CompiledImageParams {
   readonly restricted: boolean
   readonly required: readonly CompiledRule[]
   readonly defaults: readonly CompiledRule[]
+  /** The widest output, `width × dpr`, in pixels. */
+  readonly maxWidth: number
+  /** The tallest output, `height × dpr`, in pixels. */
+  readonly maxHeight: number
   readonly maxOutputPixels: number
 }
 
@@ -276,6 +283,8 @@ export function compileImageParams(
     restricted: allowed !== undefined,
     required: compiled.filter((rule) => rule.required),
     defaults: compiled.filter((rule) => rule.default !== undefined),
+    maxWidth,
+    maxHeight,
     maxOutputPixels,
   }
 }
@@ -286,7 +295,62 @@ function reported(items: readonly ValidationItem[] | undefined, name: string): b
 }
 
 function notAllowed(name: string): ValidationItem {
-  return { message: `${JSON.stringify(name)} is not allowed`, path: [name], type: 'any.unknown' }
+  return { message: `${quoteName(name)} is not allowed`, path: [name], type: 'any.unknown' }
+}
+
+/** `NAME` for `NAME64`: an option may not name a `NAME64` form, so every such name is one. */
+function canonicalName(name: string): string {
+  return name.length > 2 && name.endsWith('64') ? name.slice(0, -2) : name
+}
+
+function isSize(name: string | number | undefined): boolean {
+  if (typeof name !== 'string') return false
+  const base = canonicalName(name)
+  return base === 'width' || base === 'height' || base === 'dpr'
+}
+
+/**
+ * The output's limits: `width × dpr` at most `maxWidth`, `height × dpr` at most `maxHeight`
+ * (checked with one side or both), and with both sides the area at most `maxOutputPixels`.
+ */
+function checkOutput(
+  compiled: CompiledImageParams,
+  width: ParamValue | undefined,
+  height: ParamValue | undefined,
+  dpr: ParamValue | undefined,
+  items: ValidationItem[] | undefined,
+): ValidationItem[] | undefined {
+  const scale = typeof dpr === 'number' ? dpr : 1
+  let found = items
+  if (scale > 1) {
+    if (typeof width === 'number' && width * scale > compiled.maxWidth) {
+      found ??= []
+      found.push({
+        message: `"width" × "dpr" must be less than or equal to ${compiled.maxWidth}`,
+        path: ['width'],
+        type: 'output.width',
+      })
+    }
+    if (typeof height === 'number' && height * scale > compiled.maxHeight) {
+      found ??= []
+      found.push({
+        message: `"height" × "dpr" must be less than or equal to ${compiled.maxHeight}`,
+        path: ['height'],
+        type: 'output.height',
+      })
+    }
+  }
+  if (typeof width === 'number' && typeof height === 'number') {
+    if (width * height * scale * scale > compiled.maxOutputPixels) {
+      found ??= []
+      found.push({
+        message: `"width" × "height" × "dpr"² must be less than or equal to ${compiled.maxOutputPixels} pixels`,
+        path: ['width'],
+        type: 'output.area',
+      })
+    }
+  }
+  return found
 }
 
 function item(rule: CompiledRule, failure: Failure): ValidationItem {
@@ -307,8 +371,7 @@ export function checkImageParams(compiled: CompiledImageParams, query: ParsedQue
   let items: ValidationItem[] | undefined
   for (const issue of query.issues) {
     // A parameter the allow-list refuses is refused as such, even when its value is broken.
-    const param = String(issue.path?.[0] ?? '')
-    const name = issue.type === 'string.base64' ? param.slice(0, -2) : param
+    const name = canonicalName(String(issue.path?.[0] ?? ''))
     if (restricted && name !== '' && known.get(name) === undefined) {
       // Named once: the loop below refuses the names the query kept, this the ones it dropped.
       if (!query.values.has(name) && refused?.some((r) => r.path?.[0] === name) !== true) {
@@ -324,6 +387,7 @@ export function checkImageParams(compiled: CompiledImageParams, query: ParsedQue
   let width: ParamValue | undefined
   let height: ParamValue | undefined
   let dpr: ParamValue | undefined
+  let sizeFailed = items?.some((i) => isSize(i.path?.[0])) === true
   for (let i = 0; i < names.length; i++) {
     const name = names[i] as string
     const rule = known.get(name)
@@ -339,6 +403,7 @@ export function checkImageParams(compiled: CompiledImageParams, query: ParsedQue
     if (value instanceof Failure) {
       items ??= []
       items.push(item(rule, value))
+      if (rule.area !== 0) sizeFailed = true
       continue
     }
     // The rule's own name, made once, rather than the query's copy: V8 stores under it without looking it up.
@@ -351,7 +416,7 @@ export function checkImageParams(compiled: CompiledImageParams, query: ParsedQue
     throw icError('IC_PARAM_NOT_ALLOWED', {
       message: `Parameter${refused.length > 1 ? 's' : ''} not allowed: ${refused
         .slice(0, 10)
-        .map((r) => r.path?.[0])
+        .map((r) => quoteName(String(r.path?.[0])))
         .join(', ')}${refused.length > 10 ? ` and ${refused.length - 10} more` : ''}`,
       validation: refused,
     })
@@ -374,17 +439,8 @@ export function checkImageParams(compiled: CompiledImageParams, query: ParsedQue
     else if (rule.area === 2) height = rule.default
     else if (rule.area === 3) dpr = rule.default
   }
-  if (typeof width === 'number' && typeof height === 'number') {
-    const scale = typeof dpr === 'number' ? dpr : 1
-    if (width * height * scale * scale > compiled.maxOutputPixels) {
-      items ??= []
-      items.push({
-        message: `"width" × "height" × "dpr"² must be less than or equal to ${compiled.maxOutputPixels} pixels`,
-        path: ['width'],
-        type: 'output.area',
-      })
-    }
-  }
+  // With a size parameter refused, the output is not known: a second failure would be a guess.
+  if (!sizeFailed) items = checkOutput(compiled, width, height, dpr, items)
   if (items !== undefined) {
     throw icError('IS_VALIDATION_ERROR', {
       message:
