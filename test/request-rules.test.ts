@@ -297,6 +297,21 @@ for (const framework of frameworks) {
       ])
     })
 
+    it("reports a repeated parameter with the query's other failures, and caps the output side dpr makes", async () => {
+      const r = await request(app.url).get('/img?width=abc&crop=fit&crop=top&origin=a.cdn.example.net')
+      assert.equal(r.status, 400)
+      assert.deepEqual(
+        JSON.parse(r.headers['x-ic-error-validation'] as string).map((i: { type: string }) => i.type),
+        ['query.repeated', 'number.base'],
+      )
+      const wide = await request(app.url).get('/img?width=3000&dpr=2')
+      assert.equal(wide.status, 400)
+      assert.equal(JSON.parse(wide.headers['x-ic-error-validation'] as string)[0].type, 'output.width')
+      const bucket = await request(app.url).get('/img?width=1&bucket=photos&region=evil.net%2F')
+      assert.equal(bucket.status, 400)
+      assert.equal(JSON.parse(bucket.headers['x-ic-error-validation'] as string)[0].type, 'string.region')
+    })
+
     it('names the parameter that is not allowed', async () => {
       const r = await request(app.url).get('/img?width=1&sepia=1&vignette64=MQ')
       assert.equal(r.status, 401)

@@ -358,6 +358,36 @@ describe('permissions', () => {
     assert.equal(outcome({ bucketsAllowed: ['photos'] }, 'bucket='), '400 IS_VALIDATION_ERROR')
   })
 
+  it('publishes only bucket and region names that cannot re-route the URL a handler builds of them', () => {
+    for (const bucket of [
+      'evil.net%2Fx%23',
+      'a%0D%0Ab',
+      'a..b',
+      '-a',
+      'a-',
+      'a%40b',
+      'a%3Ab',
+      'x'.repeat(223),
+    ])
+      assert.equal(outcome({}, `width=1&bucket=${bucket}`), '400 IS_VALIDATION_ERROR', bucket)
+    for (const region of ['evil.net%2F', 'us-east-1%23', 'US-EAST-1', ''])
+      assert.equal(outcome({}, `width=1&bucket=photos&region=${region}`), '400 IS_VALIDATION_ERROR', region)
+    assert.equal(
+      outcome({}, 'bucket=My_Photos.2024&region=eu-central-2'),
+      'ok {"kind":"bucket","param":"bucket","bucket":"My_Photos.2024","region":"eu-central-2"}',
+    )
+    assert.equal(outcome({}, 'bucket=b'), 'ok {"kind":"bucket","param":"bucket","bucket":"b"}')
+    assert.throws(
+      () => permissions({ bucketsAllowed: ['a/b'] }),
+      /`bucketsAllowed` to hold bucket names.*"a\/b"/,
+    )
+  })
+
+  it('refuses a hostname with a space or a control character at either end or inside', () => {
+    for (const host of ['%20a.com', 'a.com%20', 'a.com%09', 'a.%00com'])
+      assert.equal(outcome({}, `hostname=${host}`), '400 IS_VALIDATION_ERROR', host)
+  })
+
   it('refuses data: URLs unless allowDataUrls', () => {
     const data = encodeURIComponent('data:image/png;base64,iVBORw0KGgo=')
     assert.equal(outcome({}, `origin=${data}`), '401 IC_DATA_URL_NOT_ALLOWED')
@@ -373,6 +403,12 @@ describe('permissions', () => {
       outcome({ allowDataUrls: true, hostsAllowed: ['a.com'] }, `origin=${data}`),
       /^ok \{"kind":"data"/,
     )
+    for (const text of ['data:', 'data:x', 'data:image/png;base64'])
+      assert.equal(
+        outcome({ allowDataUrls: true }, `origin=${encodeURIComponent(text)}`),
+        '400 IS_VALIDATION_ERROR',
+        text,
+      )
   })
 
   it('refuses original-image requests when they are disabled', () => {
@@ -416,6 +452,17 @@ describe('permissions', () => {
     assert.equal(outcome({}, 'origin=a.com&origin=b.com'), '400 IS_VALIDATION_ERROR')
     assert.equal(outcome({}, 'origin=a.com&origin64=Yi5jb20'), '400 IS_VALIDATION_ERROR')
     assert.equal(outcome({}, 'origin=%E0%A4%A'), '400 IS_VALIDATION_ERROR')
+    assert.equal(outcome({}, 'width=1&crop=a&crop=b'), '400 IS_VALIDATION_ERROR')
+  })
+
+  it('refuses a source parameter whatever its value while dynamic origins are disabled', () => {
+    for (const query of ['origin=%ZZ', 'origin64=!!', 'bucket=a&bucket=b', 'hostname64=%ZZ'])
+      assert.equal(outcome({ allowDynamicOrigin: false }, query), '401 IC_DYNAMIC_ORIGIN_DISABLED', query)
+  })
+
+  it('counts a processing parameter with a broken value as processing: a 400, not an original-image request', () => {
+    for (const query of ['width=%ZZ', 'width64=!!', 'width=1&width=2'])
+      assert.equal(outcome({ allowOriginalImageRequest: false }, query), '400 IS_VALIDATION_ERROR', query)
   })
 
   it('names the parameter in x-ic-error-validation', () => {

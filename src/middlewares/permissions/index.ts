@@ -4,7 +4,8 @@ import type { Guard } from '../../guard.ts'
 import { NameTable } from '../../name-table.ts'
 import { knownOptions } from '../../options.ts'
 import { type ParsedQuery, parseQuery, type QueryValues } from '../../query.ts'
-import { IMAGIZER_PARAMS } from '../image-params/index.ts'
+import type { ValidationItem } from '../../validation-header.ts'
+import { IMAGIZER_PARAMS, REGION } from '../image-params/index.ts'
 import { compileHostList, type HostnameMatcher, hostNameOf, trimDot } from './host-matcher.ts'
 
 export { createHostMatcher, type HostMatcher } from './host-matcher.ts'
@@ -67,9 +68,13 @@ export type ImageSource =
 
 const SOURCE_PARAMS = ['origin', 'source_url', 'hostname', 'bucket'] as const
 type SourceParam = (typeof SOURCE_PARAMS)[number]
+// A bucket name as S3 and Cloud Storage allow it, or shorter (legacy upper case and `_`
+// included): it goes into a host name or a path, so nothing that could end or re-route either.
+const BUCKET_NAME = /^[a-zA-Z0-9](?:[a-zA-Z0-9._-]{0,220}[a-zA-Z0-9])?$/
 const HAS_SCHEME = /^[a-zA-Z][a-zA-Z0-9+.-]*:/
 const HOST_AND_PORT = /^[^:/?#\\@]+:\d+(?:[/?#\\]|$)/
-const NOT_IN_HOST = /[/\\@?#]/
+// biome-ignore lint/suspicious/noControlCharactersInRegex: no host has a space or a control character, at either end or inside
+const NOT_IN_HOST = /[/\\@?#\x00-\x20]/
 const IPV6_LITERAL = /^\[[^\]]*\]/
 const URL_NOISE = /[\t\n\r]/g
 // biome-ignore lint/suspicious/noControlCharactersInRegex: see EDGES
@@ -84,6 +89,10 @@ function flag(option: string, value: unknown, fallback: boolean): boolean {
   return value
 }
 
+function bucketName(name: string): boolean {
+  return BUCKET_NAME.test(name) && !name.includes('..')
+}
+
 function stringSet(option: string, value: unknown): Set<string> | undefined {
   if (value === undefined) return undefined
   if (!Array.isArray(value)) throw new TypeError(`Expected \`${option}\` to be an array of strings`)
@@ -92,6 +101,17 @@ function stringSet(option: string, value: unknown): Set<string> | undefined {
       throw new TypeError(`Expected \`${option}\` to hold non-empty strings, got ${JSON.stringify(entry)}`)
   }
   return new Set(value as string[])
+}
+
+function bucketSet(value: unknown): Set<string> | undefined {
+  const buckets = stringSet('bucketsAllowed', value)
+  for (const name of buckets ?? []) {
+    if (!bucketName(name))
+      throw new TypeError(
+        `Expected \`bucketsAllowed\` to hold bucket names (1 to 222 letters, digits, ".", "-" or "_"), got ${JSON.stringify(name)}`,
+      )
+  }
+  return buckets
 }
 
 function refuse(code: string, param: string, message: string, type: string): never {
@@ -138,7 +158,7 @@ export function compilePermissions(options: Readonly<PermissionsOptions> = {}): 
     allowDataUrls: flag('allowDataUrls', options.allowDataUrls, false),
     hosts:
       options.hostsAllowed === undefined ? undefined : compileHostList(options.hostsAllowed, 'hostsAllowed'),
-    buckets: stringSet('bucketsAllowed', options.bucketsAllowed),
+    buckets: bucketSet(options.bucketsAllowed),
     processing: new NameTable(
       [...(stringSet('processingParams', options.processingParams) ?? IMAGIZER_PARAMS)].map((name) => [
         name,
@@ -253,6 +273,13 @@ function urlSource(
     if (url?.protocol === 'data:') {
       if (!compiled.allowDataUrls)
         refuse('IC_DATA_URL_NOT_ALLOWED', param, `"${param}" must not be a data: URL`, 'any.invalid')
+      if (!text.includes(','))
+        refuse(
+          'IS_VALIDATION_ERROR',
+          param,
+          `"${param}" must be a data: URL with a comma before its data`,
+          'string.dataUri',
+        )
       return { kind: 'data', param, url: text }
     }
     if (url !== undefined && url.protocol !== 'http:' && url.protocol !== 'https:') url = undefined
@@ -287,25 +314,33 @@ function notAllowed(param: string): never {
  * @example
  * const source = checkPermissions(compiled, parseQuery(req)) // undefined: the configured backend
  */
-export function checkPermissions(compiled: CompiledPermissions, query: ParsedQuery): ImageSource | undefined {
-  if (query.issues.length > 0) {
-    throw icError('IS_VALIDATION_ERROR', {
-      message: (query.issues[0] as { message: string }).message,
-      validation: query.issues,
-    })
+export function checkPermissions(
+  compiled: CompiledPermissions,
+  query: ParsedQuery,
+  othersReported = false,
+): ImageSource | undefined {
+  const { values, issues } = query
+  let processed = compiled.allowOriginalImageRequest
+  if (issues.length > 0) {
+    let ours: ValidationItem[] | undefined
+    for (const issue of issues) {
+      const name = issueParam(issue)
+      if (isSourceParam(name)) {
+        // The parameter is refused whatever its value, as an allowed one is.
+        if (!compiled.allowDynamicOrigin) dynamicOriginDisabled(name)
+        ours ??= []
+        ours.push(issue)
+      } else if (name === 'region') {
+        ours ??= []
+        ours.push(issue)
+      } else if (compiled.processing.has(name)) processed = true
+    }
+    if (ours !== undefined) invalid(ours)
   }
-  const { values } = query
   let chosen: SourceParam | undefined
   for (const param of SOURCE_PARAMS) {
     if (!values.has(param)) continue
-    if (!compiled.allowDynamicOrigin) {
-      refuse(
-        'IC_DYNAMIC_ORIGIN_DISABLED',
-        param,
-        `"${param}" is not allowed: dynamic origins are disabled`,
-        'any.unknown',
-      )
-    }
+    if (!compiled.allowDynamicOrigin) dynamicOriginDisabled(param)
     if (chosen !== undefined) {
       refuse(
         'IS_VALIDATION_ERROR',
@@ -318,8 +353,7 @@ export function checkPermissions(compiled: CompiledPermissions, query: ParsedQue
   }
   // The source is judged first: a host or bucket refused says more than a missing parameter.
   const source = chosen === undefined ? undefined : sourceOf(compiled, chosen, values)
-  if (!compiled.allowOriginalImageRequest) {
-    let processed = false
+  if (!processed) {
     for (const name of values.names) {
       if (compiled.processing.has(name)) {
         processed = true
@@ -332,7 +366,35 @@ export function checkPermissions(compiled: CompiledPermissions, query: ParsedQue
       })
     }
   }
+  // Refused here unless a rule after this one reports them with its own findings.
+  if (issues.length > 0 && !othersReported) invalid(issues)
   return source
+}
+
+function invalid(items: readonly ValidationItem[]): never {
+  throw icError('IS_VALIDATION_ERROR', {
+    message: items.length === 1 ? (items[0] as ValidationItem).message : `${items.length} invalid parameters`,
+    validation: items,
+  })
+}
+
+function dynamicOriginDisabled(param: string): never {
+  refuse(
+    'IC_DYNAMIC_ORIGIN_DISABLED',
+    param,
+    `"${param}" is not allowed: dynamic origins are disabled`,
+    'any.unknown',
+  )
+}
+
+/** The parameter a query problem concerns, `NAME` for `NAME64`. */
+function issueParam(issue: ValidationItem): string {
+  const name = String(issue.path?.[0] ?? '')
+  return name.length > 2 && name.endsWith('64') ? name.slice(0, -2) : name
+}
+
+function isSourceParam(name: string): name is SourceParam {
+  return (SOURCE_PARAMS as readonly string[]).includes(name)
 }
 
 function sourceOf(compiled: CompiledPermissions, chosen: SourceParam, values: QueryValues): ImageSource {
@@ -353,6 +415,13 @@ function sourceOf(compiled: CompiledPermissions, chosen: SourceParam, values: Qu
     case 'bucket': {
       if (value === '')
         refuse('IS_VALIDATION_ERROR', chosen, '"bucket" is not allowed to be empty', 'string.empty')
+      if (!bucketName(value))
+        refuse(
+          'IS_VALIDATION_ERROR',
+          chosen,
+          '"bucket" must be a bucket name: 1 to 222 letters, digits, ".", "-" or "_"',
+          'string.bucket',
+        )
       if (compiled.buckets !== undefined && !compiled.buckets.has(value))
         refuse(
           'IC_BUCKET_NOT_ALLOWED',
@@ -361,6 +430,13 @@ function sourceOf(compiled: CompiledPermissions, chosen: SourceParam, values: Qu
           'bucket.notAllowed',
         )
       const region = values.get('region')
+      if (region !== undefined && !REGION.test(region))
+        refuse(
+          'IS_VALIDATION_ERROR',
+          'region',
+          `"region" must be a region name such as "us-east-1"`,
+          'string.region',
+        )
       return region === undefined
         ? { kind: 'bucket', param: chosen, bucket: value }
         : { kind: 'bucket', param: chosen, bucket: value, region }

@@ -15,6 +15,41 @@ async function outcome(options: RequestRulesOptions, url: string, headers: Recor
   }
 }
 
+describe('requestRules: permissions and imageParams together', () => {
+  const rules: RequestRulesOptions = {
+    permissions: { hostsAllowed: ['a.example'] },
+    imageParams: { imageParamsAllowed: ['width', 'crop'] },
+  }
+  async function refusal(url: string) {
+    try {
+      await requestRules(rules)({ url, headers: {} } as unknown as IncomingMessage, res)
+    } catch (err) {
+      assert.ok(isIcError(err), String(err))
+      return err
+    }
+    return assert.fail(`${url} passed`)
+  }
+
+  it('lists every failure of the query at once, as imageParams alone does', async () => {
+    const err = await refusal('/i?width=abc&crop=fit&crop=top')
+    assert.equal(err.code, 'IS_VALIDATION_ERROR')
+    assert.deepEqual(err.validation?.map((i) => i.path?.[0]).sort(), ['crop', 'width'])
+  })
+
+  it('refuses a parameter outside the allow-list with 401 even when it is repeated', async () => {
+    const err = await refusal('/i?width=abc&zz=1&zz=2')
+    assert.equal(err.code, 'IC_PARAM_NOT_ALLOWED')
+  })
+
+  it('still judges a broken source itself, before the other parameters', async () => {
+    const err = await refusal('/i?width=abc&origin=%ZZ')
+    assert.deepEqual(
+      err.validation?.map((i) => i.path?.[0]),
+      ['origin'],
+    )
+  })
+})
+
 describe('requestRules', () => {
   const all: RequestRulesOptions = {
     apiKey: {

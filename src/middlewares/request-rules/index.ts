@@ -101,8 +101,10 @@ export function requestRules(options: Readonly<RequestRulesOptions>): Guard {
   }
   if (permissions !== undefined) {
     const compiled = compileIn('permissions', () => compilePermissions(permissions))
+    // imageParams reports the query's other problems with its own, all at once.
+    const othersReported = imageParams !== undefined
     steps.push((_req, query, out) => {
-      const source = checkPermissions(compiled, query)
+      const source = checkPermissions(compiled, query, othersReported)
       if (source !== undefined) out.source = source
       return undefined
     })
