@@ -321,7 +321,7 @@ export function imageChartsRateLimits(
  * app.get('/img/:path', imageParams({ maxWidth: 4000 }), (req, res) => res.json(res.locals.imageParams))
  */
 export function imageParams(options: Readonly<core.ImageParamsOptions> = {}): ExpressMiddleware {
-  return fromGuard(core.imageParams(options), 'imageParams')
+  return fromGuard(core.imageParamsGuard(options), 'imageParams')
 }
 
 /**
@@ -332,7 +332,7 @@ export function imageParams(options: Readonly<core.ImageParamsOptions> = {}): Ex
  * app.get('/img/:path', permissions({ hostsAllowed: ['*.example.com'] }), handler)
  */
 export function permissions(options: Readonly<core.PermissionsOptions> = {}): ExpressMiddleware {
-  return fromGuard(core.permissions(options), 'permissions')
+  return fromGuard(core.permissionsGuard(options), 'permissions')
 }
 
 /**
@@ -343,7 +343,7 @@ export function permissions(options: Readonly<core.PermissionsOptions> = {}): Ex
  * app.get('/chart', signature({ accounts: { acme: ['new-secret', 'old-secret'] } }), handler)
  */
 export function signature(options: Readonly<core.SignatureOptions>): ExpressMiddleware {
-  return fromGuard(core.signature(options), 'signature')
+  return fromGuard(core.signatureGuard(options), 'signature')
 }
 
 /**
@@ -353,7 +353,7 @@ export function signature(options: Readonly<core.SignatureOptions>): ExpressMidd
  * app.get('/img/:path', apiKey({ keys: { [key]: ['images:read'] }, scopes: ['images:read'] }), handler)
  */
 export function apiKey(options: Readonly<core.ApiKeyOptions>): ExpressMiddleware {
-  return fromGuard(core.apiKey(options), 'apiKey')
+  return fromGuard(core.apiKeyGuard(options), 'apiKey')
 }
 
 /**
@@ -364,7 +364,7 @@ export function apiKey(options: Readonly<core.ApiKeyOptions>): ExpressMiddleware
  * app.post('/images/*path', upload({ enabled: true, tokens: [token] }), handler)
  */
 export function upload(options: Readonly<core.UploadOptions> = {}): ExpressMiddleware {
-  return fromGuard(core.upload(options), 'upload')
+  return fromGuard(core.uploadGuard(options), 'upload')
 }
 
 /**
@@ -374,5 +374,5 @@ export function upload(options: Readonly<core.UploadOptions> = {}): ExpressMiddl
  * app.get('/img/:path', requestRules({ permissions: { hostsAllowed: ['*.example.com'] }, imageParams: {} }), handler)
  */
 export function requestRules(options: Readonly<core.RequestRulesOptions>): ExpressMiddleware {
-  return fromGuard(core.requestRules(options), 'requestRules')
+  return fromGuard(core.requestRulesGuard(options), 'requestRules')
 }

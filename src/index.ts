@@ -17,12 +17,13 @@ export {
 } from './error-response.ts'
 export { type IcError, type IcErrorOptions, icError, isIcError } from './errors.ts'
 export type { Guard, Published } from './guard.ts'
-// Request rules (issue 3): core factories returning Guards; the adapters export middlewares of the same names.
+// Request rules (issue 3): core factories returning Guards, named with `Guard` as the load-protection ones;
+// the adapters export middlewares named without it.
 export {
   type ApiKeyGrant,
   type ApiKeyInfo,
   type ApiKeyOptions,
-  apiKey,
+  apiKey as apiKeyGuard,
 } from './middlewares/api-key/index.ts'
 export { isBlockedAddress } from './middlewares/backend-fetch/address.ts'
 export {
@@ -47,7 +48,7 @@ export {
   IMAGIZER_PARAMS,
   type ImageParamsOptions,
   type ImageParamValues,
-  imageParams,
+  imageParams as imageParamsGuard,
   type ParamRule,
   type ParamValue,
   type Size,
@@ -69,7 +70,7 @@ export {
   type HostMatcher,
   type ImageSource,
   type PermissionsOptions,
-  permissions,
+  permissions as permissionsGuard,
 } from './middlewares/permissions/index.ts'
 export {
   type ConsumeResult,
@@ -91,7 +92,7 @@ export {
   StoreTimeoutError,
   type TrustProxy,
 } from './middlewares/rate-limit/index.ts'
-export { type RequestRulesOptions, requestRules } from './middlewares/request-rules/index.ts'
+export { type RequestRulesOptions, requestRules as requestRulesGuard } from './middlewares/request-rules/index.ts'
 export {
   createRetryPolicy,
   type FetchWithRetryOptions,
@@ -109,7 +110,7 @@ export {
   type SignatureAccountEntry,
   type SignatureOptions,
   type SignedAccount,
-  signature,
+  signature as signatureGuard,
   signQuery,
   verifySignature,
 } from './middlewares/signature/index.ts'
@@ -117,7 +118,7 @@ export {
   UPLOAD_FORMATS,
   type UploadedImage,
   type UploadOptions,
-  upload,
+  upload as uploadGuard,
 } from './middlewares/upload/index.ts'
 export type { Duration } from './options.ts'
 export { type ParsedQuery, parseQuery, type QueryValues } from './query.ts'

@@ -267,7 +267,7 @@ export function imageChartsRateLimits(options: Readonly<ImageChartsRateLimitsOpt
  * router.get('/img/:path', imageParams({ maxWidth: 4000 }), (ctx) => { ctx.body = ctx.state.imageParams })
  */
 export function imageParams(options: Readonly<core.ImageParamsOptions> = {}): KoaMiddleware {
-  return fromGuard(core.imageParams(options), 'imageParams')
+  return fromGuard(core.imageParamsGuard(options), 'imageParams')
 }
 
 /**
@@ -278,7 +278,7 @@ export function imageParams(options: Readonly<core.ImageParamsOptions> = {}): Ko
  * router.get('/img/:path', permissions({ hostsAllowed: ['*.example.com'] }), handler)
  */
 export function permissions(options: Readonly<core.PermissionsOptions> = {}): KoaMiddleware {
-  return fromGuard(core.permissions(options), 'permissions')
+  return fromGuard(core.permissionsGuard(options), 'permissions')
 }
 
 /**
@@ -289,7 +289,7 @@ export function permissions(options: Readonly<core.PermissionsOptions> = {}): Ko
  * router.get('/chart', signature({ accounts: { acme: ['new-secret', 'old-secret'] } }), handler)
  */
 export function signature(options: Readonly<core.SignatureOptions>): KoaMiddleware {
-  return fromGuard(core.signature(options), 'signature')
+  return fromGuard(core.signatureGuard(options), 'signature')
 }
 
 /**
@@ -299,7 +299,7 @@ export function signature(options: Readonly<core.SignatureOptions>): KoaMiddlewa
  * router.get('/img/:path', apiKey({ keys: { [key]: ['images:read'] }, scopes: ['images:read'] }), handler)
  */
 export function apiKey(options: Readonly<core.ApiKeyOptions>): KoaMiddleware {
-  return fromGuard(core.apiKey(options), 'apiKey')
+  return fromGuard(core.apiKeyGuard(options), 'apiKey')
 }
 
 /**
@@ -310,7 +310,7 @@ export function apiKey(options: Readonly<core.ApiKeyOptions>): KoaMiddleware {
  * router.post('/images/(.*)', upload({ enabled: true, tokens: [token] }), handler)
  */
 export function upload(options: Readonly<core.UploadOptions> = {}): KoaMiddleware {
-  return fromGuard(core.upload(options), 'upload')
+  return fromGuard(core.uploadGuard(options), 'upload')
 }
 
 /**
@@ -320,5 +320,5 @@ export function upload(options: Readonly<core.UploadOptions> = {}): KoaMiddlewar
  * router.get('/img/:path', requestRules({ permissions: { hostsAllowed: ['*.example.com'] }, imageParams: {} }), handler)
  */
 export function requestRules(options: Readonly<core.RequestRulesOptions>): KoaMiddleware {
-  return fromGuard(core.requestRules(options), 'requestRules')
+  return fromGuard(core.requestRulesGuard(options), 'requestRules')
 }

@@ -2,13 +2,14 @@
 import assert from 'node:assert/strict'
 import { it } from 'node:test'
 import * as express from '../src/express.ts'
+import * as core from '../src/index.ts'
 import {
   type ImageSource,
-  imageParams,
+  imageParamsGuard as imageParams,
   type ParamRule,
-  permissions,
-  requestRules,
-  signature,
+  permissionsGuard as permissions,
+  requestRulesGuard as requestRules,
+  signatureGuard as signature,
 } from '../src/index.ts'
 import * as koa from '../src/koa.ts'
 
@@ -49,6 +50,11 @@ it('both adapters make every request rule a middleware named after it', () => {
     [express.upload({}), koa.upload({}), 'upload'],
     [express.requestRules({ imageParams: {} }), koa.requestRules({ imageParams: {} }), 'requestRules'],
   ] as const
+  for (const name of ['imageParams', 'permissions', 'signature', 'apiKey', 'upload', 'requestRules']) {
+    // The root's guards are named apart: a guard mounted as a middleware would never call next().
+    assert.equal(name in core, false, name)
+    assert.equal(typeof (core as Record<string, unknown>)[`${name}Guard`], 'function', `${name}Guard`)
+  }
   for (const [forExpress, forKoa, name] of made) {
     assert.equal(forExpress.name, name)
     assert.equal(forExpress.length, 3, `${name}: (req, res, next)`)
