@@ -12,6 +12,7 @@ import {
   type RateLimitOptions,
   rateLimitGuard,
 } from './middlewares/rate-limit/index.ts'
+import { noOptions } from './options.ts'
 import { type LifecycleFail, publishSignal } from './request-signal.ts'
 
 export * from './index.ts'
@@ -199,7 +200,8 @@ function mountedErrorWriter(req: IncomingMessage): ErrorWriter | undefined {
  * app.use(notFound())
  * app.use(errorHandler())
  */
-export function notFound(): ExpressMiddleware {
+export function notFound(...options: []): ExpressMiddleware {
+  noOptions(options, 'notFound')
   return function notFound(req, _res, next) {
     next(icError('IC_NOT_FOUND', { message: `No route for ${req.method} ${req.url?.split('?')[0]}` }))
   }
@@ -262,7 +264,8 @@ export function deadline(options: Readonly<DeadlineOptions>): ExpressMiddleware 
  *   res.send(image.body)
  * })
  */
-export function clientClosed(): ExpressMiddleware {
+export function clientClosed(...options: []): ExpressMiddleware {
+  noOptions(options, 'clientClosed')
   const watch = createClientClosed(failThroughNext)
   return function clientClosed(req, res, next) {
     watch(req, res, next)

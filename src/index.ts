@@ -92,7 +92,10 @@ export {
   StoreTimeoutError,
   type TrustProxy,
 } from './middlewares/rate-limit/index.ts'
-export { type RequestRulesOptions, requestRules as requestRulesGuard } from './middlewares/request-rules/index.ts'
+export {
+  type RequestRulesOptions,
+  requestRules as requestRulesGuard,
+} from './middlewares/request-rules/index.ts'
 export {
   createRetryPolicy,
   type FetchWithRetryOptions,

@@ -13,7 +13,7 @@ import {
   type RateLimitOptions,
   rateLimitGuard,
 } from './middlewares/rate-limit/index.ts'
-import { optionsObject } from './options.ts'
+import { noOptions, optionsObject } from './options.ts'
 import { type LifecycleFail, publishSignal } from './request-signal.ts'
 import { peekRequestState } from './request-state.ts'
 
@@ -156,7 +156,8 @@ function isStatusText(status: number, message: string): boolean {
  * app.use(errorHandler())
  * app.use(notFound())
  */
-export function notFound(): KoaMiddleware {
+export function notFound(...options: []): KoaMiddleware {
+  noOptions(options, 'notFound')
   return async function notFound(ctx, next) {
     await next()
     if (ctx.status === 404 && ctx.body == null && ctx.respond !== false && !ctx.res.headersSent) {
@@ -210,7 +211,8 @@ export function deadline(options: Readonly<DeadlineOptions>): KoaMiddleware {
  *   ctx.body = (await fetchImage(url, { signal: requestSignal(ctx.req) })).body
  * })
  */
-export function clientClosed(): KoaMiddleware {
+export function clientClosed(...options: []): KoaMiddleware {
+  noOptions(options, 'clientClosed')
   const watch = createClientClosed(failThroughContext)
   return function clientClosed(ctx, next) {
     watch(ctx.req, ctx.res, ctx)

@@ -107,6 +107,18 @@ export function knownOptions(
 }
 
 /**
+ * Throws a TypeError when a factory that takes no options was given any: a JavaScript
+ * caller's `{ timeoutMs: 5000 }` would otherwise be ignored without a word.
+ *
+ * @example
+ * noOptions([{ status: 410 }], 'notFound') // throws: notFound() takes no options, got {"status":410}
+ */
+export function noOptions(given: readonly unknown[], owner: string): void {
+  if (given.length > 0 && !(given.length === 1 && given[0] === undefined))
+    throw new TypeError(`${owner}() takes no options, got ${given.map(showValue).join(', ')}`)
+}
+
+/**
  * Throws a TypeError naming the option unless the value is a plain object (a record literal
  * or `Object.create(null)`): a `Map` or an array given for a record would be read as empty.
  *

@@ -16,6 +16,9 @@ import { peekRequestState, requestState } from './request-state.ts'
  * })
  */
 export function requestSignal(req: IncomingMessage): AbortSignal {
+  // A Koa context would get a signal of its own that nothing ever aborts.
+  if (typeof (req as { on?: unknown } | null)?.on !== 'function')
+    throw new TypeError('Expected requestSignal() to get the request (in Koa `ctx.req`, not `ctx`)')
   const state = requestState(req)
   let controller = state.abortController
   if (controller === undefined) {

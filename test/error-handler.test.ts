@@ -551,3 +551,21 @@ async function waitFor(condition: () => boolean, timeoutMs = 2000): Promise<void
     await new Promise((resolve) => setTimeout(resolve, 5))
   }
 }
+
+describe('factories without options', () => {
+  it('notFound() and clientClosed() refuse options on both adapters rather than ignore them', async () => {
+    for (const adapter of [await import('../src/express.ts'), await import('../src/koa.ts')]) {
+      for (const [factory, name] of [
+        [adapter.notFound, 'notFound'],
+        [adapter.clientClosed, 'clientClosed'],
+      ] as const) {
+        assert.throws(() => (factory as (o: unknown) => unknown)({ status: 410 }), {
+          name: 'TypeError',
+          message: `${name}() takes no options, got {"status":410}`,
+        })
+        assert.equal(typeof factory(), 'function')
+        assert.equal(typeof (factory as (o: unknown) => unknown)(undefined), 'function')
+      }
+    }
+  })
+})

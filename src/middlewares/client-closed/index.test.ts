@@ -15,6 +15,14 @@ function deferred<T>(): { promise: Promise<T>; resolve: (value: T) => void } {
   return { promise, resolve }
 }
 
+describe('requestSignal', () => {
+  it('refuses what is no request, such as a Koa context, instead of a signal nothing aborts', () => {
+    const ctx = { req: {}, state: {}, headers: {}, url: '/' }
+    assert.throws(() => requestSignal(ctx as never), { name: 'TypeError', message: /ctx\.req/ })
+    assert.throws(() => requestSignal(undefined as never), TypeError)
+  })
+})
+
 describe('createClientClosed', () => {
   it('refuses a fail hook that is not a function', () => {
     assert.throws(() => createClientClosed('next' as never), /`fail`/)
