@@ -467,7 +467,8 @@ export const errorCatalogue = {
   IC_BACKEND_UNAVAILABLE: {
     status: 503,
     title: 'Backend Unavailable',
-    description: 'The image backend answered 503 Service Unavailable.',
+    description:
+      'The image backend is unavailable: it answered 503 Service Unavailable or 429 Too Many Requests.',
     retryable: true,
     hint: 'Retry after `Retry-After` seconds; the backend is overloaded or in maintenance.',
     retryAfterSeconds: 5,

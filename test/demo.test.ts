@@ -127,6 +127,21 @@ for (const framework of ['express', 'koa'] as const) {
       })
     }
 
+    test('encodes every format imageParams accepts, as asked', async () => {
+      const expected = { jpg: 'jpeg', jpeg: 'jpeg', png: 'png', webp: 'webp', avif: 'heif', gif: 'gif' }
+      for (const [format, decoded] of Object.entries(expected)) {
+        const res = await fetch(`${demo.url}/image/sample.jpg?width=64&format=${format}`)
+        assert.equal(res.status, 200, format)
+        const meta = await sharp(Buffer.from(await res.arrayBuffer())).metadata()
+        assert.equal(meta.format, decoded, format)
+        assert.equal(
+          res.headers.get('content-type'),
+          `image/${decoded === 'heif' ? 'avif' : decoded}`,
+          format,
+        )
+      }
+    })
+
     test('the page lists every scenario and reads the API from the same origin', async () => {
       const res = await fetch(`${demo.url}/`)
       assert.equal(res.status, 200)

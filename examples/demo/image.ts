@@ -51,7 +51,13 @@ export interface ImageReply {
   readonly contentType: string
 }
 
-const OUTPUT = { jpeg: 'image/jpeg', png: 'image/png', webp: 'image/webp' } as const
+const OUTPUT = {
+  jpeg: 'image/jpeg',
+  png: 'image/png',
+  webp: 'image/webp',
+  avif: 'image/avif',
+  gif: 'image/gif',
+} as const
 type Output = keyof typeof OUTPUT
 
 function outputFormat(
@@ -60,9 +66,10 @@ function outputFormat(
   accept: string | undefined,
 ): Output {
   if (requested === 'jpg' || requested === 'jpeg') return 'jpeg'
-  if (requested === 'png' || requested === 'webp') return requested
+  if (requested !== undefined && requested !== 'auto' && Object.hasOwn(OUTPUT, requested))
+    return requested as Output
   if (requested === 'auto' && accept?.includes('image/webp')) return 'webp'
-  if (source === 'png' || source === 'webp') return source
+  if (source !== undefined && source !== 'jpeg' && Object.hasOwn(OUTPUT, source)) return source as Output
   return 'jpeg'
 }
 
