@@ -355,6 +355,14 @@ export const errorCatalogue = {
     hint: 'Upload a smaller file, or raise the upload `maxBytes` limit.',
     since: v,
   },
+  IC_METHOD_NOT_ALLOWED: {
+    status: 405,
+    title: 'Method Not Allowed',
+    description: 'The path exists, but not for this HTTP method.',
+    retryable: false,
+    hint: 'Use one of the methods the `Allow` header lists.',
+    since: v,
+  },
   IC_PAYLOAD_TOO_LARGE: {
     status: 413,
     title: 'Payload Too Large',
@@ -533,6 +541,7 @@ const statusDefaults: Readonly<Record<number, BuiltInErrorCode>> = {
   401: 'IC_UNAUTHORIZED',
   403: 'IC_FORBIDDEN',
   404: 'IC_NOT_FOUND',
+  405: 'IC_METHOD_NOT_ALLOWED',
   413: 'IC_PAYLOAD_TOO_LARGE',
   429: 'IC_RATE_LIMITED',
   499: 'IC_CLIENT_CLOSED_REQUEST',

@@ -575,7 +575,7 @@ describe('Koa: an error status set without a body is answered as an error', () =
         const post = await fetch(`${s.url}/x`, { method: 'POST' })
         assert.deepEqual(
           [post.status, post.headers.get('x-ic-error-code'), post.headers.get('allow')],
-          [405, 'IC_CLIENT_ERROR', 'HEAD, GET'],
+          [405, 'IC_METHOD_NOT_ALLOWED', 'HEAD, GET'],
         )
         const locked = await fetch(`${s.url}/locked`)
         assert.deepEqual([locked.status, locked.headers.get('x-ic-error-code')], [401, 'IC_UNAUTHORIZED'])
@@ -598,7 +598,7 @@ describe('Koa: an error status set without a body is answered as an error', () =
         assert.deepEqual([missing.status, missing.headers.get('x-ic-error-code')], [404, 'IC_NOT_FOUND'])
         assert.deepEqual(
           reports.map((r) => r.code),
-          ['IC_CLIENT_ERROR', 'IC_UNAUTHORIZED', 'IC_FORBIDDEN', 'IC_CLIENT_ERROR', 'IC_NOT_FOUND'],
+          ['IC_METHOD_NOT_ALLOWED', 'IC_UNAUTHORIZED', 'IC_FORBIDDEN', 'IC_CLIENT_ERROR', 'IC_NOT_FOUND'],
         )
         assert.deepEqual(emitted, ['IC_NOT_FOUND'], 'a status without a body is not an error thrown')
       } finally {

@@ -124,6 +124,10 @@ describe('rateLimitGuard(options)', () => {
       /costs 11 units, more than the whole limit of 10 .* can never pass/,
     )
     assert.deepEqual(tooCostly.err?.details, { cost: 11, limit: 10 })
+    assert.match(
+      run(rateLimitGuard({ limit: 0, windowMs: '1m', store }), '/chart').err?.message ?? '',
+      /^This request costs 1 unit, more than the whole limit of 0 per 60 s/,
+    )
     assert.equal(tooCostly.res.getHeader('ratelimit'), undefined, 'not counted')
     assert.equal(
       run(guard, '/chart?c=1', '192.0.2.44').res.getHeader('ratelimit'),

@@ -228,7 +228,7 @@ export function rateLimitGuard(options: Readonly<RateLimitOptions>): Guard {
   // Counted nowhere and no block: waiting cannot make it fit, so the message says so.
   function refuseTooCostly(units: number): never {
     throw icError('IC_COST_OVER_LIMIT', {
-      message: `This request costs ${units} units, more than the whole limit of ${limit} per ${windowMs / 1000} s: it can never pass, retrying will not help`,
+      message: `This request costs ${units} ${units === 1 ? 'unit' : 'units'}, more than the whole limit of ${limit} per ${windowMs / 1000} s: it can never pass, retrying will not help`,
       details: { cost: units, limit },
     })
   }
