@@ -15,8 +15,9 @@ node esm.mjs
 node cjs.cjs
 npx --no-install tsc -p tsconfig.json
 node out/consumer.mjs
-# The types hold for TypeScript 5 too (the oldest and the newest 5.x this was checked with).
-for version in 5.4 5.9; do
+# The types hold for TypeScript 5 (the oldest and the newest 5.x this was checked with) and
+# for TypeScript 7, the native compiler.
+for version in 5.4 5.9 7; do
   npm install --no-audit --no-fund --silent "typescript@$version" >/dev/null
   npx --no-install tsc -p tsconfig.json --noEmit
 done
