@@ -5,6 +5,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # npm pack runs the build (prepack): the tarball never holds a stale dist/.
 tarball="$PWD/$(npm pack --silent | tail -n 1)"
+# The README's links into docs/ and the changelog resolve inside the installed package too.
+listing=$(tar tzf "$tarball")
+for target in $(grep -o '](\(docs/[a-z-]*\.md\|CHANGELOG\.md\)' README.md | cut -c3- | sort -u); do
+  grep -qx "package/$target" <<<"$listing" || { echo "README links to $target, which the tarball lacks" >&2; exit 1; }
+done
 work=$(mktemp -d)
 trap 'rm -rf "$work" "$tarball"' EXIT
 cp test/consumers/esm.mjs test/consumers/cjs.cjs test/consumers/consumer.mts test/consumers/tsconfig.json "$work/"
