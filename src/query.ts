@@ -169,7 +169,13 @@ export function decodeBase64Value(value: string): string | undefined {
   }
 }
 
-function describe(name: string): string {
+/**
+ * A parameter name as messages show it: quoted, cut at 64 characters.
+ *
+ * @example
+ * quoteName('width') // '"width"'
+ */
+export function quoteName(name: string): string {
   return JSON.stringify(name.length > 64 ? `${name.slice(0, 64)}…` : name)
 }
 
@@ -228,7 +234,7 @@ export function parseQueryString(search: string, url = `?${search}`): ParsedQuer
         issues ??= []
         const shown = name ?? rawName
         issues.push({
-          message: `${describe(shown)} is not valid percent-encoding`,
+          message: `${quoteName(shown)} is not valid percent-encoding`,
           path: [shown],
           type: 'query.encoding',
         })
@@ -242,7 +248,7 @@ export function parseQueryString(search: string, url = `?${search}`): ParsedQuer
           if (value === undefined) {
             issues ??= []
             issues.push({
-              message: `${describe(name)} must be a valid base64 string`,
+              message: `${quoteName(name)} must be a valid base64 string`,
               path: [name],
               type: 'string.base64',
             })
@@ -253,7 +259,7 @@ export function parseQueryString(search: string, url = `?${search}`): ParsedQuer
         if (seen || broken?.has(key) === true) {
           issues ??= []
           issues.push({
-            message: `${describe(key)} must not be repeated`,
+            message: `${quoteName(key)} must not be repeated`,
             path: [key],
             type: 'query.repeated',
           })

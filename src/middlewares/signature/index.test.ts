@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict'
 import { createHmac } from 'node:crypto'
 import { readFileSync } from 'node:fs'
-import type { IncomingMessage, ServerResponse } from 'node:http'
-import { describe, it } from 'node:test'
+import { get, type IncomingMessage, type ServerResponse } from 'node:http'
+import { after, before, describe, it } from 'node:test'
 import fc from 'fast-check'
 import imageChartsModule from 'image-charts'
 import { joinedPieces } from '../../../test/support/arbitraries.ts'
+import { frameworks, type RunningApp, startApp } from '../../../test/support/harness.ts'
 import { isIcError } from '../../errors.ts'
 import type { Guard } from '../../guard.ts'
 import { parseQueryString } from '../../query.ts'
@@ -490,3 +491,87 @@ describe('signature guard', () => {
     }
   })
 })
+
+/** A GET of `path` exactly as written (no client normalises it): status, code and validation paths. */
+function rawGet(app: RunningApp, path: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    get(`${app.url}${path}`, (response) => {
+      response.resume()
+      response.on('end', () => {
+        const code = response.headers['x-ic-error-code']
+        const items = response.headers['x-ic-error-validation']
+        const paths =
+          typeof items === 'string'
+            ? ` ${(JSON.parse(items) as { path: string[]; type: string }[]).map((i) => `${i.path[0]}:${i.type}`).join(',')}`
+            : ''
+        resolve(`${response.statusCode}${code === undefined ? '' : ` ${code}`}${paths}`)
+      })
+    }).on('error', reject)
+  })
+}
+
+for (const framework of frameworks) {
+  describe(`signature({ features }) on ${framework}: gated on the strict parse`, () => {
+    let app: RunningApp
+    const accounts = { acme: { secrets: ['acme-secret'], features: [] } }
+    const gated: SignatureOptions = { accounts, features: imageChartsFeatures }
+    before(async () => {
+      app = await startApp(framework, {
+        routes: [
+          { path: '/chart', use: (a) => [a.signature(gated)], handle: () => ({ body: 'served' }) },
+          {
+            path: '/ungated',
+            use: (a) => [a.signature({ accounts })],
+            handle: () => ({ body: 'served' }),
+          },
+        ],
+      })
+    })
+    after(() => app.close())
+
+    // Each of these reached the handler (200) before: the strict parse dropped the malformed
+    // value or kept the first of a repetition, while req.query / ctx.query kept or merged them.
+    const refused: [string, string][] = [
+      ['icretina=%ZZ', '400 IS_VALIDATION_ERROR icretina:query.encoding'],
+      ['icretina=1%', '400 IS_VALIDATION_ERROR icretina:query.encoding'],
+      ['icretina64=!&icretina=1', '400 IS_VALIDATION_ERROR icretina64:string.base64,icretina:query.repeated'],
+      ['chxt=x,y&chxt=x,y,r', '400 IS_VALIDATION_ERROR chxt:query.repeated'],
+      ['chxt=x,y,r%', '400 IS_VALIDATION_ERROR chxt:query.encoding'],
+      ['chm=D,FF0000,0,0,5%', '400 IS_VALIDATION_ERROR chm:query.encoding'],
+      // An unrelated parameter's problem refuses too: a feature's test may read any value.
+      ['chtt=%ZZ&icretina=1', '400 IS_VALIDATION_ERROR chtt:query.encoding'],
+      // Bracketed names are the parameter under Express 4's qs parser (an array or object there).
+      ['icretina[]=1', '403 IC_RETINA_ERROR icretina:feature.notAllowed'],
+      ['icretina%5B%5D=1', '403 IC_RETINA_ERROR icretina:feature.notAllowed'],
+      ['[icretina]=1', '403 IC_RETINA_ERROR icretina:feature.notAllowed'],
+      ['chxt[]=x,y,r', '403 IC_UNAUTHORIZED_MULTI_AXIS_ERROR chxt:feature.notAllowed'],
+      ['chxt=x,y&chxt[0]=r', '400 IS_VALIDATION_ERROR chxt:query.repeated'],
+    ]
+    for (const [query, expected] of refused) {
+      it(`refuses ${query}, unsigned and signed by an account without the feature`, async () => {
+        assert.equal(await rawGet(app, `/chart?cht=p&${query}`), expected)
+        assert.equal(
+          await rawGet(app, `/chart?${signQuery(`cht=p&${query}&icac=acme`, 'acme-secret')}`),
+          expected,
+        )
+      })
+    }
+
+    it('serves a query without problems or gated parameters, and checks who is asking first', async () => {
+      assert.equal(await rawGet(app, '/chart?cht=p&chxt=x,y&chtt=a%20b'), '200')
+      assert.equal(await rawGet(app, '/chart?cht=p&chs[]=1'), '200', 'a bracketed name of no feature')
+      assert.equal(
+        await rawGet(app, `/chart?${signQuery('cht=p&chtt=%ZZ&icac=acme', 'wrong')}`),
+        '401 IC_INVALID_SIGNATURE ichm:signature.invalid',
+      )
+    })
+
+    it('leaves other parameters to their own rules without features, as before', async () => {
+      assert.equal(await rawGet(app, '/ungated?cht=p&chtt=%ZZ&chxt=x&chxt=y'), '200')
+      assert.equal(
+        await rawGet(app, '/ungated?cht=p&icac=acme&icac=x&ichm=0'),
+        '400 IS_VALIDATION_ERROR icac:query.repeated',
+      )
+    })
+  })
+}
