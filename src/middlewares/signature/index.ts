@@ -308,6 +308,11 @@ function checkFeatures(
  * such a query differently from the parse the features were judged on.
  * Unsigned requests pass unless `required`. Publishes `account` for signed requests.
  *
+ * Only the query is signed, never the path (Image-Charts' path is always `/chart`): a signed
+ * query verifies on every path this guard is mounted on. Mount it where the query alone
+ * chooses what is served, not on a route such as `/img/:name`, whose path would pick any
+ * image under the same signature.
+ *
  * @example
  * import { signature, imageChartsFeatures } from 'image-api-errors/express'
  * app.get('/chart', signature({
