@@ -482,6 +482,15 @@ describe('signature guard', () => {
       [{ accounts: {}, features: { f: { params: ['x'], code: 'NOPE_CODE' } } }, /`features\.f\.code`/],
       [{ accounts: {}, lookup: 'db' as never }, /`lookup`/],
       [{ accounts: {}, required: 1 as never }, /`required`/],
+      // Iterated as they were, 5 threw "not iterable" and 'retina' was read letter by letter.
+      [
+        { accounts: {}, features: imageChartsFeatures, unsignedFeatures: 5 as never },
+        /`unsignedFeatures` to be an array of feature names, got 5/,
+      ],
+      [
+        { accounts: {}, features: imageChartsFeatures, unsignedFeatures: 'retina' as never },
+        /`unsignedFeatures` to be an array of feature names, got "retina"/,
+      ],
     ]
     for (const [options, message] of cases) {
       assert.throws(

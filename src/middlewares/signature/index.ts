@@ -390,6 +390,10 @@ export function compileSignature(options: Readonly<SignatureOptions> = {}): Sign
     plans.set(plan, [...list])
   }
   const unsigned = new Set<string>()
+  if (options.unsignedFeatures !== undefined && !Array.isArray(options.unsignedFeatures))
+    throw new TypeError(
+      `Expected \`unsignedFeatures\` to be an array of feature names, got ${showValue(options.unsignedFeatures)}`,
+    )
   for (const feature of options.unsignedFeatures ?? []) {
     if (!known.has(feature))
       throw new TypeError(`Unknown feature ${JSON.stringify(feature)} in \`unsignedFeatures\``)
