@@ -124,8 +124,8 @@ describe('verifySignature and signQuery', () => {
   it('decodes a signed text with its empty pairs kept', () => {
     assert.equal(decodedForm('&a=%41'), '&a=A')
     assert.equal(decodedForm('&&a=%41&'), '&&a=A&')
-    const ichm = signQuery('&a=A b', 'k').split('ichm=')[1]
-    assert.equal(verifySignature(`&a=A%20b&ichm=${ichm}`, 'k'), true)
+    const ichm = signQuery('&a=A b&icac=x', 'k').split('ichm=')[1]
+    assert.equal(verifySignature(`&a=A%20b&icac=x&ichm=${ichm}`, 'k'), true)
   })
 
   it('verifySignature() refuses a repeated or malformed icac or ichm, as signature() does', () => {
@@ -137,12 +137,38 @@ describe('verifySignature and signQuery', () => {
     assert.equal(verifySignature(`${signed}&icac64=%%`, 'k'), false)
   })
 
+  it('verifySignature() is false without icac or with an empty one, which signature() answers with 400', async () => {
+    const guard = signature({ accounts: { acme: 'k' } })
+    for (const query of ['cht=p', 'cht=p&icac=', 'icac=&cht=p', 'cht=p&icac64=']) {
+      const signed = signQuery(query, 'k')
+      assert.equal(verifySignature(signed, 'k'), false, query)
+      assert.equal(await outcome(guard, `/chart?${signed}`), '400 IC_MISSING_ENT_PARAMETER', query)
+    }
+    assert.equal(verifySignature(signQuery('cht=p&icac=acme', 'k'), 'k'), true)
+  })
+
+  it('signQuery() refuses a query signed already: a second ichm would never verify', () => {
+    for (const query of [
+      'cht=p&icac=a&ichm=00',
+      `ichm=${'a'.repeat(64)}&cht=p&icac=a`,
+      'cht=p&icac=a&ichm64=MDA',
+      'cht=p&icac=a&%69chm=00',
+      '?cht=p&icac=a&ichm=',
+    ]) {
+      assert.throws(() => signQuery(query, 'k'), /`query` without `ichm`/, query)
+    }
+    assert.throws(() => signQuery({ cht: 'p', icac: 'a', ichm: '00' }, 'k'), TypeError)
+    assert.throws(() => signQuery(new URLSearchParams('cht=p&ichm=00'), 'k'), TypeError)
+    // Names that only look alike are signed as usual.
+    assert.equal(verifySignature(signQuery('cht=p&icac=a&xichm=1&ichmx=2&ICHM=3', 'k'), 'k'), true)
+  })
+
   it('signs and verifies the query as sent, empty pairs and all', () => {
-    const signed = signQuery('a=1&&b=2&', 'k')
+    const signed = signQuery('icac=x&a=1&&b=2&', 'k')
     assert.equal(verifySignature(signed, 'k'), true)
     assert.equal(verifySignature(signed.replace('&&', '&'), 'k'), false)
     const ichm = signed.split('ichm=')[1]
-    assert.equal(verifySignature(`%69chm=${ichm}&a=1&&b=2&`, 'k'), true, 'a percent-encoded ichm name')
+    assert.equal(verifySignature(`%69chm=${ichm}&icac=x&a=1&&b=2&`, 'k'), true, 'a percent-encoded ichm name')
   })
 
   it('verifies URLs signed by the official image-charts client', () => {
@@ -220,7 +246,8 @@ describe('verifySignature and signQuery', () => {
   it('verifies a signed query whatever pair ichm stands at, empty pairs and all', () => {
     const pair = fc.constantFrom('a=1', 'chd=t%3A1%2C2', 'b', '', 'chtt=x+y', 'c=%26')
     fc.assert(
-      fc.property(fc.array(pair, { minLength: 1, maxLength: 6 }), fc.nat(), (pairs, at) => {
+      fc.property(fc.array(pair, { minLength: 1, maxLength: 6 }), fc.nat(), (others, at) => {
+        const pairs = ['icac=acme', ...others]
         const text = pairs.join('&')
         const ichm = signQuery(text, 'secret').slice(text.length + (text === '' ? 0 : 1))
         const signed: string[] = [...pairs]
@@ -233,7 +260,7 @@ describe('verifySignature and signQuery', () => {
   })
 
   it('refuses a signature in upper-case hex or of the wrong length', () => {
-    const [query = '', ichm = ''] = signQuery('cht=p&chs=10x10', 's').split('&ichm=')
+    const [query = '', ichm = ''] = signQuery('cht=p&chs=10x10&icac=x', 's').split('&ichm=')
     assert.equal(verifySignature(`${query}&ichm=${ichm}`, 's'), true)
     assert.equal(verifySignature(`${query}&ichm=${ichm.toUpperCase()}`, 's'), false)
     assert.equal(verifySignature(`${query}&ichm=${ichm.slice(0, 63)}`, 's'), false)
