@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict'
-import type { IncomingMessage, ServerResponse } from 'node:http'
-import { describe, it } from 'node:test'
+import { get, type IncomingMessage, type ServerResponse } from 'node:http'
+import { after, before, describe, it } from 'node:test'
 import fc from 'fast-check'
+import { frameworks, type RunningApp, startApp } from '../../../test/support/harness.ts'
 import { isIcError } from '../../errors.ts'
 import type { Guard } from '../../guard.ts'
 import { type ApiKeyOptions, apiKey } from './index.ts'
@@ -142,3 +143,94 @@ describe('apiKey', () => {
     )
   })
 })
+
+describe('apiKey() keys: what a header can carry, read alike from the header and the query', () => {
+  it('refuses at construction, naming `keys`, a key no request could present', () => {
+    const refused: [string, RegExp][] = [
+      ['k'.repeat(1025), /at most 1024 characters, got one of 1025/],
+      [' padded', /surrounding whitespace/],
+      ['padded\t', /surrounding whitespace/],
+      ['clé', /printable ASCII/],
+      ['a\r\nb', /printable ASCII/],
+      ['a\x00b', /printable ASCII/],
+    ]
+    for (const [key, message] of refused) {
+      assert.throws(
+        () => apiKey({ keys: { [key]: [] } }),
+        (err: Error) => err instanceof TypeError && /`keys`/.test(err.message) && message.test(err.message),
+        JSON.stringify(key),
+      )
+      assert.throws(
+        () => apiKey({ keys: { [key]: [] } }),
+        (err: Error) => !err.message.includes(key),
+      )
+    }
+    apiKey({ keys: { ['k'.repeat(1024)]: [], 'a b': [], '~!#$%&*+/=?^_`{|}': [] } })
+  })
+})
+
+for (const framework of frameworks) {
+  describe(`apiKey() on ${framework}: header and query read alike`, () => {
+    let app: RunningApp
+    const asked: string[] = []
+    const long = 'k'.repeat(1024)
+    before(async () => {
+      app = await startApp(framework, {
+        routes: [
+          {
+            path: '/i',
+            use: (a) => [
+              a.apiKey({
+                keys: { 'k-good': { id: 'good' }, [long]: { id: 'long' } },
+                query: 'key',
+                lookup: (key) => {
+                  asked.push(key)
+                  return undefined
+                },
+              }),
+            ],
+            handle: ({ locals }) => ({ body: (locals.apiKey as { id: string }).id }),
+          },
+        ],
+      })
+    })
+    after(() => app.close())
+
+    const send = (path: string, headers: Record<string, string> = {}) =>
+      new Promise<string>((resolve, reject) => {
+        get(`${app.url}${path}`, { headers }, (response) => {
+          let body = ''
+          response.setEncoding('utf8')
+          response.on('data', (chunk: string) => {
+            body += chunk
+          })
+          response.on('end', () =>
+            resolve(`${response.statusCode} ${response.headers['x-ic-error-code'] ?? body}`),
+          )
+        }).on('error', reject)
+      })
+
+    it('trims a query value as it trims a header: surrounding spaces are not part of a key', async () => {
+      assert.equal(await send('/i', { 'x-api-key': '  k-good ' }), '200 good')
+      assert.equal(await send('/i?key=+k-good+'), '200 good')
+      assert.equal(await send('/i?key=%20k-good%09'), '200 good')
+      assert.equal(await send('/i?key=+++'), '401 IC_API_KEY_MISSING')
+    })
+
+    it('takes a key of 1024 characters from either; a longer or non-ASCII one is unknown without a lookup', async () => {
+      assert.equal(await send('/i', { 'x-api-key': long }), '200 long')
+      assert.equal(await send(`/i?key=${long}`), '200 long')
+      asked.length = 0
+      assert.equal(await send('/i?key=cl%C3%A9'), '401 IC_API_KEY_INVALID')
+      assert.equal(
+        await send('/i', { 'x-api-key': Buffer.from('clé').toString('latin1') }),
+        '401 IC_API_KEY_INVALID',
+      )
+      assert.equal(await send(`/i?key=${long}k`), '401 IC_API_KEY_INVALID')
+      assert.equal(await send('/i?key=a%01b'), '401 IC_API_KEY_INVALID')
+      assert.deepEqual(asked, [], 'no such key can exist, so lookup() is not asked')
+      assert.equal(await send('/i?key=other'), '401 IC_API_KEY_INVALID')
+      assert.deepEqual(asked, ['other'])
+    })
+  })
+}

@@ -29,7 +29,11 @@ export interface ApiKeyGrant {
  * }
  */
 export interface ApiKeyOptions {
-  /** Known keys and what each may do (a list of scopes is short for `{ scopes }`). */
+  /**
+   * Known keys and what each may do (a list of scopes is short for `{ scopes }`). A key is 1
+   * to 1024 printable ASCII characters without spaces at either end (what a header carries
+   * intact); any other throws a `TypeError` naming `keys`.
+   */
   readonly keys?: Readonly<Record<string, ApiKeyGrant | readonly string[]>>
   /** Finds a key the `keys` record does not hold (e.g. in a database); `undefined` when unknown. */
   readonly lookup?: (key: string) => ApiKeyGrant | undefined | Promise<ApiKeyGrant | undefined>
@@ -58,6 +62,12 @@ interface Known {
 }
 
 const MAX_KEY_CHARS = 1024
+/**
+ * What a key can be: 1 to {@link MAX_KEY_CHARS} printable ASCII characters, without spaces at
+ * either end. A header carries nothing else intact (Node reads header bytes as Latin-1 and
+ * trims them), so a key outside this set would work from the query only.
+ */
+const KEY = new RegExp(`^[\\x21-\\x7e](?:[\\x20-\\x7e]{0,${MAX_KEY_CHARS - 2}}[\\x21-\\x7e])?$`)
 
 function digest(key: string): string {
   return createHash('sha256').update(key).digest('hex')
@@ -79,6 +89,14 @@ function resolve(key: string, grant: unknown, option: string, configured: boolea
     scopes: new ReadonlySetView(new Set(scopes)),
   })
   return { info, published: Object.freeze({ apiKey: info }) }
+}
+
+/** Why `key` is not a valid key, without showing it (it is a secret). */
+function keyProblem(key: string): string {
+  if (key.length > MAX_KEY_CHARS)
+    return `keys of at most ${MAX_KEY_CHARS} characters, got one of ${key.length}`
+  if (key.trim() !== key) return 'keys without surrounding whitespace, got one with it'
+  return 'keys of printable ASCII characters only, got one with a non-ASCII or control character'
 }
 
 /**
@@ -120,6 +138,7 @@ export function compileApiKey(options: Readonly<ApiKeyOptions>): ApiKeyCheck {
   const keys = new Map<string, Known>()
   for (const [key, grant] of Object.entries(options.keys ?? {})) {
     if (key === '') throw new TypeError('Expected `keys` to have non-empty keys')
+    if (!KEY.test(key)) throw new TypeError(`Expected \`keys\` to hold ${keyProblem(key)}`)
     keys.set(digest(key), resolve(key, grant, 'keys[…]', true))
   }
   const headerName = header === false ? undefined : header.toLowerCase()
@@ -155,12 +174,14 @@ export function compileApiKey(options: Readonly<ApiKeyOptions>): ApiKeyCheck {
         if (issue.path?.[0] === param || issue.path?.[0] === `${param}64`)
           throw icError('IS_VALIDATION_ERROR', { message: issue.message, validation: [issue] })
       }
-      const value = query.values.get(param)
+      // Read as the header is: trimmed, blank meaning absent.
+      const value = query.values.get(param)?.trim()
       if (value !== undefined && value !== '') key = value
     }
     if (key === undefined || key === '')
       throw icError('IC_API_KEY_MISSING', { message: `Send the API key in ${where}` })
-    if (key.length > MAX_KEY_CHARS) return finish(undefined)
+    // No key can be outside KEY: unknown without asking lookup(), from the header or the query alike.
+    if (!KEY.test(key)) return finish(undefined)
     const hashed = digest(key)
     const known = keys.get(hashed)
     if (known !== undefined || lookup === undefined) return finish(known)
@@ -174,7 +195,9 @@ export function compileApiKey(options: Readonly<ApiKeyOptions>): ApiKeyCheck {
 /**
  * API keys, from a header (`x-api-key` by default) or a query parameter: missing → 401
  * `IC_API_KEY_MISSING`, unknown → 401 `IC_API_KEY_INVALID`, known but without the scopes
- * this route needs → 403 `IC_API_KEY_FORBIDDEN`. Keys are kept and looked up by their
+ * this route needs → 403 `IC_API_KEY_FORBIDDEN`. Header and query are read alike: trimmed,
+ * blank meaning absent, and a key no key can be (over 1024 characters, non-ASCII, a control
+ * character) unknown without asking `lookup`. Keys are kept and looked up by their
  * SHA-256, so the lookup time does not depend on how much of a key is right. Publishes
  * `apiKey` (`{ id, scopes }`, never the key).
  *

@@ -77,11 +77,12 @@ function run(
  * parameters, each with the options you give it; the first refusal wins. The API key's
  * query parameter, when there is one, is exempt from `imageParamsAllowed`. Publishes what the
  * rules publish (`apiKey`, `account`, `source`, `imageParams`). Synchronous unless a
- * `lookup` is asynchronous.
+ * `lookup` is asynchronous. A signature covers the query, not the path (see `signature()`):
+ * with `signature`, let the query choose the image (`origin`), not the path.
  *
  * @example
  * import { requestRules } from 'image-api-errors/express'
- * app.get('/img/:path', requestRules({
+ * app.get('/img', requestRules({
  *   signature: { accounts: { acme: process.env.ACME_SECRET as string } },
  *   permissions: { allowDynamicOrigin: true, hostsAllowed: ['*.example.com'] },
  *   imageParams: { maxWidth: 4000 },

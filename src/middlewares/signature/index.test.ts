@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict'
 import { createHmac } from 'node:crypto'
 import { readFileSync } from 'node:fs'
-import type { IncomingMessage, ServerResponse } from 'node:http'
-import { describe, it } from 'node:test'
+import { get, type IncomingMessage, type ServerResponse } from 'node:http'
+import { after, before, describe, it } from 'node:test'
 import fc from 'fast-check'
 import imageChartsModule from 'image-charts'
 import { joinedPieces } from '../../../test/support/arbitraries.ts'
+import { frameworks, type RunningApp, startApp } from '../../../test/support/harness.ts'
 import { isIcError } from '../../errors.ts'
 import type { Guard } from '../../guard.ts'
 import { parseQueryString } from '../../query.ts'
@@ -123,8 +124,8 @@ describe('verifySignature and signQuery', () => {
   it('decodes a signed text with its empty pairs kept', () => {
     assert.equal(decodedForm('&a=%41'), '&a=A')
     assert.equal(decodedForm('&&a=%41&'), '&&a=A&')
-    const ichm = signQuery('&a=A b', 'k').split('ichm=')[1]
-    assert.equal(verifySignature(`&a=A%20b&ichm=${ichm}`, 'k'), true)
+    const ichm = signQuery('&a=A b&icac=x', 'k').split('ichm=')[1]
+    assert.equal(verifySignature(`&a=A%20b&icac=x&ichm=${ichm}`, 'k'), true)
   })
 
   it('verifySignature() refuses a repeated or malformed icac or ichm, as signature() does', () => {
@@ -136,12 +137,38 @@ describe('verifySignature and signQuery', () => {
     assert.equal(verifySignature(`${signed}&icac64=%%`, 'k'), false)
   })
 
+  it('verifySignature() is false without icac or with an empty one, which signature() answers with 400', async () => {
+    const guard = signature({ accounts: { acme: 'k' } })
+    for (const query of ['cht=p', 'cht=p&icac=', 'icac=&cht=p', 'cht=p&icac64=']) {
+      const signed = signQuery(query, 'k')
+      assert.equal(verifySignature(signed, 'k'), false, query)
+      assert.equal(await outcome(guard, `/chart?${signed}`), '400 IC_MISSING_ENT_PARAMETER', query)
+    }
+    assert.equal(verifySignature(signQuery('cht=p&icac=acme', 'k'), 'k'), true)
+  })
+
+  it('signQuery() refuses a query signed already: a second ichm would never verify', () => {
+    for (const query of [
+      'cht=p&icac=a&ichm=00',
+      `ichm=${'a'.repeat(64)}&cht=p&icac=a`,
+      'cht=p&icac=a&ichm64=MDA',
+      'cht=p&icac=a&%69chm=00',
+      '?cht=p&icac=a&ichm=',
+    ]) {
+      assert.throws(() => signQuery(query, 'k'), /`query` without `ichm`/, query)
+    }
+    assert.throws(() => signQuery({ cht: 'p', icac: 'a', ichm: '00' }, 'k'), TypeError)
+    assert.throws(() => signQuery(new URLSearchParams('cht=p&ichm=00'), 'k'), TypeError)
+    // Names that only look alike are signed as usual.
+    assert.equal(verifySignature(signQuery('cht=p&icac=a&xichm=1&ichmx=2&ICHM=3', 'k'), 'k'), true)
+  })
+
   it('signs and verifies the query as sent, empty pairs and all', () => {
-    const signed = signQuery('a=1&&b=2&', 'k')
+    const signed = signQuery('icac=x&a=1&&b=2&', 'k')
     assert.equal(verifySignature(signed, 'k'), true)
     assert.equal(verifySignature(signed.replace('&&', '&'), 'k'), false)
     const ichm = signed.split('ichm=')[1]
-    assert.equal(verifySignature(`%69chm=${ichm}&a=1&&b=2&`, 'k'), true, 'a percent-encoded ichm name')
+    assert.equal(verifySignature(`%69chm=${ichm}&icac=x&a=1&&b=2&`, 'k'), true, 'a percent-encoded ichm name')
   })
 
   it('verifies URLs signed by the official image-charts client', () => {
@@ -219,7 +246,8 @@ describe('verifySignature and signQuery', () => {
   it('verifies a signed query whatever pair ichm stands at, empty pairs and all', () => {
     const pair = fc.constantFrom('a=1', 'chd=t%3A1%2C2', 'b', '', 'chtt=x+y', 'c=%26')
     fc.assert(
-      fc.property(fc.array(pair, { minLength: 1, maxLength: 6 }), fc.nat(), (pairs, at) => {
+      fc.property(fc.array(pair, { minLength: 1, maxLength: 6 }), fc.nat(), (others, at) => {
+        const pairs = ['icac=acme', ...others]
         const text = pairs.join('&')
         const ichm = signQuery(text, 'secret').slice(text.length + (text === '' ? 0 : 1))
         const signed: string[] = [...pairs]
@@ -232,7 +260,7 @@ describe('verifySignature and signQuery', () => {
   })
 
   it('refuses a signature in upper-case hex or of the wrong length', () => {
-    const [query = '', ichm = ''] = signQuery('cht=p&chs=10x10', 's').split('&ichm=')
+    const [query = '', ichm = ''] = signQuery('cht=p&chs=10x10&icac=x', 's').split('&ichm=')
     assert.equal(verifySignature(`${query}&ichm=${ichm}`, 's'), true)
     assert.equal(verifySignature(`${query}&ichm=${ichm.toUpperCase()}`, 's'), false)
     assert.equal(verifySignature(`${query}&ichm=${ichm.slice(0, 63)}`, 's'), false)
@@ -481,6 +509,15 @@ describe('signature guard', () => {
       [{ accounts: {}, features: { f: { params: ['x'], code: 'NOPE_CODE' } } }, /`features\.f\.code`/],
       [{ accounts: {}, lookup: 'db' as never }, /`lookup`/],
       [{ accounts: {}, required: 1 as never }, /`required`/],
+      // Iterated as they were, 5 threw "not iterable" and 'retina' was read letter by letter.
+      [
+        { accounts: {}, features: imageChartsFeatures, unsignedFeatures: 5 as never },
+        /`unsignedFeatures` to be an array of feature names, got 5/,
+      ],
+      [
+        { accounts: {}, features: imageChartsFeatures, unsignedFeatures: 'retina' as never },
+        /`unsignedFeatures` to be an array of feature names, got "retina"/,
+      ],
     ]
     for (const [options, message] of cases) {
       assert.throws(
@@ -490,3 +527,87 @@ describe('signature guard', () => {
     }
   })
 })
+
+/** A GET of `path` exactly as written (no client normalises it): status, code and validation paths. */
+function rawGet(app: RunningApp, path: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    get(`${app.url}${path}`, (response) => {
+      response.resume()
+      response.on('end', () => {
+        const code = response.headers['x-ic-error-code']
+        const items = response.headers['x-ic-error-validation']
+        const paths =
+          typeof items === 'string'
+            ? ` ${(JSON.parse(items) as { path: string[]; type: string }[]).map((i) => `${i.path[0]}:${i.type}`).join(',')}`
+            : ''
+        resolve(`${response.statusCode}${code === undefined ? '' : ` ${code}`}${paths}`)
+      })
+    }).on('error', reject)
+  })
+}
+
+for (const framework of frameworks) {
+  describe(`signature({ features }) on ${framework}: gated on the strict parse`, () => {
+    let app: RunningApp
+    const accounts = { acme: { secrets: ['acme-secret'], features: [] } }
+    const gated: SignatureOptions = { accounts, features: imageChartsFeatures }
+    before(async () => {
+      app = await startApp(framework, {
+        routes: [
+          { path: '/chart', use: (a) => [a.signature(gated)], handle: () => ({ body: 'served' }) },
+          {
+            path: '/ungated',
+            use: (a) => [a.signature({ accounts })],
+            handle: () => ({ body: 'served' }),
+          },
+        ],
+      })
+    })
+    after(() => app.close())
+
+    // Each of these reached the handler (200) before: the strict parse dropped the malformed
+    // value or kept the first of a repetition, while req.query / ctx.query kept or merged them.
+    const refused: [string, string][] = [
+      ['icretina=%ZZ', '400 IS_VALIDATION_ERROR icretina:query.encoding'],
+      ['icretina=1%', '400 IS_VALIDATION_ERROR icretina:query.encoding'],
+      ['icretina64=!&icretina=1', '400 IS_VALIDATION_ERROR icretina64:string.base64,icretina:query.repeated'],
+      ['chxt=x,y&chxt=x,y,r', '400 IS_VALIDATION_ERROR chxt:query.repeated'],
+      ['chxt=x,y,r%', '400 IS_VALIDATION_ERROR chxt:query.encoding'],
+      ['chm=D,FF0000,0,0,5%', '400 IS_VALIDATION_ERROR chm:query.encoding'],
+      // An unrelated parameter's problem refuses too: a feature's test may read any value.
+      ['chtt=%ZZ&icretina=1', '400 IS_VALIDATION_ERROR chtt:query.encoding'],
+      // Bracketed names are the parameter under Express 4's qs parser (an array or object there).
+      ['icretina[]=1', '403 IC_RETINA_ERROR icretina:feature.notAllowed'],
+      ['icretina%5B%5D=1', '403 IC_RETINA_ERROR icretina:feature.notAllowed'],
+      ['[icretina]=1', '403 IC_RETINA_ERROR icretina:feature.notAllowed'],
+      ['chxt[]=x,y,r', '403 IC_UNAUTHORIZED_MULTI_AXIS_ERROR chxt:feature.notAllowed'],
+      ['chxt=x,y&chxt[0]=r', '400 IS_VALIDATION_ERROR chxt:query.repeated'],
+    ]
+    for (const [query, expected] of refused) {
+      it(`refuses ${query}, unsigned and signed by an account without the feature`, async () => {
+        assert.equal(await rawGet(app, `/chart?cht=p&${query}`), expected)
+        assert.equal(
+          await rawGet(app, `/chart?${signQuery(`cht=p&${query}&icac=acme`, 'acme-secret')}`),
+          expected,
+        )
+      })
+    }
+
+    it('serves a query without problems or gated parameters, and checks who is asking first', async () => {
+      assert.equal(await rawGet(app, '/chart?cht=p&chxt=x,y&chtt=a%20b'), '200')
+      assert.equal(await rawGet(app, '/chart?cht=p&chs[]=1'), '200', 'a bracketed name of no feature')
+      assert.equal(
+        await rawGet(app, `/chart?${signQuery('cht=p&chtt=%ZZ&icac=acme', 'wrong')}`),
+        '401 IC_INVALID_SIGNATURE ichm:signature.invalid',
+      )
+    })
+
+    it('leaves other parameters to their own rules without features, as before', async () => {
+      assert.equal(await rawGet(app, '/ungated?cht=p&chtt=%ZZ&chxt=x&chxt=y'), '200')
+      assert.equal(
+        await rawGet(app, '/ungated?cht=p&icac=acme&icac=x&ichm=0'),
+        '400 IS_VALIDATION_ERROR icac:query.repeated',
+      )
+    })
+  })
+}

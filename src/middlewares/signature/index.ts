@@ -2,7 +2,7 @@ import { type ErrorCode, lookupErrorCode } from '../../catalogue.ts'
 import { icError } from '../../errors.ts'
 import type { Guard, Published } from '../../guard.ts'
 import { knownOptions, recordOption, showValue } from '../../options.ts'
-import { type ParsedQuery, parseQuery } from '../../query.ts'
+import { type ParsedQuery, parseQuery, quoteName } from '../../query.ts'
 import { ReadonlySetView } from '../../readonly-set.ts'
 import type { ValidationItem } from '../../validation-header.ts'
 import { matchesAny, SIGNING_PARAMS, type SigningKey, signingKey } from './verify.ts'
@@ -69,7 +69,12 @@ export interface SignatureOptions {
   ) => SignatureAccountEntry | undefined | Promise<SignatureAccountEntry | undefined>
   /** Refuse unsigned requests with 400 `IC_MISSING_ENT_PARAMETER`. @default false */
   readonly required?: boolean
-  /** Plan-gated features by name, e.g. {@link imageChartsFeatures}. @default {} */
+  /**
+   * Plan-gated features by name, e.g. {@link imageChartsFeatures}. Decided on the package's
+   * strict parse: with features set, a query with a problem (a repeated parameter, malformed
+   * percent-encoding, invalid base64) is refused with 400, and `name[…]` counts as `name`.
+   * @default {}
+   */
   readonly features?: Readonly<Record<string, FeatureRule>>
   /** Features of each plan, by plan name. @default {} */
   readonly plans?: Readonly<Record<string, readonly string[]>>
@@ -212,6 +217,56 @@ function missing(message: string, params: readonly ('icac' | 'ichm')[], half: bo
   })
 }
 
+/**
+ * The parameter a name stands for under a `qs`-style parser (Express 4's default): `chxt[]`,
+ * `chxt[0]` and `chxt[a][b]` (and `chxt%5B%5D`, decoded already) are `chxt`, and so is
+ * `[chxt]`, since qs takes the first bracket's text as the name when nothing comes before it.
+ */
+function rootName(name: string): string {
+  const open = name.indexOf('[')
+  if (open === -1) return name
+  if (open > 0) return name.slice(0, open)
+  const close = name.indexOf(']', 1)
+  return close > 1 ? name.slice(1, close) : name
+}
+
+/**
+ * The values plan-gated features are judged on: the package's strict parse, refused whole
+ * (400, every problem listed) when the query has a problem. Let through, a problem reads
+ * differently in the handler's parser: `req.query` keeps `icretina=%ZZ` as sent, gives an
+ * array for `chxt=x,y&chxt=x,y,r` where the strict parse dropped a value. Names with brackets
+ * count under their root (`icretina[]=1` is `icretina`, an array in `qs`); two names with the
+ * same root are a repetition.
+ */
+function gatedValues(query: ParsedQuery): ReadonlyMap<string, string> {
+  const { values } = query
+  let issues = query.issues
+  let folded: Map<string, string> | undefined
+  if (values.names.some((name) => name.includes('['))) {
+    folded = new Map()
+    const repeated: ValidationItem[] = []
+    const { names, texts } = values
+    for (let i = 0; i < names.length; i++) {
+      const root = rootName(names[i] as string)
+      if (!folded.has(root)) folded.set(root, texts[i] as string)
+      else if (!repeated.some((item) => item.path?.[0] === root))
+        repeated.push({
+          message: `${quoteName(root)} must not be repeated`,
+          path: [root],
+          type: 'query.repeated',
+        })
+    }
+    if (repeated.length > 0) issues = [...issues, ...repeated]
+  }
+  if (issues.length > 0) {
+    throw icError('IS_VALIDATION_ERROR', {
+      message: (issues[0] as ValidationItem).message,
+      validation: issues,
+    })
+  }
+  return folded ?? values
+}
+
 function checkFeatures(
   features: readonly CompiledFeature[],
   granted: ReadonlySet<string>,
@@ -247,7 +302,16 @@ function checkFeatures(
  * in constant time. `icac` without `ichm` or the reverse: 400 `IC_MISSING_ENT_PARAMETER`;
  * unknown account: 401 `IC_ACCOUNT_ID_NOT_FOUND`; wrong signature: 401
  * `IC_INVALID_SIGNATURE`; a feature the account's plan lacks: 403 with the feature's code.
+ * With `features`, a query problem (a repeated parameter, malformed percent-encoding,
+ * invalid base64; `name` and `name[…]` together count as repeated) is 400
+ * `IS_VALIDATION_ERROR`, every problem listed, since the handler's own parser would read
+ * such a query differently from the parse the features were judged on.
  * Unsigned requests pass unless `required`. Publishes `account` for signed requests.
+ *
+ * Only the query is signed, never the path (Image-Charts' path is always `/chart`): a signed
+ * query verifies on every path this guard is mounted on. Mount it where the query alone
+ * chooses what is served, not on a route such as `/img/:name`, whose path would pick any
+ * image under the same signature.
  *
  * @example
  * import { signature, imageChartsFeatures } from 'image-api-errors/express'
@@ -326,6 +390,10 @@ export function compileSignature(options: Readonly<SignatureOptions> = {}): Sign
     plans.set(plan, [...list])
   }
   const unsigned = new Set<string>()
+  if (options.unsignedFeatures !== undefined && !Array.isArray(options.unsignedFeatures))
+    throw new TypeError(
+      `Expected \`unsignedFeatures\` to be an array of feature names, got ${showValue(options.unsignedFeatures)}`,
+    )
   for (const feature of options.unsignedFeatures ?? []) {
     if (!known.has(feature))
       throw new TypeError(`Unknown feature ${JSON.stringify(feature)} in \`unsignedFeatures\``)
@@ -354,7 +422,7 @@ export function compileSignature(options: Readonly<SignatureOptions> = {}): Sign
         validation: [{ message, path: ['ichm'], type: 'signature.invalid' }],
       })
     }
-    if (gated) checkFeatures(features, account.features, query.values, `account ${id}`)
+    if (gated) checkFeatures(features, account.features, gatedValues(query), `account ${id}`)
     return account.published
   }
 
@@ -369,7 +437,7 @@ export function compileSignature(options: Readonly<SignatureOptions> = {}): Sign
     const hasSignature = values.has('ichm')
     if (id === undefined && !hasSignature) {
       if (required) missing('This route needs a signed request: send icac and ichm', ['icac', 'ichm'], false)
-      if (gated) checkFeatures(features, unsigned, values, 'an unsigned request')
+      if (gated) checkFeatures(features, unsigned, gatedValues(query), 'an unsigned request')
       return undefined
     }
     if (id === undefined || id === '' || !hasSignature) {

@@ -131,11 +131,13 @@ export function matchesAny(
  * Signs a query string the way Image-Charts' clients do: appends
  * `ichm=<lower-case hex HMAC-SHA256 of the query>`. A string is signed as given (percent-
  * encoded or not); a `URLSearchParams` or a record is encoded first (`URLSearchParams` form).
- * Add `icac` to the query before signing.
+ * Add `icac` to the query before signing. A query that has an `ichm` (or `ichm64`) already
+ * throws a `TypeError`: a second one would never verify; sign the query without it.
  *
  * @example
  * signQuery({ cht: 'p', chd: 't:1,2,3', chs: '100x100', icac: 'test_fixture' }, 'plop')
  * // 'cht=p&chd=t%3A1%2C2%2C3&chs=100x100&icac=test_fixture&ichm=71bd9375…dc8d'
+ * signQuery('cht=p&icac=test_fixture&ichm=00', 'plop') // throws: signed already
  */
 export function signQuery(
   query: string | URLSearchParams | Readonly<Record<string, string>>,
@@ -152,17 +154,22 @@ export function signQuery(
           ? query
           : new URLSearchParams(query as Record<string, string>)
         ).toString()
+  // Signing it again would add a second ichm, and a repeated ichm never verifies.
+  if (parseQueryString(text).withoutSignature !== text)
+    throw new TypeError('Expected `query` without `ichm` (or `ichm64`): it is signed already')
   return `${text}${text === '' ? '' : '&'}ichm=${hmacHex(text, signingKey(secret))}`
 }
 
 /**
  * Verifies an Image-Charts signed query string: `ichm` (anywhere in the query) must be the
  * HMAC-SHA256 of the rest of the query, raw or percent-decoded, under one of `secrets`
- * (several while a secret is being rotated). Constant-time comparison. `false` when `icac` or
- * `ichm` is repeated or malformed, as `signature()` refuses such a request.
+ * (several while a secret is being rotated). Constant-time comparison. `false` when `icac` is
+ * missing or empty, or `icac` or `ichm` is repeated or malformed, as `signature()` refuses
+ * such a request (400).
  *
  * @example
  * verifySignature('cht=p&chd=t%3A1%2C2%2C3&chs=100x100&icac=test_fixture&ichm=71bd93758b49ed28fdabd23a0ff366fe7bf877296ea888b9aaf4ede7978bdc8d', 'plop') // true
+ * verifySignature(signQuery('cht=p', 'plop'), 'plop') // false
  */
 export function verifySignature(query: string, secrets: string | readonly string[]): boolean {
   if (typeof query !== 'string') return false
@@ -174,5 +181,8 @@ export function verifySignature(query: string, secrets: string | readonly string
   const parsed = parseQueryString(query.startsWith('?') ? query.slice(1) : query)
   // A repeated, malformed or invalid base64 icac or ichm: the middleware refuses it, so must this.
   for (const issue of parsed.issues) if (SIGNING_PARAMS.has(String(issue.path?.[0]))) return false
+  // No account, or an empty one: signature() answers 400 IC_MISSING_ENT_PARAMETER.
+  const account = parsed.values.get('icac')
+  if (account === undefined || account === '') return false
   return matchesAny(parsed.withoutSignature, parsed.values.get('ichm'), list.map(signingKey))
 }
