@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { describe, it } from 'node:test'
 import { isIcError } from '../../errors.ts'
-import { signQuery } from '../signature/index.ts'
+import { imageChartsFeatures, signQuery } from '../signature/index.ts'
 import { type RequestRulesOptions, requestRules } from './index.ts'
 
 const res = {} as ServerResponse
@@ -39,6 +39,18 @@ describe('requestRules: permissions and imageParams together', () => {
   it('refuses a parameter outside the allow-list with 401 even when it is repeated', async () => {
     const err = await refusal('/i?width=abc&zz=1&zz=2')
     assert.equal(err.code, 'IC_PARAM_NOT_ALLOWED')
+  })
+
+  it('leaves the query problems a gated signature would refuse to imageParams, keeping its 401', async () => {
+    const gated: RequestRulesOptions = {
+      signature: { accounts: { acme: 's' }, features: imageChartsFeatures },
+      imageParams: { builtInParams: false, imageParamsAllowed: ['chs'], params: { chs: { type: 'size' } } },
+    }
+    const outcomeOf = (query: string) => outcome(gated, `/chart?${query}`)
+    assert.equal(await outcomeOf('chs=abc&zz=1&zz=2'), '401 IC_PARAM_NOT_ALLOWED')
+    assert.equal(await outcomeOf('chs=abc&chs=1x1'), '400 IS_VALIDATION_ERROR')
+    assert.equal(await outcomeOf('icretina=%ZZ&chs=1x1'), '401 IC_PARAM_NOT_ALLOWED')
+    assert.equal(await outcomeOf('icretina[]=1&chs=1x1'), '403 IC_RETINA_ERROR')
   })
 
   it('still judges a broken source itself, before the other parameters', async () => {

@@ -98,11 +98,12 @@ export function requestRules(options: Readonly<RequestRulesOptions>): Guard {
   }
   if (signature !== undefined) {
     const check = compileIn('signature', () => compileSignature(signature))
-    steps.push((_req, query, out) => publishAs(out, 'account', check(query)))
+    // imageParams refuses every problem of the query, listed with its own findings.
+    const othersReported = imageParams !== undefined
+    steps.push((_req, query, out) => publishAs(out, 'account', check(query, othersReported)))
   }
   if (permissions !== undefined) {
     const compiled = compileIn('permissions', () => compilePermissions(permissions))
-    // imageParams reports the query's other problems with its own, all at once.
     const othersReported = imageParams !== undefined
     steps.push((_req, query, out) => {
       const source = checkPermissions(compiled, query, othersReported)

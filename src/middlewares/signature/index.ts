@@ -238,9 +238,10 @@ function rootName(name: string): string {
  * count under their root (`icretina[]=1` is `icretina`, an array in `qs`); two names with the
  * same root are a repetition.
  */
-function gatedValues(query: ParsedQuery): ReadonlyMap<string, string> {
+function gatedValues(query: ParsedQuery, othersReported: boolean): ReadonlyMap<string, string> {
   const { values } = query
-  let issues = query.issues
+  // A rule after this one refusing every problem of the query lists them with its own.
+  let issues = othersReported ? [] : query.issues
   let folded: Map<string, string> | undefined
   if (values.names.some((name) => name.includes('['))) {
     folded = new Map()
@@ -334,7 +335,10 @@ export function signature(options: Readonly<SignatureOptions> = {}): Guard {
  * @example
  * const check: SignatureCheck = compileSignature({ accounts: { acme: 'secret' } })
  */
-export type SignatureCheck = (query: ParsedQuery) => Published | undefined | Promise<Published>
+export type SignatureCheck = (
+  query: ParsedQuery,
+  othersReported?: boolean,
+) => Published | undefined | Promise<Published>
 
 /**
  * Validates the options and returns the check `signature()` and `requestRules()` run.
@@ -407,7 +411,12 @@ export function compileSignature(options: Readonly<SignatureOptions> = {}): Sign
   const required = options.required === true
   const gated = features.length > 0
 
-  const finish = (account: ResolvedAccount | undefined, id: string, query: ParsedQuery): Published => {
+  const finish = (
+    account: ResolvedAccount | undefined,
+    id: string,
+    query: ParsedQuery,
+    othersReported: boolean,
+  ): Published => {
     if (account === undefined) {
       const message = `Unknown account ${JSON.stringify(id.length > 64 ? `${id.slice(0, 64)}…` : id)}`
       throw icError('IC_ACCOUNT_ID_NOT_FOUND', {
@@ -422,11 +431,11 @@ export function compileSignature(options: Readonly<SignatureOptions> = {}): Sign
         validation: [{ message, path: ['ichm'], type: 'signature.invalid' }],
       })
     }
-    if (gated) checkFeatures(features, account.features, gatedValues(query), `account ${id}`)
+    if (gated) checkFeatures(features, account.features, gatedValues(query, othersReported), `account ${id}`)
     return account.published
   }
 
-  return (query) => {
+  return (query, othersReported = false) => {
     const { values } = query
     for (const issue of query.issues) {
       if (SIGNING_PARAMS.has(String(issue.path?.[0]))) {
@@ -437,7 +446,7 @@ export function compileSignature(options: Readonly<SignatureOptions> = {}): Sign
     const hasSignature = values.has('ichm')
     if (id === undefined && !hasSignature) {
       if (required) missing('This route needs a signed request: send icac and ichm', ['icac', 'ichm'], false)
-      if (gated) checkFeatures(features, unsigned, gatedValues(query), 'an unsigned request')
+      if (gated) checkFeatures(features, unsigned, gatedValues(query, othersReported), 'an unsigned request')
       return undefined
     }
     if (id === undefined || id === '' || !hasSignature) {
@@ -449,12 +458,13 @@ export function compileSignature(options: Readonly<SignatureOptions> = {}): Sign
       missing('icac and ichm must be sent together', absent, absent.length === 1)
     }
     const configured = accounts.get(id)
-    if (configured !== undefined || lookup === undefined) return finish(configured, id, query)
+    if (configured !== undefined || lookup === undefined) return finish(configured, id, query, othersReported)
     return Promise.resolve(lookup(id)).then((entry) =>
       finish(
         !entry ? undefined : resolveAccount(id, entry, plans, known, 'lookup()', unsigned, false),
         id,
         query,
+        othersReported,
       ),
     )
   }
