@@ -3,6 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import { icError } from '../../errors.ts'
 import type { Guard, Published } from '../../guard.ts'
 import { knownOptions, showValue } from '../../options.ts'
+import { requestSignal } from '../../request-signal.ts'
 import { type ImageFormat, sniffImageFormat } from '../backend-fetch/sniff.ts'
 import { multipartFile } from './multipart.ts'
 
@@ -80,9 +81,29 @@ function tooLarge(res: ServerResponse, maxBytes: number): never {
   throw icError('IC_UPLOAD_TOO_LARGE', { message: `The upload is larger than ${maxBytes} bytes` })
 }
 
-/** Reads a request body, refusing it as soon as it passes `maxBytes`. */
+/**
+ * Leaves the rest of the body unread. Kept alive, Node would read and discard all of it after
+ * the response, however much the client sends, so the connection is closed: with the error
+ * response, or at once when a response has already started.
+ */
+function abandonBody(req: IncomingMessage, res: ServerResponse): void {
+  req.pause()
+  if (res.headersSent) res.destroy()
+  else res.setHeader('connection', 'close')
+}
+
+/**
+ * Reads a request body, refusing it as soon as it passes `maxBytes`, and stopping when the
+ * request's signal aborts (a deadline passed, the client left) with the signal's reason.
+ */
 function readBody(req: IncomingMessage, res: ServerResponse, maxBytes: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
+    const signal = requestSignal(req)
+    if (signal.aborted) {
+      abandonBody(req, res)
+      reject(signal.reason)
+      return
+    }
     // Listeners on a stream that is gone or already read would wait for events that came before.
     if (req.readableEnded || req.readableFlowing === true) {
       reject(
@@ -107,13 +128,21 @@ function readBody(req: IncomingMessage, res: ServerResponse, maxBytes: number): 
       req.off('end', onEnd)
       req.off('error', onError)
       req.off('close', onClose)
+      signal.removeEventListener('abort', onAbort)
+    }
+    const onAbort = () => {
+      cleanup()
+      abandonBody(req, res)
+      reject(signal.reason)
     }
     const onData = (chunk: Buffer) => {
       size += chunk.length
       if (size > maxBytes) {
         cleanup()
+        // A response already on its way (a deadline's 504) cannot say Connection: close.
+        if (res.headersSent) res.destroy()
         // Keep the socket readable (the discarded bytes flow on) so the 413 can be written.
-        req.resume()
+        else req.resume()
         try {
           tooLarge(res, maxBytes)
         } catch (err) {
@@ -144,6 +173,7 @@ function readBody(req: IncomingMessage, res: ServerResponse, maxBytes: number): 
     req.on('end', onEnd)
     req.on('error', onError)
     req.on('close', onClose)
+    signal.addEventListener('abort', onAbort)
     // A stream paused on purpose (`req.pause()`) stays paused when a `data` listener is added.
     if (req.readableFlowing === false) req.resume()
   })
