@@ -373,8 +373,9 @@ export function apiKey(options: Readonly<core.ApiKeyOptions>): ExpressMiddleware
 }
 
 /**
- * Imagizer-style uploads as Express middleware; see the core `upload`. Publishes
- * `upload` (`{ body, type }`). Mount it before any body parser.
+ * Imagizer-style uploads as Express middleware; see the core `upload`. Publishes `upload`
+ * (`{ key, body, type }`: store at `key`, the checked request path). Mount it before any
+ * body parser.
  *
  * @example
  * app.post('/images/*path', upload({ enabled: true, tokens: [token] }), handler)

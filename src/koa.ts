@@ -320,8 +320,9 @@ export function apiKey(options: Readonly<core.ApiKeyOptions>): KoaMiddleware {
 }
 
 /**
- * Imagizer-style uploads as Koa middleware; see the core `upload`. Publishes
- * `upload` (`{ body, type }`). Mount it before any body parser.
+ * Imagizer-style uploads as Koa middleware; see the core `upload`. Publishes `upload`
+ * (`{ key, body, type }`: store at `key`, the checked request path). Mount it before any
+ * body parser.
  *
  * @example
  * router.post('/images/(.*)', upload({ enabled: true, tokens: [token] }), handler)

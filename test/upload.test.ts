@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
 import { once } from 'node:events'
+import type { ServerResponse } from 'node:http'
 import { connect, type Socket } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import sharp from 'sharp'
@@ -110,6 +111,67 @@ for (const framework of frameworks) {
       assert.match(answer.text, /^HTTP\/1\.1 504 /)
       assert.equal(headerOf(answer.text, 'connection'), 'close')
       assert.ok(answer.closedByServer, 'the server closes the connection')
+    })
+  })
+}
+
+for (const framework of frameworks) {
+  describe(`upload() storage key on ${framework}`, () => {
+    let app: RunningApp
+    let image: Buffer
+    before(async () => {
+      image = await sharp({ create: { width: 8, height: 8, channels: 3, background: '#c33' } })
+        .png()
+        .toBuffer()
+      // Mounted for every path, as an image store would be: no route pattern stands between the path and the key.
+      const answerKey = framework.startsWith('koa')
+        ? (ctx: { state: { upload: { key: string } }; status: number; body: unknown }) => {
+            ctx.status = 201
+            ctx.body = JSON.stringify({ key: ctx.state.upload.key })
+          }
+        : (_req: unknown, res: ServerResponse & { locals: { upload: { key: string } } }) => {
+            res.statusCode = 201
+            res.end(JSON.stringify({ key: res.locals.upload.key }))
+          }
+      app = await startApp(framework, {
+        use: (a) => [a.upload({ enabled: true, tokens: [TOKEN] }), answerKey],
+        routes: [],
+      })
+    })
+    after(() => app.close())
+
+    const post = (path: string) =>
+      rawExchange(
+        app.url,
+        `POST ${path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${TOKEN}\r\nContent-Length: ${image.length}\r\nConnection: close\r\n\r\n`,
+        [image],
+        1000,
+      )
+
+    it('publishes the decoded path without its leading slash as `key`', async () => {
+      const answer = await post('/images/2024/a%20b.png?v=1')
+      assert.match(answer.text, /^HTTP\/1\.1 201 /)
+      assert.deepEqual(JSON.parse(answer.text.slice(answer.text.indexOf('\r\n\r\n') + 4)), {
+        key: 'images/2024/a b.png',
+      })
+    })
+
+    it('refuses paths that would store elsewhere with 400 IS_VALIDATION_ERROR, before reading the body', async () => {
+      for (const path of [
+        '/img/a/../../etc/passwd',
+        '/img/%2e%2e/%2e%2e/x',
+        '/img/a%00.png',
+        '/img/%5c..%5cx.png',
+        '/img/\\..\\x.png',
+        '//abs/x.png',
+        '/img/a%2fb.png',
+        '/img/a%zz.png',
+      ]) {
+        const answer = await post(path)
+        assert.match(answer.text, /^HTTP\/1\.1 400 /, path)
+        assert.equal(headerOf(answer.text, 'x-ic-error-code'), 'IS_VALIDATION_ERROR', path)
+        assert.match(headerOf(answer.text, 'x-ic-error-validation') ?? '', /"path":\["path"\]/, path)
+      }
     })
   })
 }

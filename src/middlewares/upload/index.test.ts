@@ -234,3 +234,60 @@ describe('upload: refusals before the body is read', () => {
     }
   })
 })
+
+describe('upload: the storage key', () => {
+  const guard = upload({ enabled: true, tokens: ['t'] })
+  async function keyOf(url: string): Promise<string> {
+    const req = Object.assign(bodyRequest(await encode('png'), { authorization: 'Bearer t' }), { url })
+    try {
+      const out = (await guard(req, res)) as { upload: { key: string } }
+      return out.upload.key
+    } catch (err) {
+      assert.ok(isIcError(err))
+      const items = err.headers['x-ic-error-validation']
+      assert.equal(err.code, 'IS_VALIDATION_ERROR', url)
+      assert.match(String(items), /"path":\["path"\],"type":"upload.path"/)
+      return 'refused'
+    }
+  }
+
+  it('is the request path, decoded, without its leading slash or its query', async () => {
+    assert.equal(await keyOf('/a.png'), 'a.png')
+    assert.equal(await keyOf('/images/2024/a%20b.png?width=10'), 'images/2024/a b.png')
+    assert.equal(await keyOf('/images/%C3%A9t%C3%A9.png'), 'images/été.png')
+    assert.equal(await keyOf('/images/a..b/.hidden/x.y.png'), 'images/a..b/.hidden/x.y.png')
+  })
+
+  it('refuses a path that names no file or could name another one', async () => {
+    for (const url of [
+      '/',
+      '',
+      'http://host/a.png',
+      '*',
+      '/img/a/../../etc/passwd',
+      '/img/./a.png',
+      '/img/..',
+      '/img/%2e%2e/%2e%2e/x',
+      '/img/%2E/x',
+      '/img/.%2e/x',
+      '/img/a%2fb.png',
+      '/img/a%2F..%2Fb.png',
+      '/img/a%5cb.png',
+      '/img/\\..\\x.png',
+      '/img/a\\b.png',
+      '//abs/a.png',
+      '/img//a.png',
+      '/img/',
+      '/img/a%00.png',
+      '/img/a%0d%0a.png',
+      '/img/a%7f.png',
+      '/img/a%c2%85.png',
+      '/img/a%.png',
+      '/img/a%zz.png',
+      '/img/a%e0%a4.png',
+      '/img/a%ff.png',
+    ]) {
+      assert.equal(await keyOf(url), 'refused', url)
+    }
+  })
+})

@@ -5,6 +5,7 @@ import type { Guard, Published } from '../../guard.ts'
 import { knownOptions, showValue } from '../../options.ts'
 import { requestSignal } from '../../request-signal.ts'
 import { type ImageFormat, sniffImageFormat } from '../backend-fetch/sniff.ts'
+import { uploadKey } from './key.ts'
 import { multipartFile } from './multipart.ts'
 
 /**
@@ -46,14 +47,20 @@ export interface UploadOptions {
 }
 
 /**
- * What `upload()` publishes as `upload`: the image bytes (the `file` part of a multipart
- * body, or the whole body) and their format.
+ * What `upload()` publishes as `upload`: the storage key checked from the request path, the
+ * image bytes (the `file` part of a multipart body, or the whole body) and their format.
  *
  * @example
- * const { body, type } = res.locals.upload as UploadedImage
- * await s3.putObject({ Key: req.path.slice(1), Body: body, ContentType: `image/${type}` })
+ * const { key, body, type } = res.locals.upload as UploadedImage
+ * await s3.putObject({ Key: key, Body: body, ContentType: `image/${type}` })
  */
 export interface UploadedImage {
+  /**
+   * Where to store the image: the request path (`req.url` as the middleware sees it, without
+   * the query) percent-decoded, without its leading `/`. Never holds an empty, `.` or `..`
+   * segment, a `\`, or a control character: a path that would is refused with 400.
+   */
+  readonly key: string
   readonly body: Buffer
   readonly type: ImageFormat
 }
@@ -185,13 +192,16 @@ function readBody(req: IncomingMessage, res: ServerResponse, maxBytes: number): 
  * required (401 `IC_UPLOAD_UNAUTHORIZED` when missing or not accepted), the body is capped
  * while it streams in (413 `IC_UPLOAD_TOO_LARGE`, from `Content-Length` before reading when
  * it is declared), and the bytes must be an image (400 `IC_UPLOAD_NOT_AN_IMAGE`; the
- * `Content-Type` is not trusted). A `multipart/form-data` body gives its `file` part.
- * Publishes `upload` (`{ body, type }`). Mount it before any body parser.
+ * `Content-Type` is not trusted). A `multipart/form-data` body gives its `file` part. The
+ * request path becomes the storage `key` (decoded, without its leading `/`); a path with an
+ * empty, `.` or `..` segment, a `\`, an encoded `/` or `\`, a control character or invalid
+ * percent-encoding is refused (400 `IS_VALIDATION_ERROR`). Publishes `upload`
+ * (`{ key, body, type }`). Mount it before any body parser.
  *
  * @example
  * import { upload } from 'image-api-errors/express'
- * app.post('/images/*', upload({ enabled: true, tokens: [process.env.UPLOAD_TOKEN as string] }), async (req, res) => {
- *   await store(req.path, res.locals.upload.body)
+ * app.post('/images/*path', upload({ enabled: true, tokens: [process.env.UPLOAD_TOKEN as string] }), async (req, res) => {
+ *   await store(res.locals.upload.key, res.locals.upload.body) // 'images/…'
  *   res.status(201).end()
  * })
  */
@@ -224,7 +234,7 @@ export function upload(options: Readonly<UploadOptions> = {}): Guard {
   const digests = tokens.map(tokenDigest)
   const enabled = options.enabled === true
 
-  const accept = async (req: IncomingMessage, res: ServerResponse): Promise<Published> => {
+  const accept = async (req: IncomingMessage, res: ServerResponse, key: string): Promise<Published> => {
     let body = await readBody(req, res, maxBytes)
     const contentType = req.headers['content-type'] ?? ''
     if (/^multipart\/form-data/i.test(contentType)) {
@@ -243,13 +253,20 @@ export function upload(options: Readonly<UploadOptions> = {}): Guard {
             : `Uploads of ${type} images are not accepted (accepted: ${[...types].join(', ')})`,
       })
     }
-    return { upload: { body, type } satisfies UploadedImage }
+    return { upload: { key, body, type } satisfies UploadedImage }
   }
 
   const start = (req: IncomingMessage, res: ServerResponse): Promise<Published> => {
+    let key: string
+    try {
+      key = uploadKey(req.url ?? '')
+    } catch (err) {
+      closeIfBody(req, res)
+      throw err
+    }
     const length = req.headers['content-length']
     if (length !== undefined && Number(length) > maxBytes) tooLarge(res, maxBytes)
-    return accept(req, res)
+    return accept(req, res, key)
   }
 
   return function upload(req, res) {
