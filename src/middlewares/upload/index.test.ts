@@ -291,3 +291,31 @@ describe('upload: the storage key', () => {
     }
   })
 })
+
+describe('upload: a verifyToken that fails', () => {
+  it('fails the request with its error and closes the connection when a body is on its way', async () => {
+    const down = new Error('token database unreachable')
+    const verifiers = [
+      () => {
+        throw down
+      },
+      () => Promise.reject(down),
+    ]
+    for (const verifyToken of verifiers) {
+      const headers: Record<string, string> = {}
+      const response = {
+        headersSent: false,
+        setHeader(name: string, value: string) {
+          headers[name] = value
+        },
+      } as unknown as ServerResponse
+      const req = bodyRequest(await encode('png'), { authorization: 'Bearer db', 'content-length': '100' })
+      let out: unknown
+      assert.doesNotThrow(() => {
+        out = upload({ enabled: true, verifyToken })(req, response)
+      }, String(verifyToken))
+      await assert.rejects(Promise.resolve(out), down)
+      assert.equal(headers.connection, 'close', String(verifyToken))
+    }
+  })
+})

@@ -295,9 +295,16 @@ export function upload(options: Readonly<UploadOptions> = {}): Guard {
     }
     if (ok) return start(req, res)
     if (verifyToken === undefined) throw refused()
-    return Promise.resolve(verifyToken(token, req)).then((verdict) => {
-      if (verdict !== true) throw refused()
-      return start(req, res)
-    })
+    // A synchronous throw becomes a rejection too: both fail the request before its body is read.
+    return new Promise<unknown>((resolve) => resolve(verifyToken(token, req))).then(
+      (verdict) => {
+        if (verdict !== true) throw refused()
+        return start(req, res)
+      },
+      (err: unknown) => {
+        closeIfBody(req, res)
+        throw err
+      },
+    )
   }
 }
