@@ -73,15 +73,15 @@ describe('upload: a body that cannot be read any more', () => {
     return 'accepted'
   }
 
-  it('answers 500 naming the cause when a body parser read the body first, instead of waiting forever', async () => {
+  it('answers 400 naming the cause when a body parser read the body first, instead of waiting forever', async () => {
     const req = bodyRequest(await encode('png'), auth)
     for await (const _ of req) {
       // a body parser before upload()
     }
-    assert.equal(await codeOf(req), '500 IC_INTERNAL_ERROR')
+    assert.equal(await codeOf(req), '400 IC_UPLOAD_NOT_AN_IMAGE')
     const flowing = bodyRequest(await encode('png'), auth)
     flowing.on('data', () => {})
-    assert.equal(await codeOf(flowing), '500 IC_INTERNAL_ERROR')
+    assert.equal(await codeOf(flowing), '400 IC_UPLOAD_NOT_AN_IMAGE')
   })
 
   it('answers 499 when the request stream is already gone', async () => {

@@ -88,6 +88,17 @@ function tooLarge(res: ServerResponse, maxBytes: number): never {
   throw icError('IC_UPLOAD_TOO_LARGE', { message: `The upload is larger than ${maxBytes} bytes` })
 }
 
+let warnedBodyRead = false
+
+function warnBodyRead(): void {
+  if (warnedBodyRead) return
+  warnedBodyRead = true
+  process.emitWarning(
+    'upload() found the request body already read: mount upload() before any body parser (such uploads get 400 IC_UPLOAD_NOT_AN_IMAGE)',
+    { code: 'IMAGE_API_ERRORS_UPLOAD_BODY_READ' },
+  )
+}
+
 /**
  * Leaves the rest of the body unread. Kept alive, Node would read and discard all of it after
  * the response, however much the client sends, so the connection is closed: with the error
@@ -113,9 +124,12 @@ function readBody(req: IncomingMessage, res: ServerResponse, maxBytes: number): 
     }
     // Listeners on a stream that is gone or already read would wait for events that came before.
     if (req.readableEnded || req.readableFlowing === true) {
+      // The client chose the Content-Type a body parser took (express.json() app-wide): a 400,
+      // not a 500 any client could cause; the warning is for the developer who mounted it first.
+      warnBodyRead()
       reject(
-        icError('IC_INTERNAL_ERROR', {
-          message: 'The upload body was already read: mount upload() before any body parser',
+        icError('IC_UPLOAD_NOT_AN_IMAGE', {
+          message: 'The upload body was already read by a body parser: mount upload() before any body parser',
         }),
       )
       return
