@@ -156,6 +156,35 @@ for (const framework of frameworks) {
       })
     })
 
+    const postMultipart = (contentType: string, body: Buffer) =>
+      rawExchange(
+        app.url,
+        `POST /images/a.png HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${TOKEN}\r\nContent-Type: ${contentType}\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n`,
+        [body],
+        3000,
+      )
+
+    it('reads the real boundary of a Content-Type whose quoted parameter holds `boundary=`', async () => {
+      const body = Buffer.concat([
+        Buffer.from('--XyZ\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n\r\n'),
+        image,
+        Buffer.from('\r\n--XyZ--\r\n'),
+      ])
+      const answer = await postMultipart('multipart/form-data; x="; boundary=EVIL"; boundary=XyZ', body)
+      assert.match(answer.text, /^HTTP\/1\.1 201 /)
+    })
+
+    it('refuses a multipart body of more than 100 parts before its file with 400', async () => {
+      const tiny = Buffer.from('--XyZ\r\nContent-Disposition: form-data; name="t"\r\n\r\nx\r\n')
+      const answer = await postMultipart(
+        'multipart/form-data; boundary=XyZ',
+        Buffer.concat(Array(101).fill(tiny)),
+      )
+      assert.match(answer.text, /^HTTP\/1\.1 400 /)
+      assert.equal(headerOf(answer.text, 'x-ic-error-code'), 'IC_UPLOAD_NOT_AN_IMAGE')
+      assert.match(answer.text, /more than 100 parts/)
+    })
+
     it('refuses paths that would store elsewhere with 400 IS_VALIDATION_ERROR, before reading the body', async () => {
       for (const path of [
         '/img/a/../../etc/passwd',

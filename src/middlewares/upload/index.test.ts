@@ -5,7 +5,7 @@ import { describe, it } from 'node:test'
 import sharp from 'sharp'
 import { isIcError } from '../../errors.ts'
 import { type UploadOptions, upload } from './index.ts'
-import { dispositionOf, multipartFile } from './multipart.ts'
+import { dispositionOf, multipartFile, parametersOf } from './multipart.ts'
 
 const sent: Record<string, string> = {}
 const res = {
@@ -317,5 +317,39 @@ describe('upload: a verifyToken that fails', () => {
       await assert.rejects(Promise.resolve(out), down)
       assert.equal(headers.connection, 'close', String(verifyToken))
     }
+  })
+})
+
+describe('multipart limits and the boundary parameter', () => {
+  const tiny = '--XyZ\r\nContent-Disposition: form-data; name="t"\r\n\r\nx\r\n'
+  const filePart = '--XyZ\r\nContent-Disposition: form-data; name="file"\r\n\r\nthe-file\r\n--XyZ--\r\n'
+  const refused = (body: string, message: RegExp) =>
+    assert.throws(
+      () => multipartFile(Buffer.from(body), 'XyZ'),
+      (err) =>
+        isIcError(err) &&
+        err.status === 400 &&
+        err.code === 'IC_UPLOAD_NOT_AN_IMAGE' &&
+        message.test(err.message),
+    )
+
+  it('reads up to 100 parts before the file part, and refuses more', () => {
+    assert.equal(multipartFile(Buffer.from(tiny.repeat(99) + filePart), 'XyZ')?.toString(), 'the-file')
+    refused(tiny.repeat(100) + filePart, /more than 100 parts/)
+  })
+
+  it('refuses a part with more than 8 KiB of headers', () => {
+    const long = `--XyZ\r\nContent-Disposition: form-data; name="file"\r\nX-Pad: ${'a'.repeat(8200)}\r\n\r\nthe-file\r\n--XyZ--\r\n`
+    refused(long, /more than 8192 bytes of headers/)
+  })
+
+  it('takes the boundary parameter, not a `boundary=` inside another quoted parameter', () => {
+    assert.equal(
+      parametersOf('multipart/form-data; x="; boundary=EVIL"; boundary=XyZ').get('boundary'),
+      'XyZ',
+    )
+    assert.equal(parametersOf('multipart/form-data; BOUNDARY="a b;c"').get('boundary'), 'a b;c')
+    assert.equal(parametersOf('multipart/form-data;boundary=XyZ; boundary=second').get('boundary'), 'XyZ')
+    assert.equal(parametersOf('multipart/form-data').get('boundary'), undefined)
   })
 })

@@ -6,7 +6,7 @@ import { knownOptions, showValue } from '../../options.ts'
 import { requestSignal } from '../../request-signal.ts'
 import { type ImageFormat, sniffImageFormat } from '../backend-fetch/sniff.ts'
 import { uploadKey } from './key.ts'
-import { multipartFile } from './multipart.ts'
+import { multipartFile, parametersOf } from './multipart.ts'
 
 /**
  * Every format `upload()` recognises by its bytes (the formats of `sniffImageFormat()`): the
@@ -66,7 +66,6 @@ export interface UploadedImage {
 }
 
 const BEARER = /^Bearer +([\x21-\x7e]+) *$/i
-const BOUNDARY = /;\s*boundary=(?:"([^"]{1,70})"|([^\s;]{1,70}))/i
 
 function tokenDigest(token: string): Buffer {
   return createHash('sha256').update(token).digest()
@@ -252,8 +251,11 @@ export function upload(options: Readonly<UploadOptions> = {}): Guard {
     let body = await readBody(req, res, maxBytes)
     const contentType = req.headers['content-type'] ?? ''
     if (/^multipart\/form-data/i.test(contentType)) {
-      const match = BOUNDARY.exec(contentType)
-      const file = match === null ? undefined : multipartFile(body, (match[1] ?? match[2]) as string)
+      const boundary = parametersOf(contentType).get('boundary')
+      const file =
+        boundary === undefined || boundary.length === 0 || boundary.length > 70
+          ? undefined
+          : multipartFile(body, boundary)
       if (file === undefined)
         throw icError('IC_UPLOAD_NOT_AN_IMAGE', { message: 'The multipart body has no file part' })
       body = file
