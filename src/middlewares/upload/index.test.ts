@@ -225,6 +225,8 @@ describe('upload: refusals before the body is read', () => {
       [{ maxBytes: 10n as never }, /`maxBytes` to be a positive integer, got 10n/],
       [{ maxBytes: Number.NaN }, /`maxBytes` to be a positive integer, got NaN/],
       [{ enabled: 1n as never }, /`enabled` to be a boolean, got 1n/],
+      [{ tokens: null as never }, /`tokens` to be an array .*got null/],
+      [{ maxBytes: 2 ** 53 - 1 }, /`maxBytes` to be at most \d+ \(buffer\.constants\.MAX_LENGTH\)/],
     ]
     for (const [options, message] of cases) {
       assert.throws(

@@ -1,3 +1,4 @@
+import { constants } from 'node:buffer'
 import { createHash, timingSafeEqual } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { icError } from '../../errors.ts'
@@ -225,6 +226,15 @@ export function upload(options: Readonly<UploadOptions> = {}): Guard {
   const maxBytes = options.maxBytes === undefined ? 10 * 1024 * 1024 : options.maxBytes
   if (!Number.isSafeInteger(maxBytes) || maxBytes <= 0)
     throw new TypeError(`Expected \`maxBytes\` to be a positive integer, got ${showValue(options.maxBytes)}`)
+  // The body is read into one Buffer: a cap above what a Buffer can hold promises what cannot be kept.
+  if (maxBytes > constants.MAX_LENGTH)
+    throw new TypeError(
+      `Expected \`maxBytes\` to be at most ${constants.MAX_LENGTH} (buffer.constants.MAX_LENGTH), got ${maxBytes}`,
+    )
+  if (options.tokens === null)
+    throw new TypeError(
+      'Expected `tokens` to be an array of non-empty tokens (printable ASCII, no spaces), got null',
+    )
   const tokens = options.tokens ?? []
   if (!Array.isArray(tokens) || tokens.some((t) => typeof t !== 'string' || !/^[\x21-\x7e]+$/.test(t)))
     throw new TypeError('Expected `tokens` to be an array of non-empty tokens (printable ASCII, no spaces)')
