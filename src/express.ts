@@ -14,6 +14,7 @@ import {
 } from './middlewares/rate-limit/index.ts'
 import { noOptions } from './options.ts'
 import { type LifecycleFail, publishSignal } from './request-signal.ts'
+import { peekRequestState } from './request-state.ts'
 
 export * from './index.ts'
 
@@ -60,6 +61,18 @@ function asError(err: unknown, name: string): unknown {
 }
 
 /**
+ * A guard that settles after its request was aborted (a deadline passed, the client left)
+ * must not run the handler: the abort's reason is reported instead, unless a failure of the
+ * request already was.
+ */
+function settledAfterAbort(req: IncomingMessage, next: NextFunction): boolean {
+  const state = peekRequestState(req)
+  if (state?.abortReason === undefined) return false
+  if (state.failureReported !== true) next(state.abortReason)
+  return true
+}
+
+/**
  * Runs a core guard as Express middleware: synchronous guards cost no promise; failures go to
  * `next(err)`, which Express 4 needs; what the guard returns is copied onto `res.locals`.
  *
@@ -83,10 +96,13 @@ export function fromGuard(guard: Guard, name: string): ExpressMiddleware {
     } else if (out instanceof Promise) {
       out.then(
         (values) => {
+          if (settledAfterAbort(req, next)) return
           if (values !== undefined) publish(res, values)
           next()
         },
-        (err: unknown) => next(asError(err, name)),
+        (err: unknown) => {
+          if (!settledAfterAbort(req, next)) next(asError(err, name))
+        },
       )
     } else {
       publish(res, out)
@@ -360,8 +376,9 @@ export function apiKey(options: Readonly<core.ApiKeyOptions>): ExpressMiddleware
 }
 
 /**
- * Imagizer-style uploads as Express middleware; see the core `upload`. Publishes
- * `upload` (`{ body, type }`). Mount it before any body parser.
+ * Imagizer-style uploads as Express middleware; see the core `upload`. Publishes `upload`
+ * (`{ key, body, type }`: store at `key`, the checked request path). Mount it before any
+ * body parser.
  *
  * @example
  * app.post('/images/*path', upload({ enabled: true, tokens: [token] }), handler)

@@ -59,6 +59,14 @@ export type Next = () => Promise<unknown>
 export type KoaMiddleware = (ctx: KoaContext, next: Next) => Promise<void>
 
 /**
+ * Why the request was aborted (a deadline passed, the client left), if it was: a guard that
+ * settles after that must not run the handler, so this reason is thrown instead.
+ */
+function abortReasonOf(req: IncomingMessage): Error | undefined {
+  return peekRequestState(req)?.abortReason
+}
+
+/**
  * Runs a core guard as Koa middleware; a refusal is thrown up to `errorHandler()`, what the
  * guard returns is copied onto `ctx.state`.
  *
@@ -71,7 +79,16 @@ export type KoaMiddleware = (ctx: KoaContext, next: Next) => Promise<void>
 export function fromGuard(guard: Guard, name: string): KoaMiddleware {
   const middleware: KoaMiddleware = async (ctx, next) => {
     const out = guard(ctx.req, ctx.res)
-    const values = out instanceof Promise ? await out : out
+    let values = out
+    if (out instanceof Promise) {
+      try {
+        values = await out
+      } catch (err) {
+        throw abortReasonOf(ctx.req) ?? err
+      }
+      const reason = abortReasonOf(ctx.req)
+      if (reason !== undefined) throw reason
+    }
     if (values !== undefined) Object.assign(ctx.state, values)
     await next()
   }
@@ -305,8 +322,9 @@ export function apiKey(options: Readonly<core.ApiKeyOptions>): KoaMiddleware {
 }
 
 /**
- * Imagizer-style uploads as Koa middleware; see the core `upload`. Publishes
- * `upload` (`{ body, type }`). Mount it before any body parser.
+ * Imagizer-style uploads as Koa middleware; see the core `upload`. Publishes `upload`
+ * (`{ key, body, type }`: store at `key`, the checked request path). Mount it before any
+ * body parser.
  *
  * @example
  * router.post('/images/(.*)', upload({ enabled: true, tokens: [token] }), handler)

@@ -1,7 +1,7 @@
 // Edge cases of the error handler found in review: each failed before its fix.
 import assert from 'node:assert/strict'
 import { once } from 'node:events'
-import { createServer, request as httpRequest, type Server } from 'node:http'
+import { createServer, request as httpRequest, type IncomingMessage, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { describe, it } from 'node:test'
 import express5 from 'express'
@@ -13,6 +13,7 @@ import request from 'supertest'
 import * as ex from '../src/express.ts'
 import { type ErrorReport, icError } from '../src/index.ts'
 import * as kx from '../src/koa.ts'
+import { frameworks, startApp } from './support/harness.ts'
 
 type Served = { url: string; server: Server; close(): Promise<void> }
 
@@ -211,6 +212,48 @@ describe('request body left unread by a failed body parser', () => {
         assert.equal(status, 413)
       } finally {
         await s.close()
+      }
+    })
+  }
+})
+
+describe('an error answered while the request body is still on its way', () => {
+  for (const framework of frameworks) {
+    it(`${framework}: closes the connection instead of reading the rest of the body`, async () => {
+      const app = await startApp(framework, {
+        routes: [
+          {
+            method: 'POST',
+            path: '/refuse',
+            use: (a) => [
+              a.fromGuard(() => {
+                throw icError('IC_BAD_REQUEST', { message: 'refused before the body' })
+              }, 'refuse'),
+            ],
+            handle: () => ({ body: 'no' }),
+          },
+        ],
+      })
+      try {
+        const res = await withTimeout(
+          new Promise<IncomingMessage>((resolve, reject) => {
+            const req = httpRequest(`${app.url}/refuse`, {
+              method: 'POST',
+              headers: { 'transfer-encoding': 'chunked' },
+            })
+            req.on('error', reject)
+            req.on('response', resolve)
+            // Never ended: a keep-alive server would go on reading whatever comes.
+            req.write(Buffer.alloc(1024))
+          }),
+          3000,
+        )
+        res.resume()
+        assert.equal(res.statusCode, 400)
+        assert.equal(res.headers.connection, 'close')
+        await withTimeout(once(res.socket, 'close'), 3000)
+      } finally {
+        await app.close()
       }
     })
   }

@@ -13,6 +13,10 @@ const asyncRefuse: Guard = async (req) => {
   if (req.url?.includes('refuse')) throw icError('IC_HOST_NOT_ALLOWED', { message: 'async refusal' })
   return { checkedAt: 'async' }
 }
+const slowPass: Guard = async () => {
+  await new Promise((resolve) => setTimeout(resolve, 150))
+  return { checkedAt: 'slow' }
+}
 const publishSync: Guard = () => ({ width: 100 })
 const rejectNull: Guard = () => Promise.reject(null)
 const throwNull: Guard = () => {
@@ -22,9 +26,18 @@ const throwNull: Guard = () => {
 for (const framework of frameworks) {
   describe(`fromGuard(guard) on ${framework}`, () => {
     let app: RunningApp
+    const handled: string[] = []
     before(async () => {
       app = await startApp(framework, {
         routes: [
+          {
+            path: '/slow',
+            use: (a) => [a.deadline({ timeoutMs: 50 }), a.fromGuard(slowPass, 'slowPass')],
+            handle: ({ locals }) => {
+              handled.push(String(locals.checkedAt))
+              return { body: 'stored' }
+            },
+          },
           {
             path: '/sync',
             use: (a) => [a.fromGuard(syncRefuse, 'syncRefuse'), a.fromGuard(publishSync, 'publishSync')],
@@ -65,6 +78,19 @@ for (const framework of frameworks) {
       const r = await request(app.url).get('/async?refuse')
       assert.equal(r.status, 401)
       assert.equal(r.headers['x-ic-error-code'], 'IC_HOST_NOT_ALLOWED')
+    })
+
+    it('runs no handler when the guard settles after a deadline answered 504', async () => {
+      const r = await request(app.url).get('/slow')
+      assert.equal(r.status, 504)
+      assert.equal(r.headers['x-ic-error-code'], 'IC_BACKEND_TIMEOUT')
+      // The guard passes 100 ms after the 504; its handler would run then.
+      await new Promise((resolve) => setTimeout(resolve, 200))
+      assert.deepEqual(handled, [])
+      assert.deepEqual(
+        app.reports.slice(-1).map((report) => [report.status, report.code]),
+        [[504, 'IC_BACKEND_TIMEOUT']],
+      )
     })
 
     it('treats a guard failing with null as an internal error, never as a pass', async () => {

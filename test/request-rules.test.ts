@@ -563,7 +563,10 @@ for (const framework of frameworks) {
 }
 
 describe('upload() after a body parser (Express 5, real server)', () => {
-  it('answers 500 IC_INTERNAL_ERROR at once instead of leaving the request hanging', async () => {
+  // A 400, not a 500: with express.json() app-wide, any client sending JSON to the upload
+  // route chose to have its body read first. The message (and a one-time process warning)
+  // tells the developer where upload() belongs.
+  it('answers 400 IC_UPLOAD_NOT_AN_IMAGE at once, naming the mounting order, instead of leaving the request hanging', async () => {
     const app = express5()
     app.post(
       '/u',
@@ -578,9 +581,28 @@ describe('upload() after a body parser (Express 5, real server)', () => {
       .post('/u')
       .set('authorization', `Bearer ${UPLOAD_TOKEN}`)
       .set('content-type', 'application/octet-stream')
+      .set('accept', 'application/json')
       .send(Buffer.alloc(10))
       .timeout(5000)
-    assert.equal(r.status, 500)
-    assert.equal(r.headers['x-ic-error-code'], 'IC_INTERNAL_ERROR')
+    assert.equal(r.status, 400)
+    assert.equal(r.headers['x-ic-error-code'], 'IC_UPLOAD_NOT_AN_IMAGE')
+    assert.match(JSON.parse(r.text).detail, /mount upload\(\) before any body parser/)
+  })
+
+  it('answers 400, not 500, to a client sending JSON when express.json() is mounted app-wide', async () => {
+    const app = express5()
+    app.use(express5.json())
+    app.post('/u/*path', upload({ enabled: true, tokens: [UPLOAD_TOKEN] }), (_req, res) => {
+      res.status(201).end()
+    })
+    app.use(errorHandler({ onError: () => {} }))
+    const r = await request(app)
+      .post('/u/a.png')
+      .set('authorization', `Bearer ${UPLOAD_TOKEN}`)
+      .set('content-type', 'application/json')
+      .send('{"image":true}')
+      .timeout(5000)
+    assert.equal(r.status, 400)
+    assert.equal(r.headers['x-ic-error-code'], 'IC_UPLOAD_NOT_AN_IMAGE')
   })
 })

@@ -322,19 +322,27 @@ export function createErrorWriter(
     }
     let out: ErrorResponse
     try {
-      out = write(responseOf(normalized, context), res, requestId)
+      out = write(responseOf(normalized, context), req, res, requestId)
     } catch (writeError) {
       // A header Node refuses (ERR_INVALID_CHAR), a body that cannot be serialised: answer a plain 500 rather than nothing.
       debug('could not write the error response: %O', writeError)
-      out = write(toErrorResponse(undefined, { ...context, problemType: undefined }), res, requestId)
+      out = write(toErrorResponse(undefined, { ...context, problemType: undefined }), req, res, requestId)
     }
     if (state.abortReason !== undefined) dropLateWrites(res)
     report(err, out.status, out.code, requestId, req, res, 'sent')
   }
 
-  function write(out: ErrorResponse, res: ServerResponse, requestId: string): ErrorResponse {
+  function write(
+    out: ErrorResponse,
+    req: IncomingMessage,
+    res: ServerResponse,
+    requestId: string,
+  ): ErrorResponse {
     for (const name of res.getHeaderNames()) if (STALE_HEADERS.has(name)) res.removeHeader(name)
     const { headers } = out
+    // A body still on its way: kept alive, Node would read and discard all of it after the
+    // response, however much the client sends.
+    if (req.complete === false) headers.connection = 'close'
     headers[headerName] = requestId
     headers['content-length'] = String(Buffer.byteLength(out.body))
     headers['x-content-type-options'] = 'nosniff'

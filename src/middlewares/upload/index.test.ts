@@ -5,7 +5,7 @@ import { describe, it } from 'node:test'
 import sharp from 'sharp'
 import { isIcError } from '../../errors.ts'
 import { type UploadOptions, upload } from './index.ts'
-import { dispositionOf, multipartFile } from './multipart.ts'
+import { dispositionOf, multipartFile, parametersOf } from './multipart.ts'
 
 const sent: Record<string, string> = {}
 const res = {
@@ -73,15 +73,15 @@ describe('upload: a body that cannot be read any more', () => {
     return 'accepted'
   }
 
-  it('answers 500 naming the cause when a body parser read the body first, instead of waiting forever', async () => {
+  it('answers 400 naming the cause when a body parser read the body first, instead of waiting forever', async () => {
     const req = bodyRequest(await encode('png'), auth)
     for await (const _ of req) {
       // a body parser before upload()
     }
-    assert.equal(await codeOf(req), '500 IC_INTERNAL_ERROR')
+    assert.equal(await codeOf(req), '400 IC_UPLOAD_NOT_AN_IMAGE')
     const flowing = bodyRequest(await encode('png'), auth)
     flowing.on('data', () => {})
-    assert.equal(await codeOf(flowing), '500 IC_INTERNAL_ERROR')
+    assert.equal(await codeOf(flowing), '400 IC_UPLOAD_NOT_AN_IMAGE')
   })
 
   it('answers 499 when the request stream is already gone', async () => {
@@ -225,6 +225,8 @@ describe('upload: refusals before the body is read', () => {
       [{ maxBytes: 10n as never }, /`maxBytes` to be a positive integer, got 10n/],
       [{ maxBytes: Number.NaN }, /`maxBytes` to be a positive integer, got NaN/],
       [{ enabled: 1n as never }, /`enabled` to be a boolean, got 1n/],
+      [{ tokens: null as never }, /`tokens` to be an array .*got null/],
+      [{ maxBytes: 2 ** 53 - 1 }, /`maxBytes` to be at most \d+ \(buffer\.constants\.MAX_LENGTH\)/],
     ]
     for (const [options, message] of cases) {
       assert.throws(
@@ -232,5 +234,124 @@ describe('upload: refusals before the body is read', () => {
         (err: Error) => err instanceof TypeError && message.test(err.message),
       )
     }
+  })
+})
+
+describe('upload: the storage key', () => {
+  const guard = upload({ enabled: true, tokens: ['t'] })
+  async function keyOf(url: string): Promise<string> {
+    const req = Object.assign(bodyRequest(await encode('png'), { authorization: 'Bearer t' }), { url })
+    try {
+      const out = (await guard(req, res)) as { upload: { key: string } }
+      return out.upload.key
+    } catch (err) {
+      assert.ok(isIcError(err))
+      const items = err.headers['x-ic-error-validation']
+      assert.equal(err.code, 'IS_VALIDATION_ERROR', url)
+      assert.match(String(items), /"path":\["path"\],"type":"upload.path"/)
+      return 'refused'
+    }
+  }
+
+  it('is the request path, decoded, without its leading slash or its query', async () => {
+    assert.equal(await keyOf('/a.png'), 'a.png')
+    assert.equal(await keyOf('/images/2024/a%20b.png?width=10'), 'images/2024/a b.png')
+    assert.equal(await keyOf('/images/%C3%A9t%C3%A9.png'), 'images/été.png')
+    assert.equal(await keyOf('/images/a..b/.hidden/x.y.png'), 'images/a..b/.hidden/x.y.png')
+  })
+
+  it('refuses a path that names no file or could name another one', async () => {
+    for (const url of [
+      '/',
+      '',
+      'http://host/a.png',
+      '*',
+      '/img/a/../../etc/passwd',
+      '/img/./a.png',
+      '/img/..',
+      '/img/%2e%2e/%2e%2e/x',
+      '/img/%2E/x',
+      '/img/.%2e/x',
+      '/img/a%2fb.png',
+      '/img/a%2F..%2Fb.png',
+      '/img/a%5cb.png',
+      '/img/\\..\\x.png',
+      '/img/a\\b.png',
+      '//abs/a.png',
+      '/img//a.png',
+      '/img/',
+      '/img/a%00.png',
+      '/img/a%0d%0a.png',
+      '/img/a%7f.png',
+      '/img/a%c2%85.png',
+      '/img/a%.png',
+      '/img/a%zz.png',
+      '/img/a%e0%a4.png',
+      '/img/a%ff.png',
+    ]) {
+      assert.equal(await keyOf(url), 'refused', url)
+    }
+  })
+})
+
+describe('upload: a verifyToken that fails', () => {
+  it('fails the request with its error and closes the connection when a body is on its way', async () => {
+    const down = new Error('token database unreachable')
+    const verifiers = [
+      () => {
+        throw down
+      },
+      () => Promise.reject(down),
+    ]
+    for (const verifyToken of verifiers) {
+      const headers: Record<string, string> = {}
+      const response = {
+        headersSent: false,
+        setHeader(name: string, value: string) {
+          headers[name] = value
+        },
+      } as unknown as ServerResponse
+      const req = bodyRequest(await encode('png'), { authorization: 'Bearer db', 'content-length': '100' })
+      let out: unknown
+      assert.doesNotThrow(() => {
+        out = upload({ enabled: true, verifyToken })(req, response)
+      }, String(verifyToken))
+      await assert.rejects(Promise.resolve(out), down)
+      assert.equal(headers.connection, 'close', String(verifyToken))
+    }
+  })
+})
+
+describe('multipart limits and the boundary parameter', () => {
+  const tiny = '--XyZ\r\nContent-Disposition: form-data; name="t"\r\n\r\nx\r\n'
+  const filePart = '--XyZ\r\nContent-Disposition: form-data; name="file"\r\n\r\nthe-file\r\n--XyZ--\r\n'
+  const refused = (body: string, message: RegExp) =>
+    assert.throws(
+      () => multipartFile(Buffer.from(body), 'XyZ'),
+      (err) =>
+        isIcError(err) &&
+        err.status === 400 &&
+        err.code === 'IC_UPLOAD_NOT_AN_IMAGE' &&
+        message.test(err.message),
+    )
+
+  it('reads up to 100 parts before the file part, and refuses more', () => {
+    assert.equal(multipartFile(Buffer.from(tiny.repeat(99) + filePart), 'XyZ')?.toString(), 'the-file')
+    refused(tiny.repeat(100) + filePart, /more than 100 parts/)
+  })
+
+  it('refuses a part with more than 8 KiB of headers', () => {
+    const long = `--XyZ\r\nContent-Disposition: form-data; name="file"\r\nX-Pad: ${'a'.repeat(8200)}\r\n\r\nthe-file\r\n--XyZ--\r\n`
+    refused(long, /more than 8192 bytes of headers/)
+  })
+
+  it('takes the boundary parameter, not a `boundary=` inside another quoted parameter', () => {
+    assert.equal(
+      parametersOf('multipart/form-data; x="; boundary=EVIL"; boundary=XyZ').get('boundary'),
+      'XyZ',
+    )
+    assert.equal(parametersOf('multipart/form-data; BOUNDARY="a b;c"').get('boundary'), 'a b;c')
+    assert.equal(parametersOf('multipart/form-data;boundary=XyZ; boundary=second').get('boundary'), 'XyZ')
+    assert.equal(parametersOf('multipart/form-data').get('boundary'), undefined)
   })
 })

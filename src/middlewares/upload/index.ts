@@ -1,10 +1,13 @@
+import { constants } from 'node:buffer'
 import { createHash, timingSafeEqual } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { icError } from '../../errors.ts'
 import type { Guard, Published } from '../../guard.ts'
 import { knownOptions, showValue } from '../../options.ts'
+import { requestSignal } from '../../request-signal.ts'
 import { type ImageFormat, sniffImageFormat } from '../backend-fetch/sniff.ts'
-import { multipartFile } from './multipart.ts'
+import { uploadKey } from './key.ts'
+import { multipartFile, parametersOf } from './multipart.ts'
 
 /**
  * Every format `upload()` recognises by its bytes (the formats of `sniffImageFormat()`): the
@@ -45,20 +48,25 @@ export interface UploadOptions {
 }
 
 /**
- * What `upload()` publishes as `upload`: the image bytes (the `file` part of a multipart
- * body, or the whole body) and their format.
+ * What `upload()` publishes as `upload`: the storage key checked from the request path, the
+ * image bytes (the `file` part of a multipart body, or the whole body) and their format.
  *
  * @example
- * const { body, type } = res.locals.upload as UploadedImage
- * await s3.putObject({ Key: req.path.slice(1), Body: body, ContentType: `image/${type}` })
+ * const { key, body, type } = res.locals.upload as UploadedImage
+ * await s3.putObject({ Key: key, Body: body, ContentType: `image/${type}` })
  */
 export interface UploadedImage {
+  /**
+   * Where to store the image: the request path (`req.url` as the middleware sees it, without
+   * the query) percent-decoded, without its leading `/`. Never holds an empty, `.` or `..`
+   * segment, a `\`, or a control character: a path that would is refused with 400.
+   */
+  readonly key: string
   readonly body: Buffer
   readonly type: ImageFormat
 }
 
 const BEARER = /^Bearer +([\x21-\x7e]+) *$/i
-const BOUNDARY = /;\s*boundary=(?:"([^"]{1,70})"|([^\s;]{1,70}))/i
 
 function tokenDigest(token: string): Buffer {
   return createHash('sha256').update(token).digest()
@@ -80,14 +88,48 @@ function tooLarge(res: ServerResponse, maxBytes: number): never {
   throw icError('IC_UPLOAD_TOO_LARGE', { message: `The upload is larger than ${maxBytes} bytes` })
 }
 
-/** Reads a request body, refusing it as soon as it passes `maxBytes`. */
+let warnedBodyRead = false
+
+function warnBodyRead(): void {
+  if (warnedBodyRead) return
+  warnedBodyRead = true
+  process.emitWarning(
+    'upload() found the request body already read: mount upload() before any body parser (such uploads get 400 IC_UPLOAD_NOT_AN_IMAGE)',
+    { code: 'IMAGE_API_ERRORS_UPLOAD_BODY_READ' },
+  )
+}
+
+/**
+ * Leaves the rest of the body unread. Kept alive, Node would read and discard all of it after
+ * the response, however much the client sends, so the connection is closed: with the error
+ * response, or at once when a response has already started.
+ */
+function abandonBody(req: IncomingMessage, res: ServerResponse): void {
+  req.pause()
+  if (res.headersSent) res.destroy()
+  else res.setHeader('connection', 'close')
+}
+
+/**
+ * Reads a request body, refusing it as soon as it passes `maxBytes`, and stopping when the
+ * request's signal aborts (a deadline passed, the client left) with the signal's reason.
+ */
 function readBody(req: IncomingMessage, res: ServerResponse, maxBytes: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
+    const signal = requestSignal(req)
+    if (signal.aborted) {
+      abandonBody(req, res)
+      reject(signal.reason)
+      return
+    }
     // Listeners on a stream that is gone or already read would wait for events that came before.
     if (req.readableEnded || req.readableFlowing === true) {
+      // The client chose the Content-Type a body parser took (express.json() app-wide): a 400,
+      // not a 500 any client could cause; the warning is for the developer who mounted it first.
+      warnBodyRead()
       reject(
-        icError('IC_INTERNAL_ERROR', {
-          message: 'The upload body was already read: mount upload() before any body parser',
+        icError('IC_UPLOAD_NOT_AN_IMAGE', {
+          message: 'The upload body was already read by a body parser: mount upload() before any body parser',
         }),
       )
       return
@@ -107,13 +149,21 @@ function readBody(req: IncomingMessage, res: ServerResponse, maxBytes: number): 
       req.off('end', onEnd)
       req.off('error', onError)
       req.off('close', onClose)
+      signal.removeEventListener('abort', onAbort)
+    }
+    const onAbort = () => {
+      cleanup()
+      abandonBody(req, res)
+      reject(signal.reason)
     }
     const onData = (chunk: Buffer) => {
       size += chunk.length
       if (size > maxBytes) {
         cleanup()
+        // A response already on its way (a deadline's 504) cannot say Connection: close.
+        if (res.headersSent) res.destroy()
         // Keep the socket readable (the discarded bytes flow on) so the 413 can be written.
-        req.resume()
+        else req.resume()
         try {
           tooLarge(res, maxBytes)
         } catch (err) {
@@ -144,6 +194,7 @@ function readBody(req: IncomingMessage, res: ServerResponse, maxBytes: number): 
     req.on('end', onEnd)
     req.on('error', onError)
     req.on('close', onClose)
+    signal.addEventListener('abort', onAbort)
     // A stream paused on purpose (`req.pause()`) stays paused when a `data` listener is added.
     if (req.readableFlowing === false) req.resume()
   })
@@ -155,13 +206,16 @@ function readBody(req: IncomingMessage, res: ServerResponse, maxBytes: number): 
  * required (401 `IC_UPLOAD_UNAUTHORIZED` when missing or not accepted), the body is capped
  * while it streams in (413 `IC_UPLOAD_TOO_LARGE`, from `Content-Length` before reading when
  * it is declared), and the bytes must be an image (400 `IC_UPLOAD_NOT_AN_IMAGE`; the
- * `Content-Type` is not trusted). A `multipart/form-data` body gives its `file` part.
- * Publishes `upload` (`{ body, type }`). Mount it before any body parser.
+ * `Content-Type` is not trusted). A `multipart/form-data` body gives its `file` part. The
+ * request path becomes the storage `key` (decoded, without its leading `/`); a path with an
+ * empty, `.` or `..` segment, a `\`, an encoded `/` or `\`, a control character or invalid
+ * percent-encoding is refused (400 `IS_VALIDATION_ERROR`). Publishes `upload`
+ * (`{ key, body, type }`). Mount it before any body parser.
  *
  * @example
  * import { upload } from 'image-api-errors/express'
- * app.post('/images/*', upload({ enabled: true, tokens: [process.env.UPLOAD_TOKEN as string] }), async (req, res) => {
- *   await store(req.path, res.locals.upload.body)
+ * app.post('/images/*path', upload({ enabled: true, tokens: [process.env.UPLOAD_TOKEN as string] }), async (req, res) => {
+ *   await store(res.locals.upload.key, res.locals.upload.body) // 'images/…'
  *   res.status(201).end()
  * })
  */
@@ -172,6 +226,15 @@ export function upload(options: Readonly<UploadOptions> = {}): Guard {
   const maxBytes = options.maxBytes === undefined ? 10 * 1024 * 1024 : options.maxBytes
   if (!Number.isSafeInteger(maxBytes) || maxBytes <= 0)
     throw new TypeError(`Expected \`maxBytes\` to be a positive integer, got ${showValue(options.maxBytes)}`)
+  // The body is read into one Buffer: a cap above what a Buffer can hold promises what cannot be kept.
+  if (maxBytes > constants.MAX_LENGTH)
+    throw new TypeError(
+      `Expected \`maxBytes\` to be at most ${constants.MAX_LENGTH} (buffer.constants.MAX_LENGTH), got ${maxBytes}`,
+    )
+  if (options.tokens === null)
+    throw new TypeError(
+      'Expected `tokens` to be an array of non-empty tokens (printable ASCII, no spaces), got null',
+    )
   const tokens = options.tokens ?? []
   if (!Array.isArray(tokens) || tokens.some((t) => typeof t !== 'string' || !/^[\x21-\x7e]+$/.test(t)))
     throw new TypeError('Expected `tokens` to be an array of non-empty tokens (printable ASCII, no spaces)')
@@ -194,12 +257,15 @@ export function upload(options: Readonly<UploadOptions> = {}): Guard {
   const digests = tokens.map(tokenDigest)
   const enabled = options.enabled === true
 
-  const accept = async (req: IncomingMessage, res: ServerResponse): Promise<Published> => {
+  const accept = async (req: IncomingMessage, res: ServerResponse, key: string): Promise<Published> => {
     let body = await readBody(req, res, maxBytes)
     const contentType = req.headers['content-type'] ?? ''
     if (/^multipart\/form-data/i.test(contentType)) {
-      const match = BOUNDARY.exec(contentType)
-      const file = match === null ? undefined : multipartFile(body, (match[1] ?? match[2]) as string)
+      const boundary = parametersOf(contentType).get('boundary')
+      const file =
+        boundary === undefined || boundary.length === 0 || boundary.length > 70
+          ? undefined
+          : multipartFile(body, boundary)
       if (file === undefined)
         throw icError('IC_UPLOAD_NOT_AN_IMAGE', { message: 'The multipart body has no file part' })
       body = file
@@ -213,13 +279,20 @@ export function upload(options: Readonly<UploadOptions> = {}): Guard {
             : `Uploads of ${type} images are not accepted (accepted: ${[...types].join(', ')})`,
       })
     }
-    return { upload: { body, type } satisfies UploadedImage }
+    return { upload: { key, body, type } satisfies UploadedImage }
   }
 
   const start = (req: IncomingMessage, res: ServerResponse): Promise<Published> => {
+    let key: string
+    try {
+      key = uploadKey(req.url ?? '')
+    } catch (err) {
+      closeIfBody(req, res)
+      throw err
+    }
     const length = req.headers['content-length']
     if (length !== undefined && Number(length) > maxBytes) tooLarge(res, maxBytes)
-    return accept(req, res)
+    return accept(req, res, key)
   }
 
   return function upload(req, res) {
@@ -248,9 +321,16 @@ export function upload(options: Readonly<UploadOptions> = {}): Guard {
     }
     if (ok) return start(req, res)
     if (verifyToken === undefined) throw refused()
-    return Promise.resolve(verifyToken(token, req)).then((verdict) => {
-      if (verdict !== true) throw refused()
-      return start(req, res)
-    })
+    // A synchronous throw becomes a rejection too: both fail the request before its body is read.
+    return new Promise<unknown>((resolve) => resolve(verifyToken(token, req))).then(
+      (verdict) => {
+        if (verdict !== true) throw refused()
+        return start(req, res)
+      },
+      (err: unknown) => {
+        closeIfBody(req, res)
+        throw err
+      },
+    )
   }
 }

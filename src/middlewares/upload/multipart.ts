@@ -1,7 +1,41 @@
-// `; name="value"` or `; name=value`: a quoted value may hold `;` and `\"`, so it is read whole.
-// Browsers escape no backslash (they send `"` as %22): a `\` right before the closing quote, i.e.
-// one followed by `;` or the end, is the last character of the value (`name="photo\"`).
-const PARAMETER = /;[ \t]*([^\s=;]+)[ \t]*=[ \t]*(?:"((?:[^"\\]|\\(?="[ \t]*(?:;|$))|\\.)*)"|([^\s;"]*))/g
+import { icError } from '../../errors.ts'
+
+/** Parts read before the file part, at most: a body of tiny parts costs no more than this many. */
+const MAX_PARTS = 100
+/** Bytes of one part's headers, at most. */
+const MAX_PART_HEADER_BYTES = 8192
+
+// `; name="value"` or `; name=value`, each starting where the one before ended (sticky), so a
+// `; boundary=` inside a quoted value is never taken for a parameter. A quoted value may hold
+// `;` and `\"`. Browsers escape no backslash (they send `"` as %22): a `\` right before the
+// closing quote, i.e. one followed by `;` or the end, is the last character of the value
+// (`name="photo\"`).
+const PARAMETER =
+  /[ \t]*;[ \t]*([^\s=;"]+)[ \t]*=[ \t]*(?:"((?:[^"\\]|\\(?="[ \t]*(?:;|$))|\\.)*)"|([^\s;"]*))[ \t]*/y
+
+/**
+ * The parameters of a header value from its first `;` on (`multipart/form-data;
+ * boundary=XyZ`, `form-data; name="file"`), by lower-case name, the first of a repeated name
+ * winning: quoted values unescaped, unquoted ones as sent. Reading stops at the first
+ * parameter that is not well formed.
+ *
+ * @example
+ * parametersOf('multipart/form-data; x="; boundary=EVIL"; boundary=XyZ').get('boundary') // 'XyZ'
+ */
+export function parametersOf(value: string): Map<string, string> {
+  const parameters = new Map<string, string>()
+  const semicolon = value.indexOf(';')
+  if (semicolon === -1) return parameters
+  PARAMETER.lastIndex = semicolon
+  for (let match = PARAMETER.exec(value); match !== null; match = PARAMETER.exec(value)) {
+    const [, name, quoted, token] = match
+    const key = (name as string).toLowerCase()
+    if (!parameters.has(key))
+      parameters.set(key, quoted === undefined ? (token as string) : quoted.replace(/\\(.)/g, '$1'))
+    if (PARAMETER.lastIndex === value.length) break
+  }
+  return parameters
+}
 
 /**
  * The parameters of a part's `Content-Disposition` header (`form-data; name="file";
@@ -15,13 +49,7 @@ export function dispositionOf(headers: string): Map<string, string> | undefined 
   for (const line of headers.split('\r\n')) {
     const colon = line.indexOf(':')
     if (colon === -1 || line.slice(0, colon).trim().toLowerCase() !== 'content-disposition') continue
-    const parameters = new Map<string, string>()
-    for (const [, name, quoted, token] of line.slice(colon + 1).matchAll(PARAMETER)) {
-      const key = (name as string).toLowerCase()
-      if (!parameters.has(key))
-        parameters.set(key, quoted === undefined ? (token as string) : quoted.replace(/\\(.)/g, '$1'))
-    }
-    return parameters
+    return parametersOf(line.slice(colon + 1))
   }
   return undefined
 }
@@ -29,7 +57,8 @@ export function dispositionOf(headers: string): Map<string, string> | undefined 
 /**
  * The file part of a `multipart/form-data` body: the part named `file`, else the first part
  * with a file name (`filename` or `filename*`). `undefined` when there is none or the body is
- * not well formed.
+ * not well formed; throws 400 `IC_UPLOAD_NOT_AN_IMAGE` past 100 parts before the file part or
+ * 8 KiB of one part's headers.
  *
  * @example
  * const file = multipartFile(body, 'XyZ') // the bytes between the part's headers and the next boundary
@@ -38,11 +67,20 @@ export function multipartFile(body: Buffer, boundary: string): Buffer | undefine
   const delimiter = Buffer.from(`--${boundary}`, 'latin1')
   const next = Buffer.from(`\r\n--${boundary}`, 'latin1')
   let first: Buffer | undefined
+  let parts = 0
   let position = body.indexOf(delimiter)
   while (position !== -1) {
     const headerStart = position + delimiter.length
     if (body[headerStart] === 0x2d && body[headerStart + 1] === 0x2d) break
+    if (++parts > MAX_PARTS)
+      throw icError('IC_UPLOAD_NOT_AN_IMAGE', {
+        message: `The multipart body has more than ${MAX_PARTS} parts before its file`,
+      })
     const headerEnd = body.indexOf('\r\n\r\n', headerStart, 'latin1')
+    if (headerEnd - headerStart > MAX_PART_HEADER_BYTES)
+      throw icError('IC_UPLOAD_NOT_AN_IMAGE', {
+        message: `A multipart part has more than ${MAX_PART_HEADER_BYTES} bytes of headers`,
+      })
     if (headerEnd === -1) break
     const end = body.indexOf(next, headerEnd + 4)
     if (end === -1) break

@@ -1,0 +1,206 @@
+import assert from 'node:assert/strict'
+import { once } from 'node:events'
+import type { ServerResponse } from 'node:http'
+import { connect, type Socket } from 'node:net'
+import { after, before, describe, it } from 'node:test'
+import sharp from 'sharp'
+import { frameworks, type RunningApp, startApp } from './support/harness.ts'
+
+const TOKEN = 'upl0ad-t0ken'
+
+interface RawAnswer {
+  /** The head and body the server sent, as latin1 text. */
+  readonly text: string
+  /** Whether the server closed the connection before `waitMs` passed. */
+  readonly closedByServer: boolean
+}
+
+/**
+ * Writes `head` and then `parts` on a raw socket (a number is a pause, in ms) and collects
+ * what comes back until the server closes the connection or `waitMs` passes.
+ */
+async function rawExchange(
+  url: string,
+  head: string,
+  parts: readonly (Buffer | string | number)[],
+  waitMs: number,
+): Promise<RawAnswer> {
+  const socket: Socket = connect(Number(new URL(url).port), '127.0.0.1')
+  socket.on('error', () => {})
+  let text = ''
+  let closedByServer = false
+  socket.on('data', (chunk: Buffer) => {
+    text += chunk.toString('latin1')
+  })
+  socket.on('end', () => {
+    closedByServer = true
+  })
+  await once(socket, 'connect')
+  socket.write(head)
+  for (const part of parts) {
+    if (typeof part === 'number') await new Promise((resolve) => setTimeout(resolve, part))
+    else if (!socket.destroyed && socket.writable) socket.write(part)
+  }
+  const deadline = Date.now() + waitMs
+  while (!closedByServer && !socket.destroyed && Date.now() < deadline)
+    await new Promise((resolve) => setTimeout(resolve, 10))
+  socket.destroy()
+  return { text, closedByServer: closedByServer || socket.readableEnded }
+}
+
+function headerOf(text: string, name: string): string | undefined {
+  const line = text.split('\r\n').find((l) => l.toLowerCase().startsWith(`${name.toLowerCase()}:`))
+  return line?.slice(name.length + 1).trim()
+}
+
+for (const framework of frameworks) {
+  describe(`upload() on ${framework}`, () => {
+    let app: RunningApp
+    let image: Buffer
+    const stored: string[] = []
+    before(async () => {
+      image = await sharp({ create: { width: 8, height: 8, channels: 3, background: '#c33' } })
+        .png()
+        .toBuffer()
+      app = await startApp(framework, {
+        routes: [
+          {
+            method: 'POST',
+            path: '/timed/a.png',
+            use: (a) => [
+              a.deadline({ timeoutMs: 150 }),
+              a.upload({ enabled: true, tokens: [TOKEN], maxBytes: 4096 }),
+            ],
+            handle: ({ req }) => {
+              stored.push(req.url ?? '')
+              return { status: 201 }
+            },
+          },
+        ],
+      })
+    })
+    after(() => app.close())
+
+    it('stops reading at a deadline mid-upload: 504 with Connection: close, and the handler never runs', async () => {
+      stored.length = 0
+      const head = `POST /timed/a.png HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${TOKEN}\r\nContent-Length: ${image.length}\r\n\r\n`
+      // The rest of the body comes after the deadline: kept alive, the server would read it and store the upload.
+      const answer = await rawExchange(app.url, head, [image.subarray(0, 10), 400, image.subarray(10)], 1000)
+      await new Promise((resolve) => setTimeout(resolve, 50))
+      assert.deepEqual(stored, [])
+      assert.match(answer.text, /^HTTP\/1\.1 504 /)
+      assert.equal(headerOf(answer.text, 'x-ic-error-code'), 'IC_BACKEND_TIMEOUT')
+      assert.equal(headerOf(answer.text, 'connection'), 'close')
+      assert.ok(answer.closedByServer, 'the server closes the connection')
+      assert.deepEqual(
+        app.reports.slice(-1).map((r) => [r.status, r.code]),
+        [[504, 'IC_BACKEND_TIMEOUT']],
+      )
+    })
+
+    it('does not drain a chunked body past maxBytes after a deadline 504', async () => {
+      const head = `POST /timed/a.png HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${TOKEN}\r\nTransfer-Encoding: chunked\r\n\r\n`
+      const chunk = `4000\r\n${'x'.repeat(0x4000)}\r\n`
+      // 10 bytes, the deadline, then 4 MiB: a keep-alive connection would read all of it.
+      const answer = await rawExchange(
+        app.url,
+        head,
+        ['a\r\n0123456789\r\n', 300, ...Array.from({ length: 256 }, () => chunk)],
+        1000,
+      )
+      assert.match(answer.text, /^HTTP\/1\.1 504 /)
+      assert.equal(headerOf(answer.text, 'connection'), 'close')
+      assert.ok(answer.closedByServer, 'the server closes the connection')
+    })
+  })
+}
+
+for (const framework of frameworks) {
+  describe(`upload() storage key on ${framework}`, () => {
+    let app: RunningApp
+    let image: Buffer
+    before(async () => {
+      image = await sharp({ create: { width: 8, height: 8, channels: 3, background: '#c33' } })
+        .png()
+        .toBuffer()
+      // Mounted for every path, as an image store would be: no route pattern stands between the path and the key.
+      const answerKey = framework.startsWith('koa')
+        ? (ctx: { state: { upload: { key: string } }; status: number; body: unknown }) => {
+            ctx.status = 201
+            ctx.body = JSON.stringify({ key: ctx.state.upload.key })
+          }
+        : (_req: unknown, res: ServerResponse & { locals: { upload: { key: string } } }) => {
+            res.statusCode = 201
+            res.end(JSON.stringify({ key: res.locals.upload.key }))
+          }
+      app = await startApp(framework, {
+        use: (a) => [a.upload({ enabled: true, tokens: [TOKEN] }), answerKey],
+        routes: [],
+      })
+    })
+    after(() => app.close())
+
+    const post = (path: string) =>
+      rawExchange(
+        app.url,
+        `POST ${path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${TOKEN}\r\nContent-Length: ${image.length}\r\nConnection: close\r\n\r\n`,
+        [image],
+        1000,
+      )
+
+    it('publishes the decoded path without its leading slash as `key`', async () => {
+      const answer = await post('/images/2024/a%20b.png?v=1')
+      assert.match(answer.text, /^HTTP\/1\.1 201 /)
+      assert.deepEqual(JSON.parse(answer.text.slice(answer.text.indexOf('\r\n\r\n') + 4)), {
+        key: 'images/2024/a b.png',
+      })
+    })
+
+    const postMultipart = (contentType: string, body: Buffer) =>
+      rawExchange(
+        app.url,
+        `POST /images/a.png HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${TOKEN}\r\nContent-Type: ${contentType}\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n`,
+        [body],
+        3000,
+      )
+
+    it('reads the real boundary of a Content-Type whose quoted parameter holds `boundary=`', async () => {
+      const body = Buffer.concat([
+        Buffer.from('--XyZ\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n\r\n'),
+        image,
+        Buffer.from('\r\n--XyZ--\r\n'),
+      ])
+      const answer = await postMultipart('multipart/form-data; x="; boundary=EVIL"; boundary=XyZ', body)
+      assert.match(answer.text, /^HTTP\/1\.1 201 /)
+    })
+
+    it('refuses a multipart body of more than 100 parts before its file with 400', async () => {
+      const tiny = Buffer.from('--XyZ\r\nContent-Disposition: form-data; name="t"\r\n\r\nx\r\n')
+      const answer = await postMultipart(
+        'multipart/form-data; boundary=XyZ',
+        Buffer.concat(Array(101).fill(tiny)),
+      )
+      assert.match(answer.text, /^HTTP\/1\.1 400 /)
+      assert.equal(headerOf(answer.text, 'x-ic-error-code'), 'IC_UPLOAD_NOT_AN_IMAGE')
+      assert.match(answer.text, /more than 100 parts/)
+    })
+
+    it('refuses paths that would store elsewhere with 400 IS_VALIDATION_ERROR, before reading the body', async () => {
+      for (const path of [
+        '/img/a/../../etc/passwd',
+        '/img/%2e%2e/%2e%2e/x',
+        '/img/a%00.png',
+        '/img/%5c..%5cx.png',
+        '/img/\\..\\x.png',
+        '//abs/x.png',
+        '/img/a%2fb.png',
+        '/img/a%zz.png',
+      ]) {
+        const answer = await post(path)
+        assert.match(answer.text, /^HTTP\/1\.1 400 /, path)
+        assert.equal(headerOf(answer.text, 'x-ic-error-code'), 'IS_VALIDATION_ERROR', path)
+        assert.match(headerOf(answer.text, 'x-ic-error-validation') ?? '', /"path":\["path"\]/, path)
+      }
+    })
+  })
+}
