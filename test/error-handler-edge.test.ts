@@ -1,7 +1,7 @@
 // Edge cases of the error handler found in review: each failed before its fix.
 import assert from 'node:assert/strict'
 import { once } from 'node:events'
-import { createServer, request as httpRequest, type IncomingMessage, type Server } from 'node:http'
+import { Agent, createServer, request as httpRequest, type IncomingMessage, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { describe, it } from 'node:test'
 import express5 from 'express'
@@ -219,6 +219,47 @@ describe('request body left unread by a failed body parser', () => {
 
 describe('an error answered while the request body is still on its way', () => {
   for (const framework of frameworks) {
+    it(`${framework}: keeps the connection of a request without a body, refused in the tick it arrived`, async () => {
+      const app = await startApp(framework, {
+        routes: [
+          {
+            method: 'GET',
+            path: '/refuse',
+            use: (a) => [
+              a.fromGuard(() => {
+                throw icError('IC_BAD_REQUEST', { message: 'refused at once' })
+              }, 'refuse'),
+            ],
+            handle: () => ({ body: 'no' }),
+          },
+        ],
+      })
+      const agent = new Agent({ keepAlive: true, maxSockets: 1 })
+      try {
+        const sockets = new Set<unknown>()
+        for (let i = 0; i < 3; i++) {
+          const res = await withTimeout(
+            new Promise<IncomingMessage>((resolve, reject) => {
+              const req = httpRequest(`${app.url}/refuse`, { agent })
+              req.on('error', reject)
+              req.on('response', resolve)
+              req.end()
+            }),
+            3000,
+          )
+          sockets.add(res.socket)
+          res.resume()
+          await once(res, 'end')
+          assert.equal(res.statusCode, 400)
+          assert.notEqual(res.headers.connection, 'close')
+        }
+        assert.equal(sockets.size, 1, 'one socket for the three refusals')
+      } finally {
+        agent.destroy()
+        await app.close()
+      }
+    })
+
     it(`${framework}: closes the connection instead of reading the rest of the body`, async () => {
       const app = await startApp(framework, {
         routes: [

@@ -177,6 +177,13 @@ function dropLateWrites(res: ServerResponse): void {
   if (sealed !== prototype) Object.setPrototypeOf(res, sealed)
 }
 
+/** Whether the request declares a body: chunked, or a Content-Length above 0. */
+function hasBody(req: IncomingMessage): boolean {
+  const { headers } = req
+  const length = headers['content-length']
+  return headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0')
+}
+
 /**
  * A response that can no longer reach anyone: the client closed the connection before it ended.
  *
@@ -341,8 +348,9 @@ export function createErrorWriter(
     for (const name of res.getHeaderNames()) if (STALE_HEADERS.has(name)) res.removeHeader(name)
     const { headers } = out
     // A body still on its way: kept alive, Node would read and discard all of it after the
-    // response, however much the client sends.
-    if (req.complete === false) headers.connection = 'close'
+    // response, however much the client sends. `complete` alone is false for every request
+    // until its parse finishes (a GET refused in the tick it arrived), so the framing decides.
+    if (req.complete === false && hasBody(req)) headers.connection = 'close'
     headers[headerName] = requestId
     headers['content-length'] = String(Buffer.byteLength(out.body))
     headers['x-content-type-options'] = 'nosniff'
