@@ -2,7 +2,8 @@
 import assert from 'node:assert/strict'
 import { once } from 'node:events'
 import { Agent, createServer, request as httpRequest, type IncomingMessage, type Server } from 'node:http'
-import type { AddressInfo } from 'node:net'
+import { type AddressInfo, connect } from 'node:net'
+import { PassThrough } from 'node:stream'
 import { describe, it } from 'node:test'
 import express5 from 'express'
 import express4 from 'express4'
@@ -652,6 +653,10 @@ describe('Koa: an error status set without a body is answered as an error', () =
       router.get('/early', (ctx: { status: number }) => {
         ctx.status = 425 // Koa 2 names it from statuses 1.x: "Unordered Collection"
       })
+      router.get('/img/missing.png', (ctx: { status: number; message: string }) => {
+        ctx.status = 404
+        ctx.message = 'No such image'
+      })
       app.use(router.routes() as never)
       app.use(router.allowedMethods() as never)
       const s = await listen(app.callback() as never)
@@ -678,13 +683,92 @@ describe('Koa: an error status set without a body is answered as an error', () =
           /Unordered Collection/,
           'a default text is not a message of the app',
         )
+        const image = await fetch(`${s.url}/img/missing.png`)
+        assert.deepEqual([image.status, image.headers.get('x-ic-error-code')], [404, 'IC_NOT_FOUND'])
+        assert.match(await image.text(), /No such image/, "the app's 404 message, not notFound()'s")
         const missing = await fetch(`${s.url}/nothing`)
         assert.deepEqual([missing.status, missing.headers.get('x-ic-error-code')], [404, 'IC_NOT_FOUND'])
+        assert.match(await missing.text(), /No route for GET \/nothing/)
         assert.deepEqual(
           reports.map((r) => r.code),
-          ['IC_METHOD_NOT_ALLOWED', 'IC_UNAUTHORIZED', 'IC_FORBIDDEN', 'IC_CLIENT_ERROR', 'IC_NOT_FOUND'],
+          [
+            'IC_METHOD_NOT_ALLOWED',
+            'IC_UNAUTHORIZED',
+            'IC_FORBIDDEN',
+            'IC_CLIENT_ERROR',
+            'IC_NOT_FOUND',
+            'IC_NOT_FOUND',
+          ],
         )
         assert.deepEqual(emitted, ['IC_NOT_FOUND'], 'a status without a body is not an error thrown')
+      } finally {
+        await s.close()
+      }
+    })
+  }
+})
+
+describe('a client that leaves while a large buffered image is still being sent', () => {
+  for (const framework of frameworks) {
+    it(`${framework}: is never reported as a server failure (Koa: a 499 client-gone)`, async () => {
+      const image = Buffer.alloc(4 * 1024 * 1024, 1)
+      const app = await startApp(framework, {
+        use: (a) => [a.clientClosed()],
+        routes: [{ path: '/big', handle: () => ({ headers: { 'content-type': 'image/png' }, body: image }) }],
+      })
+      try {
+        const socket = connect(Number(new URL(app.url).port), '127.0.0.1')
+        await once(socket, 'connect')
+        socket.pause()
+        socket.write('GET /big HTTP/1.1\r\nHost: x\r\n\r\n')
+        await new Promise((resolve) => setTimeout(resolve, 150))
+        socket.resetAndDestroy()
+        await new Promise((resolve) => setTimeout(resolve, 300))
+        assert.deepEqual(
+          app.reports.filter((r) => r.status >= 500).map((r) => `${r.status} ${r.code} ${r.outcome}`),
+          [],
+        )
+        if (framework.startsWith('koa'))
+          assert.deepEqual(
+            app.reports.map((r) => `${r.status} ${r.outcome}`),
+            ['499 client-gone'],
+          )
+      } finally {
+        await app.close()
+      }
+    })
+  }
+})
+
+describe('Koa: a client that leaves mid-stream under clientClosed()', () => {
+  for (const [name, Koa] of Koas) {
+    it(`${name}: is reported and emitted as the IC_CLIENT_CLOSED_REQUEST it is, not as the stream's error`, async () => {
+      const app = new Koa()
+      const emitted: unknown[] = []
+      app.on('error', (e: { code?: unknown }) => emitted.push(e.code))
+      const reports: ErrorReport[] = []
+      app.use(kx.errorHandler({ onError: (r) => reports.push(r) }) as never)
+      app.use(kx.clientClosed() as never)
+      app.use(((ctx: { body: unknown }) => {
+        const body = new PassThrough()
+        body.write('first bytes ')
+        ctx.body = body
+      }) as never)
+      const s = await listen(app.callback() as never)
+      try {
+        const socket = connect(Number(new URL(s.url).port), '127.0.0.1')
+        socket.write('GET /stream HTTP/1.1\r\nHost: x\r\n\r\n')
+        await once(socket, 'data')
+        socket.destroy()
+        await new Promise((resolve) => setTimeout(resolve, 200))
+        assert.deepEqual(
+          reports.map((r) => [r.status, r.outcome, (r.error as { code?: unknown }).code]),
+          [[499, 'client-gone', 'IC_CLIENT_CLOSED_REQUEST']],
+        )
+        assert.ok(
+          emitted.every((code) => code === 'IC_CLIENT_CLOSED_REQUEST'),
+          `emitted ${JSON.stringify(emitted)}`,
+        )
       } finally {
         await s.close()
       }

@@ -2,6 +2,7 @@ import type { ServerResponse } from 'node:http'
 import { icError } from '../../errors.ts'
 import type { Guard } from '../../guard.ts'
 import { functionOption, knownOptions, numberOption } from '../../options.ts'
+import { onResponseClose } from '../../response-close.ts'
 import {
   createLoadSampler,
   highestPressure,
@@ -199,7 +200,8 @@ export function loadSheddingGuard(options: Readonly<LoadSheddingOptions>): Guard
       inFlight++
       counted.add(res)
       res.on('finish', release)
-      res.on('close', release)
+      // Not res.on('close'): a pipelined response whose client left while it was queued never closes.
+      onResponseClose(res, release)
     }
     return undefined
   }
