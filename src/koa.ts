@@ -5,7 +5,7 @@ import type { Guard } from './guard.ts'
 import * as core from './index.ts'
 import { createClientClosed } from './middlewares/client-closed/index.ts'
 import { createDeadline, type DeadlineOptions } from './middlewares/deadline/index.ts'
-import { createErrorWriter, type ErrorHandlerOptions } from './middlewares/error-handler/index.ts'
+import { createErrorWriter, type ErrorHandlerOptions, failureOf } from './middlewares/error-handler/index.ts'
 import { type LoadSheddingOptions, loadSheddingGuard } from './middlewares/load-shedding/index.ts'
 import {
   type ImageChartsRateLimitsOptions,
@@ -122,7 +122,8 @@ export function errorHandler(options: Readonly<ErrorHandlerOptions> = {}): KoaMi
     handle(err, ctx.req, ctx.res)
     if (failedBefore) return
     // Koa's app.onerror throws on non-Errors, and a listener may throw: neither may reach Koa's own catch.
-    const error = err instanceof Error ? err : new Error(`non-error thrown: ${String(err)}`)
+    const failure = failureOf(err, ctx.req)
+    const error = failure instanceof Error ? failure : new Error(`non-error thrown: ${String(failure)}`)
     try {
       ctx.app.emit('error', error, ctx)
     } catch {}
@@ -137,13 +138,14 @@ export function errorHandler(options: Readonly<ErrorHandlerOptions> = {}): KoaMi
       fail(ctx, err)
       return
     }
-    // An error status set without a body (@koa/router's allowedMethods() 405, `ctx.status = 401`)
-    // is an error response too; Koa's default 404 is notFound()'s to answer. Nothing was
-    // thrown, so nothing is emitted on the app: Koa does not emit these either.
+    // An error status set without a body (@koa/router's allowedMethods() 405, `ctx.status = 401`,
+    // `ctx.status = 404` for a missing image) is an error response too; Koa's default 404 is
+    // notFound()'s to answer. Nothing was thrown, so nothing is emitted on the app: Koa does
+    // not emit these either.
     const { status } = ctx
     if (
       status >= 400 &&
-      status !== 404 &&
+      (status !== 404 || explicitStatus(ctx)) &&
       ctx.body == null &&
       ctx.respond !== false &&
       !ctx.res.headersSent
@@ -154,6 +156,11 @@ export function errorHandler(options: Readonly<ErrorHandlerOptions> = {}): KoaMi
       handle(custom ? createHttpError(status, message) : createHttpError(status), ctx.req, ctx.res)
     }
   }
+}
+
+/** Whether the app set `ctx.status` itself, rather than leaving Koa's default 404 (Koa 2 and 3 both keep this flag). */
+function explicitStatus(ctx: KoaContext): boolean {
+  return (ctx as { response?: { _explicitStatus?: boolean } }).response?._explicitStatus === true
 }
 
 // Koa 2 fills the status text from statuses 1.x, whose texts differ from Node's for 418 (case) and 425.
@@ -177,7 +184,13 @@ export function notFound(...options: []): KoaMiddleware {
   noOptions(options, 'notFound')
   return async function notFound(ctx, next) {
     await next()
-    if (ctx.status === 404 && ctx.body == null && ctx.respond !== false && !ctx.res.headersSent) {
+    if (
+      ctx.status === 404 &&
+      ctx.body == null &&
+      !explicitStatus(ctx) &&
+      ctx.respond !== false &&
+      !ctx.res.headersSent
+    ) {
       throw icError('IC_NOT_FOUND', {
         message: `No route for ${ctx.req.method} ${ctx.req.url?.split('?')[0]}`,
       })

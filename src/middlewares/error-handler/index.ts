@@ -10,7 +10,7 @@ import {
   toErrorResponse,
 } from '../../error-response.ts'
 import { knownOptions } from '../../options.ts'
-import { requestState } from '../../request-state.ts'
+import { peekRequestState, requestState } from '../../request-state.ts'
 import { HEADER_NAME, VALIDATION_HEADER_MAX_BYTES } from '../../validation-header.ts'
 
 const debug = debuglog('image-api-errors')
@@ -185,6 +185,34 @@ function hasBody(req: IncomingMessage): boolean {
 }
 
 /**
+ * What a failure is reported (and on Koa emitted) as: the stream error a departed client
+ * causes (`ERR_STREAM_PREMATURE_CLOSE` from Koa 3's pipeline, an `ECONNRESET`) is the
+ * `IC_CLIENT_CLOSED_REQUEST` that `clientClosed()` aborted the request with, when it did.
+ * Internal, shared with the Koa adapter.
+ *
+ * @example
+ * ctx.app.emit('error', failureOf(err, ctx.req), ctx)
+ */
+export function failureOf(err: unknown, req: IncomingMessage): unknown {
+  const reason = peekRequestState(req)?.abortReason as { code?: unknown } | undefined
+  return reason?.code === 'IC_CLIENT_CLOSED_REQUEST' && isDisconnectError(err) ? reason : err
+}
+
+/**
+ * A client that left while its response, ended by the handler, was still being flushed: a
+ * large buffered body (`ctx.body = image`). Koa hears the socket's ECONNRESET through
+ * on-finished; the response is ended, so `isClientGone` cannot tell.
+ */
+function leftMidBody(res: ServerResponse, err: unknown, destroyedByServer: boolean): boolean {
+  return (
+    res.headersSent &&
+    !destroyedByServer &&
+    isDisconnectError(err) &&
+    (res.socket == null || res.socket.destroyed)
+  )
+}
+
+/**
  * A response that can no longer reach anyone: the client closed the connection before it ended.
  *
  * @example
@@ -305,12 +333,13 @@ export function createErrorWriter(
     }
     if (
       (isClientGone(res) && !destroyedByServer && (!res.headersSent || isDisconnectError(err))) ||
-      (!res.headersSent && normalized.status === 499)
+      (!res.headersSent && normalized.status === 499) ||
+      leftMidBody(res, err, destroyedByServer)
     ) {
       if (!res.headersSent) res.statusCode = 499
       if (!res.destroyed) res.destroy()
       if (state.abortReason !== undefined) dropLateWrites(res)
-      report(err, 499, 'IC_CLIENT_CLOSED_REQUEST', requestId, req, res, 'client-gone')
+      report(failureOf(err, req), 499, 'IC_CLIENT_CLOSED_REQUEST', requestId, req, res, 'client-gone')
       return
     }
     if (res.headersSent || res.destroyed) {

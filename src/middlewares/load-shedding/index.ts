@@ -2,7 +2,6 @@ import type { ServerResponse } from 'node:http'
 import { icError } from '../../errors.ts'
 import type { Guard } from '../../guard.ts'
 import { functionOption, knownOptions, numberOption } from '../../options.ts'
-import { onResponseClose } from '../../response-close.ts'
 import {
   createLoadSampler,
   highestPressure,
@@ -200,8 +199,7 @@ export function loadSheddingGuard(options: Readonly<LoadSheddingOptions>): Guard
       inFlight++
       counted.add(res)
       res.on('finish', release)
-      // Not res.on('close'): a pipelined response whose client left while it was queued never closes.
-      onResponseClose(res, release)
+      res.on('close', release)
     }
     return undefined
   }
