@@ -14,7 +14,7 @@ import request from 'supertest'
 import * as ex from '../src/express.ts'
 import { type ErrorReport, icError } from '../src/index.ts'
 import * as kx from '../src/koa.ts'
-import { frameworks, startApp } from './support/harness.ts'
+import { type Adapter, frameworks, startApp } from './support/harness.ts'
 
 type Served = { url: string; server: Server; close(): Promise<void> }
 
@@ -220,31 +220,36 @@ describe('request body left unread by a failed body parser', () => {
 
 describe('an error answered while the request body is still on its way', () => {
   for (const framework of frameworks) {
-    it(`${framework}: keeps the connection of a request without a body, refused in the tick it arrived`, async () => {
+    it(`${framework}: keeps the connection of a request without a body or with a small one, refused in the tick it arrived`, async () => {
+      const refuse = (a: Adapter) => [
+        a.fromGuard(() => {
+          throw icError('IC_BAD_REQUEST', { message: 'refused at once' })
+        }, 'refuse'),
+      ]
       const app = await startApp(framework, {
         routes: [
-          {
-            method: 'GET',
-            path: '/refuse',
-            use: (a) => [
-              a.fromGuard(() => {
-                throw icError('IC_BAD_REQUEST', { message: 'refused at once' })
-              }, 'refuse'),
-            ],
-            handle: () => ({ body: 'no' }),
-          },
+          { method: 'GET', path: '/refuse', use: refuse, handle: () => ({ body: 'no' }) },
+          { method: 'POST', path: '/refuse', use: refuse, handle: () => ({ body: 'no' }) },
         ],
       })
       const agent = new Agent({ keepAlive: true, maxSockets: 1 })
       try {
         const sockets = new Set<unknown>()
-        for (let i = 0; i < 3; i++) {
+        for (const method of ['GET', 'POST', 'GET', 'POST']) {
           const res = await withTimeout(
             new Promise<IncomingMessage>((resolve, reject) => {
-              const req = httpRequest(`${app.url}/refuse`, { agent })
+              const body = method === 'POST' ? '{"a":1}' : undefined
+              const req = httpRequest(`${app.url}/refuse`, {
+                agent,
+                method,
+                headers:
+                  body === undefined
+                    ? {}
+                    : { 'content-type': 'application/json', 'content-length': body.length },
+              })
               req.on('error', reject)
               req.on('response', resolve)
-              req.end()
+              req.end(body)
             }),
             3000,
           )
@@ -254,7 +259,7 @@ describe('an error answered while the request body is still on its way', () => {
           assert.equal(res.statusCode, 400)
           assert.notEqual(res.headers.connection, 'close')
         }
-        assert.equal(sockets.size, 1, 'one socket for the three refusals')
+        assert.equal(sockets.size, 1, 'one socket for the four refusals')
       } finally {
         agent.destroy()
         await app.close()

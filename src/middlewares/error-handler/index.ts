@@ -177,11 +177,17 @@ function dropLateWrites(res: ServerResponse): void {
   if (sealed !== prototype) Object.setPrototypeOf(res, sealed)
 }
 
-/** Whether the request declares a body: chunked, or a Content-Length above 0. */
-function hasBody(req: IncomingMessage): boolean {
+/** What Node may read and discard of an unread body after the response, on a kept-alive connection. */
+const DRAIN_BUDGET_BYTES = 64 * 1024
+
+/** Whether the request's unread body may be more than the drain budget: chunked, or declared larger. */
+function mayOverrunDrain(req: IncomingMessage): boolean {
   const { headers } = req
   const length = headers['content-length']
-  return headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0')
+  return (
+    headers['transfer-encoding'] !== undefined ||
+    (length !== undefined && Number(length) > DRAIN_BUDGET_BYTES)
+  )
 }
 
 /**
@@ -377,9 +383,11 @@ export function createErrorWriter(
     for (const name of res.getHeaderNames()) if (STALE_HEADERS.has(name)) res.removeHeader(name)
     const { headers } = out
     // A body still on its way: kept alive, Node would read and discard all of it after the
-    // response, however much the client sends. `complete` alone is false for every request
-    // until its parse finishes (a GET refused in the tick it arrived), so the framing decides.
-    if (req.complete === false && hasBody(req)) headers.connection = 'close'
+    // response, however much the client sends. `complete` is false for every request until
+    // its parse ends, a turn after it arrived (a GET, or a small POST whose bytes are all
+    // here, refused at once), so the declared size decides: a small body is cheaper to
+    // drain than a new connection.
+    if (req.complete === false && mayOverrunDrain(req)) headers.connection = 'close'
     headers[headerName] = requestId
     headers['content-length'] = String(Buffer.byteLength(out.body))
     headers['x-content-type-options'] = 'nosniff'
