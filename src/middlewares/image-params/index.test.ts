@@ -111,6 +111,12 @@ describe('imageParams: built-in Imagizer rules', () => {
     assert.deepEqual(values({}, 'width=8192&dpr=0.5'), { width: 8192, dpr: 0.5 })
     assert.deepEqual(values({ maxHeight: 1000 }, 'height=500&dpr=2'), { height: 500, dpr: 2 })
     assert.equal(refusal({ maxHeight: 1000 }, 'height=501&dpr=2').validation?.[0]?.type, 'output.height')
+    const wider = { params: { width: { type: 'integer' as const, min: 1, max: 16_000 } } }
+    assert.deepEqual(values(wider, 'width=8200&dpr=1.1'), { width: 8200, dpr: 1.1 })
+    assert.equal(
+      refusal(wider, 'width=8200&dpr=2').validation?.[0]?.message,
+      '"width" × "dpr" must be less than or equal to 16000',
+    )
   })
 
   it('judges no output limit when a size parameter is itself refused', () => {

@@ -207,9 +207,9 @@ export interface CompiledImageParams {
   readonly restricted: boolean
   readonly required: readonly CompiledRule[]
   readonly defaults: readonly CompiledRule[]
-  /** The widest output, `width × dpr`, in pixels. */
+  /** The widest output, `width × dpr`, in pixels: `maxWidth`, or the `max` of a `width` rule of your own. */
   readonly maxWidth: number
-  /** The tallest output, `height × dpr`, in pixels. */
+  /** The tallest output, `height × dpr`, in pixels: `maxHeight`, or the `max` of a `height` rule of your own. */
   readonly maxHeight: number
   readonly maxOutputPixels: number
 }
@@ -283,8 +283,8 @@ export function compileImageParams(
     restricted: allowed !== undefined,
     required: compiled.filter((rule) => rule.required),
     defaults: compiled.filter((rule) => rule.default !== undefined),
-    maxWidth,
-    maxHeight,
+    maxWidth: sideLimit(declared, 'width', maxWidth),
+    maxHeight: sideLimit(declared, 'height', maxHeight),
     maxOutputPixels,
   }
 }
@@ -301,6 +301,12 @@ function notAllowed(name: string): ValidationItem {
 /** `NAME` for `NAME64`: an option may not name a `NAME64` form, so every such name is one. */
 function canonicalName(name: string): string {
   return name.length > 2 && name.endsWith('64') ? name.slice(0, -2) : name
+}
+
+/** The output side's limit: the `max` of a `width` / `height` rule of the user's own, else the option. */
+function sideLimit(declared: Readonly<Record<string, ParamRule>>, name: string, fallback: number): number {
+  const max = Object.hasOwn(declared, name) ? (declared[name] as { max?: unknown }).max : undefined
+  return typeof max === 'number' ? max : fallback
 }
 
 function isSize(name: string | number | undefined): boolean {

@@ -456,7 +456,14 @@ describe('permissions', () => {
   })
 
   it('refuses a source parameter whatever its value while dynamic origins are disabled', () => {
-    for (const query of ['origin=%ZZ', 'origin64=!!', 'bucket=a&bucket=b', 'hostname64=%ZZ'])
+    for (const query of [
+      'origin=%ZZ',
+      'origin64=!!',
+      'bucket=a&bucket=b',
+      'hostname64=%ZZ',
+      'origin=https://a.example.com/x.jpg&region=%ZZ',
+      'bucket=photos&region=a&region=b',
+    ])
       assert.equal(outcome({ allowDynamicOrigin: false }, query), '401 IC_DYNAMIC_ORIGIN_DISABLED', query)
   })
 

@@ -335,7 +335,12 @@ export function checkPermissions(
         ours.push(issue)
       } else if (compiled.processing.has(name)) processed = true
     }
-    if (ours !== undefined) invalid(ours)
+    if (ours !== undefined) {
+      // A source sent while dynamic origins are off is refused before any problem of region.
+      if (!compiled.allowDynamicOrigin)
+        for (const param of SOURCE_PARAMS) if (values.has(param)) dynamicOriginDisabled(param)
+      invalid(ours)
+    }
   }
   let chosen: SourceParam | undefined
   for (const param of SOURCE_PARAMS) {
