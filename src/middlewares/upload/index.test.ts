@@ -258,14 +258,20 @@ describe('upload: the storage key', () => {
     assert.equal(await keyOf('/images/2024/a%20b.png?width=10'), 'images/2024/a b.png')
     assert.equal(await keyOf('/images/%C3%A9t%C3%A9.png'), 'images/été.png')
     assert.equal(await keyOf('/images/a..b/.hidden/x.y.png'), 'images/a..b/.hidden/x.y.png')
+    assert.equal(await keyOf('http://host/images/a.png?v=1'), 'images/a.png', 'an absolute-form target')
+    assert.equal(await keyOf('/images/100%25.png'), 'images/100%.png')
   })
 
   it('refuses a path that names no file or could name another one', async () => {
     for (const url of [
       '/',
       '',
-      'http://host/a.png',
+      'http://host',
+      'http://host/',
+      'http://host/img/../x.png',
       '*',
+      '/images/%252e%252e/%252e%252e/secret.png',
+      '/images/a%252fb.png',
       '/img/a/../../etc/passwd',
       '/img/./a.png',
       '/img/..',
@@ -340,6 +346,12 @@ describe('multipart limits and the boundary parameter', () => {
     refused(tiny.repeat(100) + filePart, /more than 100 parts/)
   })
 
+  it('takes a file part found before the cap, whatever follows it', () => {
+    const unnamed =
+      '--XyZ\r\nContent-Disposition: form-data; name="photo"; filename="a.png"\r\n\r\nthe-photo\r\n'
+    assert.equal(multipartFile(Buffer.from(unnamed + tiny.repeat(120)), 'XyZ')?.toString(), 'the-photo')
+  })
+
   it('refuses a part with more than 8 KiB of headers', () => {
     const long = `--XyZ\r\nContent-Disposition: form-data; name="file"\r\nX-Pad: ${'a'.repeat(8200)}\r\n\r\nthe-file\r\n--XyZ--\r\n`
     refused(long, /more than 8192 bytes of headers/)
@@ -353,5 +365,10 @@ describe('multipart limits and the boundary parameter', () => {
     assert.equal(parametersOf('multipart/form-data; BOUNDARY="a b;c"').get('boundary'), 'a b;c')
     assert.equal(parametersOf('multipart/form-data;boundary=XyZ; boundary=second').get('boundary'), 'XyZ')
     assert.equal(parametersOf('multipart/form-data').get('boundary'), undefined)
+    assert.equal(
+      parametersOf('multipart/form-data; charset; boundary=B').get('boundary'),
+      'B',
+      'a malformed one skipped',
+    )
   })
 })

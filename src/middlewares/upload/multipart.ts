@@ -16,8 +16,8 @@ const PARAMETER =
 /**
  * The parameters of a header value from its first `;` on (`multipart/form-data;
  * boundary=XyZ`, `form-data; name="file"`), by lower-case name, the first of a repeated name
- * winning: quoted values unescaped, unquoted ones as sent. Reading stops at the first
- * parameter that is not well formed.
+ * winning: quoted values unescaped, unquoted ones as sent. A parameter that is not well
+ * formed (`; charset;`) is skipped up to the next `;`.
  *
  * @example
  * parametersOf('multipart/form-data; x="; boundary=EVIL"; boundary=XyZ').get('boundary') // 'XyZ'
@@ -26,13 +26,20 @@ export function parametersOf(value: string): Map<string, string> {
   const parameters = new Map<string, string>()
   const semicolon = value.indexOf(';')
   if (semicolon === -1) return parameters
-  PARAMETER.lastIndex = semicolon
-  for (let match = PARAMETER.exec(value); match !== null; match = PARAMETER.exec(value)) {
+  let at = semicolon
+  while (at !== -1 && at < value.length) {
+    PARAMETER.lastIndex = at
+    const match = PARAMETER.exec(value)
+    if (match === null) {
+      // A parameter that is not well formed (`; charset;`) is skipped, up to the next `;`.
+      at = value.indexOf(';', at + 1)
+      continue
+    }
     const [, name, quoted, token] = match
     const key = (name as string).toLowerCase()
     if (!parameters.has(key))
       parameters.set(key, quoted === undefined ? (token as string) : quoted.replace(/\\(.)/g, '$1'))
-    if (PARAMETER.lastIndex === value.length) break
+    at = PARAMETER.lastIndex
   }
   return parameters
 }
@@ -72,10 +79,12 @@ export function multipartFile(body: Buffer, boundary: string): Buffer | undefine
   while (position !== -1) {
     const headerStart = position + delimiter.length
     if (body[headerStart] === 0x2d && body[headerStart + 1] === 0x2d) break
-    if (++parts > MAX_PARTS)
+    if (++parts > MAX_PARTS) {
+      if (first !== undefined) return first
       throw icError('IC_UPLOAD_NOT_AN_IMAGE', {
         message: `The multipart body has more than ${MAX_PARTS} parts before its file`,
       })
+    }
     const headerEnd = body.indexOf('\r\n\r\n', headerStart, 'latin1')
     if (headerEnd - headerStart > MAX_PART_HEADER_BYTES)
       throw icError('IC_UPLOAD_NOT_AN_IMAGE', {
