@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import { debuglog } from 'node:util'
 import { icError } from './errors.ts'
 import type { Guard } from './guard.ts'
 import * as core from './index.ts'
@@ -18,6 +19,8 @@ import { peekRequestState } from './request-state.ts'
 
 export * from './index.ts'
 
+// A guard's own failure after an abort is not reported (the abort is): NODE_DEBUG=image-api-errors shows it.
+const debug = debuglog('image-api-errors')
 /**
  * Express's `next`.
  *
@@ -102,6 +105,7 @@ export function fromGuard(guard: Guard, name: string): ExpressMiddleware {
         },
         (err: unknown) => {
           if (!settledAfterAbort(req, next)) next(asError(err, name))
+          else debug('%s failed after the request was aborted: %O', name, err)
         },
       )
     } else {

@@ -1,4 +1,5 @@
 import { type IncomingMessage, type ServerResponse, STATUS_CODES } from 'node:http'
+import { debuglog } from 'node:util'
 import createHttpError from 'http-errors'
 import { icError } from './errors.ts'
 import type { Guard } from './guard.ts'
@@ -19,6 +20,8 @@ import { peekRequestState } from './request-state.ts'
 
 export * from './index.ts'
 
+// A guard's own failure after an abort is not reported (the abort is): NODE_DEBUG=image-api-errors shows it.
+const debug = debuglog('image-api-errors')
 /**
  * The parts of a Koa context the adapters use, so that they fit Koa 2 and 3 without
  * depending on their type packages.
@@ -84,7 +87,10 @@ export function fromGuard(guard: Guard, name: string): KoaMiddleware {
       try {
         values = await out
       } catch (err) {
-        throw abortReasonOf(ctx.req) ?? err
+        const reason = abortReasonOf(ctx.req)
+        if (reason === undefined) throw err
+        debug('%s failed after the request was aborted: %O', name, err)
+        throw reason
       }
       const reason = abortReasonOf(ctx.req)
       if (reason !== undefined) throw reason
