@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict'
-import { request as httpRequest } from 'node:http'
+import { once } from 'node:events'
+import { request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http'
+import { connect } from 'node:net'
 import { after, describe, it } from 'node:test'
 import { createLoadSampler, type LoadSample, MemoryStore, type RateLimitStore } from '../src/index.ts'
 import { frameworks, type RunningApp, startApp } from './support/harness.ts'
@@ -239,6 +241,75 @@ for (const framework of frameworks) {
         const status = (await get(app, '/fast')).status
         assert.equal(status, 200, 'released on close')
         gates[1]?.resolve()
+      })
+
+      it('frees the slot of a pipelined request queued behind another when its client leaves, and not before', async () => {
+        const pipelined = deferred()
+        const later = deferred()
+        const entered = [deferred(), deferred(), deferred()]
+        let count = 0
+        let socketClosed: Promise<unknown> = Promise.resolve()
+        const hold = async (req: IncomingMessage) => {
+          const gate = count < 2 ? pipelined : later
+          // The queued POST's body is read, so its request emits 'close' while the connection lives.
+          for await (const _ of req);
+          socketClosed = once(req.socket, 'close')
+          entered[count++]?.resolve()
+          await gate.promise
+          return { body: 'done' }
+        }
+        const app = await start({
+          use: (a) => [a.loadShedding({ maxInFlight: 2 })],
+          routes: [
+            { path: '/slow', handle: ({ req }) => hold(req) },
+            { path: '/slow', method: 'POST', handle: ({ req }) => hold(req) },
+            { path: '/fast', handle: () => ({ body: 'fast' }) },
+          ],
+        })
+        const client = connect(Number(new URL(app.url).port), '127.0.0.1')
+        client.on('error', () => {})
+        client.write(
+          'GET /slow HTTP/1.1\r\nHost: x\r\n\r\n' +
+            'POST /slow HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello',
+        )
+        await entered[0]?.promise
+        await entered[1]?.promise
+        await new Promise((resolve) => setImmediate(resolve))
+        assert.equal((await get(app, '/fast')).status, 503, 'both pipelined requests hold a slot')
+        client.destroy()
+        await socketClosed
+        pipelined.resolve()
+        // One request in flight again, and one slot left for another: the queued one freed its slot too.
+        const slow = fetch(`${app.url}/slow`)
+        await entered[2]?.promise
+        assert.equal((await get(app, '/fast')).status, 200, 'both slots released when the client left')
+        later.resolve()
+        assert.equal(await (await slow).text(), 'done')
+      })
+
+      it('frees the slot of a request whose client left before loadShedding() ran', async () => {
+        const app = await start({
+          use: (a) => [
+            // An asynchronous guard (a rate-limit store, an account lookup) that outlives its client.
+            a.fromGuard(async (req, res) => {
+              if (req.url === '/wait' && !res.closed) await once(res, 'close')
+            }, 'slowLookup'),
+            a.loadShedding({ maxInFlight: 1 }),
+          ],
+          routes: [
+            { path: '/wait', handle: () => ({ body: 'late' }) },
+            { path: '/', handle: () => ({ body: 'ok' }) },
+          ],
+        })
+        const client = connect(Number(new URL(app.url).port), '127.0.0.1')
+        client.on('error', () => {})
+        client.write('GET /wait HTTP/1.1\r\nHost: x\r\n\r\n')
+        const [, res] = (await once(app.server, 'request')) as [unknown, ServerResponse]
+        client.destroy()
+        await once(res, 'close')
+        await new Promise((resolve) => setImmediate(resolve))
+        assert.equal((await get(app, '/')).status, 200)
+        assert.equal((await get(app, '/')).status, 200)
       })
     })
   })

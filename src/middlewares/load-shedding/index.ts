@@ -2,6 +2,7 @@ import type { ServerResponse } from 'node:http'
 import { icError } from '../../errors.ts'
 import type { Guard } from '../../guard.ts'
 import { functionOption, knownOptions, numberOption } from '../../options.ts'
+import { onResponseClose } from '../../response-close.ts'
 import {
   createLoadSampler,
   highestPressure,
@@ -38,9 +39,10 @@ export interface LoadSheddingOptions extends LoadThresholds {
   readonly sampler?: LoadSampler
   /**
    * Refuse when this many requests through this middleware are already in flight. A request
-   * counts until its response finishes or closes: a client that gives up frees its slot while
-   * the handler may still work, so pair it with `clientClosed()`, `deadline()` and
-   * `requestSignal(req)` passed to the handler's work.
+   * counts until its response finishes or closes (a pipelined one queued behind another: or
+   * its connection closes): a client that gives up frees its slot while the handler may still
+   * work, so pair it with `clientClosed()`, `deadline()` and `requestSignal(req)` passed to
+   * the handler's work.
    */
   readonly maxInFlight?: number
   /**
@@ -199,7 +201,8 @@ export function loadSheddingGuard(options: Readonly<LoadSheddingOptions>): Guard
       inFlight++
       counted.add(res)
       res.on('finish', release)
-      res.on('close', release)
+      // Not res.on('close'): a pipelined response whose client left while it was queued never closes.
+      onResponseClose(res, release)
     }
     return undefined
   }
