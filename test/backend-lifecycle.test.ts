@@ -281,6 +281,44 @@ describe('backend lifecycle on every framework', () => {
         }
       })
 
+      test('a pipelined response queued behind another clears its deadline timer when its client leaves', async () => {
+        const entered = [reached(), reached()]
+        const ended: Promise<void>[] = []
+        let count = 0
+        const app = await startApp(framework, {
+          use: (a) => [a.deadline({ timeoutMs: '10m' })],
+          routes: [
+            {
+              path: '/slow',
+              handle: async () => {
+                const finished = reached()
+                ended.push(finished.promise)
+                entered[count++]?.resolve()
+                await new Promise((resolve) => setTimeout(resolve, 50))
+                setImmediate(finished.resolve)
+                return { body: 'too late' }
+              },
+            },
+          ],
+        })
+        try {
+          const timers = () => process.getActiveResourcesInfo().filter((kind) => kind === 'Timeout').length
+          const baseline = timers()
+          const client = await rawSocket(app.url)
+          client.on('error', () => {})
+          client.write('GET /slow HTTP/1.1\r\nHost: x\r\n\r\n'.repeat(2))
+          await Promise.all(entered.map((e) => e.promise))
+          client.destroy()
+          await Promise.all(ended)
+          await new Promise((resolve) => setImmediate(resolve))
+          // Both handlers ended their responses, one of which never got the socket: no 10-minute timer is left.
+          assert.ok(timers() <= baseline, `timers grew from ${baseline} to ${timers()}`)
+          assert.equal(app.reports.length, 0)
+        } finally {
+          await app.close()
+        }
+      })
+
       test('a deadline that passes once the response started closes the connection instead', async () => {
         const app = await startApp(framework, {
           routes: [
