@@ -243,6 +243,39 @@ for (const framework of frameworks) {
         gates[1]?.resolve()
       })
 
+      it('counts a request once when one instance is mounted app-wide and on its route', async () => {
+        const gate = deferred()
+        const entered = deferred()
+        let shed: unknown
+        const app = await start({
+          use: (a) => {
+            shed = a.loadShedding({ maxInFlight: 2 })
+            return [shed]
+          },
+          routes: [
+            {
+              path: '/slow',
+              use: () => [shed],
+              handle: async () => {
+                entered.resolve()
+                await gate.promise
+                return { body: 'slow' }
+              },
+            },
+            { path: '/fast', use: () => [shed], handle: () => ({ body: 'fast' }) },
+          ],
+        })
+        const statuses: number[] = []
+        for (let i = 0; i < 5; i++) statuses.push((await get(app, '/fast')).status)
+        assert.deepEqual(statuses, [200, 200, 200, 200, 200], 'nothing leaks')
+        const slow = fetch(`${app.url}/slow`)
+        await entered.promise
+        assert.equal((await get(app, '/fast')).status, 200, 'the slow request holds one slot of two')
+        gate.resolve()
+        assert.equal(await (await slow).text(), 'slow')
+        assert.deepEqual(app.reports, [])
+      })
+
       it('frees the slot of a pipelined request queued behind another when its client leaves, and not before', async () => {
         const pipelined = deferred()
         const later = deferred()
