@@ -59,6 +59,26 @@ for (const framework of frameworks) {
         )
       })
 
+      it('counts a request once when one instance is mounted app-wide and on its route', async () => {
+        let limiter: unknown
+        const app = await start({
+          use: (a) => {
+            limiter = a.rateLimit({ limit: 3, windowMs: '1m', name: 'per-ip' })
+            return [limiter]
+          },
+          routes: [{ path: '/chart', use: () => [limiter], handle: () => ({ body: 'chart' }) }],
+        })
+        const seen: (string | null)[] = []
+        for (let i = 0; i < 3; i++) {
+          const res = await get(app, '/chart')
+          assert.equal(res.status, 200)
+          seen.push(res.headers.get('ratelimit')?.replace(/;t=\d+$/, '') ?? null)
+          assert.equal(res.headers.get('ratelimit-policy'), '"per-ip";q=3;w=60', 'one policy item')
+        }
+        assert.deepEqual(seen, ['"per-ip";r=2', '"per-ip";r=1', '"per-ip";r=0'])
+        assert.equal((await get(app, '/chart')).status, 429)
+      })
+
       it('charges a per-route cost from the request (output area)', async () => {
         const app = await start({
           routes: [
