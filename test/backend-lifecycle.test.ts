@@ -281,6 +281,44 @@ describe('backend lifecycle on every framework', () => {
         }
       })
 
+      test('a pipelined response queued behind another clears its deadline timer when its client leaves', async () => {
+        const entered = [reached(), reached()]
+        const ended: Promise<void>[] = []
+        let count = 0
+        const app = await startApp(framework, {
+          use: (a) => [a.deadline({ timeoutMs: '10m' })],
+          routes: [
+            {
+              path: '/slow',
+              handle: async () => {
+                const finished = reached()
+                ended.push(finished.promise)
+                entered[count++]?.resolve()
+                await new Promise((resolve) => setTimeout(resolve, 50))
+                setImmediate(finished.resolve)
+                return { body: 'too late' }
+              },
+            },
+          ],
+        })
+        try {
+          const timers = () => process.getActiveResourcesInfo().filter((kind) => kind === 'Timeout').length
+          const baseline = timers()
+          const client = await rawSocket(app.url)
+          client.on('error', () => {})
+          client.write('GET /slow HTTP/1.1\r\nHost: x\r\n\r\n'.repeat(2))
+          await Promise.all(entered.map((e) => e.promise))
+          client.destroy()
+          await Promise.all(ended)
+          await new Promise((resolve) => setImmediate(resolve))
+          // Both handlers ended their responses, one of which never got the socket: no 10-minute timer is left.
+          assert.ok(timers() <= baseline, `timers grew from ${baseline} to ${timers()}`)
+          assert.equal(app.reports.length, 0)
+        } finally {
+          await app.close()
+        }
+      })
+
       test('a deadline that passes once the response started closes the connection instead', async () => {
         const app = await startApp(framework, {
           routes: [
@@ -412,6 +450,52 @@ describe('backend lifecycle on every framework', () => {
           assert.ok(isIcError(report?.error) && report.error.code === 'IC_CLIENT_CLOSED_REQUEST')
           await done
           assert.equal(app.reports.length, 1)
+        } finally {
+          await app.close()
+        }
+      })
+
+      test('a pipelined request queued behind another is reported as 499 too when its client leaves, not before', async () => {
+        const aborted: string[] = []
+        const bodiesRead = [reached(), reached()]
+        let socketClosed: Promise<void> = Promise.resolve()
+        const waitForAbort = async (req: IncomingMessage, read: { resolve(): void } | undefined) => {
+          // The queued POST's body is read, so its request emits 'close' while the connection lives.
+          for await (const _ of req);
+          read?.resolve()
+          socketClosed = new Promise((resolve) => req.socket.once('close', () => resolve()))
+          const signal = requestSignal(req)
+          await once(signal, 'abort')
+          aborted.push(`${req.method} ${isIcError(signal.reason) ? signal.reason.code : signal.reason}`)
+          throw signal.reason
+        }
+        const app = await startApp(framework, {
+          use: (a) => [a.clientClosed()],
+          routes: [
+            { path: '/slow', handle: ({ req }) => waitForAbort(req, bodiesRead[0]) },
+            { path: '/slow', method: 'POST', handle: ({ req }) => waitForAbort(req, bodiesRead[1]) },
+          ],
+        })
+        try {
+          const client = await rawSocket(app.url)
+          client.on('error', () => {})
+          client.write(
+            'GET /slow HTTP/1.1\r\nHost: x\r\n\r\n' +
+              'POST /slow HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello',
+          )
+          await Promise.all(bodiesRead.map((read) => read.promise))
+          await new Promise((resolve) => setTimeout(resolve, 20))
+          assert.deepEqual(aborted, [], 'nothing aborted while the connection lives')
+          assert.equal(app.reports.length, 0)
+          client.destroy()
+          await socketClosed
+          for (const until = Date.now() + 1000; app.reports.length < 2 && Date.now() < until; )
+            await new Promise((resolve) => setTimeout(resolve, 5))
+          assert.deepEqual(app.reports.map((r) => [r.request.method, r.status, r.code, r.outcome]).sort(), [
+            ['GET', 499, 'IC_CLIENT_CLOSED_REQUEST', 'client-gone'],
+            ['POST', 499, 'IC_CLIENT_CLOSED_REQUEST', 'client-gone'],
+          ])
+          assert.deepEqual(aborted.sort(), ['GET IC_CLIENT_CLOSED_REQUEST', 'POST IC_CLIENT_CLOSED_REQUEST'])
         } finally {
           await app.close()
         }

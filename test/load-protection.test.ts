@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict'
-import { request as httpRequest } from 'node:http'
+import { once } from 'node:events'
+import { request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http'
+import { connect } from 'node:net'
 import { after, describe, it } from 'node:test'
 import { createLoadSampler, type LoadSample, MemoryStore, type RateLimitStore } from '../src/index.ts'
 import { frameworks, type RunningApp, startApp } from './support/harness.ts'
@@ -55,6 +57,26 @@ for (const framework of frameworks) {
           app.reports.map((r) => [r.status, r.code]),
           [[429, 'IC_RATE_LIMITED']],
         )
+      })
+
+      it('counts a request once when one instance is mounted app-wide and on its route', async () => {
+        let limiter: unknown
+        const app = await start({
+          use: (a) => {
+            limiter = a.rateLimit({ limit: 3, windowMs: '1m', name: 'per-ip' })
+            return [limiter]
+          },
+          routes: [{ path: '/chart', use: () => [limiter], handle: () => ({ body: 'chart' }) }],
+        })
+        const seen: (string | null)[] = []
+        for (let i = 0; i < 3; i++) {
+          const res = await get(app, '/chart')
+          assert.equal(res.status, 200)
+          seen.push(res.headers.get('ratelimit')?.replace(/;t=\d+$/, '') ?? null)
+          assert.equal(res.headers.get('ratelimit-policy'), '"per-ip";q=3;w=60', 'one policy item')
+        }
+        assert.deepEqual(seen, ['"per-ip";r=2', '"per-ip";r=1', '"per-ip";r=0'])
+        assert.equal((await get(app, '/chart')).status, 429)
       })
 
       it('charges a per-route cost from the request (output area)', async () => {
@@ -239,6 +261,108 @@ for (const framework of frameworks) {
         const status = (await get(app, '/fast')).status
         assert.equal(status, 200, 'released on close')
         gates[1]?.resolve()
+      })
+
+      it('counts a request once when one instance is mounted app-wide and on its route', async () => {
+        const gate = deferred()
+        const entered = deferred()
+        let shed: unknown
+        const app = await start({
+          use: (a) => {
+            shed = a.loadShedding({ maxInFlight: 2 })
+            return [shed]
+          },
+          routes: [
+            {
+              path: '/slow',
+              use: () => [shed],
+              handle: async () => {
+                entered.resolve()
+                await gate.promise
+                return { body: 'slow' }
+              },
+            },
+            { path: '/fast', use: () => [shed], handle: () => ({ body: 'fast' }) },
+          ],
+        })
+        const statuses: number[] = []
+        for (let i = 0; i < 5; i++) statuses.push((await get(app, '/fast')).status)
+        assert.deepEqual(statuses, [200, 200, 200, 200, 200], 'nothing leaks')
+        const slow = fetch(`${app.url}/slow`)
+        await entered.promise
+        assert.equal((await get(app, '/fast')).status, 200, 'the slow request holds one slot of two')
+        gate.resolve()
+        assert.equal(await (await slow).text(), 'slow')
+        assert.deepEqual(app.reports, [])
+      })
+
+      it('frees the slot of a pipelined request queued behind another when its client leaves, and not before', async () => {
+        const pipelined = deferred()
+        const later = deferred()
+        const entered = [deferred(), deferred(), deferred()]
+        let count = 0
+        let socketClosed: Promise<unknown> = Promise.resolve()
+        const hold = async (req: IncomingMessage) => {
+          const gate = count < 2 ? pipelined : later
+          // The queued POST's body is read, so its request emits 'close' while the connection lives.
+          for await (const _ of req);
+          socketClosed = once(req.socket, 'close')
+          entered[count++]?.resolve()
+          await gate.promise
+          return { body: 'done' }
+        }
+        const app = await start({
+          use: (a) => [a.loadShedding({ maxInFlight: 2 })],
+          routes: [
+            { path: '/slow', handle: ({ req }) => hold(req) },
+            { path: '/slow', method: 'POST', handle: ({ req }) => hold(req) },
+            { path: '/fast', handle: () => ({ body: 'fast' }) },
+          ],
+        })
+        const client = connect(Number(new URL(app.url).port), '127.0.0.1')
+        client.on('error', () => {})
+        client.write(
+          'GET /slow HTTP/1.1\r\nHost: x\r\n\r\n' +
+            'POST /slow HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello',
+        )
+        await entered[0]?.promise
+        await entered[1]?.promise
+        await new Promise((resolve) => setImmediate(resolve))
+        assert.equal((await get(app, '/fast')).status, 503, 'both pipelined requests hold a slot')
+        client.destroy()
+        await socketClosed
+        pipelined.resolve()
+        // One request in flight again, and one slot left for another: the queued one freed its slot too.
+        const slow = fetch(`${app.url}/slow`)
+        await entered[2]?.promise
+        assert.equal((await get(app, '/fast')).status, 200, 'both slots released when the client left')
+        later.resolve()
+        assert.equal(await (await slow).text(), 'done')
+      })
+
+      it('frees the slot of a request whose client left before loadShedding() ran', async () => {
+        const app = await start({
+          use: (a) => [
+            // An asynchronous guard (a rate-limit store, an account lookup) that outlives its client.
+            a.fromGuard(async (req, res) => {
+              if (req.url === '/wait' && !res.closed) await once(res, 'close')
+            }, 'slowLookup'),
+            a.loadShedding({ maxInFlight: 1 }),
+          ],
+          routes: [
+            { path: '/wait', handle: () => ({ body: 'late' }) },
+            { path: '/', handle: () => ({ body: 'ok' }) },
+          ],
+        })
+        const client = connect(Number(new URL(app.url).port), '127.0.0.1')
+        client.on('error', () => {})
+        client.write('GET /wait HTTP/1.1\r\nHost: x\r\n\r\n')
+        const [, res] = (await once(app.server, 'request')) as [unknown, ServerResponse]
+        client.destroy()
+        await once(res, 'close')
+        await new Promise((resolve) => setImmediate(resolve))
+        assert.equal((await get(app, '/')).status, 200)
+        assert.equal((await get(app, '/')).status, 200)
       })
     })
   })

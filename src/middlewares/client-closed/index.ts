@@ -2,13 +2,16 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import { icError } from '../../errors.ts'
 import { abortRequest, failAfterAbort, type LifecycleFail } from '../../request-signal.ts'
 import { peekRequestState, requestState } from '../../request-state.ts'
+import { onResponseClose } from '../../response-close.ts'
 
 /**
  * The framework-neutral client-closed detection behind both adapters' `clientClosed()`. It
- * returns `(req, res, target)`, which listens for the response's `close`. A response that closes before it finished (`!res.writableFinished`:
- * the only test that works on Node ≥ 16; the request's own `close` fires on every request)
- * means the client went away: the signal is aborted with an `IC_CLIENT_CLOSED_REQUEST`
- * error and, unless the handler failed by itself, `fail` reports it (499, nothing written).
+ * returns `(req, res, target)`, which listens for the response's `close`. A response that
+ * closes before it finished (`!res.writableFinished`: the only test that works on Node ≥ 16;
+ * the request's own `close` fires on every request) means the client went away, and so does
+ * the connection closing under a pipelined response still queued behind another (Node never
+ * closes that one): the signal is aborted with an `IC_CLIENT_CLOSED_REQUEST` error and,
+ * unless the handler failed by itself, `fail` reports it (499, nothing written).
  *
  * @example
  * const watch = createClientClosed((next, err) => (next as (e: Error) => void)(err))
@@ -19,7 +22,7 @@ export function createClientClosed(
   if (typeof fail !== 'function')
     throw new TypeError(`Expected \`fail\` to be a function, got ${typeof fail}`)
 
-  function onResponseClose(this: ServerResponse): void {
+  function onClose(this: ServerResponse): void {
     if (this.writableFinished) return
     const state = peekRequestState(this.req)
     if (state === undefined || state.abortReason !== undefined) return
@@ -34,7 +37,7 @@ export function createClientClosed(
     state.lifecycleTarget = target
     if (state.watchingClose !== true) {
       state.watchingClose = true
-      res.on('close', onResponseClose)
+      onResponseClose(res, onClose)
     }
   }
 }

@@ -4,6 +4,7 @@ import { icError } from '../../errors.ts'
 import { type Duration, durationMs, knownOptions } from '../../options.ts'
 import { abortRequest, failAfterAbort, type LifecycleFail } from '../../request-signal.ts'
 import { peekRequestState, requestState } from '../../request-state.ts'
+import { onResponseClose } from '../../response-close.ts'
 
 /**
  * Options of `deadline()`.
@@ -24,7 +25,8 @@ export interface DeadlineOptions {
  * once and returns `(req, res, target)`, which arms the request's timer (or keeps an earlier
  * one). When the deadline passes, the signal is aborted
  * with an `IC_BACKEND_TIMEOUT` error (504) and, unless the handler failed by itself, `fail`
- * hands that error to the error handler. The timer is cleared when the response finishes.
+ * hands that error to the error handler. The timer is cleared when the response finishes or
+ * its client leaves (a pipelined response still queued when its connection closes too).
  *
  * @example
  * const arm = createDeadline({ timeoutMs: 2000 }, (next, err) => (next as (e: Error) => void)(err))
@@ -62,10 +64,16 @@ export function createDeadline(
       clearTimeout(state.deadlineTimer)
     } else {
       onFinished(res, clearDeadline)
+      // on-finished waits for a queued pipelined response's socket, which never comes if the client leaves first.
+      if (res.socket === null) onResponseClose(res, clearQueuedDeadline)
     }
     state.deadlineAt = at
     state.deadlineTimer = setTimeout(onDeadline, timeoutMs, res)
   }
+}
+
+function clearQueuedDeadline(this: ServerResponse): void {
+  clearDeadline(undefined, this)
 }
 
 function clearDeadline(_err: unknown, res: ServerResponse): void {

@@ -167,6 +167,41 @@ describe('loadSheddingGuard(options)', () => {
     assert.throws(() => guard(req, fakeResponse()))
   })
 
+  it('judges and counts a request once when the same instance runs twice for it (app-wide and on its route)', () => {
+    const guard = loadSheddingGuard({ maxInFlight: 2, random: () => 0 })
+    const a = fakeResponse()
+    assert.equal(guard(req, a), undefined)
+    assert.equal(guard(req, a), undefined, 'its own slot does not count against it')
+    guard(req, fakeResponse())
+    assert.equal(refusal(() => guard(req, fakeResponse())).details?.value, 2, 'a counted once')
+    a.emit('finish')
+    a.emit('close')
+    guard(req, fakeResponse())
+    assert.equal(refusal(() => guard(req, fakeResponse())).details?.value, 2, 'and released once')
+
+    const { sampler, set } = injected()
+    try {
+      const rolls = [0.9, 0.1]
+      const soft = loadSheddingGuard({
+        sampler,
+        maxEventLoopDelayMs: 100,
+        softThresholdRatio: 0.5,
+        random: () => rolls.shift() ?? 0,
+      })
+      set({ eventLoopDelayMs: 75 })
+      const b = fakeResponse()
+      assert.equal(soft(req, b), undefined, 'admitted by the first roll (0.9 ≥ 0.5)')
+      assert.equal(soft(req, b), undefined, 'not rolled for again')
+      assert.equal(
+        refusal(() => soft(req, fakeResponse())).code,
+        'IC_OVERLOADED',
+        'another request rolls 0.1',
+      )
+    } finally {
+      sampler.close()
+    }
+  })
+
   it('sheds gradually on requests in flight too, and serves up to the limit without it', () => {
     let r = 0
     const gradual = loadSheddingGuard({ maxInFlight: 4, softThresholdRatio: 0.5, random: () => r })

@@ -2,6 +2,7 @@ import type { ServerResponse } from 'node:http'
 import { icError } from '../../errors.ts'
 import type { Guard } from '../../guard.ts'
 import { functionOption, knownOptions, numberOption } from '../../options.ts'
+import { onResponseClose } from '../../response-close.ts'
 import {
   createLoadSampler,
   highestPressure,
@@ -38,9 +39,10 @@ export interface LoadSheddingOptions extends LoadThresholds {
   readonly sampler?: LoadSampler
   /**
    * Refuse when this many requests through this middleware are already in flight. A request
-   * counts until its response finishes or closes: a client that gives up frees its slot while
-   * the handler may still work, so pair it with `clientClosed()`, `deadline()` and
-   * `requestSignal(req)` passed to the handler's work.
+   * counts until its response finishes or closes (a pipelined one queued behind another: or
+   * its connection closes): a client that gives up frees its slot while the handler may still
+   * work, so pair it with `clientClosed()`, `deadline()` and `requestSignal(req)` passed to
+   * the handler's work.
    */
   readonly maxInFlight?: number
   /**
@@ -90,7 +92,8 @@ const LABELS: Readonly<Record<OverloadReason['type'], string>> = {
  * The load-shedding guard behind both adapters' `loadShedding()`: refuses with 503
  * `IC_OVERLOADED` when a measure is over its threshold (or, between the soft point and the
  * threshold, a growing share of requests), with the reason in the error's `details` and a
- * `Retry-After` that grows with the pressure, plus jitter.
+ * `Retry-After` that grows with the pressure, plus jitter. A request it meets twice (mounted
+ * app-wide and on a route) is judged and counted once.
  *
  * @example
  * const guard = loadSheddingGuard({ maxEventLoopDelayMs: 200, maxInFlight: 100 })
@@ -143,9 +146,13 @@ export function loadSheddingGuard(options: Readonly<LoadSheddingOptions>): Guard
   let judgedSample: LoadSample | undefined
   let judged: OverloadReason | undefined
   let inFlight = 0
-  const counted = new WeakSet<ServerResponse>()
+  // The responses this instance let through, each with whether it still counts in flight. An
+  // instance a request meets twice (mounted app-wide and on its route) judges and counts it once.
+  const admitted = new WeakMap<ServerResponse, boolean>()
   function release(this: ServerResponse): void {
-    if (counted.delete(this)) inFlight--
+    if (admitted.get(this) !== true) return
+    admitted.set(this, false)
+    inFlight--
   }
 
   function refuse(reason: OverloadReason): never {
@@ -167,6 +174,7 @@ export function loadSheddingGuard(options: Readonly<LoadSheddingOptions>): Guard
   }
 
   return function loadShedding(_req, res) {
+    if (admitted.has(res)) return undefined
     let reason: OverloadReason | undefined
     if (source !== undefined) {
       const sample = source.current
@@ -195,11 +203,14 @@ export function loadSheddingGuard(options: Readonly<LoadSheddingOptions>): Guard
         )
       }
     }
-    if (maxInFlight !== undefined) {
+    if (maxInFlight === undefined) {
+      admitted.set(res, false)
+    } else {
       inFlight++
-      counted.add(res)
+      admitted.set(res, true)
       res.on('finish', release)
-      res.on('close', release)
+      // Not res.on('close'): a pipelined response whose client left while it was queued never closes.
+      onResponseClose(res, release)
     }
     return undefined
   }

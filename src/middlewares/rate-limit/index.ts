@@ -134,7 +134,8 @@ export class StoreTimeoutError extends Error {
  * The rate-limit guard behind both adapters' `rateLimit()`: counts each request's cost
  * against `limit` per window and key; sets the IETF `RateLimit` / `RateLimit-Policy`
  * headers on every counted response, and refuses with 429 `IC_RATE_LIMITED` and
- * `Retry-After` once the limit is reached.
+ * `Retry-After` once the limit is reached. A request it meets twice (mounted app-wide and
+ * on a route) is counted once.
  *
  * @example
  * const guard = rateLimitGuard({ limit: 90, windowMs: '10s' })
@@ -263,12 +264,18 @@ export function rateLimitGuard(options: Readonly<RateLimitOptions>): Guard {
     })
   }
 
+  // The responses this limiter counted: one a request meets twice (mounted app-wide and on its
+  // route) counts it once, and sets its RateLimit items once.
+  const counted = new WeakSet<ServerResponse>()
+
   return function rateLimit(req, res) {
+    if (counted.has(res)) return undefined
     if (skip?.(req) === true) return undefined
     const storeKey = storeKeyOf(req)
     if (storeKey === undefined) return undefined
     const units = costOf(req)
     if (units > limit) refuseTooCostly(units)
+    counted.add(res)
     let out: ConsumeResult | Promise<ConsumeResult>
     try {
       out = store.consume(storeKey, units, policy, Date.now() + storeTimeoutMs)

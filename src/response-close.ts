@@ -1,0 +1,72 @@
+import type { ServerResponse } from 'node:http'
+import type { Socket } from 'node:net'
+
+type CloseListener = (this: ServerResponse) => void
+
+// A response queued behind another on a pipelined connection has no socket yet (`res.socket`
+// is null). When the client leaves, Node destroys its request but never emits `close` (nor
+// `finish`) on the response, so its `close` listeners are kept here and run when the socket
+// closes. One `close` listener per socket, however many responses are queued on it.
+const queuedOn = new WeakMap<Socket, Set<ServerResponse>>()
+const queuedListeners = new WeakMap<ServerResponse, CloseListener[]>()
+
+/**
+ * Calls `listener` (with the response as `this`) once the response has closed, finished or
+ * not: on its `close`, or — for a response queued behind another on a pipelined connection,
+ * which Node never closes — when its socket closes before the response got it. A response
+ * that already closed (or whose socket is already gone) calls it at once. The request's own
+ * `close` cannot tell: a queued request whose body was read emits it while its connection
+ * lives. Listeners must not mind being called after the response finished.
+ *
+ * @example
+ * onResponseClose(res, function release() {
+ *   inFlight--
+ * })
+ */
+export function onResponseClose(res: ServerResponse, listener: CloseListener): void {
+  if (res.closed === true) {
+    listener.call(res)
+    return
+  }
+  res.on('close', listener)
+  // A socket, or a response that finished (detached, its `close` is on its way): Node emits `close`.
+  if (res.socket !== null || res.writableFinished) return
+  const socket = res.req?.socket as Socket | null | undefined
+  if (socket == null) return
+  if (socket.destroyed) {
+    listener.call(res)
+    return
+  }
+  let listeners = queuedListeners.get(res)
+  if (listeners === undefined) {
+    listeners = []
+    queuedListeners.set(res, listeners)
+    let queued = queuedOn.get(socket)
+    if (queued === undefined) {
+      queued = new Set()
+      queuedOn.set(socket, queued)
+      socket.once('close', closeQueued)
+    }
+    queued.add(res)
+    // Given the socket, the response closes like any other: Node emits its `close`.
+    res.once('socket', leaveQueue)
+  }
+  listeners.push(listener)
+}
+
+function leaveQueue(this: ServerResponse, socket: Socket): void {
+  queuedListeners.delete(this)
+  queuedOn.get(socket)?.delete(this)
+}
+
+function closeQueued(this: Socket): void {
+  const queued = queuedOn.get(this)
+  if (queued === undefined) return
+  queuedOn.delete(this)
+  for (const res of queued) {
+    const listeners = queuedListeners.get(res)
+    queuedListeners.delete(res)
+    res.off('socket', leaveQueue)
+    if (listeners !== undefined) for (const listener of listeners) listener.call(res)
+  }
+}
