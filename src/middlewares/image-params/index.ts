@@ -326,37 +326,46 @@ function checkOutput(
   dpr: ParamValue | undefined,
   items: ValidationItem[] | undefined,
 ): ValidationItem[] | undefined {
+  const { maxWidth, maxHeight, maxOutputPixels } = compiled
   const scale = typeof dpr === 'number' ? dpr : 1
   let found = items
-  if (scale > 1) {
-    if (typeof width === 'number' && width * scale > compiled.maxWidth) {
-      found ??= []
-      found.push({
-        message: `"width" × "dpr" must be less than or equal to ${compiled.maxWidth}`,
-        path: ['width'],
-        type: 'output.width',
-      })
-    }
-    if (typeof height === 'number' && height * scale > compiled.maxHeight) {
-      found ??= []
-      found.push({
-        message: `"height" × "dpr" must be less than or equal to ${compiled.maxHeight}`,
-        path: ['height'],
-        type: 'output.height',
-      })
-    }
-  }
-  if (typeof width === 'number' && typeof height === 'number') {
-    if (width * height * scale * scale > compiled.maxOutputPixels) {
-      found ??= []
-      found.push({
-        message: `"width" × "height" × "dpr"² must be less than or equal to ${compiled.maxOutputPixels} pixels`,
-        path: ['width'],
-        type: 'output.area',
-      })
-    }
-  }
+  if (scale > 1 && typeof width === 'number' && width * scale > maxWidth)
+    found = withItem(
+      found,
+      'width',
+      'output.width',
+      `"width" × "dpr" must be less than or equal to ${maxWidth}`,
+    )
+  if (scale > 1 && typeof height === 'number' && height * scale > maxHeight)
+    found = withItem(
+      found,
+      'height',
+      'output.height',
+      `"height" × "dpr" must be less than or equal to ${maxHeight}`,
+    )
+  if (
+    typeof width === 'number' &&
+    typeof height === 'number' &&
+    width * height * scale * scale > maxOutputPixels
+  )
+    found = withItem(
+      found,
+      'width',
+      'output.area',
+      `"width" × "height" × "dpr"² must be less than or equal to ${maxOutputPixels} pixels`,
+    )
   return found
+}
+
+function withItem(
+  items: ValidationItem[] | undefined,
+  param: string,
+  type: string,
+  message: string,
+): ValidationItem[] {
+  const list = items ?? []
+  list.push({ message, path: [param], type })
+  return list
 }
 
 function item(rule: CompiledRule, failure: Failure): ValidationItem {
