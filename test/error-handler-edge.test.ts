@@ -780,3 +780,90 @@ describe('Koa: a client that leaves mid-stream under clientClosed()', () => {
     })
   }
 })
+
+describe('pipelined and reset connections', () => {
+  const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+  it("express5: a backend's reset while a queued pipelined response was being written is the server's failure, not a 499", async () => {
+    const reports: string[] = []
+    const app = express5()
+    app.get('/slow', (_req, res) => {
+      setTimeout(() => res.end('slow'), 150)
+    })
+    app.get('/proxy', (_req, res, next) => {
+      res.write('partial')
+      setTimeout(() => next(Object.assign(new Error('upstream reset'), { code: 'ECONNRESET' })), 20)
+    })
+    app.use(ex.errorHandler({ onError: (r) => reports.push(`${r.request.url} ${r.status} ${r.outcome}`) }))
+    const s = await listen(app as never)
+    try {
+      const socket = connect(Number(new URL(s.url).port), '127.0.0.1')
+      socket.on('error', () => {})
+      socket.write('GET /slow HTTP/1.1\r\nHost: x\r\n\r\nGET /proxy HTTP/1.1\r\nHost: x\r\n\r\n')
+      await pause(400)
+      socket.destroy()
+      assert.deepEqual(reports, ['/proxy 500 headers-sent'])
+    } finally {
+      await s.close()
+    }
+  })
+
+  it('express5: a queued pipelined response its handler ended in time keeps its signal when a deadline passes', async () => {
+    const signals: AbortSignal[] = []
+    const app = express5()
+    app.use(ex.deadline({ timeoutMs: 100 }))
+    app.get('/slow', (_req, res) => {
+      setTimeout(() => res.end('slow'), 250)
+    })
+    app.get('/fast', (_req, res) => {
+      signals.push(res.locals.signal as AbortSignal)
+      res.end('fast')
+    })
+    app.use(ex.errorHandler())
+    const s = await listen(app as never)
+    try {
+      const socket = connect(Number(new URL(s.url).port), '127.0.0.1')
+      socket.on('error', () => {})
+      socket.write('GET /slow HTTP/1.1\r\nHost: x\r\n\r\nGET /fast HTTP/1.1\r\nHost: x\r\n\r\n')
+      await pause(400)
+      socket.destroy()
+      assert.equal(signals.length, 1)
+      assert.equal(signals[0]?.aborted, false, String((signals[0]?.reason as { code?: string })?.code))
+    } finally {
+      await s.close()
+    }
+  })
+
+  for (const [name, Koa] of Koas) {
+    it(`${name}: a client resetting the connection while the handler waits is reported and emitted as IC_CLIENT_CLOSED_REQUEST`, async () => {
+      const app = new Koa()
+      const out: string[] = []
+      app.on('error', (e: { code?: unknown }) => out.push(`emitted ${String(e.code)}`))
+      app.use(
+        kx.errorHandler({
+          onError: (r) => out.push(`${r.status} ${(r.error as { code?: unknown }).code} ${r.outcome}`),
+        }) as never,
+      )
+      app.use(kx.clientClosed() as never)
+      app.use((async (ctx: { body: unknown }) => {
+        await pause(300)
+        ctx.body = 'late'
+      }) as never)
+      const s = await listen(app.callback() as never)
+      try {
+        const socket = connect(Number(new URL(s.url).port), '127.0.0.1')
+        socket.on('error', () => {})
+        socket.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n')
+        await pause(50)
+        socket.resetAndDestroy()
+        await pause(400)
+        assert.deepEqual(out, [
+          '499 IC_CLIENT_CLOSED_REQUEST client-gone',
+          'emitted IC_CLIENT_CLOSED_REQUEST',
+        ])
+      } finally {
+        await s.close()
+      }
+    })
+  }
+})

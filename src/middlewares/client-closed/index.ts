@@ -5,6 +5,19 @@ import { peekRequestState, requestState } from '../../request-state.ts'
 import { onResponseClose } from '../../response-close.ts'
 
 /**
+ * The reason a request whose client left is aborted with. Internal, shared with the error
+ * writer, which can hear of the departure first (Koa passes it the socket's reset).
+ *
+ * @example
+ * abortRequest(req, clientGoneError())
+ */
+export function clientGoneError(): Error {
+  return icError('IC_CLIENT_CLOSED_REQUEST', {
+    message: 'The client closed the connection before the response finished',
+  })
+}
+
+/**
  * The framework-neutral client-closed detection behind both adapters' `clientClosed()`. It
  * returns `(req, res, target)`, which listens for the response's `close`. A response that
  * closes before it finished (`!res.writableFinished`: the only test that works on Node ≥ 16;
@@ -26,9 +39,7 @@ export function createClientClosed(
     if (this.writableFinished) return
     const state = peekRequestState(this.req)
     if (state === undefined || state.abortReason !== undefined) return
-    const err = icError('IC_CLIENT_CLOSED_REQUEST', {
-      message: 'The client closed the connection before the response finished',
-    })
+    const err = clientGoneError()
     if (abortRequest(this.req, err)) failAfterAbort(this, err, fail, true)
   }
 

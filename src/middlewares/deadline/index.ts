@@ -48,7 +48,8 @@ export function createDeadline(
     const state = peekRequestState(res.req)
     if (state === undefined) return
     state.deadlineTimer = undefined
-    if (res.writableFinished) return
+    // Ended while queued behind another pipelined response: answered in time, only not sent yet.
+    if (res.writableFinished || (res.socket === null && res.writableEnded)) return
     const err = icError('IC_BACKEND_TIMEOUT', { message, details: { timeoutMs }, stack: false })
     if (abortRequest(res.req, err)) failAfterAbort(res, err, fail, false)
   }

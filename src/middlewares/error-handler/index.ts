@@ -10,8 +10,10 @@ import {
   toErrorResponse,
 } from '../../error-response.ts'
 import { knownOptions } from '../../options.ts'
+import { abortRequest } from '../../request-signal.ts'
 import { peekRequestState, requestState } from '../../request-state.ts'
 import { HEADER_NAME, VALIDATION_HEADER_MAX_BYTES } from '../../validation-header.ts'
+import { clientGoneError } from '../client-closed/index.ts'
 
 const debug = debuglog('image-api-errors')
 
@@ -200,8 +202,15 @@ function mayOverrunDrain(req: IncomingMessage): boolean {
  * ctx.app.emit('error', failureOf(err, ctx.req), ctx)
  */
 export function failureOf(err: unknown, req: IncomingMessage): unknown {
-  const reason = peekRequestState(req)?.abortReason as { code?: unknown } | undefined
-  return reason?.code === 'IC_CLIENT_CLOSED_REQUEST' && isDisconnectError(err) ? reason : err
+  if (!isDisconnectError(err)) return err
+  const state = peekRequestState(req)
+  if (state === undefined) return err
+  // Koa hears a reset socket (on-finished) before the response's close: the departure
+  // clientClosed() watches for is then known here first.
+  if (state.abortReason === undefined && state.watchingClose === true && req.socket?.destroyed === true)
+    abortRequest(req, clientGoneError())
+  const reason = state.abortReason as { code?: unknown } | undefined
+  return reason?.code === 'IC_CLIENT_CLOSED_REQUEST' ? reason : err
 }
 
 /**
@@ -214,7 +223,8 @@ function leftMidBody(res: ServerResponse, err: unknown, destroyedByServer: boole
     res.headersSent &&
     !destroyedByServer &&
     isDisconnectError(err) &&
-    (res.socket == null || res.socket.destroyed)
+    // A pipelined response queued behind another has no socket yet, its connection alive.
+    (res.socket ?? res.req?.socket)?.destroyed !== false
   )
 }
 
