@@ -201,8 +201,15 @@ describe('createBackendFetch', () => {
     assert.equal(lookup.calls.includes('other.test'), false, 'an allow-list miss is never resolved')
   })
 
-  it('sends authorization, proxy-authorization and cookie only until a redirect leaves the origin', async () => {
-    const credentials = { Authorization: 'Bearer t', 'proxy-authorization': 'Basic p', cookie: 's=1' }
+  it('sends its headers, but accept, accept-language and user-agent, only until a redirect leaves the origin', async () => {
+    const credentials = {
+      Authorization: 'Bearer t',
+      'proxy-authorization': 'Basic p',
+      cookie: 's=1',
+      'X-Api-Key': 'k',
+      'x-amz-security-token': 'tok',
+      'accept-language': 'fr',
+    }
     const other = await startBackend((req, res) => {
       const back = new URL(req.url ?? '/', 'http://x').searchParams.get('back')
       res.writeHead(
@@ -215,13 +222,28 @@ describe('createBackendFetch', () => {
       authorization: req?.headers.authorization,
       proxy: req?.headers['proxy-authorization'],
       cookie: req?.headers.cookie,
+      key: req?.headers['x-api-key'],
+      token: req?.headers['x-amz-security-token'],
+      language: req?.headers['accept-language'],
       agent: req?.headers['user-agent'],
     })
-    const kept = { authorization: 'Bearer t', proxy: 'Basic p', cookie: 's=1', agent: 'image-api-errors' }
+    const kept = {
+      authorization: 'Bearer t',
+      proxy: 'Basic p',
+      cookie: 's=1',
+      key: 'k',
+      token: 'tok',
+      language: 'fr',
+      agent: 'image-api-errors',
+    }
+    // Any configured header may be a credential: only accept, accept-language and user-agent cross.
     const dropped = {
       authorization: undefined,
       proxy: undefined,
       cookie: undefined,
+      key: undefined,
+      token: undefined,
+      language: 'fr',
       agent: 'image-api-errors',
     }
     try {
@@ -252,6 +274,10 @@ describe('createBackendFetch', () => {
     assert.ok(isIcError(err))
     assert.equal(err.code, 'IC_SOURCE_ADDRESS_BLOCKED')
     assert.equal(err.status, 403)
+    // A 4xx's details reach the client: the address a name resolves to must not.
+    assert.equal((err as { details?: unknown }).details, undefined)
+    assert.doesNotMatch(err.message, /127\.0\.0\.1/)
+    assert.match(String((err.cause as Error | undefined)?.message), /resolved to 127\.0\.0\.1/)
     assert.deepEqual(lookup.calls, ['images.test'])
     assert.equal(backend.requests.length, before)
     const image = await createBackendFetch({ lookup, allowedAddresses: ['127.0.0.0/8'] })(
@@ -588,8 +614,36 @@ describe('createBackendFetch', () => {
       setImmediate(() => controller.abort(icError('IC_BACKEND_TIMEOUT')))
       await expectCode(pending, 'IC_BACKEND_TIMEOUT')
       assert.equal(calls, 1, 'no retry once the signal aborted')
+      calls = 0
+      const started = Date.now()
+      const shortDeadline = createBackendFetch({ ...loopback, timeoutMs: 2000, retry: { minDelayMs: '5s' } })
+      await expectCode(shortDeadline(`${flaky.url}/a.png?seq=502,200`), 'IC_BACKEND_ERROR', 502)
+      assert.equal(calls, 1, 'no wait the deadline would cut short')
+      assert.ok(
+        Date.now() - started < 1000,
+        `answered at once, not at the deadline (${Date.now() - started} ms)`,
+      )
     } finally {
       await flaky.close()
+    }
+  })
+
+  it('answers a 101 Switching Protocols as an invalid response at once, not at the deadline', async () => {
+    const raw = await startRaw((socket) => {
+      socket.once('data', () =>
+        socket.write('HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n'),
+      )
+    })
+    try {
+      const started = Date.now()
+      await expectCode(
+        createBackendFetch({ ...loopback, timeoutMs: 5000 })(`${raw.url}/a.png`),
+        'IC_BACKEND_INVALID_RESPONSE',
+        502,
+      )
+      assert.ok(Date.now() - started < 2000, `${Date.now() - started} ms`)
+    } finally {
+      raw.server.close()
     }
   })
 

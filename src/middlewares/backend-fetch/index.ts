@@ -143,8 +143,12 @@ const TRANSPORT_HEADERS = new Set([
   'te',
   'expect',
 ])
-/** Dropped once a redirect leaves the first URL's origin, as WHATWG fetch drops them. */
-const CREDENTIAL_HEADERS = new Set(['authorization', 'proxy-authorization', 'cookie'])
+/**
+ * The configured headers still sent once a redirect leaves the first URL's origin: any other
+ * may be a credential (`authorization`, a cookie, `x-api-key`, `x-amz-security-token`), so
+ * none follows the redirect to a host that did not get it in the first place.
+ */
+const CROSS_ORIGIN_HEADERS = new Set(['accept', 'accept-language', 'user-agent'])
 
 /**
  * Compiles `hostsAllowed` into a matcher of WHATWG hostnames (`URL#hostname`: lower-case,
@@ -239,7 +243,7 @@ export function createBackendFetch(options: Readonly<BackendFetchOptions> = {}):
     headers[key.toLowerCase()] = value
   }
   const crossOriginHeaders = Object.fromEntries(
-    Object.entries(headers).filter(([key]) => !CREDENTIAL_HEADERS.has(key.toLowerCase())),
+    Object.entries(headers).filter(([key]) => CROSS_ORIGIN_HEADERS.has(key)),
   )
   const retry =
     options.retry === undefined || options.retry === false
@@ -252,9 +256,11 @@ export function createBackendFetch(options: Readonly<BackendFetchOptions> = {}):
 
   function refuseAddress(address: string): IcError | undefined {
     if (allowPrivate || !isBlockedAddress(address) || isListed(address)) return undefined
+    // The address stays out of `details`, which a 4xx body shows: a client could read back
+    // what internal names resolve to. Operators find it in the cause, which is never sent.
     return icError('IC_SOURCE_ADDRESS_BLOCKED', {
       message: 'The source host resolves to an address that is not public',
-      details: { address },
+      cause: new Error(`The source host resolved to ${address}`),
     })
   }
 
@@ -326,6 +332,14 @@ export function createBackendFetch(options: Readonly<BackendFetchOptions> = {}):
       req.on('response', (res) => {
         signal.removeEventListener('abort', onAbort)
         resolvePromise(res)
+      })
+      // A 101 comes as 'upgrade', not 'response': without this, the fetch waited for its deadline.
+      req.on('upgrade', (_res, socket) => {
+        signal.removeEventListener('abort', onAbort)
+        socket.destroy()
+        reject(
+          icError('IC_BACKEND_INVALID_RESPONSE', { message: 'The backend answered 101 Switching Protocols' }),
+        )
       })
       req.on('error', (err) => {
         signal.removeEventListener('abort', onAbort)
@@ -499,6 +513,7 @@ export function createBackendFetch(options: Readonly<BackendFetchOptions> = {}):
     const controller = new AbortController()
     const onOuterAbort = (): void => controller.abort(outer?.reason)
     outer?.addEventListener('abort', onOuterAbort, { once: true })
+    const deadlineAt = Date.now() + timeoutMs
     const timer = setTimeout(
       () =>
         controller.abort(
@@ -514,7 +529,8 @@ export function createBackendFetch(options: Readonly<BackendFetchOptions> = {}):
         } catch (err) {
           if (signal.aborted) throw fromAbortReason(signal.reason)
           const delayMs = retry === undefined || n >= retry.maxAttempts ? undefined : retryDelayFor(err, n)
-          if (delayMs === undefined) throw err
+          // A wait the deadline would cut short ends in a 504: this attempt's answer says more.
+          if (delayMs === undefined || delayMs >= deadlineAt - Date.now()) throw err
           retry?.onRetry?.({ attempt: n, delayMs, ...retryFacts(err) })
           try {
             await abortableSleep(delayMs, signal)
