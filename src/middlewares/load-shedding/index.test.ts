@@ -107,6 +107,23 @@ describe('loadSheddingGuard(options)', () => {
     }
   })
 
+  it('spreads the Retry-After of refusals at the threshold too: 1 or 2 s, not always 2', () => {
+    let r = 0
+    const guard = loadSheddingGuard({ maxInFlight: 1, random: () => r })
+    guard(req, fakeResponse())
+    const seen = new Set<string>()
+    for (r = 0.05; r < 1; r += 0.1)
+      seen.add(refusal(() => guard(req, fakeResponse())).headers['retry-after'] as string)
+    assert.deepEqual([...seen].sort(), ['1', '2'])
+    const steady = loadSheddingGuard({ maxInFlight: 1, retryAfterJitterRatio: 0 })
+    steady(req, fakeResponse())
+    assert.equal(
+      refusal(() => steady(req, fakeResponse())).headers['retry-after'],
+      '1',
+      'no jitter: the minimum',
+    )
+  })
+
   it('sheds a growing share between the soft point and the threshold (gradual shedding)', () => {
     const { sampler, set } = injected()
     let r = 0

@@ -158,7 +158,11 @@ export function loadSheddingGuard(options: Readonly<LoadSheddingOptions>): Guard
   function refuse(reason: OverloadReason): never {
     const over = Math.min(1, Math.max(0, reason.pressure - 1))
     const base = minRetry + (maxRetry - minRetry) * over
-    const retryAfterSeconds = Math.max(1, Math.ceil(base * (1 + jitter * random())))
+    // Whole seconds, then whole seconds of jitter: rounding base × (1 + jitter × r) up told
+    // every client at the threshold the same 2 s, the herd the jitter is there to spread.
+    const seconds = Math.max(1, Math.ceil(base))
+    const spread = jitter > 0 ? Math.max(1, Math.floor(seconds * jitter)) : 0
+    const retryAfterSeconds = seconds + Math.floor(random() * (spread + 1))
     const value = reason.type === 'inFlight' ? reason.value : Math.round(reason.value * 1000) / 1000
     throw icError('IC_OVERLOADED', {
       message: `Overloaded: ${LABELS[reason.type]} ${value} against a threshold of ${reason.threshold}`,

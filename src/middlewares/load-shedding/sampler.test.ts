@@ -142,11 +142,30 @@ describe('createLoadSampler(options)', () => {
     const keepAlive = setTimeout(() => {}, 10_000) // the sampler's own timer is unref'd
     await reached
     clearTimeout(keepAlive)
-    sampler.close()
     assert.equal(sampler.current.rssBytes, 3)
+    sampler.close()
   })
 
-  it('samples on its interval until closed, then keeps the last sample', async () => {
+  it('sees a stall that runs after its timer fired and before it read (a handler in the same loop turn)', async () => {
+    const sampler = createLoadSampler({ sampleIntervalMs: 200, maxEventLoopDelayMs: 100 })
+    try {
+      // Due with the sampler's timer and queued after it: it runs between that timer and the read.
+      setTimeout(() => {
+        const end = performance.now() + 300
+        while (performance.now() < end);
+      }, 200)
+      let worstMs = 0
+      for (let waitedMs = 0; waitedMs < 700; waitedMs += 10) {
+        await delay(10)
+        worstMs = Math.max(worstMs, sampler.current.eventLoopDelayMs)
+      }
+      assert.ok(worstMs >= 250, `the 300 ms stall read as ${worstMs.toFixed(1)} ms`)
+    } finally {
+      sampler.close()
+    }
+  })
+
+  it('samples on its interval until closed, then reads as idle', async () => {
     let calls = 0
     let tick: () => void = () => {}
     const sampler = createLoadSampler({
@@ -165,8 +184,20 @@ describe('createLoadSampler(options)', () => {
     assert.equal(sampler.current.eventLoopDelayMs, 2)
     sampler.close()
     const after = calls
-    assert.equal(sampler.refresh().eventLoopDelayMs, 2)
+    assert.equal(sampler.refresh().eventLoopDelayMs, 0)
     assert.equal(calls, after, 'a closed sampler measures nothing')
+  })
+
+  it('never refuses once closed, though it was overloaded: a shutdown drains the requests left', () => {
+    const sampler = createLoadSampler({
+      source: () => ({ ...calm, eventLoopDelayMs: 900 }),
+      maxEventLoopDelayMs: 100,
+    })
+    assert.equal(sampler.isOverloaded(), true)
+    sampler.close()
+    assert.equal(sampler.isOverloaded(), false)
+    assert.equal(sampler.reason(), undefined)
+    assert.equal(sampler.current.eventLoopDelayMs, 0)
   })
 
   it('keeps the last sample when an injected source throws', () => {

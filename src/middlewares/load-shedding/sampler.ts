@@ -109,7 +109,11 @@ export interface LoadSampler {
   isOverloaded(): boolean
   /** The measure with the highest pressure when over a threshold, else `undefined`. */
   reason(): OverloadReason | undefined
-  /** Stops the timer and the histogram. Further samples keep the last value. */
+  /**
+   * Stops the timer and the histogram. A closed sampler reads as idle (zeros, never
+   * overloaded): closed on shutdown while overloaded, it must not refuse the requests still
+   * draining.
+   */
   close(): void
 }
 
@@ -266,8 +270,11 @@ export function createLoadSampler(options: Readonly<LoadSamplerOptions> = {}): L
   let timer: NodeJS.Timeout | undefined
   let pending: NodeJS.Immediate | undefined
   let dueAtMs = 0
-  const tick = (lateMs: number): void => {
+  const tick = (): void => {
     pending = undefined
+    // Measured here, not when the timer fired: work run between the two (a request's handler
+    // in the poll phase) is a stall the histogram, reset below, would never see.
+    const lateMs = Math.max(0, performance.now() - dueAtMs)
     try {
       current = measure(lateMs)
       judge()
@@ -278,7 +285,7 @@ export function createLoadSampler(options: Readonly<LoadSamplerOptions> = {}): L
   }
   // Read in the check phase, once the timers due after a stall (the histogram's) have run.
   const onTimer = (): void => {
-    pending = setImmediate(tick, Math.max(0, performance.now() - dueAtMs)).unref()
+    pending = setImmediate(tick).unref()
   }
   const schedule = (): void => {
     dueAtMs = performance.now() + intervalMs
@@ -305,6 +312,8 @@ export function createLoadSampler(options: Readonly<LoadSamplerOptions> = {}): L
       if (timer !== undefined) clearTimeout(timer)
       if (pending !== undefined) clearImmediate(pending)
       histogram?.disable()
+      current = ZERO
+      reason = undefined
     },
   }
 }
