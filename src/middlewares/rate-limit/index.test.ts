@@ -124,6 +124,12 @@ describe('rateLimitGuard(options)', () => {
       /costs 11 units, more than the whole limit of 10 .* can never pass/,
     )
     assert.deepEqual(tooCostly.err?.details, { cost: 11, limit: 10 })
+    const endless = rateLimitGuard({ limit: 10, windowMs: '1m', cost: () => Number.POSITIVE_INFINITY, store })
+    assert.equal(
+      run(endless, '/chart').err?.code,
+      'IC_COST_OVER_LIMIT',
+      'Infinity is over any limit, as 1e300 is',
+    )
     assert.match(
       run(rateLimitGuard({ limit: 0, windowMs: '1m', store }), '/chart').err?.message ?? '',
       /^This request costs 1 unit, more than the whole limit of 0 per 60 s/,

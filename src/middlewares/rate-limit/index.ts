@@ -202,6 +202,8 @@ export function rateLimitGuard(options: Readonly<RateLimitOptions>): Guard {
   function costOf(req: IncomingMessage): number {
     if (cost === undefined) return 1
     const value = cost(req)
+    // Infinity is more than any limit, as 1e300 is; NaN and the like are a malformed input's.
+    if (value === Number.POSITIVE_INFINITY) return value
     return typeof value === 'number' && Number.isFinite(value) && value >= 0 ? Math.ceil(value) : 1
   }
 

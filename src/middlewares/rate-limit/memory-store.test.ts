@@ -10,6 +10,24 @@ function clock(start = 1_000_000) {
 }
 
 describe('MemoryStore', () => {
+  it('keeps its windows on a monotonic clock: a wall clock stepped back stretches no block', () => {
+    const realNow = Date.now
+    let stepMs = 0
+    Date.now = () => realNow() - stepMs
+    try {
+      const store = new MemoryStore()
+      const blocking = { limit: 1, windowMs: 60_000, blockMs: 60_000 }
+      store.consume('k', 1, blocking)
+      assert.equal(store.consume('k', 1, blocking).allowed, false)
+      stepMs = 3_600_000
+      const refused = store.consume('k', 1, blocking)
+      assert.equal(refused.allowed, false)
+      assert.ok(refused.resetMs <= 60_000, `still blocked for ${refused.resetMs} ms`)
+    } finally {
+      Date.now = realNow
+    }
+  })
+
   it('counts costs per key and refuses without counting once the limit would be passed', () => {
     const c = clock()
     const store = new MemoryStore({ now: c.now })

@@ -15,12 +15,15 @@ export interface MemoryStoreOptions {
    * @default 1_000_000
    */
   readonly maxKeys?: number
-  /** Clock, in ms (tests). @default Date.now */
+  /** Clock, in ms (tests). Default: a monotonic clock (`performance.timeOrigin + performance.now()`), which no wall-clock step moves. */
   readonly now?: () => number
 }
 
 const BLOCKED = -1
 const INITIAL_SLOTS = 1024
+
+/** Milliseconds on a clock no NTP step or manual change moves. */
+const monotonicNow = (): number => performance.timeOrigin + performance.now()
 
 /**
  * The default rate-limit store: one process's counters in memory. Bounded (`maxKeys`), and
@@ -54,7 +57,9 @@ export class MemoryStore implements RateLimitStore {
       max: 100_000_000,
       integer: true,
     })
-    const now = options.now ?? Date.now
+    // A monotonic clock by default: a wall clock stepped back an hour stretched every window
+    // and block by that hour.
+    const now = options.now ?? monotonicNow
     if (typeof now !== 'function') throw new TypeError(`Expected \`now\` to be a function, got ${typeof now}`)
     this.#now = now
     const size = Math.min(INITIAL_SLOTS, this.#maxKeys)
