@@ -123,9 +123,11 @@ describe('backend lifecycle on every framework', () => {
               use: (a) => [a.deadline({ timeoutMs: '100ms' })],
               // The writes run in a timer, outside any promise: before the fix, the first one
               // ended the process. The handler itself ends after them (Koa answers 404 otherwise).
-              handle: ({ res }) =>
+              // Timed from the abort, not from the request: a loaded loop running both timers in
+              // one turn let a handler due at 250 ms answer before the 504 due at 100 ms.
+              handle: ({ req, res }) =>
                 new Promise<undefined>((resolve) => {
-                  setTimeout(() => {
+                  const lateWrites = () => {
                     res.setHeader('x-late', 'yes')
                     res.removeHeader('x-late')
                     res.writeHead(200, { 'x-late': 'yes' })
@@ -136,7 +138,10 @@ describe('backend lifecycle on every framework', () => {
                     source.pipe(res)
                     lateDone()
                     resolve(undefined)
-                  }, 250)
+                  }
+                  requestSignal(req).addEventListener('abort', () => setTimeout(lateWrites, 100), {
+                    once: true,
+                  })
                 }),
             },
             { path: '/ok', use: (a) => [a.deadline({ timeoutMs: '10s' })], handle: () => ({ body: 'ok' }) },
