@@ -104,16 +104,17 @@ describe('createLoadSampler(options)', () => {
   })
 
   it('sees one stall that blocked the loop for half an interval, wherever it falls (p99 by time, not by samples)', async () => {
-    // 200 ms windows of 1 ms samples: a 100 ms stall is one sample in about a hundred, which a
-    // percentile of samples leaves out, but half the window's time.
-    const sampler = createLoadSampler({ sampleIntervalMs: 200, resolutionMs: 1, maxEventLoopDelayMs: 50 })
+    // 400 ms windows of 1 ms samples: a 200 ms stall is one sample in about two hundred, which
+    // a percentile of samples leaves out, but half the window's time. (Windows of 400 ms, not
+    // 200: on a loaded machine a poll can come more than 200 ms late and miss the one reading.)
+    const sampler = createLoadSampler({ sampleIntervalMs: 400, resolutionMs: 1, maxEventLoopDelayMs: 100 })
     try {
       for (let trial = 0; trial < 6; trial++) {
-        await delay(250 + Math.random() * 200)
-        const end = performance.now() + 100
+        await delay(500 + Math.random() * 400)
+        const end = performance.now() + 200
         while (performance.now() < end);
         let seen = false
-        for (let waitedMs = 0; waitedMs < 600 && !seen; waitedMs += 10) {
+        for (let waitedMs = 0; waitedMs < 1200 && !seen; waitedMs += 10) {
           await delay(10)
           seen = sampler.isOverloaded()
         }
