@@ -328,21 +328,8 @@ function checkOutput(
 ): ValidationItem[] | undefined {
   const { maxWidth, maxHeight, maxOutputPixels } = compiled
   const scale = typeof dpr === 'number' ? dpr : 1
-  let found = items
-  if (scale > 1 && typeof width === 'number' && width * scale > maxWidth)
-    found = withItem(
-      found,
-      'width',
-      'output.width',
-      `"width" × "dpr" must be less than or equal to ${maxWidth}`,
-    )
-  if (scale > 1 && typeof height === 'number' && height * scale > maxHeight)
-    found = withItem(
-      found,
-      'height',
-      'output.height',
-      `"height" × "dpr" must be less than or equal to ${maxHeight}`,
-    )
+  let found = sideItem(items, 'width', width, scale, maxWidth)
+  found = sideItem(found, 'height', height, scale, maxHeight)
   if (
     typeof width === 'number' &&
     typeof height === 'number' &&
@@ -355,6 +342,23 @@ function checkOutput(
       `"width" × "height" × "dpr"² must be less than or equal to ${maxOutputPixels} pixels`,
     )
   return found
+}
+
+/** With `dpr` above 1, `side × dpr` over its limit is an `output.width` / `output.height` item. */
+function sideItem(
+  items: ValidationItem[] | undefined,
+  param: 'width' | 'height',
+  value: ParamValue | undefined,
+  scale: number,
+  limit: number,
+): ValidationItem[] | undefined {
+  if (scale <= 1 || typeof value !== 'number' || value * scale <= limit) return items
+  return withItem(
+    items,
+    param,
+    `output.${param}`,
+    `"${param}" × "dpr" must be less than or equal to ${limit}`,
+  )
 }
 
 function withItem(
