@@ -125,10 +125,11 @@ export function errorHandler(options: Readonly<ErrorHandlerOptions> = {}): KoaMi
     ctx.respond = false
     // A request fails once: a late error after a 504 or 499 is neither written nor emitted again.
     const failedBefore = peekRequestState(ctx.req)?.failureReported === true
+    // Before handle(), which destroys a started response: a socket destroyed by us is no client that left.
+    const failure = failureOf(err, ctx.req, ctx.res)
     handle(err, ctx.req, ctx.res)
     if (failedBefore) return
     // Koa's app.onerror throws on non-Errors, and a listener may throw: neither may reach Koa's own catch.
-    const failure = failureOf(err, ctx.req)
     const error = failure instanceof Error ? failure : new Error(`non-error thrown: ${String(failure)}`)
     try {
       ctx.app.emit('error', error, ctx)

@@ -867,3 +867,38 @@ describe('pipelined and reset connections', () => {
     })
   }
 })
+
+describe("Koa: a backend's reset mid-body, the client still there", () => {
+  for (const [name, Koa] of Koas) {
+    it(`${name}: is emitted as the backend's error, not as a client that left`, async () => {
+      const app = new Koa()
+      const out: string[] = []
+      app.on('error', (e: { code?: unknown }) => out.push(`emitted ${String(e.code)}`))
+      app.use(kx.errorHandler({ onError: (r) => out.push(`${r.status} ${r.outcome}`) }) as never)
+      app.use(kx.clientClosed() as never)
+      app.use(((ctx: { body: unknown; type: string }) => {
+        const body = new PassThrough()
+        ctx.type = 'image/png'
+        ctx.body = body
+        body.write(Buffer.alloc(1000))
+        setTimeout(() => body.destroy(Object.assign(new Error('upstream reset'), { code: 'ECONNRESET' })), 30)
+      }) as never)
+      const s = await listen(app.callback() as never)
+      try {
+        await new Promise<void>((resolve) => {
+          const req = httpRequest(`${s.url}/`, (res) => {
+            res.on('data', () => {})
+            res.on('error', () => {})
+            res.on('close', () => resolve())
+          })
+          req.on('error', () => resolve())
+          req.end()
+        })
+        await new Promise((resolve) => setTimeout(resolve, 100))
+        assert.deepEqual(out, ['500 headers-sent', 'emitted ECONNRESET'])
+      } finally {
+        await s.close()
+      }
+    })
+  }
+})

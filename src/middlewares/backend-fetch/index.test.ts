@@ -201,7 +201,7 @@ describe('createBackendFetch', () => {
     assert.equal(lookup.calls.includes('other.test'), false, 'an allow-list miss is never resolved')
   })
 
-  it('sends its headers, but accept, accept-language and user-agent, only until a redirect leaves the origin', async () => {
+  it('sends its headers, but accept, accept-encoding, accept-language and user-agent, only until a redirect leaves the origin', async () => {
     const credentials = {
       Authorization: 'Bearer t',
       'proxy-authorization': 'Basic p',
@@ -225,6 +225,7 @@ describe('createBackendFetch', () => {
       key: req?.headers['x-api-key'],
       token: req?.headers['x-amz-security-token'],
       language: req?.headers['accept-language'],
+      encoding: req?.headers['accept-encoding'],
       agent: req?.headers['user-agent'],
     })
     const kept = {
@@ -234,6 +235,7 @@ describe('createBackendFetch', () => {
       key: 'k',
       token: 'tok',
       language: 'fr',
+      encoding: 'identity',
       agent: 'image-api-errors',
     }
     // Any configured header may be a credential: only accept, accept-language and user-agent cross.
@@ -244,6 +246,7 @@ describe('createBackendFetch', () => {
       key: undefined,
       token: undefined,
       language: 'fr',
+      encoding: 'identity',
       agent: 'image-api-errors',
     }
     try {

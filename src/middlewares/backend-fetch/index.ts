@@ -144,11 +144,12 @@ const TRANSPORT_HEADERS = new Set([
   'expect',
 ])
 /**
- * The configured headers still sent once a redirect leaves the first URL's origin: any other
+ * The configured headers still sent once a redirect leaves the first URL's origin (with
+ * `accept-encoding`, which keeps the next hop to codings the fetch decodes): any other
  * may be a credential (`authorization`, a cookie, `x-api-key`, `x-amz-security-token`), so
  * none follows the redirect to a host that did not get it in the first place.
  */
-const CROSS_ORIGIN_HEADERS = new Set(['accept', 'accept-language', 'user-agent'])
+const CROSS_ORIGIN_HEADERS = new Set(['accept', 'accept-encoding', 'accept-language', 'user-agent'])
 
 /**
  * Compiles `hostsAllowed` into a matcher of WHATWG hostnames (`URL#hostname`: lower-case,

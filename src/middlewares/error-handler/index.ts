@@ -199,15 +199,21 @@ function mayOverrunDrain(req: IncomingMessage): boolean {
  * Internal, shared with the Koa adapter.
  *
  * @example
- * ctx.app.emit('error', failureOf(err, ctx.req), ctx)
+ * ctx.app.emit('error', failureOf(err, ctx.req, ctx.res), ctx)
  */
-export function failureOf(err: unknown, req: IncomingMessage): unknown {
+export function failureOf(err: unknown, req: IncomingMessage, res: ServerResponse): unknown {
   if (!isDisconnectError(err)) return err
   const state = peekRequestState(req)
   if (state === undefined) return err
   // Koa hears a reset socket (on-finished) before the response's close: the departure
-  // clientClosed() watches for is then known here first.
-  if (state.abortReason === undefined && state.watchingClose === true && req.socket?.destroyed === true)
+  // clientClosed() watches for is then known here first. A response our own code destroyed
+  // with an error (Koa 3's pipeline, on a backend stream's reset) is no departure.
+  if (
+    state.abortReason === undefined &&
+    state.watchingClose === true &&
+    req.socket?.destroyed === true &&
+    res.errored == null
+  )
     abortRequest(req, clientGoneError())
   const reason = state.abortReason as { code?: unknown } | undefined
   return reason?.code === 'IC_CLIENT_CLOSED_REQUEST' ? reason : err
@@ -355,7 +361,7 @@ export function createErrorWriter(
       if (!res.headersSent) res.statusCode = 499
       if (!res.destroyed) res.destroy()
       if (state.abortReason !== undefined) dropLateWrites(res)
-      report(failureOf(err, req), 499, 'IC_CLIENT_CLOSED_REQUEST', requestId, req, res, 'client-gone')
+      report(failureOf(err, req, res), 499, 'IC_CLIENT_CLOSED_REQUEST', requestId, req, res, 'client-gone')
       return
     }
     if (res.headersSent || res.destroyed) {

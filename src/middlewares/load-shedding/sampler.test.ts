@@ -166,6 +166,21 @@ describe('createLoadSampler(options)', () => {
     }
   })
 
+  it('reads an idle loop as idle, however coarse its histogram (no poll-phase sleep read as lateness)', async () => {
+    const sampler = createLoadSampler({ sampleIntervalMs: 700, resolutionMs: 1000 })
+    try {
+      let worstMs = 0
+      // Polled seldom: a poll's own timer would wake the loop and hide the sleep.
+      for (let poll = 0; poll < 2; poll++) {
+        await delay(1800)
+        worstMs = Math.max(worstMs, sampler.current.eventLoopDelayMs)
+      }
+      assert.ok(worstMs < 400, `an idle loop read as ${worstMs.toFixed(1)} ms late`)
+    } finally {
+      sampler.close()
+    }
+  })
+
   it('samples on its interval until closed, then reads as idle', async () => {
     let calls = 0
     let tick: () => void = () => {}

@@ -285,7 +285,9 @@ export function createLoadSampler(options: Readonly<LoadSamplerOptions> = {}): L
   }
   // Read in the check phase, once the timers due after a stall (the histogram's) have run.
   const onTimer = (): void => {
-    pending = setImmediate(tick).unref()
+    // Not unref'd: an unref'd immediate lets an idle loop sleep in poll before the check phase,
+    // and that sleep would read as lateness. A ref'd one keeps nothing alive: it runs this turn.
+    pending = setImmediate(tick)
   }
   const schedule = (): void => {
     dueAtMs = performance.now() + intervalMs

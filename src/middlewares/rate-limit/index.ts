@@ -232,7 +232,8 @@ export function rateLimitGuard(options: Readonly<RateLimitOptions>): Guard {
   function refuseTooCostly(units: number): never {
     throw icError('IC_COST_OVER_LIMIT', {
       message: `This request costs ${units} ${units === 1 ? 'unit' : 'units'}, more than the whole limit of ${limit} per ${windowMs / 1000} s: it can never pass, retrying will not help`,
-      details: { cost: units, limit },
+      // JSON has no Infinity (it would read null).
+      details: { cost: Number.isFinite(units) ? units : String(units), limit },
     })
   }
 
