@@ -51,6 +51,16 @@ describe('clientAddress(remote, forwardedFor, trustProxy)', () => {
     assert.equal(clientAddress('10.0.0.1', xff, 1), '203.0.113.5')
     assert.equal(clientAddress('10.0.0.1', xff, 2), '198.51.100.9')
     assert.equal(clientAddress('10.0.0.1', xff, 5), '198.51.100.9', 'never beyond the leftmost entry')
+    // Some proxies (Azure's among them) append the client's port.
+    assert.equal(clientAddress('10.0.0.1', '203.0.113.5:5678', 1), '203.0.113.5')
+    assert.equal(clientAddress('10.0.0.1', '[2001:db8::1]:443', 1), '2001:db8::1')
+    assert.equal(clientAddress('10.0.0.1', '[2001:db8::1]', 1), '2001:db8::1')
+    assert.equal(
+      clientAddress('10.0.0.1', '2001:db8::1', 1),
+      '2001:db8::1',
+      'a bare IPv6 address has no port',
+    )
+    assert.equal(clientAddress('10.0.0.1', '203.0.113.5:99999x', 1), '10.0.0.1', 'malformed: not believed')
     assert.equal(clientAddress('10.0.0.1', undefined, 1), '10.0.0.1')
     assert.equal(clientAddress('10.0.0.1', ['198.51.100.9', '203.0.113.5'], 1), '203.0.113.5')
   })

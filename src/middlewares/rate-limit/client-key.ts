@@ -46,12 +46,28 @@ export function clientAddress(
   let address = remoteAddress
   for (let hop = 0; hop < hops.length; hop++) {
     if (typeof trust === 'number' ? hop >= trust : !trust(address, hop)) return address
-    const next = (hops[hops.length - 1 - hop] as string).trim()
+    const next = withoutPort((hops[hops.length - 1 - hop] as string).trim())
     // A malformed entry cannot be believed; the last trusted address stands for the client.
     if (!isIPv4(next) && !isIPv6(next)) return address
     address = next
   }
   return address
+}
+
+const PORT = /^:\d{1,5}$/
+
+/** An `X-Forwarded-For` entry without the port some proxies append (`1.2.3.4:5678`, `[2001:db8::1]:443`). */
+function withoutPort(entry: string): string {
+  if (entry.charCodeAt(0) === 0x5b) {
+    const close = entry.indexOf(']')
+    return close !== -1 && (close === entry.length - 1 || PORT.test(entry.slice(close + 1)))
+      ? entry.slice(1, close)
+      : entry
+  }
+  const colon = entry.indexOf(':')
+  return colon !== -1 && colon === entry.lastIndexOf(':') && PORT.test(entry.slice(colon))
+    ? entry.slice(0, colon)
+    : entry
 }
 
 function parseIPv6(text: string): number[] | undefined {

@@ -57,6 +57,34 @@ function run(guard: ReturnType<typeof rateLimitGuard>, url?: string, address?: s
 }
 
 describe('rateLimitGuard(options)', () => {
+  it('warns once when a private peer forwards X-Forwarded-For to a limiter that trusts no proxy', async () => {
+    const warnings: { code?: string; message: string }[] = []
+    const onWarning = (w: Error & { code?: string }) => warnings.push(w)
+    process.on('warning', onWarning)
+    try {
+      const guard = rateLimitGuard({ limit: 100, windowMs: '10s', name: 'behind-lb' })
+      const forwarded = { 'x-forwarded-for': '198.51.100.9' }
+      for (let i = 0; i < 3; i++) {
+        const { req, res } = request('/chart', '10.0.0.2', forwarded)
+        guard(req, res)
+      }
+      const { req, res } = request('/chart', '203.0.113.9', forwarded)
+      guard(req, res)
+      const trusting = rateLimitGuard({ limit: 100, windowMs: '10s', trustProxy: 1 })
+      const behind = request('/chart', '10.0.0.2', forwarded)
+      trusting(behind.req, behind.res)
+      await new Promise((resolve) => setImmediate(resolve))
+      const ours = warnings.filter((w) => w.code === 'IMAGE_API_ERRORS_UNTRUSTED_FORWARDED_FOR')
+      assert.equal(ours.length, 1, 'once, and never from a public peer or with trustProxy set')
+      assert.match(
+        ours[0]?.message ?? '',
+        /"behind-lb" got X-Forwarded-For from 10\.0\.0\.2 with trustProxy false/,
+      )
+    } finally {
+      process.off('warning', onWarning)
+    }
+  })
+
   it('serves up to the limit, then refuses with 429 IC_RATE_LIMITED and Retry-After', () => {
     const c = clock()
     const guard = rateLimitGuard({ limit: 2, windowMs: '10s', store: new MemoryStore({ now: c.now }) })

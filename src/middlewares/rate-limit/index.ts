@@ -5,6 +5,7 @@ import { icError } from '../../errors.ts'
 import type { Guard } from '../../guard.ts'
 import { durationMs, functionOption, knownOptions, numberOption } from '../../options.ts'
 import { parseQuery } from '../../query.ts'
+import { isBlockedAddress } from '../backend-fetch/address.ts'
 import { clientAddress, ipKey, readTrustProxy, type TrustProxy } from './client-key.ts'
 import { policyItem, readPolicyName, setRateLimitHeaders, sfString } from './headers.ts'
 import { MemoryStore } from './memory-store.ts'
@@ -170,6 +171,17 @@ export function rateLimitGuard(options: Readonly<RateLimitOptions>): Guard {
   const policy: RateLimitPolicy = Object.freeze({ limit, windowMs, blockMs })
   const prefix = `${name}:`
 
+  let warnedProxy = false
+  // Behind a proxy that is not trusted, every client shares the proxy's key: told once per limiter.
+  function warnUntrustedProxy(peer: string | undefined): void {
+    if (warnedProxy || peer === undefined || !isBlockedAddress(peer)) return
+    warnedProxy = true
+    process.emitWarning(
+      `rateLimit() "${name}" got X-Forwarded-For from ${peer} with trustProxy false: every client behind that proxy shares one limit. Set trustProxy to the number of proxies in front of the app`,
+      { code: 'IMAGE_API_ERRORS_UNTRUSTED_FORWARDED_FOR' },
+    )
+  }
+
   function ipOf(req: IncomingMessage): string {
     const address = clientAddress(req.socket?.remoteAddress, req.headers['x-forwarded-for'], trust)
     return address === undefined ? 'ip:unknown' : `ip:${ipKey(address, ipv6Subnet)}`
@@ -185,6 +197,7 @@ export function rateLimitGuard(options: Readonly<RateLimitOptions>): Guard {
       if (cached === undefined) {
         cached = prefix + ipOf(req)
         socketKeys.set(socket, cached)
+        if (req.headers['x-forwarded-for'] !== undefined) warnUntrustedProxy(socket.remoteAddress)
       }
       return cached
     }
