@@ -39,7 +39,9 @@ export function policyItem(name: string, limit: number, windowMs: number): strin
 
 function append(res: ServerResponse, name: string, item: string): void {
   const current = res.getHeader(name)
-  res.setHeader(name, typeof current === 'string' && current !== '' ? `${current}, ${item}` : item)
+  // Another limiter's value may be a string, a list of field lines, or even a number.
+  const earlier = Array.isArray(current) ? current.join(', ') : current === undefined ? '' : String(current)
+  res.setHeader(name, earlier !== '' ? `${earlier}, ${item}` : item)
 }
 
 /**

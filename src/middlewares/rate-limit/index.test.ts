@@ -306,6 +306,14 @@ describe('rateLimitGuard(options)', () => {
     quiet(req, res)
     assert.equal(res.getHeader('ratelimit-policy'), '"burst";q=5;w=1, "hour \\"quota\\"";q=100;w=3600')
     assert.equal(res.getHeader('ratelimit'), '"burst";r=4;t=1, "hour \\"quota\\"";r=99;t=3600')
+    const other = request()
+    other.res.setHeader('ratelimit-policy', ['"edge";q=1000;w=60', '"zone";q=50;w=1'])
+    a(other.req, other.res)
+    assert.equal(
+      other.res.getHeader('ratelimit-policy'),
+      '"edge";q=1000;w=60, "zone";q=50;w=1, "burst";q=5;w=1',
+      'a list set by other code is kept',
+    )
   })
 
   it('counts requests without a socket address under one shared key instead of failing', () => {
