@@ -5,6 +5,7 @@ import { connect, type Socket } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import sharp from 'sharp'
 import { frameworks, type RunningApp, startApp } from './support/harness.ts'
+import { REFUSED_UPLOAD_PATHS } from './support/upload-paths.ts'
 
 const TOKEN = 'upl0ad-t0ken'
 
@@ -186,16 +187,8 @@ for (const framework of frameworks) {
     })
 
     it('refuses paths that would store elsewhere with 400 IS_VALIDATION_ERROR, before reading the body', async () => {
-      for (const path of [
-        '/img/a/../../etc/passwd',
-        '/img/%2e%2e/%2e%2e/x',
-        '/img/a%00.png',
-        '/img/%5c..%5cx.png',
-        '/img/\\..\\x.png',
-        '//abs/x.png',
-        '/img/a%2fb.png',
-        '/img/a%zz.png',
-      ]) {
+      // Every refused target a raw request line can carry ('' and '*' cannot name a resource).
+      for (const path of REFUSED_UPLOAD_PATHS.filter((p) => p !== '' && p !== '*')) {
         const answer = await post(path)
         assert.match(answer.text, /^HTTP\/1\.1 400 /, path)
         assert.equal(headerOf(answer.text, 'x-ic-error-code'), 'IS_VALIDATION_ERROR', path)
