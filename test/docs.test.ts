@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import { readFileSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { describe, it } from 'node:test'
 import { renderErrorCodes } from '../scripts/generate-error-codes.ts'
 import { errorCatalogue } from '../src/catalogue.ts'
@@ -16,5 +16,59 @@ describe('docs/error-codes.md', () => {
       assert.ok(docs.includes(`## ${code}\n`), `${code} in docs/error-codes.md`)
       assert.ok(changelog.includes(code), `${code} in CHANGELOG.md`)
     }
+  })
+})
+
+const MARKDOWN = [
+  'README.md',
+  'CHANGELOG.md',
+  'BENCHMARKS.md',
+  'bench/README.md',
+  'docs/api.md',
+  'docs/architecture.md',
+  'docs/decisions.md',
+  'docs/error-codes.md',
+  'docs/frameworks.md',
+]
+
+/** The anchors GitHub gives a Markdown file's headings (github-slugger's rules). */
+function anchorsOf(markdown: string): Set<string> {
+  const anchors = new Set<string>()
+  const seen = new Map<string, number>()
+  for (const [, heading] of markdown.replace(/^```[\s\S]*?^```/gm, '').matchAll(/^#{1,6} (.+)$/gm)) {
+    const base = (heading as string)
+      .toLowerCase()
+      .replace(/[^\p{L}\p{M}\p{N}\p{Pc} -]/gu, '')
+      .replace(/ /g, '-')
+    const n = seen.get(base) ?? 0
+    seen.set(base, n + 1)
+    anchors.add(n === 0 ? base : `${base}-${n}`)
+  }
+  return anchors
+}
+
+describe('links between the Markdown files', () => {
+  it('point at files that exist and at headings they have', () => {
+    const root = new URL('../', import.meta.url)
+    const broken: string[] = []
+    for (const file of MARKDOWN) {
+      const text = readFileSync(new URL(file, root), 'utf8')
+      for (const [, target] of text.replace(/^```[\s\S]*?^```/gm, '').matchAll(/\]\(([^)\s]+)\)/g)) {
+        if (/^[a-z]+:/i.test(target as string)) continue
+        const [path, anchor] = (target as string).split('#') as [string, string | undefined]
+        const linked = path === '' ? new URL(file, root) : new URL(path, new URL(file, root))
+        if (!existsSync(linked)) {
+          broken.push(`${file}: ${target} (no such file)`)
+          continue
+        }
+        if (
+          anchor !== undefined &&
+          linked.pathname.endsWith('.md') &&
+          !anchorsOf(readFileSync(linked, 'utf8')).has(anchor)
+        )
+          broken.push(`${file}: ${target} (no such heading)`)
+      }
+    }
+    assert.deepEqual(broken, [])
   })
 })
