@@ -96,7 +96,8 @@ describe('loadSheddingGuard(options)', () => {
         assert.match(err.headers['retry-after'] as string, /^\d+$/)
         return Number(err.headers['retry-after'])
       }
-      assert.equal(retryAfter(101, 0), 3) // 2 + 20 × 0.01 = 2.2, rounded up
+      assert.equal(retryAfter(100.001, 0), 2, 'just over the threshold: the minimum')
+      assert.equal(retryAfter(103, 0), 3) // 2 + 20 × 0.03 = 2.6, to the nearest second
       assert.equal(retryAfter(150, 0), 12) // half-way to twice the threshold
       assert.equal(retryAfter(200, 0), 22)
       assert.equal(retryAfter(900, 0), 22, 'capped at twice the threshold')

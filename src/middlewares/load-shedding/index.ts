@@ -160,7 +160,9 @@ export function loadSheddingGuard(options: Readonly<LoadSheddingOptions>): Guard
     const base = minRetry + (maxRetry - minRetry) * over
     // Whole seconds, then whole seconds of jitter: rounding base × (1 + jitter × r) up told
     // every client at the threshold the same 2 s, the herd the jitter is there to spread.
-    const seconds = Math.max(1, Math.ceil(base))
+    // Rounded to the nearest: a sampled measure is refused only above its threshold, and
+    // rounding up would never give it the minimum.
+    const seconds = Math.max(1, Math.round(base))
     const spread = jitter > 0 ? Math.max(1, Math.floor(seconds * jitter)) : 0
     const retryAfterSeconds = seconds + Math.floor(random() * (spread + 1))
     const value = reason.type === 'inFlight' ? reason.value : Math.round(reason.value * 1000) / 1000
