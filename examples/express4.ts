@@ -26,5 +26,6 @@ export function createApp(): RequestListener {
 }
 
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  createServer(createApp()).listen(Number(process.env.PORT ?? 3000), () => console.log('listening on :3000'))
+  const port = Number(process.env.PORT ?? 3000)
+  createServer(createApp()).listen(port, () => console.log(`listening on http://localhost:${port}`))
 }

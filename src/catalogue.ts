@@ -54,9 +54,9 @@ export const errorCatalogue = {
     status: 400,
     title: 'Incomplete Signature Parameters',
     description:
-      'A signed request needs both `icac` (account id) and `ichm` (signature); only one was given.',
+      'A signed request needs both `icac` (account id) and `ichm` (signature): only one was given, or neither where signing is required.',
     retryable: false,
-    hint: 'Send `icac` and `ichm` together, or neither for an unsigned request.',
+    hint: 'Send `icac` and `ichm` together (or neither, where unsigned requests are accepted).',
     origin: 'image-charts',
     since: v,
   },

@@ -347,7 +347,7 @@ export function apiKey(options: Readonly<core.ApiKeyOptions>): KoaMiddleware {
  * body parser.
  *
  * @example
- * router.post('/images/(.*)', upload({ enabled: true, tokens: [token] }), handler)
+ * router.post('/images/*path', upload({ enabled: true, tokens: [token] }), handler) // @koa/router 13+; before, '/images/(.*)'
  */
 export function upload(options: Readonly<core.UploadOptions> = {}): KoaMiddleware {
   return fromGuard(core.uploadGuard(options), 'upload')

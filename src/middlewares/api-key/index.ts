@@ -204,7 +204,7 @@ export function compileApiKey(options: Readonly<ApiKeyOptions>): ApiKeyCheck {
  * @example
  * import { apiKey } from 'image-api-errors/express'
  * const keys = { [process.env.PARTNER_KEY as string]: { id: 'partner', scopes: ['upload'] } }
- * app.post('/upload/*', apiKey({ keys, scopes: ['upload'] }), handler)
+ * app.post('/upload/*path', apiKey({ keys, scopes: ['upload'] }), handler) // Express 5; on Express 4, '/upload/*'
  */
 export function apiKey(options: Readonly<ApiKeyOptions>): Guard {
   const check = compileApiKey(options)

@@ -63,9 +63,9 @@ export interface BackendFetchOptions {
   /** Resolver used at connect time. @default dns.lookup */
   readonly lookup?: LookupFunction
   /**
-   * Extra request headers (credentials for a private bucket, a user agent). `authorization`,
-   * `proxy-authorization` and `cookie` are sent only until a redirect leaves the first URL's
-   * origin (scheme, host or port), as WHATWG fetch does.
+   * Extra request headers (credentials for a private bucket, a user agent). Once a redirect
+   * leaves the first URL's origin (scheme, host or port), only `accept`, `accept-encoding`,
+   * `accept-language` and `user-agent` are still sent: any other header may be a credential.
    */
   readonly headers?: Readonly<Record<string, string>>
   /**

@@ -38,9 +38,10 @@ export interface RateLimitOptions {
   /** Length of the window; it starts at a key's first request. Milliseconds or an `ms` string, at most 366 days. */
   readonly windowMs: number | string
   /**
-   * What one request costs, e.g. by output area. A result that is not a finite number ≥ 0
-   * counts as 1; fractions are rounded up. A request costing more than `limit` is refused
-   * without being counted or blocking its key.
+   * What one request costs, e.g. by output area. A result that is not a number ≥ 0 (`NaN`,
+   * a negative, a non-number) counts as 1; fractions are rounded up. A request costing more
+   * than `limit` (`Infinity` included) is refused with 403 `IC_COST_OVER_LIMIT`, without
+   * being counted or blocking its key.
    * @default () => 1
    */
   readonly cost?: (req: IncomingMessage) => number
