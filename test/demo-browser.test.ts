@@ -153,6 +153,39 @@ for (const framework of ['express', 'koa'] as const) {
       await page.close()
     })
 
+    test('a page loaded while its IP is over the unsigned-chart quota says so and asks again after Retry-After', async () => {
+      const page = await context.newPage()
+      await page.goto(pageServer.url)
+      await page.waitForFunction(
+        `[...document.querySelectorAll('.tile[data-trigger="load"]')].every((t) => t.dataset.done === '1')`,
+      )
+      // Refusals are sent no-store; a chart the page showed before may come from the browser's cache.
+      const unsigned = scenarios.filter(
+        (s) => s.kind === 'chart' && s.trigger === 'load' && s.status !== 200 && !s.path.includes('ichm'),
+      )
+      assert.ok(unsigned.length > 0)
+      for (const scenario of unsigned) {
+        const tile = `[data-id="${scenario.id}"]`
+        assert.equal(
+          await page.getAttribute(tile, 'data-status'),
+          '429',
+          `${scenario.id}: the previous test blocked this IP`,
+        )
+        assert.match(
+          (await page.textContent(`${tile} .received`)) ?? '',
+          /trying again in \d+ s/,
+          scenario.id,
+        )
+      }
+      const signed = scenarios.find((s) => s.id === 'chart-bar')
+      assert.equal(
+        await page.getAttribute(`[data-id="${signed?.id}"]`, 'data-status'),
+        '200',
+        'signed charts are not blocked',
+      )
+      await page.close()
+    })
+
     test('the overload tile: 503 IC_OVERLOADED once the sampler reports overload', async () => {
       eventLoopDelayMs = 1000
       sampler.refresh()
