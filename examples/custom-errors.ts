@@ -38,7 +38,12 @@ export function createApp(): RequestListener {
     throw new Error('database password is hunter2')
   })
   app.use(notFound())
-  app.use(errorHandler({ onError: (r) => console.warn(r.status, r.code, r.requestId) }))
+  // onError replaces the default logging: the server's own errors (5xx) are printed in full.
+  app.use(
+    errorHandler({
+      onError: (r) => console.warn(r.status, r.code, r.requestId, r.status >= 500 ? r.error : ''),
+    }),
+  )
   return app as unknown as RequestListener
 }
 

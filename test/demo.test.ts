@@ -142,6 +142,20 @@ for (const framework of ['express', 'koa'] as const) {
       }
     })
 
+    test('format=auto chooses by Accept and says so in Vary, for shared caches', async () => {
+      const auto = `${demo.url}/image/sample.jpg?width=64&format=auto`
+      const webp = await fetch(auto, { headers: { accept: 'image/webp,image/*' } })
+      assert.equal(webp.headers.get('content-type'), 'image/webp')
+      assert.equal(webp.headers.get('vary'), 'Accept')
+      const plain = await fetch(auto, { headers: { accept: 'image/*' } })
+      assert.equal(plain.headers.get('content-type'), 'image/jpeg')
+      assert.equal(plain.headers.get('vary'), 'Accept')
+      const fixed = await fetch(`${demo.url}/image/sample.jpg?width=64&format=webp`)
+      assert.equal(fixed.headers.get('vary'), null, 'an explicit format does not depend on Accept')
+      assert.equal(fixed.headers.get('cache-control'), 'public, max-age=60')
+      await Promise.all([webp, plain, fixed].map((r) => r.arrayBuffer()))
+    })
+
     test('the page lists every scenario and reads the API from the same origin', async () => {
       const res = await fetch(`${demo.url}/`)
       assert.equal(res.status, 200)

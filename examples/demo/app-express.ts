@@ -37,9 +37,9 @@ export function createExpressDemo(config: DemoAppConfig): RequestListener {
     (req: IncomingMessage, res: Res, next: Next) => {
       imageReply(config, req, res.locals).then((reply) => {
         res.writeHead(200, {
+          ...reply.headers,
           'content-type': reply.contentType,
           'content-length': reply.body.length,
-          'cache-control': 'public, max-age=60',
         })
         res.end(reply.body)
       }, next)

@@ -51,7 +51,7 @@ export function createKoaDemo(config: DemoAppConfig): RequestListener {
     ...(imageStack(adapter, config) as Middleware[]),
     async (ctx) => {
       const reply = await imageReply(config, ctx.req, ctx.state)
-      ctx.set('cache-control', 'public, max-age=60')
+      for (const [name, value] of Object.entries(reply.headers)) ctx.set(name, value)
       ctx.type = reply.contentType
       ctx.body = reply.body
     },

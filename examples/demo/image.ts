@@ -49,6 +49,8 @@ export interface ImageRequest {
 export interface ImageReply {
   readonly body: Buffer
   readonly contentType: string
+  /** The response headers beside the type: caching, and `Vary: Accept` when `format=auto` chose by `Accept`. */
+  readonly headers: Readonly<Record<string, string>>
 }
 
 const OUTPUT = {
@@ -121,7 +123,10 @@ export async function processImage(config: ImageRouteConfig, request: ImageReque
       .toFormat(format, { quality: options.quality ?? 90 })
       .toBuffer()
     if (signal.aborted) throw signal.reason
-    return { body, contentType: OUTPUT[format] }
+    const headers: Record<string, string> = { 'cache-control': 'public, max-age=60' }
+    // A shared cache must not hand the WebP it stored for one client to a client without WebP.
+    if (options.format === 'auto') headers.vary = 'Accept'
+    return { body, contentType: OUTPUT[format], headers }
   } catch (err) {
     if (signal.aborted) throw signal.reason
     throw icError('IC_IMAGE_MALFORMED', { message: 'The original image could not be decoded', cause: err })

@@ -158,14 +158,29 @@ async function main(): Promise<void> {
   const env = process.env
   const framework = process.argv.includes('--koa') || env.DEMO_FRAMEWORK === 'koa' ? 'koa' : 'express'
   const port = env.PORT === undefined || env.PORT === '' ? 3000 : Number(env.PORT)
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    console.error(
+      `PORT must be a port number (0 to 65535, 0 for any free one); got ${JSON.stringify(env.PORT)}`,
+    )
+    process.exit(2)
+  }
   const demo = await startDemo({
     port,
     framework,
     ...(env.HOST ? { host: env.HOST } : {}),
     ...(env.DEMO_ACCOUNT ? { account: env.DEMO_ACCOUNT } : {}),
     ...(env.DEMO_SECRET ? { secret: env.DEMO_SECRET } : {}),
-    onError: (r) =>
-      console.log(`${r.status} ${r.code} ${r.request.method} ${r.request.url} (${r.requestId})`),
+    onError: (r) => {
+      console.log(`${r.status} ${r.code} ${r.request.method} ${r.request.url} (${r.requestId})`)
+      // onError replaces the default logging: a server error's stack is ours to print.
+      if (r.status === 500) console.error(r.error)
+    },
+  }).catch((err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EADDRINUSE') throw err
+    console.error(
+      `Port ${port} is in use: stop what listens there, or start the demo with PORT=<another port>.`,
+    )
+    process.exit(2)
   })
   console.log(`image-api-errors demo on ${framework}: ${demo.url}/`)
   console.log(`  images:  ${demo.url}/image/sample.jpg?width=320`)
