@@ -3,6 +3,7 @@
 # (nodenext) consumer, each making one real request; then publint and attw check the manifest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+repo=$PWD
 # npm pack runs the build (prepack): the tarball never holds a stale dist/.
 tarball="$PWD/$(npm pack --silent | tail -n 1)"
 # The README's links into docs/ and the changelog resolve inside the installed package too.
@@ -26,6 +27,15 @@ for version in 5.4 5.9 7; do
   npm install --no-audit --no-fund --silent "typescript@$version" >/dev/null
   npx --no-install tsc -p tsconfig.json --noEmit
 done
-cd - >/dev/null
+# Nothing but the package and @types/node, with skipLibCheck off: the declarations need no
+# @types package a consumer without Express or Koa would lack.
+bare=$(mktemp -d)
+trap 'rm -rf "$work" "$bare" "$tarball"' EXIT
+cp "$repo/test/consumers/bare.mts" "$repo/test/consumers/tsconfig.bare.json" "$bare/"
+cd "$bare"
+echo '{ "name": "bare-consumer", "private": true }' > package.json
+npm install --no-audit --no-fund --silent "$tarball" typescript@5.9 @types/node@20 >/dev/null
+npx --no-install tsc -p tsconfig.bare.json
+cd "$repo"
 npx --no-install publint --strict
 npx --no-install attw --pack . --profile esm-only --format table-flipped

@@ -1,5 +1,6 @@
 import createHttpError, { type HttpError } from 'http-errors'
 import { type ErrorCode, lookupErrorCode } from './catalogue.ts'
+import { showValue } from './options.ts'
 import {
   encodeValidationHeader,
   retryAfterValue,
@@ -21,7 +22,12 @@ const BRAND: unique symbol = Symbol.for('image-api-errors.error') as never
  * const err: IcError = icError('IC_HOST_NOT_ALLOWED')
  * err.status // 401
  */
-export type IcError = HttpError & {
+export type IcError = Error & {
+  // Spelt out rather than taken from `HttpError`: the published types would otherwise need
+  // @types/http-errors, which a consumer without @types/express or @types/koa lacks.
+  readonly status: number
+  readonly statusCode: number
+  readonly expose: boolean
   readonly code: ErrorCode
   readonly headers: Readonly<Record<string, string>>
   readonly validation?: readonly ValidationItem[]
@@ -115,13 +121,13 @@ export function icError(code: ErrorCode, options: IcErrorOptions = {}): IcError 
   const entry = lookupErrorCode(code)
   if (entry === undefined)
     throw new TypeError(`Unknown error code ${JSON.stringify(code)}: define it with defineErrorCode()`)
+  checkIcErrorOptions(options)
   const { status } = entry
   const headers: Record<string, string> = {
     ...sanitizeHeaders(options.headers, true),
     'x-ic-error-code': code,
   }
-  const own = options.retryAfterSeconds
-  const retryAfterSeconds = own !== undefined && Number.isFinite(own) ? own : entry.retryAfterSeconds
+  const retryAfterSeconds = options.retryAfterSeconds ?? entry.retryAfterSeconds
   if (retryAfterSeconds !== undefined) headers['retry-after'] = retryAfterValue(retryAfterSeconds)
   const validation = options.validation?.map(toValidationItem)
   if (validation !== undefined && validation.length > 0) {
@@ -131,9 +137,9 @@ export function icError(code: ErrorCode, options: IcErrorOptions = {}): IcError 
   const withStack = options.stack ?? status >= 500
   const limit = Error.stackTraceLimit
   if (!withStack) Error.stackTraceLimit = 0
-  let err: HttpError & Record<string, unknown>
+  let err: Error & Record<string, unknown>
   try {
-    err = new Class(options.message ?? entry.description) as HttpError & Record<string, unknown>
+    err = new Class(options.message ?? entry.description) as unknown as Error & Record<string, unknown>
   } finally {
     Error.stackTraceLimit = limit
   }
@@ -144,7 +150,38 @@ export function icError(code: ErrorCode, options: IcErrorOptions = {}): IcError 
   if (retryAfterSeconds !== undefined) err.retryAfterSeconds = retryAfterSeconds
   if (options.details !== undefined) err.details = options.details
   if (options.cause !== undefined) err.cause = options.cause
-  return err as IcError
+  return err as unknown as IcError
+}
+
+// icError() runs in request handlers, often from JavaScript: a wrong option fails there, by
+// name, rather than sending a client `[{"message":"undefined"}]` or silently losing a header.
+function checkIcErrorOptions(options: IcErrorOptions): void {
+  if (typeof options !== 'object' || options === null)
+    throw new TypeError(
+      `Expected the options of icError() to be an object such as { message }, got ${showValue(options)}`,
+    )
+  const { message, validation, retryAfterSeconds } = options
+  if (message !== undefined && typeof message !== 'string')
+    throw new TypeError(`Expected \`message\` of icError() to be a string, got ${showValue(message)}`)
+  if (validation !== undefined) {
+    if (!Array.isArray(validation))
+      throw new TypeError(
+        `Expected \`validation\` of icError() to be an array of { message }, got ${showValue(validation)}`,
+      )
+    validation.forEach((item: unknown, i) => {
+      if (typeof (item as ValidationItem | null)?.message !== 'string')
+        throw new TypeError(
+          `Expected \`validation[${i}].message\` of icError() to be a string, got ${showValue(item)}`,
+        )
+    })
+  }
+  if (
+    retryAfterSeconds !== undefined &&
+    !(typeof retryAfterSeconds === 'number' && Number.isFinite(retryAfterSeconds) && retryAfterSeconds >= 0)
+  )
+    throw new TypeError(
+      `Expected \`retryAfterSeconds\` of icError() to be a finite number of seconds >= 0, got ${showValue(retryAfterSeconds)}`,
+    )
 }
 
 /**
