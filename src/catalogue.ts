@@ -54,7 +54,7 @@ export const errorCatalogue = {
     status: 400,
     title: 'Incomplete Signature Parameters',
     description:
-      'A signed request needs both `icac` (account id) and `ichm` (signature): only one was given, or neither where signing is required.',
+      'A signed request needs both `icac` (account id) and `ichm` (signature), and one or both are missing.',
     retryable: false,
     hint: 'Send `icac` and `ichm` together (or neither, where unsigned requests are accepted).',
     origin: 'image-charts',

@@ -77,6 +77,37 @@ describe('icError(code, options)', () => {
       message: /Unknown error code "NOPE_NOT_A_CODE"/,
     })
   })
+
+  it('refuses options a JavaScript caller got wrong, naming the option, rather than sending something else', () => {
+    const wrong: [unknown, RegExp][] = [
+      [
+        'custom message',
+        /^Expected the options of icError\(\) to be an object such as \{ message \}, got "custom message"$/,
+      ],
+      [null, /options of icError\(\) to be an object .*got null$/],
+      [{ message: 404 }, /^Expected `message` of icError\(\) to be a string, got 404$/],
+      [
+        { validation: { message: 'x' } },
+        /^Expected `validation` of icError\(\) to be an array of \{ message \}/,
+      ],
+      [
+        { validation: [{ message: 'ok' }, { msg: 'x' }] },
+        /^Expected `validation\[1\]\.message` of icError\(\) to be a string/,
+      ],
+      [{ validation: ['x'] }, /^Expected `validation\[0\]\.message`/],
+      [
+        { retryAfterSeconds: 'soon' },
+        /^Expected `retryAfterSeconds` of icError\(\) to be a finite number of seconds >= 0, got "soon"$/,
+      ],
+      [{ retryAfterSeconds: Number.NaN }, /`retryAfterSeconds`.*got NaN$/],
+      [{ retryAfterSeconds: -1 }, /`retryAfterSeconds`.*got -1$/],
+      [{ retryAfterSeconds: Number.POSITIVE_INFINITY }, /`retryAfterSeconds`.*got Infinity$/],
+    ]
+    for (const [options, message] of wrong)
+      assert.throws(() => icError('IS_VALIDATION_ERROR', options as never), { name: 'TypeError', message })
+    assert.equal(icError('IC_OVERLOADED', { retryAfterSeconds: 0 }).headers['retry-after'], '0')
+    assert.equal(icError('IC_OVERLOADED', { retryAfterSeconds: 2.5 }).headers['retry-after'], '3')
+  })
 })
 
 describe('isIcError(value)', () => {

@@ -53,8 +53,8 @@ export function numberOption(
   ) {
     const kind = integer ? 'an integer' : 'a number'
     const from = exclusiveMin ? `greater than ${min}` : `from ${min}`
-    const to = exclusiveMax ? `and less than ${max}` : `to ${max}`
-    throw new TypeError(`Expected \`${name}\` to be ${kind} ${from} ${to}, got ${JSON.stringify(value)}`)
+    const to = exclusiveMax ? `and less than ${max}` : exclusiveMin ? `and at most ${max}` : `to ${max}`
+    throw new TypeError(`Expected \`${name}\` to be ${kind} ${from} ${to}, got ${showValue(value)}`)
   }
   return value
 }

@@ -375,7 +375,8 @@ describe('signature guard', () => {
       }
       return assert.fail('refused')
     }
-    const half = 'A signed request needs both `icac` (account id) and `ichm` (signature); only one was given.'
+    const half =
+      'A signed request needs both `icac` (account id) and `ichm` (signature), and one or both are missing.'
     assert.deepEqual(items('/chart?icac=acme'), [{ message: half, path: ['ichm'], type: 'any.required' }])
     assert.deepEqual(items('/chart?ichm=00'), [{ message: half, path: ['icac'], type: 'any.required' }])
     assert.deepEqual(items('/chart?icac=&ichm=00'), [{ message: half, path: ['icac'], type: 'any.required' }])
