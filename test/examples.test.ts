@@ -103,6 +103,7 @@ test('examples/retrying-client.ts: 502 is retried with backoff, 4xx are final', 
   // A calm sampler: on a loaded machine the real one may shed with a 503, which this client retries.
   const sampler = createLoadSampler({
     source: () => ({ eventLoopDelayMs: 0, eventLoopUtilization: 0, heapUsedBytes: 0, rssBytes: 0 }),
+    maxEventLoopDelayMs: 250,
   })
   const demo = await startDemo({ port: 0, sampler })
   try {
