@@ -338,6 +338,59 @@ describe('backend lifecycle on every framework', () => {
         }
       })
 
+      test("a backend retry the request's deadline would cut short is not waited for: the 502 is answered at once", async () => {
+        const waits: number[] = []
+        const retrying = (minDelayMs: number, maxDelayMs: number) =>
+          createBackendFetch({
+            allowedAddresses: ['127.0.0.1'],
+            timeoutMs: '30s',
+            retry: {
+              maxAttempts: 3,
+              minDelayMs,
+              maxDelayMs,
+              random: () => 0.9,
+              onRetry: (e) => waits.push(e.delayMs),
+            },
+          })
+        // 1.9 s before the first retry, with 1.5 s left of the request.
+        const slowRetry = retrying(1000, 30_000)
+        const quickRetry = retrying(5, 10)
+        const app = await startApp(framework, {
+          routes: [
+            {
+              path: '/slow-retry',
+              use: (a) => [a.deadline({ timeoutMs: 1500 })],
+              handle: async ({ req }) => ({
+                body: (await slowRetry(`${statusBackend.url}/502`, { signal: requestSignal(req) })).body,
+              }),
+            },
+            {
+              path: '/quick-retry',
+              use: (a) => [a.deadline({ timeoutMs: 1500 })],
+              handle: async ({ req }) => ({
+                body: (await quickRetry(`${statusBackend.url}/502`, { signal: requestSignal(req) })).body,
+              }),
+            },
+          ],
+        })
+        try {
+          const started = Date.now()
+          const slow = await get(`${app.url}/slow-retry`)
+          assert.deepEqual([slow.status, slow.headers['x-ic-error-code']], [502, 'IC_BACKEND_ERROR'])
+          assert.ok(
+            Date.now() - started < 1000,
+            `answered at once, not at the deadline (${Date.now() - started} ms)`,
+          )
+          assert.deepEqual(waits, [], 'no retry wait started')
+          // Waits that fit in the time left are still made.
+          const quick = await get(`${app.url}/quick-retry`)
+          assert.deepEqual([quick.status, quick.headers['x-ic-error-code']], [502, 'IC_BACKEND_ERROR'])
+          assert.equal(waits.length, 2)
+        } finally {
+          await app.close()
+        }
+      })
+
       test('a response that finishes in time clears its deadline timer', async () => {
         const app = await startApp(framework, {
           routes: [
