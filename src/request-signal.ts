@@ -1,5 +1,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import { peekRequestState, requestState } from './request-state.ts'
+import { peekRequestState, type RequestState, requestState } from './request-state.ts'
+
+/** The request state behind each signal `requestSignal()` made, for a fetch handed one. */
+const signalStates = new WeakMap<AbortSignal, RequestState>()
 
 /**
  * The single `AbortSignal` of a request: aborted when its deadline passes (reason: an
@@ -24,9 +27,23 @@ export function requestSignal(req: IncomingMessage): AbortSignal {
   if (controller === undefined) {
     controller = new AbortController()
     state.abortController = controller
+    signalStates.set(controller.signal, state)
     if (state.abortReason !== undefined) controller.abort(state.abortReason)
   }
   return controller.signal
+}
+
+/**
+ * When the pending `deadline()` of the request whose signal this is passes (ms since the
+ * epoch): `undefined` for another signal, or once the deadline was cleared. Internal: a
+ * backend fetch handed the signal starts no retry wait the deadline would cut short.
+ *
+ * @example
+ * const dueAt = requestDeadlineAt(requestSignal(req)) ?? Number.POSITIVE_INFINITY
+ */
+export function requestDeadlineAt(signal: AbortSignal | undefined): number | undefined {
+  const state = signal === undefined ? undefined : signalStates.get(signal)
+  return state?.deadlineTimer === undefined ? undefined : state.deadlineAt
 }
 
 /**

@@ -1,11 +1,20 @@
 import assert from 'node:assert/strict'
 import { once } from 'node:events'
 import { createReadStream } from 'node:fs'
-import { Agent, request as httpRequest, type IncomingMessage } from 'node:http'
+import {
+  Agent,
+  request as httpRequest,
+  type IncomingMessage,
+  type OutgoingHttpHeaders,
+  type ServerResponse,
+} from 'node:http'
 import { connect, type Socket } from 'node:net'
 import { Readable } from 'node:stream'
 import { after, before, describe, test } from 'node:test'
 import { fileURLToPath } from 'node:url'
+import { gunzipSync } from 'node:zlib'
+import compression from 'compression'
+import morgan from 'morgan'
 import { createBackendFetch, isIcError, requestSignal } from '../src/index.ts'
 import { type Backend, PNG, startBackend } from './support/backends.ts'
 import { frameworks, type RunningApp, startApp } from './support/harness.ts'
@@ -17,13 +26,15 @@ interface Answer {
   readonly socket: Socket
 }
 
-/** One GET through `agent` (keep-alive when given), with the socket it used. */
-async function get(url: string, agent?: Agent): Promise<Answer> {
-  const req = httpRequest(url, agent === undefined ? {} : { agent })
+/** One GET through `agent` (keep-alive when given), with the socket it used; a gzip body is decoded. */
+async function get(url: string, agent?: Agent, headers: OutgoingHttpHeaders = {}): Promise<Answer> {
+  const req = httpRequest(url, agent === undefined ? { headers } : { agent, headers })
   req.end()
   const [res] = (await once(req, 'response')) as [IncomingMessage]
-  let body = ''
-  for await (const chunk of res) body += chunk
+  const chunks: Buffer[] = []
+  for await (const chunk of res) chunks.push(chunk)
+  const bytes = Buffer.concat(chunks)
+  const body = (res.headers['content-encoding'] === 'gzip' ? gunzipSync(bytes) : bytes).toString()
   return { status: res.statusCode ?? 0, headers: res.headers, body, socket: req.socket as Socket }
 }
 
@@ -162,6 +173,65 @@ describe('backend lifecycle on every framework', () => {
         }
       })
 
+      test('late writes are dropped where a middleware wrapped them on the response itself (morgan, compression)', async () => {
+        const agent = new Agent({ keepAlive: true, maxSockets: 1 })
+        const { promise: wroteLate, resolve: lateDone } = reached()
+        const logger = morgan('tiny', { stream: { write: () => {} } })
+        const app = await startApp(framework, {
+          // koa-compress goes through ctx.body and leaves the response's methods alone; koa-morgan mounts morgan so.
+          use: () =>
+            framework.startsWith('express')
+              ? [logger, compression({ threshold: 0 })]
+              : [
+                  (ctx: { req: IncomingMessage; res: ServerResponse }, next: () => Promise<void>) =>
+                    new Promise<void>((resolve) => logger(ctx.req, ctx.res, () => resolve())).then(next),
+                ],
+          routes: [
+            {
+              path: '/late',
+              use: (a) => [a.deadline({ timeoutMs: '100ms' })],
+              // In a timer: before the fix, on-headers' writeHead threw ERR_HTTP_HEADERS_SENT there and ended the process.
+              handle: ({ req, res }) =>
+                new Promise<undefined>((resolve) => {
+                  requestSignal(req).addEventListener(
+                    'abort',
+                    () =>
+                      setTimeout(() => {
+                        res.writeHead(200, { 'content-type': 'image/png', 'x-late': 'yes' })
+                        res.write(PNG)
+                        res.end(PNG, () => lateDone())
+                        resolve(undefined)
+                      }, 50),
+                    { once: true },
+                  )
+                }),
+            },
+            { path: '/ok', handle: () => ({ body: 'ok' }) },
+          ],
+        })
+        try {
+          const gzip = { 'accept-encoding': 'gzip' }
+          const late = await get(`${app.url}/late`, agent, gzip)
+          assert.equal(late.status, 504)
+          assert.equal(late.headers['x-ic-error-code'], 'IC_BACKEND_TIMEOUT')
+          assert.equal(late.headers['x-late'], undefined)
+          // On Express the 504 itself went through compression's wrappers.
+          if (framework.startsWith('express')) assert.equal(late.headers['content-encoding'], 'gzip')
+          await wroteLate
+          const next = await get(`${app.url}/ok`, agent, gzip)
+          assert.deepEqual([next.status, next.body, next.headers['x-late']], [200, 'ok', undefined])
+          assert.equal(
+            next.socket,
+            late.socket,
+            'the same keep-alive socket: nothing stray was written on it',
+          )
+          assert.equal((await reportsOf(app, 1)).length, 1)
+        } finally {
+          agent.destroy()
+          await app.close()
+        }
+      })
+
       test('a handler that ignores the signal and answers late neither crashes nor sends twice', async () => {
         const agent = new Agent({ keepAlive: true, maxSockets: 1 })
         const app = await startApp(framework, {
@@ -264,6 +334,59 @@ describe('backend lifecycle on every framework', () => {
           )
         } finally {
           restore()
+          await app.close()
+        }
+      })
+
+      test("a backend retry the request's deadline would cut short is not waited for: the 502 is answered at once", async () => {
+        const waits: number[] = []
+        const retrying = (minDelayMs: number, maxDelayMs: number) =>
+          createBackendFetch({
+            allowedAddresses: ['127.0.0.1'],
+            timeoutMs: '30s',
+            retry: {
+              maxAttempts: 3,
+              minDelayMs,
+              maxDelayMs,
+              random: () => 0.9,
+              onRetry: (e) => waits.push(e.delayMs),
+            },
+          })
+        // 1.9 s before the first retry, with 1.5 s left of the request.
+        const slowRetry = retrying(1000, 30_000)
+        const quickRetry = retrying(5, 10)
+        const app = await startApp(framework, {
+          routes: [
+            {
+              path: '/slow-retry',
+              use: (a) => [a.deadline({ timeoutMs: 1500 })],
+              handle: async ({ req }) => ({
+                body: (await slowRetry(`${statusBackend.url}/502`, { signal: requestSignal(req) })).body,
+              }),
+            },
+            {
+              path: '/quick-retry',
+              use: (a) => [a.deadline({ timeoutMs: 1500 })],
+              handle: async ({ req }) => ({
+                body: (await quickRetry(`${statusBackend.url}/502`, { signal: requestSignal(req) })).body,
+              }),
+            },
+          ],
+        })
+        try {
+          const started = Date.now()
+          const slow = await get(`${app.url}/slow-retry`)
+          assert.deepEqual([slow.status, slow.headers['x-ic-error-code']], [502, 'IC_BACKEND_ERROR'])
+          assert.ok(
+            Date.now() - started < 1000,
+            `answered at once, not at the deadline (${Date.now() - started} ms)`,
+          )
+          assert.deepEqual(waits, [], 'no retry wait started')
+          // Waits that fit in the time left are still made.
+          const quick = await get(`${app.url}/quick-retry`)
+          assert.deepEqual([quick.status, quick.headers['x-ic-error-code']], [502, 'IC_BACKEND_ERROR'])
+          assert.equal(waits.length, 2)
+        } finally {
           await app.close()
         }
       })

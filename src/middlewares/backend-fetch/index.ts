@@ -6,6 +6,7 @@ import zlib from 'node:zlib'
 import { errorCatalogue } from '../../catalogue.ts'
 import { type IcError, icError, isIcError } from '../../errors.ts'
 import { type Duration, durationMs, knownOptions, recordOption } from '../../options.ts'
+import { requestDeadlineAt } from '../../request-signal.ts'
 import { compileHostList as compileHostnameList, hostNameOf } from '../permissions/host-matcher.ts'
 import {
   abortableSleep,
@@ -70,7 +71,9 @@ export interface BackendFetchOptions {
   readonly headers?: Readonly<Record<string, string>>
   /**
    * Retry policy for network errors and backend 429 / 502 (see `fetchWithRetry`), or
-   * `false`. Retries share `timeoutMs` and stop when the signal aborts. @default false
+   * `false`. Retries share `timeoutMs` and stop when the signal aborts; a wait that would
+   * end past `timeoutMs`, or past the request's `deadline()` when the signal is
+   * `requestSignal(req)`, is not begun: the attempt's own failure is thrown. @default false
    */
   readonly retry?: Readonly<RetryOptions> | false
 }
@@ -530,8 +533,10 @@ export function createBackendFetch(options: Readonly<BackendFetchOptions> = {}):
         } catch (err) {
           if (signal.aborted) throw fromAbortReason(signal.reason)
           const delayMs = retry === undefined || n >= retry.maxAttempts ? undefined : retryDelayFor(err, n)
-          // A wait the deadline would cut short ends in a 504: this attempt's answer says more.
-          if (delayMs === undefined || delayMs >= deadlineAt - Date.now()) throw err
+          // A wait the fetch's or the request's deadline would cut short ends in a 504: this
+          // attempt's answer says more.
+          const dueAt = Math.min(deadlineAt, requestDeadlineAt(outer) ?? Number.POSITIVE_INFINITY)
+          if (delayMs === undefined || delayMs >= dueAt - Date.now()) throw err
           retry?.onRetry?.({ attempt: n, delayMs, ...retryFacts(err) })
           try {
             await abortableSleep(delayMs, signal)

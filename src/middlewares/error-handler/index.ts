@@ -154,6 +154,7 @@ const LATE_WRITES: PropertyDescriptorMap = Object.fromEntries(
     },
   }).map(([name, value]) => [name, { value, writable: true, configurable: true }]),
 )
+const LATE_WRITE_NAMES = Object.keys(LATE_WRITES)
 /** For each response prototype met (Express's per app, Node's), the same one with late writes dropped. */
 const sealedPrototypes = new WeakMap<object, object>()
 
@@ -166,6 +167,10 @@ const sealedPrototypes = new WeakMap<object, object>()
  * late `pipe()` drains its source instead of waiting for `'drain'` forever. The response's
  * prototype is swapped for one made once per prototype: eight own properties per response
  * would cost the error path a third more instructions (V8 reshapes the object for each).
+ * Only the methods a middleware replaced on the response itself get an own replacement too:
+ * `on-headers` (under morgan, compression, response-time, express-session) wraps `writeHead`
+ * that way, and compression `write` and `end`; they shadow the prototype and call the
+ * methods they captured from it.
  */
 function dropLateWrites(res: ServerResponse): void {
   const prototype: object | null = Object.getPrototypeOf(res)
@@ -177,6 +182,8 @@ function dropLateWrites(res: ServerResponse): void {
     sealedPrototypes.set(sealed, sealed)
   }
   if (sealed !== prototype) Object.setPrototypeOf(res, sealed)
+  for (const name of LATE_WRITE_NAMES)
+    if (Object.hasOwn(res, name)) Object.defineProperty(res, name, LATE_WRITES[name] as PropertyDescriptor)
 }
 
 /** What Node may read and discard of an unread body after the response, on a kept-alive connection. */

@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict'
+import { once } from 'node:events'
+import { type AddressInfo, createServer as createNetServer } from 'node:net'
 import { Readable } from 'node:stream'
 import { describe, it } from 'node:test'
 import { type Backend, startBackend } from '../../../test/support/backends.ts'
@@ -423,6 +425,43 @@ describe('fetchWithRetry', { concurrency: true }, () => {
     )
     assert.equal(await res.text(), 'ok')
     assert.deepEqual(calls, ['http://x.test/'])
+  })
+
+  it('does not retry a fetch that failed on what it was answered: a refused redirect, a redirect loop, a bad Location, no HTTP', async () => {
+    let hits = 0
+    const redirects = await startBackend((req, res) => {
+      hits++
+      res.writeHead(302, { location: req.url === '/ftp' ? 'ftp://images.example.com/a.png' : '/again' })
+      res.end()
+    })
+    const notHttp = createNetServer((socket) => {
+      hits++
+      socket.on('error', () => {})
+      socket.end('SSH-2.0-OpenSSH_9.6\r\n')
+    })
+    notHttp.listen(0, '127.0.0.1')
+    await once(notHttp, 'listening')
+    const notHttpUrl = `http://127.0.0.1:${(notHttp.address() as AddressInfo).port}/`
+    const events: RetryEvent[] = []
+    try {
+      for (const [url, init, expectedHits] of [
+        [`${redirects.url}/`, { redirect: 'error' }, 1],
+        [`${redirects.url}/`, {}, 21], // undici follows 20 redirects, then fails
+        [`${redirects.url}/ftp`, {}, 1],
+        [notHttpUrl, {}, 1],
+      ] as const) {
+        hits = 0
+        const err = await fetchWithRetry(url, init, { ...fast, onRetry: (e) => events.push(e) }).catch(
+          (e: unknown) => e,
+        )
+        assert.ok(err instanceof TypeError, `${url} ${JSON.stringify(init)}: ${err}`)
+        assert.equal(hits, expectedHits, `${url} ${JSON.stringify(init)}: sent again`)
+      }
+      assert.deepEqual(events, [])
+    } finally {
+      notHttp.close()
+      await redirects.close()
+    }
   })
 
   it('does not retry a TypeError that is not a network failure', async () => {

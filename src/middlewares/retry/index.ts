@@ -247,11 +247,13 @@ function readMethods(methods: unknown): ReadonlySet<string> {
 
 /**
  * `fetch` for clients of image APIs, with the retry policy of {@link RetryOptions}: network
- * errors, 429 and 502 are retried after a jittered exponential backoff of at least 1 s (a
- * method outside `methods`, such as POST, only after a 429: it may have been processed),
- * `Retry-After` (seconds or HTTP date) is honoured up to `maxDelayMs`, and nothing is
- * retried once `init.signal` aborted. It resolves with the last response (a 429 or 502 too,
- * once the attempts are spent) and rejects only with the last network error or the abort
+ * errors (by the code of the error, or of the `cause` of Node's `TypeError('fetch failed')`:
+ * `ECONNREFUSED`, `ECONNRESET`, `UND_ERR_SOCKET`…; not a refused or looping redirect, which
+ * would fail again), 429 and 502 are retried after a jittered exponential backoff of at
+ * least 1 s (a method outside `methods`, such as POST, only after a 429: it may have been
+ * processed), `Retry-After` (seconds or HTTP date) is honoured up to `maxDelayMs`, and
+ * nothing is retried once `init.signal` aborted. It resolves with the last response (a 429
+ * or 502 too, once the attempts are spent) and rejects with the last error or the abort
  * reason. A request body that can be read only once (a web or Node stream, any async
  * iterable: anything but a string, `ArrayBuffer`, typed array, `Blob`, `URLSearchParams` or
  * `FormData`) is sent once: that response or error is the result.
@@ -325,11 +327,17 @@ const NETWORK_CODES = new Set([
   'ENETUNREACH',
   'UND_ERR_SOCKET',
   'UND_ERR_CONNECT_TIMEOUT',
+  'UND_ERR_HEADERS_TIMEOUT',
 ])
 
-/** Node's fetch rejects with `TypeError('fetch failed')` for network failures; other fetches with a system error code. */
+/**
+ * A failure of the network, by its code. Node's fetch (undici) rejects every failure with
+ * `TypeError('fetch failed')` and puts what failed in `cause`: a refused or looping redirect,
+ * a bad `Location`, an answer that is not HTTP fail there too, and fail again on every try.
+ * Other fetches reject with the system error itself.
+ */
 function isNetworkError(error: unknown): boolean {
-  if (error instanceof TypeError && error.message === 'fetch failed') return true
-  const code = (error as { code?: unknown } | null)?.code
+  const failure = error instanceof TypeError && error.message === 'fetch failed' ? error.cause : error
+  const code = (failure as { code?: unknown } | null | undefined)?.code
   return typeof code === 'string' && NETWORK_CODES.has(code)
 }
