@@ -7,6 +7,7 @@ import fc from 'fast-check'
 import imageChartsModule from 'image-charts'
 import { joinedPieces } from '../../../test/support/arbitraries.ts'
 import { frameworks, type RunningApp, startApp } from '../../../test/support/harness.ts'
+import { errorCatalogue } from '../../catalogue.ts'
 import { isIcError } from '../../errors.ts'
 import type { Guard } from '../../guard.ts'
 import { parseQueryString } from '../../query.ts'
@@ -375,7 +376,7 @@ describe('signature guard', () => {
       }
       return assert.fail('refused')
     }
-    const half = 'A signed request needs both `icac` (account id) and `ichm` (signature); only one was given.'
+    const half = errorCatalogue.IC_MISSING_ENT_PARAMETER.description
     assert.deepEqual(items('/chart?icac=acme'), [{ message: half, path: ['ichm'], type: 'any.required' }])
     assert.deepEqual(items('/chart?ichm=00'), [{ message: half, path: ['icac'], type: 'any.required' }])
     assert.deepEqual(items('/chart?icac=&ichm=00'), [{ message: half, path: ['icac'], type: 'any.required' }])
