@@ -280,6 +280,18 @@ describe('imageParams: imageParamsAllowed', () => {
     assert.equal(refusal(allowed, 'zz64=%ZZ').code, 'IC_PARAM_NOT_ALLOWED')
   })
 
+  it('names each refused name once in a long query of broken names, in query order', () => {
+    // 2,000 distinct broken base64 names, each sent twice: every one named, and once.
+    const names = Array.from({ length: 2000 }, (_, i) => i.toString(36))
+    const query = [...names, ...names].map((name) => `${name}64=!`).join('&')
+    const err = refusal({ imageParamsAllowed: ['width'] }, query)
+    assert.equal(err.code, 'IC_PARAM_NOT_ALLOWED')
+    assert.deepEqual(
+      err.validation?.map((i) => i.path?.[0]),
+      names,
+    )
+  })
+
   it('names at most ten refused parameters in the message, and lists all in the validation items', () => {
     const query = Array.from({ length: 12 }, (_, i) => `p${i}=1`).join('&')
     const err = refusal({ imageParamsAllowed: ['width'] }, query)

@@ -387,15 +387,19 @@ export function checkImageParams(compiled: CompiledImageParams, query: ParsedQue
   const { known, restricted } = compiled
   const { names, texts } = query.values
   let refused: ValidationItem[] | undefined
+  // The names in `refused`: a query of thousands of broken names must not compare each with every other.
+  let refusedNames: Set<string> | undefined
   let items: ValidationItem[] | undefined
   for (const issue of query.issues) {
     // A parameter the allow-list refuses is refused as such, even when its value is broken.
     const name = canonicalName(String(issue.path?.[0] ?? ''))
     if (restricted && name !== '' && known.get(name) === undefined) {
       // Named once: the loop below refuses the names the query kept, this the ones it dropped.
-      if (!query.values.has(name) && refused?.some((r) => r.path?.[0] === name) !== true) {
+      if (!query.values.has(name) && refusedNames?.has(name) !== true) {
         refused ??= []
+        refusedNames ??= new Set()
         refused.push(notAllowed(name))
+        refusedNames.add(name)
       }
     } else {
       items ??= []

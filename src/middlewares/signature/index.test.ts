@@ -499,6 +499,23 @@ describe('signature guard', () => {
     }
   })
 
+  it('names each root repeated by bracketed names once, in query order, however many there are', () => {
+    const guard = signature({ accounts, features: imageChartsFeatures })
+    const roots = Array.from({ length: 1500 }, (_, i) => `p${i.toString(36)}`)
+    const query = roots.map((root) => `${root}[]=1&${root}[0]=2&[${root}]=3`).join('&')
+    try {
+      guard({ url: `/c?${query}`, headers: {} } as IncomingMessage, res)
+      assert.fail('refused')
+    } catch (err) {
+      assert.ok(isIcError(err))
+      assert.equal(err.code, 'IS_VALIDATION_ERROR')
+      assert.deepEqual(
+        err.validation?.map((item) => `${item.path?.[0]}:${item.type}`),
+        roots.map((root) => `${root}:query.repeated`),
+      )
+    }
+  })
+
   it('validates its options at construction, naming the option', () => {
     const cases: [SignatureOptions, RegExp][] = [
       [{}, /`accounts` or `lookup`/],

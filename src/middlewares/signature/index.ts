@@ -246,16 +246,19 @@ function gatedValues(query: ParsedQuery, othersReported: boolean): ReadonlyMap<s
   if (values.names.some((name) => name.includes('['))) {
     folded = new Map()
     const repeated: ValidationItem[] = []
+    const reported = new Set<string>()
     const { names, texts } = values
     for (let i = 0; i < names.length; i++) {
       const root = rootName(names[i] as string)
       if (!folded.has(root)) folded.set(root, texts[i] as string)
-      else if (!repeated.some((item) => item.path?.[0] === root))
+      else if (!reported.has(root)) {
+        reported.add(root)
         repeated.push({
           message: `${quoteName(root)} must not be repeated`,
           path: [root],
           type: 'query.repeated',
         })
+      }
     }
     if (repeated.length > 0) issues = [...issues, ...repeated]
   }
