@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict'
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import { describe, it } from 'node:test'
+import { after, before, describe, it } from 'node:test'
 import fc from 'fast-check'
+import request from 'supertest'
+import { frameworks, type RunningApp, startApp } from '../../../test/support/harness.ts'
 import { isIcError } from '../../errors.ts'
 import type { Guard } from '../../guard.ts'
 import { type ImageParamsOptions, imageParams } from './index.ts'
@@ -514,3 +516,42 @@ describe('imageParams: numbers', () => {
     assert.ok(Object.is(rules.z.parse('-0.0'), 0))
   })
 })
+
+for (const framework of frameworks) {
+  describe(`imageParams on ${framework}`, () => {
+    let app: RunningApp
+    before(async () => {
+      app = await startApp(framework, {
+        routes: [
+          {
+            path: '/chart',
+            use: (a) => [
+              a.imageParams({
+                params: {
+                  chs: { type: 'size', maxWidth: 999, maxHeight: 999, default: { width: 300, height: 200 } },
+                },
+              }),
+            ],
+            handle: ({ locals }) => {
+              const chs = (locals.imageParams as { chs: { width: number; height: number } }).chs
+              const seen = JSON.stringify(chs)
+              // A handler scaling the size in place, for a retina output say.
+              chs.width *= 10
+              return { body: seen }
+            },
+          },
+        ],
+      })
+    })
+    after(() => app.close())
+
+    it("publishes a size's default afresh for each request: a handler changing it changes no later request", async () => {
+      for (let i = 0; i < 3; i++) {
+        const r = await request(app.url).get('/chart')
+        assert.equal(r.status, 200)
+        assert.equal(r.text, '{"width":300,"height":200}', `request ${i + 1}`)
+      }
+      assert.equal((await request(app.url).get('/chart?chs=20x10')).text, '{"width":20,"height":10}')
+    })
+  })
+}

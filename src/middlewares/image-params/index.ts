@@ -457,7 +457,10 @@ export function checkImageParams(compiled: CompiledImageParams, query: ParsedQue
   for (const rule of compiled.defaults) {
     // Own properties only: a rule named `constructor` must not see the one of Object.prototype.
     if (Object.hasOwn(values, rule.name)) continue
-    values[rule.name] = rule.default as ParamValue
+    const fallback = rule.default as ParamValue
+    // A size is an object: each request gets its own, so a handler scaling it in place changes no other request.
+    values[rule.name] =
+      typeof fallback === 'object' ? { width: fallback.width, height: fallback.height } : fallback
     if (rule.area === 1) width = rule.default
     else if (rule.area === 2) height = rule.default
     else if (rule.area === 3) dpr = rule.default
