@@ -3,7 +3,7 @@ import { icError } from '../../errors.ts'
 import type { Guard } from '../../guard.ts'
 import { NameTable } from '../../name-table.ts'
 import { knownOptions } from '../../options.ts'
-import { type ParsedQuery, parseQuery, type QueryValues } from '../../query.ts'
+import { bracketItem, type ParsedQuery, parseQuery, type QueryValues, rootName } from '../../query.ts'
 import type { ValidationItem } from '../../validation-header.ts'
 import { IMAGIZER_PARAMS, REGION } from '../image-params/index.ts'
 import { compileHostList, type HostnameMatcher, hostNameOf, trimDot } from './host-matcher.ts'
@@ -321,13 +321,14 @@ export function checkPermissions(
 ): ImageSource | undefined {
   const { values, issues } = query
   let processed = compiled.allowOriginalImageRequest
+  let ours: ValidationItem[] | undefined
   if (issues.length > 0) {
-    let ours: ValidationItem[] | undefined
     for (const issue of issues) {
       const name = issueParam(issue)
-      if (isSourceParam(name)) {
+      const param = query.brackets ? canonicalName(rootName(name)) : name
+      if (isSourceParam(param)) {
         // The parameter is refused whatever its value, as an allowed one is.
-        if (!compiled.allowDynamicOrigin) dynamicOriginDisabled(name)
+        if (!compiled.allowDynamicOrigin) dynamicOriginDisabled(param)
         ours ??= []
         ours.push(issue)
       } else if (name === 'region') {
@@ -335,12 +336,22 @@ export function checkPermissions(
         ours.push(issue)
       } else if (compiled.processing.has(name)) processed = true
     }
-    if (ours !== undefined) {
-      // A source sent while dynamic origins are off is refused before any problem of region.
-      if (!compiled.allowDynamicOrigin)
-        for (const param of SOURCE_PARAMS) if (values.has(param)) dynamicOriginDisabled(param)
-      invalid(ours)
+  }
+  // `origin[]`, `[origin]`: `origin` to qs, which gives the handler its value in `req.query.origin`.
+  if (query.brackets) {
+    for (const name of values.names) {
+      const root = name.includes('[') ? canonicalName(rootName(name)) : name
+      if (root === name || !isSourceParam(root)) continue
+      if (!compiled.allowDynamicOrigin) dynamicOriginDisabled(root)
+      ours ??= []
+      ours.push(bracketItem(name, root))
     }
+  }
+  if (ours !== undefined) {
+    // A source sent while dynamic origins are off is refused before any problem of region.
+    if (!compiled.allowDynamicOrigin)
+      for (const param of SOURCE_PARAMS) if (values.has(param)) dynamicOriginDisabled(param)
+    invalid(ours)
   }
   let chosen: SourceParam | undefined
   for (const param of SOURCE_PARAMS) {
@@ -394,7 +405,10 @@ function dynamicOriginDisabled(param: string): never {
 
 /** The parameter a query problem concerns, `NAME` for `NAME64`. */
 function issueParam(issue: ValidationItem): string {
-  const name = String(issue.path?.[0] ?? '')
+  return canonicalName(String(issue.path?.[0] ?? ''))
+}
+
+function canonicalName(name: string): string {
   return name.length > 2 && name.endsWith('64') ? name.slice(0, -2) : name
 }
 
@@ -459,7 +473,8 @@ function safeUrl(text: string): URL | undefined {
 
 /**
  * Imagizer's permission rules. With `allowDynamicOrigin: false`, `origin`, `source_url`,
- * `hostname` and `bucket` are refused (401 `IC_DYNAMIC_ORIGIN_DISABLED`); a host outside
+ * `hostname` and `bucket` are refused (401 `IC_DYNAMIC_ORIGIN_DISABLED`), also with brackets
+ * (`origin[]`, `[origin]`: `origin` to `qs`), which are otherwise a 400; a host outside
  * `hostsAllowed` (401 `IC_HOST_NOT_ALLOWED`, matched by {@link createHostMatcher}); a bucket
  * outside `bucketsAllowed` (401 `IC_BUCKET_NOT_ALLOWED`); a request without processing
  * parameters while `allowOriginalImageRequest` is `false` (401
