@@ -320,6 +320,13 @@ function bracketRoot(compiled: CompiledImageParams, name: string): string | unde
   return rule !== null && (rule !== undefined || compiled.restricted) ? param : undefined
 }
 
+/** The parameters `items` concern. */
+function pathsOf(items: readonly ValidationItem[]): Set<string> {
+  const paths = new Set<string>()
+  for (const found of items) paths.add(String(found.path?.[0] ?? ''))
+  return paths
+}
+
 /** `NAME` for `NAME64`: an option may not name a `NAME64` form, so every such name is one. */
 function canonicalName(name: string): string {
   return name.length > 2 && name.endsWith('64') ? name.slice(0, -2) : name
@@ -400,13 +407,20 @@ function item(rule: CompiledRule, failure: Failure): ValidationItem {
 
 /**
  * Runs compiled rules over a parsed query: throws 401 `IC_PARAM_NOT_ALLOWED` or 400
- * `IS_VALIDATION_ERROR` (every failure listed), or returns the typed values.
+ * `IS_VALIDATION_ERROR` (every failure listed), or returns the typed values. `found` is what
+ * a rule before this one refused with 400 (`requestRules()`' permissions): listed first in
+ * the 400, behind this rule's 401, and its parameters are not judged a second time.
  *
  * @example
  * const { width } = checkImageParams(compiled, parseQuery(req))
  */
-export function checkImageParams(compiled: CompiledImageParams, query: ParsedQuery): ImageParamValues {
+export function checkImageParams(
+  compiled: CompiledImageParams,
+  query: ParsedQuery,
+  found?: readonly ValidationItem[],
+): ImageParamValues {
   const { known, restricted } = compiled
+  const judged = found === undefined || found.length === 0 ? undefined : pathsOf(found)
   const { brackets } = query
   const { names, texts } = query.values
   let refused: Refusals | undefined
@@ -440,8 +454,10 @@ export function checkImageParams(compiled: CompiledImageParams, query: ParsedQue
       const rootRule = root === undefined ? undefined : known.get(root)
       if (root !== undefined && rootRule) {
         // Never a value, even beside a plain `width=`: qs would hand the handler an array or the bracket's value.
-        items ??= []
-        items.push(bracketItem(name, root))
+        if (judged?.has(root) !== true) {
+          items ??= []
+          items.push(bracketItem(name, root))
+        }
         if (rootRule.area !== 0) sizeFailed = true
       } else if (restricted) {
         refused ??= new Refusals()
@@ -452,8 +468,10 @@ export function checkImageParams(compiled: CompiledImageParams, query: ParsedQue
     if (rule === null || refused !== undefined) continue
     const value = rule.parse(texts[i] as string)
     if (value instanceof Failure) {
-      items ??= []
-      items.push(item(rule, value))
+      if (judged?.has(rule.name) !== true) {
+        items ??= []
+        items.push(item(rule, value))
+      }
       if (rule.area !== 0) sizeFailed = true
       continue
     }
@@ -474,7 +492,7 @@ export function checkImageParams(compiled: CompiledImageParams, query: ParsedQue
     })
   }
   for (const rule of compiled.required) {
-    if (!query.values.has(rule.name) && !reported(items, rule.name)) {
+    if (!query.values.has(rule.name) && !reported(items, rule.name) && judged?.has(rule.name) !== true) {
       items ??= []
       items.push({
         message: rule.message ?? `"${rule.name}" is required`,
@@ -496,6 +514,7 @@ export function checkImageParams(compiled: CompiledImageParams, query: ParsedQue
   }
   // With a size parameter refused, the output is not known: a second failure would be a guess.
   if (!sizeFailed) items = checkOutput(compiled, width, height, dpr, items)
+  if (found !== undefined && found.length > 0) items = items === undefined ? [...found] : [...found, ...items]
   if (items !== undefined) {
     throw icError('IS_VALIDATION_ERROR', {
       message:

@@ -1,5 +1,5 @@
 import { type InspectOptions, inspect } from 'node:util'
-import { icError } from '../../errors.ts'
+import { icError, isIcError } from '../../errors.ts'
 import type { Guard } from '../../guard.ts'
 import { NameTable } from '../../name-table.ts'
 import { knownOptions } from '../../options.ts'
@@ -310,6 +310,9 @@ function notAllowed(param: string): never {
 
 /**
  * Runs compiled permission rules over a parsed query; throws the refusal or returns the source.
+ * Alone, the first refusal wins. With `othersReported` (`requestRules()` with `imageParams`),
+ * the query's problems are left to the rule after this one, and this rule's own 400s wait for
+ * its 401s, then go out as one `IS_VALIDATION_ERROR` for that rule to list with its findings.
  *
  * @example
  * const source = checkPermissions(compiled, parseQuery(req)) // undefined: the configured backend
@@ -322,6 +325,8 @@ export function checkPermissions(
   const { values, issues } = query
   let processed = compiled.allowOriginalImageRequest
   let ours: ValidationItem[] | undefined
+  // A source sent malformed, repeated, with brackets or twice is not judged: which one would be a guess.
+  let unknownSource = false
   if (issues.length > 0) {
     for (const issue of issues) {
       const name = issueParam(issue)
@@ -329,11 +334,16 @@ export function checkPermissions(
       if (isSourceParam(param)) {
         // The parameter is refused whatever its value, as an allowed one is.
         if (!compiled.allowDynamicOrigin) dynamicOriginDisabled(param)
-        ours ??= []
-        ours.push(issue)
+        unknownSource = true
+        if (!othersReported) {
+          ours ??= []
+          ours.push(issue)
+        }
       } else if (name === 'region') {
-        ours ??= []
-        ours.push(issue)
+        if (!othersReported) {
+          ours ??= []
+          ours.push(issue)
+        }
       } else if (compiled.processing.has(name)) processed = true
     }
   }
@@ -343,11 +353,12 @@ export function checkPermissions(
       const root = name.includes('[') ? canonicalName(rootName(name)) : name
       if (root === name || !isSourceParam(root)) continue
       if (!compiled.allowDynamicOrigin) dynamicOriginDisabled(root)
+      unknownSource = true
       ours ??= []
       ours.push(bracketItem(name, root))
     }
   }
-  if (ours !== undefined) {
+  if (ours !== undefined && !othersReported) {
     // A source sent while dynamic origins are off is refused before any problem of region.
     if (!compiled.allowDynamicOrigin)
       for (const param of SOURCE_PARAMS) if (values.has(param)) dynamicOriginDisabled(param)
@@ -358,17 +369,30 @@ export function checkPermissions(
     if (!values.has(param)) continue
     if (!compiled.allowDynamicOrigin) dynamicOriginDisabled(param)
     if (chosen !== undefined) {
-      refuse(
-        'IS_VALIDATION_ERROR',
-        param,
-        `"${chosen}" and "${param}" must not be used together`,
-        'object.oxor',
-      )
+      const message = `"${chosen}" and "${param}" must not be used together`
+      ours ??= []
+      ours.push({ message, path: [param], type: 'object.oxor' })
+      if (!othersReported) invalid(ours)
+      unknownSource = true
+      continue
     }
     chosen = param
   }
   // The source is judged first: a host or bucket refused says more than a missing parameter.
-  const source = chosen === undefined ? undefined : sourceOf(compiled, chosen, values)
+  let source: ImageSource | undefined
+  if (chosen !== undefined && !unknownSource) {
+    if (!othersReported) source = sourceOf(compiled, chosen, values)
+    else {
+      try {
+        source = sourceOf(compiled, chosen, values)
+      } catch (err) {
+        // Its 401s go out now; its 400 waits for the refusals that outrank it.
+        if (!isIcError(err) || err.status !== 400 || err.validation === undefined) throw err
+        ours ??= []
+        ours.push(...err.validation)
+      }
+    }
+  }
   if (!processed) {
     for (const name of values.names) {
       if (compiled.processing.has(name)) {
@@ -382,6 +406,7 @@ export function checkPermissions(
       })
     }
   }
+  if (ours !== undefined) invalid(ours)
   // Refused here unless a rule after this one reports them with its own findings.
   if (issues.length > 0 && !othersReported) invalid(issues)
   return source
