@@ -25,7 +25,13 @@ export interface PermissionsOptions {
   readonly allowDynamicOrigin?: boolean
   /** Serve a request that has no processing parameter (the original image). @default true */
   readonly allowOriginalImageRequest?: boolean
-  /** Hosts `origin`, `source_url` and `hostname` may name: exact names and `*.domain` wildcards. Default: any host. */
+  /**
+   * Hosts `origin`, `source_url` and `hostname` may name: exact names and `*.domain` wildcards.
+   * Default: any host; `[]` refuses every host. The host only is matched, never the port:
+   * `images.example.com:6379` is accepted with `images.example.com`, and `source.url` keeps
+   * the port. Refuse other ports in the handler, and fetch with `createBackendFetch()`, whose
+   * SSRF guard refuses private and loopback addresses whatever the port.
+   */
   readonly hostsAllowed?: readonly string[]
   /** Buckets `bucket` may name, exactly. Default: any bucket. */
   readonly bucketsAllowed?: readonly string[]

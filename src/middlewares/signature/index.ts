@@ -288,6 +288,7 @@ function checkFeatures(
 
 /**
  * Image-Charts' signed requests: `icac` names the account, `ichm` is the lower-case hex
+ * (as Image-Charts writes it; upper-case is a 401 `IC_INVALID_SIGNATURE`)
  * HMAC-SHA256 of the query string without `ichm` (anywhere in the query), accepted over the
  * raw or the percent-decoded query, under any of the account's secrets (rotation), compared
  * in constant time. `icac` without `ichm` or the reverse: 400 `IC_MISSING_ENT_PARAMETER`;
