@@ -3,7 +3,7 @@ import type { IncomingMessage } from 'node:http'
 import { describe, it } from 'node:test'
 import fc from 'fast-check'
 import { joinedPieces } from '../test/support/arbitraries.ts'
-import { decodeBase64Value, parseQuery, parseQueryString } from './query.ts'
+import { decodeBase64Value, decodeComponent, parseQuery, parseQueryString, rootName } from './query.ts'
 
 const request = (url: string) => ({ url, headers: {} }) as IncomingMessage
 
@@ -125,6 +125,33 @@ describe('parseQueryString', () => {
     }
   })
 
+  it('flags a query whose names hold a bracket, sent as is or percent-encoded, and no other', () => {
+    const cases: [string, boolean][] = [
+      ['width=1&crop=fit', false],
+      ['width[]=1', true],
+      ['width%5B%5D=1', true],
+      ['width%5b0%5d=1', true],
+      ['[origin]=a.example', true],
+      ['width=1&x[=%ZZ', true],
+      ['origin=http://[::1]/&width=1', false],
+      ['width=[1]&chd=%5B', false],
+      ['width%5B%ZZ=1', false],
+    ]
+    for (const [search, brackets] of cases) assert.equal(parseQueryString(search).brackets, brackets, search)
+    const query = joinedPieces(['[', ']', '%5B', '%5b', '=', '&', 'a', '%ZZ', '+'])
+    fc.assert(
+      fc.property(query, (search) => {
+        const named = search.split('&').some((pair) => {
+          const cut = pair.indexOf('=')
+          const raw = cut === -1 ? pair : pair.slice(0, cut)
+          return (decodeComponent(raw) ?? raw).includes('[')
+        })
+        assert.equal(parseQueryString(search).brackets, named, search)
+      }),
+      { numRuns: 3000 },
+    )
+  })
+
   it('never throws, whatever the query string', () => {
     fc.assert(
       fc.property(fc.string({ unit: 'binary', maxLength: 200 }), (text) => {
@@ -133,6 +160,23 @@ describe('parseQueryString', () => {
       }),
       { numRuns: 2000 },
     )
+  })
+})
+
+describe('rootName', () => {
+  it('reads a name as qs does: the text before the first bracket, or inside a leading one', () => {
+    const cases: [string, string][] = [
+      ['width', 'width'],
+      ['width[]', 'width'],
+      ['width[0]', 'width'],
+      ['width[a][b]', 'width'],
+      ['[width]', 'width'],
+      ['[width][0]', 'width'],
+      ['[]', '[]'],
+      ['[width', '[width'],
+      ['width]', 'width]'],
+    ]
+    for (const [name, root] of cases) assert.equal(rootName(name), root, name)
   })
 })
 

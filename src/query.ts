@@ -28,6 +28,13 @@ export interface ParsedQuery {
   readonly withoutSignature: string
   /** Repeated parameters, malformed percent-encoding, invalid base64: every problem, in order. */
   readonly issues: readonly ValidationItem[]
+  /**
+   * Whether a name holds a `[`, as sent or percent-encoded (`width[]`, `[origin]`,
+   * `width%5B%5D`): under `qs` (Express 4, Express 5's `extended` parser) such a name is the
+   * parameter {@link rootName} gives. `false` for most queries, which the rules then need not
+   * look at for brackets.
+   */
+  readonly brackets: boolean
 }
 
 /** What `ReadonlyMap<string, string>`'s iterating methods return in the TypeScript lib at hand. */
@@ -179,6 +186,42 @@ export function quoteName(name: string): string {
   return JSON.stringify(name.length > 64 ? `${name.slice(0, 64)}…` : name)
 }
 
+/**
+ * The parameter a name stands for under a `qs`-style parser (Express 4's default, Express 5's
+ * `extended`): `chxt[]`, `chxt[0]` and `chxt[a][b]` (and `chxt%5B%5D`, decoded already) are
+ * `chxt`, and so is `[chxt]`, since qs takes the first bracket's text as the name when nothing
+ * comes before it. A name without such a bracket is itself. It may find a root where qs keeps
+ * the name whole (`a[` is `a` here): the rules then refuse a name no parser needed, never the
+ * reverse.
+ *
+ * @example
+ * rootName('width[]') // 'width'
+ * rootName('[origin]') // 'origin'
+ * rootName('width') // 'width'
+ */
+export function rootName(name: string): string {
+  const open = name.indexOf('[')
+  if (open === -1) return name
+  if (open > 0) return name.slice(0, open)
+  const close = name.indexOf(']', 1)
+  return close > 1 ? name.slice(1, close) : name
+}
+
+/**
+ * The item of a name with brackets standing for `root`, a parameter a rule judges: it must be
+ * sent as a plain `name=value`, whatever the query parser of the app would make of it.
+ *
+ * @example
+ * bracketItem('width[]', 'width').path // ['width']
+ */
+export function bracketItem(sent: string, root: string): ValidationItem {
+  return {
+    message: `${quoteName(sent)} must be sent without brackets, as a plain ${quoteName(`${root}=value`)}`,
+    path: [root],
+    type: 'query.brackets',
+  }
+}
+
 /** The first index of `char` in `text` at or after `from`, reusing `known` when it is still ahead; past the end when there is none. */
 function nextIndex(text: string, char: string, from: number, known: number): number {
   if (known >= from) return known
@@ -203,11 +246,15 @@ export function parseQueryString(search: string, url = `?${search}`): ParsedQuer
   let broken: Set<string> | undefined
   let signed: number[] | undefined
   let bits = 0
+  let brackets = false
   const length = search.length
   // Where the next `=`, `%` and `+` are: found once and reused, so no pair rescans the rest of the query.
   let eq = -1
   let percent = -1
   let plus = -1
+  // The same for `[`, searched once for the whole query: past the end (no pair looks) when there is none.
+  let bracket = search.indexOf('[')
+  if (bracket === -1) bracket = length + 1
   let start = 0
   while (start <= length) {
     let end = search.indexOf('&', start)
@@ -218,7 +265,15 @@ export function parseQueryString(search: string, url = `?${search}`): ParsedQuer
       plus = nextIndex(search, '+', start, plus)
       const split = Math.min(eq, end)
       const rawName = search.slice(start, split)
-      const name = percent < split || plus < split ? decodeComponent(rawName) : rawName
+      let name: string | undefined = rawName
+      if (percent < split || plus < split) {
+        name = decodeComponent(rawName)
+        if (!brackets && percent < split && name?.includes('[') === true) brackets = true
+      }
+      if (!brackets && bracket < split) {
+        bracket = nextIndex(search, '[', start, bracket)
+        if (bracket < split) brackets = true
+      }
       let decoded: string | undefined = ''
       if (split < end) {
         percent = nextIndex(search, '%', split + 1, percent)
@@ -284,6 +339,7 @@ export function parseQueryString(search: string, url = `?${search}`): ParsedQuer
     values: new QueryValues(names, texts, bits, index),
     withoutSignature: signed === undefined ? search : withoutPairs(search, signed),
     issues: issues ?? NO_ISSUES,
+    brackets,
   }
 }
 

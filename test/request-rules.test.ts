@@ -297,6 +297,32 @@ for (const framework of frameworks) {
       ])
     })
 
+    it("lists the permission rules' 400s with the parameters' in one answer", async () => {
+      const cases: [string, string[]][] = [
+        [
+          'hostname=&width=abc&quality=0',
+          ['hostname:string.hostname', 'width:number.base', 'quality:number.min'],
+        ],
+        ['bucket=a..b&width=99999&crop=zoom', ['bucket:string.bucket', 'width:number.max', 'crop:any.only']],
+        [
+          'origin=https://a.cdn.example.net/x&bucket=photos&width=0',
+          ['bucket:object.oxor', 'width:number.min'],
+        ],
+      ]
+      for (const [query, expected] of cases) {
+        const r = await request(app.url).get(`/img?${query}`)
+        assert.equal(r.status, 400, r.text)
+        assert.equal(r.headers['x-ic-error-code'], 'IS_VALIDATION_ERROR')
+        assert.deepEqual(
+          JSON.parse(r.headers['x-ic-error-validation'] as string).map(
+            (i: { path: string[]; type: string }) => `${i.path[0]}:${i.type}`,
+          ),
+          expected,
+          query,
+        )
+      }
+    })
+
     it("reports a repeated parameter with the query's other failures, and caps the output side dpr makes", async () => {
       const r = await request(app.url).get('/img?width=abc&crop=fit&crop=top&origin=a.cdn.example.net')
       assert.equal(r.status, 400)

@@ -12,6 +12,25 @@ import * as koaAdapter from '../../src/koa.ts'
 
 export type Framework = 'express4' | 'express5' | 'koa2' | 'koa3'
 export const frameworks: readonly Framework[] = ['express4', 'express5', 'koa2', 'koa3']
+
+/** A framework and the Express settings an app of it starts with. */
+export interface Setup {
+  readonly name: string
+  readonly framework: Framework
+  readonly settings?: Readonly<Record<string, unknown>>
+  /** Whether `req.query` comes from `qs`, which reads `a[]`, `a[0]` and `[a]` as `a`. */
+  readonly qs: boolean
+}
+/** Every framework, and Express 5 with `qs` as its query parser (Express 4's default). */
+export const querySetups: readonly Setup[] = [
+  ...frameworks.map((framework) => ({ name: framework, framework, qs: framework === 'express4' })),
+  {
+    name: "express5, 'query parser': 'extended'",
+    framework: 'express5',
+    settings: { 'query parser': 'extended' },
+    qs: true,
+  },
+]
 export type Adapter = typeof expressAdapter | typeof koaAdapter
 
 /** What a neutral route handler sees: the node objects plus the values middlewares published. */
@@ -38,6 +57,8 @@ export interface AppSpec {
   /** Middlewares mounted on every route, before the routes. */
   readonly use?: (adapter: Adapter) => readonly unknown[]
   readonly errorHandler?: ErrorHandlerOptions | false
+  /** Express settings (`app.set(name, value)`), e.g. `{ 'query parser': 'extended' }`; Koa has none. */
+  readonly settings?: Readonly<Record<string, unknown>> | undefined
 }
 export interface RunningApp {
   readonly framework: Framework
@@ -58,6 +79,7 @@ function expressApp(framework: 'express4' | 'express5', spec: AppSpec, reports: 
   > & { disable(name: string): void; set(name: string, value: unknown): void }
   app.disable('x-powered-by')
   if (spec.errorHandler === false) app.set('env', 'test')
+  for (const [name, value] of Object.entries(spec.settings ?? {})) app.set(name, value)
   for (const m of spec.use?.(a) ?? []) app.use(m)
   for (const route of spec.routes) {
     const method = (route.method ?? 'GET').toLowerCase() as 'get' | 'post' | 'head' | 'put'

@@ -51,7 +51,8 @@ export interface BackendFetchOptions {
   /**
    * Host names that may be fetched: exact names and `*.` wildcards (any subdomain on a label
    * boundary, not the apex); case-insensitive, IDN compared in punycode. A miss is
-   * `IC_HOST_NOT_ALLOWED`. Redirect targets are checked too. @default undefined (any host)
+   * `IC_HOST_NOT_ALLOWED`. Redirect targets are checked too. The host only is matched: any
+   * port of an allowed host is fetched. An empty list throws. @default undefined (any host)
    */
   readonly hostsAllowed?: readonly string[]
   /**

@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict'
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import { describe, it } from 'node:test'
+import { after, before, describe, it } from 'node:test'
 import fc from 'fast-check'
+import request from 'supertest'
+import { querySetups, type RunningApp, startApp } from '../../../test/support/harness.ts'
 import { isIcError } from '../../errors.ts'
 import type { Guard } from '../../guard.ts'
 import { type ImageParamsOptions, imageParams } from './index.ts'
@@ -280,6 +282,35 @@ describe('imageParams: imageParamsAllowed', () => {
     assert.equal(refusal(allowed, 'zz64=%ZZ').code, 'IC_PARAM_NOT_ALLOWED')
   })
 
+  it('names each refused name once in a long query of broken names, in query order', () => {
+    // 2,000 distinct broken base64 names, each sent twice: every one named, and once.
+    const names = Array.from({ length: 2000 }, (_, i) => i.toString(36))
+    const query = [...names, ...names].map((name) => `${name}64=!`).join('&')
+    const err = refusal({ imageParamsAllowed: ['width'] }, query)
+    assert.equal(err.code, 'IC_PARAM_NOT_ALLOWED')
+    assert.deepEqual(
+      err.validation?.map((i) => i.path?.[0]),
+      names,
+    )
+  })
+
+  it('judges a name with brackets and a broken value as the parameter it stands for, once', () => {
+    const allowed = {
+      imageParamsAllowed: ['width', 'chs'],
+      params: { chs: { type: 'size' as const, required: true } },
+    }
+    const paths = (query: string) =>
+      refusal(allowed, query).validation?.map((i) => `${i.path?.[0]}:${i.type}`)
+    assert.deepEqual(paths('chs=1x1&sepia[]=%ZZ&sepia[0]=1&sepia=2'), ['sepia:any.unknown'])
+    assert.deepEqual(paths('chs=1x1&width[]=%ZZ'), ['width[]:query.encoding'])
+    // Sent with brackets, a required parameter is reported once: as sent with brackets, not also as missing.
+    assert.deepEqual(paths('chs[]=1x1'), ['chs:query.brackets'])
+    assert.equal(
+      refusal(allowed, 'chs[]=1x1').validation?.[0]?.message,
+      '"chs[]" must be sent without brackets, as a plain "chs=value"',
+    )
+  })
+
   it('names at most ten refused parameters in the message, and lists all in the validation items', () => {
     const query = Array.from({ length: 12 }, (_, i) => `p${i}=1`).join('&')
     const err = refusal({ imageParamsAllowed: ['width'] }, query)
@@ -502,3 +533,103 @@ describe('imageParams: numbers', () => {
     assert.ok(Object.is(rules.z.parse('-0.0'), 0))
   })
 })
+
+for (const setup of querySetups) {
+  describe(`imageParams on ${setup.name}`, () => {
+    let app: RunningApp
+    before(async () => {
+      const echo = ({ req, locals }: { req: unknown; locals: Record<string, unknown> }) => ({
+        body: JSON.stringify({ imageParams: locals.imageParams, query: (req as { query?: unknown }).query }),
+      })
+      app = await startApp(setup.framework, {
+        settings: setup.settings,
+        routes: [
+          {
+            path: '/chart',
+            use: (a) => [
+              a.imageParams({
+                params: {
+                  chs: { type: 'size', maxWidth: 999, maxHeight: 999, default: { width: 300, height: 200 } },
+                },
+              }),
+            ],
+            handle: ({ locals }) => {
+              const chs = (locals.imageParams as { chs: { width: number; height: number } }).chs
+              const seen = JSON.stringify(chs)
+              // A handler scaling the size in place, for a retina output say.
+              chs.width *= 10
+              return { body: seen }
+            },
+          },
+          { path: '/img', use: (a) => [a.imageParams({ maxWidth: 4000 })], handle: echo },
+          {
+            path: '/allowed',
+            use: (a) => [a.imageParams({ imageParamsAllowed: ['width', 'quality', 'crop', 'tags'] })],
+            handle: echo,
+          },
+          { path: '/query', handle: echo },
+        ],
+      })
+    })
+    after(() => app.close())
+
+    it("publishes a size's default afresh for each request: a handler changing it changes no later request", async () => {
+      for (let i = 0; i < 3; i++) {
+        const r = await request(app.url).get('/chart')
+        assert.equal(r.status, 200)
+        assert.equal(r.text, '{"width":300,"height":200}', `request ${i + 1}`)
+      }
+      assert.equal((await request(app.url).get('/chart?chs=20x10')).text, '{"width":20,"height":10}')
+    })
+
+    const items = (r: { headers: Record<string, string> }) =>
+      (JSON.parse(r.headers['x-ic-error-validation'] ?? '[]') as { path: string[]; type: string }[]).map(
+        (i) => `${i.path[0]}:${i.type}`,
+      )
+
+    it("refuses a rule's parameter sent with brackets, which qs reads as the parameter, even beside a plain one", async () => {
+      const cases: [string, string[]][] = [
+        ['width[]=99999', ['width:query.brackets']],
+        ['width%5B%5D=99999', ['width:query.brackets']],
+        ['[width]=99999', ['width:query.brackets']],
+        ['width[0]=1&crop=fit', ['width:query.brackets']],
+        [`width64[]=${Buffer.from('99999').toString('base64')}`, ['width:query.brackets']],
+        ['width=10&width[]=99999', ['width:query.brackets']],
+        ['width=abc&[quality]=0', ['width:number.base', 'quality:query.brackets']],
+      ]
+      for (const [query, expected] of cases) {
+        for (const path of ['/img', '/allowed']) {
+          const r = await request(app.url).get(`${path}?${query}`)
+          assert.equal(r.status, 400, `${path}?${query}: ${r.text}`)
+          assert.equal(r.headers['x-ic-error-code'], 'IS_VALIDATION_ERROR')
+          if (path === '/img') assert.deepEqual(items(r), expected, query)
+        }
+      }
+      if (setup.qs) {
+        // What the handler would have read past the rules: the value under the plain name.
+        const seen = JSON.parse((await request(app.url).get('/query?[width]=99999&quality[]=0')).text)
+        assert.deepEqual(seen.query, { width: '99999', quality: ['0'] })
+      }
+    })
+
+    it('refuses a name with brackets outside imageParamsAllowed as the parameter it stands for', async () => {
+      const r = await request(app.url).get(
+        '/allowed?width=1&sepia[]=1&[vignette]=2&sepia=3&vignette%5B0%5D=4',
+      )
+      assert.equal(r.status, 401, r.text)
+      assert.equal(r.headers['x-ic-error-code'], 'IC_PARAM_NOT_ALLOWED')
+      assert.deepEqual(items(r), ['sepia:any.unknown', 'vignette:any.unknown'])
+    })
+
+    it('serves plain names as before, and ignores brackets on a name without a rule', async () => {
+      const plain = await request(app.url).get('/img?width=300&crop=fit&utm_source=x')
+      assert.equal(plain.status, 200, plain.text)
+      assert.deepEqual(JSON.parse(plain.text).imageParams, { width: 300, crop: 'fit' })
+      const tagged = await request(app.url).get('/img?width=3&tags[]=a&ids[0]=1')
+      assert.deepEqual([tagged.status, JSON.parse(tagged.text).imageParams], [200, { width: 3 }])
+      // Allowed without a rule, `tags` is not validated: `tags[]` is judged as the name it is.
+      assert.equal((await request(app.url).get('/allowed?width=1&tags=a')).status, 200)
+      assert.equal((await request(app.url).get('/allowed?width=1&tags[]=a')).status, 401)
+    })
+  })
+}

@@ -2,7 +2,7 @@ import { icError } from '../../errors.ts'
 import type { Guard } from '../../guard.ts'
 import { NameTable } from '../../name-table.ts'
 import { knownOptions, recordOption, showValue } from '../../options.ts'
-import { type ParsedQuery, parseQuery, quoteName } from '../../query.ts'
+import { bracketItem, type ParsedQuery, parseQuery, quoteName, rootName } from '../../query.ts'
 import type { ValidationItem } from '../../validation-header.ts'
 import {
   type CompiledRule,
@@ -294,8 +294,37 @@ function reported(items: readonly ValidationItem[] | undefined, name: string): b
   return items?.some((i) => i.path?.[0] === name || i.path?.[0] === `${name}64`) === true
 }
 
-function notAllowed(name: string): ValidationItem {
-  return { message: `${quoteName(name)} is not allowed`, path: [name], type: 'any.unknown' }
+/** The parameters `imageParamsAllowed` refuses, each named once. */
+class Refusals {
+  readonly items: ValidationItem[] = []
+  // Rather than a search of `items`: a query of thousands of broken names must not compare each with every other.
+  readonly #names = new Set<string>()
+
+  add(name: string): void {
+    if (this.#names.has(name)) return
+    this.#names.add(name)
+    this.items.push({ message: `${quoteName(name)} is not allowed`, path: [name], type: 'any.unknown' })
+  }
+}
+
+/**
+ * The parameter imageParams judges a name with brackets as (`width[]`, `[width]` and
+ * `width%5B%5D` are `width` to `qs`): its root when the root has a rule or is outside
+ * `imageParamsAllowed`; `undefined` otherwise, and the name is judged as sent.
+ */
+function bracketRoot(compiled: CompiledImageParams, name: string): string | undefined {
+  const root = rootName(name)
+  if (root === name) return undefined
+  const param = canonicalName(root)
+  const rule = compiled.known.get(param)
+  return rule !== null && (rule !== undefined || compiled.restricted) ? param : undefined
+}
+
+/** The parameters `items` concern. */
+function pathsOf(items: readonly ValidationItem[]): Set<string> {
+  const paths = new Set<string>()
+  for (const found of items) paths.add(String(found.path?.[0] ?? ''))
+  return paths
 }
 
 /** `NAME` for `NAME64`: an option may not name a `NAME64` form, so every such name is one. */
@@ -378,24 +407,34 @@ function item(rule: CompiledRule, failure: Failure): ValidationItem {
 
 /**
  * Runs compiled rules over a parsed query: throws 401 `IC_PARAM_NOT_ALLOWED` or 400
- * `IS_VALIDATION_ERROR` (every failure listed), or returns the typed values.
+ * `IS_VALIDATION_ERROR` (every failure listed), or returns the typed values. `found` is what
+ * a rule before this one refused with 400 (`requestRules()`' permissions): listed first in
+ * the 400, behind this rule's 401, and its parameters are not judged a second time.
  *
  * @example
  * const { width } = checkImageParams(compiled, parseQuery(req))
  */
-export function checkImageParams(compiled: CompiledImageParams, query: ParsedQuery): ImageParamValues {
+export function checkImageParams(
+  compiled: CompiledImageParams,
+  query: ParsedQuery,
+  found?: readonly ValidationItem[],
+): ImageParamValues {
   const { known, restricted } = compiled
+  const judged = found === undefined || found.length === 0 ? undefined : pathsOf(found)
+  const { brackets } = query
   const { names, texts } = query.values
-  let refused: ValidationItem[] | undefined
+  let refused: Refusals | undefined
   let items: ValidationItem[] | undefined
   for (const issue of query.issues) {
     // A parameter the allow-list refuses is refused as such, even when its value is broken.
-    const name = canonicalName(String(issue.path?.[0] ?? ''))
+    const sent = String(issue.path?.[0] ?? '')
+    const root = brackets && sent.includes('[') ? bracketRoot(compiled, sent) : undefined
+    const name = root ?? canonicalName(sent)
     if (restricted && name !== '' && known.get(name) === undefined) {
-      // Named once: the loop below refuses the names the query kept, this the ones it dropped.
-      if (!query.values.has(name) && refused?.some((r) => r.path?.[0] === name) !== true) {
-        refused ??= []
-        refused.push(notAllowed(name))
+      // The loop below refuses the names the query kept, this the ones it dropped.
+      if (!query.values.has(name)) {
+        refused ??= new Refusals()
+        refused.add(name)
       }
     } else {
       items ??= []
@@ -411,17 +450,28 @@ export function checkImageParams(compiled: CompiledImageParams, query: ParsedQue
     const name = names[i] as string
     const rule = known.get(name)
     if (rule === undefined) {
-      if (restricted) {
-        refused ??= []
-        refused.push(notAllowed(name))
+      const root = brackets && name.includes('[') ? bracketRoot(compiled, name) : undefined
+      const rootRule = root === undefined ? undefined : known.get(root)
+      if (root !== undefined && rootRule) {
+        // Never a value, even beside a plain `width=`: qs would hand the handler an array or the bracket's value.
+        if (judged?.has(root) !== true) {
+          items ??= []
+          items.push(bracketItem(name, root))
+        }
+        if (rootRule.area !== 0) sizeFailed = true
+      } else if (restricted) {
+        refused ??= new Refusals()
+        refused.add(root ?? name)
       }
       continue
     }
     if (rule === null || refused !== undefined) continue
     const value = rule.parse(texts[i] as string)
     if (value instanceof Failure) {
-      items ??= []
-      items.push(item(rule, value))
+      if (judged?.has(rule.name) !== true) {
+        items ??= []
+        items.push(item(rule, value))
+      }
       if (rule.area !== 0) sizeFailed = true
       continue
     }
@@ -432,16 +482,17 @@ export function checkImageParams(compiled: CompiledImageParams, query: ParsedQue
     else if (rule.area === 3) dpr = value
   }
   if (refused !== undefined) {
+    const list = refused.items
     throw icError('IC_PARAM_NOT_ALLOWED', {
-      message: `Parameter${refused.length > 1 ? 's' : ''} not allowed: ${refused
+      message: `Parameter${list.length > 1 ? 's' : ''} not allowed: ${list
         .slice(0, 10)
         .map((r) => quoteName(String(r.path?.[0])))
-        .join(', ')}${refused.length > 10 ? ` and ${refused.length - 10} more` : ''}`,
-      validation: refused,
+        .join(', ')}${list.length > 10 ? ` and ${list.length - 10} more` : ''}`,
+      validation: list,
     })
   }
   for (const rule of compiled.required) {
-    if (!query.values.has(rule.name) && !reported(items, rule.name)) {
+    if (!query.values.has(rule.name) && !reported(items, rule.name) && judged?.has(rule.name) !== true) {
       items ??= []
       items.push({
         message: rule.message ?? `"${rule.name}" is required`,
@@ -453,13 +504,17 @@ export function checkImageParams(compiled: CompiledImageParams, query: ParsedQue
   for (const rule of compiled.defaults) {
     // Own properties only: a rule named `constructor` must not see the one of Object.prototype.
     if (Object.hasOwn(values, rule.name)) continue
-    values[rule.name] = rule.default as ParamValue
+    const fallback = rule.default as ParamValue
+    // A size is an object: each request gets its own, so a handler scaling it in place changes no other request.
+    values[rule.name] =
+      typeof fallback === 'object' ? { width: fallback.width, height: fallback.height } : fallback
     if (rule.area === 1) width = rule.default
     else if (rule.area === 2) height = rule.default
     else if (rule.area === 3) dpr = rule.default
   }
   // With a size parameter refused, the output is not known: a second failure would be a guess.
   if (!sizeFailed) items = checkOutput(compiled, width, height, dpr, items)
+  if (found !== undefined && found.length > 0) items = items === undefined ? [...found] : [...found, ...items]
   if (items !== undefined) {
     throw icError('IS_VALIDATION_ERROR', {
       message:
@@ -476,8 +531,10 @@ export function checkImageParams(compiled: CompiledImageParams, query: ParsedQue
  * reported at once: 400 `IS_VALIDATION_ERROR`, one `x-ic-error-validation` item each
  * (`{ message, path: [param], type }`). A parameter outside `imageParamsAllowed`: 401
  * `IC_PARAM_NOT_ALLOWED`. Repeated parameters and malformed percent-encoding are 400s;
- * `NAME64` is decoded from base64 and validated as `NAME`. Publishes `imageParams`: the
- * typed, normalised values.
+ * `NAME64` is decoded from base64 and validated as `NAME`. A name with brackets is judged as
+ * the parameter `qs` reads it as (`width[]`, `[width]`: `width`): refused with 400
+ * `query.brackets` when that parameter has a rule, as that parameter when the allow-list
+ * leaves it out. Publishes `imageParams`: the typed, normalised values.
  *
  * @example
  * import { imageParams } from 'image-api-errors/express'

@@ -11,7 +11,8 @@ interface BaseRule {
 
 /**
  * How one query parameter is validated and converted. Names ending in `64` are reserved for
- * the base64 forms, which are decoded and validated like the plain name.
+ * the base64 forms, which are decoded and validated like the plain name. A `default` is
+ * published when the parameter is absent; a `size` default as a new object for each request.
  *
  * @example
  * const rules: Record<string, ParamRule> = {

@@ -153,13 +153,15 @@ export function compileHostList(list: readonly string[], option = 'hostsAllowed'
  * every input go through the WHATWG URL parser, so case, a trailing dot, IDN (compared in
  * punycode), percent-encoded dots, ports, userinfo (`a@b`) and backslashes never change the
  * answer from the host that would really be fetched; only `http:` and `https:` URLs match.
- * A lookup costs one `Set` probe per label of the host, whatever the size of the list.
+ * The host only is matched: any port of an allowed host matches. An empty list matches
+ * nothing. A lookup costs one `Set` probe per label of the host, whatever the size of the list.
  *
  * @example
  * const allowed = createHostMatcher(['images.example.com', '*.cdn.example.net'])
  * allowed('https://a.cdn.example.net/x.jpg') // true
  * allowed('https://images.example.com@evil.net/x.jpg') // false: the host is evil.net
  * allowed('IMAGES.example.com.') // true
+ * allowed('http://images.example.com:6379/') // true: the port is not matched
  */
 export function createHostMatcher(list: readonly string[], option = 'hostsAllowed'): HostMatcher {
   const matchesHostname = compileHostList(list, option)

@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict'
 import { readFileSync } from 'node:fs'
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import { describe, it } from 'node:test'
+import { after, before, describe, it } from 'node:test'
 import { inspect } from 'node:util'
 import fc from 'fast-check'
+import request from 'supertest'
 import { joinedPieces } from '../../../test/support/arbitraries.ts'
+import { querySetups, type RunningApp, startApp } from '../../../test/support/harness.ts'
 import { isIcError } from '../../errors.ts'
 import type { Guard } from '../../guard.ts'
 import { createHostMatcher, type PermissionsOptions, permissions, plainHttpHost } from './index.ts'
@@ -603,3 +605,79 @@ describe('permissions', () => {
     assert.ok(published > 30, `only ${published} hosts published`)
   })
 })
+
+for (const setup of querySetups) {
+  describe(`permissions on ${setup.name}: names with brackets`, () => {
+    let app: RunningApp
+    before(async () => {
+      const echo = ({ req, locals }: { req: unknown; locals: Record<string, unknown> }) => ({
+        body: JSON.stringify({ source: locals.source ?? null, query: (req as { query?: unknown }).query }),
+      })
+      app = await startApp(setup.framework, {
+        settings: setup.settings,
+        routes: [
+          { path: '/off', use: (a) => [a.permissions({ allowDynamicOrigin: false })], handle: echo },
+          {
+            path: '/on',
+            use: (a) => [a.permissions({ hostsAllowed: ['images.example.com'] })],
+            handle: echo,
+          },
+          { path: '/query', handle: echo },
+        ],
+      })
+    })
+    after(() => app.close())
+
+    const metadata = encodeURIComponent('http://169.254.169.254/latest/meta-data/')
+    const bracketed = [
+      `[origin]=${metadata}`,
+      `origin[]=${metadata}`,
+      `origin%5B%5D=${metadata}`,
+      `source_url[0]=${metadata}`,
+      'hostname[]=169.254.169.254',
+      '[bucket]=secrets',
+      `origin64[]=${Buffer.from('http://169.254.169.254/').toString('base64url')}`,
+      'origin[]=%ZZ',
+    ]
+
+    it('refuses a source sent with brackets while dynamic origins are disabled: 401, as the plain name', async () => {
+      for (const query of bracketed) {
+        const r = await request(app.url).get(`/off?width=1&${query}`)
+        assert.equal(r.status, 401, `${query}: ${r.text}`)
+        assert.equal(r.headers['x-ic-error-code'], 'IC_DYNAMIC_ORIGIN_DISABLED', query)
+      }
+      if (setup.qs) {
+        // What the handler would have read: qs gives it the address under the plain name.
+        const seen = JSON.parse((await request(app.url).get(`/query?[origin]=${metadata}`)).text)
+        assert.equal(seen.query.origin, 'http://169.254.169.254/latest/meta-data/')
+      }
+    })
+
+    it('refuses a source sent with brackets otherwise, even beside a plain one: 400 query.brackets', async () => {
+      for (const query of [
+        ...bracketed.slice(0, 6),
+        `origin=https://images.example.com/a.jpg&[origin]=${metadata}`,
+      ]) {
+        const r = await request(app.url).get(`/on?width=1&${query}`)
+        assert.equal(r.status, 400, `${query}: ${r.text}`)
+        const items = JSON.parse(r.headers['x-ic-error-validation'] as string) as {
+          path: string[]
+          type: string
+        }[]
+        assert.equal(items[0]?.type, 'query.brackets', query)
+        assert.match(items[0]?.path[0] ?? '', /^(?:origin|source_url|hostname|bucket)$/, query)
+      }
+    })
+
+    it('serves plain names as before, and brackets on names it does not own', async () => {
+      const plain = await request(app.url).get('/on?origin=https://images.example.com/a.jpg&width=1')
+      assert.equal(plain.status, 200, plain.text)
+      assert.equal(JSON.parse(plain.text).source.host, 'images.example.com')
+      assert.equal((await request(app.url).get('/off?width=1&tags[]=a&[x]=1')).status, 200)
+      assert.equal(
+        (await request(app.url).get('/on?origin=http://[::1]/a.jpg')).headers['x-ic-error-code'],
+        'IC_HOST_NOT_ALLOWED',
+      )
+    })
+  })
+}

@@ -1,9 +1,9 @@
 import { type InspectOptions, inspect } from 'node:util'
-import { icError } from '../../errors.ts'
+import { icError, isIcError } from '../../errors.ts'
 import type { Guard } from '../../guard.ts'
 import { NameTable } from '../../name-table.ts'
 import { knownOptions } from '../../options.ts'
-import { type ParsedQuery, parseQuery, type QueryValues } from '../../query.ts'
+import { bracketItem, type ParsedQuery, parseQuery, type QueryValues, rootName } from '../../query.ts'
 import type { ValidationItem } from '../../validation-header.ts'
 import { IMAGIZER_PARAMS, REGION } from '../image-params/index.ts'
 import { compileHostList, type HostnameMatcher, hostNameOf, trimDot } from './host-matcher.ts'
@@ -25,7 +25,13 @@ export interface PermissionsOptions {
   readonly allowDynamicOrigin?: boolean
   /** Serve a request that has no processing parameter (the original image). @default true */
   readonly allowOriginalImageRequest?: boolean
-  /** Hosts `origin`, `source_url` and `hostname` may name: exact names and `*.domain` wildcards. Default: any host. */
+  /**
+   * Hosts `origin`, `source_url` and `hostname` may name: exact names and `*.domain` wildcards.
+   * Default: any host; `[]` refuses every host. The host only is matched, never the port:
+   * `images.example.com:6379` is accepted with `images.example.com`, and `source.url` keeps
+   * the port. Refuse other ports in the handler, and fetch with `createBackendFetch()`, whose
+   * SSRF guard refuses private and loopback addresses whatever the port.
+   */
   readonly hostsAllowed?: readonly string[]
   /** Buckets `bucket` may name, exactly. Default: any bucket. */
   readonly bucketsAllowed?: readonly string[]
@@ -310,6 +316,9 @@ function notAllowed(param: string): never {
 
 /**
  * Runs compiled permission rules over a parsed query; throws the refusal or returns the source.
+ * Alone, the first refusal wins. With `othersReported` (`requestRules()` with `imageParams`),
+ * the query's problems are left to the rule after this one, and this rule's own 400s wait for
+ * its 401s, then go out as one `IS_VALIDATION_ERROR` for that rule to list with its findings.
  *
  * @example
  * const source = checkPermissions(compiled, parseQuery(req)) // undefined: the configured backend
@@ -321,43 +330,75 @@ export function checkPermissions(
 ): ImageSource | undefined {
   const { values, issues } = query
   let processed = compiled.allowOriginalImageRequest
+  let ours: ValidationItem[] | undefined
+  // A source sent malformed, repeated, with brackets or twice is not judged: which one would be a guess.
+  let unknownSource = false
   if (issues.length > 0) {
-    let ours: ValidationItem[] | undefined
     for (const issue of issues) {
       const name = issueParam(issue)
-      if (isSourceParam(name)) {
+      const param = query.brackets ? canonicalName(rootName(name)) : name
+      if (isSourceParam(param)) {
         // The parameter is refused whatever its value, as an allowed one is.
-        if (!compiled.allowDynamicOrigin) dynamicOriginDisabled(name)
-        ours ??= []
-        ours.push(issue)
+        if (!compiled.allowDynamicOrigin) dynamicOriginDisabled(param)
+        unknownSource = true
+        if (!othersReported) {
+          ours ??= []
+          ours.push(issue)
+        }
       } else if (name === 'region') {
-        ours ??= []
-        ours.push(issue)
+        if (!othersReported) {
+          ours ??= []
+          ours.push(issue)
+        }
       } else if (compiled.processing.has(name)) processed = true
     }
-    if (ours !== undefined) {
-      // A source sent while dynamic origins are off is refused before any problem of region.
-      if (!compiled.allowDynamicOrigin)
-        for (const param of SOURCE_PARAMS) if (values.has(param)) dynamicOriginDisabled(param)
-      invalid(ours)
+  }
+  // `origin[]`, `[origin]`: `origin` to qs, which gives the handler its value in `req.query.origin`.
+  if (query.brackets) {
+    for (const name of values.names) {
+      const root = name.includes('[') ? canonicalName(rootName(name)) : name
+      if (root === name || !isSourceParam(root)) continue
+      if (!compiled.allowDynamicOrigin) dynamicOriginDisabled(root)
+      unknownSource = true
+      ours ??= []
+      ours.push(bracketItem(name, root))
     }
+  }
+  if (ours !== undefined && !othersReported) {
+    // A source sent while dynamic origins are off is refused before any problem of region.
+    if (!compiled.allowDynamicOrigin)
+      for (const param of SOURCE_PARAMS) if (values.has(param)) dynamicOriginDisabled(param)
+    invalid(ours)
   }
   let chosen: SourceParam | undefined
   for (const param of SOURCE_PARAMS) {
     if (!values.has(param)) continue
     if (!compiled.allowDynamicOrigin) dynamicOriginDisabled(param)
     if (chosen !== undefined) {
-      refuse(
-        'IS_VALIDATION_ERROR',
-        param,
-        `"${chosen}" and "${param}" must not be used together`,
-        'object.oxor',
-      )
+      const message = `"${chosen}" and "${param}" must not be used together`
+      ours ??= []
+      ours.push({ message, path: [param], type: 'object.oxor' })
+      if (!othersReported) invalid(ours)
+      unknownSource = true
+      continue
     }
     chosen = param
   }
   // The source is judged first: a host or bucket refused says more than a missing parameter.
-  const source = chosen === undefined ? undefined : sourceOf(compiled, chosen, values)
+  let source: ImageSource | undefined
+  if (chosen !== undefined && !unknownSource) {
+    if (!othersReported) source = sourceOf(compiled, chosen, values)
+    else {
+      try {
+        source = sourceOf(compiled, chosen, values)
+      } catch (err) {
+        // Its 401s go out now; its 400 waits for the refusals that outrank it.
+        if (!isIcError(err) || err.status !== 400 || err.validation === undefined) throw err
+        ours ??= []
+        ours.push(...err.validation)
+      }
+    }
+  }
   if (!processed) {
     for (const name of values.names) {
       if (compiled.processing.has(name)) {
@@ -371,6 +412,7 @@ export function checkPermissions(
       })
     }
   }
+  if (ours !== undefined) invalid(ours)
   // Refused here unless a rule after this one reports them with its own findings.
   if (issues.length > 0 && !othersReported) invalid(issues)
   return source
@@ -394,7 +436,10 @@ function dynamicOriginDisabled(param: string): never {
 
 /** The parameter a query problem concerns, `NAME` for `NAME64`. */
 function issueParam(issue: ValidationItem): string {
-  const name = String(issue.path?.[0] ?? '')
+  return canonicalName(String(issue.path?.[0] ?? ''))
+}
+
+function canonicalName(name: string): string {
   return name.length > 2 && name.endsWith('64') ? name.slice(0, -2) : name
 }
 
@@ -459,7 +504,8 @@ function safeUrl(text: string): URL | undefined {
 
 /**
  * Imagizer's permission rules. With `allowDynamicOrigin: false`, `origin`, `source_url`,
- * `hostname` and `bucket` are refused (401 `IC_DYNAMIC_ORIGIN_DISABLED`); a host outside
+ * `hostname` and `bucket` are refused (401 `IC_DYNAMIC_ORIGIN_DISABLED`), also with brackets
+ * (`origin[]`, `[origin]`: `origin` to `qs`), which are otherwise a 400; a host outside
  * `hostsAllowed` (401 `IC_HOST_NOT_ALLOWED`, matched by {@link createHostMatcher}); a bucket
  * outside `bucketsAllowed` (401 `IC_BUCKET_NOT_ALLOWED`); a request without processing
  * parameters while `allowOriginalImageRequest` is `false` (401

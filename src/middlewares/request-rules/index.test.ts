@@ -53,11 +53,55 @@ describe('requestRules: permissions and imageParams together', () => {
     assert.equal(await outcomeOf('icretina[]=1&chs=1x1'), '403 IC_RETINA_ERROR')
   })
 
-  it('still judges a broken source itself, before the other parameters', async () => {
-    const err = await refusal('/i?width=abc&origin=%ZZ')
-    assert.deepEqual(
-      err.validation?.map((i) => i.path?.[0]),
-      ['origin'],
+  it("lists a broken source with the parameters' failures: every 400 of the request at once", async () => {
+    const items = async (url: string) =>
+      (await refusal(url)).validation?.map((i) => `${i.path?.[0]}:${i.type}`)
+    assert.deepEqual(await items('/i?width=abc&origin=%ZZ'), ['origin:query.encoding', 'width:number.base'])
+    const open: RequestRulesOptions = {
+      permissions: { bucketsAllowed: ['photos'] },
+      imageParams: { maxWidth: 4000 },
+    }
+    const listed = async (query: string) => {
+      try {
+        await requestRules(open)({ url: `/i?${query}`, headers: {} } as unknown as IncomingMessage, res)
+      } catch (err) {
+        assert.ok(isIcError(err), String(err))
+        assert.equal(err.code, 'IS_VALIDATION_ERROR', query)
+        assert.deepEqual(JSON.parse(err.headers['x-ic-error-validation'] as string), err.validation)
+        return err.validation?.map((i) => `${i.path?.[0]}:${i.type}`)
+      }
+      return assert.fail(`${query} passed`)
+    }
+    const cases: [string, string[]][] = [
+      [
+        'hostname=&width=abc&quality=0',
+        ['hostname:string.hostname', 'width:number.base', 'quality:number.min'],
+      ],
+      ['bucket=a..b&width=99999&crop=zoom', ['bucket:string.bucket', 'width:number.max', 'crop:any.only']],
+      ['origin=https://a.example/x&bucket=photos&width=0', ['bucket:object.oxor', 'width:number.min']],
+      ['origin=https://u:p@a.example/x&width=abc', ['origin:string.uriCredentials', 'width:number.base']],
+      ['origin[]=a.example&dpr=abc', ['origin:query.brackets', 'dpr:number.base']],
+      // `region` is judged by both rules: listed once, by the permission rules.
+      ['bucket=photos&region=evil.net%2F&width=abc', ['region:string.region', 'width:number.base']],
+    ]
+    for (const [query, expected] of cases) assert.deepEqual(await listed(query), expected, query)
+  })
+
+  it("keeps the 401s ahead of every 400, the permission rules' first", async () => {
+    const strict: RequestRulesOptions = {
+      permissions: { hostsAllowed: ['a.example'], allowOriginalImageRequest: false },
+      imageParams: { imageParamsAllowed: ['width'] },
+    }
+    const outcomeOf = (query: string) => outcome(strict, `/i?${query}`)
+    assert.equal(await outcomeOf('hostname=&width=1&sepia=1'), '401 IC_PARAM_NOT_ALLOWED')
+    assert.equal(await outcomeOf('hostname=&bucket=photos'), '401 IC_ORIGINAL_IMAGE_NOT_ALLOWED')
+    assert.equal(await outcomeOf('origin=https://evil.example/x&width=abc'), '401 IC_HOST_NOT_ALLOWED')
+    assert.equal(
+      await outcome(
+        { permissions: { allowDynamicOrigin: false }, imageParams: {} },
+        '/i?width=abc&hostname=&origin[]=x',
+      ),
+      '401 IC_DYNAMIC_ORIGIN_DISABLED',
     )
   })
 })

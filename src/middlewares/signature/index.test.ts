@@ -7,6 +7,7 @@ import fc from 'fast-check'
 import imageChartsModule from 'image-charts'
 import { joinedPieces } from '../../../test/support/arbitraries.ts'
 import { frameworks, type RunningApp, startApp } from '../../../test/support/harness.ts'
+import { errorCatalogue } from '../../catalogue.ts'
 import { isIcError } from '../../errors.ts'
 import type { Guard } from '../../guard.ts'
 import { parseQueryString } from '../../query.ts'
@@ -375,8 +376,7 @@ describe('signature guard', () => {
       }
       return assert.fail('refused')
     }
-    const half =
-      'A signed request needs both `icac` (account id) and `ichm` (signature), and one or both are missing.'
+    const half = errorCatalogue.IC_MISSING_ENT_PARAMETER.description
     assert.deepEqual(items('/chart?icac=acme'), [{ message: half, path: ['ichm'], type: 'any.required' }])
     assert.deepEqual(items('/chart?ichm=00'), [{ message: half, path: ['icac'], type: 'any.required' }])
     assert.deepEqual(items('/chart?icac=&ichm=00'), [{ message: half, path: ['icac'], type: 'any.required' }])
@@ -495,6 +495,23 @@ describe('signature guard', () => {
       assert.deepEqual(
         (err as { validation: { path: string[] }[] }).validation.map((item) => item.path),
         [['chxt'], ['chm']],
+      )
+    }
+  })
+
+  it('names each root repeated by bracketed names once, in query order, however many there are', () => {
+    const guard = signature({ accounts, features: imageChartsFeatures })
+    const roots = Array.from({ length: 1500 }, (_, i) => `p${i.toString(36)}`)
+    const query = roots.map((root) => `${root}[]=1&${root}[0]=2&[${root}]=3`).join('&')
+    try {
+      guard({ url: `/c?${query}`, headers: {} } as IncomingMessage, res)
+      assert.fail('refused')
+    } catch (err) {
+      assert.ok(isIcError(err))
+      assert.equal(err.code, 'IS_VALIDATION_ERROR')
+      assert.deepEqual(
+        err.validation?.map((item) => `${item.path?.[0]}:${item.type}`),
+        roots.map((root) => `${root}:query.repeated`),
       )
     }
   })

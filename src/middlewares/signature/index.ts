@@ -2,7 +2,7 @@ import { type ErrorCode, lookupErrorCode } from '../../catalogue.ts'
 import { icError } from '../../errors.ts'
 import type { Guard, Published } from '../../guard.ts'
 import { knownOptions, recordOption, showValue } from '../../options.ts'
-import { type ParsedQuery, parseQuery, quoteName } from '../../query.ts'
+import { type ParsedQuery, parseQuery, quoteName, rootName } from '../../query.ts'
 import { ReadonlySetView } from '../../readonly-set.ts'
 import type { ValidationItem } from '../../validation-header.ts'
 import { matchesAny, SIGNING_PARAMS, type SigningKey, signingKey } from './verify.ts'
@@ -218,19 +218,6 @@ function missing(message: string, params: readonly ('icac' | 'ichm')[], half: bo
 }
 
 /**
- * The parameter a name stands for under a `qs`-style parser (Express 4's default): `chxt[]`,
- * `chxt[0]` and `chxt[a][b]` (and `chxt%5B%5D`, decoded already) are `chxt`, and so is
- * `[chxt]`, since qs takes the first bracket's text as the name when nothing comes before it.
- */
-function rootName(name: string): string {
-  const open = name.indexOf('[')
-  if (open === -1) return name
-  if (open > 0) return name.slice(0, open)
-  const close = name.indexOf(']', 1)
-  return close > 1 ? name.slice(1, close) : name
-}
-
-/**
  * The values plan-gated features are judged on: the package's strict parse, refused whole
  * (400, every problem listed) when the query has a problem. Let through, a problem reads
  * differently in the handler's parser: `req.query` keeps `icretina=%ZZ` as sent, gives an
@@ -243,19 +230,22 @@ function gatedValues(query: ParsedQuery, othersReported: boolean): ReadonlyMap<s
   // A rule after this one refusing every problem of the query lists them with its own.
   let issues = othersReported ? [] : query.issues
   let folded: Map<string, string> | undefined
-  if (values.names.some((name) => name.includes('['))) {
+  if (query.brackets) {
     folded = new Map()
     const repeated: ValidationItem[] = []
+    const reported = new Set<string>()
     const { names, texts } = values
     for (let i = 0; i < names.length; i++) {
       const root = rootName(names[i] as string)
       if (!folded.has(root)) folded.set(root, texts[i] as string)
-      else if (!repeated.some((item) => item.path?.[0] === root))
+      else if (!reported.has(root)) {
+        reported.add(root)
         repeated.push({
           message: `${quoteName(root)} must not be repeated`,
           path: [root],
           type: 'query.repeated',
         })
+      }
     }
     if (repeated.length > 0) issues = [...issues, ...repeated]
   }
@@ -298,6 +288,7 @@ function checkFeatures(
 
 /**
  * Image-Charts' signed requests: `icac` names the account, `ichm` is the lower-case hex
+ * (as Image-Charts writes it; upper-case is a 401 `IC_INVALID_SIGNATURE`)
  * HMAC-SHA256 of the query string without `ichm` (anywhere in the query), accepted over the
  * raw or the percent-decoded query, under any of the account's secrets (rotation), compared
  * in constant time. `icac` without `ichm` or the reverse: 400 `IC_MISSING_ENT_PARAMETER`;
