@@ -249,11 +249,12 @@ function publishSignalOn(req: IncomingMessage, res: ServerResponse): void {
 }
 
 /**
- * Gives the request a deadline. When it passes before the response finished, the request's
- * signal ({@link requestSignal}, also `res.locals.signal`) is aborted and the error handler
- * answers 504 `IC_BACKEND_TIMEOUT` (or closes the connection if the response had started).
- * A handler that writes late neither crashes nor sends a second response. The timer is
- * cleared when the response finishes. Mount it before the handlers it covers, app-wide or
+ * Gives the request a deadline. When it passes before the handler ended the response, the
+ * request's signal ({@link requestSignal}, also `res.locals.signal`) is aborted and the error
+ * handler answers 504 `IC_BACKEND_TIMEOUT` (or closes the connection if the response had
+ * started). A response the handler ended in time is never cut, however long a slow client
+ * takes to download it. A handler that writes late neither crashes nor sends a second
+ * response. The timer is cleared when the response finishes. Mount it before the handlers it covers, app-wide or
  * per route; when two deadlines apply, the earlier one wins.
  *
  * @example

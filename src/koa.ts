@@ -210,9 +210,11 @@ export function notFound(...options: []): KoaMiddleware {
 const failThroughContext: LifecycleFail = (ctx, err) => (ctx as KoaContext).onerror(err)
 
 /**
- * Gives the request a deadline. When it passes before the response finished, the request's
+ * Gives the request a deadline. When it passes before the response was ended (a buffered
+ * `ctx.body` is ended as soon as the middlewares return; a stream when it ends), the request's
  * signal ({@link requestSignal}, also `ctx.state.signal`) is aborted and `errorHandler()`
  * answers 504 `IC_BACKEND_TIMEOUT` (or closes the connection if the response had started).
+ * A response ended in time is never cut, however long a slow client takes to download it.
  * A handler that sets `ctx.body` late changes nothing. The timer is cleared when the
  * response finishes. Mount it after `errorHandler()`; when two deadlines apply, the earlier
  * one wins.
