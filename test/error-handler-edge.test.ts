@@ -432,6 +432,46 @@ describe('HEAD Content-Length', () => {
   }
 })
 
+describe('Express 5: an async handler that rejects after it sent its response', () => {
+  it('express5: the response reaches the client whole, and the default onError prints the error', async () => {
+    const payload = { pixels: 'x'.repeat(8 * 1024 * 1024) }
+    const app = express5()
+    app.get('/meta', async (_req, res) => {
+      res.json(payload)
+      await Promise.reject(new Error('cache write failed'))
+    })
+    app.use(ex.errorHandler() as never)
+    const s = await listen(app as never)
+    const logged: unknown[][] = []
+    const consoleError = console.error
+    console.error = (...args: unknown[]) => logged.push(args)
+    try {
+      const req = httpRequest(`${s.url}/meta`)
+      req.end()
+      const [res] = (await once(req, 'response')) as [IncomingMessage]
+      res.pause()
+      await new Promise((resolve) => setTimeout(resolve, 100))
+      let text = ''
+      res.setEncoding('utf8')
+      res.on('data', (chunk: string) => {
+        text += chunk
+      })
+      const ended = await new Promise<string>((resolve) => {
+        res.on('end', () => resolve('complete'))
+        res.on('error', (err: NodeJS.ErrnoException) => resolve(`cut (${err.code})`))
+        res.resume()
+      })
+      assert.equal(ended, 'complete')
+      assert.deepEqual(JSON.parse(text), payload)
+      assert.equal(logged.length, 1)
+      assert.equal((logged[0]?.[1] as Error | undefined)?.message, 'cache write failed')
+    } finally {
+      console.error = consoleError
+      await s.close()
+    }
+  })
+})
+
 describe('Koa: a late error after the request already failed', () => {
   for (const [name, Koa] of Koas) {
     it(`${name}: is neither written nor emitted on the app a second time`, async () => {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { once } from 'node:events'
-import { request as httpRequest } from 'node:http'
+import { request as httpRequest, type IncomingMessage } from 'node:http'
 import { connect } from 'node:net'
 import { Readable } from 'node:stream'
 import { after, before, describe, it } from 'node:test'
@@ -481,6 +481,48 @@ describe('errorHandler() lifecycle on real sockets', () => {
         await waitFor(() => app.reports.length === 1)
         assert.equal(app.reports[0]?.outcome, 'headers-sent')
         assert.equal(app.reports[0]?.status, 500)
+      } finally {
+        await app.close()
+      }
+    })
+
+    it(`${framework}: an error after the handler ended the response leaves it whole, reported once as ended`, async () => {
+      const image = Buffer.alloc(8 * 1024 * 1024, 7)
+      const app = await startApp(framework, {
+        routes: [
+          {
+            path: '/ended',
+            handle: ({ res }) => {
+              res.statusCode = 200
+              res.setHeader('content-type', 'image/png')
+              res.end(image)
+              throw new Error('late audit-log failure')
+            },
+          },
+        ],
+      })
+      try {
+        const req = httpRequest(`${app.url}/ended`)
+        req.end()
+        const [res] = (await once(req, 'response')) as [IncomingMessage]
+        res.pause()
+        await waitFor(() => app.reports.length === 1)
+        let bytes = 0
+        res.on('data', (chunk: Buffer) => {
+          bytes += chunk.length
+        })
+        const ended = await new Promise<string>((resolve) => {
+          res.on('end', () => resolve('complete'))
+          res.on('error', (err: NodeJS.ErrnoException) => resolve(`cut (${err.code})`))
+          res.resume()
+        })
+        assert.deepEqual([res.statusCode, ended, bytes], [200, 'complete', image.length])
+        assert.equal(app.reports.length, 1)
+        const [report] = app.reports
+        assert.deepEqual(
+          [report?.status, report?.code, report?.outcome, (report?.error as Error | undefined)?.message],
+          [200, 'IC_INTERNAL_ERROR', 'ended', 'late audit-log failure'],
+        )
       } finally {
         await app.close()
       }

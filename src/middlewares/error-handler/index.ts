@@ -26,7 +26,11 @@ const debug = debuglog('image-api-errors')
 export interface ErrorReport {
   /** The thrown value, as it was thrown. */
   readonly error: unknown
-  /** The final status: the one sent, or 499 when the client had gone. */
+  /**
+   * The final status: the one sent (for `ended`, the handler's own, `res.statusCode`), or 499
+   * when the client had gone. For `headers-sent` and `closed` it is the error's status: the
+   * response was cut or never written, so that is the status the request failed with.
+   */
   readonly status: number
   readonly code: ErrorCode
   readonly requestId: string
@@ -34,11 +38,13 @@ export interface ErrorReport {
   readonly response: ServerResponse
   /**
    * `sent`: a response was written; `client-gone`: nothing could be written (499);
-   * `headers-sent`: the response had started, so the connection was closed; `closed`: the
-   * server's own code had destroyed the response before anything was sent (a body stream
-   * that failed through `stream.pipeline`), so nothing could be written.
+   * `headers-sent`: the response had started but not ended, so the connection was closed;
+   * `ended`: the handler had already ended the response (`res.send(image); next(err)`), so
+   * it was left to reach the client whole; `closed`: the server's own code had destroyed
+   * the response before anything was sent (a body stream that failed through
+   * `stream.pipeline`), so nothing could be written.
    */
-  readonly outcome: 'sent' | 'client-gone' | 'headers-sent' | 'closed'
+  readonly outcome: 'sent' | 'client-gone' | 'headers-sent' | 'ended' | 'closed'
 }
 
 /**
@@ -50,7 +56,8 @@ export interface ErrorReport {
 export interface ErrorHandlerOptions {
   /**
    * Called exactly once per failed request (499 included), for logs and metrics. Errors it
-   * throws are swallowed. Default: 5xx errors (not 499) are printed with `console.error`.
+   * throws are swallowed. Default: 5xx errors (not 499), and every error that came after the
+   * response was ended (outcome `ended`), are printed with `console.error`.
    */
   readonly onError?: (report: ErrorReport) => void
   /**
@@ -90,7 +97,8 @@ const STALE_HEADERS = new Set([
 const EXPOSED = ['x-ic-error-code', 'x-ic-error-validation', 'retry-after', 'ratelimit', 'ratelimit-policy']
 
 function defaultOnError(report: ErrorReport): void {
-  if (report.status >= 500)
+  // A failure after the response was ended reached no client: the log is its only trace.
+  if (report.status >= 500 || report.outcome === 'ended')
     console.error(`[image-api-errors] request ${report.requestId} failed:`, report.error)
 }
 
@@ -362,6 +370,13 @@ export function createErrorWriter(
       if (!res.destroyed) res.destroy()
       if (state.abortReason !== undefined) dropLateWrites(res)
       report(failureOf(err, req, res), 499, 'IC_CLIENT_CLOSED_REQUEST', requestId, req, res, 'client-gone')
+      return
+    }
+    if (res.writableEnded) {
+      // The handler ended the response before failing: destroying it would cut a complete
+      // response the client is still receiving.
+      report(err, res.statusCode, normalized.code, requestId, req, res, 'ended')
+      if (state.abortReason !== undefined) dropLateWrites(res)
       return
     }
     if (res.headersSent || res.destroyed) {
