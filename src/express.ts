@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { debuglog } from 'node:util'
 import { icError } from './errors.ts'
-import type { Guard } from './guard.ts'
+import { type Guard, isThenable } from './guard.ts'
 import * as core from './index.ts'
 import { createClientClosed } from './middlewares/client-closed/index.ts'
 import { createDeadline, type DeadlineOptions } from './middlewares/deadline/index.ts'
@@ -77,7 +77,8 @@ function settledAfterAbort(req: IncomingMessage, next: NextFunction): boolean {
 
 /**
  * Runs a core guard as Express middleware: synchronous guards cost no promise; failures go to
- * `next(err)`, which Express 4 needs; what the guard returns is copied onto `res.locals`.
+ * `next(err)`, which Express 4 needs; what the guard returns is copied onto `res.locals`. Any
+ * promise or thenable it returns is awaited (one from another realm included).
  *
  * @example
  * const onlyGet: Guard = (req) => {
@@ -96,11 +97,12 @@ export function fromGuard(guard: Guard, name: string): ExpressMiddleware {
     }
     if (out === undefined) {
       next()
-    } else if (out instanceof Promise) {
-      out.then(
+    } else if (isThenable(out)) {
+      // Promise.resolve() adopts a foreign promise or thenable, and settles once whatever it does.
+      Promise.resolve(out).then(
         (values) => {
           if (settledAfterAbort(req, next)) return
-          if (values !== undefined) publish(res, values)
+          if (values !== undefined) publish(res, values as core.Published)
           next()
         },
         (err: unknown) => {

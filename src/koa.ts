@@ -2,7 +2,7 @@ import { type IncomingMessage, type ServerResponse, STATUS_CODES } from 'node:ht
 import { debuglog } from 'node:util'
 import createHttpError from 'http-errors'
 import { icError } from './errors.ts'
-import type { Guard } from './guard.ts'
+import { type Guard, isThenable } from './guard.ts'
 import * as core from './index.ts'
 import { createClientClosed } from './middlewares/client-closed/index.ts'
 import { createDeadline, type DeadlineOptions } from './middlewares/deadline/index.ts'
@@ -71,7 +71,8 @@ function abortReasonOf(req: IncomingMessage): Error | undefined {
 
 /**
  * Runs a core guard as Koa middleware; a refusal is thrown up to `errorHandler()`, what the
- * guard returns is copied onto `ctx.state`.
+ * guard returns is copied onto `ctx.state`. Any promise or thenable it returns is awaited (one
+ * from another realm included).
  *
  * @example
  * const onlyGet: Guard = (req) => {
@@ -83,7 +84,7 @@ export function fromGuard(guard: Guard, name: string): KoaMiddleware {
   const middleware: KoaMiddleware = async (ctx, next) => {
     const out = guard(ctx.req, ctx.res)
     let values = out
-    if (out instanceof Promise) {
+    if (isThenable(out)) {
       try {
         values = await out
       } catch (err) {

@@ -5,6 +5,7 @@ import { Agent, createServer, request as httpRequest, type IncomingMessage, type
 import { type AddressInfo, connect } from 'node:net'
 import { PassThrough } from 'node:stream'
 import { describe, it } from 'node:test'
+import vm from 'node:vm'
 import express5 from 'express'
 import express4 from 'express4'
 import createHttpError from 'http-errors'
@@ -602,6 +603,9 @@ describe('Express: where a deadline 504 goes when the app has no single errorHan
 describe('hooks that fail', () => {
   const failingHooks = {
     'an async onError that rejects': { onError: async () => Promise.reject(new Error('log sink down')) },
+    'an onError whose promise of another realm rejects': {
+      onError: () => (vm.runInNewContext('Promise') as PromiseConstructor).reject(new Error('log sink down')),
+    },
     'a generateRequestId that throws': {
       onError: () => {},
       generateRequestId: () => {

@@ -9,6 +9,7 @@ import {
   responseOf,
   toErrorResponse,
 } from '../../error-response.ts'
+import { isThenable } from '../../guard.ts'
 import { knownOptions } from '../../options.ts'
 import { abortRequest } from '../../request-signal.ts'
 import { peekRequestState, requestState } from '../../request-state.ts'
@@ -334,8 +335,8 @@ export function createErrorWriter(
         outcome,
       })
       // An async hook's rejection would otherwise be unhandled, which ends the process.
-      if (returned instanceof Promise)
-        returned.catch((hookError: unknown) => debug('onError rejected: %O', hookError))
+      if (isThenable(returned))
+        Promise.resolve(returned).catch((hookError: unknown) => debug('onError rejected: %O', hookError))
     } catch (hookError) {
       debug('onError threw: %O', hookError)
     }
