@@ -9,6 +9,20 @@ import request from 'supertest'
 import { defineErrorCode, icError } from '../src/index.ts'
 import { type AppSpec, frameworks, type RouteSpec, type RunningApp, startApp } from './support/harness.ts'
 
+const CDN_CACHE_HEADERS: Readonly<Record<string, string>> = {
+  'cache-control': 'public, max-age=31536000, immutable',
+  'surrogate-control': 'max-age=31536000',
+  'cdn-cache-control': 'max-age=31536000',
+  expires: 'Thu, 31 Dec 2037 23:55:55 GMT',
+  age: '12',
+  'surrogate-key': 'img-42',
+  'cache-tag': 'img-42',
+  'content-digest': 'sha-256=:RK/0qy18MlBSVnWgjwz6lZEWjP/lF5HF9bvEF8FabDg=:',
+  'repr-digest': 'sha-256=:RK/0qy18MlBSVnWgjwz6lZEWjP/lF5HF9bvEF8FabDg=:',
+  digest: 'sha-256=RK/0qy18MlBSVnWgjwz6lZEWjP/lF5HF9bvEF8FabDg=',
+  'accept-ranges': 'bytes',
+}
+
 defineErrorCode('ACME_QUOTA_EXCEEDED', {
   status: 402,
   title: 'Quota Exceeded',
@@ -81,6 +95,15 @@ const routes: RouteSpec[] = [
       res.setHeader('etag', '"abc"')
       res.setHeader('x-kept', 'kept')
       throw icError('IC_IMAGE_MALFORMED')
+    },
+  },
+  {
+    path: '/cached-image',
+    handle: ({ res }) => {
+      // Set up-front for an image meant to be cached a year by the CDN; the image is not there yet.
+      for (const [name, value] of Object.entries(CDN_CACHE_HEADERS)) res.setHeader(name, value)
+      res.setHeader('vary', 'accept')
+      throw icError('IC_IMAGE_NOT_FOUND')
     },
   },
   {
@@ -339,6 +362,19 @@ const scenarios: Scenario[] = [
     check: (r) => {
       assert.equal(r.headers.etag, undefined)
       assert.equal(r.headers['x-kept'], 'kept')
+    },
+  },
+  {
+    name: "caching headers of the success response, a CDN's included, are dropped: a transient 404 is not kept",
+    path: '/cached-image',
+    status: 404,
+    code: 'IC_IMAGE_NOT_FOUND',
+    type: 'text',
+    check: (r) => {
+      for (const name of Object.keys(CDN_CACHE_HEADERS)) {
+        if (name !== 'cache-control') assert.equal(r.headers[name], undefined, name)
+      }
+      assert.equal(r.headers.vary, 'accept')
     },
   },
   {

@@ -83,6 +83,8 @@ const ERROR_HANDLER_OPTIONS = [
   'validationHeaderMaxBytes',
 ] as const satisfies readonly (keyof ErrorHandlerOptions)[]
 const REQUEST_ID = /^[\w.~-]{1,128}$/
+// What described the success response a route had begun: its representation, and how long
+// caches (a CDN's included) may keep it. Cache-Control itself becomes no-store.
 const STALE_HEADERS = new Set([
   'content-type',
   'content-length',
@@ -90,8 +92,18 @@ const STALE_HEADERS = new Set([
   'content-language',
   'content-range',
   'content-disposition',
+  'content-digest',
+  'repr-digest',
+  'digest',
+  'accept-ranges',
   'etag',
   'last-modified',
+  'expires',
+  'age',
+  'surrogate-control',
+  'cdn-cache-control',
+  'surrogate-key',
+  'cache-tag',
   'transfer-encoding',
   'x-ic-error-validation',
 ])
