@@ -6,7 +6,7 @@ import { type Guard, isThenable } from './guard.ts'
 import * as core from './index.ts'
 import { createClientClosed } from './middlewares/client-closed/index.ts'
 import { createDeadline, type DeadlineOptions } from './middlewares/deadline/index.ts'
-import { createErrorWriter, type ErrorHandlerOptions, failureOf } from './middlewares/error-handler/index.ts'
+import { type ErrorHandlerOptions, failureOf, makeErrorWriter } from './middlewares/error-handler/index.ts'
 import { type LoadSheddingOptions, loadSheddingGuard } from './middlewares/load-shedding/index.ts'
 import {
   type ImageChartsRateLimitsOptions,
@@ -107,7 +107,9 @@ export function fromGuard(guard: Guard, name: string): KoaMiddleware {
  * The final error handler, mounted **first**: the only writer of error responses. It
  * catches what downstream throws and what Koa reports later (a body stream failing), and
  * writes the response itself, so 499 stays 499 and headers already set (CORS, RateLimit)
- * are kept, where Koa's own handler would turn 499 into 500 and clear them. The error is
+ * are kept, where Koa's own handler would turn 499 into 500 and clear them. Like Koa 2's
+ * own handler, it answers an `ENOENT` error without a status (a missing file) 404
+ * `IC_NOT_FOUND`, on Koa 2 and 3. The error is
  * also emitted on the app (`app.on('error')`), as Koa expects of error handlers.
  *
  * @example
@@ -121,7 +123,7 @@ export function fromGuard(guard: Guard, name: string): KoaMiddleware {
 export function errorHandler(options: Readonly<ErrorHandlerOptions> = {}): KoaMiddleware {
   // Checked before the spread, which would turn `null` into {} and a string into its characters.
   optionsObject(options, 'errorHandler')
-  const handle = createErrorWriter({ onError: () => {}, ...options })
+  const handle = makeErrorWriter({ onError: () => {}, ...options }, answerAs)
   const fail = (ctx: KoaContext, err: unknown): void => {
     ctx.respond = false
     // A request fails once: a late error after a 504 or 499 is neither written nor emitted again.
@@ -164,6 +166,18 @@ export function errorHandler(options: Readonly<ErrorHandlerOptions> = {}): KoaMi
       handle(custom ? createHttpError(status, message) : createHttpError(status), ctx.req, ctx.res)
     }
   }
+}
+
+/**
+ * A file that is not there, failing without a status of its own (`ctx.body =
+ * fs.createReadStream(missing)`, `await readFile(missing)`), is answered 404 `IC_NOT_FOUND`
+ * (its message, which names the path on disk, stays hidden), as Koa 2's own handler answers
+ * it; on Koa 3 too, whose handler dropped that case, so that both answer alike.
+ */
+function answerAs(err: unknown): unknown {
+  if (typeof err !== 'object' || err === null) return err
+  const { code, status, statusCode } = err as { code?: unknown; status?: unknown; statusCode?: unknown }
+  return code === 'ENOENT' && status === undefined && statusCode === undefined ? icError('IC_NOT_FOUND') : err
 }
 
 /** Whether the app set `ctx.status` itself, rather than leaving Koa's default 404 (Koa 2 and 3 both keep this flag). */

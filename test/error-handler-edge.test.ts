@@ -1,6 +1,8 @@
 // Edge cases of the error handler found in review: each failed before its fix.
 import assert from 'node:assert/strict'
 import { once } from 'node:events'
+import { createReadStream } from 'node:fs'
+import { readFile } from 'node:fs/promises'
 import { Agent, createServer, request as httpRequest, type IncomingMessage, type Server } from 'node:http'
 import { type AddressInfo, connect } from 'node:net'
 import { PassThrough } from 'node:stream'
@@ -471,6 +473,72 @@ describe('Express 5: an async handler that rejects after it sent its response', 
       await s.close()
     }
   })
+})
+
+describe('a missing file (ENOENT)', () => {
+  const MISSING = '/nonexistent/image.png'
+  for (const [name, Koa] of Koas) {
+    it(`${name}: a thrown ENOENT is a 404 IC_NOT_FOUND, as Koa 2 answers it, without the file's path`, async () => {
+      const app = new Koa()
+      const emitted: unknown[] = []
+      const reports: ErrorReport[] = []
+      app.on('error', (err: unknown) => emitted.push(err))
+      app.use(kx.errorHandler({ onError: (r) => reports.push(r) }) as never)
+      app.use(async (ctx: { path: string; body: unknown }) => {
+        if (ctx.path === '/read') ctx.body = await readFile(MISSING)
+        else if (ctx.path === '/own-status')
+          throw Object.assign(new Error('gone'), { code: 'ENOENT', status: 503 })
+        else if (ctx.path === '/stream') ctx.body = createReadStream(MISSING)
+      })
+      const s = await listen(app.callback() as never)
+      try {
+        const r = await request(s.url).get('/read').set('accept', 'application/json')
+        assert.deepEqual([r.status, r.headers['x-ic-error-code']], [404, 'IC_NOT_FOUND'])
+        assert.doesNotMatch(r.text, /nonexistent/)
+        assert.deepEqual(
+          reports.map((report) => [report.status, report.code, report.error]),
+          [[404, 'IC_NOT_FOUND', emitted[0]]],
+          'onError gets the error as thrown',
+        )
+        assert.equal(
+          (emitted[0] as NodeJS.ErrnoException).code,
+          'ENOENT',
+          'the app hears the error as thrown',
+        )
+        const own = await request(s.url).get('/own-status')
+        assert.deepEqual([own.status, own.headers['x-ic-error-code']], [503, 'IC_SERVICE_UNAVAILABLE'])
+        if (name === 'koa2') {
+          const streamed = await request(s.url).get('/stream')
+          assert.deepEqual([streamed.status, streamed.headers['x-ic-error-code']], [404, 'IC_NOT_FOUND'])
+        } else {
+          // Koa 3's pipeline destroys the response before any handler can answer (frameworks.md).
+          await assert.rejects(request(s.url).get('/stream'))
+          assert.deepEqual(
+            reports.slice(-1).map((report) => [report.status, report.code, report.outcome]),
+            [[404, 'IC_NOT_FOUND', 'closed']],
+          )
+        }
+      } finally {
+        await s.close()
+      }
+    })
+  }
+  for (const [name, express] of Expresses) {
+    it(`${name}: a thrown ENOENT stays a 500 (Express's own handler answers 500 too)`, async () => {
+      const app = express()
+      app.get('/read', async (_req, _res, next) => {
+        await readFile(MISSING).catch(next)
+      })
+      app.use(ex.errorHandler({ onError: () => {} }) as never)
+      const s = await listen(app as never)
+      try {
+        const r = await request(s.url).get('/read')
+        assert.deepEqual([r.status, r.headers['x-ic-error-code']], [500, 'IC_INTERNAL_ERROR'])
+      } finally {
+        await s.close()
+      }
+    })
+  }
 })
 
 describe('Koa: a late error after the request already failed', () => {

@@ -279,6 +279,21 @@ export function isClientGone(res: ServerResponse): boolean {
 export function createErrorWriter(
   options: Readonly<ErrorHandlerOptions> = {},
 ): (err: unknown, req: IncomingMessage, res: ServerResponse) => void {
+  return makeErrorWriter(options)
+}
+
+/**
+ * {@link createErrorWriter} for an adapter that answers some errors as another: the response
+ * is made from `answerAs(err)`, while `err` itself is what `onError` reports and what is
+ * compared with the response's own error. Internal, shared with the Koa adapter.
+ *
+ * @example
+ * const handle = makeErrorWriter({ onError: () => {} }, (err) => (err === 'gone' ? icError('IC_NOT_FOUND') : err))
+ */
+export function makeErrorWriter(
+  options: Readonly<ErrorHandlerOptions>,
+  answerAs?: (err: unknown) => unknown,
+): (err: unknown, req: IncomingMessage, res: ServerResponse) => void {
   knownOptions(options, ERROR_HANDLER_OPTIONS, 'errorHandler')
   const {
     onError = defaultOnError,
@@ -368,7 +383,7 @@ export function createErrorWriter(
     const destroyedByServer = res.errored != null && res.errored === err
     let normalized: NormalizedError
     try {
-      normalized = normalizeError(err)
+      normalized = normalizeError(answerAs === undefined ? err : answerAs(err))
     } catch (readError) {
       // A thrown value whose getters throw (a hostile Proxy): answered as an internal error.
       debug('could not read the thrown value: %O', readError)
