@@ -71,7 +71,11 @@ export interface ErrorHandlerOptions {
   readonly generateRequestId?: () => string
   /** Builds the problem body's `type` from the code. @default code => `urn:image-api-errors:code:${code}` */
   readonly problemType?: (code: ErrorCode) => string
-  /** Cap of `x-ic-error-validation`, in bytes. @default 4096 */
+  /**
+   * Cap of `x-ic-error-validation`, in bytes: an integer from 256 to 8192 (Node's and
+   * undici's clients refuse more than 16 KiB of response headers in all).
+   * @default 4096
+   */
   readonly validationHeaderMaxBytes?: number
 }
 
@@ -83,6 +87,9 @@ const ERROR_HANDLER_OPTIONS = [
   'validationHeaderMaxBytes',
 ] as const satisfies readonly (keyof ErrorHandlerOptions)[]
 const REQUEST_ID = /^[\w.~-]{1,128}$/
+// Node's HTTP parser, undici's and most proxies refuse more than 16 KiB of response headers
+// in all: one header of more than half of that leaves too little for the others.
+const VALIDATION_HEADER_MAX_CAP = 8192
 // What described the success response a route had begun: its representation, and how long
 // caches (a CDN's included) may keep it. Cache-Control itself becomes no-store.
 const STALE_HEADERS = new Set([
@@ -318,10 +325,10 @@ export function makeErrorWriter(
   if (
     !Number.isInteger(validationHeaderMaxBytes) ||
     validationHeaderMaxBytes < 256 ||
-    validationHeaderMaxBytes > 16384
+    validationHeaderMaxBytes > VALIDATION_HEADER_MAX_CAP
   ) {
     throw new TypeError(
-      `Expected \`validationHeaderMaxBytes\` to be an integer from 256 to 16384, got ${validationHeaderMaxBytes}`,
+      `Expected \`validationHeaderMaxBytes\` to be an integer from 256 to ${VALIDATION_HEADER_MAX_CAP}, got ${validationHeaderMaxBytes}`,
     )
   }
   const headerName = requestIdHeader.toLowerCase()
