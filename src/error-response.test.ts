@@ -82,6 +82,36 @@ describe('toErrorResponse(err, context)', () => {
     assert.equal(toErrorResponse(icError('IC_BAD_REQUEST')).headers['x-ic-error-validation'], undefined)
   })
 
+  it('puts only the cleaned validation items in the JSON body: a BigInt or a cycle in their context cannot make it a 500', () => {
+    const cyclic: Record<string, unknown> = { key: 'width' }
+    cyclic.self = cyclic
+    for (const context of [cyclic, { limit: 8192n }]) {
+      const err = createHttpError(400, 'bad params', {
+        validation: [{ message: '"width" must be ≤ 8192', path: ['width'], type: 'number.max', context }],
+      })
+      const r = toErrorResponse(err, { accept: 'application/json' })
+      assert.deepEqual([r.status, r.code], [400, 'IC_BAD_REQUEST'])
+      assert.deepEqual(JSON.parse(r.body).validation, [
+        { message: '"width" must be ≤ 8192', path: ['width'], type: 'number.max' },
+      ])
+      assert.deepEqual(
+        JSON.parse(r.headers['x-ic-error-validation'] as string),
+        JSON.parse(r.body).validation,
+      )
+    }
+  })
+
+  it('leaves out details that cannot be JSON, and keeps the status', () => {
+    const err = icError('IC_COST_OVER_LIMIT', { expose: true, details: { cost: 10n } })
+    const r = toErrorResponse(err, { accept: 'application/json' })
+    assert.deepEqual([r.status, r.code], [403, 'IC_COST_OVER_LIMIT'])
+    assert.equal(JSON.parse(r.body).details, undefined)
+    const shown = toErrorResponse(icError('IC_COST_OVER_LIMIT', { details: { cost: 10 } }), {
+      accept: 'application/json',
+    })
+    assert.deepEqual(JSON.parse(shown.body).details, { cost: 10 })
+  })
+
   it('sends Retry-After as whole delta-seconds, or not at all', () => {
     const retryAfter = (err: unknown) => toErrorResponse(err).headers['retry-after']
     for (const value of ['soon', '-5', '1.5', '', '0x10', 'Sun, 06 Nov 1994 08:49:37 PST'])

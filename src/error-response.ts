@@ -8,6 +8,7 @@ import {
 } from './catalogue.ts'
 import { isIcError } from './errors.ts'
 import {
+  cleanValidationItem,
   encodeValidationHeader,
   retryAfterValue,
   sanitizeHeaders,
@@ -184,6 +185,17 @@ export function prefersJson(accept: string | undefined): boolean {
 
 const defaultProblemType = (code: ErrorCode): string => `urn:image-api-errors:code:${code}`
 
+/** The problem as JSON; `details` that cannot be (a BigInt, a cycle) are left out rather than failing the answer. */
+function problemJson(problem: Record<string, unknown>): string {
+  try {
+    return JSON.stringify(problem)
+  } catch (err) {
+    if (problem.details === undefined) throw err
+    const { details: _details, ...rest } = problem
+    return JSON.stringify(rest)
+  }
+}
+
 /** Status line text; Node knows no phrase for 499. */
 export function statusMessageOf(status: number): string {
   return STATUS_CODES[status] ?? (status === 499 ? 'Client Closed Request' : 'Unknown')
@@ -250,9 +262,9 @@ export function responseOf(n: NormalizedError, context: ResponseContext = {}): E
       if (context.requestId !== undefined) problem.instance = context.requestId
       problem.code = n.code
       problem.retryable = n.entry.retryable
-      if (listed !== undefined) problem.validation = listed
+      if (listed !== undefined) problem.validation = listed.map(cleanValidationItem)
       if (n.expose && n.details !== undefined) problem.details = n.details
-      body = JSON.stringify(problem)
+      body = problemJson(problem)
     }
   } else {
     headers['content-type'] = 'text/plain; charset=utf-8'

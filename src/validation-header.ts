@@ -42,7 +42,15 @@ function asciiJson(value: unknown): string {
   return JSON.stringify(value).replace(NOT_HEADER_SAFE, escapeChar)
 }
 
-function cleanItem(item: ValidationItem): ValidationItem {
+/**
+ * An item reduced to what clients read: its `message` (a string), its `path` (strings and
+ * numbers, at most 8) and its `type`; whatever else another library put on it (Joi's
+ * `context`, which may hold a BigInt or a cycle) is left out.
+ *
+ * @example
+ * cleanValidationItem({ message: 'too wide', path: ['width'], context: { limit: 8192n } }) // { message: 'too wide', path: ['width'] }
+ */
+export function cleanValidationItem(item: ValidationItem): ValidationItem {
   const message = typeof item?.message === 'string' ? item.message : String(item?.message ?? '')
   const out: { message: string; path?: (string | number)[]; type?: string } = { message }
   if (Array.isArray(item?.path)) {
@@ -113,7 +121,7 @@ export function encodeValidationHeader(
   const parts: string[] = []
   let used = 2
   for (let i = 0; i < items.length; i++) {
-    const item = cleanItem(items[i] as ValidationItem)
+    const item = cleanValidationItem(items[i] as ValidationItem)
     let encoded = asciiJson(item)
     if (encoded.length > itemCap) encoded = fitItem(item, itemCap)
     const last = i === items.length - 1

@@ -13,7 +13,7 @@ import { isThenable } from '../../guard.ts'
 import { knownOptions } from '../../options.ts'
 import { abortRequest } from '../../request-signal.ts'
 import { peekRequestState, requestState } from '../../request-state.ts'
-import { HEADER_NAME, VALIDATION_HEADER_MAX_BYTES } from '../../validation-header.ts'
+import { HEADER_NAME, sanitizeHeaders, VALIDATION_HEADER_MAX_BYTES } from '../../validation-header.ts'
 import { clientGoneError } from '../client-closed/index.ts'
 
 const debug = debuglog('image-api-errors')
@@ -432,9 +432,16 @@ export function makeErrorWriter(
     try {
       out = write(responseOf(normalized, context), req, res, requestId)
     } catch (writeError) {
-      // A header Node refuses (ERR_INVALID_CHAR), a body that cannot be serialised: answer a plain 500 rather than nothing.
+      // A problemType that throws, a header Node refuses (ERR_INVALID_CHAR): the same status and
+      // code, without what may have failed.
       debug('could not write the error response: %O', writeError)
-      out = write(toErrorResponse(undefined, { ...context, problemType: undefined }), req, res, requestId)
+      const plain = { ...normalized, headers: sanitizeHeaders(normalized.headers, true), details: undefined }
+      try {
+        out = write(responseOf(plain, { ...context, problemType: undefined }), req, res, requestId)
+      } catch (plainError) {
+        debug('could not write the error response without its extras either: %O', plainError)
+        out = write(toErrorResponse(undefined, { ...context, problemType: undefined }), req, res, requestId)
+      }
     }
     if (state.abortReason !== undefined) dropLateWrites(res)
     report(err, out.status, out.code, requestId, req, res, 'sent')
