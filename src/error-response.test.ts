@@ -32,6 +32,26 @@ describe('normalizeError(err)', () => {
     ['a number', 42, 500, 'IC_INTERNAL_ERROR', false],
     ['a symbol', Symbol('x'), 500, 'IC_INTERNAL_ERROR', false],
   ]
+  const overridden = (status: Record<string, unknown>) => Object.assign(icError('IC_IMAGE_NOT_FOUND'), status)
+  table.push(
+    ['our error given status 200', overridden({ status: 200 }), 404, 'IC_IMAGE_NOT_FOUND', true],
+    ['our error given 302', overridden({ status: 302, statusCode: 302 }), 404, 'IC_IMAGE_NOT_FOUND', true],
+    [
+      'our error given "410"',
+      overridden({ status: '410', statusCode: '410' }),
+      404,
+      'IC_IMAGE_NOT_FOUND',
+      true,
+    ],
+    [
+      'our error given 410.5',
+      overridden({ status: 410.5, statusCode: 410.5 }),
+      404,
+      'IC_IMAGE_NOT_FOUND',
+      true,
+    ],
+    ['our error given 600', overridden({ status: 600, statusCode: 600 }), 404, 'IC_IMAGE_NOT_FOUND', true],
+  )
   for (const [name, err, status, code, expose] of table) {
     it(`${name} → ${status} ${code}`, () => {
       const n = normalizeError(err)

@@ -48,7 +48,8 @@ const internal = errorCatalogue.IC_INTERNAL_ERROR
 
 /**
  * Reduces any thrown or rejected value to a status, code, message and headers, following
- * the http-errors contract: an error of this package keeps everything; a foreign error with
+ * the http-errors contract: an error of this package keeps everything (a `status` set on it
+ * afterwards only when it is an integer from 400 to 599, else its code's); a foreign error with
  * `status`/`statusCode` in 400–599 keeps that status, its `expose` and its valid headers,
  * and gets the catalogue's default code for the status (its own `code` is used only when
  * it is a catalogue code, so `ECONNRESET` never leaks); anything else is a 500 whose
@@ -64,7 +65,8 @@ export function normalizeError(err: unknown): NormalizedError {
     const entry = lookupErrorCode(err.code)
     if (entry !== undefined) {
       return {
-        status: err.status,
+        // A status set on the error afterwards is checked like a foreign one's; else the code's.
+        status: statusOf(err) ?? entry.status,
         code: err.code,
         entry,
         message: String(err.message),

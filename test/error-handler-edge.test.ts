@@ -129,6 +129,16 @@ describe('a header value in an IcError that Node refuses', () => {
   ])
 })
 
+describe("a status set on this package's error after it was made", () => {
+  const given = (status: Record<string, unknown>) => () =>
+    Object.assign(icError('IC_IMAGE_NOT_FOUND'), status)
+  answersOnEveryFramework('is used only in 400–599, else the code keeps its own status', [
+    ['status 200', given({ status: 200 }), 404, 'IC_IMAGE_NOT_FOUND'],
+    ['status 302', given({ status: 302, statusCode: 302 }), 404, 'IC_IMAGE_NOT_FOUND'],
+    ['status "410"', given({ status: '410', statusCode: '410' }), 404, 'IC_IMAGE_NOT_FOUND'],
+  ])
+})
+
 describe('an answer that cannot be written as it is keeps its status', () => {
   const mutated = () => {
     const err = icError('IC_HOST_NOT_ALLOWED')
