@@ -170,13 +170,35 @@ function deltaSecondsOf(text: string): string | undefined {
 }
 
 /**
+ * A header value as one field line: a string or a number, or an array of them (a field sent
+ * as several lines, like two `WWW-Authenticate` challenges) joined with `, `, which RFC 9110
+ * §5.3 makes the same field; undefined when it is none of these or any part is not
+ * header-safe.
+ */
+function headerLine(value: unknown): string | undefined {
+  if (typeof value === 'number') return String(value)
+  if (typeof value === 'string') return HEADER_VALUE.test(value) ? value : undefined
+  if (!Array.isArray(value) || value.length === 0) return undefined
+  const parts: string[] = []
+  for (const part of value) {
+    const line = typeof part === 'number' || typeof part === 'string' ? headerLine(part) : undefined
+    if (line === undefined) return undefined
+    parts.push(line)
+  }
+  return parts.join(', ')
+}
+
+/**
  * Keeps the headers of an error whose names and values are valid and harmless: never
  * `Content-Length`, `Content-Type`, `Transfer-Encoding`, `Connection` or `Set-Cookie`, and
- * `x-ic-*` only when `own` (a foreign error cannot forge our code). `Retry-After` is kept as
- * whole delta-seconds (an HTTP date is converted), or dropped when it is neither.
+ * `x-ic-*` only when `own` (a foreign error cannot forge our code). A value may be an array
+ * of safe strings (`WWW-Authenticate: ['Basic', 'Bearer']`): it is sent as one line, joined
+ * with `, `. `Retry-After` is kept as whole delta-seconds (an HTTP date is converted), or
+ * dropped when it is neither.
  *
  * @example
  * sanitizeHeaders({ 'X-Ok': 'yes', 'x-bad': 'a\r\nb' }, false) // { 'x-ok': 'yes' }
+ * sanitizeHeaders({ 'WWW-Authenticate': ['Basic realm="img"', 'Bearer'] }, false) // { 'www-authenticate': 'Basic realm="img", Bearer' }
  * sanitizeHeaders({ 'Retry-After': 'soon' }, false) // {}
  */
 export function sanitizeHeaders(headers: unknown, own: boolean): Record<string, string> {
@@ -186,8 +208,8 @@ export function sanitizeHeaders(headers: unknown, own: boolean): Record<string, 
     const lower = name.toLowerCase()
     if (!HEADER_NAME.test(name) || RESERVED_HEADERS.has(lower) || (!own && lower.startsWith('x-ic-')))
       continue
-    const text = typeof value === 'number' ? String(value) : value
-    if (typeof text !== 'string' || !HEADER_VALUE.test(text) || (!own && text.length > 1024)) continue
+    const text = headerLine(value)
+    if (text === undefined || (!own && text.length > 1024)) continue
     if (lower !== 'retry-after') out[lower] = text
     else {
       const seconds = deltaSecondsOf(text)

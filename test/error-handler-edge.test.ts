@@ -129,6 +129,30 @@ describe('a header value in an IcError that Node refuses', () => {
   ])
 })
 
+describe('a foreign error whose header is an array of values', () => {
+  for (const framework of frameworks) {
+    it(`${framework}: sends every WWW-Authenticate challenge of createError(401, { headers })`, async () => {
+      const app = await startApp(framework, {
+        routes: [
+          {
+            path: '/login',
+            handle: () => {
+              throw createHttpError(401, { headers: { 'WWW-Authenticate': ['Basic realm="img"', 'Bearer'] } })
+            },
+          },
+        ],
+      })
+      try {
+        const r = await request(app.url).get('/login')
+        assert.deepEqual([r.status, r.headers['x-ic-error-code']], [401, 'IC_UNAUTHORIZED'])
+        assert.equal(r.headers['www-authenticate'], 'Basic realm="img", Bearer')
+      } finally {
+        await app.close()
+      }
+    })
+  }
+})
+
 describe("a status set on this package's error after it was made", () => {
   const given = (status: Record<string, unknown>) => () =>
     Object.assign(icError('IC_IMAGE_NOT_FOUND'), status)
