@@ -123,7 +123,9 @@ export function fromGuard(guard: Guard, name: string): KoaMiddleware {
 export function errorHandler(options: Readonly<ErrorHandlerOptions> = {}): KoaMiddleware {
   // Checked before the spread, which would turn `null` into {} and a string into its characters.
   optionsObject(options, 'errorHandler')
-  const handle = makeErrorWriter({ onError: () => {}, ...options }, answerAs)
+  // Koa's own app.on('error') logs: `onError: undefined` (an unset config value) means that default too.
+  const onError = options.onError === undefined ? () => {} : options.onError
+  const handle = makeErrorWriter({ ...options, onError }, answerAs)
   const fail = (ctx: KoaContext, err: unknown): void => {
     ctx.respond = false
     // A request fails once: a late error after a 504 or 499 is neither written nor emitted again.

@@ -629,6 +629,37 @@ describe('a missing file (ENOENT)', () => {
   })
 })
 
+describe('Koa: errorHandler({ onError: undefined })', () => {
+  for (const [name, Koa] of Koas) {
+    it(`${name}: keeps the Koa default (no console.error of its own), so a 5xx is logged once, by Koa`, async () => {
+      const config: { onError?: (report: ErrorReport) => void } = {} // nothing configured
+      const app = new Koa()
+      app.silent = true
+      const emitted: unknown[] = []
+      app.on('error', (err: unknown) => emitted.push(err))
+      app.use(kx.errorHandler({ onError: config.onError }) as never)
+      app.use(async () => {
+        throw new Error('db down')
+      })
+      const s = await listen(app.callback() as never)
+      const logged: unknown[] = []
+      const consoleError = console.error
+      console.error = (...args: unknown[]) => logged.push(args)
+      try {
+        assert.equal((await request(s.url).get('/')).status, 500)
+        assert.deepEqual(logged, [])
+        assert.deepEqual(
+          emitted.map((err) => (err as Error).message),
+          ['db down'],
+        )
+      } finally {
+        console.error = consoleError
+        await s.close()
+      }
+    })
+  }
+})
+
 describe('Koa: a late error after the request already failed', () => {
   for (const [name, Koa] of Koas) {
     it(`${name}: is neither written nor emitted on the app a second time`, async () => {

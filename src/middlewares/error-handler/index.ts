@@ -57,10 +57,11 @@ export interface ErrorReport {
 export interface ErrorHandlerOptions {
   /**
    * Called exactly once per failed request (499 included), for logs and metrics. Errors it
-   * throws are swallowed. Default: 5xx errors (not 499), and every error that came after the
-   * response was ended (outcome `ended`), are printed with `console.error`.
+   * throws are swallowed. Default (also when given as `undefined`): on Express, 5xx errors
+   * (not 499) and every error that came after the response was ended (outcome `ended`) are
+   * printed with `console.error`; on Koa, nothing (Koa's `app.on('error')` logging applies).
    */
-  readonly onError?: (report: ErrorReport) => void
+  readonly onError?: ((report: ErrorReport) => void) | undefined
   /**
    * Header carrying the request id on every error response. An incoming one is reused when
    * it is 1–128 characters of `A–Z a–z 0–9 _ . ~ -`.
