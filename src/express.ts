@@ -215,7 +215,8 @@ function mountedErrorWriter(req: IncomingMessage): ErrorWriter | undefined {
 }
 
 /**
- * Answers 404 `IC_NOT_FOUND` through the error handler for requests no route matched.
+ * Answers 404 `IC_NOT_FOUND` through the error handler for requests no route matched, naming
+ * the path as the client sent it (`req.originalUrl`, not the part a router's mount left).
  * Mount it after the routes and before `errorHandler()`.
  *
  * @example
@@ -225,7 +226,9 @@ function mountedErrorWriter(req: IncomingMessage): ErrorWriter | undefined {
 export function notFound(...options: []): ExpressMiddleware {
   noOptions(options, 'notFound')
   return function notFound(req, _res, next) {
-    next(icError('IC_NOT_FOUND', { message: `No route for ${req.method} ${req.url?.split('?')[0]}` }))
+    // The request target is printable ASCII (Node's parser refuses the rest) and stays percent-encoded.
+    const url = (req as { originalUrl?: string }).originalUrl ?? req.url
+    next(icError('IC_NOT_FOUND', { message: `No route for ${req.method} ${url?.split('?')[0]}` }))
   }
 }
 

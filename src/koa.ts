@@ -32,6 +32,8 @@ const debug = debuglog('image-api-errors')
 export interface KoaContext {
   readonly req: IncomingMessage
   readonly res: ServerResponse
+  /** The request URL as it arrived, before a mount (koa-mount) rewrote `ctx.url`. */
+  readonly originalUrl?: string
   state: Record<string, unknown>
   status: number
   body: unknown
@@ -198,7 +200,8 @@ function isStatusText(status: number, message: string): boolean {
 
 /**
  * Answers 404 `IC_NOT_FOUND` through the error handler when nothing downstream produced a
- * response. Mount it right after `errorHandler()`.
+ * response, naming the path as the client sent it (`ctx.originalUrl`, not a mount's
+ * rewritten `ctx.url`). Mount it right after `errorHandler()`.
  *
  * @example
  * app.use(errorHandler())
@@ -215,9 +218,9 @@ export function notFound(...options: []): KoaMiddleware {
       ctx.respond !== false &&
       !ctx.res.headersSent
     ) {
-      throw icError('IC_NOT_FOUND', {
-        message: `No route for ${ctx.req.method} ${ctx.req.url?.split('?')[0]}`,
-      })
+      // The request target is printable ASCII (Node's parser refuses the rest) and stays percent-encoded.
+      const url = ctx.originalUrl ?? ctx.req.url
+      throw icError('IC_NOT_FOUND', { message: `No route for ${ctx.req.method} ${url?.split('?')[0]}` })
     }
   }
 }

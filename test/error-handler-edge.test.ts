@@ -660,6 +660,56 @@ describe('Koa: errorHandler({ onError: undefined })', () => {
   }
 })
 
+describe('notFound() under a mount path names the path the client asked for', () => {
+  for (const [name, express] of Expresses) {
+    it(`${name}: a router mounted at /api/v2`, async () => {
+      const app = express()
+      const api = express.Router()
+      api.get('/images/:id', (_req, res) => res.send('ok'))
+      api.use(ex.notFound() as never)
+      app.use('/api/v2', api)
+      app.use(ex.errorHandler({ onError: () => {} }) as never)
+      const s = await listen(app as never)
+      try {
+        const r = await request(s.url).get('/api/v2/imagez/1?x=<b>')
+        assert.equal(r.status, 404)
+        assert.match(r.text, /^Not Found \(IC_NOT_FOUND\): No route for GET \/api\/v2\/imagez\/1\n/)
+      } finally {
+        await s.close()
+      }
+    })
+  }
+  for (const [name, Koa] of Koas) {
+    it(`${name}: a koa-mount style mount at /api/v2, which rewrites ctx.path`, async () => {
+      const app = new Koa()
+      app.silent = true
+      app.use(kx.errorHandler({ onError: () => {} }) as never)
+      const notFound = kx.notFound()
+      app.use(async (ctx: { path: string }, next: () => Promise<unknown>) => {
+        if (!ctx.path.startsWith('/api/v2/')) {
+          await next()
+          return
+        }
+        const mountedAt = ctx.path
+        ctx.path = ctx.path.slice('/api/v2'.length)
+        try {
+          await notFound(ctx as never, async () => {})
+        } finally {
+          ctx.path = mountedAt
+        }
+      })
+      const s = await listen(app.callback() as never)
+      try {
+        const r = await request(s.url).get('/api/v2/imagez/1?x=<b>')
+        assert.equal(r.status, 404)
+        assert.match(r.text, /^Not Found \(IC_NOT_FOUND\): No route for GET \/api\/v2\/imagez\/1\n/)
+      } finally {
+        await s.close()
+      }
+    })
+  }
+})
+
 describe('Koa: a late error after the request already failed', () => {
   for (const [name, Koa] of Koas) {
     it(`${name}: is neither written nor emitted on the app a second time`, async () => {
