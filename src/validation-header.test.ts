@@ -121,6 +121,20 @@ describe('headerSafeText(text, maxBytes)', () => {
       }),
     )
   })
+
+  it('cuts between whole characters, so the result still decodes to a prefix of the text (property)', () => {
+    assert.equal(headerSafeText('aé', 4), 'a')
+    assert.equal(headerSafeText('a😀b', 10), 'a')
+    assert.equal(headerSafeText('a😀b', 13), 'a%F0%9F%98%80')
+    fc.assert(
+      fc.property(fc.string({ unit: 'binary', maxLength: 40 }), fc.nat(80), (text, maxBytes) => {
+        const out = headerSafeText(text, maxBytes)
+        assert.ok(out.length <= maxBytes)
+        assert.ok(text.toWellFormed().startsWith(decodeURIComponent(out)), out)
+      }),
+      { numRuns: 2000 },
+    )
+  })
 })
 
 describe('sanitizeHeaders(headers, own)', () => {

@@ -137,15 +137,37 @@ export function encodeValidationHeader(
 
 /**
  * Makes any text safe as an HTTP header value: printable ASCII kept, everything else
- * percent-encoded as UTF-8, and the result cut to `maxBytes`.
+ * percent-encoded as UTF-8, and the result cut to `maxBytes` between whole characters, so
+ * that it still decodes (`decodeURIComponent`).
  *
  * @example
  * headerSafeText('café\r\nSet-Cookie: x') // 'caf%C3%A9%0D%0ASet-Cookie: x'
+ * headerSafeText('aé', 4) // 'a'
  */
 export function headerSafeText(text: string, maxBytes = 512): string {
   const safe = text.replace(/[^\x20-\x24\x26-\x7e]+/g, (run) => encodeURIComponent(run.toWellFormed()))
   if (safe.length <= maxBytes) return safe
-  return safe.slice(0, maxBytes).replace(/%[0-9A-F]?$/, '')
+  return wholeCharacters(safe.slice(0, maxBytes).replace(/%[0-9A-F]?$/, ''))
+}
+
+/**
+ * Percent-encoded text without the first bytes of a character cut after them: `a%C3` (the
+ * first of `é`'s two bytes) is `a`. Every `%` in it starts an escape (headerSafeText encodes
+ * `%` itself), so the bytes are read back from the end: continuation bytes (`%80`–`%BF`),
+ * then the byte that says how many the character has.
+ */
+function wholeCharacters(cut: string): string {
+  let continuation = 0
+  for (let end = cut.length; end >= 3 && cut[end - 3] === '%'; end -= 3) {
+    const byte = Number.parseInt(cut.slice(end - 2, end), 16)
+    if (byte >= 0x80 && byte < 0xc0) {
+      continuation++
+      continue
+    }
+    const length = byte >= 0xf0 ? 4 : byte >= 0xe0 ? 3 : byte >= 0xc0 ? 2 : 1
+    return continuation + 1 === length ? cut : cut.slice(0, end - 3)
+  }
+  return cut
 }
 
 /** Delta-seconds above this are sent as this: what RFC 9111 asks every recipient to handle. */
