@@ -32,6 +32,26 @@ describe('normalizeError(err)', () => {
     ['a number', 42, 500, 'IC_INTERNAL_ERROR', false],
     ['a symbol', Symbol('x'), 500, 'IC_INTERNAL_ERROR', false],
   ]
+  const overridden = (status: Record<string, unknown>) => Object.assign(icError('IC_IMAGE_NOT_FOUND'), status)
+  table.push(
+    ['our error given status 200', overridden({ status: 200 }), 404, 'IC_IMAGE_NOT_FOUND', true],
+    ['our error given 302', overridden({ status: 302, statusCode: 302 }), 404, 'IC_IMAGE_NOT_FOUND', true],
+    [
+      'our error given "410"',
+      overridden({ status: '410', statusCode: '410' }),
+      404,
+      'IC_IMAGE_NOT_FOUND',
+      true,
+    ],
+    [
+      'our error given 410.5',
+      overridden({ status: 410.5, statusCode: 410.5 }),
+      404,
+      'IC_IMAGE_NOT_FOUND',
+      true,
+    ],
+    ['our error given 600', overridden({ status: 600, statusCode: 600 }), 404, 'IC_IMAGE_NOT_FOUND', true],
+  )
   for (const [name, err, status, code, expose] of table) {
     it(`${name} → ${status} ${code}`, () => {
       const n = normalizeError(err)
@@ -80,6 +100,36 @@ describe('toErrorResponse(err, context)', () => {
       assert.deepEqual(JSON.parse(json.body).validation, [{ message: '"width" is required' }])
     }
     assert.equal(toErrorResponse(icError('IC_BAD_REQUEST')).headers['x-ic-error-validation'], undefined)
+  })
+
+  it('puts only the cleaned validation items in the JSON body: a BigInt or a cycle in their context cannot make it a 500', () => {
+    const cyclic: Record<string, unknown> = { key: 'width' }
+    cyclic.self = cyclic
+    for (const context of [cyclic, { limit: 8192n }]) {
+      const err = createHttpError(400, 'bad params', {
+        validation: [{ message: '"width" must be ≤ 8192', path: ['width'], type: 'number.max', context }],
+      })
+      const r = toErrorResponse(err, { accept: 'application/json' })
+      assert.deepEqual([r.status, r.code], [400, 'IC_BAD_REQUEST'])
+      assert.deepEqual(JSON.parse(r.body).validation, [
+        { message: '"width" must be ≤ 8192', path: ['width'], type: 'number.max' },
+      ])
+      assert.deepEqual(
+        JSON.parse(r.headers['x-ic-error-validation'] as string),
+        JSON.parse(r.body).validation,
+      )
+    }
+  })
+
+  it('leaves out details that cannot be JSON, and keeps the status', () => {
+    const err = icError('IC_COST_OVER_LIMIT', { expose: true, details: { cost: 10n } })
+    const r = toErrorResponse(err, { accept: 'application/json' })
+    assert.deepEqual([r.status, r.code], [403, 'IC_COST_OVER_LIMIT'])
+    assert.equal(JSON.parse(r.body).details, undefined)
+    const shown = toErrorResponse(icError('IC_COST_OVER_LIMIT', { details: { cost: 10 } }), {
+      accept: 'application/json',
+    })
+    assert.deepEqual(JSON.parse(shown.body).details, { cost: 10 })
   })
 
   it('sends Retry-After as whole delta-seconds, or not at all', () => {

@@ -8,6 +8,7 @@ import {
 } from './catalogue.ts'
 import { isIcError } from './errors.ts'
 import {
+  cleanValidationItem,
   encodeValidationHeader,
   retryAfterValue,
   sanitizeHeaders,
@@ -47,7 +48,8 @@ const internal = errorCatalogue.IC_INTERNAL_ERROR
 
 /**
  * Reduces any thrown or rejected value to a status, code, message and headers, following
- * the http-errors contract: an error of this package keeps everything; a foreign error with
+ * the http-errors contract: an error of this package keeps everything (a `status` set on it
+ * afterwards only when it is an integer from 400 to 599, else its code's); a foreign error with
  * `status`/`statusCode` in 400–599 keeps that status, its `expose` and its valid headers,
  * and gets the catalogue's default code for the status (its own `code` is used only when
  * it is a catalogue code, so `ECONNRESET` never leaks); anything else is a 500 whose
@@ -63,7 +65,8 @@ export function normalizeError(err: unknown): NormalizedError {
     const entry = lookupErrorCode(err.code)
     if (entry !== undefined) {
       return {
-        status: err.status,
+        // A status set on the error afterwards is checked like a foreign one's; else the code's.
+        status: statusOf(err) ?? entry.status,
         code: err.code,
         entry,
         message: String(err.message),
@@ -184,6 +187,17 @@ export function prefersJson(accept: string | undefined): boolean {
 
 const defaultProblemType = (code: ErrorCode): string => `urn:image-api-errors:code:${code}`
 
+/** The problem as JSON; `details` that cannot be (a BigInt, a cycle) are left out rather than failing the answer. */
+function problemJson(problem: Record<string, unknown>): string {
+  try {
+    return JSON.stringify(problem)
+  } catch (err) {
+    if (problem.details === undefined) throw err
+    const { details: _details, ...rest } = problem
+    return JSON.stringify(rest)
+  }
+}
+
 /** Status line text; Node knows no phrase for 499. */
 export function statusMessageOf(status: number): string {
   return STATUS_CODES[status] ?? (status === 499 ? 'Client Closed Request' : 'Unknown')
@@ -250,9 +264,9 @@ export function responseOf(n: NormalizedError, context: ResponseContext = {}): E
       if (context.requestId !== undefined) problem.instance = context.requestId
       problem.code = n.code
       problem.retryable = n.entry.retryable
-      if (listed !== undefined) problem.validation = listed
+      if (listed !== undefined) problem.validation = listed.map(cleanValidationItem)
       if (n.expose && n.details !== undefined) problem.details = n.details
-      body = JSON.stringify(problem)
+      body = problemJson(problem)
     }
   } else {
     headers['content-type'] = 'text/plain; charset=utf-8'

@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { debuglog } from 'node:util'
 import { icError } from './errors.ts'
-import type { Guard } from './guard.ts'
+import { type Guard, isThenable } from './guard.ts'
 import * as core from './index.ts'
 import { createClientClosed } from './middlewares/client-closed/index.ts'
 import { createDeadline, type DeadlineOptions } from './middlewares/deadline/index.ts'
@@ -77,7 +77,8 @@ function settledAfterAbort(req: IncomingMessage, next: NextFunction): boolean {
 
 /**
  * Runs a core guard as Express middleware: synchronous guards cost no promise; failures go to
- * `next(err)`, which Express 4 needs; what the guard returns is copied onto `res.locals`.
+ * `next(err)`, which Express 4 needs; what the guard returns is copied onto `res.locals`. Any
+ * promise or thenable it returns is awaited (one from another realm included).
  *
  * @example
  * const onlyGet: Guard = (req) => {
@@ -96,11 +97,12 @@ export function fromGuard(guard: Guard, name: string): ExpressMiddleware {
     }
     if (out === undefined) {
       next()
-    } else if (out instanceof Promise) {
-      out.then(
+    } else if (isThenable(out)) {
+      // Promise.resolve() adopts a foreign promise or thenable, and settles once whatever it does.
+      Promise.resolve(out).then(
         (values) => {
           if (settledAfterAbort(req, next)) return
-          if (values !== undefined) publish(res, values)
+          if (values !== undefined) publish(res, values as core.Published)
           next()
         },
         (err: unknown) => {
@@ -213,7 +215,8 @@ function mountedErrorWriter(req: IncomingMessage): ErrorWriter | undefined {
 }
 
 /**
- * Answers 404 `IC_NOT_FOUND` through the error handler for requests no route matched.
+ * Answers 404 `IC_NOT_FOUND` through the error handler for requests no route matched, naming
+ * the path as the client sent it (`req.originalUrl`, not the part a router's mount left).
  * Mount it after the routes and before `errorHandler()`.
  *
  * @example
@@ -223,7 +226,9 @@ function mountedErrorWriter(req: IncomingMessage): ErrorWriter | undefined {
 export function notFound(...options: []): ExpressMiddleware {
   noOptions(options, 'notFound')
   return function notFound(req, _res, next) {
-    next(icError('IC_NOT_FOUND', { message: `No route for ${req.method} ${req.url?.split('?')[0]}` }))
+    // The request target is printable ASCII (Node's parser refuses the rest) and stays percent-encoded.
+    const url = (req as { originalUrl?: string }).originalUrl ?? req.url
+    next(icError('IC_NOT_FOUND', { message: `No route for ${req.method} ${url?.split('?')[0]}` }))
   }
 }
 
@@ -249,11 +254,12 @@ function publishSignalOn(req: IncomingMessage, res: ServerResponse): void {
 }
 
 /**
- * Gives the request a deadline. When it passes before the response finished, the request's
- * signal ({@link requestSignal}, also `res.locals.signal`) is aborted and the error handler
- * answers 504 `IC_BACKEND_TIMEOUT` (or closes the connection if the response had started).
- * A handler that writes late neither crashes nor sends a second response. The timer is
- * cleared when the response finishes. Mount it before the handlers it covers, app-wide or
+ * Gives the request a deadline. When it passes before the handler ended the response, the
+ * request's signal ({@link requestSignal}, also `res.locals.signal`) is aborted and the error
+ * handler answers 504 `IC_BACKEND_TIMEOUT` (or closes the connection if the response had
+ * started). A response the handler ended in time is never cut, however long a slow client
+ * takes to download it. A handler that writes late neither crashes nor sends a second
+ * response. The timer is cleared when the response finishes. Mount it before the handlers it covers, app-wide or
  * per route; when two deadlines apply, the earlier one wins.
  *
  * @example

@@ -24,3 +24,22 @@ export type Guard = (
   res: ServerResponse,
   // biome-ignore lint/suspicious/noConfusingVoidType: a guard written `(req) => { ... }` returns void, which TypeScript 5 does not take for undefined
 ) => void | Published | Promise<void | Published>
+
+/**
+ * Whether a guard (or a hook) answered with a promise of any kind: a native one, one made in
+ * another realm (`node:vm`, a test runner's sandbox) or another library's thenable. Checked
+ * with `instanceof Promise`, the last two would be taken for a synchronous pass and their
+ * refusal ignored. Internal.
+ *
+ * @example
+ * isThenable(Promise.resolve()) // true
+ * isThenable({ then: (resolve: (v: unknown) => void) => resolve(1) }) // true
+ * isThenable({ width: 100 }) // false
+ */
+export function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return (
+    (typeof value === 'object' || typeof value === 'function') &&
+    value !== null &&
+    typeof (value as { then?: unknown }).then === 'function'
+  )
+}

@@ -2,11 +2,11 @@ import { type IncomingMessage, type ServerResponse, STATUS_CODES } from 'node:ht
 import { debuglog } from 'node:util'
 import createHttpError from 'http-errors'
 import { icError } from './errors.ts'
-import type { Guard } from './guard.ts'
+import { type Guard, isThenable } from './guard.ts'
 import * as core from './index.ts'
 import { createClientClosed } from './middlewares/client-closed/index.ts'
 import { createDeadline, type DeadlineOptions } from './middlewares/deadline/index.ts'
-import { createErrorWriter, type ErrorHandlerOptions, failureOf } from './middlewares/error-handler/index.ts'
+import { type ErrorHandlerOptions, failureOf, makeErrorWriter } from './middlewares/error-handler/index.ts'
 import { type LoadSheddingOptions, loadSheddingGuard } from './middlewares/load-shedding/index.ts'
 import {
   type ImageChartsRateLimitsOptions,
@@ -32,6 +32,8 @@ const debug = debuglog('image-api-errors')
 export interface KoaContext {
   readonly req: IncomingMessage
   readonly res: ServerResponse
+  /** The request URL as it arrived, before a mount (koa-mount) rewrote `ctx.url`. */
+  readonly originalUrl?: string
   state: Record<string, unknown>
   status: number
   body: unknown
@@ -71,7 +73,8 @@ function abortReasonOf(req: IncomingMessage): Error | undefined {
 
 /**
  * Runs a core guard as Koa middleware; a refusal is thrown up to `errorHandler()`, what the
- * guard returns is copied onto `ctx.state`.
+ * guard returns is copied onto `ctx.state`. Any promise or thenable it returns is awaited (one
+ * from another realm included).
  *
  * @example
  * const onlyGet: Guard = (req) => {
@@ -83,7 +86,7 @@ export function fromGuard(guard: Guard, name: string): KoaMiddleware {
   const middleware: KoaMiddleware = async (ctx, next) => {
     const out = guard(ctx.req, ctx.res)
     let values = out
-    if (out instanceof Promise) {
+    if (isThenable(out)) {
       try {
         values = await out
       } catch (err) {
@@ -106,7 +109,9 @@ export function fromGuard(guard: Guard, name: string): KoaMiddleware {
  * The final error handler, mounted **first**: the only writer of error responses. It
  * catches what downstream throws and what Koa reports later (a body stream failing), and
  * writes the response itself, so 499 stays 499 and headers already set (CORS, RateLimit)
- * are kept, where Koa's own handler would turn 499 into 500 and clear them. The error is
+ * are kept, where Koa's own handler would turn 499 into 500 and clear them. Like Koa 2's
+ * own handler, it answers an `ENOENT` error without a status (a missing file) 404
+ * `IC_NOT_FOUND`, on Koa 2 and 3. The error is
  * also emitted on the app (`app.on('error')`), as Koa expects of error handlers.
  *
  * @example
@@ -120,7 +125,9 @@ export function fromGuard(guard: Guard, name: string): KoaMiddleware {
 export function errorHandler(options: Readonly<ErrorHandlerOptions> = {}): KoaMiddleware {
   // Checked before the spread, which would turn `null` into {} and a string into its characters.
   optionsObject(options, 'errorHandler')
-  const handle = createErrorWriter({ onError: () => {}, ...options })
+  // Koa's own app.on('error') logs: `onError: undefined` (an unset config value) means that default too.
+  const onError = options.onError === undefined ? () => {} : options.onError
+  const handle = makeErrorWriter({ ...options, onError }, answerAs)
   const fail = (ctx: KoaContext, err: unknown): void => {
     ctx.respond = false
     // A request fails once: a late error after a 504 or 499 is neither written nor emitted again.
@@ -165,6 +172,18 @@ export function errorHandler(options: Readonly<ErrorHandlerOptions> = {}): KoaMi
   }
 }
 
+/**
+ * A file that is not there, failing without a status of its own (`ctx.body =
+ * fs.createReadStream(missing)`, `await readFile(missing)`), is answered 404 `IC_NOT_FOUND`
+ * (its message, which names the path on disk, stays hidden), as Koa 2's own handler answers
+ * it; on Koa 3 too, whose handler dropped that case, so that both answer alike.
+ */
+function answerAs(err: unknown): unknown {
+  if (typeof err !== 'object' || err === null) return err
+  const { code, status, statusCode } = err as { code?: unknown; status?: unknown; statusCode?: unknown }
+  return code === 'ENOENT' && status === undefined && statusCode === undefined ? icError('IC_NOT_FOUND') : err
+}
+
 /** Whether the app set `ctx.status` itself, rather than leaving Koa's default 404 (Koa 2 and 3 both keep this flag). */
 function explicitStatus(ctx: KoaContext): boolean {
   return (ctx as { response?: { _explicitStatus?: boolean } }).response?._explicitStatus === true
@@ -181,7 +200,8 @@ function isStatusText(status: number, message: string): boolean {
 
 /**
  * Answers 404 `IC_NOT_FOUND` through the error handler when nothing downstream produced a
- * response. Mount it right after `errorHandler()`.
+ * response, naming the path as the client sent it (`ctx.originalUrl`, not a mount's
+ * rewritten `ctx.url`). Mount it right after `errorHandler()`.
  *
  * @example
  * app.use(errorHandler())
@@ -198,9 +218,9 @@ export function notFound(...options: []): KoaMiddleware {
       ctx.respond !== false &&
       !ctx.res.headersSent
     ) {
-      throw icError('IC_NOT_FOUND', {
-        message: `No route for ${ctx.req.method} ${ctx.req.url?.split('?')[0]}`,
-      })
+      // The request target is printable ASCII (Node's parser refuses the rest) and stays percent-encoded.
+      const url = ctx.originalUrl ?? ctx.req.url
+      throw icError('IC_NOT_FOUND', { message: `No route for ${ctx.req.method} ${url?.split('?')[0]}` })
     }
   }
 }
@@ -210,9 +230,11 @@ export function notFound(...options: []): KoaMiddleware {
 const failThroughContext: LifecycleFail = (ctx, err) => (ctx as KoaContext).onerror(err)
 
 /**
- * Gives the request a deadline. When it passes before the response finished, the request's
+ * Gives the request a deadline. When it passes before the response was ended (a buffered
+ * `ctx.body` is ended as soon as the middlewares return; a stream when it ends), the request's
  * signal ({@link requestSignal}, also `ctx.state.signal`) is aborted and `errorHandler()`
  * answers 504 `IC_BACKEND_TIMEOUT` (or closes the connection if the response had started).
+ * A response ended in time is never cut, however long a slow client takes to download it.
  * A handler that sets `ctx.body` late changes nothing. The timer is cleared when the
  * response finishes. Mount it after `errorHandler()`; when two deadlines apply, the earlier
  * one wins.

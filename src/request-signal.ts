@@ -92,7 +92,8 @@ export type LifecycleFail = (target: unknown, err: Error, res: ServerResponse) =
  * Reports `err` for the request through the adapter, one turn of the event loop after the
  * abort: a handler that passed the signal to its backend call fails by itself first, and
  * its failure (the same reason) is then the one reported, so the framework never sees a
- * second error for the request. A handler that ignores the signal is failed here. With
+ * second error for the request. A handler that ignores the signal is failed here, unless it
+ * ended the response meanwhile (a large one may still be on its way to the client). With
  * `clientGone`, a response the handler ended meanwhile is still reported: it reached nobody.
  *
  * @example
@@ -109,6 +110,6 @@ export function failAfterAbort(
 
 function failIfPending(res: ServerResponse, err: Error, fail: LifecycleFail, clientGone: boolean): void {
   const state = peekRequestState(res.req)
-  if (state === undefined || state.failureReported === true || (!clientGone && res.writableFinished)) return
+  if (state === undefined || state.failureReported === true || (!clientGone && res.writableEnded)) return
   fail(state.lifecycleTarget, err, res)
 }

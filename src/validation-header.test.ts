@@ -1,7 +1,12 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import fc from 'fast-check'
-import { encodeValidationHeader, headerSafeText, toValidationItem } from './validation-header.ts'
+import {
+  encodeValidationHeader,
+  headerSafeText,
+  sanitizeHeaders,
+  toValidationItem,
+} from './validation-header.ts'
 
 const HEADER_SAFE = /^[\x20-\x7e]*$/
 
@@ -115,6 +120,40 @@ describe('headerSafeText(text, maxBytes)', () => {
         assert.match(headerSafeText(text), HEADER_SAFE)
       }),
     )
+  })
+
+  it('cuts between whole characters, so the result still decodes to a prefix of the text (property)', () => {
+    assert.equal(headerSafeText('aé', 4), 'a')
+    assert.equal(headerSafeText('a😀b', 10), 'a')
+    assert.equal(headerSafeText('a😀b', 13), 'a%F0%9F%98%80')
+    fc.assert(
+      fc.property(fc.string({ unit: 'binary', maxLength: 40 }), fc.nat(80), (text, maxBytes) => {
+        const out = headerSafeText(text, maxBytes)
+        assert.ok(out.length <= maxBytes)
+        assert.ok(text.toWellFormed().startsWith(decodeURIComponent(out)), out)
+      }),
+      { numRuns: 2000 },
+    )
+  })
+})
+
+describe('sanitizeHeaders(headers, own)', () => {
+  it('keeps a field given as an array of safe values as one line joined with a comma, and drops one with a bad part', () => {
+    assert.deepEqual(sanitizeHeaders({ 'WWW-Authenticate': ['Basic realm="img"', 'Bearer'] }, false), {
+      'www-authenticate': 'Basic realm="img", Bearer',
+    })
+    assert.deepEqual(sanitizeHeaders({ 'x-ids': [1, 'b'] }, true), { 'x-ids': '1, b' })
+    // Each part is checked as a single value would be: one bad part drops the field.
+    for (const parts of [
+      ['Basic', 'Bearer\r\nSet-Cookie: a=b'],
+      ['Basic', null],
+      ['Basic', ['Bearer']],
+      [],
+    ]) {
+      assert.deepEqual(sanitizeHeaders({ 'www-authenticate': parts }, false), {}, JSON.stringify(parts))
+    }
+    assert.deepEqual(sanitizeHeaders({ 'x-long': ['a'.repeat(600), 'b'.repeat(600)] }, false), {})
+    assert.deepEqual(sanitizeHeaders({ 'Retry-After': ['7', '8'] }, false), {})
   })
 })
 

@@ -42,7 +42,15 @@ function asciiJson(value: unknown): string {
   return JSON.stringify(value).replace(NOT_HEADER_SAFE, escapeChar)
 }
 
-function cleanItem(item: ValidationItem): ValidationItem {
+/**
+ * An item reduced to what clients read: its `message` (a string), its `path` (strings and
+ * numbers, at most 8) and its `type`; whatever else another library put on it (Joi's
+ * `context`, which may hold a BigInt or a cycle) is left out.
+ *
+ * @example
+ * cleanValidationItem({ message: 'too wide', path: ['width'], context: { limit: 8192n } }) // { message: 'too wide', path: ['width'] }
+ */
+export function cleanValidationItem(item: ValidationItem): ValidationItem {
   const message = typeof item?.message === 'string' ? item.message : String(item?.message ?? '')
   const out: { message: string; path?: (string | number)[]; type?: string } = { message }
   if (Array.isArray(item?.path)) {
@@ -113,7 +121,7 @@ export function encodeValidationHeader(
   const parts: string[] = []
   let used = 2
   for (let i = 0; i < items.length; i++) {
-    const item = cleanItem(items[i] as ValidationItem)
+    const item = cleanValidationItem(items[i] as ValidationItem)
     let encoded = asciiJson(item)
     if (encoded.length > itemCap) encoded = fitItem(item, itemCap)
     const last = i === items.length - 1
@@ -129,15 +137,37 @@ export function encodeValidationHeader(
 
 /**
  * Makes any text safe as an HTTP header value: printable ASCII kept, everything else
- * percent-encoded as UTF-8, and the result cut to `maxBytes`.
+ * percent-encoded as UTF-8, and the result cut to `maxBytes` between whole characters, so
+ * that it still decodes (`decodeURIComponent`).
  *
  * @example
  * headerSafeText('café\r\nSet-Cookie: x') // 'caf%C3%A9%0D%0ASet-Cookie: x'
+ * headerSafeText('aé', 4) // 'a'
  */
 export function headerSafeText(text: string, maxBytes = 512): string {
   const safe = text.replace(/[^\x20-\x24\x26-\x7e]+/g, (run) => encodeURIComponent(run.toWellFormed()))
   if (safe.length <= maxBytes) return safe
-  return safe.slice(0, maxBytes).replace(/%[0-9A-F]?$/, '')
+  return wholeCharacters(safe.slice(0, maxBytes).replace(/%[0-9A-F]?$/, ''))
+}
+
+/**
+ * Percent-encoded text without the first bytes of a character cut after them: `a%C3` (the
+ * first of `é`'s two bytes) is `a`. Every `%` in it starts an escape (headerSafeText encodes
+ * `%` itself), so the bytes are read back from the end: continuation bytes (`%80`–`%BF`),
+ * then the byte that says how many the character has.
+ */
+function wholeCharacters(cut: string): string {
+  let continuation = 0
+  for (let end = cut.length; end >= 3 && cut[end - 3] === '%'; end -= 3) {
+    const byte = Number.parseInt(cut.slice(end - 2, end), 16)
+    if (byte >= 0x80 && byte < 0xc0) {
+      continuation++
+      continue
+    }
+    const length = byte >= 0xf0 ? 4 : byte >= 0xe0 ? 3 : byte >= 0xc0 ? 2 : 1
+    return continuation + 1 === length ? cut : cut.slice(0, end - 3)
+  }
+  return cut
 }
 
 /** Delta-seconds above this are sent as this: what RFC 9111 asks every recipient to handle. */
@@ -162,13 +192,35 @@ function deltaSecondsOf(text: string): string | undefined {
 }
 
 /**
+ * A header value as one field line: a string or a number, or an array of them (a field sent
+ * as several lines, like two `WWW-Authenticate` challenges) joined with `, `, which RFC 9110
+ * §5.3 makes the same field; undefined when it is none of these or any part is not
+ * header-safe.
+ */
+function headerLine(value: unknown): string | undefined {
+  if (typeof value === 'number') return String(value)
+  if (typeof value === 'string') return HEADER_VALUE.test(value) ? value : undefined
+  if (!Array.isArray(value) || value.length === 0) return undefined
+  const parts: string[] = []
+  for (const part of value) {
+    const line = typeof part === 'number' || typeof part === 'string' ? headerLine(part) : undefined
+    if (line === undefined) return undefined
+    parts.push(line)
+  }
+  return parts.join(', ')
+}
+
+/**
  * Keeps the headers of an error whose names and values are valid and harmless: never
  * `Content-Length`, `Content-Type`, `Transfer-Encoding`, `Connection` or `Set-Cookie`, and
- * `x-ic-*` only when `own` (a foreign error cannot forge our code). `Retry-After` is kept as
- * whole delta-seconds (an HTTP date is converted), or dropped when it is neither.
+ * `x-ic-*` only when `own` (a foreign error cannot forge our code). A value may be an array
+ * of safe strings (`WWW-Authenticate: ['Basic', 'Bearer']`): it is sent as one line, joined
+ * with `, `. `Retry-After` is kept as whole delta-seconds (an HTTP date is converted), or
+ * dropped when it is neither.
  *
  * @example
  * sanitizeHeaders({ 'X-Ok': 'yes', 'x-bad': 'a\r\nb' }, false) // { 'x-ok': 'yes' }
+ * sanitizeHeaders({ 'WWW-Authenticate': ['Basic realm="img"', 'Bearer'] }, false) // { 'www-authenticate': 'Basic realm="img", Bearer' }
  * sanitizeHeaders({ 'Retry-After': 'soon' }, false) // {}
  */
 export function sanitizeHeaders(headers: unknown, own: boolean): Record<string, string> {
@@ -178,8 +230,8 @@ export function sanitizeHeaders(headers: unknown, own: boolean): Record<string, 
     const lower = name.toLowerCase()
     if (!HEADER_NAME.test(name) || RESERVED_HEADERS.has(lower) || (!own && lower.startsWith('x-ic-')))
       continue
-    const text = typeof value === 'number' ? String(value) : value
-    if (typeof text !== 'string' || !HEADER_VALUE.test(text) || (!own && text.length > 1024)) continue
+    const text = headerLine(value)
+    if (text === undefined || (!own && text.length > 1024)) continue
     if (lower !== 'retry-after') out[lower] = text
     else {
       const seconds = deltaSecondsOf(text)

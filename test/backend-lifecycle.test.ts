@@ -409,6 +409,45 @@ describe('backend lifecycle on every framework', () => {
         }
       })
 
+      test('a large image ended in time reaches a slow client whole after the deadline passed', async () => {
+        const image = Buffer.alloc(16 * 1024 * 1024, 1)
+        let flushedAtDeadline: boolean | undefined
+        const app = await startApp(framework, {
+          routes: [
+            {
+              path: '/big',
+              use: (a) => [a.deadline({ timeoutMs: 100 })],
+              handle: ({ res }) => {
+                setTimeout(() => (flushedAtDeadline = res.writableFinished), 150)
+                return { headers: { 'content-type': 'image/png' }, body: image }
+              },
+            },
+          ],
+        })
+        try {
+          const req = httpRequest(`${app.url}/big`, { agent: false })
+          req.end()
+          const [res] = (await once(req, 'response')) as [IncomingMessage]
+          res.pause()
+          await new Promise((resolve) => setTimeout(resolve, 300))
+          let bytes = 0
+          res.on('data', (chunk: Buffer) => {
+            bytes += chunk.length
+          })
+          const ended = await new Promise<string>((resolve) => {
+            res.on('end', () => resolve('complete'))
+            res.on('error', (err: NodeJS.ErrnoException) => resolve(`cut (${err.code})`))
+            res.resume()
+          })
+          assert.equal(flushedAtDeadline, false, 'the body was still being flushed when the deadline passed')
+          assert.deepEqual([res.statusCode, ended, bytes], [200, 'complete', image.length])
+          await new Promise((resolve) => setImmediate(resolve))
+          assert.deepEqual(app.reports, [])
+        } finally {
+          await app.close()
+        }
+      })
+
       test('a pipelined response queued behind another clears its deadline timer when its client leaves', async () => {
         const entered = [reached(), reached()]
         const ended: Promise<void>[] = []

@@ -1,10 +1,13 @@
 // Edge cases of the error handler found in review: each failed before its fix.
 import assert from 'node:assert/strict'
 import { once } from 'node:events'
+import { createReadStream } from 'node:fs'
+import { readFile } from 'node:fs/promises'
 import { Agent, createServer, request as httpRequest, type IncomingMessage, type Server } from 'node:http'
 import { type AddressInfo, connect } from 'node:net'
 import { PassThrough } from 'node:stream'
 import { describe, it } from 'node:test'
+import vm from 'node:vm'
 import express5 from 'express'
 import express4 from 'express4'
 import createHttpError from 'http-errors'
@@ -124,6 +127,90 @@ describe('a header value in an IcError that Node refuses', () => {
   answersOnEveryFramework('still answers with our error (no hang), onError once', [
     ['refused header', boom, 401, 'IC_HOST_NOT_ALLOWED'],
   ])
+})
+
+describe('a foreign error whose header is an array of values', () => {
+  for (const framework of frameworks) {
+    it(`${framework}: sends every WWW-Authenticate challenge of createError(401, { headers })`, async () => {
+      const app = await startApp(framework, {
+        routes: [
+          {
+            path: '/login',
+            handle: () => {
+              throw createHttpError(401, { headers: { 'WWW-Authenticate': ['Basic realm="img"', 'Bearer'] } })
+            },
+          },
+        ],
+      })
+      try {
+        const r = await request(app.url).get('/login')
+        assert.deepEqual([r.status, r.headers['x-ic-error-code']], [401, 'IC_UNAUTHORIZED'])
+        assert.equal(r.headers['www-authenticate'], 'Basic realm="img", Bearer')
+      } finally {
+        await app.close()
+      }
+    })
+  }
+})
+
+describe("a status set on this package's error after it was made", () => {
+  const given = (status: Record<string, unknown>) => () =>
+    Object.assign(icError('IC_IMAGE_NOT_FOUND'), status)
+  answersOnEveryFramework('is used only in 400–599, else the code keeps its own status', [
+    ['status 200', given({ status: 200 }), 404, 'IC_IMAGE_NOT_FOUND'],
+    ['status 302', given({ status: 302, statusCode: 302 }), 404, 'IC_IMAGE_NOT_FOUND'],
+    ['status "410"', given({ status: '410', statusCode: '410' }), 404, 'IC_IMAGE_NOT_FOUND'],
+  ])
+})
+
+describe('an answer that cannot be written as it is keeps its status', () => {
+  const mutated = () => {
+    const err = icError('IC_HOST_NOT_ALLOWED')
+    ;(err.headers as Record<string, string>)['x-host'] = 'evil\r\nset-cookie: a=b'
+    return err
+  }
+  answersOnEveryFramework('a header set on the error after icError(), which Node refuses', [
+    ['mutated header', mutated, 401, 'IC_HOST_NOT_ALLOWED'],
+  ])
+  for (const framework of frameworks) {
+    it(`${framework}: validation items with a BigInt or a cycle in their context stay a 400 for JSON clients`, async () => {
+      const cyclic: Record<string, unknown> = { key: 'width' }
+      cyclic.self = cyclic
+      const app = await startApp(framework, {
+        routes: [
+          {
+            path: '/cyclic',
+            handle: () => {
+              throw createHttpError(400, 'bad params', {
+                validation: [{ message: '"width" must be ≤ 8192', path: ['width'], context: cyclic }],
+              })
+            },
+          },
+          {
+            path: '/bigint',
+            handle: () => {
+              throw createHttpError(400, 'bad params', {
+                validation: [
+                  { message: '"width" must be ≤ 8192', path: ['width'], context: { limit: 8192n } },
+                ],
+              })
+            },
+          },
+        ],
+      })
+      try {
+        for (const path of ['/cyclic', '/bigint']) {
+          const r = await request(app.url).get(path).set('accept', 'application/json')
+          assert.deepEqual([r.status, r.headers['x-ic-error-code']], [400, 'IC_BAD_REQUEST'], path)
+          assert.deepEqual(JSON.parse(r.text).validation, [
+            { message: '"width" must be ≤ 8192', path: ['width'] },
+          ])
+        }
+      } finally {
+        await app.close()
+      }
+    })
+  }
 })
 
 describe('foreign validation shapes', () => {
@@ -432,6 +519,197 @@ describe('HEAD Content-Length', () => {
   }
 })
 
+describe('Express 5: an async handler that rejects after it sent its response', () => {
+  it('express5: the response reaches the client whole, and the default onError prints the error', async () => {
+    const payload = { pixels: 'x'.repeat(8 * 1024 * 1024) }
+    const app = express5()
+    app.get('/meta', async (_req, res) => {
+      res.json(payload)
+      await Promise.reject(new Error('cache write failed'))
+    })
+    app.use(ex.errorHandler() as never)
+    const s = await listen(app as never)
+    const logged: unknown[][] = []
+    const consoleError = console.error
+    console.error = (...args: unknown[]) => logged.push(args)
+    try {
+      const req = httpRequest(`${s.url}/meta`)
+      req.end()
+      const [res] = (await once(req, 'response')) as [IncomingMessage]
+      res.pause()
+      await new Promise((resolve) => setTimeout(resolve, 100))
+      let text = ''
+      res.setEncoding('utf8')
+      res.on('data', (chunk: string) => {
+        text += chunk
+      })
+      const ended = await new Promise<string>((resolve) => {
+        res.on('end', () => resolve('complete'))
+        res.on('error', (err: NodeJS.ErrnoException) => resolve(`cut (${err.code})`))
+        res.resume()
+      })
+      assert.equal(ended, 'complete')
+      assert.deepEqual(JSON.parse(text), payload)
+      assert.equal(logged.length, 1)
+      assert.equal((logged[0]?.[1] as Error | undefined)?.message, 'cache write failed')
+    } finally {
+      console.error = consoleError
+      await s.close()
+    }
+  })
+})
+
+describe('a missing file (ENOENT)', () => {
+  const MISSING = '/nonexistent/image.png'
+  for (const [name, Koa] of Koas) {
+    it(`${name}: a thrown ENOENT is a 404 IC_NOT_FOUND, as Koa 2 answers it, without the file's path`, async () => {
+      const app = new Koa()
+      const emitted: unknown[] = []
+      const reports: ErrorReport[] = []
+      app.on('error', (err: unknown) => emitted.push(err))
+      app.use(kx.errorHandler({ onError: (r) => reports.push(r) }) as never)
+      app.use(async (ctx: { path: string; body: unknown }) => {
+        if (ctx.path === '/read') ctx.body = await readFile(MISSING)
+        else if (ctx.path === '/own-status')
+          throw Object.assign(new Error('gone'), { code: 'ENOENT', status: 503 })
+        else if (ctx.path === '/stream') ctx.body = createReadStream(MISSING)
+      })
+      const s = await listen(app.callback() as never)
+      try {
+        const r = await request(s.url).get('/read').set('accept', 'application/json')
+        assert.deepEqual([r.status, r.headers['x-ic-error-code']], [404, 'IC_NOT_FOUND'])
+        assert.doesNotMatch(r.text, /nonexistent/)
+        assert.deepEqual(
+          reports.map((report) => [report.status, report.code, report.error]),
+          [[404, 'IC_NOT_FOUND', emitted[0]]],
+          'onError gets the error as thrown',
+        )
+        assert.equal(
+          (emitted[0] as NodeJS.ErrnoException).code,
+          'ENOENT',
+          'the app hears the error as thrown',
+        )
+        const own = await request(s.url).get('/own-status')
+        assert.deepEqual([own.status, own.headers['x-ic-error-code']], [503, 'IC_SERVICE_UNAVAILABLE'])
+        if (name === 'koa2') {
+          const streamed = await request(s.url).get('/stream')
+          assert.deepEqual([streamed.status, streamed.headers['x-ic-error-code']], [404, 'IC_NOT_FOUND'])
+        } else {
+          // Koa 3's pipeline destroys the response before any handler can answer (frameworks.md).
+          await assert.rejects(request(s.url).get('/stream'))
+          assert.deepEqual(
+            reports.slice(-1).map((report) => [report.status, report.code, report.outcome]),
+            [[404, 'IC_NOT_FOUND', 'closed']],
+          )
+        }
+      } finally {
+        await s.close()
+      }
+    })
+  }
+  it('is a 404 on Koa 2 and 3 only: Express 4 and 5 keep answering it 500, as their own handler does', async () => {
+    const answers: string[] = []
+    for (const framework of frameworks) {
+      const app = await startApp(framework, {
+        routes: [{ path: '/read', handle: async () => ({ body: await readFile(MISSING) }) }],
+      })
+      try {
+        const r = await request(app.url).get('/read')
+        answers.push(`${framework} ${r.status} ${r.headers['x-ic-error-code']}`)
+      } finally {
+        await app.close()
+      }
+    }
+    assert.deepEqual(answers, [
+      'express4 500 IC_INTERNAL_ERROR',
+      'express5 500 IC_INTERNAL_ERROR',
+      'koa2 404 IC_NOT_FOUND',
+      'koa3 404 IC_NOT_FOUND',
+    ])
+  })
+})
+
+describe('Koa: errorHandler({ onError: undefined })', () => {
+  for (const [name, Koa] of Koas) {
+    it(`${name}: keeps the Koa default (no console.error of its own), so a 5xx is logged once, by Koa`, async () => {
+      const config: { onError?: (report: ErrorReport) => void } = {} // nothing configured
+      const app = new Koa()
+      app.silent = true
+      const emitted: unknown[] = []
+      app.on('error', (err: unknown) => emitted.push(err))
+      app.use(kx.errorHandler({ onError: config.onError }) as never)
+      app.use(async () => {
+        throw new Error('db down')
+      })
+      const s = await listen(app.callback() as never)
+      const logged: unknown[] = []
+      const consoleError = console.error
+      console.error = (...args: unknown[]) => logged.push(args)
+      try {
+        assert.equal((await request(s.url).get('/')).status, 500)
+        assert.deepEqual(logged, [])
+        assert.deepEqual(
+          emitted.map((err) => (err as Error).message),
+          ['db down'],
+        )
+      } finally {
+        console.error = consoleError
+        await s.close()
+      }
+    })
+  }
+})
+
+describe('notFound() under a mount path names the path the client asked for', () => {
+  for (const [name, express] of Expresses) {
+    it(`${name}: a router mounted at /api/v2`, async () => {
+      const app = express()
+      const api = express.Router()
+      api.get('/images/:id', (_req, res) => res.send('ok'))
+      api.use(ex.notFound() as never)
+      app.use('/api/v2', api)
+      app.use(ex.errorHandler({ onError: () => {} }) as never)
+      const s = await listen(app as never)
+      try {
+        const r = await request(s.url).get('/api/v2/imagez/1?x=<b>')
+        assert.equal(r.status, 404)
+        assert.match(r.text, /^Not Found \(IC_NOT_FOUND\): No route for GET \/api\/v2\/imagez\/1\n/)
+      } finally {
+        await s.close()
+      }
+    })
+  }
+  for (const [name, Koa] of Koas) {
+    it(`${name}: a koa-mount style mount at /api/v2, which rewrites ctx.path`, async () => {
+      const app = new Koa()
+      app.silent = true
+      app.use(kx.errorHandler({ onError: () => {} }) as never)
+      const notFound = kx.notFound()
+      app.use(async (ctx: { path: string }, next: () => Promise<unknown>) => {
+        if (!ctx.path.startsWith('/api/v2/')) {
+          await next()
+          return
+        }
+        const mountedAt = ctx.path
+        ctx.path = ctx.path.slice('/api/v2'.length)
+        try {
+          await notFound(ctx as never, async () => {})
+        } finally {
+          ctx.path = mountedAt
+        }
+      })
+      const s = await listen(app.callback() as never)
+      try {
+        const r = await request(s.url).get('/api/v2/imagez/1?x=<b>')
+        assert.equal(r.status, 404)
+        assert.match(r.text, /^Not Found \(IC_NOT_FOUND\): No route for GET \/api\/v2\/imagez\/1\n/)
+      } finally {
+        await s.close()
+      }
+    })
+  }
+})
+
 describe('Koa: a late error after the request already failed', () => {
   for (const [name, Koa] of Koas) {
     it(`${name}: is neither written nor emitted on the app a second time`, async () => {
@@ -562,6 +840,9 @@ describe('Express: where a deadline 504 goes when the app has no single errorHan
 describe('hooks that fail', () => {
   const failingHooks = {
     'an async onError that rejects': { onError: async () => Promise.reject(new Error('log sink down')) },
+    'an onError whose promise of another realm rejects': {
+      onError: () => (vm.runInNewContext('Promise') as PromiseConstructor).reject(new Error('log sink down')),
+    },
     'a generateRequestId that throws': {
       onError: () => {},
       generateRequestId: () => {
@@ -613,10 +894,9 @@ describe('hooks that fail', () => {
           const res = await withTimeout(fetch(s.url, { headers: { accept: 'application/json' } }), 2000)
           const body = (await res.json()) as { type: string }
           const code = res.headers.get('x-ic-error-code')
-          if (hook === 'a problemType that throws') {
-            assert.deepEqual([res.status, code], [500, 'IC_INTERNAL_ERROR'])
-            assert.equal(body.type, 'urn:image-api-errors:code:IC_INTERNAL_ERROR')
-          } else assert.deepEqual([res.status, code], [401, 'IC_HOST_NOT_ALLOWED'])
+          assert.deepEqual([res.status, code], [401, 'IC_HOST_NOT_ALLOWED'])
+          if (hook === 'a problemType that throws')
+            assert.equal(body.type, 'urn:image-api-errors:code:IC_HOST_NOT_ALLOWED')
           assert.match(res.headers.get('x-request-id') ?? '', /^[0-9a-f-]{36}$/)
           await new Promise((resolve) => setTimeout(resolve, 10))
           assert.deepEqual(unhandled, [])

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { once } from 'node:events'
-import { request as httpRequest } from 'node:http'
+import { request as httpRequest, type IncomingMessage } from 'node:http'
 import { connect } from 'node:net'
 import { Readable } from 'node:stream'
 import { after, before, describe, it } from 'node:test'
@@ -8,6 +8,20 @@ import createHttpError from 'http-errors'
 import request from 'supertest'
 import { defineErrorCode, icError } from '../src/index.ts'
 import { type AppSpec, frameworks, type RouteSpec, type RunningApp, startApp } from './support/harness.ts'
+
+const CDN_CACHE_HEADERS: Readonly<Record<string, string>> = {
+  'cache-control': 'public, max-age=31536000, immutable',
+  'surrogate-control': 'max-age=31536000',
+  'cdn-cache-control': 'max-age=31536000',
+  expires: 'Thu, 31 Dec 2037 23:55:55 GMT',
+  age: '12',
+  'surrogate-key': 'img-42',
+  'cache-tag': 'img-42',
+  'content-digest': 'sha-256=:RK/0qy18MlBSVnWgjwz6lZEWjP/lF5HF9bvEF8FabDg=:',
+  'repr-digest': 'sha-256=:RK/0qy18MlBSVnWgjwz6lZEWjP/lF5HF9bvEF8FabDg=:',
+  digest: 'sha-256=RK/0qy18MlBSVnWgjwz6lZEWjP/lF5HF9bvEF8FabDg=',
+  'accept-ranges': 'bytes',
+}
 
 defineErrorCode('ACME_QUOTA_EXCEEDED', {
   status: 402,
@@ -81,6 +95,15 @@ const routes: RouteSpec[] = [
       res.setHeader('etag', '"abc"')
       res.setHeader('x-kept', 'kept')
       throw icError('IC_IMAGE_MALFORMED')
+    },
+  },
+  {
+    path: '/cached-image',
+    handle: ({ res }) => {
+      // Set up-front for an image meant to be cached a year by the CDN; the image is not there yet.
+      for (const [name, value] of Object.entries(CDN_CACHE_HEADERS)) res.setHeader(name, value)
+      res.setHeader('vary', 'accept')
+      throw icError('IC_IMAGE_NOT_FOUND')
     },
   },
   {
@@ -342,6 +365,19 @@ const scenarios: Scenario[] = [
     },
   },
   {
+    name: "caching headers of the success response, a CDN's included, are dropped: a transient 404 is not kept",
+    path: '/cached-image',
+    status: 404,
+    code: 'IC_IMAGE_NOT_FOUND',
+    type: 'text',
+    check: (r) => {
+      for (const name of Object.keys(CDN_CACHE_HEADERS)) {
+        if (name !== 'cache-control') assert.equal(r.headers[name], undefined, name)
+      }
+      assert.equal(r.headers.vary, 'accept')
+    },
+  },
+  {
     name: 'CORS responses expose our headers to page scripts',
     path: '/cors',
     status: 400,
@@ -481,6 +517,48 @@ describe('errorHandler() lifecycle on real sockets', () => {
         await waitFor(() => app.reports.length === 1)
         assert.equal(app.reports[0]?.outcome, 'headers-sent')
         assert.equal(app.reports[0]?.status, 500)
+      } finally {
+        await app.close()
+      }
+    })
+
+    it(`${framework}: an error after the handler ended the response leaves it whole, reported once as ended`, async () => {
+      const image = Buffer.alloc(8 * 1024 * 1024, 7)
+      const app = await startApp(framework, {
+        routes: [
+          {
+            path: '/ended',
+            handle: ({ res }) => {
+              res.statusCode = 200
+              res.setHeader('content-type', 'image/png')
+              res.end(image)
+              throw new Error('late audit-log failure')
+            },
+          },
+        ],
+      })
+      try {
+        const req = httpRequest(`${app.url}/ended`)
+        req.end()
+        const [res] = (await once(req, 'response')) as [IncomingMessage]
+        res.pause()
+        await waitFor(() => app.reports.length === 1)
+        let bytes = 0
+        res.on('data', (chunk: Buffer) => {
+          bytes += chunk.length
+        })
+        const ended = await new Promise<string>((resolve) => {
+          res.on('end', () => resolve('complete'))
+          res.on('error', (err: NodeJS.ErrnoException) => resolve(`cut (${err.code})`))
+          res.resume()
+        })
+        assert.deepEqual([res.statusCode, ended, bytes], [200, 'complete', image.length])
+        assert.equal(app.reports.length, 1)
+        const [report] = app.reports
+        assert.deepEqual(
+          [report?.status, report?.code, report?.outcome, (report?.error as Error | undefined)?.message],
+          [200, 'IC_INTERNAL_ERROR', 'ended', 'late audit-log failure'],
+        )
       } finally {
         await app.close()
       }

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
+import vm from 'node:vm'
 import request from 'supertest'
-import { type Guard, icError } from '../src/index.ts'
+import { chainGuards, type Guard, icError } from '../src/index.ts'
 import { frameworks, type RunningApp, startApp } from './support/harness.ts'
 
 const syncRefuse: Guard = (req) => {
@@ -18,6 +19,15 @@ const slowPass: Guard = async () => {
   return { checkedAt: 'slow' }
 }
 const publishSync: Guard = () => ({ width: 100 })
+// A promise made in another realm (node:vm, a test runner's sandbox) is no `instanceof Promise` here.
+const OtherRealmPromise = vm.runInNewContext('Promise') as PromiseConstructor
+const otherRealmRefuse: Guard = () => OtherRealmPromise.reject(icError('IC_API_KEY_INVALID'))
+const otherRealmPublish: Guard = () => OtherRealmPromise.resolve({ checkedAt: 'other realm' })
+// Another library's thenable (Bluebird-like): only `then`.
+const thenableRefuse = (() => ({
+  // biome-ignore lint/suspicious/noThenProperty: a thenable is what this guard must return
+  then: (_resolve: unknown, reject: (err: unknown) => void) => reject(icError('IC_API_KEY_INVALID')),
+})) as unknown as Guard
 const rejectNull: Guard = () => Promise.reject(null)
 const throwNull: Guard = () => {
   throw null
@@ -27,6 +37,7 @@ for (const framework of frameworks) {
   describe(`fromGuard(guard) on ${framework}`, () => {
     let app: RunningApp
     const handled: string[] = []
+    const bypassed: string[] = []
     before(async () => {
       app = await startApp(framework, {
         routes: [
@@ -47,6 +58,35 @@ for (const framework of frameworks) {
             path: '/async',
             use: (a) => [a.fromGuard(asyncRefuse, 'asyncRefuse')],
             handle: ({ locals }) => ({ body: JSON.stringify({ checkedAt: locals.checkedAt }) }),
+          },
+          {
+            path: '/other-realm-refuse',
+            use: (a) => [a.fromGuard(otherRealmRefuse, 'otherRealmRefuse')],
+            handle: () => {
+              bypassed.push('other-realm-refuse')
+              return { body: 'SECRET' }
+            },
+          },
+          {
+            path: '/other-realm-publish',
+            use: (a) => [a.fromGuard(otherRealmPublish, 'otherRealmPublish')],
+            handle: ({ locals }) => ({ body: JSON.stringify({ checkedAt: locals.checkedAt }) }),
+          },
+          {
+            path: '/thenable-refuse',
+            use: (a) => [a.fromGuard(thenableRefuse, 'thenableRefuse')],
+            handle: () => {
+              bypassed.push('thenable-refuse')
+              return { body: 'SECRET' }
+            },
+          },
+          {
+            path: '/chained-refuse',
+            use: (a) => [a.fromGuard(chainGuards([publishSync, otherRealmRefuse]), 'chained')],
+            handle: () => {
+              bypassed.push('chained-refuse')
+              return { body: 'SECRET' }
+            },
           },
           {
             path: '/reject-null',
@@ -78,6 +118,17 @@ for (const framework of frameworks) {
       const r = await request(app.url).get('/async?refuse')
       assert.equal(r.status, 401)
       assert.equal(r.headers['x-ic-error-code'], 'IC_HOST_NOT_ALLOWED')
+    })
+
+    it('refuses with a rejected promise of another realm or a thenable, never lets it pass', async () => {
+      for (const path of ['/other-realm-refuse', '/thenable-refuse', '/chained-refuse']) {
+        const r = await request(app.url).get(path)
+        assert.deepEqual([r.status, r.headers['x-ic-error-code']], [401, 'IC_API_KEY_INVALID'], path)
+        assert.doesNotMatch(r.text, /SECRET/, path)
+      }
+      assert.deepEqual(bypassed, [])
+      const r = await request(app.url).get('/other-realm-publish')
+      assert.deepEqual(JSON.parse(r.text), { checkedAt: 'other realm' })
     })
 
     it('runs no handler when the guard settles after a deadline answered 504', async () => {

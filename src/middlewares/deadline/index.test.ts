@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { once } from 'node:events'
-import { createServer, get, type IncomingMessage, type ServerResponse } from 'node:http'
+import { createServer, get, type IncomingMessage, request, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { describe, it } from 'node:test'
 import { isIcError } from '../../errors.ts'
@@ -29,6 +29,25 @@ async function status(url: string): Promise<number> {
   res.resume()
   await once(res, 'end')
   return res.statusCode ?? 0
+}
+
+/** A client that reads nothing for `pauseMs`, then all: the bytes it got, and how the body ended. */
+async function slowDownload(url: string, pauseMs: number): Promise<{ bytes: number; ended: string }> {
+  const req = request(url, { agent: false })
+  req.end()
+  const [res] = (await once(req, 'response')) as [IncomingMessage]
+  res.pause()
+  await new Promise((resolve) => setTimeout(resolve, pauseMs))
+  let bytes = 0
+  res.on('data', (chunk: Buffer) => {
+    bytes += chunk.length
+  })
+  const ended = await new Promise<string>((resolve) => {
+    res.on('end', () => resolve('complete'))
+    res.on('error', (err: NodeJS.ErrnoException) => resolve(`cut (${err.code})`))
+    res.resume()
+  })
+  return { bytes, ended }
 }
 
 describe('createDeadline', () => {
@@ -131,6 +150,49 @@ describe('createDeadline', () => {
       assert.equal(await status(app.url), 200)
       await new Promise((resolve) => setTimeout(resolve, 60))
       assert.equal(signal?.aborted, false)
+      assert.equal(fallbackCalls, 0)
+    } finally {
+      await app.close()
+    }
+  })
+  it('leaves alone a response the handler ended in time, while a slow client downloads it', async () => {
+    const image = Buffer.alloc(16 * 1024 * 1024, 1)
+    let fallbackCalls = 0
+    let flushedAtDeadline: boolean | undefined
+    let signal: AbortSignal | undefined
+    const arm = createDeadline({ timeoutMs: 50 }, () => {
+      fallbackCalls++
+    })
+    const app = await serve((req, res) => {
+      arm(req, res, undefined)
+      signal = requestSignal(req)
+      res.end(image)
+      setTimeout(() => (flushedAtDeadline = res.writableFinished), 100)
+    })
+    try {
+      const got = await slowDownload(app.url, 300)
+      assert.equal(flushedAtDeadline, false, 'the body was still being flushed when the deadline passed')
+      assert.deepEqual(got, { bytes: image.length, ended: 'complete' })
+      assert.equal(signal?.aborted, false)
+      assert.equal(fallbackCalls, 0)
+    } finally {
+      await app.close()
+    }
+  })
+
+  it('does not fail a handler that ends the whole response when its signal aborts', async () => {
+    const fallback = Buffer.alloc(16 * 1024 * 1024, 2)
+    let fallbackCalls = 0
+    const arm = createDeadline({ timeoutMs: 30 }, () => {
+      fallbackCalls++
+    })
+    const app = await serve((req, res) => {
+      arm(req, res, undefined)
+      requestSignal(req).addEventListener('abort', () => res.end(fallback))
+    })
+    try {
+      const got = await slowDownload(app.url, 200)
+      assert.deepEqual(got, { bytes: fallback.length, ended: 'complete' })
       assert.equal(fallbackCalls, 0)
     } finally {
       await app.close()

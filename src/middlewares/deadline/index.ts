@@ -14,8 +14,9 @@ import { onResponseClose } from '../../response-close.ts'
  */
 export interface DeadlineOptions {
   /**
-   * Time the whole response may take, from the moment the middleware runs until the
-   * response finished: milliseconds or an `ms` string (`'8s'`).
+   * Time the handler has, from the moment the middleware runs until the response is ended
+   * (`res.end()`; the client may still be downloading it): milliseconds or an `ms` string
+   * (`'8s'`).
    */
   readonly timeoutMs: Duration
 }
@@ -23,9 +24,9 @@ export interface DeadlineOptions {
 /**
  * The framework-neutral deadline behind both adapters' `deadline()`: validates the options
  * once and returns `(req, res, target)`, which arms the request's timer (or keeps an earlier
- * one). When the deadline passes, the signal is aborted
- * with an `IC_BACKEND_TIMEOUT` error (504) and, unless the handler failed by itself, `fail`
- * hands that error to the error handler. The timer is cleared when the response finishes or
+ * one). When the deadline passes before the response was ended, the signal
+ * is aborted with an `IC_BACKEND_TIMEOUT` error (504) and, unless the handler failed (or
+ * ended the response) by itself, `fail` hands that error to the error handler. The timer is cleared when the response finishes or
  * its client leaves (a pipelined response still queued when its connection closes too).
  *
  * @example
@@ -42,14 +43,15 @@ export function createDeadline(
   const timeoutMs = durationMs('timeoutMs', options.timeoutMs)
   if (typeof fail !== 'function')
     throw new TypeError(`Expected \`fail\` to be a function, got ${typeof fail}`)
-  const message = `The response did not finish within the ${timeoutMs} ms deadline`
+  const message = `The response was not ended within the ${timeoutMs} ms deadline`
 
   function onDeadline(res: ServerResponse): void {
     const state = peekRequestState(res.req)
     if (state === undefined) return
     state.deadlineTimer = undefined
-    // Ended while queued behind another pipelined response: answered in time, only not sent yet.
-    if (res.writableFinished || (res.socket === null && res.writableEnded)) return
+    // Ended by the handler: answered in time, even while a slow client (or a pipelined
+    // response ahead of it) still holds the bytes back; cutting it now would truncate it.
+    if (res.writableEnded) return
     const err = icError('IC_BACKEND_TIMEOUT', { message, details: { timeoutMs }, stack: false })
     if (abortRequest(res.req, err)) failAfterAbort(res, err, fail, false)
   }

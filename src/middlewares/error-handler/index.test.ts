@@ -1,5 +1,9 @@
 import assert from 'node:assert/strict'
+import { once } from 'node:events'
+import { createServer, get, type IncomingMessage } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { describe, it } from 'node:test'
+import { icError } from '../../errors.ts'
 import { errorHandler as expressErrorHandler } from '../../express.ts'
 import { errorHandler as koaErrorHandler } from '../../koa.ts'
 import { createErrorWriter } from './index.ts'
@@ -18,6 +22,35 @@ describe('createErrorWriter(options)', () => {
     ]
     for (const [options, message] of cases) {
       assert.throws(() => createErrorWriter(options as never), { name: 'TypeError', message })
+    }
+  })
+
+  it('caps validationHeaderMaxBytes at 8192, a header the clients still read; a larger cap throws', async () => {
+    for (const cap of [8193, 16384]) {
+      assert.throws(() => createErrorWriter({ validationHeaderMaxBytes: cap }), {
+        name: 'TypeError',
+        message: `Expected \`validationHeaderMaxBytes\` to be an integer from 256 to 8192, got ${cap}`,
+      })
+    }
+    const write = createErrorWriter({ onError: () => {}, validationHeaderMaxBytes: 8192 })
+    const validation = Array.from({ length: 400 }, (_, i) => ({
+      message: `parameter p${i} must be a number between 1 and 8192`,
+      path: [`p${i}`],
+    }))
+    const server = createServer((req, res) => write(icError('IS_VALIDATION_ERROR', { validation }), req, res))
+    server.listen(0, '127.0.0.1')
+    await once(server, 'listening')
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`
+    try {
+      const [res] = (await once(get(url), 'response')) as [IncomingMessage]
+      res.resume()
+      const header = res.headers['x-ic-error-validation'] as string
+      assert.equal(res.statusCode, 400)
+      assert.ok(header.length > 8000 && header.length <= 8192, `${header.length} bytes`)
+      assert.equal((await fetch(url)).status, 400)
+    } finally {
+      server.closeAllConnections()
+      server.close()
     }
   })
 

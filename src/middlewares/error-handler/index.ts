@@ -9,10 +9,11 @@ import {
   responseOf,
   toErrorResponse,
 } from '../../error-response.ts'
+import { isThenable } from '../../guard.ts'
 import { knownOptions } from '../../options.ts'
 import { abortRequest } from '../../request-signal.ts'
 import { peekRequestState, requestState } from '../../request-state.ts'
-import { HEADER_NAME, VALIDATION_HEADER_MAX_BYTES } from '../../validation-header.ts'
+import { HEADER_NAME, sanitizeHeaders, VALIDATION_HEADER_MAX_BYTES } from '../../validation-header.ts'
 import { clientGoneError } from '../client-closed/index.ts'
 
 const debug = debuglog('image-api-errors')
@@ -26,7 +27,11 @@ const debug = debuglog('image-api-errors')
 export interface ErrorReport {
   /** The thrown value, as it was thrown. */
   readonly error: unknown
-  /** The final status: the one sent, or 499 when the client had gone. */
+  /**
+   * The final status: the one sent (for `ended`, the handler's own, `res.statusCode`), or 499
+   * when the client had gone. For `headers-sent` and `closed` it is the error's status: the
+   * response was cut or never written, so that is the status the request failed with.
+   */
   readonly status: number
   readonly code: ErrorCode
   readonly requestId: string
@@ -34,11 +39,13 @@ export interface ErrorReport {
   readonly response: ServerResponse
   /**
    * `sent`: a response was written; `client-gone`: nothing could be written (499);
-   * `headers-sent`: the response had started, so the connection was closed; `closed`: the
-   * server's own code had destroyed the response before anything was sent (a body stream
-   * that failed through `stream.pipeline`), so nothing could be written.
+   * `headers-sent`: the response had started but not ended, so the connection was closed;
+   * `ended`: the handler had already ended the response (`res.send(image); next(err)`), so
+   * it was left to reach the client whole; `closed`: the server's own code had destroyed
+   * the response before anything was sent (a body stream that failed through
+   * `stream.pipeline`), so nothing could be written.
    */
-  readonly outcome: 'sent' | 'client-gone' | 'headers-sent' | 'closed'
+  readonly outcome: 'sent' | 'client-gone' | 'headers-sent' | 'ended' | 'closed'
 }
 
 /**
@@ -50,9 +57,11 @@ export interface ErrorReport {
 export interface ErrorHandlerOptions {
   /**
    * Called exactly once per failed request (499 included), for logs and metrics. Errors it
-   * throws are swallowed. Default: 5xx errors (not 499) are printed with `console.error`.
+   * throws are swallowed. Default (also when given as `undefined`): on Express, 5xx errors
+   * (not 499) and every error that came after the response was ended (outcome `ended`) are
+   * printed with `console.error`; on Koa, nothing (Koa's `app.on('error')` logging applies).
    */
-  readonly onError?: (report: ErrorReport) => void
+  readonly onError?: ((report: ErrorReport) => void) | undefined
   /**
    * Header carrying the request id on every error response. An incoming one is reused when
    * it is 1–128 characters of `A–Z a–z 0–9 _ . ~ -`.
@@ -63,7 +72,11 @@ export interface ErrorHandlerOptions {
   readonly generateRequestId?: () => string
   /** Builds the problem body's `type` from the code. @default code => `urn:image-api-errors:code:${code}` */
   readonly problemType?: (code: ErrorCode) => string
-  /** Cap of `x-ic-error-validation`, in bytes. @default 4096 */
+  /**
+   * Cap of `x-ic-error-validation`, in bytes: an integer from 256 to 8192 (Node's and
+   * undici's clients refuse more than 16 KiB of response headers in all).
+   * @default 4096
+   */
   readonly validationHeaderMaxBytes?: number
 }
 
@@ -75,6 +88,11 @@ const ERROR_HANDLER_OPTIONS = [
   'validationHeaderMaxBytes',
 ] as const satisfies readonly (keyof ErrorHandlerOptions)[]
 const REQUEST_ID = /^[\w.~-]{1,128}$/
+// Node's HTTP parser, undici's and most proxies refuse more than 16 KiB of response headers
+// in all: one header of more than half of that leaves too little for the others.
+const VALIDATION_HEADER_MAX_CAP = 8192
+// What described the success response a route had begun: its representation, and how long
+// caches (a CDN's included) may keep it. Cache-Control itself becomes no-store.
 const STALE_HEADERS = new Set([
   'content-type',
   'content-length',
@@ -82,15 +100,26 @@ const STALE_HEADERS = new Set([
   'content-language',
   'content-range',
   'content-disposition',
+  'content-digest',
+  'repr-digest',
+  'digest',
+  'accept-ranges',
   'etag',
   'last-modified',
+  'expires',
+  'age',
+  'surrogate-control',
+  'cdn-cache-control',
+  'surrogate-key',
+  'cache-tag',
   'transfer-encoding',
   'x-ic-error-validation',
 ])
 const EXPOSED = ['x-ic-error-code', 'x-ic-error-validation', 'retry-after', 'ratelimit', 'ratelimit-policy']
 
 function defaultOnError(report: ErrorReport): void {
-  if (report.status >= 500)
+  // A failure after the response was ended reached no client: the log is its only trace.
+  if (report.status >= 500 || report.outcome === 'ended')
     console.error(`[image-api-errors] request ${report.requestId} failed:`, report.error)
 }
 
@@ -265,6 +294,21 @@ export function isClientGone(res: ServerResponse): boolean {
 export function createErrorWriter(
   options: Readonly<ErrorHandlerOptions> = {},
 ): (err: unknown, req: IncomingMessage, res: ServerResponse) => void {
+  return makeErrorWriter(options)
+}
+
+/**
+ * {@link createErrorWriter} for an adapter that answers some errors as another: the response
+ * is made from `answerAs(err)`, while `err` itself is what `onError` reports and what is
+ * compared with the response's own error. Internal, shared with the Koa adapter.
+ *
+ * @example
+ * const handle = makeErrorWriter({ onError: () => {} }, (err) => (err === 'gone' ? icError('IC_NOT_FOUND') : err))
+ */
+export function makeErrorWriter(
+  options: Readonly<ErrorHandlerOptions>,
+  answerAs?: (err: unknown) => unknown,
+): (err: unknown, req: IncomingMessage, res: ServerResponse) => void {
   knownOptions(options, ERROR_HANDLER_OPTIONS, 'errorHandler')
   const {
     onError = defaultOnError,
@@ -289,10 +333,10 @@ export function createErrorWriter(
   if (
     !Number.isInteger(validationHeaderMaxBytes) ||
     validationHeaderMaxBytes < 256 ||
-    validationHeaderMaxBytes > 16384
+    validationHeaderMaxBytes > VALIDATION_HEADER_MAX_CAP
   ) {
     throw new TypeError(
-      `Expected \`validationHeaderMaxBytes\` to be an integer from 256 to 16384, got ${validationHeaderMaxBytes}`,
+      `Expected \`validationHeaderMaxBytes\` to be an integer from 256 to ${VALIDATION_HEADER_MAX_CAP}, got ${validationHeaderMaxBytes}`,
     )
   }
   const headerName = requestIdHeader.toLowerCase()
@@ -333,8 +377,8 @@ export function createErrorWriter(
         outcome,
       })
       // An async hook's rejection would otherwise be unhandled, which ends the process.
-      if (returned instanceof Promise)
-        returned.catch((hookError: unknown) => debug('onError rejected: %O', hookError))
+      if (isThenable(returned))
+        Promise.resolve(returned).catch((hookError: unknown) => debug('onError rejected: %O', hookError))
     } catch (hookError) {
       debug('onError threw: %O', hookError)
     }
@@ -354,7 +398,7 @@ export function createErrorWriter(
     const destroyedByServer = res.errored != null && res.errored === err
     let normalized: NormalizedError
     try {
-      normalized = normalizeError(err)
+      normalized = normalizeError(answerAs === undefined ? err : answerAs(err))
     } catch (readError) {
       // A thrown value whose getters throw (a hostile Proxy): answered as an internal error.
       debug('could not read the thrown value: %O', readError)
@@ -369,6 +413,13 @@ export function createErrorWriter(
       if (!res.destroyed) res.destroy()
       if (state.abortReason !== undefined) dropLateWrites(res)
       report(failureOf(err, req, res), 499, 'IC_CLIENT_CLOSED_REQUEST', requestId, req, res, 'client-gone')
+      return
+    }
+    if (res.writableEnded) {
+      // The handler ended the response before failing: destroying it would cut a complete
+      // response the client is still receiving.
+      report(err, res.statusCode, normalized.code, requestId, req, res, 'ended')
+      if (state.abortReason !== undefined) dropLateWrites(res)
       return
     }
     if (res.headersSent || res.destroyed) {
@@ -389,9 +440,16 @@ export function createErrorWriter(
     try {
       out = write(responseOf(normalized, context), req, res, requestId)
     } catch (writeError) {
-      // A header Node refuses (ERR_INVALID_CHAR), a body that cannot be serialised: answer a plain 500 rather than nothing.
+      // A problemType that throws, a header Node refuses (ERR_INVALID_CHAR): the same status and
+      // code, without what may have failed.
       debug('could not write the error response: %O', writeError)
-      out = write(toErrorResponse(undefined, { ...context, problemType: undefined }), req, res, requestId)
+      const plain = { ...normalized, headers: sanitizeHeaders(normalized.headers, true), details: undefined }
+      try {
+        out = write(responseOf(plain, { ...context, problemType: undefined }), req, res, requestId)
+      } catch (plainError) {
+        debug('could not write the error response without its extras either: %O', plainError)
+        out = write(toErrorResponse(undefined, { ...context, problemType: undefined }), req, res, requestId)
+      }
     }
     if (state.abortReason !== undefined) dropLateWrites(res)
     report(err, out.status, out.code, requestId, req, res, 'sent')

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import { icError } from '../../errors.ts'
-import type { Guard } from '../../guard.ts'
+import { type Guard, isThenable } from '../../guard.ts'
 import { durationMs, functionOption, knownOptions, numberOption } from '../../options.ts'
 import { parseQuery } from '../../query.ts'
 import { isBlockedAddress } from '../backend-fetch/address.ts'
@@ -321,7 +321,7 @@ export function chainGuards(guards: readonly Guard[]): Guard {
   const run = (req: IncomingMessage, res: ServerResponse, from: number): ReturnType<Guard> => {
     for (let i = from; i < guards.length; i++) {
       const out = (guards[i] as Guard)(req, res)
-      if (out instanceof Promise) return out.then(() => run(req, res, i + 1))
+      if (isThenable(out)) return Promise.resolve(out).then(() => run(req, res, i + 1))
     }
     return undefined
   }

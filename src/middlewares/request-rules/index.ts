@@ -1,6 +1,6 @@
 import type { IncomingMessage } from 'node:http'
 import { isIcError } from '../../errors.ts'
-import type { Guard, Published } from '../../guard.ts'
+import { type Guard, isThenable, type Published } from '../../guard.ts'
 import { knownOptions } from '../../options.ts'
 import { type ParsedQuery, parseQuery } from '../../query.ts'
 import type { ValidationItem } from '../../validation-header.ts'
@@ -39,8 +39,8 @@ function publishAs(
   values: Published | undefined | Promise<Published | undefined>,
 ): undefined | Promise<void> {
   if (values === undefined) return undefined
-  if (values instanceof Promise) {
-    return values.then((resolved) => {
+  if (isThenable(values)) {
+    return Promise.resolve(values).then((resolved) => {
       if (resolved !== undefined) out[key] = resolved[key]
     })
   }
