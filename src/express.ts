@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { debuglog } from 'node:util'
 import { icError } from './errors.ts'
-import { type Guard, isThenable } from './guard.ts'
+import { checkGuard, type Guard, isThenable } from './guard.ts'
 import * as core from './index.ts'
 import { createClientClosed } from './middlewares/client-closed/index.ts'
 import { createDeadline, type DeadlineOptions } from './middlewares/deadline/index.ts'
@@ -87,6 +87,7 @@ function settledAfterAbort(req: IncomingMessage, next: NextFunction): boolean {
  * app.use(fromGuard(onlyGet, 'onlyGet'))
  */
 export function fromGuard(guard: Guard, name: string): ExpressMiddleware {
+  checkGuard(guard, name)
   const middleware: ExpressMiddleware = (req, res, next) => {
     let out: ReturnType<Guard>
     try {

@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import { showValue } from './options.ts'
 
 /**
  * Values a guard hands to the route handler; the adapters copy them onto `res.locals`
@@ -42,4 +43,21 @@ export function isThenable(value: unknown): value is PromiseLike<unknown> {
     value !== null &&
     typeof (value as { then?: unknown }).then === 'function'
   )
+}
+
+/**
+ * Throws a TypeError unless `guard` is a function and `name` a non-empty string: both
+ * adapters' `fromGuard()` check this when the middleware is made, so a wrong argument
+ * fails at start-up rather than as a 500 on every request. Internal.
+ *
+ * @example
+ * checkGuard((req) => undefined, 'onlyGet') // passes
+ */
+export function checkGuard(guard: unknown, name: unknown): void {
+  if (typeof guard !== 'function')
+    throw new TypeError(
+      `Expected the guard of fromGuard() to be a function (req, res) => values | undefined, got ${showValue(guard)}`,
+    )
+  if (typeof name !== 'string' || name === '')
+    throw new TypeError(`Expected the name of fromGuard() to be a non-empty string, got ${showValue(name)}`)
 }

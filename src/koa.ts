@@ -2,7 +2,7 @@ import { type IncomingMessage, type ServerResponse, STATUS_CODES } from 'node:ht
 import { debuglog } from 'node:util'
 import createHttpError from 'http-errors'
 import { icError } from './errors.ts'
-import { type Guard, isThenable } from './guard.ts'
+import { checkGuard, type Guard, isThenable } from './guard.ts'
 import * as core from './index.ts'
 import { createClientClosed } from './middlewares/client-closed/index.ts'
 import { createDeadline, type DeadlineOptions } from './middlewares/deadline/index.ts'
@@ -83,6 +83,7 @@ function abortReasonOf(req: IncomingMessage): Error | undefined {
  * app.use(fromGuard(onlyGet, 'onlyGet'))
  */
 export function fromGuard(guard: Guard, name: string): KoaMiddleware {
+  checkGuard(guard, name)
   const middleware: KoaMiddleware = async (ctx, next) => {
     const out = guard(ctx.req, ctx.res)
     let values = out

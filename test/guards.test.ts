@@ -162,3 +162,21 @@ describe('fromGuard(guard, name)', () => {
     assert.equal(koa.fromGuard(syncRefuse, 'imageParams').name, 'imageParams')
   })
 })
+
+describe('fromGuard(guard, name) arguments', () => {
+  it('throws when the middleware is made, naming the argument, on both adapters', async () => {
+    for (const adapter of [await import('../src/express.ts'), await import('../src/koa.ts')]) {
+      const make = adapter.fromGuard as (guard: unknown, name: unknown) => unknown
+      assert.throws(() => make('x', 'x'), {
+        name: 'TypeError',
+        message: /^Expected the guard of fromGuard\(\) to be a function .*got "x"$/,
+      })
+      assert.throws(() => make(undefined, 'x'), { message: /guard of fromGuard\(\).*got undefined$/ })
+      assert.throws(() => make(() => undefined, undefined), {
+        message: /^Expected the name of fromGuard\(\) to be a non-empty string, got undefined$/,
+      })
+      assert.throws(() => make(() => undefined, ''), { message: /name of fromGuard\(\)/ })
+      assert.equal(typeof make(() => undefined, 'ok'), 'function')
+    }
+  })
+})

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
 import { icError } from '../../errors.ts'
 import type { Guard, Published } from '../../guard.ts'
-import { knownOptions, recordOption } from '../../options.ts'
+import { knownOptions, recordOption, showValue } from '../../options.ts'
 import { type ParsedQuery, parseQuery } from '../../query.ts'
 import { ReadonlySetView } from '../../readonly-set.ts'
 import { HEADER_NAME } from '../../validation-header.ts'
@@ -76,14 +76,16 @@ function digest(key: string): string {
 function resolve(key: string, grant: unknown, option: string, configured: boolean): Known {
   const value: ApiKeyGrant = Array.isArray(grant) ? { scopes: grant as string[] } : (grant as ApiKeyGrant)
   if (typeof value !== 'object' || value === null)
-    throw new TypeError(`Expected \`${option}\` to be { id?, scopes? } or a list of scopes`)
+    throw new TypeError(
+      `Expected \`${option}\` to be { id?, scopes? } or a list of scopes, got ${showValue(grant)}`,
+    )
   // A record from lookup() may be a database row with fields of its own; a configured grant may not.
   if (configured) knownOptions(value, ['id', 'scopes'], `\`${option}\``)
   const scopes = value.scopes ?? []
   if (!Array.isArray(scopes) || scopes.some((s) => typeof s !== 'string'))
-    throw new TypeError(`Expected \`${option}.scopes\` to be an array of strings`)
+    throw new TypeError(`Expected \`${option}.scopes\` to be an array of strings, got ${showValue(scopes)}`)
   if (value.id !== undefined && (typeof value.id !== 'string' || value.id === ''))
-    throw new TypeError(`Expected \`${option}.id\` to be a non-empty string`)
+    throw new TypeError(`Expected \`${option}.id\` to be a non-empty string, got ${showValue(value.id)}`)
   const info: ApiKeyInfo = Object.freeze({
     id: value.id ?? `key-${digest(key).slice(0, 12)}`,
     scopes: new ReadonlySetView(new Set(scopes)),

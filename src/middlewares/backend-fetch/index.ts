@@ -5,7 +5,7 @@ import { type Readable, Transform, type TransformCallback } from 'node:stream'
 import zlib from 'node:zlib'
 import { errorCatalogue } from '../../catalogue.ts'
 import { type IcError, icError, isIcError } from '../../errors.ts'
-import { type Duration, durationMs, knownOptions, recordOption } from '../../options.ts'
+import { type Duration, durationMs, knownOptions, recordOption, showValue } from '../../options.ts'
 import { requestDeadlineAt } from '../../request-signal.ts'
 import { compileHostList as compileHostnameList, hostNameOf } from '../permissions/host-matcher.ts'
 import {
@@ -207,7 +207,7 @@ export function createBackendFetch(options: Readonly<BackendFetchOptions> = {}):
   knownOptions(options, BACKEND_FETCH_OPTIONS, 'createBackendFetch')
   const maxBytes = options.maxBytes ?? DEFAULTS.maxBytes
   if (!Number.isSafeInteger(maxBytes) || maxBytes < 1) {
-    throw new TypeError(`Expected \`maxBytes\` to be a positive integer, got ${maxBytes}`)
+    throw new TypeError(`Expected \`maxBytes\` to be a positive integer, got ${showValue(maxBytes)}`)
   }
   const maxRedirects = options.maxRedirects ?? DEFAULTS.maxRedirects
   if (!Number.isInteger(maxRedirects) || maxRedirects < 0 || maxRedirects > 20) {
