@@ -18,6 +18,7 @@ import morgan from 'morgan'
 import { createBackendFetch, isIcError, requestSignal } from '../src/index.ts'
 import { type Backend, PNG, startBackend } from './support/backends.ts'
 import { frameworks, type RunningApp, startApp } from './support/harness.ts'
+import { slowDownload } from './support/slow-download.ts'
 
 interface Answer {
   readonly status: number
@@ -425,22 +426,12 @@ describe('backend lifecycle on every framework', () => {
           ],
         })
         try {
-          const req = httpRequest(`${app.url}/big`, { agent: false })
-          req.end()
-          const [res] = (await once(req, 'response')) as [IncomingMessage]
-          res.pause()
-          await new Promise((resolve) => setTimeout(resolve, 300))
-          let bytes = 0
-          res.on('data', (chunk: Buffer) => {
-            bytes += chunk.length
-          })
-          const ended = await new Promise<string>((resolve) => {
-            res.on('end', () => resolve('complete'))
-            res.on('error', (err: NodeJS.ErrnoException) => resolve(`cut (${err.code})`))
-            res.resume()
-          })
+          const got = await slowDownload(
+            `${app.url}/big`,
+            () => new Promise((resolve) => setTimeout(resolve, 300)),
+          )
           assert.equal(flushedAtDeadline, false, 'the body was still being flushed when the deadline passed')
-          assert.deepEqual([res.statusCode, ended, bytes], [200, 'complete', image.length])
+          assert.deepEqual([got.status, got.ended, got.bytes], [200, 'complete', image.length])
           await new Promise((resolve) => setImmediate(resolve))
           assert.deepEqual(app.reports, [])
         } finally {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { once } from 'node:events'
-import { request as httpRequest, type IncomingMessage } from 'node:http'
+import { request as httpRequest } from 'node:http'
 import { connect } from 'node:net'
 import { Readable } from 'node:stream'
 import { after, before, describe, it } from 'node:test'
@@ -8,6 +8,7 @@ import createHttpError from 'http-errors'
 import request from 'supertest'
 import { defineErrorCode, icError } from '../src/index.ts'
 import { type AppSpec, frameworks, type RouteSpec, type RunningApp, startApp } from './support/harness.ts'
+import { slowDownload } from './support/slow-download.ts'
 
 const CDN_CACHE_HEADERS: Readonly<Record<string, string>> = {
   'cache-control': 'public, max-age=31536000, immutable',
@@ -538,21 +539,8 @@ describe('errorHandler() lifecycle on real sockets', () => {
         ],
       })
       try {
-        const req = httpRequest(`${app.url}/ended`)
-        req.end()
-        const [res] = (await once(req, 'response')) as [IncomingMessage]
-        res.pause()
-        await waitFor(() => app.reports.length === 1)
-        let bytes = 0
-        res.on('data', (chunk: Buffer) => {
-          bytes += chunk.length
-        })
-        const ended = await new Promise<string>((resolve) => {
-          res.on('end', () => resolve('complete'))
-          res.on('error', (err: NodeJS.ErrnoException) => resolve(`cut (${err.code})`))
-          res.resume()
-        })
-        assert.deepEqual([res.statusCode, ended, bytes], [200, 'complete', image.length])
+        const got = await slowDownload(`${app.url}/ended`, () => waitFor(() => app.reports.length === 1))
+        assert.deepEqual([got.status, got.ended, got.bytes], [200, 'complete', image.length])
         assert.equal(app.reports.length, 1)
         const [report] = app.reports
         assert.deepEqual(

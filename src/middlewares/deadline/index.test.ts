@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict'
 import { once } from 'node:events'
-import { createServer, get, type IncomingMessage, request, type ServerResponse } from 'node:http'
+import { createServer, get, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { describe, it } from 'node:test'
+import { slowDownload } from '../../../test/support/slow-download.ts'
 import { isIcError } from '../../errors.ts'
 import { requestSignal } from '../../request-signal.ts'
 import { createDeadline } from './index.ts'
@@ -29,25 +30,6 @@ async function status(url: string): Promise<number> {
   res.resume()
   await once(res, 'end')
   return res.statusCode ?? 0
-}
-
-/** A client that reads nothing for `pauseMs`, then all: the bytes it got, and how the body ended. */
-async function slowDownload(url: string, pauseMs: number): Promise<{ bytes: number; ended: string }> {
-  const req = request(url, { agent: false })
-  req.end()
-  const [res] = (await once(req, 'response')) as [IncomingMessage]
-  res.pause()
-  await new Promise((resolve) => setTimeout(resolve, pauseMs))
-  let bytes = 0
-  res.on('data', (chunk: Buffer) => {
-    bytes += chunk.length
-  })
-  const ended = await new Promise<string>((resolve) => {
-    res.on('end', () => resolve('complete'))
-    res.on('error', (err: NodeJS.ErrnoException) => resolve(`cut (${err.code})`))
-    res.resume()
-  })
-  return { bytes, ended }
 }
 
 describe('createDeadline', () => {
@@ -170,9 +152,9 @@ describe('createDeadline', () => {
       setTimeout(() => (flushedAtDeadline = res.writableFinished), 100)
     })
     try {
-      const got = await slowDownload(app.url, 300)
+      const got = await slowDownload(app.url, () => new Promise((resolve) => setTimeout(resolve, 300)))
       assert.equal(flushedAtDeadline, false, 'the body was still being flushed when the deadline passed')
-      assert.deepEqual(got, { bytes: image.length, ended: 'complete' })
+      assert.deepEqual(got, { status: 200, bytes: image.length, ended: 'complete' })
       assert.equal(signal?.aborted, false)
       assert.equal(fallbackCalls, 0)
     } finally {
@@ -191,8 +173,8 @@ describe('createDeadline', () => {
       requestSignal(req).addEventListener('abort', () => res.end(fallback))
     })
     try {
-      const got = await slowDownload(app.url, 200)
-      assert.deepEqual(got, { bytes: fallback.length, ended: 'complete' })
+      const got = await slowDownload(app.url, () => new Promise((resolve) => setTimeout(resolve, 200)))
+      assert.deepEqual(got, { status: 200, bytes: fallback.length, ended: 'complete' })
       assert.equal(fallbackCalls, 0)
     } finally {
       await app.close()
