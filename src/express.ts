@@ -124,7 +124,10 @@ export function fromGuard(guard: Guard, name: string): ExpressMiddleware {
  * The final error handler, mounted **last**: the only writer of error responses. Every
  * thrown or rejected value becomes the right status, `x-ic-error-code`,
  * `x-ic-error-validation` and `Retry-After` where they apply, a request id, and a body
- * negotiated from `Accept`.
+ * negotiated from `Accept`. An error after the handler ended the response is reported
+ * (outcome `ended`) and the response left whole; under compression(), which ends it only
+ * once gzip has flushed, that is known when `clientClosed()` or `deadline()` is mounted
+ * after compression(), and otherwise the response looks started and is closed.
  *
  * @example
  * import express from 'express'
@@ -260,8 +263,10 @@ function publishSignalOn(req: IncomingMessage, res: ServerResponse): void {
  * handler answers 504 `IC_BACKEND_TIMEOUT` (or closes the connection if the response had
  * started). A response the handler ended in time is never cut, however long a slow client
  * takes to download it. A handler that writes late neither crashes nor sends a second
- * response. The timer is cleared when the response finishes. Mount it before the handlers it covers, app-wide or
- * per route; when two deadlines apply, the earlier one wins.
+ * response. The timer is cleared when the response finishes. Mount it before the handlers
+ * it covers, app-wide or per route, and after compression(), which ends the response only
+ * once gzip has flushed: after it, the handler's own `res.end()` counts. When two deadlines
+ * apply, the earlier one wins.
  *
  * @example
  * app.get('/image/:id', deadline({ timeoutMs: '8s' }), async (req, res) => {
@@ -282,7 +287,9 @@ export function deadline(options: Readonly<DeadlineOptions>): ExpressMiddleware 
  * Detects a client that goes away before its response finished (the response closes before
  * `writableFinished`): the request's signal is aborted, so the backend work stops, nothing
  * is written, and the error handler's `onError` reports 499 `IC_CLIENT_CLOSED_REQUEST` once.
- * Keep-alive and pipelined connections are unaffected. Mount it first.
+ * Keep-alive and pipelined connections are unaffected. Mount it first, but after
+ * compression(): it then also lets `errorHandler()` know that a handler which fails after
+ * `res.send()` had ended its compressed response, left whole (outcome `ended`).
  *
  * @example
  * app.use(clientClosed())

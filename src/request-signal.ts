@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { peekRequestState, type RequestState, requestState } from './request-state.ts'
+import { responseEnded } from './response-end.ts'
 
 /** The request state behind each signal `requestSignal()` made, for a fetch handed one. */
 const signalStates = new WeakMap<AbortSignal, RequestState>()
@@ -110,6 +111,7 @@ export function failAfterAbort(
 
 function failIfPending(res: ServerResponse, err: Error, fail: LifecycleFail, clientGone: boolean): void {
   const state = peekRequestState(res.req)
-  if (state === undefined || state.failureReported === true || (!clientGone && res.writableEnded)) return
+  if (state === undefined || state.failureReported === true || (!clientGone && responseEnded(res, state)))
+    return
   fail(state.lifecycleTarget, err, res)
 }

@@ -1,4 +1,5 @@
 import type { IncomingMessage } from 'node:http'
+import type { ResponseEnd } from './response-end.ts'
 
 /**
  * What the package keeps about one request, in one place, keyed by the raw
@@ -24,6 +25,14 @@ export interface RequestState {
   deadlineAt?: number
   /** Whether the client-closed listener is attached to the response. */
   watchingClose?: boolean
+  /**
+   * Whether `res.end()` was called, once `deadline()` or `clientClosed()` watches for it
+   * (src/response-end.ts): `true` from the call on, while `res.writableEnded` may still be
+   * false (compression() passes the end on once gzip has flushed).
+   */
+  endCalled?: boolean
+  /** The response's `end` that the watching one replaced and calls. */
+  endBefore?: ResponseEnd
 }
 
 const states = new WeakMap<IncomingMessage, RequestState>()

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict'
+import { randomBytes } from 'node:crypto'
 import { once } from 'node:events'
 import { createReadStream } from 'node:fs'
 import {
@@ -738,6 +739,79 @@ describe('backend lifecycle on every framework', () => {
           await app.close()
         }
       })
+    })
+  }
+})
+
+describe('deadline() mounted after compression() (Express)', () => {
+  // 12 MiB of text that gzip shrinks by a quarter only: far more than the socket buffers hold.
+  const text = randomBytes(9 * 1024 * 1024).toString('base64')
+  const gzip = { 'accept-encoding': 'gzip' }
+  for (const framework of ['express4', 'express5'] as const) {
+    test(`${framework}: a compressible body ended in time reaches a slow client whole, nothing reported`, async () => {
+      let endedAtDeadline: boolean | undefined
+      const app = await startApp(framework, {
+        use: () => [compression()],
+        routes: [
+          {
+            path: '/text',
+            use: (a) => [a.deadline({ timeoutMs: 100 })],
+            handle: ({ res }) => {
+              setTimeout(() => (endedAtDeadline = res.writableEnded), 150)
+              return { headers: { 'content-type': 'text/plain' }, body: text }
+            },
+          },
+        ],
+      })
+      try {
+        const got = await slowDownload(
+          `${app.url}/text`,
+          () => new Promise((resolve) => setTimeout(resolve, 300)),
+          gzip,
+        )
+        assert.equal(
+          endedAtDeadline,
+          false,
+          'compression() had not passed the end on when the deadline passed',
+        )
+        assert.deepEqual([got.status, got.ended, got.headers['content-encoding']], [200, 'complete', 'gzip'])
+        assert.ok(gunzipSync(got.body).equals(Buffer.from(text)), 'the whole body')
+        await new Promise((resolve) => setImmediate(resolve))
+        assert.deepEqual(app.reports, [])
+      } finally {
+        await app.close()
+      }
+    })
+
+    test(`${framework}: a compressed response the handler never ends still gets its 504`, async () => {
+      const app = await startApp(framework, {
+        use: () => [compression()],
+        routes: [
+          {
+            path: '/text',
+            use: (a) => [a.deadline({ timeoutMs: 100 })],
+            handle: ({ req, res }) => {
+              res.setHeader('content-type', 'text/plain')
+              res.write(text.slice(0, 64 * 1024))
+              return new Promise<undefined>((resolve) =>
+                requestSignal(req).addEventListener('abort', () => resolve(undefined), { once: true }),
+              )
+            },
+          },
+        ],
+      })
+      try {
+        const got = await slowDownload(`${app.url}/text`, () => Promise.resolve(), gzip)
+        assert.equal(got.status, 200)
+        assert.match(got.ended, /^cut /)
+        const [report] = await reportsOf(app, 1)
+        assert.deepEqual(
+          [report?.status, report?.code, report?.outcome],
+          [504, 'IC_BACKEND_TIMEOUT', 'headers-sent'],
+        )
+      } finally {
+        await app.close()
+      }
     })
   }
 })

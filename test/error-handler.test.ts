@@ -1,9 +1,12 @@
 import assert from 'node:assert/strict'
+import { randomBytes } from 'node:crypto'
 import { once } from 'node:events'
 import { request as httpRequest } from 'node:http'
 import { connect } from 'node:net'
 import { Readable } from 'node:stream'
 import { after, before, describe, it } from 'node:test'
+import { gunzipSync } from 'node:zlib'
+import compression from 'compression'
 import createHttpError from 'http-errors'
 import request from 'supertest'
 import { defineErrorCode, icError } from '../src/index.ts'
@@ -551,6 +554,44 @@ describe('errorHandler() lifecycle on real sockets', () => {
         await app.close()
       }
     })
+
+    if (framework === 'express4' || framework === 'express5')
+      it(`${framework}: an error after a compressible response was ended under compression() leaves it whole`, async () => {
+        // compression() defers the real end until gzip flushed; clientClosed() after it sees the handler's call.
+        const text = randomBytes(6 * 1024 * 1024).toString('base64')
+        const app = await startApp(framework, {
+          use: (a) => [compression(), a.clientClosed()],
+          routes: [
+            {
+              path: '/ended',
+              handle: ({ res }) => {
+                res.statusCode = 200
+                res.setHeader('content-type', 'text/plain')
+                res.end(text)
+                throw new Error('late audit-log failure')
+              },
+            },
+          ],
+        })
+        try {
+          const got = await slowDownload(`${app.url}/ended`, () => waitFor(() => app.reports.length === 1), {
+            'accept-encoding': 'gzip',
+          })
+          assert.deepEqual(
+            [got.status, got.ended, got.headers['content-encoding']],
+            [200, 'complete', 'gzip'],
+          )
+          assert.ok(gunzipSync(got.body).equals(Buffer.from(text)), 'the whole body')
+          assert.equal(app.reports.length, 1)
+          const [report] = app.reports
+          assert.deepEqual(
+            [report?.status, report?.code, report?.outcome, (report?.error as Error | undefined)?.message],
+            [200, 'IC_INTERNAL_ERROR', 'ended', 'late audit-log failure'],
+          )
+        } finally {
+          await app.close()
+        }
+      })
 
     it(`${framework}: a client that disconnects before the handler fails is reported as 499, nothing written`, async () => {
       let failLater: (() => void) | undefined

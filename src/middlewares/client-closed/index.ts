@@ -3,6 +3,7 @@ import { icError } from '../../errors.ts'
 import { abortRequest, failAfterAbort, type LifecycleFail } from '../../request-signal.ts'
 import { peekRequestState, requestState } from '../../request-state.ts'
 import { onResponseClose } from '../../response-close.ts'
+import { recordEnd } from '../../response-end.ts'
 
 /**
  * The reason a request whose client left is aborted with. Internal, shared with the error
@@ -48,6 +49,7 @@ export function createClientClosed(
     state.lifecycleTarget = target
     if (state.watchingClose !== true) {
       state.watchingClose = true
+      recordEnd(res, state)
       onResponseClose(res, onClose)
     }
   }

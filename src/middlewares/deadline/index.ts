@@ -5,6 +5,7 @@ import { type Duration, durationMs, knownOptions } from '../../options.ts'
 import { abortRequest, failAfterAbort, type LifecycleFail } from '../../request-signal.ts'
 import { peekRequestState, requestState } from '../../request-state.ts'
 import { onResponseClose } from '../../response-close.ts'
+import { recordEnd, responseEnded } from '../../response-end.ts'
 
 /**
  * Options of `deadline()`.
@@ -24,7 +25,8 @@ export interface DeadlineOptions {
 /**
  * The framework-neutral deadline behind both adapters' `deadline()`: validates the options
  * once and returns `(req, res, target)`, which arms the request's timer (or keeps an earlier
- * one). When the deadline passes before the response was ended, the signal
+ * one). When the deadline passes before the response was ended (`res.end()` called, seen
+ * through a middleware that defers it if that one was mounted earlier), the signal
  * is aborted with an `IC_BACKEND_TIMEOUT` error (504) and, unless the handler failed (or
  * ended the response) by itself, `fail` hands that error to the error handler. The timer is cleared when the response finishes or
  * its client leaves (a pipelined response still queued when its connection closes too).
@@ -50,8 +52,9 @@ export function createDeadline(
     if (state === undefined) return
     state.deadlineTimer = undefined
     // Ended by the handler: answered in time, even while a slow client (or a pipelined
-    // response ahead of it) still holds the bytes back; cutting it now would truncate it.
-    if (res.writableEnded) return
+    // response ahead of it, or compression() still flushing) holds the bytes back; cutting
+    // it now would truncate it.
+    if (responseEnded(res, state)) return
     const err = icError('IC_BACKEND_TIMEOUT', { message, details: { timeoutMs }, stack: false })
     if (abortRequest(res.req, err)) failAfterAbort(res, err, fail, false)
   }
@@ -66,6 +69,7 @@ export function createDeadline(
       if ((state.deadlineAt as number) <= at) return
       clearTimeout(state.deadlineTimer)
     } else {
+      recordEnd(res, state)
       onFinished(res, clearDeadline)
       // on-finished waits for a queued pipelined response's socket, which never comes if the client leaves first.
       if (res.socket === null) onResponseClose(res, clearQueuedDeadline)

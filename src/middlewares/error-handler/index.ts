@@ -13,6 +13,7 @@ import { isThenable } from '../../guard.ts'
 import { knownOptions } from '../../options.ts'
 import { abortRequest } from '../../request-signal.ts'
 import { peekRequestState, requestState } from '../../request-state.ts'
+import { responseEnded } from '../../response-end.ts'
 import { HEADER_NAME, sanitizeHeaders, VALIDATION_HEADER_MAX_BYTES } from '../../validation-header.ts'
 import { clientGoneError } from '../client-closed/index.ts'
 
@@ -415,9 +416,9 @@ export function makeErrorWriter(
       report(failureOf(err, req, res), 499, 'IC_CLIENT_CLOSED_REQUEST', requestId, req, res, 'client-gone')
       return
     }
-    if (res.writableEnded) {
+    if (responseEnded(res, state)) {
       // The handler ended the response before failing: destroying it would cut a complete
-      // response the client is still receiving.
+      // response the client is still receiving (or compression() is still flushing).
       report(err, res.statusCode, normalized.code, requestId, req, res, 'ended')
       if (state.abortReason !== undefined) dropLateWrites(res)
       return
