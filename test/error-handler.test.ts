@@ -17,6 +17,12 @@ const CDN_CACHE_HEADERS: Readonly<Record<string, string>> = {
   'cache-control': 'public, max-age=31536000, immutable',
   'surrogate-control': 'max-age=31536000',
   'cdn-cache-control': 'max-age=31536000',
+  // Each CDN's own CDN-Cache-Control, which takes precedence over the generic one there.
+  'cloudflare-cdn-cache-control': 'max-age=31536000',
+  'vercel-cdn-cache-control': 'max-age=31536000',
+  'netlify-cdn-cache-control': 'public, max-age=31536000',
+  'x-accel-expires': '31536000', // nginx proxy_cache, over Cache-Control
+  'edge-control': 'max-age=365d', // Akamai
   expires: 'Thu, 31 Dec 2037 23:55:55 GMT',
   age: '12',
   'surrogate-key': 'img-42',

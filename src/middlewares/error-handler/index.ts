@@ -93,7 +93,8 @@ const REQUEST_ID = /^[\w.~-]{1,128}$/
 // in all: one header of more than half of that leaves too little for the others.
 const VALIDATION_HEADER_MAX_CAP = 8192
 // What described the success response a route had begun: its representation, and how long
-// caches (a CDN's included) may keep it. Cache-Control itself becomes no-store.
+// caches (a CDN's included: nginx's X-Accel-Expires, Akamai's Edge-Control) may keep it.
+// Cache-Control itself becomes no-store.
 const STALE_HEADERS = new Set([
   'content-type',
   'content-length',
@@ -113,9 +114,17 @@ const STALE_HEADERS = new Set([
   'cdn-cache-control',
   'surrogate-key',
   'cache-tag',
+  'x-accel-expires',
+  'edge-control',
   'transfer-encoding',
   'x-ic-error-validation',
 ])
+
+/** Also each CDN's own CDN-Cache-Control (Cloudflare-, Vercel-, Netlify-), which wins over the generic one there. */
+function isStaleHeader(name: string): boolean {
+  return STALE_HEADERS.has(name) || name.endsWith('-cdn-cache-control')
+}
+
 const EXPOSED = ['x-ic-error-code', 'x-ic-error-validation', 'retry-after', 'ratelimit', 'ratelimit-policy']
 
 function defaultOnError(report: ErrorReport): void {
@@ -462,7 +471,7 @@ export function makeErrorWriter(
     res: ServerResponse,
     requestId: string,
   ): ErrorResponse {
-    for (const name of res.getHeaderNames()) if (STALE_HEADERS.has(name)) res.removeHeader(name)
+    for (const name of res.getHeaderNames()) if (isStaleHeader(name)) res.removeHeader(name)
     const { headers } = out
     // A body still on its way: kept alive, Node would read and discard all of it after the
     // response, however much the client sends. `complete` is false for every request until
