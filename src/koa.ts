@@ -1,3 +1,4 @@
+import { ReadStream } from 'node:fs'
 import { type IncomingMessage, type ServerResponse, STATUS_CODES } from 'node:http'
 import { debuglog } from 'node:util'
 import createHttpError from 'http-errors'
@@ -110,9 +111,10 @@ export function fromGuard(guard: Guard, name: string): KoaMiddleware {
  * The final error handler, mounted **first**: the only writer of error responses. It
  * catches what downstream throws and what Koa reports later (a body stream failing), and
  * writes the response itself, so 499 stays 499 and headers already set (CORS, RateLimit)
- * are kept, where Koa's own handler would turn 499 into 500 and clear them. Like Koa 2's
- * own handler, it answers an `ENOENT` error without a status (a missing file) 404
- * `IC_NOT_FOUND`, on Koa 2 and 3. The error is
+ * are kept, where Koa's own handler would turn 499 into 500 and clear them. A file body that
+ * is not there (`ctx.body = fs.createReadStream(missing)`) is answered 404 `IC_NOT_FOUND`,
+ * as Koa 2's own handler answers it, on Koa 2 and 3; any other `ENOENT` (a missing binary
+ * for `spawn`, a config file read) is a 500. The error is
  * also emitted on the app (`app.on('error')`), as Koa expects of error handlers.
  *
  * @example
@@ -131,6 +133,7 @@ export function errorHandler(options: Readonly<ErrorHandlerOptions> = {}): KoaMi
   const handle = makeErrorWriter({ ...options, onError }, answerAs)
   const fail = (ctx: KoaContext, err: unknown): void => {
     ctx.respond = false
+    if (isMissingBodyFile(ctx, err)) missingBodyFiles.add(err)
     // A request fails once: a late error after a 504 or 499 is neither written nor emitted again.
     const failedBefore = peekRequestState(ctx.req)?.failureReported === true
     // Before handle(), which destroys a started response: a socket destroyed by us is no client that left.
@@ -173,16 +176,29 @@ export function errorHandler(options: Readonly<ErrorHandlerOptions> = {}): KoaMi
   }
 }
 
+/** The errors of file bodies that could not be opened, answered 404 by {@link answerAs}. */
+const missingBodyFiles = new WeakSet<object>()
+
 /**
- * A file that is not there, failing without a status of its own (`ctx.body =
- * fs.createReadStream(missing)`, `await readFile(missing)`), is answered 404 `IC_NOT_FOUND`
- * (its message, which names the path on disk, stays hidden), as Koa 2's own handler answers
- * it; on Koa 3 too, whose handler dropped that case, so that both answer alike.
+ * Whether `err` is the body's own failure to open its file: `ctx.body` an `fs.ReadStream`,
+ * and `err` the `ENOENT` of opening that path. Koa 2's handler answers every `ENOENT` 404,
+ * which made a missing `spawn()` binary or config file a 404 that 5xx alerting misses; a
+ * thrown `readFile()` failure cannot say whether the file was what the client asked for.
+ */
+function isMissingBodyFile(ctx: KoaContext, err: unknown): err is object {
+  const { body } = ctx
+  if (!(body instanceof ReadStream) || typeof err !== 'object' || err === null) return false
+  const { code, syscall, path } = err as NodeJS.ErrnoException
+  return code === 'ENOENT' && syscall === 'open' && path === String(body.path)
+}
+
+/**
+ * A file body that is not there is answered 404 `IC_NOT_FOUND` (its message, which names
+ * the path on disk, stays hidden), as Koa 2's own handler answers it; on Koa 3 too, whose
+ * handler dropped that case, so that both answer alike.
  */
 function answerAs(err: unknown): unknown {
-  if (typeof err !== 'object' || err === null) return err
-  const { code, status, statusCode } = err as { code?: unknown; status?: unknown; statusCode?: unknown }
-  return code === 'ENOENT' && status === undefined && statusCode === undefined ? icError('IC_NOT_FOUND') : err
+  return typeof err === 'object' && err !== null && missingBodyFiles.has(err) ? icError('IC_NOT_FOUND') : err
 }
 
 /** Whether the app set `ctx.status` itself, rather than leaving Koa's default 404 (Koa 2 and 3 both keep this flag). */

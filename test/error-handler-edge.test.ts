@@ -1,5 +1,6 @@
 // Edge cases of the error handler found in review: each failed before its fix.
 import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { createReadStream } from 'node:fs'
 import { readFile } from 'node:fs/promises'
@@ -7,6 +8,7 @@ import { Agent, createServer, request as httpRequest, type IncomingMessage, type
 import { type AddressInfo, connect } from 'node:net'
 import { PassThrough } from 'node:stream'
 import { describe, it } from 'node:test'
+import { fileURLToPath } from 'node:url'
 import vm from 'node:vm'
 import express5 from 'express'
 import express4 from 'express4'
@@ -561,27 +563,35 @@ describe('Express 5: an async handler that rejects after it sent its response', 
 
 describe('a missing file (ENOENT)', () => {
   const MISSING = '/nonexistent/image.png'
+  /** What `child_process.spawn()` of a binary that is not installed rejects with. */
+  const spawnMissing = () =>
+    new Promise((resolve, reject) =>
+      spawn('image-api-errors-no-such-binary').on('error', reject).on('close', resolve),
+    )
   for (const [name, Koa] of Koas) {
-    it(`${name}: a thrown ENOENT is a 404 IC_NOT_FOUND, as Koa 2 answers it, without the file's path`, async () => {
+    it(`${name}: a file body that is not there is a 404 IC_NOT_FOUND, as Koa 2 answers it, without the file's path`, async () => {
       const app = new Koa()
       const emitted: unknown[] = []
       const reports: ErrorReport[] = []
       app.on('error', (err: unknown) => emitted.push(err))
       app.use(kx.errorHandler({ onError: (r) => reports.push(r) }) as never)
       app.use(async (ctx: { path: string; body: unknown }) => {
-        if (ctx.path === '/read') ctx.body = await readFile(MISSING)
-        else if (ctx.path === '/own-status')
-          throw Object.assign(new Error('gone'), { code: 'ENOENT', status: 503 })
-        else if (ctx.path === '/stream') ctx.body = createReadStream(MISSING)
+        ctx.body = createReadStream(MISSING)
       })
       const s = await listen(app.callback() as never)
       try {
-        const r = await request(s.url).get('/read').set('accept', 'application/json')
-        assert.deepEqual([r.status, r.headers['x-ic-error-code']], [404, 'IC_NOT_FOUND'])
-        assert.doesNotMatch(r.text, /nonexistent/)
+        if (name === 'koa2') {
+          const r = await request(s.url).get('/stream').set('accept', 'application/json')
+          assert.deepEqual([r.status, r.headers['x-ic-error-code']], [404, 'IC_NOT_FOUND'])
+          assert.doesNotMatch(r.text, /nonexistent/)
+        } else {
+          // Koa 3's pipeline destroys the response before any handler can answer (frameworks.md).
+          await assert.rejects(request(s.url).get('/stream'))
+        }
+        while (reports.length === 0) await new Promise((resolve) => setImmediate(resolve))
         assert.deepEqual(
-          reports.map((report) => [report.status, report.code, report.error]),
-          [[404, 'IC_NOT_FOUND', emitted[0]]],
+          reports.map((report) => [report.status, report.code, report.outcome, report.error]),
+          [[404, 'IC_NOT_FOUND', name === 'koa2' ? 'sent' : 'closed', emitted[0]]],
           'onError gets the error as thrown',
         )
         assert.equal(
@@ -589,25 +599,49 @@ describe('a missing file (ENOENT)', () => {
           'ENOENT',
           'the app hears the error as thrown',
         )
-        const own = await request(s.url).get('/own-status')
-        assert.deepEqual([own.status, own.headers['x-ic-error-code']], [503, 'IC_SERVICE_UNAVAILABLE'])
-        if (name === 'koa2') {
-          const streamed = await request(s.url).get('/stream')
-          assert.deepEqual([streamed.status, streamed.headers['x-ic-error-code']], [404, 'IC_NOT_FOUND'])
-        } else {
-          // Koa 3's pipeline destroys the response before any handler can answer (frameworks.md).
-          await assert.rejects(request(s.url).get('/stream'))
-          assert.deepEqual(
-            reports.slice(-1).map((report) => [report.status, report.code, report.outcome]),
-            [[404, 'IC_NOT_FOUND', 'closed']],
-          )
+      } finally {
+        await s.close()
+      }
+    })
+
+    it(`${name}: any other ENOENT (a binary spawn() cannot find, a file read in a middleware) is a 500`, async () => {
+      const app = new Koa()
+      app.silent = true
+      const reports: ErrorReport[] = []
+      app.use(kx.errorHandler({ onError: (r) => reports.push(r) }) as never)
+      app.use(async (ctx: { path: string; body: unknown }) => {
+        if (ctx.path === '/spawn') await spawnMissing()
+        else if (ctx.path === '/read') ctx.body = await readFile(MISSING)
+        else if (ctx.path === '/after-body') {
+          // The body is a file stream, but the failure is another file's.
+          ctx.body = createReadStream(fileURLToPath(import.meta.url))
+          await readFile(MISSING)
+        } else if (ctx.path === '/own-status')
+          throw Object.assign(new Error('gone'), { code: 'ENOENT', syscall: 'open', status: 503 })
+      })
+      const s = await listen(app.callback() as never)
+      try {
+        const answers: string[] = []
+        for (const path of ['/spawn', '/read', '/after-body', '/own-status']) {
+          const r = await request(s.url).get(path)
+          answers.push(`${path} ${r.status} ${r.headers['x-ic-error-code']}`)
         }
+        assert.deepEqual(answers, [
+          '/spawn 500 IC_INTERNAL_ERROR',
+          '/read 500 IC_INTERNAL_ERROR',
+          '/after-body 500 IC_INTERNAL_ERROR',
+          '/own-status 503 IC_SERVICE_UNAVAILABLE',
+        ])
+        assert.deepEqual(
+          reports.map((report) => (report.error as NodeJS.ErrnoException).code),
+          ['ENOENT', 'ENOENT', 'ENOENT', 'ENOENT'],
+        )
       } finally {
         await s.close()
       }
     })
   }
-  it('is a 404 on Koa 2 and 3 only: Express 4 and 5 keep answering it 500, as their own handler does', async () => {
+  it('a thrown ENOENT is a 500 on Express 4 and 5 and Koa 2 and 3 alike', async () => {
     const answers: string[] = []
     for (const framework of frameworks) {
       const app = await startApp(framework, {
@@ -623,8 +657,8 @@ describe('a missing file (ENOENT)', () => {
     assert.deepEqual(answers, [
       'express4 500 IC_INTERNAL_ERROR',
       'express5 500 IC_INTERNAL_ERROR',
-      'koa2 404 IC_NOT_FOUND',
-      'koa3 404 IC_NOT_FOUND',
+      'koa2 500 IC_INTERNAL_ERROR',
+      'koa3 500 IC_INTERNAL_ERROR',
     ])
   })
 })
