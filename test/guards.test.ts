@@ -89,6 +89,19 @@ for (const framework of frameworks) {
             },
           },
           {
+            path: '/chained-publish',
+            use: (a) => [
+              a.fromGuard(chainGuards([publishSync, asyncRefuse, () => ({ tenant: 'acme' })]), 'chained'),
+            ],
+            handle: ({ locals }) => ({
+              body: JSON.stringify({
+                width: locals.width,
+                checkedAt: locals.checkedAt,
+                tenant: locals.tenant,
+              }),
+            }),
+          },
+          {
             path: '/reject-null',
             use: (a) => [a.fromGuard(rejectNull, 'rejectNull')],
             handle: () => ({ body: 'no' }),
@@ -106,6 +119,11 @@ for (const framework of frameworks) {
     it('passes a request the guard accepts and publishes its values to the handler', async () => {
       assert.deepEqual(JSON.parse((await request(app.url).get('/sync')).text), { width: 100 })
       assert.deepEqual(JSON.parse((await request(app.url).get('/async')).text), { checkedAt: 'async' })
+    })
+
+    it('publishes what the guards of chainGuards() publish, as the same guards mounted one by one', async () => {
+      const r = await request(app.url).get('/chained-publish')
+      assert.deepEqual(JSON.parse(r.text), { width: 100, checkedAt: 'async', tenant: 'acme' })
     })
 
     it('turns a synchronous throw into the error response', async () => {

@@ -3,8 +3,10 @@ import { IncomingMessage, ServerResponse } from 'node:http'
 import { Socket } from 'node:net'
 import { describe, it } from 'node:test'
 import { type IcError, isIcError } from '../../errors.ts'
+import type { Guard } from '../../guard.ts'
 import {
   type ConsumeResult,
+  chainGuards,
   imageChartsRateLimitsGuard,
   MemoryStore,
   type RateLimitOptions,
@@ -559,6 +561,59 @@ describe('rateLimitGuard(options)', () => {
       assert.throws(() => rateLimitGuard(options as never), { name: 'TypeError', message })
     })
   }
+})
+
+describe('chainGuards(guards)', () => {
+  const tick = () => new Promise((resolve) => setTimeout(resolve, 5))
+
+  it('publishes what its guards publish, merged in order, and stays synchronous while they are', () => {
+    const published = { tenant: 'acme' }
+    const chained = chainGuards([
+      () => published,
+      () => undefined,
+      () => ({ plan: 'free', tenant: 'acme-eu' }),
+      rateLimitGuard({ limit: 10, windowMs: '1m' }),
+    ])
+    const { req, res } = request()
+    assert.deepEqual(chained(req, res), { tenant: 'acme-eu', plan: 'free' })
+    assert.deepEqual(published, { tenant: 'acme' }, "a guard's own object is left as it was")
+    assert.equal(chainGuards([() => undefined, () => undefined])(req, res), undefined)
+  })
+
+  it('awaits each asynchronous guard before the next runs, and resolves with the merged values', async () => {
+    const ran: string[] = []
+    const step =
+      (name: string, values: Record<string, unknown> | undefined, wait: boolean): Guard =>
+      () => {
+        ran.push(`${name} start`)
+        if (!wait) return values
+        return tick().then(() => {
+          ran.push(`${name} done`)
+          return values
+        })
+      }
+    const chained = chainGuards([
+      step('key', { apiKey: { id: 'k1' } }, true),
+      step('tenant', { tenant: 'acme' }, false),
+      step('none', undefined, true),
+      step('plan', { plan: 'pro' }, true),
+    ])
+    const { req, res } = request()
+    const out = chained(req, res)
+    assert.ok(out instanceof Promise)
+    assert.deepEqual(await out, { apiKey: { id: 'k1' }, tenant: 'acme', plan: 'pro' })
+    assert.deepEqual(ran, [
+      'key start',
+      'key done',
+      'tenant start',
+      'none start',
+      'none done',
+      'plan start',
+      'plan done',
+    ])
+    const nothing = chainGuards([step('a', undefined, true)])(req, res)
+    assert.equal(await nothing, undefined)
+  })
 })
 
 describe('RedisStore(options)', () => {

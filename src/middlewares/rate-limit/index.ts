@@ -310,22 +310,43 @@ export function rateLimitGuard(options: Readonly<RateLimitOptions>): Guard {
 }
 
 /**
- * Runs guards one after the other, each only when the previous one let the request through.
- * Not atomic across guards: what an earlier limiter counted stays counted when a later one
- * refuses, so put the limiter that refuses most often first.
+ * Runs guards one after the other, each only when the previous one let the request through
+ * (an asynchronous one once it resolved), and publishes what they publish, merged in order
+ * (a later guard's value of a name wins), as the same guards mounted one by one would;
+ * `undefined` when none publishes anything. Synchronous while every guard is. Not atomic
+ * across guards: what an earlier limiter counted stays counted when a later one refuses, so
+ * put the limiter that refuses most often first.
  *
  * @example
- * const both = chainGuards([rateLimitGuard(a), rateLimitGuard(b)])
+ * const checks = chainGuards([apiKeyGuard({ keys: { [key]: ['images:read'] } }), rateLimitGuard(a), rateLimitGuard(b)])
+ * app.use(fromGuard(checks, 'checks')) // the handler gets res.locals.apiKey
  */
 export function chainGuards(guards: readonly Guard[]): Guard {
-  const run = (req: IncomingMessage, res: ServerResponse, from: number): ReturnType<Guard> => {
+  const run = (
+    req: IncomingMessage,
+    res: ServerResponse,
+    from: number,
+    published: Record<string, unknown> | undefined,
+  ): ReturnType<Guard> => {
+    let merged = published
     for (let i = from; i < guards.length; i++) {
       const out = (guards[i] as Guard)(req, res)
-      if (isThenable(out)) return Promise.resolve(out).then(() => run(req, res, i + 1))
+      if (isThenable(out))
+        return Promise.resolve(out).then((values) => run(req, res, i + 1, mergeValues(merged, values)))
+      merged = mergeValues(merged, out)
     }
-    return undefined
+    return merged
   }
-  return (req, res) => run(req, res, 0)
+  return (req, res) => run(req, res, 0, undefined)
+}
+
+/** `values` added to `merged`, a copy made on the first: a guard's own object is not changed. */
+function mergeValues(
+  merged: Record<string, unknown> | undefined,
+  values: unknown,
+): Record<string, unknown> | undefined {
+  if (values === undefined || values === null) return merged
+  return Object.assign(merged ?? {}, values)
 }
 
 /**
