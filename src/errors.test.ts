@@ -78,7 +78,7 @@ describe('icError(code, options)', () => {
     })
   })
 
-  it('refuses options a JavaScript caller got wrong, naming the option, rather than sending something else', () => {
+  it('refuses options of the wrong type a JavaScript caller passed, naming the option', () => {
     const wrong: [unknown, RegExp][] = [
       [
         'custom message',
@@ -88,25 +88,51 @@ describe('icError(code, options)', () => {
       [{ message: 404 }, /^Expected `message` of icError\(\) to be a string, got 404$/],
       [
         { validation: { message: 'x' } },
-        /^Expected `validation` of icError\(\) to be an array of \{ message \}/,
+        /^Expected `validation` of icError\(\) to be an array of strings or \{ message \}/,
       ],
       [
         { validation: [{ message: 'ok' }, { msg: 'x' }] },
-        /^Expected `validation\[1\]\.message` of icError\(\) to be a string/,
+        /^Expected `validation\[1\]` of icError\(\) to be a string or \{ message: string \}, got \{"msg":"x"\}$/,
       ],
-      [{ validation: ['x'] }, /^Expected `validation\[0\]\.message`/],
+      [{ validation: ['ok', 42] }, /^Expected `validation\[1\]` .*got 42$/],
+      [{ validation: [null] }, /^Expected `validation\[0\]` .*got null$/],
       [
         { retryAfterSeconds: 'soon' },
-        /^Expected `retryAfterSeconds` of icError\(\) to be a finite number of seconds >= 0, got "soon"$/,
+        /^Expected `retryAfterSeconds` of icError\(\) to be a number of seconds, got "soon"$/,
       ],
-      [{ retryAfterSeconds: Number.NaN }, /`retryAfterSeconds`.*got NaN$/],
-      [{ retryAfterSeconds: -1 }, /`retryAfterSeconds`.*got -1$/],
-      [{ retryAfterSeconds: Number.POSITIVE_INFINITY }, /`retryAfterSeconds`.*got Infinity$/],
+      [{ retryAfterSeconds: null }, /`retryAfterSeconds`.*got null$/],
     ]
     for (const [options, message] of wrong)
       assert.throws(() => icError('IS_VALIDATION_ERROR', options as never), { name: 'TypeError', message })
     assert.equal(icError('IC_OVERLOADED', { retryAfterSeconds: 0 }).headers['retry-after'], '0')
     assert.equal(icError('IC_OVERLOADED', { retryAfterSeconds: 2.5 }).headers['retry-after'], '3')
+  })
+
+  it('makes a value of the right type but out of range usable, so the 4xx meant still goes out', () => {
+    // A wait computed from a window that reset meanwhile comes out negative.
+    const late = icError('IC_RATE_LIMITED', { retryAfterSeconds: -1.5 })
+    assert.deepEqual([late.status, late.headers['retry-after'], late.retryAfterSeconds], [429, '0', 0])
+    const minusInfinity = icError('IC_RATE_LIMITED', { retryAfterSeconds: Number.NEGATIVE_INFINITY })
+    assert.equal(minusInfinity.headers['retry-after'], '0')
+    const forever = icError('IC_RATE_LIMITED', { retryAfterSeconds: Number.POSITIVE_INFINITY })
+    assert.deepEqual([forever.headers['retry-after'], forever.retryAfterSeconds], ['2147483647', 2147483647])
+    // NaN (a failed computation) is the catalogue's default, or no header when it has none.
+    const overloaded = icError('IC_OVERLOADED', { retryAfterSeconds: Number.NaN })
+    assert.equal(
+      overloaded.headers['retry-after'],
+      String(lookupErrorCode('IC_OVERLOADED')?.retryAfterSeconds),
+    )
+    const notFound = icError('IC_IMAGE_NOT_FOUND', { retryAfterSeconds: Number.NaN })
+    assert.deepEqual([notFound.headers['retry-after'], notFound.retryAfterSeconds], [undefined, undefined])
+    // A plain string item is the item { message }.
+    const strings = icError('IS_VALIDATION_ERROR', {
+      validation: ['width must be a number', { message: 'bad h' }],
+    })
+    assert.deepEqual(strings.validation, [{ message: 'width must be a number' }, { message: 'bad h' }])
+    assert.deepEqual(JSON.parse(strings.headers['x-ic-error-validation'] as string), [
+      { message: 'width must be a number' },
+      { message: 'bad h' },
+    ])
   })
 })
 

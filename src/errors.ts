@@ -3,6 +3,7 @@ import { type ErrorCode, lookupErrorCode } from './catalogue.ts'
 import { showValue } from './options.ts'
 import {
   encodeValidationHeader,
+  MAX_DELTA_SECONDS,
   retryAfterValue,
   sanitizeHeaders,
   toValidationItem,
@@ -46,9 +47,15 @@ export type IcError = Error & {
 export interface IcErrorOptions {
   /** Text of the error; defaults to the catalogue description. Shown to clients when `expose`. */
   readonly message?: string
-  /** Validation failures, sent in `x-ic-error-validation` and as the problem body's `validation`. */
-  readonly validation?: readonly ValidationItem[]
-  /** Overrides the catalogue's `Retry-After`, in whole seconds. */
+  /**
+   * Validation failures, sent in `x-ic-error-validation` and as the problem body's
+   * `validation`; a string is the item `{ message }`.
+   */
+  readonly validation?: readonly (ValidationItem | string)[]
+  /**
+   * Overrides the catalogue's `Retry-After`, in seconds (rounded up in the header). A
+   * negative value is 0, `Infinity` the header's cap (2147483647), `NaN` the catalogue's.
+   */
   readonly retryAfterSeconds?: number
   /** Whether the message may be shown to the client; defaults to `status < 500`. */
   readonly expose?: boolean
@@ -127,7 +134,7 @@ export function icError(code: ErrorCode, options: IcErrorOptions = {}): IcError 
     ...sanitizeHeaders(options.headers, true),
     'x-ic-error-code': code,
   }
-  const retryAfterSeconds = options.retryAfterSeconds ?? entry.retryAfterSeconds
+  const retryAfterSeconds = retryAfterOf(options.retryAfterSeconds, entry.retryAfterSeconds)
   if (retryAfterSeconds !== undefined) headers['retry-after'] = retryAfterValue(retryAfterSeconds)
   const validation = options.validation?.map(toValidationItem)
   if (validation !== undefined && validation.length > 0) {
@@ -153,8 +160,20 @@ export function icError(code: ErrorCode, options: IcErrorOptions = {}): IcError 
   return err as unknown as IcError
 }
 
-// icError() runs in request handlers, often from JavaScript: a wrong option fails there, by
-// name, rather than sending a client `[{"message":"undefined"}]` or silently losing a header.
+/**
+ * The `Retry-After` seconds of an error: a computed wait that came out negative (a window
+ * that reset while the refusal was made) is 0, an infinite one the header's cap, and NaN
+ * (a failed computation) the catalogue's default, so the refusal still goes out as meant.
+ */
+function retryAfterOf(given: number | undefined, fallback: number | undefined): number | undefined {
+  if (given === undefined || Number.isNaN(given)) return fallback
+  return Math.min(MAX_DELTA_SECONDS, Math.max(0, given))
+}
+
+// icError() runs in request handlers, often from JavaScript: an option of the wrong type fails
+// there, by name, rather than sending a client `[{"message":"undefined"}]` or silently losing
+// a header. Values of the right type but out of range are made usable instead (retryAfterOf):
+// refusing them would turn the 429 or 400 the handler meant into a 500.
 function checkIcErrorOptions(options: IcErrorOptions): void {
   if (typeof options !== 'object' || options === null)
     throw new TypeError(
@@ -166,21 +185,18 @@ function checkIcErrorOptions(options: IcErrorOptions): void {
   if (validation !== undefined) {
     if (!Array.isArray(validation))
       throw new TypeError(
-        `Expected \`validation\` of icError() to be an array of { message }, got ${showValue(validation)}`,
+        `Expected \`validation\` of icError() to be an array of strings or { message }, got ${showValue(validation)}`,
       )
     validation.forEach((item: unknown, i) => {
-      if (typeof (item as ValidationItem | null)?.message !== 'string')
+      if (typeof item !== 'string' && typeof (item as ValidationItem | null)?.message !== 'string')
         throw new TypeError(
-          `Expected \`validation[${i}].message\` of icError() to be a string, got ${showValue(item)}`,
+          `Expected \`validation[${i}]\` of icError() to be a string or { message: string }, got ${showValue(item)}`,
         )
     })
   }
-  if (
-    retryAfterSeconds !== undefined &&
-    !(typeof retryAfterSeconds === 'number' && Number.isFinite(retryAfterSeconds) && retryAfterSeconds >= 0)
-  )
+  if (retryAfterSeconds !== undefined && typeof retryAfterSeconds !== 'number')
     throw new TypeError(
-      `Expected \`retryAfterSeconds\` of icError() to be a finite number of seconds >= 0, got ${showValue(retryAfterSeconds)}`,
+      `Expected \`retryAfterSeconds\` of icError() to be a number of seconds, got ${showValue(retryAfterSeconds)}`,
     )
 }
 

@@ -170,8 +170,8 @@ function wholeCharacters(cut: string): string {
   return cut
 }
 
-/** Delta-seconds above this are sent as this: what RFC 9111 asks every recipient to handle. */
-const MAX_DELTA_SECONDS = 2_147_483_647
+/** Delta-seconds above this are sent as this: what RFC 9111 asks every recipient to handle. Internal. */
+export const MAX_DELTA_SECONDS = 2_147_483_647
 
 /**
  * A number of seconds as `Retry-After` delta-seconds: whole, not negative, capped, never in
