@@ -1,12 +1,16 @@
 import assert from 'node:assert/strict'
+import { spawnSync } from 'node:child_process'
 import { once } from 'node:events'
-import { readFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { createServer as createHttpsServer } from 'node:https'
 import {
   type AddressInfo,
   createServer as createNetServer,
   type Server as NetServer,
   type Socket,
 } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import zlib from 'node:zlib'
 import { type Backend, PNG, startBackend } from '../../../test/support/backends.ts'
@@ -57,6 +61,34 @@ async function startRaw(onSocket: (socket: Socket) => void): Promise<{ server: N
 }
 
 const loopback: BackendFetchOptions = { allowedAddresses: ['127.0.0.1', '::1'] }
+
+/** A self-signed key and certificate made by `openssl` (no fixture to expire); undefined without it. */
+function selfSignedCert(): { key: Buffer; cert: Buffer } | undefined {
+  const dir = mkdtempSync(join(tmpdir(), 'image-api-errors-tls-'))
+  try {
+    const made = spawnSync('openssl', [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-keyout',
+      join(dir, 'key.pem'),
+      '-out',
+      join(dir, 'cert.pem'),
+      '-days',
+      '1',
+      '-subj',
+      '/CN=localhost',
+    ])
+    if (made.status !== 0) return undefined
+    return { key: readFileSync(join(dir, 'key.pem')), cert: readFileSync(join(dir, 'cert.pem')) }
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
 
 describe('createBackendFetch', () => {
   let backend: Backend
@@ -628,6 +660,34 @@ describe('createBackendFetch', () => {
       )
     } finally {
       await flaky.close()
+    }
+  })
+
+  const tls = selfSignedCert()
+  it('answers a backend whose TLS certificate is refused at once: a certificate error is no network error to retry', {
+    skip: tls === undefined ? 'openssl is not installed' : false,
+  }, async () => {
+    const server = createHttpsServer(tls as { key: Buffer; cert: Buffer }, (_req, res) => res.end(PNG))
+    let connections = 0
+    server.on('connection', () => connections++)
+    server.on('tlsClientError', () => {})
+    server.listen(0, '127.0.0.1')
+    await once(server, 'listening')
+    const retries: unknown[] = []
+    const fetchImage = createBackendFetch({
+      ...loopback,
+      retry: { maxAttempts: 3, minDelayMs: 1, maxDelayMs: 5, onRetry: (e) => retries.push(e) },
+    })
+    try {
+      const err = await rejection(
+        fetchImage(`https://127.0.0.1:${(server.address() as AddressInfo).port}/a.png`),
+      )
+      assert.deepEqual([err.status, err.code], [502, 'IC_BACKEND_UNREACHABLE'])
+      assert.match(String((err.cause as { code?: unknown } | undefined)?.code), /CERT/)
+      assert.deepEqual(retries, [])
+      assert.equal(connections, 1, 'one attempt')
+    } finally {
+      server.close()
     }
   })
 

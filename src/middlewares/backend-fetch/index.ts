@@ -10,6 +10,7 @@ import { requestDeadlineAt } from '../../request-signal.ts'
 import { compileHostList as compileHostnameList, hostNameOf } from '../permissions/host-matcher.ts'
 import {
   abortableSleep,
+  isNetworkError,
   parseRetryAfter,
   type RetryOptions,
   readRetryPolicy,
@@ -71,7 +72,8 @@ export interface BackendFetchOptions {
    */
   readonly headers?: Readonly<Record<string, string>>
   /**
-   * Retry policy for network errors and backend 429 / 502 (see `fetchWithRetry`), or
+   * Retry policy for network errors (the codes `fetchWithRetry` retries: not a refused TLS
+   * certificate, which fails again) and backend 429 / 502 (see `fetchWithRetry`), or
    * `false`. Retries share `timeoutMs` and stop when the signal aborts; a wait that would
    * end past `timeoutMs`, or past the request's `deadline()` when the signal is
    * `requestSignal(req)`, is not begun: the attempt's own failure is thrown. @default false
@@ -189,7 +191,8 @@ export function compileHostList(
  * resolve to private addresses and DNS rebinding are caught (`IC_SOURCE_ADDRESS_BLOCKED`,
  * distinct from `IC_HOST_NOT_ALLOWED` for allow-list misses). Redirects are followed by hand
  * and every hop is checked again. Backend 400/401/403/404 keep their meaning, 5xx → 502,
- * 503 → 503, 504 → 504, refused/reset/DNS → 502 `IC_BACKEND_UNREACHABLE`, an invalid or
+ * 503 → 503, 504 → 504, refused/reset/DNS or a refused TLS certificate → 502
+ * `IC_BACKEND_UNREACHABLE`, an invalid or
  * truncated response → 502 `IC_BACKEND_INVALID_RESPONSE`, a deadline → 504, a body that
  * is not an image by its bytes → 400 `IC_IMAGE_MALFORMED`, more than `maxBytes` → 400
  * `IC_IMAGE_TOO_LARGE` (reading stops at the limit). It asks for `identity` and decodes a
@@ -556,7 +559,10 @@ export function createBackendFetch(options: Readonly<BackendFetchOptions> = {}):
     if (retry === undefined || !isIcError(err)) return undefined
     const backendStatus = err.details?.backendStatus as number | undefined
     if (backendStatus === undefined) {
-      return err.code === 'IC_BACKEND_UNREACHABLE' ? retryDelay(retry, n) : undefined
+      // As fetchWithRetry: a refused certificate or another failure that is no network code fails again.
+      return err.code === 'IC_BACKEND_UNREACHABLE' && isNetworkError(err.cause)
+        ? retryDelay(retry, n)
+        : undefined
     }
     if (!retry.statuses.has(backendStatus)) return undefined
     return retryDelay(retry, n, err.details?.retryAfterMs as number | undefined)

@@ -331,12 +331,18 @@ const NETWORK_CODES = new Set([
 ])
 
 /**
- * A failure of the network, by its code. Node's fetch (undici) rejects every failure with
- * `TypeError('fetch failed')` and puts what failed in `cause`: a refused or looping redirect,
- * a bad `Location`, an answer that is not HTTP fail there too, and fail again on every try.
- * Other fetches reject with the system error itself.
+ * A failure of the network, by its code: what a second try may get past. Node's fetch
+ * (undici) rejects every failure with `TypeError('fetch failed')` and puts what failed in
+ * `cause`: a refused or looping redirect, a bad `Location`, an answer that is not HTTP fail
+ * there too, and fail again on every try. Other fetches, and `node:http`, reject with the
+ * system error itself; a TLS certificate refused (`DEPTH_ZERO_SELF_SIGNED_CERT`) is no
+ * network code either. Internal, shared with `createBackendFetch()`'s retry.
+ *
+ * @example
+ * isNetworkError(Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' })) // true
+ * isNetworkError(Object.assign(new Error('self-signed certificate'), { code: 'DEPTH_ZERO_SELF_SIGNED_CERT' })) // false
  */
-function isNetworkError(error: unknown): boolean {
+export function isNetworkError(error: unknown): boolean {
   const failure = error instanceof TypeError && error.message === 'fetch failed' ? error.cause : error
   const code = (failure as { code?: unknown } | null | undefined)?.code
   return typeof code === 'string' && NETWORK_CODES.has(code)
