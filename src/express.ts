@@ -262,7 +262,8 @@ function publishSignalOn(req: IncomingMessage, res: ServerResponse): void {
  * request's signal ({@link requestSignal}, also `res.locals.signal`) is aborted and the error
  * handler answers 504 `IC_BACKEND_TIMEOUT` (or closes the connection if the response had
  * started). A response the handler ended in time is never cut, however long a slow client
- * takes to download it. A handler that writes late neither crashes nor sends a second
+ * takes to download it: bound slow readers with `server.timeout` (Node's default is none).
+ * A handler that writes late neither crashes nor sends a second
  * response. The timer is cleared when the response finishes. Mount it before the handlers
  * it covers, app-wide or per route, and after compression(), which ends the response only
  * once gzip has flushed: after it, the handler's own `res.end()` counts. When two deadlines

@@ -251,7 +251,8 @@ const failThroughContext: LifecycleFail = (ctx, err) => (ctx as KoaContext).oner
  * `ctx.body` is ended as soon as the middlewares return; a stream when it ends), the request's
  * signal ({@link requestSignal}, also `ctx.state.signal`) is aborted and `errorHandler()`
  * answers 504 `IC_BACKEND_TIMEOUT` (or closes the connection if the response had started).
- * A response ended in time is never cut, however long a slow client takes to download it.
+ * A response ended in time is never cut, however long a slow client takes to download it:
+ * bound slow readers with `server.timeout` (Node's default is none).
  * A handler that sets `ctx.body` late changes nothing. The timer is cleared when the
  * response finishes. Mount it after `errorHandler()`; when two deadlines apply, the earlier
  * one wins.
