@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, with its set-up: `npm install && npm run test:all` on a fresh machine.
 # Installs the Debian packages the tests use when they are missing (redis-server for the
-# Redis store, chromium for the browser test, valgrind for bench/instructions.ts; needs root,
-# as on CI), then runs lint,
+# Redis store, chromium for the browser test, valgrind for bench/instructions.ts, openssl for
+# the backend fetch's TLS test; needs root, as on CI), then runs lint,
 # typecheck, build, the tests with coverage, the packed-tarball consumers, and every
 # benchmark script for a second or two (no thresholds), so none of them rots.
 set -euo pipefail
@@ -12,6 +12,7 @@ missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v chromium >/dev/null || missing+=(chromium)
 command -v valgrind >/dev/null || missing+=(valgrind)
+command -v openssl >/dev/null || missing+=(openssl)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing Debian packages: ${missing[*]}"
   apt-get update -qq
