@@ -457,6 +457,12 @@ describe('permissions', () => {
     assert.equal(outcome({}, 'width=1&crop=a&crop=b'), '400 IS_VALIDATION_ERROR')
   })
 
+  it("judges a malformed region sent with brackets as a malformed region: before the bucket's 401", () => {
+    const options = { bucketsAllowed: ['photos'] }
+    for (const query of ['bucket=other&region=%ZZ', 'bucket=other&region[]=%ZZ', 'bucket=other&[region]=%ZZ'])
+      assert.equal(outcome(options, query), '400 IS_VALIDATION_ERROR', query)
+  })
+
   it('refuses a source parameter whatever its value while dynamic origins are disabled', () => {
     for (const query of [
       'origin=%ZZ',
@@ -623,6 +629,25 @@ for (const setup of querySetups) {
             handle: echo,
           },
           { path: '/query', handle: echo },
+          // `region` without imageParams' built-in rule for it: the permission rules judge it alone.
+          {
+            path: '/bucket',
+            use: (a) => [a.permissions({ bucketsAllowed: ['photos'] })],
+            handle: echo,
+          },
+          {
+            path: '/bucket-rules',
+            use: (a) => [a.requestRules({ permissions: { bucketsAllowed: ['photos'] } })],
+            handle: echo,
+          },
+          {
+            path: '/bucket-layers',
+            use: (a) => [
+              a.permissions({ bucketsAllowed: ['photos'] }),
+              a.imageParams({ builtInParams: false }),
+            ],
+            handle: echo,
+          },
         ],
       })
     })
@@ -666,6 +691,43 @@ for (const setup of querySetups) {
         }[]
         assert.equal(items[0]?.type, 'query.brackets', query)
         assert.match(items[0]?.path[0] ?? '', /^(?:origin|source_url|hostname|bucket)$/, query)
+      }
+    })
+
+    it("refuses the bucket's region sent with brackets: 400 query.brackets, as plain region is judged", async () => {
+      const evil = encodeURIComponent('evil.example.com/')
+      for (const path of ['/bucket', '/bucket-rules', '/bucket-layers']) {
+        for (const query of [
+          `[region]=${evil}`,
+          `region[]=${evil}`,
+          `region%5B%5D=${evil}`,
+          'region[0]=us-east-1',
+        ]) {
+          const r = await request(app.url).get(`${path}?bucket=photos&${query}`)
+          assert.equal(r.status, 400, `${path}?${query}: ${r.text}`)
+          const items = JSON.parse(r.headers['x-ic-error-validation'] as string) as {
+            path: string[]
+            type: string
+          }[]
+          assert.deepEqual(
+            items.map((i) => `${i.path[0]}:${i.type}`),
+            ['region:query.brackets'],
+            `${path}?${query}`,
+          )
+        }
+        const plain = await request(app.url).get(`${path}?bucket=photos&region=us-east-1`)
+        assert.equal(plain.status, 200, `${path}: ${plain.text}`)
+        assert.deepEqual(JSON.parse(plain.text).source, {
+          kind: 'bucket',
+          param: 'bucket',
+          bucket: 'photos',
+          region: 'us-east-1',
+        })
+      }
+      if (setup.qs) {
+        // What the handler would have read: qs gives it the text under the plain name.
+        const seen = JSON.parse((await request(app.url).get(`/query?bucket=photos&[region]=${evil}`)).text)
+        assert.equal(seen.query.region, 'evil.example.com/')
       }
     })
 

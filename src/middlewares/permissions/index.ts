@@ -345,7 +345,7 @@ export function checkPermissions(
           ours ??= []
           ours.push(issue)
         }
-      } else if (name === 'region') {
+      } else if (param === 'region') {
         if (!othersReported) {
           ours ??= []
           ours.push(issue)
@@ -354,12 +354,15 @@ export function checkPermissions(
     }
   }
   // `origin[]`, `[origin]`: `origin` to qs, which gives the handler its value in `req.query.origin`.
+  // `region[]` likewise: the bucket's companion, judged here whether or not imageParams has a rule for it.
   if (query.brackets) {
     for (const name of values.names) {
       const root = name.includes('[') ? canonicalName(rootName(name)) : name
-      if (root === name || !isSourceParam(root)) continue
-      if (!compiled.allowDynamicOrigin) dynamicOriginDisabled(root)
-      unknownSource = true
+      if (root === name) continue
+      if (isSourceParam(root)) {
+        if (!compiled.allowDynamicOrigin) dynamicOriginDisabled(root)
+        unknownSource = true
+      } else if (root !== 'region') continue
       ours ??= []
       ours.push(bracketItem(name, root))
     }
@@ -505,12 +508,12 @@ function safeUrl(text: string): URL | undefined {
 /**
  * Imagizer's permission rules. With `allowDynamicOrigin: false`, `origin`, `source_url`,
  * `hostname` and `bucket` are refused (401 `IC_DYNAMIC_ORIGIN_DISABLED`), also with brackets
- * (`origin[]`, `[origin]`: `origin` to `qs`), which are otherwise a 400; a host outside
- * `hostsAllowed` (401 `IC_HOST_NOT_ALLOWED`, matched by {@link createHostMatcher}); a bucket
- * outside `bucketsAllowed` (401 `IC_BUCKET_NOT_ALLOWED`); a request without processing
- * parameters while `allowOriginalImageRequest` is `false` (401
- * `IC_ORIGINAL_IMAGE_NOT_ALLOWED`); a `data:` URL unless `allowDataUrls` (401
- * `IC_DATA_URL_NOT_ALLOWED`). Publishes `source` when the request chose one.
+ * (`origin[]`, `[origin]`: `origin` to `qs`), which are otherwise a 400, as is `region[]`
+ * (the bucket's companion); a host outside `hostsAllowed` (401 `IC_HOST_NOT_ALLOWED`,
+ * matched by {@link createHostMatcher}); a bucket outside `bucketsAllowed` (401
+ * `IC_BUCKET_NOT_ALLOWED`); a request without processing parameters while
+ * `allowOriginalImageRequest` is `false` (401 `IC_ORIGINAL_IMAGE_NOT_ALLOWED`); a `data:` URL
+ * unless `allowDataUrls` (401 `IC_DATA_URL_NOT_ALLOWED`). Publishes `source` when the request chose one.
  *
  * @example
  * import { permissions } from 'image-api-errors/express'
