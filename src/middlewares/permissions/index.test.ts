@@ -480,6 +480,22 @@ describe('permissions', () => {
       assert.equal(outcome({ allowOriginalImageRequest: false }, query), '400 IS_VALIDATION_ERROR', query)
   })
 
+  it('counts a processing parameter sent with brackets as processing: the parameter qs reads it as', () => {
+    const options = { allowOriginalImageRequest: false }
+    for (const query of [
+      'width[]=300',
+      '[width]=300',
+      'width%5B%5D=300',
+      'height64[]=MzAw',
+      'cache_processed[0]=1',
+    ])
+      assert.equal(outcome(options, query), 'ok', query)
+    for (const query of ['width[]=%ZZ', '[width]=%ZZ'])
+      assert.equal(outcome(options, query), '400 IS_VALIDATION_ERROR', query)
+    for (const query of ['tags[]=1', '[widths]=1', 'widths[]=1'])
+      assert.equal(outcome(options, query), '401 IC_ORIGINAL_IMAGE_NOT_ALLOWED', query)
+  })
+
   it('names the parameter in x-ic-error-validation', () => {
     try {
       run(permissions({ hostsAllowed: ['a.com'] }), 'source_url=https://b.com/')
@@ -631,6 +647,11 @@ for (const setup of querySetups) {
           { path: '/query', handle: echo },
           // `region` without imageParams' built-in rule for it: the permission rules judge it alone.
           {
+            path: '/processed',
+            use: (a) => [a.permissions({ allowOriginalImageRequest: false }), a.imageParams()],
+            handle: echo,
+          },
+          {
             path: '/bucket',
             use: (a) => [a.permissions({ bucketsAllowed: ['photos'] })],
             handle: echo,
@@ -729,6 +750,27 @@ for (const setup of querySetups) {
         const seen = JSON.parse((await request(app.url).get(`/query?bucket=photos&[region]=${evil}`)).text)
         assert.equal(seen.query.region, 'evil.example.com/')
       }
+    })
+
+    it('counts a processing parameter sent with brackets as processing: 400 query.brackets, not 401', async () => {
+      for (const query of ['width[]=300', '[width]=300', 'width%5B%5D=300']) {
+        const r = await request(app.url).get(`/processed?${query}`)
+        assert.equal(r.status, 400, `${query}: ${r.text}`)
+        const items = JSON.parse(r.headers['x-ic-error-validation'] as string) as {
+          path: string[]
+          type: string
+        }[]
+        assert.deepEqual(
+          items.map((i) => `${i.path[0]}:${i.type}`),
+          ['width:query.brackets'],
+          query,
+        )
+      }
+      assert.equal((await request(app.url).get('/processed?width=300')).status, 200)
+      assert.equal(
+        (await request(app.url).get('/processed?tags[]=1')).headers['x-ic-error-code'],
+        'IC_ORIGINAL_IMAGE_NOT_ALLOWED',
+      )
     })
 
     it('serves plain names as before, and brackets on names it does not own', async () => {

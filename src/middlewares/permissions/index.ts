@@ -23,7 +23,7 @@ export { createHostMatcher, type HostMatcher } from './host-matcher.ts'
 export interface PermissionsOptions {
   /** Let the request choose its source with `origin`, `source_url`, `hostname` or `bucket`. @default true */
   readonly allowDynamicOrigin?: boolean
-  /** Serve a request that has no processing parameter (the original image). @default true */
+  /** Serve a request that has no processing parameter (the original image); `width[]` counts as `width`. @default true */
   readonly allowOriginalImageRequest?: boolean
   /**
    * Hosts `origin`, `source_url` and `hostname` may name: exact names and `*.domain` wildcards.
@@ -350,7 +350,7 @@ export function checkPermissions(
           ours ??= []
           ours.push(issue)
         }
-      } else if (compiled.processing.has(name)) processed = true
+      } else if (compiled.processing.has(param)) processed = true
     }
   }
   // `origin[]`, `[origin]`: `origin` to qs, which gives the handler its value in `req.query.origin`.
@@ -403,12 +403,7 @@ export function checkPermissions(
     }
   }
   if (!processed) {
-    for (const name of values.names) {
-      if (compiled.processing.has(name)) {
-        processed = true
-        break
-      }
-    }
+    processed = query.brackets ? hasProcessingRoot(compiled, values) : hasProcessing(compiled, values)
     if (!processed) {
       throw icError('IC_ORIGINAL_IMAGE_NOT_ALLOWED', {
         message: 'Requests for the original image are not allowed: add a processing parameter',
@@ -419,6 +414,23 @@ export function checkPermissions(
   // Refused here unless a rule after this one reports them with its own findings.
   if (issues.length > 0 && !othersReported) invalid(issues)
   return source
+}
+
+/** Whether one of the query's names is a processing parameter. */
+function hasProcessing(compiled: CompiledPermissions, values: QueryValues): boolean {
+  for (const name of values.names) if (compiled.processing.has(name)) return true
+  return false
+}
+
+/**
+ * {@link hasProcessing} for a query with brackets: `width[]` is `width` to qs, a processing
+ * parameter (which imageParams then refuses with 400 `query.brackets`), not an original-image request.
+ */
+function hasProcessingRoot(compiled: CompiledPermissions, values: QueryValues): boolean {
+  for (const name of values.names) {
+    if (compiled.processing.has(name.includes('[') ? canonicalName(rootName(name)) : name)) return true
+  }
+  return false
 }
 
 function invalid(items: readonly ValidationItem[]): never {

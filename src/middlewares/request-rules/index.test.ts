@@ -96,6 +96,13 @@ describe('requestRules: permissions and imageParams together', () => {
     assert.equal(await outcomeOf('hostname=&width=1&sepia=1'), '401 IC_PARAM_NOT_ALLOWED')
     assert.equal(await outcomeOf('hostname=&bucket=photos'), '401 IC_ORIGINAL_IMAGE_NOT_ALLOWED')
     assert.equal(await outcomeOf('origin=https://evil.example/x&width=abc'), '401 IC_HOST_NOT_ALLOWED')
+    // A processing parameter sent with brackets is processing: its 400 is the answer, not the original-image 401.
+    const processing: RequestRulesOptions = {
+      permissions: { allowOriginalImageRequest: false },
+      imageParams: {},
+    }
+    for (const query of ['width[]=300', '[width]=300', 'width%5B%5D=300', 'width[]=%ZZ'])
+      assert.equal(await outcome(processing, `/i?${query}`), '400 IS_VALIDATION_ERROR', query)
     assert.equal(
       await outcome(
         { permissions: { allowDynamicOrigin: false }, imageParams: {} },
