@@ -567,6 +567,26 @@ for (const setup of querySetups) {
             use: (a) => [a.imageParams({ imageParamsAllowed: ['width', 'quality', 'crop', 'tags'] })],
             handle: echo,
           },
+          {
+            path: '/allowed-rules',
+            use: (a) => [
+              a.requestRules({
+                permissions: { hostsAllowed: ['images.example.com'] },
+                imageParams: { imageParamsAllowed: ['width', 'tags'] },
+              }),
+            ],
+            handle: echo,
+          },
+          {
+            path: '/allowed-off',
+            use: (a) => [
+              a.requestRules({
+                permissions: { allowDynamicOrigin: false },
+                imageParams: { imageParamsAllowed: ['width'] },
+              }),
+            ],
+            handle: echo,
+          },
           { path: '/query', handle: echo },
         ],
       })
@@ -627,9 +647,40 @@ for (const setup of querySetups) {
       assert.deepEqual(JSON.parse(plain.text).imageParams, { width: 300, crop: 'fit' })
       const tagged = await request(app.url).get('/img?width=3&tags[]=a&ids[0]=1')
       assert.deepEqual([tagged.status, JSON.parse(tagged.text).imageParams], [200, { width: 3 }])
-      // Allowed without a rule, `tags` is not validated: `tags[]` is judged as the name it is.
       assert.equal((await request(app.url).get('/allowed?width=1&tags=a')).status, 200)
-      assert.equal((await request(app.url).get('/allowed?width=1&tags[]=a')).status, 401)
+    })
+
+    it('lets a name with brackets through imageParamsAllowed when its parameter is allowed or exempt without a rule', async () => {
+      // `tags` is allowed and has no rule: `tags[]` passes, as `tags` does (qs hands the handler `tags`).
+      for (const query of ['tags[]=a', '[tags]=a', 'tags%5B%5D=a', 'origin[]=x', 'hostname[0]=y']) {
+        const r = await request(app.url).get(`/allowed?width=1&${query}`)
+        assert.equal(r.status, 200, `${query}: ${r.text}`)
+      }
+      if (setup.qs)
+        assert.deepEqual(JSON.parse((await request(app.url).get('/query?tags[]=a')).text).query, {
+          tags: ['a'],
+        })
+      // The source parameters' brackets are the permission rules' to judge: 400 query.brackets, or their 401.
+      const cases: [string, number, string[]][] = [
+        ['/allowed-rules?width=1&origin[]=http://images.example.com/', 400, ['origin:query.brackets']],
+        [
+          '/allowed-rules?hostname[]=images.example.com&width=abc',
+          400,
+          ['hostname:query.brackets', 'width:number.base'],
+        ],
+        ['/allowed-rules?width=1&hostname[]=%ZZ', 400, ['hostname[]:query.encoding']],
+        ['/allowed-rules?width=1&tags[]=a&sepia[]=1', 401, ['sepia:any.unknown']],
+        ['/allowed-off?width=1&origin[]=http://169.254.169.254/', 401, ['origin:any.unknown']],
+        ['/allowed-off?width=1&hostname[]=%ZZ', 401, ['hostname:any.unknown']],
+      ]
+      for (const [url, status, expected] of cases) {
+        const r = await request(app.url).get(url)
+        assert.equal(r.status, status, `${url}: ${r.text}`)
+        assert.deepEqual(items(r), expected, url)
+        if (status === 401 && url.startsWith('/allowed-off'))
+          assert.equal(r.headers['x-ic-error-code'], 'IC_DYNAMIC_ORIGIN_DISABLED', url)
+      }
+      assert.equal((await request(app.url).get('/allowed-rules?width=1&tags[]=a')).status, 200)
     })
   })
 }

@@ -31,7 +31,8 @@ export interface ImageParamsOptions {
   readonly builtInParams?: boolean
   /**
    * Imagizer's `imageParamsAllowed`: the only query parameters a request may use; any other
-   * is refused with 401 `IC_PARAM_NOT_ALLOWED` naming it (`NAME64` counts as `NAME`).
+   * is refused with 401 `IC_PARAM_NOT_ALLOWED` naming it (`NAME64` counts as `NAME`, `NAME[]`
+   * as `NAME`).
    * Parameters in `paramsExempt` are always allowed. Default: every parameter is allowed.
    */
   readonly imageParamsAllowed?: readonly string[]
@@ -309,15 +310,15 @@ class Refusals {
 
 /**
  * The parameter imageParams judges a name with brackets as (`width[]`, `[width]` and
- * `width%5B%5D` are `width` to `qs`): its root when the root has a rule or is outside
- * `imageParamsAllowed`; `undefined` otherwise, and the name is judged as sent.
+ * `width%5B%5D` are `width` to `qs`): its root when the root has a rule, or whenever
+ * `imageParamsAllowed` is set (the root is then allowed, exempt or refused as the parameter
+ * it is); `undefined` otherwise, and the name is left alone.
  */
 function bracketRoot(compiled: CompiledImageParams, name: string): string | undefined {
   const root = rootName(name)
   if (root === name) return undefined
   const param = canonicalName(root)
-  const rule = compiled.known.get(param)
-  return rule !== null && (rule !== undefined || compiled.restricted) ? param : undefined
+  return compiled.restricted || compiled.known.get(param) !== undefined ? param : undefined
 }
 
 /** The parameters `items` concern. */
@@ -459,7 +460,8 @@ export function checkImageParams(
           items.push(bracketItem(name, root))
         }
         if (rootRule.area !== 0) sizeFailed = true
-      } else if (restricted) {
+      } else if (restricted && rootRule === undefined) {
+        // Allowed or exempt without a rule (`tags[]`, `origin[]`), the root passes as its plain name does.
         refused ??= new Refusals()
         refused.add(root ?? name)
       }
@@ -534,7 +536,8 @@ export function checkImageParams(
  * `NAME64` is decoded from base64 and validated as `NAME`. A name with brackets is judged as
  * the parameter `qs` reads it as (`width[]`, `[width]`: `width`): refused with 400
  * `query.brackets` when that parameter has a rule, as that parameter when the allow-list
- * leaves it out. Publishes `imageParams`: the typed, normalised values.
+ * leaves it out, and let through when the list (or `paramsExempt`) holds it without a rule.
+ * Publishes `imageParams`: the typed, normalised values.
  *
  * @example
  * import { imageParams } from 'image-api-errors/express'
