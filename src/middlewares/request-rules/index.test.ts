@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { describe, it } from 'node:test'
 import { isIcError } from '../../errors.ts'
+import type { PermissionsOptions } from '../permissions/index.ts'
 import { imageChartsFeatures, signQuery } from '../signature/index.ts'
 import { type RequestRulesOptions, requestRules } from './index.ts'
 
@@ -51,6 +52,54 @@ describe('requestRules: permissions and imageParams together', () => {
     assert.equal(await outcomeOf('chs=abc&chs=1x1'), '400 IS_VALIDATION_ERROR')
     assert.equal(await outcomeOf('icretina=%ZZ&chs=1x1'), '401 IC_PARAM_NOT_ALLOWED')
     assert.equal(await outcomeOf('icretina[]=1&chs=1x1'), '403 IC_RETINA_ERROR')
+  })
+
+  it('lists the repetitions a gated signature finds in names with brackets with every 400, after the 401s', async () => {
+    const gated = (permissions: PermissionsOptions): RequestRulesOptions => ({
+      signature: { accounts: { acme: 's' }, features: imageChartsFeatures },
+      permissions,
+      imageParams: { maxWidth: 4000 },
+    })
+    const off = gated({ allowDynamicOrigin: false })
+    const on = gated({ hostsAllowed: ['images.example.com'] })
+    for (const query of [
+      'origin[]=http://169.254.169.254/&origin=http://169.254.169.254/',
+      'width[]=1&width=2&origin=http://169.254.169.254/',
+    ])
+      assert.equal(await outcome(off, `/i?${query}`), '401 IC_DYNAMIC_ORIGIN_DISABLED', query)
+    assert.equal(
+      await outcome(on, '/i?width[]=1&width=2&origin=http://evil.example/&quality=0'),
+      '401 IC_HOST_NOT_ALLOWED',
+    )
+    const listed = async (options: RequestRulesOptions, query: string) => {
+      try {
+        await requestRules(options)({ url: `/i?${query}`, headers: {} } as unknown as IncomingMessage, res)
+      } catch (err) {
+        assert.ok(isIcError(err), String(err))
+        assert.equal(err.code, 'IS_VALIDATION_ERROR', query)
+        return err.validation?.map((i) => `${i.path?.[0]}:${i.type}`)
+      }
+      return assert.fail(`${query} passed`)
+    }
+    // The same list as the query without brackets gets.
+    for (const [query, expected] of [
+      ['width[]=1&width=2&quality=0', ['width:query.repeated', 'quality:number.min']],
+      ['width=1&width=2&quality=0', ['width:query.repeated', 'quality:number.min']],
+      [
+        'width[]=1&width=2&hostname=&quality=0',
+        ['hostname:string.hostname', 'width:query.repeated', 'quality:number.min'],
+      ],
+    ] as const)
+      assert.deepEqual(await listed(on, query), expected, query)
+    // An account found by an asynchronous lookup: the same answer, once the lookup has settled.
+    const looked: RequestRulesOptions = {
+      signature: { lookup: async () => 's', features: imageChartsFeatures },
+      imageParams: { maxWidth: 4000 },
+    }
+    assert.deepEqual(await listed(looked, signQuery('width[]=1&width=2&quality=0&icac=db', 's')), [
+      'width:query.repeated',
+      'quality:number.min',
+    ])
   })
 
   it("lists a broken source with the parameters' failures: every 400 of the request at once", async () => {
