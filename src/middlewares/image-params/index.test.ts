@@ -303,6 +303,9 @@ describe('imageParams: imageParamsAllowed', () => {
       refusal(allowed, query).validation?.map((i) => `${i.path?.[0]}:${i.type}`)
     assert.deepEqual(paths('chs=1x1&sepia[]=%ZZ&sepia[0]=1&sepia=2'), ['sepia:any.unknown'])
     assert.deepEqual(paths('chs=1x1&width[]=%ZZ'), ['width[]:query.encoding'])
+    // A name that does not decode: its %5B and %5D are brackets to qs, which reads `sepia` and `origin`.
+    assert.deepEqual(paths('chs=1x1&sepia%5B%5D%ZZ=1'), ['sepia:any.unknown'])
+    assert.deepEqual(paths('chs=1x1&origin%5B%5D%ZZ=1'), ['origin%5B%5D%ZZ:query.encoding'])
     // Sent with brackets, a required parameter is reported once: as sent with brackets, not also as missing.
     assert.deepEqual(paths('chs[]=1x1'), ['chs:query.brackets'])
     assert.equal(

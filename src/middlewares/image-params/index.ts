@@ -2,7 +2,7 @@ import { icError } from '../../errors.ts'
 import type { Guard } from '../../guard.ts'
 import { NameTable } from '../../name-table.ts'
 import { knownOptions, recordOption, showValue } from '../../options.ts'
-import { bracketItem, type ParsedQuery, parseQuery, quoteName, rootName } from '../../query.ts'
+import { bracketItem, issueRootName, type ParsedQuery, parseQuery, quoteName, rootName } from '../../query.ts'
 import type { ValidationItem } from '../../validation-header.ts'
 import {
   type CompiledRule,
@@ -310,12 +310,12 @@ class Refusals {
 
 /**
  * The parameter imageParams judges a name with brackets as (`width[]`, `[width]` and
- * `width%5B%5D` are `width` to `qs`): its root when the root has a rule, or whenever
+ * `width%5B%5D` are `width` to `qs`; `root` is what {@link rootName} or, for the name of an
+ * issue, {@link issueRootName} gives): that root when it has a rule, or whenever
  * `imageParamsAllowed` is set (the root is then allowed, exempt or refused as the parameter
  * it is); `undefined` otherwise, and the name is left alone.
  */
-function bracketRoot(compiled: CompiledImageParams, name: string): string | undefined {
-  const root = rootName(name)
+function bracketRoot(compiled: CompiledImageParams, name: string, root: string): string | undefined {
   if (root === name) return undefined
   const param = canonicalName(root)
   return compiled.restricted || compiled.known.get(param) !== undefined ? param : undefined
@@ -429,7 +429,7 @@ export function checkImageParams(
   for (const issue of query.issues) {
     // A parameter the allow-list refuses is refused as such, even when its value is broken.
     const sent = String(issue.path?.[0] ?? '')
-    const root = brackets && sent.includes('[') ? bracketRoot(compiled, sent) : undefined
+    const root = brackets ? bracketRoot(compiled, sent, issueRootName(sent)) : undefined
     const name = root ?? canonicalName(sent)
     if (restricted && name !== '' && known.get(name) === undefined) {
       // The loop below refuses the names the query kept, this the ones it dropped.
@@ -451,7 +451,7 @@ export function checkImageParams(
     const name = names[i] as string
     const rule = known.get(name)
     if (rule === undefined) {
-      const root = brackets && name.includes('[') ? bracketRoot(compiled, name) : undefined
+      const root = brackets && name.includes('[') ? bracketRoot(compiled, name, rootName(name)) : undefined
       const rootRule = root === undefined ? undefined : known.get(root)
       if (root !== undefined && rootRule) {
         // Never a value, even beside a plain `width=`: qs would hand the handler an array or the bracket's value.

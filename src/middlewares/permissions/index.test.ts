@@ -684,6 +684,9 @@ for (const setup of querySetups) {
       '[bucket]=secrets',
       `origin64[]=${Buffer.from('http://169.254.169.254/').toString('base64url')}`,
       'origin[]=%ZZ',
+      // A name that does not decode: qs reads its %5B and %5D as brackets, `origin` still.
+      `origin%5B%5D%ZZ=${metadata}`,
+      `%5Bhostname%5D%ZZ=169.254.169.254`,
     ]
 
     it('refuses a source sent with brackets while dynamic origins are disabled: 401, as the plain name', async () => {
@@ -696,6 +699,8 @@ for (const setup of querySetups) {
         // What the handler would have read: qs gives it the address under the plain name.
         const seen = JSON.parse((await request(app.url).get(`/query?[origin]=${metadata}`)).text)
         assert.equal(seen.query.origin, 'http://169.254.169.254/latest/meta-data/')
+        const broken = JSON.parse((await request(app.url).get(`/query?origin%5B%5D%ZZ=${metadata}`)).text)
+        assert.deepEqual(broken.query.origin, ['http://169.254.169.254/latest/meta-data/'])
       }
     })
 

@@ -3,7 +3,14 @@ import { icError, isIcError } from '../../errors.ts'
 import type { Guard } from '../../guard.ts'
 import { NameTable } from '../../name-table.ts'
 import { knownOptions } from '../../options.ts'
-import { bracketItem, type ParsedQuery, parseQuery, type QueryValues, rootName } from '../../query.ts'
+import {
+  bracketItem,
+  issueRootName,
+  type ParsedQuery,
+  parseQuery,
+  type QueryValues,
+  rootName,
+} from '../../query.ts'
 import type { ValidationItem } from '../../validation-header.ts'
 import { IMAGIZER_PARAMS, REGION } from '../image-params/index.ts'
 import { compileHostList, type HostnameMatcher, hostNameOf, trimDot } from './host-matcher.ts'
@@ -336,7 +343,7 @@ export function checkPermissions(
   if (issues.length > 0) {
     for (const issue of issues) {
       const name = issueParam(issue)
-      const param = query.brackets ? canonicalName(rootName(name)) : name
+      const param = query.brackets ? canonicalName(issueRootName(name)) : name
       if (isSourceParam(param)) {
         // The parameter is refused whatever its value, as an allowed one is.
         if (!compiled.allowDynamicOrigin) dynamicOriginDisabled(param)
