@@ -6,6 +6,7 @@ import { joinedPieces } from '../test/support/arbitraries.ts'
 import {
   decodeBase64Value,
   decodeComponent,
+  distinctItems,
   issueRootName,
   parseQuery,
   parseQueryString,
@@ -188,6 +189,31 @@ describe('rootName', () => {
       ['width]', 'width]'],
     ]
     for (const [name, root] of cases) assert.equal(rootName(name), root, name)
+  })
+})
+
+describe('distinctItems', () => {
+  it('keeps the first item of each parameter and type, in order, and the list itself when nothing is twice', () => {
+    const item = (path: string, type: string, message = `${path} ${type}`) => ({
+      message,
+      path: [path],
+      type,
+    })
+    const once = [
+      item('width', 'query.repeated'),
+      item('width', 'number.base'),
+      item('height', 'query.repeated'),
+    ]
+    assert.equal(distinctItems(once), once)
+    assert.deepEqual(
+      distinctItems([
+        item('width', 'query.brackets', 'first'),
+        ...once,
+        item('width', 'query.brackets', 'second'),
+        item('height', 'query.repeated'),
+      ]),
+      [item('width', 'query.brackets', 'first'), ...once],
+    )
   })
 })
 

@@ -242,6 +242,31 @@ export function bracketItem(sent: string, root: string): ValidationItem {
   }
 }
 
+/**
+ * The items of a refusal, one per parameter and `type`: the first of each kept, in order. A
+ * query that sends a broken name twice (`width=%ZZ&width=%ZZ`), repeats one three times
+ * (`width=1&width64=MQ&width=2`) or sends two bracketed forms of it, and two rules finding
+ * the same problem, give one item. `items` itself when no item comes twice.
+ *
+ * @example
+ * const twice = { message: '"width" must not be repeated', path: ['width'], type: 'query.repeated' }
+ * distinctItems([twice, { ...twice }]).length // 1
+ */
+export function distinctItems(items: readonly ValidationItem[]): readonly ValidationItem[] {
+  if (items.length < 2) return items
+  const seen = new Set<string>()
+  let kept: ValidationItem[] | undefined
+  for (let i = 0; i < items.length; i++) {
+    const item = items[i] as ValidationItem
+    const key = `${item.type ?? ''}\u0000${JSON.stringify(item.path ?? [])}`
+    if (!seen.has(key)) {
+      seen.add(key)
+      kept?.push(item)
+    } else kept ??= items.slice(0, i)
+  }
+  return kept ?? items
+}
+
 /** The first index of `char` in `text` at or after `from`, reusing `known` when it is still ahead; past the end when there is none. */
 function nextIndex(text: string, char: string, from: number, known: number): number {
   if (known >= from) return known

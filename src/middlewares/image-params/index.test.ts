@@ -147,6 +147,14 @@ describe('imageParams: built-in Imagizer rules', () => {
       ['query.repeated', 'query.encoding'],
     )
   })
+
+  it('lists one item per parameter and problem, however many times the query repeats it', () => {
+    const paths = (query: string) => refusal({}, query).validation?.map((i) => `${i.path?.[0]}:${i.type}`)
+    assert.deepEqual(paths('width=1&width64=MQ&width=2'), ['width:query.repeated'])
+    assert.deepEqual(paths('width=%ZZ&width=%ZZ&height=0'), ['width:query.encoding', 'height:number.min'])
+    assert.deepEqual(paths('width[]=1&[width]=2&width[0]=3'), ['width:query.brackets'])
+    assert.equal(refusal({}, 'width=1&width64=MQ&width=2').message, '"width" must not be repeated')
+  })
 })
 
 describe('imageParams: declared parameters', () => {
@@ -308,6 +316,9 @@ describe('imageParams: imageParamsAllowed', () => {
     assert.deepEqual(paths('chs=1x1&origin%5B%5D%ZZ=1'), ['origin%5B%5D%ZZ:query.encoding'])
     // Sent with brackets, a required parameter is reported once: as sent with brackets, not also as missing.
     assert.deepEqual(paths('chs[]=1x1'), ['chs:query.brackets'])
+    // With a broken value too: the parameter was sent, and qs hands it to the handler.
+    for (const query of ['chs[]=%ZZ', '[chs]=%ZZ', 'chs64[]=%ZZ', 'chs%5B%5D%ZZ=1'])
+      assert.deepEqual(paths(query), [`${query.split('=')[0]}:query.encoding`], query)
     assert.equal(
       refusal(allowed, 'chs[]=1x1').validation?.[0]?.message,
       '"chs[]" must be sent without brackets, as a plain "chs=value"',

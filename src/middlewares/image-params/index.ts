@@ -2,7 +2,15 @@ import { icError } from '../../errors.ts'
 import type { Guard } from '../../guard.ts'
 import { NameTable } from '../../name-table.ts'
 import { knownOptions, recordOption, showValue } from '../../options.ts'
-import { bracketItem, issueRootName, type ParsedQuery, parseQuery, quoteName, rootName } from '../../query.ts'
+import {
+  bracketItem,
+  distinctItems,
+  issueRootName,
+  type ParsedQuery,
+  parseQuery,
+  quoteName,
+  rootName,
+} from '../../query.ts'
 import type { ValidationItem } from '../../validation-header.ts'
 import {
   type CompiledRule,
@@ -290,9 +298,18 @@ export function compileImageParams(
   }
 }
 
-/** Whether `items` already holds a problem of the parameter `name` (or of `NAME64`). */
-function reported(items: readonly ValidationItem[] | undefined, name: string): boolean {
-  return items?.some((i) => i.path?.[0] === name || i.path?.[0] === `${name}64`) === true
+/**
+ * Whether `items` already holds a problem of the parameter `name` (or of `NAME64`, or, in a
+ * query with brackets, of a name qs reads as `name`: `chs[]=%ZZ`).
+ */
+function reported(items: readonly ValidationItem[] | undefined, name: string, brackets: boolean): boolean {
+  if (items === undefined) return false
+  for (const found of items) {
+    const param = found.path?.[0]
+    if (param === name || param === `${name}64`) return true
+    if (brackets && typeof param === 'string' && canonicalName(issueRootName(param)) === name) return true
+  }
+  return false
 }
 
 /** The parameters `imageParamsAllowed` refuses, each named once. */
@@ -494,7 +511,11 @@ export function checkImageParams(
     })
   }
   for (const rule of compiled.required) {
-    if (!query.values.has(rule.name) && !reported(items, rule.name) && judged?.has(rule.name) !== true) {
+    if (
+      !query.values.has(rule.name) &&
+      !reported(items, rule.name, brackets) &&
+      judged?.has(rule.name) !== true
+    ) {
       items ??= []
       items.push({
         message: rule.message ?? `"${rule.name}" is required`,
@@ -518,10 +539,11 @@ export function checkImageParams(
   if (!sizeFailed) items = checkOutput(compiled, width, height, dpr, items)
   if (found !== undefined && found.length > 0) items = items === undefined ? [...found] : [...found, ...items]
   if (items !== undefined) {
+    const listed = distinctItems(items)
     throw icError('IS_VALIDATION_ERROR', {
       message:
-        items.length === 1 ? (items[0] as ValidationItem).message : `${items.length} invalid parameters`,
-      validation: items,
+        listed.length === 1 ? (listed[0] as ValidationItem).message : `${listed.length} invalid parameters`,
+      validation: listed,
     })
   }
   return values

@@ -457,6 +457,21 @@ describe('permissions', () => {
     assert.equal(outcome({}, 'width=1&crop=a&crop=b'), '400 IS_VALIDATION_ERROR')
   })
 
+  it('lists one item per parameter and problem, however many times the query repeats it', () => {
+    const items = (query: string) => {
+      try {
+        run(permissions({}), query)
+      } catch (err) {
+        assert.ok(isIcError(err), String(err))
+        return err.validation?.map((i) => `${i.path?.[0]}:${i.type}`)
+      }
+      return assert.fail(`${query} passed`)
+    }
+    assert.deepEqual(items('width=%ZZ&width=%ZZ'), ['width:query.encoding'])
+    assert.deepEqual(items('origin=a.example&origin64=YQ&origin=b.example'), ['origin:query.repeated'])
+    assert.deepEqual(items('origin[]=a.example&origin[0]=b.example&[origin]=c'), ['origin:query.brackets'])
+  })
+
   it("judges a malformed region sent with brackets as a malformed region: before the bucket's 401", () => {
     const options = { bucketsAllowed: ['photos'] }
     for (const query of ['bucket=other&region=%ZZ', 'bucket=other&region[]=%ZZ', 'bucket=other&[region]=%ZZ'])

@@ -5,6 +5,7 @@ import { NameTable } from '../../name-table.ts'
 import { knownOptions } from '../../options.ts'
 import {
   bracketItem,
+  distinctItems,
   issueRootName,
   type ParsedQuery,
   parseQuery,
@@ -440,7 +441,8 @@ function hasProcessingRoot(compiled: CompiledPermissions, values: QueryValues): 
   return false
 }
 
-function invalid(items: readonly ValidationItem[]): never {
+function invalid(found: readonly ValidationItem[]): never {
+  const items = distinctItems(found)
   throw icError('IS_VALIDATION_ERROR', {
     message: items.length === 1 ? (items[0] as ValidationItem).message : `${items.length} invalid parameters`,
     validation: items,

@@ -85,6 +85,8 @@ describe('requestRules: permissions and imageParams together', () => {
     for (const [query, expected] of [
       ['width[]=1&width=2&quality=0', ['width:query.repeated', 'quality:number.min']],
       ['width=1&width=2&quality=0', ['width:query.repeated', 'quality:number.min']],
+      // The signature's repetition and the query's own are one item.
+      ['width[]=1&width=2&width=3&quality=0', ['width:query.repeated', 'quality:number.min']],
       [
         'width[]=1&width=2&hostname=&quality=0',
         ['hostname:string.hostname', 'width:query.repeated', 'quality:number.min'],
@@ -132,6 +134,14 @@ describe('requestRules: permissions and imageParams together', () => {
       ['origin[]=a.example&dpr=abc', ['origin:query.brackets', 'dpr:number.base']],
       // `region` is judged by both rules: listed once, by the permission rules.
       ['bucket=photos&region=evil.net%2F&width=abc', ['region:string.region', 'width:number.base']],
+      ['bucket=photos&region[]=us-east-1&width=abc', ['region:query.brackets', 'width:number.base']],
+      // One item per parameter and problem, whichever rule finds it and however often it is sent.
+      ['hostname=&width=%ZZ&width=%ZZ', ['hostname:string.hostname', 'width:query.encoding']],
+      ['width=1&width64=MQ&width=2&quality=0', ['width:query.repeated', 'quality:number.min']],
+      [
+        'origin[]=a.example&[origin]=b.example&width[]=1&width[0]=2',
+        ['origin:query.brackets', 'width:query.brackets'],
+      ],
     ]
     for (const [query, expected] of cases) assert.deepEqual(await listed(query), expected, query)
   })

@@ -2,7 +2,7 @@ import { type ErrorCode, lookupErrorCode } from '../../catalogue.ts'
 import { icError } from '../../errors.ts'
 import type { Guard, Published } from '../../guard.ts'
 import { knownOptions, recordOption, showValue } from '../../options.ts'
-import { type ParsedQuery, parseQuery, quoteName, rootName } from '../../query.ts'
+import { distinctItems, type ParsedQuery, parseQuery, quoteName, rootName } from '../../query.ts'
 import { ReadonlySetView } from '../../readonly-set.ts'
 import type { ValidationItem } from '../../validation-header.ts'
 import { matchesAny, SIGNING_PARAMS, type SigningKey, signingKey } from './verify.ts'
@@ -271,7 +271,7 @@ function gatedValues(query: ParsedQuery, othersReported: boolean): ReadonlyMap<s
   if (issues.length > 0) {
     throw icError('IS_VALIDATION_ERROR', {
       message: (issues[0] as ValidationItem).message,
-      validation: issues,
+      validation: distinctItems(issues),
     })
   }
   return values
