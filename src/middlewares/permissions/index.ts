@@ -534,7 +534,8 @@ function safeUrl(text: string): URL | undefined {
  * matched by {@link createHostMatcher}); a bucket outside `bucketsAllowed` (401
  * `IC_BUCKET_NOT_ALLOWED`); a request without processing parameters while
  * `allowOriginalImageRequest` is `false` (401 `IC_ORIGINAL_IMAGE_NOT_ALLOWED`); a `data:` URL
- * unless `allowDataUrls` (401 `IC_DATA_URL_NOT_ALLOWED`). Publishes `source` when the request chose one.
+ * unless `allowDataUrls` (401 `IC_DATA_URL_NOT_ALLOWED`). Publishes `source` when the request
+ * chose one.
  *
  * @example
  * import { permissions } from 'image-api-errors/express'

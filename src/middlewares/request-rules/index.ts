@@ -79,11 +79,11 @@ function run(
  * parameters, each with the options you give it; the first refusal wins, except that with
  * `imageParams` every 400 `IS_VALIDATION_ERROR` of the permission rules and of the parameters
  * (and the query problems a gated signature refuses) goes out as one (each failure an item),
- * after the 401s of both. The API key's
- * query parameter, when there is one, is exempt from `imageParamsAllowed`. Publishes what the
- * rules publish (`apiKey`, `account`, `source`, `imageParams`). Synchronous unless a
- * `lookup` is asynchronous. A signature covers the query, not the path (see `signature()`):
- * with `signature`, let the query choose the image (`origin`), not the path.
+ * after the 401s of both. The API key's query parameter, when there is one, is exempt from
+ * `imageParamsAllowed`. Publishes what the rules publish (`apiKey`, `account`, `source`,
+ * `imageParams`). Synchronous unless a `lookup` is asynchronous. A signature covers the
+ * query, not the path (see `signature()`): with `signature`, let the query choose the image
+ * (`origin`), not the path.
  *
  * @example
  * import { requestRules } from 'image-api-errors/express'
