@@ -3,7 +3,15 @@ import type { IncomingMessage } from 'node:http'
 import { describe, it } from 'node:test'
 import fc from 'fast-check'
 import { joinedPieces } from '../test/support/arbitraries.ts'
-import { decodeBase64Value, decodeComponent, parseQuery, parseQueryString, rootName } from './query.ts'
+import {
+  decodeBase64Value,
+  decodeComponent,
+  distinctItems,
+  issueRootName,
+  parseQuery,
+  parseQueryString,
+  rootName,
+} from './query.ts'
 
 const request = (url: string) => ({ url, headers: {} }) as IncomingMessage
 
@@ -135,7 +143,11 @@ describe('parseQueryString', () => {
       ['width=1&x[=%ZZ', true],
       ['origin=http://[::1]/&width=1', false],
       ['width=[1]&chd=%5B', false],
-      ['width%5B%ZZ=1', false],
+      // qs reads the %5B of a name that does not decode as a bracket: `width[%ZZ` is `width`.
+      ['width%5B%ZZ=1', true],
+      ['origin%5B%5D%ZZ=1', true],
+      ['%5dx%ZZ=1', true],
+      ['width%ZZ=1&a=%5B%ZZ', false],
     ]
     for (const [search, brackets] of cases) assert.equal(parseQueryString(search).brackets, brackets, search)
     const query = joinedPieces(['[', ']', '%5B', '%5b', '=', '&', 'a', '%ZZ', '+'])
@@ -144,7 +156,7 @@ describe('parseQueryString', () => {
         const named = search.split('&').some((pair) => {
           const cut = pair.indexOf('=')
           const raw = cut === -1 ? pair : pair.slice(0, cut)
-          return (decodeComponent(raw) ?? raw).includes('[')
+          return (decodeComponent(raw) ?? raw.replace(/%5b/gi, '[').replace(/%5d/gi, ']')).includes('[')
         })
         assert.equal(parseQueryString(search).brackets, named, search)
       }),
@@ -177,6 +189,49 @@ describe('rootName', () => {
       ['width]', 'width]'],
     ]
     for (const [name, root] of cases) assert.equal(rootName(name), root, name)
+  })
+})
+
+describe('distinctItems', () => {
+  it('keeps the first item of each parameter and type, in order, and the list itself when nothing is twice', () => {
+    const item = (path: string, type: string, message = `${path} ${type}`) => ({
+      message,
+      path: [path],
+      type,
+    })
+    const once = [
+      item('width', 'query.repeated'),
+      item('width', 'number.base'),
+      item('height', 'query.repeated'),
+    ]
+    assert.equal(distinctItems(once), once)
+    assert.deepEqual(
+      distinctItems([
+        item('width', 'query.brackets', 'first'),
+        ...once,
+        item('width', 'query.brackets', 'second'),
+        item('height', 'query.repeated'),
+      ]),
+      [item('width', 'query.brackets', 'first'), ...once],
+    )
+  })
+})
+
+describe('issueRootName', () => {
+  it("reads an issue's name as qs does, the %5B and %5D of a name that does not decode as brackets", () => {
+    const cases: [string, string][] = [
+      ['origin%5B%5D%ZZ', 'origin'],
+      ['%5Borigin%5D%ZZ', 'origin'],
+      ['width%5b%ZZ', 'width'],
+      ['width[]', 'width'],
+      ['width%ZZ', 'width%ZZ'],
+      ['width', 'width'],
+    ]
+    for (const [name, root] of cases) assert.equal(issueRootName(name), root, name)
+    // The name an issue of such a query gives.
+    const { issues, brackets } = parseQueryString('origin%5B%5D%ZZ=http://169.254.169.254/')
+    assert.equal(brackets, true)
+    assert.equal(issueRootName(String(issues[0]?.path?.[0])), 'origin')
   })
 })
 

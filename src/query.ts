@@ -30,8 +30,9 @@ export interface ParsedQuery {
   readonly issues: readonly ValidationItem[]
   /**
    * Whether a name holds a `[`, as sent or percent-encoded (`width[]`, `[origin]`,
-   * `width%5B%5D`): under `qs` (Express 4, Express 5's `extended` parser) such a name is the
-   * parameter {@link rootName} gives. `false` for most queries, which the rules then need not
+   * `width%5B%5D`, also in a name whose decoding fails): under `qs` (Express 4, Express 5's
+   * `extended` parser) such a name is the parameter {@link rootName} gives ({@link
+   * issueRootName} for the names of `issues`). `false` for most queries, which the rules then need not
    * look at for brackets.
    */
   readonly brackets: boolean
@@ -137,6 +138,8 @@ function nameBit(name: string): number {
 }
 
 const NO_ISSUES: readonly ValidationItem[] = Object.freeze([])
+/** `%5B` or `%5D`, either case: what `qs` reads as a bracket before it decodes a name. */
+const ENCODED_BRACKET = /%5[bd]/i
 const BASE64 = /^[A-Za-z0-9+/_-]*={0,2}$/
 // ignoreBOM keeps a leading BOM in the text, so `width64` refuses it as `width` does.
 const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true })
@@ -208,6 +211,23 @@ export function rootName(name: string): string {
 }
 
 /**
+ * {@link rootName} of the name an item of `issues` names. A name whose percent-decoding failed
+ * is named as sent, and `qs` turns `%5B` and `%5D` into brackets before it decodes (it hands
+ * `origin%5B%5D%ZZ=…` to the handler as `origin`), so they are read as brackets here too. A
+ * name that did decode holds a `%5B` of its own only when it was sent as `%255B`: then a root
+ * is found where qs keeps the name whole, and a query already refused gets another refusal,
+ * never none.
+ *
+ * @example
+ * issueRootName('origin%5B%5D%ZZ') // 'origin'
+ * issueRootName('[width]') // 'width'
+ * issueRootName('width%ZZ') // 'width%ZZ'
+ */
+export function issueRootName(name: string): string {
+  return rootName(ENCODED_BRACKET.test(name) ? name.replace(/%5b/gi, '[').replace(/%5d/gi, ']') : name)
+}
+
+/**
  * The item of a name with brackets standing for `root`, a parameter a rule judges: it must be
  * sent as a plain `name=value`, whatever the query parser of the app would make of it.
  *
@@ -220,6 +240,31 @@ export function bracketItem(sent: string, root: string): ValidationItem {
     path: [root],
     type: 'query.brackets',
   }
+}
+
+/**
+ * The items of a refusal, one per parameter and `type`: the first of each kept, in order. A
+ * query that sends a broken name twice (`width=%ZZ&width=%ZZ`), repeats one three times
+ * (`width=1&width64=MQ&width=2`) or sends two bracketed forms of it, and two rules finding
+ * the same problem, give one item. `items` itself when no item comes twice.
+ *
+ * @example
+ * const twice = { message: '"width" must not be repeated', path: ['width'], type: 'query.repeated' }
+ * distinctItems([twice, { ...twice }]).length // 1
+ */
+export function distinctItems(items: readonly ValidationItem[]): readonly ValidationItem[] {
+  if (items.length < 2) return items
+  const seen = new Set<string>()
+  let kept: ValidationItem[] | undefined
+  for (let i = 0; i < items.length; i++) {
+    const item = items[i] as ValidationItem
+    const key = `${item.type ?? ''}\u0000${JSON.stringify(item.path ?? [])}`
+    if (!seen.has(key)) {
+      seen.add(key)
+      kept?.push(item)
+    } else kept ??= items.slice(0, i)
+  }
+  return kept ?? items
 }
 
 /** The first index of `char` in `text` at or after `from`, reusing `known` when it is still ahead; past the end when there is none. */
@@ -268,7 +313,13 @@ export function parseQueryString(search: string, url = `?${search}`): ParsedQuer
       let name: string | undefined = rawName
       if (percent < split || plus < split) {
         name = decodeComponent(rawName)
-        if (!brackets && percent < split && name?.includes('[') === true) brackets = true
+        // A name that does not decode is read by qs with its %5B and %5D as brackets (see issueRootName).
+        if (
+          !brackets &&
+          percent < split &&
+          (name === undefined ? ENCODED_BRACKET.test(rawName) : name.includes('['))
+        )
+          brackets = true
       }
       if (!brackets && bracket < split) {
         bracket = nextIndex(search, '[', start, bracket)

@@ -152,6 +152,17 @@ for (const framework of frameworks) {
           },
           { path: '/perm', use: (a) => [a.permissions({ allowDynamicOrigin: false })], handle: echo },
           {
+            path: '/gated',
+            use: (a) => [
+              a.requestRules({
+                signature: { accounts, features: imageChartsFeatures },
+                permissions: { allowDynamicOrigin: false },
+                imageParams: { maxWidth: 4000 },
+              }),
+            ],
+            handle: echo,
+          },
+          {
             path: '/keyed',
             use: (a) => [a.apiKey({ keys, query: 'key', scopes: ['images:read'] })],
             handle: echo,
@@ -308,6 +319,8 @@ for (const framework of frameworks) {
           'origin=https://a.cdn.example.net/x&bucket=photos&width=0',
           ['bucket:object.oxor', 'width:number.min'],
         ],
+        // One item per parameter and problem, however often the query sends it.
+        ['hostname=&width=%ZZ&width=%ZZ', ['hostname:string.hostname', 'width:query.encoding']],
       ]
       for (const [query, expected] of cases) {
         const r = await request(app.url).get(`/img?${query}`)
@@ -321,6 +334,36 @@ for (const framework of frameworks) {
           query,
         )
       }
+    })
+
+    it('keeps the permission 401s ahead of the repetitions a gated signature finds in names with brackets, and lists those with every 400', async () => {
+      const metadata = encodeURIComponent('http://169.254.169.254/')
+      for (const query of [
+        `origin[]=${metadata}&origin=${metadata}`,
+        `width[]=1&width=2&origin=${metadata}`,
+      ]) {
+        const r = await request(app.url).get(`/gated?${query}`)
+        assert.equal(r.status, 401, `${query}: ${r.text}`)
+        assert.equal(r.headers['x-ic-error-code'], 'IC_DYNAMIC_ORIGIN_DISABLED', query)
+      }
+      const listed = async (query: string) => {
+        const r = await request(app.url).get(`/gated?${query}`)
+        assert.equal(r.status, 400, `${query}: ${r.text}`)
+        return JSON.parse(r.headers['x-ic-error-validation'] as string).map(
+          (i: { path: string[]; type: string }) => `${i.path[0]}:${i.type}`,
+        )
+      }
+      // With brackets as without: the repetition, then the other failures.
+      assert.deepEqual(await listed('width[]=1&width=2&quality=0'), [
+        'width:query.repeated',
+        'quality:number.min',
+      ])
+      assert.deepEqual(await listed('width=1&width=2&quality=0'), [
+        'width:query.repeated',
+        'quality:number.min',
+      ])
+      // A name no rule judges is still refused when sent with brackets beside its plain form.
+      assert.deepEqual(await listed('tags[]=1&tags=2&width=1'), ['tags:query.repeated'])
     })
 
     it("reports a repeated parameter with the query's other failures, and caps the output side dpr makes", async () => {

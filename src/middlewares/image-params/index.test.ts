@@ -147,6 +147,14 @@ describe('imageParams: built-in Imagizer rules', () => {
       ['query.repeated', 'query.encoding'],
     )
   })
+
+  it('lists one item per parameter and problem, however many times the query repeats it', () => {
+    const paths = (query: string) => refusal({}, query).validation?.map((i) => `${i.path?.[0]}:${i.type}`)
+    assert.deepEqual(paths('width=1&width64=MQ&width=2'), ['width:query.repeated'])
+    assert.deepEqual(paths('width=%ZZ&width=%ZZ&height=0'), ['width:query.encoding', 'height:number.min'])
+    assert.deepEqual(paths('width[]=1&[width]=2&width[0]=3'), ['width:query.brackets'])
+    assert.equal(refusal({}, 'width=1&width64=MQ&width=2').message, '"width" must not be repeated')
+  })
 })
 
 describe('imageParams: declared parameters', () => {
@@ -303,8 +311,14 @@ describe('imageParams: imageParamsAllowed', () => {
       refusal(allowed, query).validation?.map((i) => `${i.path?.[0]}:${i.type}`)
     assert.deepEqual(paths('chs=1x1&sepia[]=%ZZ&sepia[0]=1&sepia=2'), ['sepia:any.unknown'])
     assert.deepEqual(paths('chs=1x1&width[]=%ZZ'), ['width[]:query.encoding'])
+    // A name that does not decode: its %5B and %5D are brackets to qs, which reads `sepia` and `origin`.
+    assert.deepEqual(paths('chs=1x1&sepia%5B%5D%ZZ=1'), ['sepia:any.unknown'])
+    assert.deepEqual(paths('chs=1x1&origin%5B%5D%ZZ=1'), ['origin%5B%5D%ZZ:query.encoding'])
     // Sent with brackets, a required parameter is reported once: as sent with brackets, not also as missing.
     assert.deepEqual(paths('chs[]=1x1'), ['chs:query.brackets'])
+    // With a broken value too: the parameter was sent, and qs hands it to the handler.
+    for (const query of ['chs[]=%ZZ', '[chs]=%ZZ', 'chs64[]=%ZZ', 'chs%5B%5D%ZZ=1'])
+      assert.deepEqual(paths(query), [`${query.split('=')[0]}:query.encoding`], query)
     assert.equal(
       refusal(allowed, 'chs[]=1x1').validation?.[0]?.message,
       '"chs[]" must be sent without brackets, as a plain "chs=value"',
@@ -567,6 +581,26 @@ for (const setup of querySetups) {
             use: (a) => [a.imageParams({ imageParamsAllowed: ['width', 'quality', 'crop', 'tags'] })],
             handle: echo,
           },
+          {
+            path: '/allowed-rules',
+            use: (a) => [
+              a.requestRules({
+                permissions: { hostsAllowed: ['images.example.com'] },
+                imageParams: { imageParamsAllowed: ['width', 'tags'] },
+              }),
+            ],
+            handle: echo,
+          },
+          {
+            path: '/allowed-off',
+            use: (a) => [
+              a.requestRules({
+                permissions: { allowDynamicOrigin: false },
+                imageParams: { imageParamsAllowed: ['width'] },
+              }),
+            ],
+            handle: echo,
+          },
           { path: '/query', handle: echo },
         ],
       })
@@ -627,9 +661,40 @@ for (const setup of querySetups) {
       assert.deepEqual(JSON.parse(plain.text).imageParams, { width: 300, crop: 'fit' })
       const tagged = await request(app.url).get('/img?width=3&tags[]=a&ids[0]=1')
       assert.deepEqual([tagged.status, JSON.parse(tagged.text).imageParams], [200, { width: 3 }])
-      // Allowed without a rule, `tags` is not validated: `tags[]` is judged as the name it is.
       assert.equal((await request(app.url).get('/allowed?width=1&tags=a')).status, 200)
-      assert.equal((await request(app.url).get('/allowed?width=1&tags[]=a')).status, 401)
+    })
+
+    it('lets a name with brackets through imageParamsAllowed when its parameter is allowed or exempt without a rule', async () => {
+      // `tags` is allowed and has no rule: `tags[]` passes, as `tags` does (qs hands the handler `tags`).
+      for (const query of ['tags[]=a', '[tags]=a', 'tags%5B%5D=a', 'origin[]=x', 'hostname[0]=y']) {
+        const r = await request(app.url).get(`/allowed?width=1&${query}`)
+        assert.equal(r.status, 200, `${query}: ${r.text}`)
+      }
+      if (setup.qs)
+        assert.deepEqual(JSON.parse((await request(app.url).get('/query?tags[]=a')).text).query, {
+          tags: ['a'],
+        })
+      // The source parameters' brackets are the permission rules' to judge: 400 query.brackets, or their 401.
+      const cases: [string, number, string[]][] = [
+        ['/allowed-rules?width=1&origin[]=http://images.example.com/', 400, ['origin:query.brackets']],
+        [
+          '/allowed-rules?hostname[]=images.example.com&width=abc',
+          400,
+          ['hostname:query.brackets', 'width:number.base'],
+        ],
+        ['/allowed-rules?width=1&hostname[]=%ZZ', 400, ['hostname[]:query.encoding']],
+        ['/allowed-rules?width=1&tags[]=a&sepia[]=1', 401, ['sepia:any.unknown']],
+        ['/allowed-off?width=1&origin[]=http://169.254.169.254/', 401, ['origin:any.unknown']],
+        ['/allowed-off?width=1&hostname[]=%ZZ', 401, ['hostname:any.unknown']],
+      ]
+      for (const [url, status, expected] of cases) {
+        const r = await request(app.url).get(url)
+        assert.equal(r.status, status, `${url}: ${r.text}`)
+        assert.deepEqual(items(r), expected, url)
+        if (status === 401 && url.startsWith('/allowed-off'))
+          assert.equal(r.headers['x-ic-error-code'], 'IC_DYNAMIC_ORIGIN_DISABLED', url)
+      }
+      assert.equal((await request(app.url).get('/allowed-rules?width=1&tags[]=a')).status, 200)
     })
   })
 }

@@ -2,7 +2,15 @@ import { icError } from '../../errors.ts'
 import type { Guard } from '../../guard.ts'
 import { NameTable } from '../../name-table.ts'
 import { knownOptions, recordOption, showValue } from '../../options.ts'
-import { bracketItem, type ParsedQuery, parseQuery, quoteName, rootName } from '../../query.ts'
+import {
+  bracketItem,
+  distinctItems,
+  issueRootName,
+  type ParsedQuery,
+  parseQuery,
+  quoteName,
+  rootName,
+} from '../../query.ts'
 import type { ValidationItem } from '../../validation-header.ts'
 import {
   type CompiledRule,
@@ -31,7 +39,8 @@ export interface ImageParamsOptions {
   readonly builtInParams?: boolean
   /**
    * Imagizer's `imageParamsAllowed`: the only query parameters a request may use; any other
-   * is refused with 401 `IC_PARAM_NOT_ALLOWED` naming it (`NAME64` counts as `NAME`).
+   * is refused with 401 `IC_PARAM_NOT_ALLOWED` naming it (`NAME64` counts as `NAME`, `NAME[]`
+   * as `NAME`).
    * Parameters in `paramsExempt` are always allowed. Default: every parameter is allowed.
    */
   readonly imageParamsAllowed?: readonly string[]
@@ -289,9 +298,18 @@ export function compileImageParams(
   }
 }
 
-/** Whether `items` already holds a problem of the parameter `name` (or of `NAME64`). */
-function reported(items: readonly ValidationItem[] | undefined, name: string): boolean {
-  return items?.some((i) => i.path?.[0] === name || i.path?.[0] === `${name}64`) === true
+/**
+ * Whether `items` already holds a problem of the parameter `name` (or of `NAME64`, or, in a
+ * query with brackets, of a name qs reads as `name`: `chs[]=%ZZ`).
+ */
+function reported(items: readonly ValidationItem[] | undefined, name: string, brackets: boolean): boolean {
+  if (items === undefined) return false
+  for (const found of items) {
+    const param = found.path?.[0]
+    if (param === name || param === `${name}64`) return true
+    if (brackets && typeof param === 'string' && canonicalName(issueRootName(param)) === name) return true
+  }
+  return false
 }
 
 /** The parameters `imageParamsAllowed` refuses, each named once. */
@@ -309,15 +327,15 @@ class Refusals {
 
 /**
  * The parameter imageParams judges a name with brackets as (`width[]`, `[width]` and
- * `width%5B%5D` are `width` to `qs`): its root when the root has a rule or is outside
- * `imageParamsAllowed`; `undefined` otherwise, and the name is judged as sent.
+ * `width%5B%5D` are `width` to `qs`; `root` is what {@link rootName} or, for the name of an
+ * issue, {@link issueRootName} gives): that root when it has a rule, or whenever
+ * `imageParamsAllowed` is set (the root is then allowed, exempt or refused as the parameter
+ * it is); `undefined` otherwise, and the name is left alone.
  */
-function bracketRoot(compiled: CompiledImageParams, name: string): string | undefined {
-  const root = rootName(name)
+function bracketRoot(compiled: CompiledImageParams, name: string, root: string): string | undefined {
   if (root === name) return undefined
   const param = canonicalName(root)
-  const rule = compiled.known.get(param)
-  return rule !== null && (rule !== undefined || compiled.restricted) ? param : undefined
+  return compiled.restricted || compiled.known.get(param) !== undefined ? param : undefined
 }
 
 /** The parameters `items` concern. */
@@ -428,7 +446,7 @@ export function checkImageParams(
   for (const issue of query.issues) {
     // A parameter the allow-list refuses is refused as such, even when its value is broken.
     const sent = String(issue.path?.[0] ?? '')
-    const root = brackets && sent.includes('[') ? bracketRoot(compiled, sent) : undefined
+    const root = brackets ? bracketRoot(compiled, sent, issueRootName(sent)) : undefined
     const name = root ?? canonicalName(sent)
     if (restricted && name !== '' && known.get(name) === undefined) {
       // The loop below refuses the names the query kept, this the ones it dropped.
@@ -450,7 +468,7 @@ export function checkImageParams(
     const name = names[i] as string
     const rule = known.get(name)
     if (rule === undefined) {
-      const root = brackets && name.includes('[') ? bracketRoot(compiled, name) : undefined
+      const root = brackets && name.includes('[') ? bracketRoot(compiled, name, rootName(name)) : undefined
       const rootRule = root === undefined ? undefined : known.get(root)
       if (root !== undefined && rootRule) {
         // Never a value, even beside a plain `width=`: qs would hand the handler an array or the bracket's value.
@@ -459,7 +477,8 @@ export function checkImageParams(
           items.push(bracketItem(name, root))
         }
         if (rootRule.area !== 0) sizeFailed = true
-      } else if (restricted) {
+      } else if (restricted && rootRule === undefined) {
+        // Allowed or exempt without a rule (`tags[]`, `origin[]`), the root passes as its plain name does.
         refused ??= new Refusals()
         refused.add(root ?? name)
       }
@@ -492,7 +511,11 @@ export function checkImageParams(
     })
   }
   for (const rule of compiled.required) {
-    if (!query.values.has(rule.name) && !reported(items, rule.name) && judged?.has(rule.name) !== true) {
+    if (
+      !query.values.has(rule.name) &&
+      !reported(items, rule.name, brackets) &&
+      judged?.has(rule.name) !== true
+    ) {
       items ??= []
       items.push({
         message: rule.message ?? `"${rule.name}" is required`,
@@ -516,10 +539,11 @@ export function checkImageParams(
   if (!sizeFailed) items = checkOutput(compiled, width, height, dpr, items)
   if (found !== undefined && found.length > 0) items = items === undefined ? [...found] : [...found, ...items]
   if (items !== undefined) {
+    const listed = distinctItems(items)
     throw icError('IS_VALIDATION_ERROR', {
       message:
-        items.length === 1 ? (items[0] as ValidationItem).message : `${items.length} invalid parameters`,
-      validation: items,
+        listed.length === 1 ? (listed[0] as ValidationItem).message : `${listed.length} invalid parameters`,
+      validation: listed,
     })
   }
   return values
@@ -534,7 +558,8 @@ export function checkImageParams(
  * `NAME64` is decoded from base64 and validated as `NAME`. A name with brackets is judged as
  * the parameter `qs` reads it as (`width[]`, `[width]`: `width`): refused with 400
  * `query.brackets` when that parameter has a rule, as that parameter when the allow-list
- * leaves it out. Publishes `imageParams`: the typed, normalised values.
+ * leaves it out, and let through when the list (or `paramsExempt`) holds it without a rule.
+ * Publishes `imageParams`: the typed, normalised values.
  *
  * @example
  * import { imageParams } from 'image-api-errors/express'

@@ -457,6 +457,27 @@ describe('permissions', () => {
     assert.equal(outcome({}, 'width=1&crop=a&crop=b'), '400 IS_VALIDATION_ERROR')
   })
 
+  it('lists one item per parameter and problem, however many times the query repeats it', () => {
+    const items = (query: string) => {
+      try {
+        run(permissions({}), query)
+      } catch (err) {
+        assert.ok(isIcError(err), String(err))
+        return err.validation?.map((i) => `${i.path?.[0]}:${i.type}`)
+      }
+      return assert.fail(`${query} passed`)
+    }
+    assert.deepEqual(items('width=%ZZ&width=%ZZ'), ['width:query.encoding'])
+    assert.deepEqual(items('origin=a.example&origin64=YQ&origin=b.example'), ['origin:query.repeated'])
+    assert.deepEqual(items('origin[]=a.example&origin[0]=b.example&[origin]=c'), ['origin:query.brackets'])
+  })
+
+  it("judges a malformed region sent with brackets as a malformed region: before the bucket's 401", () => {
+    const options = { bucketsAllowed: ['photos'] }
+    for (const query of ['bucket=other&region=%ZZ', 'bucket=other&region[]=%ZZ', 'bucket=other&[region]=%ZZ'])
+      assert.equal(outcome(options, query), '400 IS_VALIDATION_ERROR', query)
+  })
+
   it('refuses a source parameter whatever its value while dynamic origins are disabled', () => {
     for (const query of [
       'origin=%ZZ',
@@ -472,6 +493,22 @@ describe('permissions', () => {
   it('counts a processing parameter with a broken value as processing: a 400, not an original-image request', () => {
     for (const query of ['width=%ZZ', 'width64=!!', 'width=1&width=2'])
       assert.equal(outcome({ allowOriginalImageRequest: false }, query), '400 IS_VALIDATION_ERROR', query)
+  })
+
+  it('counts a processing parameter sent with brackets as processing: the parameter qs reads it as', () => {
+    const options = { allowOriginalImageRequest: false }
+    for (const query of [
+      'width[]=300',
+      '[width]=300',
+      'width%5B%5D=300',
+      'height64[]=MzAw',
+      'cache_processed[0]=1',
+    ])
+      assert.equal(outcome(options, query), 'ok', query)
+    for (const query of ['width[]=%ZZ', '[width]=%ZZ'])
+      assert.equal(outcome(options, query), '400 IS_VALIDATION_ERROR', query)
+    for (const query of ['tags[]=1', '[widths]=1', 'widths[]=1'])
+      assert.equal(outcome(options, query), '401 IC_ORIGINAL_IMAGE_NOT_ALLOWED', query)
   })
 
   it('names the parameter in x-ic-error-validation', () => {
@@ -623,6 +660,30 @@ for (const setup of querySetups) {
             handle: echo,
           },
           { path: '/query', handle: echo },
+          // `region` without imageParams' built-in rule for it: the permission rules judge it alone.
+          {
+            path: '/processed',
+            use: (a) => [a.permissions({ allowOriginalImageRequest: false }), a.imageParams()],
+            handle: echo,
+          },
+          {
+            path: '/bucket',
+            use: (a) => [a.permissions({ bucketsAllowed: ['photos'] })],
+            handle: echo,
+          },
+          {
+            path: '/bucket-rules',
+            use: (a) => [a.requestRules({ permissions: { bucketsAllowed: ['photos'] } })],
+            handle: echo,
+          },
+          {
+            path: '/bucket-layers',
+            use: (a) => [
+              a.permissions({ bucketsAllowed: ['photos'] }),
+              a.imageParams({ builtInParams: false }),
+            ],
+            handle: echo,
+          },
         ],
       })
     })
@@ -638,6 +699,9 @@ for (const setup of querySetups) {
       '[bucket]=secrets',
       `origin64[]=${Buffer.from('http://169.254.169.254/').toString('base64url')}`,
       'origin[]=%ZZ',
+      // A name that does not decode: qs reads its %5B and %5D as brackets, `origin` still.
+      `origin%5B%5D%ZZ=${metadata}`,
+      `%5Bhostname%5D%ZZ=169.254.169.254`,
     ]
 
     it('refuses a source sent with brackets while dynamic origins are disabled: 401, as the plain name', async () => {
@@ -650,6 +714,8 @@ for (const setup of querySetups) {
         // What the handler would have read: qs gives it the address under the plain name.
         const seen = JSON.parse((await request(app.url).get(`/query?[origin]=${metadata}`)).text)
         assert.equal(seen.query.origin, 'http://169.254.169.254/latest/meta-data/')
+        const broken = JSON.parse((await request(app.url).get(`/query?origin%5B%5D%ZZ=${metadata}`)).text)
+        assert.deepEqual(broken.query.origin, ['http://169.254.169.254/latest/meta-data/'])
       }
     })
 
@@ -667,6 +733,64 @@ for (const setup of querySetups) {
         assert.equal(items[0]?.type, 'query.brackets', query)
         assert.match(items[0]?.path[0] ?? '', /^(?:origin|source_url|hostname|bucket)$/, query)
       }
+    })
+
+    it("refuses the bucket's region sent with brackets: 400 query.brackets, as plain region is judged", async () => {
+      const evil = encodeURIComponent('evil.example.com/')
+      for (const path of ['/bucket', '/bucket-rules', '/bucket-layers']) {
+        for (const query of [
+          `[region]=${evil}`,
+          `region[]=${evil}`,
+          `region%5B%5D=${evil}`,
+          'region[0]=us-east-1',
+        ]) {
+          const r = await request(app.url).get(`${path}?bucket=photos&${query}`)
+          assert.equal(r.status, 400, `${path}?${query}: ${r.text}`)
+          const items = JSON.parse(r.headers['x-ic-error-validation'] as string) as {
+            path: string[]
+            type: string
+          }[]
+          assert.deepEqual(
+            items.map((i) => `${i.path[0]}:${i.type}`),
+            ['region:query.brackets'],
+            `${path}?${query}`,
+          )
+        }
+        const plain = await request(app.url).get(`${path}?bucket=photos&region=us-east-1`)
+        assert.equal(plain.status, 200, `${path}: ${plain.text}`)
+        assert.deepEqual(JSON.parse(plain.text).source, {
+          kind: 'bucket',
+          param: 'bucket',
+          bucket: 'photos',
+          region: 'us-east-1',
+        })
+      }
+      if (setup.qs) {
+        // What the handler would have read: qs gives it the text under the plain name.
+        const seen = JSON.parse((await request(app.url).get(`/query?bucket=photos&[region]=${evil}`)).text)
+        assert.equal(seen.query.region, 'evil.example.com/')
+      }
+    })
+
+    it('counts a processing parameter sent with brackets as processing: 400 query.brackets, not 401', async () => {
+      for (const query of ['width[]=300', '[width]=300', 'width%5B%5D=300']) {
+        const r = await request(app.url).get(`/processed?${query}`)
+        assert.equal(r.status, 400, `${query}: ${r.text}`)
+        const items = JSON.parse(r.headers['x-ic-error-validation'] as string) as {
+          path: string[]
+          type: string
+        }[]
+        assert.deepEqual(
+          items.map((i) => `${i.path[0]}:${i.type}`),
+          ['width:query.brackets'],
+          query,
+        )
+      }
+      assert.equal((await request(app.url).get('/processed?width=300')).status, 200)
+      assert.equal(
+        (await request(app.url).get('/processed?tags[]=1')).headers['x-ic-error-code'],
+        'IC_ORIGINAL_IMAGE_NOT_ALLOWED',
+      )
     })
 
     it('serves plain names as before, and brackets on names it does not own', async () => {

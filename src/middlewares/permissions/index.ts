@@ -3,7 +3,15 @@ import { icError, isIcError } from '../../errors.ts'
 import type { Guard } from '../../guard.ts'
 import { NameTable } from '../../name-table.ts'
 import { knownOptions } from '../../options.ts'
-import { bracketItem, type ParsedQuery, parseQuery, type QueryValues, rootName } from '../../query.ts'
+import {
+  bracketItem,
+  distinctItems,
+  issueRootName,
+  type ParsedQuery,
+  parseQuery,
+  type QueryValues,
+  rootName,
+} from '../../query.ts'
 import type { ValidationItem } from '../../validation-header.ts'
 import { IMAGIZER_PARAMS, REGION } from '../image-params/index.ts'
 import { compileHostList, type HostnameMatcher, hostNameOf, trimDot } from './host-matcher.ts'
@@ -23,7 +31,7 @@ export { createHostMatcher, type HostMatcher } from './host-matcher.ts'
 export interface PermissionsOptions {
   /** Let the request choose its source with `origin`, `source_url`, `hostname` or `bucket`. @default true */
   readonly allowDynamicOrigin?: boolean
-  /** Serve a request that has no processing parameter (the original image). @default true */
+  /** Serve a request that has no processing parameter (the original image); `width[]` counts as `width`. @default true */
   readonly allowOriginalImageRequest?: boolean
   /**
    * Hosts `origin`, `source_url` and `hostname` may name: exact names and `*.domain` wildcards.
@@ -336,7 +344,7 @@ export function checkPermissions(
   if (issues.length > 0) {
     for (const issue of issues) {
       const name = issueParam(issue)
-      const param = query.brackets ? canonicalName(rootName(name)) : name
+      const param = query.brackets ? canonicalName(issueRootName(name)) : name
       if (isSourceParam(param)) {
         // The parameter is refused whatever its value, as an allowed one is.
         if (!compiled.allowDynamicOrigin) dynamicOriginDisabled(param)
@@ -345,21 +353,24 @@ export function checkPermissions(
           ours ??= []
           ours.push(issue)
         }
-      } else if (name === 'region') {
+      } else if (param === 'region') {
         if (!othersReported) {
           ours ??= []
           ours.push(issue)
         }
-      } else if (compiled.processing.has(name)) processed = true
+      } else if (compiled.processing.has(param)) processed = true
     }
   }
   // `origin[]`, `[origin]`: `origin` to qs, which gives the handler its value in `req.query.origin`.
+  // `region[]` likewise: the bucket's companion, judged here whether or not imageParams has a rule for it.
   if (query.brackets) {
     for (const name of values.names) {
       const root = name.includes('[') ? canonicalName(rootName(name)) : name
-      if (root === name || !isSourceParam(root)) continue
-      if (!compiled.allowDynamicOrigin) dynamicOriginDisabled(root)
-      unknownSource = true
+      if (root === name) continue
+      if (isSourceParam(root)) {
+        if (!compiled.allowDynamicOrigin) dynamicOriginDisabled(root)
+        unknownSource = true
+      } else if (root !== 'region') continue
       ours ??= []
       ours.push(bracketItem(name, root))
     }
@@ -400,12 +411,7 @@ export function checkPermissions(
     }
   }
   if (!processed) {
-    for (const name of values.names) {
-      if (compiled.processing.has(name)) {
-        processed = true
-        break
-      }
-    }
+    processed = query.brackets ? hasProcessingRoot(compiled, values) : hasProcessing(compiled, values)
     if (!processed) {
       throw icError('IC_ORIGINAL_IMAGE_NOT_ALLOWED', {
         message: 'Requests for the original image are not allowed: add a processing parameter',
@@ -418,7 +424,25 @@ export function checkPermissions(
   return source
 }
 
-function invalid(items: readonly ValidationItem[]): never {
+/** Whether one of the query's names is a processing parameter. */
+function hasProcessing(compiled: CompiledPermissions, values: QueryValues): boolean {
+  for (const name of values.names) if (compiled.processing.has(name)) return true
+  return false
+}
+
+/**
+ * {@link hasProcessing} for a query with brackets: `width[]` is `width` to qs, a processing
+ * parameter (which imageParams then refuses with 400 `query.brackets`), not an original-image request.
+ */
+function hasProcessingRoot(compiled: CompiledPermissions, values: QueryValues): boolean {
+  for (const name of values.names) {
+    if (compiled.processing.has(name.includes('[') ? canonicalName(rootName(name)) : name)) return true
+  }
+  return false
+}
+
+function invalid(found: readonly ValidationItem[]): never {
+  const items = distinctItems(found)
   throw icError('IS_VALIDATION_ERROR', {
     message: items.length === 1 ? (items[0] as ValidationItem).message : `${items.length} invalid parameters`,
     validation: items,
@@ -505,12 +529,13 @@ function safeUrl(text: string): URL | undefined {
 /**
  * Imagizer's permission rules. With `allowDynamicOrigin: false`, `origin`, `source_url`,
  * `hostname` and `bucket` are refused (401 `IC_DYNAMIC_ORIGIN_DISABLED`), also with brackets
- * (`origin[]`, `[origin]`: `origin` to `qs`), which are otherwise a 400; a host outside
- * `hostsAllowed` (401 `IC_HOST_NOT_ALLOWED`, matched by {@link createHostMatcher}); a bucket
- * outside `bucketsAllowed` (401 `IC_BUCKET_NOT_ALLOWED`); a request without processing
- * parameters while `allowOriginalImageRequest` is `false` (401
- * `IC_ORIGINAL_IMAGE_NOT_ALLOWED`); a `data:` URL unless `allowDataUrls` (401
- * `IC_DATA_URL_NOT_ALLOWED`). Publishes `source` when the request chose one.
+ * (`origin[]`, `[origin]`: `origin` to `qs`), which are otherwise a 400, as is `region[]`
+ * (the bucket's companion); a host outside `hostsAllowed` (401 `IC_HOST_NOT_ALLOWED`,
+ * matched by {@link createHostMatcher}); a bucket outside `bucketsAllowed` (401
+ * `IC_BUCKET_NOT_ALLOWED`); a request without processing parameters while
+ * `allowOriginalImageRequest` is `false` (401 `IC_ORIGINAL_IMAGE_NOT_ALLOWED`); a `data:` URL
+ * unless `allowDataUrls` (401 `IC_DATA_URL_NOT_ALLOWED`). Publishes `source` when the request
+ * chose one.
  *
  * @example
  * import { permissions } from 'image-api-errors/express'

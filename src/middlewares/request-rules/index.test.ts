@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { describe, it } from 'node:test'
 import { isIcError } from '../../errors.ts'
+import type { PermissionsOptions } from '../permissions/index.ts'
 import { imageChartsFeatures, signQuery } from '../signature/index.ts'
 import { type RequestRulesOptions, requestRules } from './index.ts'
 
@@ -53,6 +54,56 @@ describe('requestRules: permissions and imageParams together', () => {
     assert.equal(await outcomeOf('icretina[]=1&chs=1x1'), '403 IC_RETINA_ERROR')
   })
 
+  it('lists the repetitions a gated signature finds in names with brackets with every 400, after the 401s', async () => {
+    const gated = (permissions: PermissionsOptions): RequestRulesOptions => ({
+      signature: { accounts: { acme: 's' }, features: imageChartsFeatures },
+      permissions,
+      imageParams: { maxWidth: 4000 },
+    })
+    const off = gated({ allowDynamicOrigin: false })
+    const on = gated({ hostsAllowed: ['images.example.com'] })
+    for (const query of [
+      'origin[]=http://169.254.169.254/&origin=http://169.254.169.254/',
+      'width[]=1&width=2&origin=http://169.254.169.254/',
+    ])
+      assert.equal(await outcome(off, `/i?${query}`), '401 IC_DYNAMIC_ORIGIN_DISABLED', query)
+    assert.equal(
+      await outcome(on, '/i?width[]=1&width=2&origin=http://evil.example/&quality=0'),
+      '401 IC_HOST_NOT_ALLOWED',
+    )
+    const listed = async (options: RequestRulesOptions, query: string) => {
+      try {
+        await requestRules(options)({ url: `/i?${query}`, headers: {} } as unknown as IncomingMessage, res)
+      } catch (err) {
+        assert.ok(isIcError(err), String(err))
+        assert.equal(err.code, 'IS_VALIDATION_ERROR', query)
+        return err.validation?.map((i) => `${i.path?.[0]}:${i.type}`)
+      }
+      return assert.fail(`${query} passed`)
+    }
+    // The same list as the query without brackets gets.
+    for (const [query, expected] of [
+      ['width[]=1&width=2&quality=0', ['width:query.repeated', 'quality:number.min']],
+      ['width=1&width=2&quality=0', ['width:query.repeated', 'quality:number.min']],
+      // The signature's repetition and the query's own are one item.
+      ['width[]=1&width=2&width=3&quality=0', ['width:query.repeated', 'quality:number.min']],
+      [
+        'width[]=1&width=2&hostname=&quality=0',
+        ['hostname:string.hostname', 'width:query.repeated', 'quality:number.min'],
+      ],
+    ] as const)
+      assert.deepEqual(await listed(on, query), expected, query)
+    // An account found by an asynchronous lookup: the same answer, once the lookup has settled.
+    const looked: RequestRulesOptions = {
+      signature: { lookup: async () => 's', features: imageChartsFeatures },
+      imageParams: { maxWidth: 4000 },
+    }
+    assert.deepEqual(await listed(looked, signQuery('width[]=1&width=2&quality=0&icac=db', 's')), [
+      'width:query.repeated',
+      'quality:number.min',
+    ])
+  })
+
   it("lists a broken source with the parameters' failures: every 400 of the request at once", async () => {
     const items = async (url: string) =>
       (await refusal(url)).validation?.map((i) => `${i.path?.[0]}:${i.type}`)
@@ -83,6 +134,14 @@ describe('requestRules: permissions and imageParams together', () => {
       ['origin[]=a.example&dpr=abc', ['origin:query.brackets', 'dpr:number.base']],
       // `region` is judged by both rules: listed once, by the permission rules.
       ['bucket=photos&region=evil.net%2F&width=abc', ['region:string.region', 'width:number.base']],
+      ['bucket=photos&region[]=us-east-1&width=abc', ['region:query.brackets', 'width:number.base']],
+      // One item per parameter and problem, whichever rule finds it and however often it is sent.
+      ['hostname=&width=%ZZ&width=%ZZ', ['hostname:string.hostname', 'width:query.encoding']],
+      ['width=1&width64=MQ&width=2&quality=0', ['width:query.repeated', 'quality:number.min']],
+      [
+        'origin[]=a.example&[origin]=b.example&width[]=1&width[0]=2',
+        ['origin:query.brackets', 'width:query.brackets'],
+      ],
     ]
     for (const [query, expected] of cases) assert.deepEqual(await listed(query), expected, query)
   })
@@ -96,6 +155,13 @@ describe('requestRules: permissions and imageParams together', () => {
     assert.equal(await outcomeOf('hostname=&width=1&sepia=1'), '401 IC_PARAM_NOT_ALLOWED')
     assert.equal(await outcomeOf('hostname=&bucket=photos'), '401 IC_ORIGINAL_IMAGE_NOT_ALLOWED')
     assert.equal(await outcomeOf('origin=https://evil.example/x&width=abc'), '401 IC_HOST_NOT_ALLOWED')
+    // A processing parameter sent with brackets is processing: its 400 is the answer, not the original-image 401.
+    const processing: RequestRulesOptions = {
+      permissions: { allowOriginalImageRequest: false },
+      imageParams: {},
+    }
+    for (const query of ['width[]=300', '[width]=300', 'width%5B%5D=300', 'width[]=%ZZ'])
+      assert.equal(await outcome(processing, `/i?${query}`), '400 IS_VALIDATION_ERROR', query)
     assert.equal(
       await outcome(
         { permissions: { allowDynamicOrigin: false }, imageParams: {} },

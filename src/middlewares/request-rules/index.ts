@@ -7,7 +7,7 @@ import type { ValidationItem } from '../../validation-header.ts'
 import { type ApiKeyOptions, compileApiKey } from '../api-key/index.ts'
 import { checkImageParams, compileImageParams, type ImageParamsOptions } from '../image-params/index.ts'
 import { checkPermissions, compilePermissions, type PermissionsOptions } from '../permissions/index.ts'
-import { compileSignature, type SignatureOptions } from '../signature/index.ts'
+import { compileSignature, foldBrackets, type SignatureOptions } from '../signature/index.ts'
 
 /**
  * Options of `requestRules()`: the options of each rule to run; a rule left out is not run.
@@ -78,11 +78,12 @@ function run(
  * throughput): the API key, then the signature, then the permission rules, then the image
  * parameters, each with the options you give it; the first refusal wins, except that with
  * `imageParams` every 400 `IS_VALIDATION_ERROR` of the permission rules and of the parameters
- * goes out as one (each failure an item), after the 401s of both. The API key's
- * query parameter, when there is one, is exempt from `imageParamsAllowed`. Publishes what the
- * rules publish (`apiKey`, `account`, `source`, `imageParams`). Synchronous unless a
- * `lookup` is asynchronous. A signature covers the query, not the path (see `signature()`):
- * with `signature`, let the query choose the image (`origin`), not the path.
+ * (and the query problems a gated signature refuses) goes out as one (each failure an item),
+ * after the 401s of both. The API key's query parameter, when there is one, is exempt from
+ * `imageParamsAllowed`. Publishes what the rules publish (`apiKey`, `account`, `source`,
+ * `imageParams`). Synchronous unless a `lookup` is asynchronous. A signature covers the
+ * query, not the path (see `signature()`): with `signature`, let the query choose the image
+ * (`origin`), not the path.
  *
  * @example
  * import { requestRules } from 'image-api-errors/express'
@@ -116,6 +117,9 @@ export function requestRules(options: Readonly<RequestRulesOptions>): Guard {
     })
   }
   if (imageParams !== undefined) {
+    // signature({ features }) reads `width[]` as `width` and refuses the two together; with
+    // imageParams it leaves that repetition to this step, as the query's other problems.
+    const gatedSignature = signature !== undefined && Object.keys(signature.features ?? {}).length > 0
     const keyParam = apiKey?.query
     // The API key's query parameter belongs to apiKey(): imageParamsAllowed must not refuse it.
     const compiled = compileIn('imageParams', () =>
@@ -132,6 +136,11 @@ export function requestRules(options: Readonly<RequestRulesOptions>): Guard {
           if (!isIcError(err) || err.status !== 400 || err.validation === undefined) throw err
           found = err.validation
         }
+      }
+      if (gatedSignature && query.brackets) {
+        // After the permission 401s, as a plain `width=1&width=2` is.
+        const { repeated } = foldBrackets(query)
+        if (repeated.length > 0) found = found === undefined ? repeated : [...found, ...repeated]
       }
       out.imageParams = checkImageParams(compiled, query, found)
       return undefined

@@ -600,6 +600,9 @@ for (const framework of frameworks) {
       ['[icretina]=1', '403 IC_RETINA_ERROR icretina:feature.notAllowed'],
       ['chxt[]=x,y,r', '403 IC_UNAUTHORIZED_MULTI_AXIS_ERROR chxt:feature.notAllowed'],
       ['chxt=x,y&chxt[0]=r', '400 IS_VALIDATION_ERROR chxt:query.repeated'],
+      // One item per parameter and problem, however many times the query repeats it.
+      ['chxt=x,y&chxt=x,y&chxt[]=r', '400 IS_VALIDATION_ERROR chxt:query.repeated'],
+      ['chtt=%ZZ&chtt=%ZZ', '400 IS_VALIDATION_ERROR chtt:query.encoding'],
     ]
     for (const [query, expected] of refused) {
       it(`refuses ${query}, unsigned and signed by an account without the feature`, async () => {

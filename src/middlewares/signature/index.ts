@@ -2,7 +2,7 @@ import { type ErrorCode, lookupErrorCode } from '../../catalogue.ts'
 import { icError } from '../../errors.ts'
 import type { Guard, Published } from '../../guard.ts'
 import { knownOptions, recordOption, showValue } from '../../options.ts'
-import { type ParsedQuery, parseQuery, quoteName, rootName } from '../../query.ts'
+import { distinctItems, type ParsedQuery, parseQuery, quoteName, rootName } from '../../query.ts'
 import { ReadonlySetView } from '../../readonly-set.ts'
 import type { ValidationItem } from '../../validation-header.ts'
 import { matchesAny, SIGNING_PARAMS, type SigningKey, signingKey } from './verify.ts'
@@ -218,44 +218,63 @@ function missing(message: string, params: readonly ('icac' | 'ichm')[], half: bo
 }
 
 /**
+ * A query with brackets as `qs` reads it: the values with every name under its root
+ * (`icretina[]=1` is `icretina`; the first value wins), and a `query.repeated` item for each
+ * root two names share (`width[]` and `width`), once. Internal: `requestRules()` lists these
+ * items with `imageParams`' findings.
+ *
+ * @example
+ * foldBrackets(parseQuery({ url: '/chart?chs[]=1x1&chs=2x2' })).repeated[0]?.path // ['chs']
+ */
+export function foldBrackets(query: ParsedQuery): {
+  values: ReadonlyMap<string, string>
+  repeated: ValidationItem[]
+} {
+  const folded = new Map<string, string>()
+  const repeated: ValidationItem[] = []
+  const reported = new Set<string>()
+  const { names, texts } = query.values
+  for (let i = 0; i < names.length; i++) {
+    const root = rootName(names[i] as string)
+    if (!folded.has(root)) folded.set(root, texts[i] as string)
+    else if (!reported.has(root)) {
+      reported.add(root)
+      repeated.push({
+        message: `${quoteName(root)} must not be repeated`,
+        path: [root],
+        type: 'query.repeated',
+      })
+    }
+  }
+  return { values: folded, repeated }
+}
+
+/**
  * The values plan-gated features are judged on: the package's strict parse, refused whole
  * (400, every problem listed) when the query has a problem. Let through, a problem reads
  * differently in the handler's parser: `req.query` keeps `icretina=%ZZ` as sent, gives an
  * array for `chxt=x,y&chxt=x,y,r` where the strict parse dropped a value. Names with brackets
  * count under their root (`icretina[]=1` is `icretina`, an array in `qs`); two names with the
- * same root are a repetition.
+ * same root are a repetition. With `othersReported`, a rule after this one refuses every
+ * problem of the query, these repetitions included (`requestRules()` with `imageParams`), so
+ * none is thrown here: they wait for the 401s that outrank them.
  */
 function gatedValues(query: ParsedQuery, othersReported: boolean): ReadonlyMap<string, string> {
-  const { values } = query
-  // A rule after this one refusing every problem of the query lists them with its own.
-  let issues = othersReported ? [] : query.issues
-  let folded: Map<string, string> | undefined
+  if (othersReported) return query.brackets ? foldBrackets(query).values : query.values
+  let issues = query.issues
+  let values: ReadonlyMap<string, string> = query.values
   if (query.brackets) {
-    folded = new Map()
-    const repeated: ValidationItem[] = []
-    const reported = new Set<string>()
-    const { names, texts } = values
-    for (let i = 0; i < names.length; i++) {
-      const root = rootName(names[i] as string)
-      if (!folded.has(root)) folded.set(root, texts[i] as string)
-      else if (!reported.has(root)) {
-        reported.add(root)
-        repeated.push({
-          message: `${quoteName(root)} must not be repeated`,
-          path: [root],
-          type: 'query.repeated',
-        })
-      }
-    }
-    if (repeated.length > 0) issues = [...issues, ...repeated]
+    const folded = foldBrackets(query)
+    values = folded.values
+    if (folded.repeated.length > 0) issues = [...issues, ...folded.repeated]
   }
   if (issues.length > 0) {
     throw icError('IS_VALIDATION_ERROR', {
       message: (issues[0] as ValidationItem).message,
-      validation: issues,
+      validation: distinctItems(issues),
     })
   }
-  return folded ?? values
+  return values
 }
 
 function checkFeatures(
