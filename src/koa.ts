@@ -113,8 +113,9 @@ export function fromGuard(guard: Guard, name: string): KoaMiddleware {
  * writes the response itself, so 499 stays 499 and headers already set (CORS, RateLimit)
  * are kept, where Koa's own handler would turn 499 into 500 and clear them. A file body that
  * is not there (`ctx.body = fs.createReadStream(missing)`) is answered 404 `IC_NOT_FOUND`,
- * as Koa 2's own handler answers it, on Koa 2 and 3; any other `ENOENT` (a missing binary
- * for `spawn`, a config file read) is a 500. The error is
+ * as Koa 2's own handler answers it (Koa 3 has already closed the connection when the
+ * stream fails, so there the 404 is what `onError` reports); any other `ENOENT` (a missing
+ * binary for `spawn`, a config file read) is a 500. The error is
  * also emitted on the app (`app.on('error')`), as Koa expects of error handlers.
  *
  * @example

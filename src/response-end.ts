@@ -29,8 +29,11 @@ export function recordEnd(res: ServerResponse, state: RequestState): void {
 
 function recordingEnd(this: ServerResponse, ...args: unknown[]): ServerResponse {
   const state = peekRequestState(this.req) as RequestState
+  // Noted once the call returned: an `end` that throws (`res.end(404)`, a status of 1000,
+  // compression's `end(callback)`) sent nothing, and the request must still be answered.
+  const result = (state.endBefore as ResponseEnd).apply(this, args)
   state.endCalled = true
-  return (state.endBefore as ResponseEnd).apply(this, args)
+  return result
 }
 
 /**

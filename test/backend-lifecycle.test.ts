@@ -411,6 +411,34 @@ describe('backend lifecycle on every framework', () => {
         }
       })
 
+      test('an end() that throws under deadline() and clientClosed() is answered 500, not taken for an ended response', async () => {
+        const app = await startApp(framework, {
+          use: (a) => [a.clientClosed(), a.deadline({ timeoutMs: 2000 })],
+          routes: [
+            {
+              path: '/bad-end',
+              handle: ({ res }) => {
+                ;(res.end as (chunk: unknown) => void)(404)
+                return { body: 'unreachable' }
+              },
+            },
+          ],
+        })
+        try {
+          const started = Date.now()
+          const res = await fetch(`${app.url}/bad-end`, { signal: AbortSignal.timeout(1500) })
+          await res.arrayBuffer()
+          assert.deepEqual([res.status, res.headers.get('x-ic-error-code')], [500, 'IC_INTERNAL_ERROR'])
+          assert.ok(Date.now() - started < 1000, 'answered at once, not at the deadline')
+          assert.deepEqual(
+            app.reports.map((r) => [r.status, r.outcome, (r.error as NodeJS.ErrnoException).code]),
+            [[500, 'sent', 'ERR_INVALID_ARG_TYPE']],
+          )
+        } finally {
+          await app.close()
+        }
+      })
+
       test('a large image ended in time reaches a slow client whole after the deadline passed', async () => {
         const image = Buffer.alloc(16 * 1024 * 1024, 1)
         let flushedAtDeadline: boolean | undefined

@@ -313,7 +313,9 @@ export function rateLimitGuard(options: Readonly<RateLimitOptions>): Guard {
  * Runs guards one after the other, each only when the previous one let the request through
  * (an asynchronous one once it resolved), and publishes what they publish, merged in order
  * (a later guard's value of a name wins), as the same guards mounted one by one would;
- * `undefined` when none publishes anything. Synchronous while every guard is. Not atomic
+ * `undefined` when none publishes anything; nothing is published when a guard refuses (one
+ * by one, what the earlier guards published would already be on `res.locals`). Synchronous
+ * while every guard is. Not atomic
  * across guards: what an earlier limiter counted stays counted when a later one refuses, so
  * put the limiter that refuses most often first.
  *
