@@ -23,6 +23,17 @@ import { type Adapter, frameworks, startApp } from './support/harness.ts'
 
 type Served = { url: string; server: Server; close(): Promise<void> }
 
+const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+/** Sends GETs of `paths` pipelined on one raw connection, waits `waitMs`, then leaves. */
+async function pipelineThenLeave(url: string, paths: readonly string[], waitMs: number): Promise<void> {
+  const socket = connect(Number(new URL(url).port), '127.0.0.1')
+  socket.on('error', () => {})
+  socket.write(paths.map((path) => `GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`).join(''))
+  await pause(waitMs)
+  socket.destroy()
+}
+
 async function listen(handler: never): Promise<Served> {
   const server = createServer(handler)
   server.listen(0, '127.0.0.1')
@@ -1096,8 +1107,6 @@ describe('Koa: a client that leaves mid-stream under clientClosed()', () => {
 })
 
 describe('pipelined and reset connections', () => {
-  const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
-
   it("express5: a backend's reset while a queued pipelined response was being written is the server's failure, not a 499", async () => {
     const reports: string[] = []
     const app = express5()
@@ -1111,11 +1120,7 @@ describe('pipelined and reset connections', () => {
     app.use(ex.errorHandler({ onError: (r) => reports.push(`${r.request.url} ${r.status} ${r.outcome}`) }))
     const s = await listen(app as never)
     try {
-      const socket = connect(Number(new URL(s.url).port), '127.0.0.1')
-      socket.on('error', () => {})
-      socket.write('GET /slow HTTP/1.1\r\nHost: x\r\n\r\nGET /proxy HTTP/1.1\r\nHost: x\r\n\r\n')
-      await pause(400)
-      socket.destroy()
+      await pipelineThenLeave(s.url, ['/slow', '/proxy'], 400)
       assert.deepEqual(reports, ['/proxy 500 headers-sent'])
     } finally {
       await s.close()
@@ -1136,11 +1141,7 @@ describe('pipelined and reset connections', () => {
     app.use(ex.errorHandler())
     const s = await listen(app as never)
     try {
-      const socket = connect(Number(new URL(s.url).port), '127.0.0.1')
-      socket.on('error', () => {})
-      socket.write('GET /slow HTTP/1.1\r\nHost: x\r\n\r\nGET /fast HTTP/1.1\r\nHost: x\r\n\r\n')
-      await pause(400)
-      socket.destroy()
+      await pipelineThenLeave(s.url, ['/slow', '/fast'], 400)
       assert.equal(signals.length, 1)
       assert.equal(signals[0]?.aborted, false, String((signals[0]?.reason as { code?: string })?.code))
     } finally {
