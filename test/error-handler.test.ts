@@ -9,7 +9,7 @@ import { gunzipSync } from 'node:zlib'
 import compression from 'compression'
 import createHttpError from 'http-errors'
 import request from 'supertest'
-import { defineErrorCode, icError } from '../src/index.ts'
+import { defineErrorCode, type ErrorReport, icError } from '../src/index.ts'
 import { type AppSpec, frameworks, type RouteSpec, type RunningApp, startApp } from './support/harness.ts'
 import { slowDownload } from './support/slow-download.ts'
 
@@ -428,6 +428,27 @@ const scenarios: Scenario[] = [
 
 const spec: AppSpec = { routes }
 
+/** A route that ends its response with `body`, then fails: an audit log failing after the image went out. */
+function endedThenFailing(type: string, body: Buffer | string): RouteSpec {
+  return {
+    path: '/ended',
+    handle: ({ res }) => {
+      res.statusCode = 200
+      res.setHeader('content-type', type)
+      res.end(body)
+      throw new Error('late audit-log failure')
+    },
+  }
+}
+
+function assertReportedOnceAsEnded(reports: readonly ErrorReport[]): void {
+  assert.equal(reports.length, 1)
+  const [report] = reports
+  assert.deepEqual(
+    [report?.status, report?.code, report?.outcome, (report?.error as Error | undefined)?.message],
+    [200, 'IC_INTERNAL_ERROR', 'ended', 'late audit-log failure'],
+  )
+}
 for (const framework of frameworks) {
   describe(`errorHandler() on ${framework}`, () => {
     let app: RunningApp
@@ -535,27 +556,12 @@ describe('errorHandler() lifecycle on real sockets', () => {
     it(`${framework}: an error after the handler ended the response leaves it whole, reported once as ended`, async () => {
       const image = Buffer.alloc(8 * 1024 * 1024, 7)
       const app = await startApp(framework, {
-        routes: [
-          {
-            path: '/ended',
-            handle: ({ res }) => {
-              res.statusCode = 200
-              res.setHeader('content-type', 'image/png')
-              res.end(image)
-              throw new Error('late audit-log failure')
-            },
-          },
-        ],
+        routes: [endedThenFailing('image/png', image)],
       })
       try {
         const got = await slowDownload(`${app.url}/ended`, () => waitFor(() => app.reports.length === 1))
         assert.deepEqual([got.status, got.ended, got.bytes], [200, 'complete', image.length])
-        assert.equal(app.reports.length, 1)
-        const [report] = app.reports
-        assert.deepEqual(
-          [report?.status, report?.code, report?.outcome, (report?.error as Error | undefined)?.message],
-          [200, 'IC_INTERNAL_ERROR', 'ended', 'late audit-log failure'],
-        )
+        assertReportedOnceAsEnded(app.reports)
       } finally {
         await app.close()
       }
@@ -567,17 +573,7 @@ describe('errorHandler() lifecycle on real sockets', () => {
         const text = randomBytes(6 * 1024 * 1024).toString('base64')
         const app = await startApp(framework, {
           use: (a) => [compression(), a.clientClosed()],
-          routes: [
-            {
-              path: '/ended',
-              handle: ({ res }) => {
-                res.statusCode = 200
-                res.setHeader('content-type', 'text/plain')
-                res.end(text)
-                throw new Error('late audit-log failure')
-              },
-            },
-          ],
+          routes: [endedThenFailing('text/plain', text)],
         })
         try {
           const got = await slowDownload(`${app.url}/ended`, () => waitFor(() => app.reports.length === 1), {
@@ -588,12 +584,7 @@ describe('errorHandler() lifecycle on real sockets', () => {
             [200, 'complete', 'gzip'],
           )
           assert.ok(gunzipSync(got.body).equals(Buffer.from(text)), 'the whole body')
-          assert.equal(app.reports.length, 1)
-          const [report] = app.reports
-          assert.deepEqual(
-            [report?.status, report?.code, report?.outcome, (report?.error as Error | undefined)?.message],
-            [200, 'IC_INTERNAL_ERROR', 'ended', 'late audit-log failure'],
-          )
+          assertReportedOnceAsEnded(app.reports)
         } finally {
           await app.close()
         }
