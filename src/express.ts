@@ -272,7 +272,7 @@ function publishSignalOn(req: IncomingMessage, res: ServerResponse): void {
  * @example
  * app.get('/image/:id', deadline({ timeoutMs: '8s' }), async (req, res) => {
  *   const image = await fetchImage(url, { signal: res.locals.signal })
- *   res.type(image.contentType).send(image.body)
+ *   res.type(image.format).send(image.body)
  * })
  */
 export function deadline(options: Readonly<DeadlineOptions>): ExpressMiddleware {

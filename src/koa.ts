@@ -196,7 +196,8 @@ function isMissingBodyFile(ctx: KoaContext, err: unknown): err is object {
 /**
  * A file body that is not there is answered 404 `IC_NOT_FOUND` (its message, which names
  * the path on disk, stays hidden), as Koa 2's own handler answers it; on Koa 3 too, whose
- * handler dropped that case, so that both answer alike.
+ * handler dropped that case. Koa 3 pipes the body after the middlewares have returned, so the
+ * client sees that 404 only when a middleware awaited the stream's opening; else it is the report's.
  */
 function answerAs(err: unknown): unknown {
   return typeof err === 'object' && err !== null && missingBodyFiles.has(err) ? icError('IC_NOT_FOUND') : err
@@ -263,7 +264,7 @@ const failThroughContext: LifecycleFail = (ctx, err) => (ctx as KoaContext).oner
  * app.use(deadline({ timeoutMs: '8s' }))
  * app.use(async (ctx) => {
  *   const image = await fetchImage(url, { signal: ctx.state.signal })
- *   ctx.type = image.contentType
+ *   ctx.type = image.format
  *   ctx.body = image.body
  * })
  */
@@ -320,7 +321,7 @@ export function loadShedding(options: Readonly<LoadSheddingOptions>): KoaMiddlew
  * and refuses with 429 `IC_RATE_LIMITED` and `Retry-After` once the limit is reached.
  *
  * @example
- * app.use('/chart', rateLimit({ limit: 90, windowMs: '10s', blockMs: '1m', trustProxy: 1 }))
+ * app.use(rateLimit({ limit: 90, windowMs: '10s', blockMs: '1m', trustProxy: 1 }))
  */
 export function rateLimit(options: Readonly<RateLimitOptions>): KoaMiddleware {
   return fromGuard(rateLimitGuard(options), 'rateLimit')

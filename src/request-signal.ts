@@ -16,7 +16,7 @@ const signalStates = new WeakMap<AbortSignal, RequestState>()
  * @example
  * app.get('/image/:id', deadline({ timeoutMs: '8s' }), async (req, res) => {
  *   const image = await fetchImage(`https://images.example.com/${req.params.id}`, { signal: requestSignal(req) })
- *   res.type(image.contentType).send(image.body)
+ *   res.type(image.format).send(image.body)
  * })
  */
 export function requestSignal(req: IncomingMessage): AbortSignal {

@@ -627,6 +627,25 @@ describe('a missing file (ENOENT)', () => {
       }
     })
 
+    it(`${name}: a file body whose opening a middleware awaits is answered 404 IC_NOT_FOUND`, async () => {
+      const app = new Koa()
+      app.silent = true
+      app.use(kx.errorHandler() as never)
+      app.use(async (ctx: { body: unknown }) => {
+        const body = createReadStream(MISSING)
+        ctx.body = body
+        await once(body, 'open')
+      })
+      const s = await listen(app.callback() as never)
+      try {
+        const r = await request(s.url).get('/stream')
+        assert.deepEqual([r.status, r.headers['x-ic-error-code']], [404, 'IC_NOT_FOUND'])
+        assert.doesNotMatch(r.text, /nonexistent/)
+      } finally {
+        await s.close()
+      }
+    })
+
     it(`${name}: any other ENOENT (a binary spawn() cannot find, a file read in a middleware) is a 500`, async () => {
       const app = new Koa()
       app.silent = true
