@@ -4,7 +4,7 @@ import { request as httpRequest, type IncomingMessage, type ServerResponse } fro
 import { connect } from 'node:net'
 import { after, describe, it } from 'node:test'
 import { createLoadSampler, type LoadSample, MemoryStore, type RateLimitStore } from '../src/index.ts'
-import { frameworks, type RunningApp, startApp } from './support/harness.ts'
+import { frameworks, type Listen, type RunningApp, startApp } from './support/harness.ts'
 
 const calm: LoadSample = { eventLoopDelayMs: 2, eventLoopUtilization: 0.1, heapUsedBytes: 1e6, rssBytes: 1e7 }
 const json = { accept: 'application/json' }
@@ -28,8 +28,8 @@ for (const framework of frameworks) {
     after(async () => {
       for (const app of apps) await app.close()
     })
-    async function start(spec: Parameters<typeof startApp>[1]) {
-      const app = await startApp(framework, spec)
+    async function start(spec: Parameters<typeof startApp>[1], listen?: Listen) {
+      const app = await startApp(framework, spec, listen)
       apps.push(app)
       return app
     }
@@ -117,6 +117,29 @@ for (const framework of frameworks) {
         assert.equal((await get(app, '/', { 'x-forwarded-for': '198.51.100.1' })).status, 200)
         assert.equal((await get(app, '/', { 'x-forwarded-for': '198.51.100.2' })).status, 200)
         assert.equal((await get(app, '/', { 'x-forwarded-for': '203.0.113.9, 198.51.100.1' })).status, 429)
+      })
+
+      it('gives a trustProxy function IPv4 peers of a dual-stack server as IPv4', async () => {
+        const asked: string[] = []
+        const ours = (address: string) => {
+          asked.push(address)
+          return address.startsWith('127.')
+        }
+        const app = await start(
+          {
+            use: (a) => [a.rateLimit({ limit: 1, windowMs: '1m', trustProxy: ours })],
+            routes: [{ path: '/', handle: () => ({ body: 'ok' }) }],
+          },
+          { host: '::' },
+        )
+        assert.equal((await get(app, '/', { 'x-forwarded-for': '198.51.100.1' })).status, 200)
+        assert.equal(
+          (await get(app, '/', { 'x-forwarded-for': '198.51.100.2' })).status,
+          200,
+          'another client',
+        )
+        assert.equal((await get(app, '/', { 'x-forwarded-for': '198.51.100.1' })).status, 429)
+        assert.equal(asked[0], '127.0.0.1', 'the socket peer, ::ffff:127.0.0.1 on the wire')
       })
 
       it('serves and reports through onStoreError when the store fails (fail-open)', async () => {

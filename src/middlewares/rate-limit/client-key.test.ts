@@ -75,6 +75,20 @@ describe('clientAddress(remote, forwardedFor, trustProxy)', () => {
     assert.equal(clientAddress('198.51.100.1', '10.0.0.7', ours), '198.51.100.1')
   })
 
+  it('gives a trust function IPv4-mapped addresses as IPv4, from the socket and from the header', () => {
+    const asked: string[] = []
+    const ours = (address: string) => {
+      asked.push(address)
+      return address.startsWith('10.')
+    }
+    assert.equal(
+      clientAddress('::ffff:10.0.0.1', '203.0.113.1, 198.51.100.9, ::ffff:a00:7', ours),
+      '198.51.100.9',
+    )
+    assert.deepEqual(asked, ['10.0.0.1', '10.0.0.7', '198.51.100.9'])
+    assert.equal(clientAddress('::ffff:198.51.100.1', '10.0.0.7', ours), '198.51.100.1')
+  })
+
   it('validates the trustProxy option', () => {
     assert.equal(readTrustProxy(undefined), false)
     assert.equal(readTrustProxy(0), false)
