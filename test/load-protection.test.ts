@@ -2,6 +2,8 @@ import assert from 'node:assert/strict'
 import { once } from 'node:events'
 import { request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http'
 import { connect } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { after, describe, it } from 'node:test'
 import { createLoadSampler, type LoadSample, MemoryStore, type RateLimitStore } from '../src/index.ts'
 import { frameworks, type Listen, type RunningApp, startApp } from './support/harness.ts'
@@ -10,8 +12,21 @@ const calm: LoadSample = { eventLoopDelayMs: 2, eventLoopUtilization: 0.1, heapU
 const json = { accept: 'application/json' }
 
 async function get(app: RunningApp, path: string, headers: Record<string, string> = {}) {
+  if (app.socketPath !== undefined) return getThroughSocket(app.socketPath, path, headers)
   const res = await fetch(app.url + path, { headers })
   return { status: res.status, headers: res.headers, text: await res.text() }
+}
+
+async function getThroughSocket(socketPath: string, path: string, headers: Record<string, string>) {
+  const req = httpRequest({ socketPath, path, headers })
+  req.end()
+  const [res] = (await once(req, 'response')) as [IncomingMessage]
+  let text = ''
+  for await (const chunk of res) text += chunk
+  const received = new Headers()
+  for (const [name, value] of Object.entries(res.headers))
+    if (typeof value === 'string') received.set(name, value)
+  return { status: res.statusCode ?? 0, headers: received, text }
 }
 
 function deferred() {
@@ -140,6 +155,38 @@ for (const framework of frameworks) {
         )
         assert.equal((await get(app, '/', { 'x-forwarded-for': '198.51.100.1' })).status, 429)
         assert.equal(asked[0], '127.0.0.1', 'the socket peer, ::ffff:127.0.0.1 on the wire')
+      })
+
+      it('keys clients apart on a Unix socket behind a proxy: the socket counts as a trusted hop', async () => {
+        const asked: string[] = []
+        const app = await start(
+          {
+            use: (a) => [
+              a.rateLimit({ limit: 1, windowMs: '1m', name: 'by-number', trustProxy: 1 }),
+              a.rateLimit({
+                limit: 1,
+                windowMs: '1m',
+                name: 'by-function',
+                trustProxy: (address) => {
+                  asked.push(address)
+                  return false
+                },
+              }),
+            ],
+            routes: [{ path: '/', handle: () => ({ body: 'ok' }) }],
+          },
+          { socketPath: join(tmpdir(), `rl-${process.pid}-${framework}.sock`) },
+        )
+        assert.equal((await get(app, '/', { 'x-forwarded-for': '203.0.113.1, 198.51.100.1' })).status, 200)
+        assert.equal(
+          (await get(app, '/', { 'x-forwarded-for': '203.0.113.1, 198.51.100.2' })).status,
+          200,
+          'another client',
+        )
+        const again = await get(app, '/', { 'x-forwarded-for': '203.0.113.9, 198.51.100.1' })
+        assert.equal(again.status, 429)
+        assert.equal(again.headers.get('ratelimit'), '"by-number";r=0;t=60')
+        assert.deepEqual(asked, ['198.51.100.1', '198.51.100.2'], 'never asked about the socket')
       })
 
       it('serves and reports through onStoreError when the store fails (fail-open)', async () => {

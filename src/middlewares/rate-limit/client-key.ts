@@ -6,7 +6,8 @@ import { isIPv4, isIPv6 } from 'node:net'
  * `X-Forwarded-For` entry that many hops from the right is the client). A function: called
  * with each address from the socket leftwards; the first one it does not trust is the client.
  * It gets IPv4-mapped IPv6 addresses as plain IPv4 (`10.0.0.1`, not the `::ffff:10.0.0.1` a
- * dual-stack server sees of an IPv4 peer), so a test of the IPv4 text matches them.
+ * dual-stack server sees of an IPv4 peer), so a test of the IPv4 text matches them. A peer
+ * without an address (a Unix socket) is a local proxy: trusted as one hop without asking.
  *
  * @example
  * const behindOneLoadBalancer: TrustProxy = 1
@@ -31,23 +32,28 @@ export function readTrustProxy(value: unknown): TrustProxy {
 }
 
 /**
- * The client address of a request under a proxy-trust setting, as text; `undefined` when the socket has none.
+ * The client address of a request under a proxy-trust setting, as text; `undefined` when the
+ * socket has none and no trusted hop names the client. A peer without an address (a Unix
+ * socket: a proxy on this machine) is a trusted local hop whenever proxies are trusted: it
+ * counts as one of a number's hops, and a function is not asked about it.
  *
  * @example
  * clientAddress('10.0.0.1', '198.51.100.9, 203.0.113.5', 1) // '203.0.113.5'
+ * clientAddress(undefined, '198.51.100.9, 203.0.113.5', 1)  // '203.0.113.5'
  */
 export function clientAddress(
   remoteAddress: string | undefined,
   forwardedFor: string | string[] | undefined,
   trust: TrustProxy,
 ): string | undefined {
-  if (trust === false || remoteAddress === undefined) return remoteAddress
+  if (trust === false) return remoteAddress
   const header = Array.isArray(forwardedFor) ? forwardedFor.join(',') : forwardedFor
   if (header === undefined || header === '') return remoteAddress
   const hops = header.split(',')
-  let address = unmapped(remoteAddress)
+  let address = remoteAddress === undefined ? undefined : unmapped(remoteAddress)
   for (let hop = 0; hop < hops.length; hop++) {
-    if (typeof trust === 'number' ? hop >= trust : !trust(address, hop)) return address
+    if (typeof trust === 'number' ? hop >= trust : address !== undefined && !trust(address, hop))
+      return address
     const next = withoutPort((hops[hops.length - 1 - hop] as string).trim())
     // A malformed entry cannot be believed; the last trusted address stands for the client.
     if (!isIPv4(next) && !isIPv6(next)) return address

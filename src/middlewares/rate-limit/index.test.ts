@@ -16,9 +16,14 @@ import {
   StoreTimeoutError,
 } from './index.ts'
 
-function request(url = '/chart', remoteAddress = '203.0.113.7', headers: Record<string, string> = {}) {
+/** `remoteAddress` null: a peer without an address, as on a Unix socket. */
+function request(
+  url = '/chart',
+  remoteAddress: string | null = '203.0.113.7',
+  headers: Record<string, string> = {},
+) {
   const socket = new Socket()
-  Object.defineProperty(socket, 'remoteAddress', { value: remoteAddress })
+  Object.defineProperty(socket, 'remoteAddress', { value: remoteAddress ?? undefined })
   const req = new IncomingMessage(socket)
   req.url = url
   req.headers = headers
@@ -58,12 +63,26 @@ function run(guard: ReturnType<typeof rateLimitGuard>, url?: string, address?: s
   }
 }
 
+/** The messages of the process warnings with `code` that `act` raised. */
+async function warningsWhile(code: string, act: () => void): Promise<string[]> {
+  const messages: string[] = []
+  const onWarning = (warning: Error & { code?: string }) => {
+    if (warning.code === code) messages.push(warning.message)
+  }
+  process.on('warning', onWarning)
+  try {
+    act()
+    // process.emitWarning() emits on the next tick.
+    await new Promise((resolve) => setImmediate(resolve))
+  } finally {
+    process.off('warning', onWarning)
+  }
+  return messages
+}
+
 describe('rateLimitGuard(options)', () => {
   it('warns once when a private peer forwards X-Forwarded-For to a limiter that trusts no proxy', async () => {
-    const warnings: { code?: string; message: string }[] = []
-    const onWarning = (w: Error & { code?: string }) => warnings.push(w)
-    process.on('warning', onWarning)
-    try {
+    const warnings = await warningsWhile('IMAGE_API_ERRORS_UNTRUSTED_FORWARDED_FOR', () => {
       const guard = rateLimitGuard({ limit: 100, windowMs: '10s', name: 'behind-lb' })
       const forwarded = { 'x-forwarded-for': '198.51.100.9' }
       for (let i = 0; i < 3; i++) {
@@ -75,16 +94,26 @@ describe('rateLimitGuard(options)', () => {
       const trusting = rateLimitGuard({ limit: 100, windowMs: '10s', trustProxy: 1 })
       const behind = request('/chart', '10.0.0.2', forwarded)
       trusting(behind.req, behind.res)
-      await new Promise((resolve) => setImmediate(resolve))
-      const ours = warnings.filter((w) => w.code === 'IMAGE_API_ERRORS_UNTRUSTED_FORWARDED_FOR')
-      assert.equal(ours.length, 1, 'once, and never from a public peer or with trustProxy set')
-      assert.match(
-        ours[0]?.message ?? '',
-        /"behind-lb" got X-Forwarded-For from 10\.0\.0\.2 with trustProxy false/,
-      )
-    } finally {
-      process.off('warning', onWarning)
-    }
+    })
+    assert.equal(warnings.length, 1, 'once, and never from a public peer or with trustProxy set')
+    assert.match(warnings[0] ?? '', /"behind-lb" got X-Forwarded-For from 10\.0\.0\.2 with trustProxy false/)
+  })
+
+  it('warns once when every client shares one key: a peer without an address and trustProxy false', async () => {
+    const warnings = await warningsWhile('IMAGE_API_ERRORS_NO_CLIENT_ADDRESS', () => {
+      const guard = rateLimitGuard({ limit: 100, windowMs: '10s', name: 'on-a-socket' })
+      const trusting = rateLimitGuard({ limit: 100, windowMs: '10s', trustProxy: 1 })
+      for (const limiter of [guard, trusting])
+        for (const headers of [{}, { 'x-forwarded-for': '198.51.100.9' }, {}]) {
+          const { req, res } = request('/chart', null, headers)
+          limiter(req, res)
+        }
+    })
+    assert.equal(warnings.length, 1, 'once, and never with trustProxy set')
+    assert.match(
+      warnings[0] ?? '',
+      /^rateLimit\(\) "on-a-socket" got a request from a peer without an address \(a Unix socket\) with trustProxy false: every client shares one limit\. Set trustProxy/,
+    )
   })
 
   it('serves up to the limit, then refuses with 429 IC_RATE_LIMITED and Retry-After', () => {

@@ -172,20 +172,32 @@ export function rateLimitGuard(options: Readonly<RateLimitOptions>): Guard {
   const policy: RateLimitPolicy = Object.freeze({ limit, windowMs, blockMs })
   const prefix = `${name}:`
 
-  let warnedProxy = false
-  // Behind a proxy that is not trusted, every client shares the proxy's key: told once per limiter.
+  // Behind a proxy that is not trusted, every client shares the proxy's key: told once per limiter and code.
+  const warned = new Set<string>()
+  function warnOnce(code: string, message: string): void {
+    if (warned.has(code)) return
+    warned.add(code)
+    const advice = 'Set trustProxy to the number of proxies in front of the app'
+    process.emitWarning(`rateLimit() "${name}" ${message}. ${advice}`, { code })
+  }
+
   function warnUntrustedProxy(peer: string | undefined): void {
-    if (warnedProxy || peer === undefined || !isBlockedAddress(peer)) return
-    warnedProxy = true
-    process.emitWarning(
-      `rateLimit() "${name}" got X-Forwarded-For from ${peer} with trustProxy false: every client behind that proxy shares one limit. Set trustProxy to the number of proxies in front of the app`,
-      { code: 'IMAGE_API_ERRORS_UNTRUSTED_FORWARDED_FOR' },
-    )
+    if (peer !== undefined && isBlockedAddress(peer))
+      warnOnce(
+        'IMAGE_API_ERRORS_UNTRUSTED_FORWARDED_FOR',
+        `got X-Forwarded-For from ${peer} with trustProxy false: every client behind that proxy shares one limit`,
+      )
   }
 
   function ipOf(req: IncomingMessage): string {
     const address = clientAddress(req.socket?.remoteAddress, req.headers['x-forwarded-for'], trust)
-    return address === undefined ? 'ip:unknown' : `ip:${ipKey(address, ipv6Subnet)}`
+    if (address !== undefined) return `ip:${ipKey(address, ipv6Subnet)}`
+    if (trust === false)
+      warnOnce(
+        'IMAGE_API_ERRORS_NO_CLIENT_ADDRESS',
+        'got a request from a peer without an address (a Unix socket) with trustProxy false: every client shares one limit',
+      )
+    return 'ip:unknown'
   }
 
   // Without a trusted proxy the key depends on the socket alone, so a keep-alive connection computes it once.
