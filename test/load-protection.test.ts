@@ -189,6 +189,39 @@ for (const framework of frameworks) {
         assert.deepEqual(asked, ['198.51.100.1', '198.51.100.2'], 'never asked about the socket')
       })
 
+      it('awaits an async key and skip, as ported from express-rate-limit', async () => {
+        const app = await start({
+          use: (a) => [
+            a.rateLimit({
+              limit: 1,
+              windowMs: '1m',
+              key: async (req) => (req.headers['x-api-key'] as string | undefined) ?? 'anonymous',
+              skip: async (req) => req.headers['x-internal'] === '1',
+            }),
+          ],
+          routes: [
+            { path: '/', handle: () => ({ body: 'ok' }) },
+            {
+              path: '/numbered',
+              use: (a) => [a.rateLimit({ limit: 1, windowMs: '1m', key: async () => 42 as never })],
+              handle: () => ({ body: 'ok' }),
+            },
+          ],
+        })
+        assert.equal((await get(app, '/', { 'x-api-key': 'alice' })).status, 200)
+        assert.equal((await get(app, '/', { 'x-api-key': 'bob' })).status, 200, 'another key')
+        assert.equal((await get(app, '/', { 'x-api-key': 'alice' })).status, 429)
+        for (let i = 0; i < 2; i++) {
+          const internal = await get(app, '/', { 'x-api-key': 'alice', 'x-internal': '1' })
+          assert.equal(internal.status, 200, 'skipped')
+          assert.equal(internal.headers.get('ratelimit'), null)
+        }
+        const numbered = await get(app, '/numbered', { 'x-api-key': 'carol', ...json })
+        assert.equal(numbered.status, 500)
+        assert.equal(numbered.headers.get('x-ic-error-code'), 'IC_INTERNAL_ERROR')
+        assert.equal(app.reports.at(-1)?.code, 'IC_INTERNAL_ERROR')
+      })
+
       it('serves and reports through onStoreError when the store fails (fail-open)', async () => {
         const failures: unknown[] = []
         const broken: RateLimitStore = { consume: () => Promise.reject(new Error('down')), reset: () => {} }

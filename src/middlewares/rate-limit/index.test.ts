@@ -290,6 +290,58 @@ describe('rateLimitGuard(options)', () => {
     assert.equal(keyed('k1', '/health'), 'none')
   })
 
+  it('awaits a key, skip or cost answering with a promise or a thenable', async () => {
+    const tick = () => new Promise((resolve) => setTimeout(resolve, 1))
+    const guard = rateLimitGuard({
+      limit: 3,
+      windowMs: 60_000,
+      key: async (req) => {
+        await tick()
+        return req.headers['x-api-key'] as string | undefined
+      },
+      skip: async (req) => req.url === '/health',
+      cost: async (req) => Number(new URL(req.url ?? '', 'http://x').searchParams.get('c') ?? 1),
+    })
+    const send = async (apiKey: string | undefined, url = '/') => {
+      const { req, res } = request(url, '192.0.2.1', apiKey === undefined ? {} : { 'x-api-key': apiKey })
+      const out = guard(req, res)
+      assert.ok(out instanceof Promise)
+      try {
+        await out
+        return res.getHeader('ratelimit') ?? 'none'
+      } catch (err) {
+        return (err as IcError).code
+      }
+    }
+    assert.equal(await send('alice', '/?c=3'), '"3-in-60s";r=0;t=60', 'charged the awaited cost')
+    assert.equal(await send('alice'), 'IC_RATE_LIMITED')
+    assert.equal(await send('bob'), '"3-in-60s";r=2;t=60', 'another key, another count')
+    assert.equal(await send('bob', '/health'), 'none', 'skipped')
+    assert.equal(await send(undefined), 'none', 'no key: not limited')
+    assert.equal(await send('bob', '/?c=9'), 'IC_COST_OVER_LIMIT')
+
+    const thenable = <T>(value: T): PromiseLike<T> => ({
+      // biome-ignore lint/suspicious/noThenProperty: a thenable of another library, on purpose
+      then: (resolve) => Promise.resolve(resolve?.(value)) as never,
+    })
+    const foreign = rateLimitGuard({ limit: 1, windowMs: 60_000, key: () => thenable('k') })
+    await foreign(request().req, request().res)
+    await assert.rejects(async () => foreign(request().req, request().res), { code: 'IC_RATE_LIMITED' })
+  })
+
+  it('fails the request with a TypeError naming `key` when the key is neither a string nor undefined', async () => {
+    const message = /^Expected the `key` function of rateLimit\(\) to return a string or undefined, got /
+    for (const bad of [42, null, { id: 'k' }]) {
+      const sync = rateLimitGuard({ limit: 1, windowMs: 60_000, key: () => bad as never })
+      assert.throws(() => sync(request().req, request().res), { name: 'TypeError', message })
+      const later = rateLimitGuard({ limit: 1, windowMs: 60_000, key: async () => bad as never })
+      await assert.rejects(async () => later(request().req, request().res), { name: 'TypeError', message })
+    }
+    const empty = rateLimitGuard({ limit: 1, windowMs: 60_000, key: async () => '' })
+    await empty(request().req, request().res)
+    await assert.rejects(async () => empty(request().req, request().res), { code: 'IC_RATE_LIMITED' })
+  })
+
   it('hashes very long keys so that they cannot bloat the store', () => {
     const seen: string[] = []
     const store = new MemoryStore()

@@ -3,7 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import { icError } from '../../errors.ts'
 import { type Guard, isThenable } from '../../guard.ts'
-import { durationMs, functionOption, knownOptions, numberOption } from '../../options.ts'
+import { durationMs, functionOption, knownOptions, numberOption, showValue } from '../../options.ts'
 import { parseQuery } from '../../query.ts'
 import { isBlockedAddress } from '../backend-fetch/address.ts'
 import { clientAddress, ipKey, readTrustProxy, type TrustProxy } from './client-key.ts'
@@ -19,12 +19,17 @@ export type { ConsumeResult, RateLimitPolicy, RateLimitStore } from './store.ts'
 /**
  * What a request is counted under: `'ip'` (the client address; IPv6 grouped by
  * `ipv6Subnet`), `'account'` (the `icac` query parameter, or the IP when there is none), or
- * a function returning the key (`undefined` skips the limit for that request).
+ * a function returning the key, or a promise of it (`undefined` skips the limit for that
+ * request; anything else but a string fails the request with a `TypeError`).
  *
  * @example
  * const byApiKey: RateLimitKey = (req) => String(req.headers['x-api-key'] ?? '')
+ * const byTenant: RateLimitKey = async (req) => (await findTenant(req))?.id
  */
-export type RateLimitKey = 'ip' | 'account' | ((req: IncomingMessage) => string | undefined)
+export type RateLimitKey =
+  | 'ip'
+  | 'account'
+  | ((req: IncomingMessage) => string | undefined | PromiseLike<string | undefined>)
 
 /**
  * Options of `rateLimit()`.
@@ -38,13 +43,13 @@ export interface RateLimitOptions {
   /** Length of the window; it starts at a key's first request. Milliseconds or an `ms` string, at most 366 days. */
   readonly windowMs: number | string
   /**
-   * What one request costs, e.g. by output area. A result that is not a number ≥ 0 (`NaN`,
-   * a negative, a non-number) counts as 1; fractions are rounded up. A request costing more
-   * than `limit` (`Infinity` included) is refused with 403 `IC_COST_OVER_LIMIT`, without
-   * being counted or blocking its key.
+   * What one request costs, e.g. by output area, or a promise of it. A result that is not a
+   * number ≥ 0 (`NaN`, a negative, a non-number) counts as 1; fractions are rounded up. A
+   * request costing more than `limit` (`Infinity` included) is refused with 403
+   * `IC_COST_OVER_LIMIT`, without being counted or blocking its key.
    * @default () => 1
    */
-  readonly cost?: (req: IncomingMessage) => number
+  readonly cost?: (req: IncomingMessage) => number | PromiseLike<number>
   /** What requests are counted under. @default 'ip' */
   readonly key?: RateLimitKey
   /**
@@ -71,8 +76,8 @@ export interface RateLimitOptions {
    * @default prints a warning, at most once every 10 s
    */
   readonly onStoreError?: (error: unknown, req: IncomingMessage) => void
-  /** Skips the limit (no count, no headers) for requests it returns true for. */
-  readonly skip?: (req: IncomingMessage) => boolean
+  /** Skips the limit (no count, no headers) for requests it returns true (or a promise of true) for. */
+  readonly skip?: (req: IncomingMessage) => boolean | PromiseLike<boolean>
   /**
    * Policy name in the `RateLimit` headers and the store keys.
    * @default `${limit}-in-${seconds}s` for a whole number of seconds, else `${limit}-in-${windowMs}ms`
@@ -203,7 +208,8 @@ export function rateLimitGuard(options: Readonly<RateLimitOptions>): Guard {
   // Without a trusted proxy the key depends on the socket alone, so a keep-alive connection computes it once.
   const socketKeys = key === 'ip' && trust === false ? new WeakMap<Socket, string>() : undefined
 
-  function storeKeyOf(req: IncomingMessage): string | undefined {
+  // A thenable is the custom key function's pending answer, checked by customKey() once settled.
+  function storeKeyOf(req: IncomingMessage): string | undefined | PromiseLike<unknown> {
     const socket = req.socket as Socket | null | undefined
     if (socketKeys !== undefined && socket != null) {
       let cached = socketKeys.get(socket)
@@ -222,12 +228,20 @@ export function rateLimitGuard(options: Readonly<RateLimitOptions>): Guard {
         : hashedKey(`${prefix}account:${account}`)
     }
     const custom = key(req)
-    return custom === undefined ? undefined : hashedKey(prefix + String(custom))
+    return isThenable(custom) ? custom : customKey(custom)
   }
 
-  function costOf(req: IncomingMessage): number {
-    if (cost === undefined) return 1
-    const value = cost(req)
+  // String()-ing another value would count every request under one key ("[object Object]").
+  function customKey(custom: unknown): string | undefined {
+    if (custom === undefined) return undefined
+    if (typeof custom !== 'string')
+      throw new TypeError(
+        `Expected the \`key\` function of rateLimit() to return a string or undefined, got ${showValue(custom)}`,
+      )
+    return hashedKey(prefix + custom)
+  }
+
+  function unitsOf(value: unknown): number {
     // Infinity is more than any limit, as 1e300 is; NaN and the like are a malformed input's.
     if (value === Number.POSITIVE_INFINITY) return value
     return typeof value === 'number' && Number.isFinite(value) && value >= 0 ? Math.ceil(value) : 1
@@ -297,12 +311,33 @@ export function rateLimitGuard(options: Readonly<RateLimitOptions>): Guard {
   // route) counts it once, and sets its RateLimit items once.
   const counted = new WeakSet<ServerResponse>()
 
-  return function rateLimit(req, res) {
-    if (counted.has(res)) return undefined
-    if (skip?.(req) === true) return undefined
+  // skip, key and cost may answer with promises: each is awaited only when it does, so that
+  // plain answers and a synchronous store keep the whole check synchronous.
+  function keyed(req: IncomingMessage, res: ServerResponse): undefined | Promise<undefined> {
     const storeKey = storeKeyOf(req)
+    return isThenable(storeKey)
+      ? Promise.resolve(storeKey).then((custom) => priced(req, res, customKey(custom)))
+      : priced(req, res, storeKey)
+  }
+
+  function priced(
+    req: IncomingMessage,
+    res: ServerResponse,
+    storeKey: string | undefined,
+  ): undefined | Promise<undefined> {
     if (storeKey === undefined) return undefined
-    const units = costOf(req)
+    const value = cost === undefined ? 1 : cost(req)
+    return isThenable(value)
+      ? Promise.resolve(value).then((units) => count(req, res, storeKey, unitsOf(units)))
+      : count(req, res, storeKey, unitsOf(value))
+  }
+
+  function count(
+    req: IncomingMessage,
+    res: ServerResponse,
+    storeKey: string,
+    units: number,
+  ): undefined | Promise<undefined> {
     if (units > limit) refuseTooCostly(units)
     counted.add(res)
     let out: ConsumeResult | Promise<ConsumeResult>
@@ -318,6 +353,14 @@ export function rateLimitGuard(options: Readonly<RateLimitOptions>): Guard {
       (result) => apply(req, res, result),
       (error: unknown) => storeFailed(error, req),
     )
+  }
+
+  return function rateLimit(req, res) {
+    if (counted.has(res)) return undefined
+    const skipped = skip?.(req)
+    if (isThenable(skipped))
+      return Promise.resolve(skipped).then((value) => (value === true ? undefined : keyed(req, res)))
+    return skipped === true ? undefined : keyed(req, res)
   }
 }
 
