@@ -5,7 +5,13 @@ import { connect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, describe, it } from 'node:test'
-import { createLoadSampler, type LoadSample, MemoryStore, type RateLimitStore } from '../src/index.ts'
+import {
+  createLoadSampler,
+  type LoadSample,
+  MemoryStore,
+  type RateLimitReset,
+  type RateLimitStore,
+} from '../src/index.ts'
 import { frameworks, type Listen, type RunningApp, startApp } from './support/harness.ts'
 
 const calm: LoadSample = { eventLoopDelayMs: 2, eventLoopUtilization: 0.1, heapUsedBytes: 1e6, rssBytes: 1e7 }
@@ -220,6 +226,24 @@ for (const framework of frameworks) {
         assert.equal(numbered.status, 500)
         assert.equal(numbered.headers.get('x-ic-error-code'), 'IC_INTERNAL_ERROR')
         assert.equal(app.reports.at(-1)?.code, 'IC_INTERNAL_ERROR')
+      })
+
+      it('unblocks a client with resetKey(), its IPv6 group given by any of its addresses', async () => {
+        let limiter: RateLimitReset | undefined
+        const app = await start({
+          use: (a) => {
+            const made = a.rateLimit({ limit: 1, windowMs: '1m', blockMs: '1h', trustProxy: 1 })
+            limiter = made
+            return [made]
+          },
+          routes: [{ path: '/', handle: () => ({ body: 'ok' }) }],
+        })
+        const client = { 'x-forwarded-for': '2001:db8:1:100::1' }
+        assert.equal((await get(app, '/', client)).status, 200)
+        assert.equal((await get(app, '/', client)).status, 429)
+        await limiter?.resetKey('2001:db8:1:1ff::9')
+        assert.equal((await get(app, '/', client)).status, 200)
+        assert.equal((await get(app, '/', client)).status, 429, 'counted again from there')
       })
 
       it('serves and reports through onStoreError when the store fails (fail-open)', async () => {

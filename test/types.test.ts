@@ -44,6 +44,14 @@ export function loadProtectionTypeChecks(): void {
     skip: async () => false,
     cost: async () => 2,
   })
+  const resets: Promise<void>[] = [
+    express.rateLimit({ limit: 90, windowMs: '10s' }).resetKey('203.0.113.7'),
+    koa.imageChartsRateLimits().resetKey('203.0.113.7'),
+    express.fromGuard(express.rateLimitGuard({ limit: 90, windowMs: '10s' }), 'limit').resetKey('k'),
+  ]
+  void resets
+  // @ts-expect-error only a limiter's middleware has resetKey()
+  koa.fromGuard(() => undefined, 'plain').resetKey('k')
   // @ts-expect-error a key is a string (or undefined), also when awaited
   express.rateLimit({ limit: 90, windowMs: '10s', key: async () => 42 })
   // @ts-expect-error trustProxy never accepts true (every client could pick its key)

@@ -362,6 +362,68 @@ describe('rateLimitGuard(options)', () => {
     )
   })
 
+  describe('resetKey(keyOrAddress)', () => {
+    const blocking = { limit: 1, windowMs: '1m', blockMs: '1h' } as const
+
+    it("unblocks an IP address, its IPv6 group, or an IPv4-mapped form, with the limiter's name", async () => {
+      const store = new MemoryStore()
+      const guard = rateLimitGuard({ ...blocking, store, name: 'per-ip' })
+      const other = rateLimitGuard({ ...blocking, store, name: 'other' })
+      for (const address of ['192.0.2.1', '2001:db8:1:100::1']) {
+        run(guard, '/', address)
+        run(other, '/', address)
+        assert.equal(run(guard, '/', address).err?.code, 'IC_RATE_LIMITED')
+      }
+      await guard.resetKey('::ffff:192.0.2.1')
+      await guard.resetKey('2001:db8:1:1ff::9')
+      assert.equal(run(guard, '/', '192.0.2.1').err, undefined)
+      assert.equal(run(guard, '/', '2001:db8:1:100::1').err, undefined, 'the same /56')
+      assert.equal(run(other, '/', '192.0.2.1').err?.code, 'IC_RATE_LIMITED', "another limiter's count stays")
+      await assert.rejects(guard.resetKey('alice'), {
+        name: 'TypeError',
+        message: /^rateLimit\(\) "per-ip" is keyed by 'ip': expected an IP address to reset, got "alice"/,
+      })
+    })
+
+    it("unblocks an account, or the IP of a request without one, and a function's key, hashed when long", async () => {
+      const accounts = rateLimitGuard({ ...blocking, key: 'account' })
+      run(accounts, '/chart?icac=acme')
+      run(accounts, '/chart', '198.51.100.4')
+      await accounts.resetKey('acme')
+      assert.equal(run(accounts, '/chart?icac=acme').err, undefined)
+      assert.equal(run(accounts, '/chart', '198.51.100.4').err?.code, 'IC_RATE_LIMITED')
+      await accounts.resetKey('198.51.100.4')
+      assert.equal(run(accounts, '/chart', '198.51.100.4').err, undefined)
+
+      const long = 'k'.repeat(500)
+      const custom = rateLimitGuard({ ...blocking, key: (req) => req.url?.slice(1) })
+      for (const key of ['tenant-1', long]) {
+        run(custom, `/${key}`)
+        assert.equal(run(custom, `/${key}`).err?.code, 'IC_RATE_LIMITED')
+        await custom.resetKey(key)
+        assert.equal(run(custom, `/${key}`).err, undefined)
+      }
+    })
+
+    it('resets both policies of imageChartsRateLimitsGuard(), in the store given', async () => {
+      const resets: string[] = []
+      const memory = new MemoryStore()
+      const store: RateLimitStore = {
+        consume: (key, cost, policy) => memory.consume(key, cost, policy),
+        reset: async (key) => {
+          resets.push(key)
+          memory.reset(key)
+        },
+      }
+      const guard = imageChartsRateLimitsGuard({ store })
+      for (let i = 0; i < 11; i++) run(guard, '/chart')
+      assert.equal(run(guard, '/chart').err?.code, 'IC_RATE_LIMITED')
+      await guard.resetKey('203.0.113.7')
+      assert.deepEqual(resets.sort(), ['ic-per-ip:ip:203.0.113.7', 'ic-unsigned:ip:203.0.113.7'])
+      assert.equal(run(guard, '/chart').err, undefined)
+    })
+  })
+
   it('names each policy by its exact window, so that limiters sharing a store keep apart', () => {
     const store = new MemoryStore()
     const short = rateLimitGuard({ limit: 3, windowMs: 1500, store })

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import type { Socket } from 'node:net'
+import { isIP, type Socket } from 'node:net'
 import { icError } from '../../errors.ts'
 import { type Guard, isThenable } from '../../guard.ts'
 import { durationMs, functionOption, knownOptions, numberOption, showValue } from '../../options.ts'
@@ -138,16 +138,61 @@ export class StoreTimeoutError extends Error {
 }
 
 /**
+ * What `rateLimit()` (either adapter's), `imageChartsRateLimits()` and their core guards
+ * carry besides the check itself.
+ *
+ * @example
+ * const limiter: RateLimitReset = rateLimitGuard({ limit: 90, windowMs: '10s' })
+ * await limiter.resetKey('203.0.113.7') // that client may send again at once
+ */
+export interface RateLimitReset {
+  /**
+   * Forgets a client's count and block, in the limiter's store, e.g. after a support request.
+   * Give what the limiter keys by: the client's IP address for `key: 'ip'` (an IPv6 address
+   * resets its whole `/ipv6Subnet` group), an account id (`icac`) or an IP address for
+   * `'account'` (an address resets both forms), your function's key for a function. It is
+   * turned into the store key as the limiter turns a request into one (policy name, IPv6
+   * group, hashing of long keys). Rejects with a `TypeError` for a `'ip'` limiter given
+   * something that is not an IP address; otherwise resolves once the store forgot the key.
+   */
+  readonly resetKey: (keyOrAddress: string) => Promise<void>
+}
+
+/**
+ * `middleware` with the `resetKey()` of `guard`, when the guard is a limiter's: both
+ * adapters' `fromGuard()` keep it, so that `rateLimit()` and `fromGuard(rateLimitGuard(…))`
+ * can unblock a client. Internal.
+ *
+ * @example
+ * const guard = rateLimitGuard({ limit: 90, windowMs: '10s' })
+ * typeof withResetKey(() => {}, guard).resetKey // 'function'
+ */
+export function withResetKey<M extends object>(middleware: M, guard: Guard): M & Partial<RateLimitReset> {
+  const { resetKey } = guard as Guard & Partial<RateLimitReset>
+  return typeof resetKey === 'function' ? Object.assign(middleware, { resetKey }) : middleware
+}
+
+/**
+ * A rate-limit guard and its {@link RateLimitReset.resetKey}.
+ *
+ * @example
+ * const guard: RateLimitGuard = rateLimitGuard({ limit: 90, windowMs: '10s' })
+ */
+export type RateLimitGuard = Guard & RateLimitReset
+
+/**
  * The rate-limit guard behind both adapters' `rateLimit()`: counts each request's cost
  * against `limit` per window and key; sets the IETF `RateLimit` / `RateLimit-Policy`
  * headers on every counted response, and refuses with 429 `IC_RATE_LIMITED` and
  * `Retry-After` once the limit is reached. A request it meets twice (mounted app-wide and
  * on a route) is counted once.
  *
+ * `resetKey(keyOrAddress)` forgets a client's count and block.
+ *
  * @example
  * const guard = rateLimitGuard({ limit: 90, windowMs: '10s' })
  */
-export function rateLimitGuard(options: Readonly<RateLimitOptions>): Guard {
+export function rateLimitGuard(options: Readonly<RateLimitOptions>): RateLimitGuard {
   knownOptions(options, RATE_LIMIT_OPTIONS, 'rateLimit')
   const limit = numberOption('limit', options.limit, { min: 0, max: 1e12, integer: true })
   const windowMs = durationMs('windowMs', options.windowMs, { max: WINDOW_MAX_MS })
@@ -355,13 +400,46 @@ export function rateLimitGuard(options: Readonly<RateLimitOptions>): Guard {
     )
   }
 
-  return function rateLimit(req, res) {
+  function ipStoreKey(address: string): string {
+    return `${prefix}ip:${ipKey(address, ipv6Subnet)}`
+  }
+
+  // The store keys a request of this client was counted under: the argument read as storeKeyOf() reads a request.
+  function storeKeysOf(keyOrAddress: string): string[] {
+    if (typeof keyOrAddress !== 'string')
+      throw new TypeError(
+        `Expected the key or address to reset to be a string, got ${showValue(keyOrAddress)}`,
+      )
+    const address = isIP(keyOrAddress) !== 0
+    if (key === 'ip') {
+      if (!address)
+        throw new TypeError(
+          `rateLimit() "${name}" is keyed by 'ip': expected an IP address to reset, got ${showValue(keyOrAddress)}`,
+        )
+      return [ipStoreKey(keyOrAddress)]
+    }
+    if (key === 'account') {
+      const account = hashedKey(`${prefix}account:${keyOrAddress}`)
+      return address ? [account, ipStoreKey(keyOrAddress)] : [account]
+    }
+    return [hashedKey(prefix + keyOrAddress)]
+  }
+
+  async function resetKey(keyOrAddress: string): Promise<void> {
+    const keys = storeKeysOf(keyOrAddress)
+    if (typeof store.reset !== 'function')
+      throw new TypeError('Expected `store` to have a reset(key) method, which resetKey() calls')
+    await Promise.all(keys.map((storeKey) => store.reset(storeKey)))
+  }
+
+  function rateLimit(req: IncomingMessage, res: ServerResponse): undefined | Promise<undefined> {
     if (counted.has(res)) return undefined
     const skipped = skip?.(req)
     if (isThenable(skipped))
       return Promise.resolve(skipped).then((value) => (value === true ? undefined : keyed(req, res)))
     return skipped === true ? undefined : keyed(req, res)
   }
+  return Object.assign(rateLimit, { resetKey })
 }
 
 /**
@@ -435,10 +513,14 @@ const IMAGE_CHARTS_RATE_LIMITS_OPTIONS = [
  * count across both). Mount it before the signature check, so that forged signatures count
  * per IP too: they skip the unsigned quota, but the signature check then refuses them.
  *
+ * `resetKey(address)` forgets a client's counts and blocks in both policies.
+ *
  * @example
  * const guard = imageChartsRateLimitsGuard({ trustProxy: 1 })
  */
-export function imageChartsRateLimitsGuard(options: Readonly<ImageChartsRateLimitsOptions> = {}): Guard {
+export function imageChartsRateLimitsGuard(
+  options: Readonly<ImageChartsRateLimitsOptions> = {},
+): RateLimitGuard {
   // Checked here too: rateLimitGuard would take a `limit` or `key`, which the presets below override.
   knownOptions(options, IMAGE_CHARTS_RATE_LIMITS_OPTIONS, 'imageChartsRateLimits')
   // Read by name, not spread: a spread would drop options inherited from a prototype.
@@ -451,8 +533,7 @@ export function imageChartsRateLimitsGuard(options: Readonly<ImageChartsRateLimi
     key: 'ip' as const,
     blockMs: 60_000,
   }
-  // The unsigned quota first: it refuses far more often, and what it refuses then counts in neither policy.
-  return chainGuards([
+  const limiters = [
     rateLimitGuard({
       ...shared,
       name: 'ic-unsigned',
@@ -464,5 +545,11 @@ export function imageChartsRateLimitsGuard(options: Readonly<ImageChartsRateLimi
       },
     }),
     rateLimitGuard({ ...shared, name: 'ic-per-ip', limit: 90, windowMs: 10_000 }),
-  ])
+  ]
+  // The unsigned quota first: it refuses far more often, and what it refuses then counts in neither policy.
+  return Object.assign(chainGuards(limiters), {
+    resetKey: async (address: string) => {
+      await Promise.all(limiters.map((limiter) => limiter.resetKey(address)))
+    },
+  })
 }
