@@ -10,8 +10,11 @@ import { type LoadSheddingOptions, loadSheddingGuard } from './middlewares/load-
 import {
   type ImageChartsRateLimitsOptions,
   imageChartsRateLimitsGuard,
+  type RateLimitGuard,
   type RateLimitOptions,
+  type RateLimitReset,
   rateLimitGuard,
+  withResetKey,
 } from './middlewares/rate-limit/index.ts'
 import { noOptions } from './options.ts'
 import { type LifecycleFail, publishSignal } from './request-signal.ts'
@@ -79,6 +82,7 @@ function settledAfterAbort(req: IncomingMessage, next: NextFunction): boolean {
  * Runs a core guard as Express middleware: synchronous guards cost no promise; failures go to
  * `next(err)`, which Express 4 needs; what the guard returns is copied onto `res.locals`. Any
  * promise or thenable it returns is awaited (one from another realm included).
+ * A rate-limit guard's `resetKey()` is kept on the middleware.
  *
  * @example
  * const onlyGet: Guard = (req) => {
@@ -86,6 +90,8 @@ function settledAfterAbort(req: IncomingMessage, next: NextFunction): boolean {
  * }
  * app.use(fromGuard(onlyGet, 'onlyGet'))
  */
+export function fromGuard(guard: RateLimitGuard, name: string): ExpressMiddleware & RateLimitReset
+export function fromGuard(guard: Guard, name: string): ExpressMiddleware
 export function fromGuard(guard: Guard, name: string): ExpressMiddleware {
   checkGuard(guard, name)
   const middleware: ExpressMiddleware = (req, res, next) => {
@@ -117,7 +123,7 @@ export function fromGuard(guard: Guard, name: string): ExpressMiddleware {
     }
   }
   Object.defineProperty(middleware, 'name', { value: name })
-  return middleware
+  return withResetKey(middleware, guard)
 }
 
 /**
@@ -328,24 +334,26 @@ export function loadShedding(options: Readonly<LoadSheddingOptions>): ExpressMid
  * Limits requests per window and key (IP, account or your function), with a per-request
  * cost; sets the IETF `RateLimit` and `RateLimit-Policy` headers on every counted response
  * and refuses with 429 `IC_RATE_LIMITED` and `Retry-After` once the limit is reached.
+ * Its `resetKey(keyOrAddress)` forgets a client's count and block (see `RateLimitReset`).
  *
  * @example
  * app.use('/chart', rateLimit({ limit: 90, windowMs: '10s', blockMs: '1m', trustProxy: 1 }))
  */
-export function rateLimit(options: Readonly<RateLimitOptions>): ExpressMiddleware {
+export function rateLimit(options: Readonly<RateLimitOptions>): ExpressMiddleware & RateLimitReset {
   return fromGuard(rateLimitGuard(options), 'rateLimit')
 }
 
 /**
  * Image-Charts' published limits: 90 requests per 10 s per IP, and 10 per minute for
  * unsigned requests; a client over either stays blocked for one minute.
+ * `resetKey(address)` forgets a client's counts and blocks in both.
  *
  * @example
  * app.use(imageChartsRateLimits({ trustProxy: 1 }))
  */
 export function imageChartsRateLimits(
   options: Readonly<ImageChartsRateLimitsOptions> = {},
-): ExpressMiddleware {
+): ExpressMiddleware & RateLimitReset {
   return fromGuard(imageChartsRateLimitsGuard(options), 'imageChartsRateLimits')
 }
 

@@ -12,8 +12,11 @@ import { type LoadSheddingOptions, loadSheddingGuard } from './middlewares/load-
 import {
   type ImageChartsRateLimitsOptions,
   imageChartsRateLimitsGuard,
+  type RateLimitGuard,
   type RateLimitOptions,
+  type RateLimitReset,
   rateLimitGuard,
+  withResetKey,
 } from './middlewares/rate-limit/index.ts'
 import { noOptions, optionsObject } from './options.ts'
 import { type LifecycleFail, publishSignal } from './request-signal.ts'
@@ -76,6 +79,7 @@ function abortReasonOf(req: IncomingMessage): Error | undefined {
  * Runs a core guard as Koa middleware; a refusal is thrown up to `errorHandler()`, what the
  * guard returns is copied onto `ctx.state`. Any promise or thenable it returns is awaited (one
  * from another realm included).
+ * A rate-limit guard's `resetKey()` is kept on the middleware.
  *
  * @example
  * const onlyGet: Guard = (req) => {
@@ -83,6 +87,8 @@ function abortReasonOf(req: IncomingMessage): Error | undefined {
  * }
  * app.use(fromGuard(onlyGet, 'onlyGet'))
  */
+export function fromGuard(guard: RateLimitGuard, name: string): KoaMiddleware & RateLimitReset
+export function fromGuard(guard: Guard, name: string): KoaMiddleware
 export function fromGuard(guard: Guard, name: string): KoaMiddleware {
   checkGuard(guard, name)
   const middleware: KoaMiddleware = async (ctx, next) => {
@@ -104,7 +110,7 @@ export function fromGuard(guard: Guard, name: string): KoaMiddleware {
     await next()
   }
   Object.defineProperty(middleware, 'name', { value: name })
-  return middleware
+  return withResetKey(middleware, guard)
 }
 
 /**
@@ -319,22 +325,26 @@ export function loadShedding(options: Readonly<LoadSheddingOptions>): KoaMiddlew
  * Limits requests per window and key (IP, account or your function), with a per-request
  * cost; sets the IETF `RateLimit` and `RateLimit-Policy` headers on every counted response
  * and refuses with 429 `IC_RATE_LIMITED` and `Retry-After` once the limit is reached.
+ * Its `resetKey(keyOrAddress)` forgets a client's count and block (see `RateLimitReset`).
  *
  * @example
  * app.use(rateLimit({ limit: 90, windowMs: '10s', blockMs: '1m', trustProxy: 1 }))
  */
-export function rateLimit(options: Readonly<RateLimitOptions>): KoaMiddleware {
+export function rateLimit(options: Readonly<RateLimitOptions>): KoaMiddleware & RateLimitReset {
   return fromGuard(rateLimitGuard(options), 'rateLimit')
 }
 
 /**
  * Image-Charts' published limits: 90 requests per 10 s per IP, and 10 per minute for
  * unsigned requests; a client over either stays blocked for one minute.
+ * `resetKey(address)` forgets a client's counts and blocks in both.
  *
  * @example
  * app.use(imageChartsRateLimits({ trustProxy: 1 }))
  */
-export function imageChartsRateLimits(options: Readonly<ImageChartsRateLimitsOptions> = {}): KoaMiddleware {
+export function imageChartsRateLimits(
+  options: Readonly<ImageChartsRateLimitsOptions> = {},
+): KoaMiddleware & RateLimitReset {
   return fromGuard(imageChartsRateLimitsGuard(options), 'imageChartsRateLimits')
 }
 

@@ -2,16 +2,37 @@ import assert from 'node:assert/strict'
 import { once } from 'node:events'
 import { request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http'
 import { connect } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { after, describe, it } from 'node:test'
-import { createLoadSampler, type LoadSample, MemoryStore, type RateLimitStore } from '../src/index.ts'
-import { frameworks, type RunningApp, startApp } from './support/harness.ts'
+import {
+  createLoadSampler,
+  type LoadSample,
+  MemoryStore,
+  type RateLimitReset,
+  type RateLimitStore,
+} from '../src/index.ts'
+import { frameworks, type Listen, type RunningApp, startApp } from './support/harness.ts'
 
 const calm: LoadSample = { eventLoopDelayMs: 2, eventLoopUtilization: 0.1, heapUsedBytes: 1e6, rssBytes: 1e7 }
 const json = { accept: 'application/json' }
 
 async function get(app: RunningApp, path: string, headers: Record<string, string> = {}) {
+  if (app.socketPath !== undefined) return getThroughSocket(app.socketPath, path, headers)
   const res = await fetch(app.url + path, { headers })
   return { status: res.status, headers: res.headers, text: await res.text() }
+}
+
+async function getThroughSocket(socketPath: string, path: string, headers: Record<string, string>) {
+  const req = httpRequest({ socketPath, path, headers })
+  req.end()
+  const [res] = (await once(req, 'response')) as [IncomingMessage]
+  let text = ''
+  for await (const chunk of res) text += chunk
+  const received = new Headers()
+  for (const [name, value] of Object.entries(res.headers))
+    if (typeof value === 'string') received.set(name, value)
+  return { status: res.statusCode ?? 0, headers: received, text }
 }
 
 function deferred() {
@@ -28,8 +49,8 @@ for (const framework of frameworks) {
     after(async () => {
       for (const app of apps) await app.close()
     })
-    async function start(spec: Parameters<typeof startApp>[1]) {
-      const app = await startApp(framework, spec)
+    async function start(spec: Parameters<typeof startApp>[1], listen?: Listen) {
+      const app = await startApp(framework, spec, listen)
       apps.push(app)
       return app
     }
@@ -117,6 +138,112 @@ for (const framework of frameworks) {
         assert.equal((await get(app, '/', { 'x-forwarded-for': '198.51.100.1' })).status, 200)
         assert.equal((await get(app, '/', { 'x-forwarded-for': '198.51.100.2' })).status, 200)
         assert.equal((await get(app, '/', { 'x-forwarded-for': '203.0.113.9, 198.51.100.1' })).status, 429)
+      })
+
+      it('gives a trustProxy function IPv4 peers of a dual-stack server as IPv4', async () => {
+        const asked: string[] = []
+        const ours = (address: string) => {
+          asked.push(address)
+          return address.startsWith('127.')
+        }
+        const app = await start(
+          {
+            use: (a) => [a.rateLimit({ limit: 1, windowMs: '1m', trustProxy: ours })],
+            routes: [{ path: '/', handle: () => ({ body: 'ok' }) }],
+          },
+          { host: '::' },
+        )
+        assert.equal((await get(app, '/', { 'x-forwarded-for': '198.51.100.1' })).status, 200)
+        assert.equal(
+          (await get(app, '/', { 'x-forwarded-for': '198.51.100.2' })).status,
+          200,
+          'another client',
+        )
+        assert.equal((await get(app, '/', { 'x-forwarded-for': '198.51.100.1' })).status, 429)
+        assert.equal(asked[0], '127.0.0.1', 'the socket peer, ::ffff:127.0.0.1 on the wire')
+      })
+
+      it('keys clients apart on a Unix socket behind a proxy: the socket counts as a trusted hop', async () => {
+        const asked: string[] = []
+        const app = await start(
+          {
+            use: (a) => [
+              a.rateLimit({ limit: 1, windowMs: '1m', name: 'by-number', trustProxy: 1 }),
+              a.rateLimit({
+                limit: 1,
+                windowMs: '1m',
+                name: 'by-function',
+                trustProxy: (address) => {
+                  asked.push(address)
+                  return false
+                },
+              }),
+            ],
+            routes: [{ path: '/', handle: () => ({ body: 'ok' }) }],
+          },
+          { socketPath: join(tmpdir(), `rl-${process.pid}-${framework}.sock`) },
+        )
+        assert.equal((await get(app, '/', { 'x-forwarded-for': '203.0.113.1, 198.51.100.1' })).status, 200)
+        assert.equal(
+          (await get(app, '/', { 'x-forwarded-for': '203.0.113.1, 198.51.100.2' })).status,
+          200,
+          'another client',
+        )
+        const again = await get(app, '/', { 'x-forwarded-for': '203.0.113.9, 198.51.100.1' })
+        assert.equal(again.status, 429)
+        assert.equal(again.headers.get('ratelimit'), '"by-number";r=0;t=60')
+        assert.deepEqual(asked, ['198.51.100.1', '198.51.100.2'], 'never asked about the socket')
+      })
+
+      it('awaits an async key and skip, as ported from express-rate-limit', async () => {
+        const app = await start({
+          use: (a) => [
+            a.rateLimit({
+              limit: 1,
+              windowMs: '1m',
+              key: async (req) => (req.headers['x-api-key'] as string | undefined) ?? 'anonymous',
+              skip: async (req) => req.headers['x-internal'] === '1',
+            }),
+          ],
+          routes: [
+            { path: '/', handle: () => ({ body: 'ok' }) },
+            {
+              path: '/numbered',
+              use: (a) => [a.rateLimit({ limit: 1, windowMs: '1m', key: async () => 42 as never })],
+              handle: () => ({ body: 'ok' }),
+            },
+          ],
+        })
+        assert.equal((await get(app, '/', { 'x-api-key': 'alice' })).status, 200)
+        assert.equal((await get(app, '/', { 'x-api-key': 'bob' })).status, 200, 'another key')
+        assert.equal((await get(app, '/', { 'x-api-key': 'alice' })).status, 429)
+        for (let i = 0; i < 2; i++) {
+          const internal = await get(app, '/', { 'x-api-key': 'alice', 'x-internal': '1' })
+          assert.equal(internal.status, 200, 'skipped')
+          assert.equal(internal.headers.get('ratelimit'), null)
+        }
+        const numbered = await get(app, '/numbered', { 'x-api-key': 'carol', ...json })
+        assert.equal(numbered.status, 500)
+        assert.equal(numbered.headers.get('x-ic-error-code'), 'IC_INTERNAL_ERROR')
+        assert.equal(app.reports.at(-1)?.code, 'IC_INTERNAL_ERROR')
+      })
+
+      it('unblocks a client with resetKey(), its IPv6 group given by any of its addresses', async () => {
+        let limiter: RateLimitReset | undefined
+        const app = await start({
+          use: (a) => {
+            const made = a.rateLimit({ limit: 1, windowMs: '1m', blockMs: '1h', trustProxy: 1 })
+            limiter = made
+            return [made]
+          },
+          routes: [{ path: '/', handle: () => ({ body: 'ok' }) }],
+        })
+        const client = { 'x-forwarded-for': '2001:db8:1:100::1' }
+        assert.equal((await get(app, '/', client)).status, 200)
+        assert.equal((await get(app, '/', client)).status, 429)
+        await limiter?.resetKey('2001:db8:1:1ff::9')
+        assert.equal((await get(app, '/', client)).status, 200)
+        assert.equal((await get(app, '/', client)).status, 429, 'counted again from there')
       })
 
       it('serves and reports through onStoreError when the store fails (fail-open)', async () => {

@@ -5,6 +5,7 @@ import { createClient } from 'redis'
 import {
   MemoryStore,
   type RateLimitPolicy,
+  type RateLimitReset,
   RedisStore,
   type SendCommand,
   StoreDeadlineError,
@@ -307,6 +308,33 @@ for (const kind of ['redis', 'ioredis'] as const) {
       assert.deepEqual(statuses, [200, 200, 200, 200, 429, 429])
       const last = await get(two, '/chart')
       assert.match(last.res.headers.get('ratelimit') ?? '', /^"4-in-60s";r=0;t=\d+$/)
+    })
+
+    it('unblocks a client in Redis with resetKey(): an account, hashed when long, and an IP', async () => {
+      const c = await client()
+      const account = `acme-${'x'.repeat(300)}`
+      for (const framework of frameworks) {
+        const store = new RedisStore({ sendCommand: c.sendCommand, prefix: `${kind}:reset:${framework}:` })
+        let limiter: RateLimitReset | undefined
+        const app = await startApp(framework, {
+          use: (a) => {
+            const made = a.rateLimit({ limit: 1, windowMs: '1m', blockMs: '1h', key: 'account', store })
+            limiter = made
+            return [made]
+          },
+          routes: [{ path: '/chart', handle: () => ({ body: 'ok' }) }],
+        })
+        open.push(app)
+        for (const [path, keyOrAddress] of [
+          [`/chart?icac=${account}`, account],
+          ['/chart', '127.0.0.1'],
+        ] as const) {
+          assert.equal((await get(app, path)).status, 200, `${framework} ${path.slice(0, 20)}`)
+          assert.equal((await get(app, path)).status, 429)
+          await limiter?.resetKey(keyOrAddress)
+          assert.equal((await get(app, path)).status, 200, 'unblocked')
+        }
+      }
     })
 
     it('keeps serving (fail-open) or refusing (fail-closed) through a Redis outage, and limits resume', async () => {

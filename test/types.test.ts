@@ -37,6 +37,23 @@ export function loadProtectionTypeChecks(): void {
   koa.rateLimit({ limit: 90, windowMs: '10s', key: 'cookie' })
   // @ts-expect-error cost is a function of the request
   express.rateLimit({ limit: 90, windowMs: '10s', cost: 2 })
+  koa.rateLimit({
+    limit: 90,
+    windowMs: '10s',
+    key: async () => 'tenant',
+    skip: async () => false,
+    cost: async () => 2,
+  })
+  const resets: Promise<void>[] = [
+    express.rateLimit({ limit: 90, windowMs: '10s' }).resetKey('203.0.113.7'),
+    koa.imageChartsRateLimits().resetKey('203.0.113.7'),
+    express.fromGuard(express.rateLimitGuard({ limit: 90, windowMs: '10s' }), 'limit').resetKey('k'),
+  ]
+  void resets
+  // @ts-expect-error only a limiter's middleware has resetKey()
+  koa.fromGuard(() => undefined, 'plain').resetKey('k')
+  // @ts-expect-error a key is a string (or undefined), also when awaited
+  express.rateLimit({ limit: 90, windowMs: '10s', key: async () => 42 })
   // @ts-expect-error trustProxy never accepts true (every client could pick its key)
   express.rateLimit({ limit: 90, windowMs: '10s', trustProxy: true })
   // @ts-expect-error sendCommand takes the command as one array

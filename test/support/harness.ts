@@ -60,10 +60,18 @@ export interface AppSpec {
   /** Express settings (`app.set(name, value)`), e.g. `{ 'query parser': 'extended' }`; Koa has none. */
   readonly settings?: Readonly<Record<string, unknown>> | undefined
 }
+/**
+ * Where an app listens: a host on loopback, port 0 (`'::'` is dual-stack: IPv4 clients are then
+ * seen as `::ffff:127.0.0.1`, as under a default `app.listen(port)`), or a Unix socket.
+ */
+export type Listen = { readonly host: string } | { readonly socketPath: string }
+
 export interface RunningApp {
   readonly framework: Framework
   readonly server: Server
+  /** `http://127.0.0.1:<port>`; for a Unix socket, `http://localhost` (send through `socketPath`). */
   readonly url: string
+  readonly socketPath: string | undefined
   readonly reports: ErrorReport[]
   close(): Promise<void>
 }
@@ -157,8 +165,12 @@ function koaApp(framework: 'koa2' | 'koa3', spec: AppSpec, reports: ErrorReport[
   return createServer(app.callback() as never)
 }
 
-/** Starts an app of the given framework on loopback, port 0; `close()` also destroys open sockets. */
-export async function startApp(framework: Framework, spec: AppSpec): Promise<RunningApp> {
+/** Starts an app of the given framework on loopback, port 0, or on `listen`; `close()` also destroys open sockets. */
+export async function startApp(
+  framework: Framework,
+  spec: AppSpec,
+  listen: Listen = { host: '127.0.0.1' },
+): Promise<RunningApp> {
   const reports: ErrorReport[] = []
   const server =
     framework === 'express4' || framework === 'express5'
@@ -169,13 +181,15 @@ export async function startApp(framework: Framework, spec: AppSpec): Promise<Run
     sockets.add(socket)
     socket.on('close', () => sockets.delete(socket))
   })
-  server.listen(0, '127.0.0.1')
+  if ('socketPath' in listen) server.listen(listen.socketPath)
+  else server.listen(0, listen.host)
   await once(server, 'listening')
-  const { port } = server.address() as AddressInfo
+  const address = server.address() as AddressInfo | string
   return {
     framework,
     server,
-    url: `http://127.0.0.1:${port}`,
+    url: typeof address === 'string' ? 'http://localhost' : `http://127.0.0.1:${address.port}`,
+    socketPath: typeof address === 'string' ? address : undefined,
     reports,
     async close() {
       for (const socket of sockets) socket.destroy()

@@ -75,6 +75,36 @@ describe('clientAddress(remote, forwardedFor, trustProxy)', () => {
     assert.equal(clientAddress('198.51.100.1', '10.0.0.7', ours), '198.51.100.1')
   })
 
+  it('gives a trust function IPv4-mapped addresses as IPv4, from the socket and from the header', () => {
+    const asked: string[] = []
+    const ours = (address: string) => {
+      asked.push(address)
+      return address.startsWith('10.')
+    }
+    assert.equal(
+      clientAddress('::ffff:10.0.0.1', '203.0.113.1, 198.51.100.9, ::ffff:a00:7', ours),
+      '198.51.100.9',
+    )
+    assert.deepEqual(asked, ['10.0.0.1', '10.0.0.7', '198.51.100.9'])
+    assert.equal(clientAddress('::ffff:198.51.100.1', '10.0.0.7', ours), '198.51.100.1')
+  })
+
+  it('takes a peer without an address (a Unix socket) for a trusted local hop when proxies are trusted', () => {
+    const xff = '198.51.100.9, 203.0.113.5'
+    assert.equal(clientAddress(undefined, xff, 1), '203.0.113.5', 'the socket is one of the hops')
+    assert.equal(clientAddress(undefined, xff, 2), '198.51.100.9')
+    const asked: unknown[] = []
+    const none = (address: string) => {
+      asked.push(address)
+      return false
+    }
+    assert.equal(clientAddress(undefined, xff, none), '203.0.113.5')
+    assert.deepEqual(asked, ['203.0.113.5'], 'the function is not asked about the socket')
+    assert.equal(clientAddress(undefined, undefined, 1), undefined, 'no header: no address')
+    assert.equal(clientAddress(undefined, 'garbage', 1), undefined, 'a malformed entry is not believed')
+    assert.equal(clientAddress(undefined, xff, false), undefined)
+  })
+
   it('validates the trustProxy option', () => {
     assert.equal(readTrustProxy(undefined), false)
     assert.equal(readTrustProxy(0), false)

@@ -5,6 +5,9 @@ import { isIPv4, isIPv6 } from 'node:net'
  * `false`: none, the socket's peer is the client. A number: that many proxies (the
  * `X-Forwarded-For` entry that many hops from the right is the client). A function: called
  * with each address from the socket leftwards; the first one it does not trust is the client.
+ * It gets IPv4-mapped IPv6 addresses as plain IPv4 (`10.0.0.1`, not the `::ffff:10.0.0.1` a
+ * dual-stack server sees of an IPv4 peer), so a test of the IPv4 text matches them. A peer
+ * without an address (a Unix socket) is a local proxy: trusted as one hop without asking.
  *
  * @example
  * const behindOneLoadBalancer: TrustProxy = 1
@@ -29,27 +32,32 @@ export function readTrustProxy(value: unknown): TrustProxy {
 }
 
 /**
- * The client address of a request under a proxy-trust setting, as text; `undefined` when the socket has none.
+ * The client address of a request under a proxy-trust setting, as text; `undefined` when the
+ * socket has none and no trusted hop names the client. A peer without an address (a Unix
+ * socket: a proxy on this machine) is a trusted local hop whenever proxies are trusted: it
+ * counts as one of a number's hops, and a function is not asked about it.
  *
  * @example
  * clientAddress('10.0.0.1', '198.51.100.9, 203.0.113.5', 1) // '203.0.113.5'
+ * clientAddress(undefined, '198.51.100.9, 203.0.113.5', 1)  // '203.0.113.5'
  */
 export function clientAddress(
   remoteAddress: string | undefined,
   forwardedFor: string | string[] | undefined,
   trust: TrustProxy,
 ): string | undefined {
-  if (trust === false || remoteAddress === undefined) return remoteAddress
+  if (trust === false) return remoteAddress
   const header = Array.isArray(forwardedFor) ? forwardedFor.join(',') : forwardedFor
   if (header === undefined || header === '') return remoteAddress
   const hops = header.split(',')
-  let address = remoteAddress
+  let address = remoteAddress === undefined ? undefined : unmapped(remoteAddress)
   for (let hop = 0; hop < hops.length; hop++) {
-    if (typeof trust === 'number' ? hop >= trust : !trust(address, hop)) return address
+    if (typeof trust === 'number' ? hop >= trust : address !== undefined && !trust(address, hop))
+      return address
     const next = withoutPort((hops[hops.length - 1 - hop] as string).trim())
     // A malformed entry cannot be believed; the last trusted address stands for the client.
     if (!isIPv4(next) && !isIPv6(next)) return address
-    address = next
+    address = unmapped(next)
   }
   return address
 }
@@ -93,6 +101,30 @@ function parseIPv6(text: string): number[] | undefined {
   return groups.every((g) => Number.isInteger(g) && g >= 0 && g <= 0xffff) ? groups : undefined
 }
 
+function isMapped(groups: readonly number[]): boolean {
+  return (
+    groups[0] === 0 &&
+    groups[1] === 0 &&
+    groups[2] === 0 &&
+    groups[3] === 0 &&
+    groups[4] === 0 &&
+    groups[5] === 0xffff
+  )
+}
+
+function ipv4Of(groups: readonly number[]): string {
+  const hi = groups[6] as number
+  const lo = groups[7] as number
+  return `${hi >> 8}.${hi & 0xff}.${lo >> 8}.${lo & 0xff}`
+}
+
+/** An IPv4-mapped IPv6 address (`::ffff:192.0.2.1`, `::ffff:c000:201`) as its IPv4 address; any other as it is. */
+function unmapped(address: string): string {
+  if (!address.includes(':')) return address
+  const groups = parseIPv6(address)
+  return groups !== undefined && isMapped(groups) ? ipv4Of(groups) : address
+}
+
 /**
  * The rate-limit key of a client address: an IPv4 address as itself (IPv4-mapped IPv6
  * `::ffff:a.b.c.d` included, in either notation), an IPv6 address as its `/subnet` prefix,
@@ -106,13 +138,7 @@ export function ipKey(address: string, ipv6Subnet: number): string {
   if (!address.includes(':')) return address
   const groups = parseIPv6(address)
   if (groups === undefined) return address
-  if (groups[0] === 0 && groups[1] === 0 && groups[2] === 0 && groups[3] === 0 && groups[4] === 0) {
-    if (groups[5] === 0xffff) {
-      const hi = groups[6] as number
-      const lo = groups[7] as number
-      return `${hi >> 8}.${hi & 0xff}.${lo >> 8}.${lo & 0xff}`
-    }
-  }
+  if (isMapped(groups)) return ipv4Of(groups)
   let bits = ipv6Subnet
   const masked = groups.map((group) => {
     const keep = Math.max(0, Math.min(16, bits))

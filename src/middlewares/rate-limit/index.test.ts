@@ -16,9 +16,14 @@ import {
   StoreTimeoutError,
 } from './index.ts'
 
-function request(url = '/chart', remoteAddress = '203.0.113.7', headers: Record<string, string> = {}) {
+/** `remoteAddress` null: a peer without an address, as on a Unix socket. */
+function request(
+  url = '/chart',
+  remoteAddress: string | null = '203.0.113.7',
+  headers: Record<string, string> = {},
+) {
   const socket = new Socket()
-  Object.defineProperty(socket, 'remoteAddress', { value: remoteAddress })
+  Object.defineProperty(socket, 'remoteAddress', { value: remoteAddress ?? undefined })
   const req = new IncomingMessage(socket)
   req.url = url
   req.headers = headers
@@ -58,12 +63,26 @@ function run(guard: ReturnType<typeof rateLimitGuard>, url?: string, address?: s
   }
 }
 
+/** The messages of the process warnings with `code` that `act` raised. */
+async function warningsWhile(code: string, act: () => void): Promise<string[]> {
+  const messages: string[] = []
+  const onWarning = (warning: Error & { code?: string }) => {
+    if (warning.code === code) messages.push(warning.message)
+  }
+  process.on('warning', onWarning)
+  try {
+    act()
+    // process.emitWarning() emits on the next tick.
+    await new Promise((resolve) => setImmediate(resolve))
+  } finally {
+    process.off('warning', onWarning)
+  }
+  return messages
+}
+
 describe('rateLimitGuard(options)', () => {
   it('warns once when a private peer forwards X-Forwarded-For to a limiter that trusts no proxy', async () => {
-    const warnings: { code?: string; message: string }[] = []
-    const onWarning = (w: Error & { code?: string }) => warnings.push(w)
-    process.on('warning', onWarning)
-    try {
+    const warnings = await warningsWhile('IMAGE_API_ERRORS_UNTRUSTED_FORWARDED_FOR', () => {
       const guard = rateLimitGuard({ limit: 100, windowMs: '10s', name: 'behind-lb' })
       const forwarded = { 'x-forwarded-for': '198.51.100.9' }
       for (let i = 0; i < 3; i++) {
@@ -75,16 +94,26 @@ describe('rateLimitGuard(options)', () => {
       const trusting = rateLimitGuard({ limit: 100, windowMs: '10s', trustProxy: 1 })
       const behind = request('/chart', '10.0.0.2', forwarded)
       trusting(behind.req, behind.res)
-      await new Promise((resolve) => setImmediate(resolve))
-      const ours = warnings.filter((w) => w.code === 'IMAGE_API_ERRORS_UNTRUSTED_FORWARDED_FOR')
-      assert.equal(ours.length, 1, 'once, and never from a public peer or with trustProxy set')
-      assert.match(
-        ours[0]?.message ?? '',
-        /"behind-lb" got X-Forwarded-For from 10\.0\.0\.2 with trustProxy false/,
-      )
-    } finally {
-      process.off('warning', onWarning)
-    }
+    })
+    assert.equal(warnings.length, 1, 'once, and never from a public peer or with trustProxy set')
+    assert.match(warnings[0] ?? '', /"behind-lb" got X-Forwarded-For from 10\.0\.0\.2 with trustProxy false/)
+  })
+
+  it('warns once when every client shares one key: a peer without an address and trustProxy false', async () => {
+    const warnings = await warningsWhile('IMAGE_API_ERRORS_NO_CLIENT_ADDRESS', () => {
+      const guard = rateLimitGuard({ limit: 100, windowMs: '10s', name: 'on-a-socket' })
+      const trusting = rateLimitGuard({ limit: 100, windowMs: '10s', trustProxy: 1 })
+      for (const limiter of [guard, trusting])
+        for (const headers of [{}, { 'x-forwarded-for': '198.51.100.9' }, {}]) {
+          const { req, res } = request('/chart', null, headers)
+          limiter(req, res)
+        }
+    })
+    assert.equal(warnings.length, 1, 'once, and never with trustProxy set')
+    assert.match(
+      warnings[0] ?? '',
+      /^rateLimit\(\) "on-a-socket" got a request from a peer without an address \(a Unix socket\) with trustProxy false: every client shares one limit\. Set trustProxy/,
+    )
   })
 
   it('serves up to the limit, then refuses with 429 IC_RATE_LIMITED and Retry-After', () => {
@@ -261,6 +290,58 @@ describe('rateLimitGuard(options)', () => {
     assert.equal(keyed('k1', '/health'), 'none')
   })
 
+  it('awaits a key, skip or cost answering with a promise or a thenable', async () => {
+    const tick = () => new Promise((resolve) => setTimeout(resolve, 1))
+    const guard = rateLimitGuard({
+      limit: 3,
+      windowMs: 60_000,
+      key: async (req) => {
+        await tick()
+        return req.headers['x-api-key'] as string | undefined
+      },
+      skip: async (req) => req.url === '/health',
+      cost: async (req) => Number(new URL(req.url ?? '', 'http://x').searchParams.get('c') ?? 1),
+    })
+    const send = async (apiKey: string | undefined, url = '/') => {
+      const { req, res } = request(url, '192.0.2.1', apiKey === undefined ? {} : { 'x-api-key': apiKey })
+      const out = guard(req, res)
+      assert.ok(out instanceof Promise)
+      try {
+        await out
+        return res.getHeader('ratelimit') ?? 'none'
+      } catch (err) {
+        return (err as IcError).code
+      }
+    }
+    assert.equal(await send('alice', '/?c=3'), '"3-in-60s";r=0;t=60', 'charged the awaited cost')
+    assert.equal(await send('alice'), 'IC_RATE_LIMITED')
+    assert.equal(await send('bob'), '"3-in-60s";r=2;t=60', 'another key, another count')
+    assert.equal(await send('bob', '/health'), 'none', 'skipped')
+    assert.equal(await send(undefined), 'none', 'no key: not limited')
+    assert.equal(await send('bob', '/?c=9'), 'IC_COST_OVER_LIMIT')
+
+    const thenable = <T>(value: T): PromiseLike<T> => ({
+      // biome-ignore lint/suspicious/noThenProperty: a thenable of another library, on purpose
+      then: (resolve) => Promise.resolve(resolve?.(value)) as never,
+    })
+    const foreign = rateLimitGuard({ limit: 1, windowMs: 60_000, key: () => thenable('k') })
+    await foreign(request().req, request().res)
+    await assert.rejects(async () => foreign(request().req, request().res), { code: 'IC_RATE_LIMITED' })
+  })
+
+  it('fails the request with a TypeError naming `key` when the key is neither a string nor undefined', async () => {
+    const message = /^Expected the `key` function of rateLimit\(\) to return a string or undefined, got /
+    for (const bad of [42, null, { id: 'k' }]) {
+      const sync = rateLimitGuard({ limit: 1, windowMs: 60_000, key: () => bad as never })
+      assert.throws(() => sync(request().req, request().res), { name: 'TypeError', message })
+      const later = rateLimitGuard({ limit: 1, windowMs: 60_000, key: async () => bad as never })
+      await assert.rejects(async () => later(request().req, request().res), { name: 'TypeError', message })
+    }
+    const empty = rateLimitGuard({ limit: 1, windowMs: 60_000, key: async () => '' })
+    await empty(request().req, request().res)
+    await assert.rejects(async () => empty(request().req, request().res), { code: 'IC_RATE_LIMITED' })
+  })
+
   it('hashes very long keys so that they cannot bloat the store', () => {
     const seen: string[] = []
     const store = new MemoryStore()
@@ -279,6 +360,68 @@ describe('rateLimitGuard(options)', () => {
       seen.every((key) => key.length <= 200),
       'long keys are hashed',
     )
+  })
+
+  describe('resetKey(keyOrAddress)', () => {
+    const blocking = { limit: 1, windowMs: '1m', blockMs: '1h' } as const
+
+    it("unblocks an IP address, its IPv6 group, or an IPv4-mapped form, with the limiter's name", async () => {
+      const store = new MemoryStore()
+      const guard = rateLimitGuard({ ...blocking, store, name: 'per-ip' })
+      const other = rateLimitGuard({ ...blocking, store, name: 'other' })
+      for (const address of ['192.0.2.1', '2001:db8:1:100::1']) {
+        run(guard, '/', address)
+        run(other, '/', address)
+        assert.equal(run(guard, '/', address).err?.code, 'IC_RATE_LIMITED')
+      }
+      await guard.resetKey('::ffff:192.0.2.1')
+      await guard.resetKey('2001:db8:1:1ff::9')
+      assert.equal(run(guard, '/', '192.0.2.1').err, undefined)
+      assert.equal(run(guard, '/', '2001:db8:1:100::1').err, undefined, 'the same /56')
+      assert.equal(run(other, '/', '192.0.2.1').err?.code, 'IC_RATE_LIMITED', "another limiter's count stays")
+      await assert.rejects(guard.resetKey('alice'), {
+        name: 'TypeError',
+        message: /^rateLimit\(\) "per-ip" is keyed by 'ip': expected an IP address to reset, got "alice"/,
+      })
+    })
+
+    it("unblocks an account, or the IP of a request without one, and a function's key, hashed when long", async () => {
+      const accounts = rateLimitGuard({ ...blocking, key: 'account' })
+      run(accounts, '/chart?icac=acme')
+      run(accounts, '/chart', '198.51.100.4')
+      await accounts.resetKey('acme')
+      assert.equal(run(accounts, '/chart?icac=acme').err, undefined)
+      assert.equal(run(accounts, '/chart', '198.51.100.4').err?.code, 'IC_RATE_LIMITED')
+      await accounts.resetKey('198.51.100.4')
+      assert.equal(run(accounts, '/chart', '198.51.100.4').err, undefined)
+
+      const long = 'k'.repeat(500)
+      const custom = rateLimitGuard({ ...blocking, key: (req) => req.url?.slice(1) })
+      for (const key of ['tenant-1', long]) {
+        run(custom, `/${key}`)
+        assert.equal(run(custom, `/${key}`).err?.code, 'IC_RATE_LIMITED')
+        await custom.resetKey(key)
+        assert.equal(run(custom, `/${key}`).err, undefined)
+      }
+    })
+
+    it('resets both policies of imageChartsRateLimitsGuard(), in the store given', async () => {
+      const resets: string[] = []
+      const memory = new MemoryStore()
+      const store: RateLimitStore = {
+        consume: (key, cost, policy) => memory.consume(key, cost, policy),
+        reset: async (key) => {
+          resets.push(key)
+          memory.reset(key)
+        },
+      }
+      const guard = imageChartsRateLimitsGuard({ store })
+      for (let i = 0; i < 11; i++) run(guard, '/chart')
+      assert.equal(run(guard, '/chart').err?.code, 'IC_RATE_LIMITED')
+      await guard.resetKey('203.0.113.7')
+      assert.deepEqual(resets.sort(), ['ic-per-ip:ip:203.0.113.7', 'ic-unsigned:ip:203.0.113.7'])
+      assert.equal(run(guard, '/chart').err, undefined)
+    })
   })
 
   it('names each policy by its exact window, so that limiters sharing a store keep apart', () => {

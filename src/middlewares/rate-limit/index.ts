@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import type { Socket } from 'node:net'
+import { isIP, type Socket } from 'node:net'
 import { icError } from '../../errors.ts'
 import { type Guard, isThenable } from '../../guard.ts'
-import { durationMs, functionOption, knownOptions, numberOption } from '../../options.ts'
+import { durationMs, functionOption, knownOptions, numberOption, showValue } from '../../options.ts'
 import { parseQuery } from '../../query.ts'
 import { isBlockedAddress } from '../backend-fetch/address.ts'
 import { clientAddress, ipKey, readTrustProxy, type TrustProxy } from './client-key.ts'
@@ -19,12 +19,17 @@ export type { ConsumeResult, RateLimitPolicy, RateLimitStore } from './store.ts'
 /**
  * What a request is counted under: `'ip'` (the client address; IPv6 grouped by
  * `ipv6Subnet`), `'account'` (the `icac` query parameter, or the IP when there is none), or
- * a function returning the key (`undefined` skips the limit for that request).
+ * a function returning the key, or a promise of it (`undefined` skips the limit for that
+ * request; anything else but a string fails the request with a `TypeError`).
  *
  * @example
  * const byApiKey: RateLimitKey = (req) => String(req.headers['x-api-key'] ?? '')
+ * const byTenant: RateLimitKey = async (req) => (await findTenant(req))?.id
  */
-export type RateLimitKey = 'ip' | 'account' | ((req: IncomingMessage) => string | undefined)
+export type RateLimitKey =
+  | 'ip'
+  | 'account'
+  | ((req: IncomingMessage) => string | undefined | PromiseLike<string | undefined>)
 
 /**
  * Options of `rateLimit()`.
@@ -38,13 +43,13 @@ export interface RateLimitOptions {
   /** Length of the window; it starts at a key's first request. Milliseconds or an `ms` string, at most 366 days. */
   readonly windowMs: number | string
   /**
-   * What one request costs, e.g. by output area. A result that is not a number ≥ 0 (`NaN`,
-   * a negative, a non-number) counts as 1; fractions are rounded up. A request costing more
-   * than `limit` (`Infinity` included) is refused with 403 `IC_COST_OVER_LIMIT`, without
-   * being counted or blocking its key.
+   * What one request costs, e.g. by output area, or a promise of it. A result that is not a
+   * number ≥ 0 (`NaN`, a negative, a non-number) counts as 1; fractions are rounded up. A
+   * request costing more than `limit` (`Infinity` included) is refused with 403
+   * `IC_COST_OVER_LIMIT`, without being counted or blocking its key.
    * @default () => 1
    */
-  readonly cost?: (req: IncomingMessage) => number
+  readonly cost?: (req: IncomingMessage) => number | PromiseLike<number>
   /** What requests are counted under. @default 'ip' */
   readonly key?: RateLimitKey
   /**
@@ -71,8 +76,8 @@ export interface RateLimitOptions {
    * @default prints a warning, at most once every 10 s
    */
   readonly onStoreError?: (error: unknown, req: IncomingMessage) => void
-  /** Skips the limit (no count, no headers) for requests it returns true for. */
-  readonly skip?: (req: IncomingMessage) => boolean
+  /** Skips the limit (no count, no headers) for requests it returns true (or a promise of true) for. */
+  readonly skip?: (req: IncomingMessage) => boolean | PromiseLike<boolean>
   /**
    * Policy name in the `RateLimit` headers and the store keys.
    * @default `${limit}-in-${seconds}s` for a whole number of seconds, else `${limit}-in-${windowMs}ms`
@@ -133,16 +138,61 @@ export class StoreTimeoutError extends Error {
 }
 
 /**
+ * What `rateLimit()` (either adapter's), `imageChartsRateLimits()` and their core guards
+ * carry besides the check itself.
+ *
+ * @example
+ * const limiter: RateLimitReset = rateLimitGuard({ limit: 90, windowMs: '10s' })
+ * await limiter.resetKey('203.0.113.7') // that client may send again at once
+ */
+export interface RateLimitReset {
+  /**
+   * Forgets a client's count and block, in the limiter's store, e.g. after a support request.
+   * Give what the limiter keys by: the client's IP address for `key: 'ip'` (an IPv6 address
+   * resets its whole `/ipv6Subnet` group), an account id (`icac`) or an IP address for
+   * `'account'` (an address resets both forms), your function's key for a function. It is
+   * turned into the store key as the limiter turns a request into one (policy name, IPv6
+   * group, hashing of long keys). Rejects with a `TypeError` for a `'ip'` limiter given
+   * something that is not an IP address; otherwise resolves once the store forgot the key.
+   */
+  readonly resetKey: (keyOrAddress: string) => Promise<void>
+}
+
+/**
+ * `middleware` with the `resetKey()` of `guard`, when the guard is a limiter's: both
+ * adapters' `fromGuard()` keep it, so that `rateLimit()` and `fromGuard(rateLimitGuard(…))`
+ * can unblock a client. Internal.
+ *
+ * @example
+ * const guard = rateLimitGuard({ limit: 90, windowMs: '10s' })
+ * typeof withResetKey(() => {}, guard).resetKey // 'function'
+ */
+export function withResetKey<M extends object>(middleware: M, guard: Guard): M & Partial<RateLimitReset> {
+  const { resetKey } = guard as Guard & Partial<RateLimitReset>
+  return typeof resetKey === 'function' ? Object.assign(middleware, { resetKey }) : middleware
+}
+
+/**
+ * A rate-limit guard and its {@link RateLimitReset.resetKey}.
+ *
+ * @example
+ * const guard: RateLimitGuard = rateLimitGuard({ limit: 90, windowMs: '10s' })
+ */
+export type RateLimitGuard = Guard & RateLimitReset
+
+/**
  * The rate-limit guard behind both adapters' `rateLimit()`: counts each request's cost
  * against `limit` per window and key; sets the IETF `RateLimit` / `RateLimit-Policy`
  * headers on every counted response, and refuses with 429 `IC_RATE_LIMITED` and
  * `Retry-After` once the limit is reached. A request it meets twice (mounted app-wide and
  * on a route) is counted once.
  *
+ * `resetKey(keyOrAddress)` forgets a client's count and block.
+ *
  * @example
  * const guard = rateLimitGuard({ limit: 90, windowMs: '10s' })
  */
-export function rateLimitGuard(options: Readonly<RateLimitOptions>): Guard {
+export function rateLimitGuard(options: Readonly<RateLimitOptions>): RateLimitGuard {
   knownOptions(options, RATE_LIMIT_OPTIONS, 'rateLimit')
   const limit = numberOption('limit', options.limit, { min: 0, max: 1e12, integer: true })
   const windowMs = durationMs('windowMs', options.windowMs, { max: WINDOW_MAX_MS })
@@ -172,26 +222,39 @@ export function rateLimitGuard(options: Readonly<RateLimitOptions>): Guard {
   const policy: RateLimitPolicy = Object.freeze({ limit, windowMs, blockMs })
   const prefix = `${name}:`
 
-  let warnedProxy = false
-  // Behind a proxy that is not trusted, every client shares the proxy's key: told once per limiter.
+  // Behind a proxy that is not trusted, every client shares the proxy's key: told once per limiter and code.
+  const warned = new Set<string>()
+  function warnOnce(code: string, message: string): void {
+    if (warned.has(code)) return
+    warned.add(code)
+    const advice = 'Set trustProxy to the number of proxies in front of the app'
+    process.emitWarning(`rateLimit() "${name}" ${message}. ${advice}`, { code })
+  }
+
   function warnUntrustedProxy(peer: string | undefined): void {
-    if (warnedProxy || peer === undefined || !isBlockedAddress(peer)) return
-    warnedProxy = true
-    process.emitWarning(
-      `rateLimit() "${name}" got X-Forwarded-For from ${peer} with trustProxy false: every client behind that proxy shares one limit. Set trustProxy to the number of proxies in front of the app`,
-      { code: 'IMAGE_API_ERRORS_UNTRUSTED_FORWARDED_FOR' },
-    )
+    if (peer !== undefined && isBlockedAddress(peer))
+      warnOnce(
+        'IMAGE_API_ERRORS_UNTRUSTED_FORWARDED_FOR',
+        `got X-Forwarded-For from ${peer} with trustProxy false: every client behind that proxy shares one limit`,
+      )
   }
 
   function ipOf(req: IncomingMessage): string {
     const address = clientAddress(req.socket?.remoteAddress, req.headers['x-forwarded-for'], trust)
-    return address === undefined ? 'ip:unknown' : `ip:${ipKey(address, ipv6Subnet)}`
+    if (address !== undefined) return `ip:${ipKey(address, ipv6Subnet)}`
+    if (trust === false)
+      warnOnce(
+        'IMAGE_API_ERRORS_NO_CLIENT_ADDRESS',
+        'got a request from a peer without an address (a Unix socket) with trustProxy false: every client shares one limit',
+      )
+    return 'ip:unknown'
   }
 
   // Without a trusted proxy the key depends on the socket alone, so a keep-alive connection computes it once.
   const socketKeys = key === 'ip' && trust === false ? new WeakMap<Socket, string>() : undefined
 
-  function storeKeyOf(req: IncomingMessage): string | undefined {
+  // A thenable is the custom key function's pending answer, checked by customKey() once settled.
+  function storeKeyOf(req: IncomingMessage): string | undefined | PromiseLike<unknown> {
     const socket = req.socket as Socket | null | undefined
     if (socketKeys !== undefined && socket != null) {
       let cached = socketKeys.get(socket)
@@ -210,12 +273,20 @@ export function rateLimitGuard(options: Readonly<RateLimitOptions>): Guard {
         : hashedKey(`${prefix}account:${account}`)
     }
     const custom = key(req)
-    return custom === undefined ? undefined : hashedKey(prefix + String(custom))
+    return isThenable(custom) ? custom : customKey(custom)
   }
 
-  function costOf(req: IncomingMessage): number {
-    if (cost === undefined) return 1
-    const value = cost(req)
+  // String()-ing another value would count every request under one key ("[object Object]").
+  function customKey(custom: unknown): string | undefined {
+    if (custom === undefined) return undefined
+    if (typeof custom !== 'string')
+      throw new TypeError(
+        `Expected the \`key\` function of rateLimit() to return a string or undefined, got ${showValue(custom)}`,
+      )
+    return hashedKey(prefix + custom)
+  }
+
+  function unitsOf(value: unknown): number {
     // Infinity is more than any limit, as 1e300 is; NaN and the like are a malformed input's.
     if (value === Number.POSITIVE_INFINITY) return value
     return typeof value === 'number' && Number.isFinite(value) && value >= 0 ? Math.ceil(value) : 1
@@ -285,12 +356,33 @@ export function rateLimitGuard(options: Readonly<RateLimitOptions>): Guard {
   // route) counts it once, and sets its RateLimit items once.
   const counted = new WeakSet<ServerResponse>()
 
-  return function rateLimit(req, res) {
-    if (counted.has(res)) return undefined
-    if (skip?.(req) === true) return undefined
+  // skip, key and cost may answer with promises: each is awaited only when it does, so that
+  // plain answers and a synchronous store keep the whole check synchronous.
+  function keyed(req: IncomingMessage, res: ServerResponse): undefined | Promise<undefined> {
     const storeKey = storeKeyOf(req)
+    return isThenable(storeKey)
+      ? Promise.resolve(storeKey).then((custom) => priced(req, res, customKey(custom)))
+      : priced(req, res, storeKey)
+  }
+
+  function priced(
+    req: IncomingMessage,
+    res: ServerResponse,
+    storeKey: string | undefined,
+  ): undefined | Promise<undefined> {
     if (storeKey === undefined) return undefined
-    const units = costOf(req)
+    const value = cost === undefined ? 1 : cost(req)
+    return isThenable(value)
+      ? Promise.resolve(value).then((units) => count(req, res, storeKey, unitsOf(units)))
+      : count(req, res, storeKey, unitsOf(value))
+  }
+
+  function count(
+    req: IncomingMessage,
+    res: ServerResponse,
+    storeKey: string,
+    units: number,
+  ): undefined | Promise<undefined> {
     if (units > limit) refuseTooCostly(units)
     counted.add(res)
     let out: ConsumeResult | Promise<ConsumeResult>
@@ -307,6 +399,47 @@ export function rateLimitGuard(options: Readonly<RateLimitOptions>): Guard {
       (error: unknown) => storeFailed(error, req),
     )
   }
+
+  function ipStoreKey(address: string): string {
+    return `${prefix}ip:${ipKey(address, ipv6Subnet)}`
+  }
+
+  // The store keys a request of this client was counted under: the argument read as storeKeyOf() reads a request.
+  function storeKeysOf(keyOrAddress: string): string[] {
+    if (typeof keyOrAddress !== 'string')
+      throw new TypeError(
+        `Expected the key or address to reset to be a string, got ${showValue(keyOrAddress)}`,
+      )
+    const address = isIP(keyOrAddress) !== 0
+    if (key === 'ip') {
+      if (!address)
+        throw new TypeError(
+          `rateLimit() "${name}" is keyed by 'ip': expected an IP address to reset, got ${showValue(keyOrAddress)}`,
+        )
+      return [ipStoreKey(keyOrAddress)]
+    }
+    if (key === 'account') {
+      const account = hashedKey(`${prefix}account:${keyOrAddress}`)
+      return address ? [account, ipStoreKey(keyOrAddress)] : [account]
+    }
+    return [hashedKey(prefix + keyOrAddress)]
+  }
+
+  async function resetKey(keyOrAddress: string): Promise<void> {
+    const keys = storeKeysOf(keyOrAddress)
+    if (typeof store.reset !== 'function')
+      throw new TypeError('Expected `store` to have a reset(key) method, which resetKey() calls')
+    await Promise.all(keys.map((storeKey) => store.reset(storeKey)))
+  }
+
+  function rateLimit(req: IncomingMessage, res: ServerResponse): undefined | Promise<undefined> {
+    if (counted.has(res)) return undefined
+    const skipped = skip?.(req)
+    if (isThenable(skipped))
+      return Promise.resolve(skipped).then((value) => (value === true ? undefined : keyed(req, res)))
+    return skipped === true ? undefined : keyed(req, res)
+  }
+  return Object.assign(rateLimit, { resetKey })
 }
 
 /**
@@ -380,10 +513,14 @@ const IMAGE_CHARTS_RATE_LIMITS_OPTIONS = [
  * count across both). Mount it before the signature check, so that forged signatures count
  * per IP too: they skip the unsigned quota, but the signature check then refuses them.
  *
+ * `resetKey(address)` forgets a client's counts and blocks in both policies.
+ *
  * @example
  * const guard = imageChartsRateLimitsGuard({ trustProxy: 1 })
  */
-export function imageChartsRateLimitsGuard(options: Readonly<ImageChartsRateLimitsOptions> = {}): Guard {
+export function imageChartsRateLimitsGuard(
+  options: Readonly<ImageChartsRateLimitsOptions> = {},
+): RateLimitGuard {
   // Checked here too: rateLimitGuard would take a `limit` or `key`, which the presets below override.
   knownOptions(options, IMAGE_CHARTS_RATE_LIMITS_OPTIONS, 'imageChartsRateLimits')
   // Read by name, not spread: a spread would drop options inherited from a prototype.
@@ -396,8 +533,7 @@ export function imageChartsRateLimitsGuard(options: Readonly<ImageChartsRateLimi
     key: 'ip' as const,
     blockMs: 60_000,
   }
-  // The unsigned quota first: it refuses far more often, and what it refuses then counts in neither policy.
-  return chainGuards([
+  const limiters = [
     rateLimitGuard({
       ...shared,
       name: 'ic-unsigned',
@@ -409,5 +545,11 @@ export function imageChartsRateLimitsGuard(options: Readonly<ImageChartsRateLimi
       },
     }),
     rateLimitGuard({ ...shared, name: 'ic-per-ip', limit: 90, windowMs: 10_000 }),
-  ])
+  ]
+  // The unsigned quota first: it refuses far more often, and what it refuses then counts in neither policy.
+  return Object.assign(chainGuards(limiters), {
+    resetKey: async (address: string) => {
+      await Promise.all(limiters.map((limiter) => limiter.resetKey(address)))
+    },
+  })
 }

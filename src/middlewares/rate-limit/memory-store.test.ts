@@ -226,6 +226,11 @@ describe('MemoryStore', () => {
         name: 'TypeError',
         message: /^Expected `maxKeys`/,
       })
+    assert.throws(() => new MemoryStore({ maxKeys: 2 ** 24 + 1 }), {
+      name: 'TypeError',
+      message: /^Expected `maxKeys` to be an integer from 1 to 16777216, got 16777217/,
+    })
+    assert.equal(new MemoryStore({ maxKeys: 2 ** 24 }).size, 0, "a Map's most entries")
     assert.throws(() => new MemoryStore({ now: 5 as never }), {
       name: 'TypeError',
       message: /^Expected `now`/,

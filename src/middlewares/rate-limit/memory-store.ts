@@ -11,7 +11,7 @@ export interface MemoryStoreOptions {
   /**
    * Most keys held at once. When full, expired keys go first, then the key closest to its
    * reset: under a flood of distinct keys, some counters restart early rather than memory
-   * growing without bound.
+   * growing without bound. At most 16,777,216 (2²⁴), the most entries a JavaScript `Map` holds.
    * @default 1_000_000
    */
   readonly maxKeys?: number
@@ -20,6 +20,8 @@ export interface MemoryStoreOptions {
 }
 
 const BLOCKED = -1
+// A V8 Map throws "Map maximum size exceeded" past 2^24 entries, and a full store could then take no new key.
+const MAX_KEYS = 16_777_216
 const INITIAL_SLOTS = 1024
 
 /** Milliseconds on a clock no NTP step or manual change moves. */
@@ -54,7 +56,7 @@ export class MemoryStore implements RateLimitStore {
     knownOptions(options, ['maxKeys', 'now'], 'MemoryStore')
     this.#maxKeys = numberOption('maxKeys', options.maxKeys ?? 1_000_000, {
       min: 1,
-      max: 100_000_000,
+      max: MAX_KEYS,
       integer: true,
     })
     // A monotonic clock by default: a wall clock stepped back an hour stretched every window
