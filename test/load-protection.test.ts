@@ -195,6 +195,48 @@ for (const framework of frameworks) {
         assert.deepEqual(asked, ['198.51.100.1', '198.51.100.2'], 'never asked about the socket')
       })
 
+      it('believes no X-Forwarded-For from a TCP client that reset its connection (it has no address either)', async () => {
+        const memory = new MemoryStore()
+        const keys: string[] = []
+        const store: RateLimitStore = {
+          consume: (key, cost, policy) => {
+            keys.push(key)
+            return memory.consume(key, cost, policy)
+          },
+          reset: (key) => memory.reset(key),
+        }
+        const app = await start({
+          use: (a) => [
+            a.rateLimit({
+              limit: 3,
+              windowMs: '1m',
+              blockMs: '1h',
+              store,
+              trustProxy: (address) => address === '127.0.0.2',
+            }),
+          ],
+          routes: [{ path: '/', handle: () => ({ body: 'ok' }) }],
+        })
+        const { port } = new URL(app.url)
+        const victim = '198.51.100.50'
+        for (let i = 0; i < 5; i++) {
+          const socket = connect(Number(port), '127.0.0.1')
+          socket.on('error', () => {})
+          await once(socket, 'connect')
+          socket.write(`GET / HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: ${victim}\r\n\r\n`)
+          socket.resetAndDestroy()
+        }
+        while (keys.length < 5) await new Promise((resolve) => setTimeout(resolve, 5))
+        assert.ok(!keys.some((key) => key.includes(victim)), `counted under ${keys.join(', ')}`)
+        const throughProxy = await new Promise<IncomingMessage>((resolve, reject) =>
+          httpRequest({ port, localAddress: '127.0.0.2', headers: { 'x-forwarded-for': victim } }, resolve)
+            .on('error', reject)
+            .end(),
+        )
+        throughProxy.resume()
+        assert.equal(throughProxy.statusCode, 200, 'the client the spoofed requests named is not blocked')
+      })
+
       it('awaits an async key and skip, as ported from express-rate-limit', async () => {
         const app = await start({
           use: (a) => [

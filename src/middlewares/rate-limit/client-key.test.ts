@@ -89,20 +89,32 @@ describe('clientAddress(remote, forwardedFor, trustProxy)', () => {
     assert.equal(clientAddress('::ffff:198.51.100.1', '10.0.0.7', ours), '198.51.100.1')
   })
 
-  it('takes a peer without an address (a Unix socket) for a trusted local hop when proxies are trusted', () => {
+  it('takes a peer without an address on a Unix-socket listener for a trusted local hop when proxies are trusted', () => {
     const xff = '198.51.100.9, 203.0.113.5'
-    assert.equal(clientAddress(undefined, xff, 1), '203.0.113.5', 'the socket is one of the hops')
-    assert.equal(clientAddress(undefined, xff, 2), '198.51.100.9')
+    assert.equal(clientAddress(undefined, xff, 1, true), '203.0.113.5', 'the socket is one of the hops')
+    assert.equal(clientAddress(undefined, xff, 2, true), '198.51.100.9')
     const asked: unknown[] = []
     const none = (address: string) => {
       asked.push(address)
       return false
     }
-    assert.equal(clientAddress(undefined, xff, none), '203.0.113.5')
+    assert.equal(clientAddress(undefined, xff, none, true), '203.0.113.5')
     assert.deepEqual(asked, ['203.0.113.5'], 'the function is not asked about the socket')
-    assert.equal(clientAddress(undefined, undefined, 1), undefined, 'no header: no address')
-    assert.equal(clientAddress(undefined, 'garbage', 1), undefined, 'a malformed entry is not believed')
-    assert.equal(clientAddress(undefined, xff, false), undefined)
+    assert.equal(clientAddress(undefined, undefined, 1, true), undefined, 'no header: no address')
+    assert.equal(clientAddress(undefined, 'garbage', 1, true), undefined, 'a malformed entry is not believed')
+    assert.equal(clientAddress(undefined, xff, false, true), undefined)
+  })
+
+  it('believes no X-Forwarded-For from a peer without an address on a TCP listener (a client that reset)', () => {
+    const xff = '198.51.100.9, 203.0.113.5'
+    const asked: unknown[] = []
+    const ours = (address: string) => {
+      asked.push(address)
+      return true
+    }
+    assert.equal(clientAddress(undefined, xff, ours), undefined)
+    assert.equal(clientAddress(undefined, xff, 1), undefined)
+    assert.deepEqual(asked, [])
   })
 
   it('validates the trustProxy option', () => {

@@ -33,20 +33,22 @@ export function readTrustProxy(value: unknown): TrustProxy {
 
 /**
  * The client address of a request under a proxy-trust setting, as text; `undefined` when the
- * socket has none and no trusted hop names the client. A peer without an address (a Unix
- * socket: a proxy on this machine) is a trusted local hop whenever proxies are trusted: it
- * counts as one of a number's hops, and a function is not asked about it.
+ * socket has none and no trusted hop names the client. A peer without an address on a Unix-socket
+ * listener (`localPeer`: a proxy on this machine) is a trusted local hop whenever proxies are
+ * trusted: it counts as one of a number's hops, and a function is not asked about it. On a TCP
+ * listener a missing address (a client that reset its connection) is no hop at all.
  *
  * @example
- * clientAddress('10.0.0.1', '198.51.100.9, 203.0.113.5', 1) // '203.0.113.5'
- * clientAddress(undefined, '198.51.100.9, 203.0.113.5', 1)  // '203.0.113.5'
+ * clientAddress('10.0.0.1', '198.51.100.9, 203.0.113.5', 1)       // '203.0.113.5'
+ * clientAddress(undefined, '198.51.100.9, 203.0.113.5', 1, true)  // '203.0.113.5'
  */
 export function clientAddress(
   remoteAddress: string | undefined,
   forwardedFor: string | string[] | undefined,
   trust: TrustProxy,
+  localPeer = false,
 ): string | undefined {
-  if (trust === false) return remoteAddress
+  if (trust === false || (remoteAddress === undefined && !localPeer)) return remoteAddress
   const header = Array.isArray(forwardedFor) ? forwardedFor.join(',') : forwardedFor
   if (header === undefined || header === '') return remoteAddress
   const hops = header.split(',')

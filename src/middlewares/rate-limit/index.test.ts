@@ -16,7 +16,7 @@ import {
   StoreTimeoutError,
 } from './index.ts'
 
-/** `remoteAddress` null: a peer without an address, as on a Unix socket. */
+/** `remoteAddress` null: a peer without an address on a Unix-socket listener. */
 function request(
   url = '/chart',
   remoteAddress: string | null = '203.0.113.7',
@@ -24,6 +24,7 @@ function request(
 ) {
   const socket = new Socket()
   Object.defineProperty(socket, 'remoteAddress', { value: remoteAddress ?? undefined })
+  if (remoteAddress === null) Object.assign(socket, { server: { address: () => '/run/app.sock' } })
   const req = new IncomingMessage(socket)
   req.url = url
   req.headers = headers
@@ -101,6 +102,10 @@ describe('rateLimitGuard(options)', () => {
 
   it('warns once when every client shares one key: a peer without an address and trustProxy false', async () => {
     const warnings = await warningsWhile('IMAGE_API_ERRORS_NO_CLIENT_ADDRESS', () => {
+      // A TCP client that reset its connection has no address either, but it says nothing of the setup.
+      const reset = request('/chart', null)
+      Object.assign(reset.req.socket, { server: { address: () => ({ port: 80 }) } })
+      rateLimitGuard({ limit: 100, windowMs: '10s', name: 'on-tcp' })(reset.req, reset.res)
       const guard = rateLimitGuard({ limit: 100, windowMs: '10s', name: 'on-a-socket' })
       const trusting = rateLimitGuard({ limit: 100, windowMs: '10s', trustProxy: 1 })
       for (const limiter of [guard, trusting])

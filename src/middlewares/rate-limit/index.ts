@@ -240,9 +240,12 @@ export function rateLimitGuard(options: Readonly<RateLimitOptions>): RateLimitGu
   }
 
   function ipOf(req: IncomingMessage): string {
-    const address = clientAddress(req.socket?.remoteAddress, req.headers['x-forwarded-for'], trust)
+    const remote = req.socket?.remoteAddress
+    // Asked of the listener: a TCP client that resets its connection leaves no address either.
+    const local = remote === undefined && onUnixListener(req.socket)
+    const address = clientAddress(remote, req.headers['x-forwarded-for'], trust, local)
     if (address !== undefined) return `ip:${ipKey(address, ipv6Subnet)}`
-    if (trust === false)
+    if (trust === false && local)
       warnOnce(
         'IMAGE_API_ERRORS_NO_CLIENT_ADDRESS',
         'got a request from a peer without an address (a Unix socket) with trustProxy false: every client shares one limit',
@@ -552,4 +555,10 @@ export function imageChartsRateLimitsGuard(
       await Promise.all(limiters.map((limiter) => limiter.resetKey(address)))
     },
   })
+}
+
+/** Whether the connection came in on a Unix-socket listener, whose address is a path, not a host and port. */
+function onUnixListener(socket: Socket | undefined): boolean {
+  const server = (socket as { server?: { address?: () => unknown } } | undefined)?.server
+  return typeof server?.address === 'function' && typeof server.address() === 'string'
 }
