@@ -371,6 +371,21 @@ describe('createBackendFetch', () => {
     }
   })
 
+  it('answers IC_BACKEND_UNREACHABLE for a connect that fails at once after a synchronous lookup, without crashing', async () => {
+    // A TCP connect to multicast (ENETUNREACH) or to a link-local address without a scope
+    // (EINVAL) fails inside the lookup's callback, before the request has its socket.
+    for (const [address, family] of [
+      ['224.0.0.1', 4],
+      ['fe80::1', 6],
+    ] as const) {
+      const fetchImage = createBackendFetch({
+        lookup: resolveTo(address, family),
+        allowPrivateAddresses: true,
+      })
+      await expectCode(fetchImage('http://images.test/a.png'), 'IC_BACKEND_UNREACHABLE', 502)
+    }
+  })
+
   it('answers IC_BACKEND_INVALID_RESPONSE for garbage and for a body cut short', async () => {
     const garbage = await startRaw((socket) => socket.end('NOT HTTP AT ALL\r\n\r\n'))
     const cut = await startRaw((socket) => {

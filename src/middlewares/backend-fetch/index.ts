@@ -21,7 +21,7 @@ import { type ImageFormat, SNIFF_BYTES, sniffImageFormat } from './sniff.ts'
 
 /**
  * A `dns.lookup`-compatible resolver; inject one to control name resolution (tests,
- * service discovery). It is asked for all addresses of a name.
+ * service discovery). It is asked for all addresses of a name, and may call back synchronously.
  *
  * @example
  * const lookup: LookupFunction = (hostname, options, callback) =>
@@ -276,8 +276,12 @@ export function createBackendFetch(options: Readonly<BackendFetchOptions> = {}):
   const guardedLookup = (
     hostname: string,
     lookupOptions: { all?: boolean; family?: number; hints?: number },
-    callback: (err: Error | null, address: string | LookupAddress[], family?: number) => void,
+    answer: (err: Error | null, address: string | LookupAddress[], family?: number) => void,
   ): void => {
+    // Never synchronously, even when `lookup` is: net connects from this callback, and a
+    // connect failing at once (ENETUNREACH, EINVAL, EMFILE) would be emitted on the socket
+    // before the request listens to it, an uncaught 'error' that ends the process.
+    const callback: typeof answer = (...args) => process.nextTick(() => answer(...args))
     resolve(hostname, { ...lookupOptions, all: true }, (err, found) => {
       if (err) return callback(err, [])
       const addresses: LookupAddress[] = Array.isArray(found)
