@@ -386,6 +386,47 @@ describe('createBackendFetch', () => {
     }
   })
 
+  it('closes idle keep-alive connections, one per host, but never a slow active fetch', {
+    timeout: 30_000,
+  }, async () => {
+    let open = 0
+    let idleClosed: () => void = () => {}
+    const allIdleClosed = new Promise<void>((resolve) => {
+      idleClosed = resolve
+    })
+    const hosts = 20
+    const keepAlive = await startBackend((req, res) => {
+      res.writeHead(200, { 'content-type': 'image/png' })
+      if (req.url !== '/slow') return void res.end(PNG)
+      // Silent for longer than the pool's idle timeout while the fetch is active.
+      res.write(PNG)
+      void allIdleClosed.then(() => res.end(PNG))
+    })
+    // Like a backend an attacker runs: it never closes an idle connection itself.
+    keepAlive.server.keepAliveTimeout = 0
+    keepAlive.server.on('connection', (socket) => {
+      open++
+      socket.on('close', () => {
+        if (--open === 1) idleClosed()
+      })
+    })
+    try {
+      const fetchImage = createBackendFetch({ ...loopback, lookup: resolveTo('127.0.0.1') })
+      const slow = fetchImage(`http://slow.test:${keepAlive.port}/slow`)
+      await keepAlive.nextRequest()
+      const images = await Promise.all(
+        Array.from({ length: hosts }, (_, i) => fetchImage(`http://img${i}.test:${keepAlive.port}/a.png`)),
+      )
+      assert.equal(images.length, hosts)
+      assert.equal(open, hosts + 1, 'one connection per host, kept alive')
+      await allIdleClosed
+      const image = await slow
+      assert.deepEqual(image.body, Buffer.concat([PNG, PNG]))
+    } finally {
+      await keepAlive.close()
+    }
+  })
+
   it('answers IC_BACKEND_INVALID_RESPONSE for garbage and for a body cut short', async () => {
     const garbage = await startRaw((socket) => socket.end('NOT HTTP AT ALL\r\n\r\n'))
     const cut = await startRaw((socket) => {

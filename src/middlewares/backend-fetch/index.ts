@@ -138,6 +138,15 @@ const STATUS_CODES = {
   504: 'IC_BACKEND_GATEWAY_TIMEOUT',
 } as const satisfies Record<number, keyof typeof errorCatalogue>
 const MAX_RETRY_AFTER_SECONDS = 86_400
+/**
+ * The connection pool of one fetcher. `timeout` is an idle timeout: Node's agent destroys a
+ * socket on it only while the socket waits in the free list (an active fetch keeps its own
+ * `timeoutMs`), so a host, wildcard names included, holds no connection past 4 s idle
+ * (under the 5 s keep-alive of Node servers, which would otherwise reset a reused one). No
+ * `maxTotalSockets`: a global cap queues fetches, and a slow host would make every other
+ * host's fetch wait for it; concurrency is the server's to bound (`loadShedding()`).
+ */
+const AGENT_OPTIONS = { keepAlive: true, timeout: 4000, maxFreeSockets: 32, scheduling: 'lifo' } as const
 /** Headers that describe the connection or the target, which the fetch sets from the URL. */
 const TRANSPORT_HEADERS = new Set([
   'host',
@@ -259,8 +268,8 @@ export function createBackendFetch(options: Readonly<BackendFetchOptions> = {}):
       : readRetryPolicy(options.retry, '`retry` of createBackendFetch')
   const tooLargeError = (): IcError =>
     icError('IC_IMAGE_TOO_LARGE', { message: `The source image is larger than ${maxBytes} bytes` })
-  const httpAgent = new http.Agent({ keepAlive: true })
-  const httpsAgent = new https.Agent({ keepAlive: true })
+  const httpAgent = new http.Agent(AGENT_OPTIONS)
+  const httpsAgent = new https.Agent(AGENT_OPTIONS)
 
   function refuseAddress(address: string): IcError | undefined {
     if (allowPrivate || !isBlockedAddress(address) || isListed(address)) return undefined
