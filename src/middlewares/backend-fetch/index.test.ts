@@ -174,6 +174,24 @@ describe('createBackendFetch', () => {
     assert.equal(noHint.headers['retry-after'], '5')
   })
 
+  it('retries no backend 429 whose Retry-After is past maxDelayMs, however many digits it has', async () => {
+    const retries: unknown[] = []
+    const fetchImage = createBackendFetch({
+      ...loopback,
+      retry: { minDelayMs: 1, maxDelayMs: 5, onRetry: (e) => retries.push(e) },
+    })
+    for (const retryAfter of ['1', '99999999999', '9'.repeat(400)]) {
+      const before = backend.requests.length
+      await expectCode(
+        fetchImage(`${backend.url}/s?status=429&retryAfter=${retryAfter}`),
+        'IC_BACKEND_UNAVAILABLE',
+        503,
+      )
+      assert.equal(backend.requests.length - before, 1, `Retry-After: ${retryAfter}`)
+    }
+    assert.deepEqual(retries, [])
+  })
+
   it('refuses an HTML page served as image/png, judged by its bytes', async () => {
     const fetchImage = createBackendFetch(loopback)
     await expectCode(fetchImage(`${backend.url}/html`), 'IC_IMAGE_MALFORMED', 400)

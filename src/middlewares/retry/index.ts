@@ -148,7 +148,7 @@ export function retryDelay(policy: RetryPolicy, attempt: number, retryAfterMs?: 
   return Math.max(backoff, retryAfterMs ?? 0)
 }
 
-const DELTA_SECONDS = /^\d{1,10}$/
+const DELTA_SECONDS = /^\d+$/
 const MONTHS = ['jan', 'feb', 'mar', 'apr', 'may', 'jun', 'jul', 'aug', 'sep', 'oct', 'nov', 'dec']
 const MONTH = '(?<month>Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)'
 const TIME = '(?<hours>\\d\\d):(?<minutes>\\d\\d):(?<seconds>\\d\\d)'
@@ -186,10 +186,12 @@ function parseHttpDate(text: string, now: number): number | undefined {
 /**
  * Parses a `Retry-After` value, delta-seconds or an HTTP date (IMF-fixdate, or the obsolete
  * rfc850 and asctime forms RFC 9110 requires recipients to accept, all in GMT), into
- * milliseconds from `now` (never negative). Returns `undefined` for a missing or invalid value.
+ * milliseconds from `now` (never negative; delta-seconds of any length, `Infinity` past what a
+ * number holds). Returns `undefined` for a missing or invalid value.
  *
  * @example
  * parseRetryAfter('120') // 120000
+ * parseRetryAfter('9'.repeat(400)) // Infinity: longer than any cap
  * parseRetryAfter('Wed, 21 Oct 2015 07:28:00 GMT', Date.parse('Wed, 21 Oct 2015 07:27:30 GMT')) // 30000
  */
 export function parseRetryAfter(
