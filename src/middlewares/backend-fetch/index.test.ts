@@ -172,6 +172,11 @@ describe('createBackendFetch', () => {
     const noHint = await rejection(fetchImage(`${backend.url}/s?status=503&retryAfter=soon`))
     assert.ok(isIcError(noHint))
     assert.equal(noHint.headers['retry-after'], '5')
+    for (const now of ['0', encodeURIComponent('Thu, 01 Jan 1970 00:00:00 GMT')]) {
+      const err = await rejection(fetchImage(`${backend.url}/s?status=503&retryAfter=${now}`))
+      assert.ok(isIcError(err))
+      assert.equal(err.headers['retry-after'], '1', 'never 0: clients would all come back at once')
+    }
   })
 
   it('retries no backend 429 whose Retry-After is past maxDelayMs, however many digits it has', async () => {

@@ -715,7 +715,8 @@ function statusError(status: number, headers: IncomingHttpHeaders): IcError {
   return icError(code, {
     message: `The backend answered ${status}${http.STATUS_CODES[status] ? ` ${http.STATUS_CODES[status]}` : ''}`,
     details: retryAfterMs === undefined ? { backendStatus: status } : { backendStatus: status, retryAfterMs },
-    ...(passRetryAfter ? { retryAfterSeconds: Math.ceil(retryAfterMs / 1000) } : {}),
+    // At least 1: a `Retry-After: 0` (or a date past) passed on would invite every client back at once.
+    ...(passRetryAfter ? { retryAfterSeconds: Math.max(1, Math.ceil(retryAfterMs / 1000)) } : {}),
   })
 }
 
