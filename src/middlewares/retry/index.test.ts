@@ -381,6 +381,48 @@ describe('fetchWithRetry', { concurrency: true }, () => {
     }
   })
 
+  it('reads the method, body and signal of a Request as fetch does, unless init sets them', async () => {
+    const backend = await sequenceBackend()
+    try {
+      const request = (seq: string, init: RequestInit = {}) =>
+        new Request(`${backend.url}/?seq=${','.repeat(backend.calls())}${seq}`, init)
+      let before = backend.calls()
+      assert.equal((await fetchWithRetry(request('502,200', { method: 'POST' }), {}, fast)).status, 502)
+      assert.equal(backend.calls() - before, 1, 'a POST Request is not sent again after a 502')
+      before = backend.calls()
+      const put = request('502,200', { method: 'PUT', body: 'chart data' })
+      assert.equal((await fetchWithRetry(put, {}, fast)).status, 502)
+      assert.equal(backend.calls() - before, 1, "a Request's body is a stream, read once")
+      before = backend.calls()
+      const post = request('502,200', { method: 'POST' })
+      assert.equal((await fetchWithRetry(post, { method: 'GET' }, fast)).status, 200)
+      assert.equal(backend.calls() - before, 2, "init's method wins")
+      before = backend.calls()
+      assert.equal((await fetchWithRetry(request('502,200'), {}, fast)).status, 200)
+      assert.equal(backend.calls() - before, 2, 'a GET Request is retried')
+    } finally {
+      await backend.close()
+    }
+    const controller = new AbortController()
+    const reason = new Error('deadline')
+    let calls = 0
+    const pending = fetchWithRetry(
+      new Request('http://images.test/', { signal: controller.signal }),
+      {},
+      {
+        ...fast,
+        maxAttempts: 2,
+        fetch: (async () => {
+          calls++
+          return new Response('', { status: 502 })
+        }) as typeof globalThis.fetch,
+        onRetry: () => controller.abort(reason),
+      },
+    )
+    await assert.rejects(pending, (err) => err === reason)
+    assert.equal(calls, 1, "the Request's signal ends the wait")
+  })
+
   it('refuses a backoff shorter than 1 s, before fetching', async () => {
     const { calls, fetch } = recordingFetch()
     for (const options of [

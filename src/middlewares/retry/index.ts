@@ -258,7 +258,9 @@ function readMethods(methods: unknown): ReadonlySet<string> {
  * or 502 too, once the attempts are spent) and rejects with the last error or the abort
  * reason. A request body that can be read only once (a web or Node stream, any async
  * iterable: anything but a string, `ArrayBuffer`, typed array, `Blob`, `URLSearchParams` or
- * `FormData`) is sent once: that response or error is the result.
+ * `FormData`) is sent once: that response or error is the result. A `Request` is read as
+ * fetch reads it: its method, body (a stream, so sent once) and signal count unless `init`
+ * sets them.
  *
  * @example
  * import { fetchWithRetry } from 'image-api-errors'
@@ -267,7 +269,7 @@ function readMethods(methods: unknown): ReadonlySet<string> {
  * }, { maxAttempts: 4 })
  */
 export async function fetchWithRetry(
-  url: string | URL,
+  url: string | URL | Request,
   init: RequestInit = {},
   options: Readonly<FetchWithRetryOptions> = {},
 ): Promise<Response> {
@@ -277,9 +279,11 @@ export async function fetchWithRetry(
   if (typeof doFetch !== 'function')
     throw new TypeError(`Expected \`fetch\` to be a function, got ${typeof doFetch}`)
   const methods = options.methods === undefined ? DEFAULT_METHODS : readMethods(options.methods)
-  const idempotent = methods.has(String(init.method ?? 'GET').toUpperCase())
-  const signal = init.signal ?? undefined
-  const replayable = isReplayable(init.body)
+  // fetch reads what `init` leaves out from a Request: so does the policy.
+  const request = typeof url === 'string' || url instanceof URL ? undefined : url
+  const idempotent = methods.has(String(init.method ?? request?.method ?? 'GET').toUpperCase())
+  const signal = init.signal ?? request?.signal ?? undefined
+  const replayable = isReplayable(init.body ?? request?.body)
   for (let attempt = 1; ; attempt++) {
     signal?.throwIfAborted()
     const last = attempt >= policy.maxAttempts || !replayable
