@@ -256,6 +256,26 @@ describe('createBackendFetch', () => {
     assert.equal(lookup.calls.includes('other.test'), false, 'an allow-list miss is never resolved')
   })
 
+  it('refuses credentials in the URL or a redirect Location, which node:http would send as Basic auth', async () => {
+    const fetchImage = createBackendFetch(loopback)
+    const { port } = backend
+    const before = backend.requests.length
+    for (const userinfo of ['u:p@', 'u@', ':p@']) {
+      const url = `http://${userinfo}127.0.0.1:${port}/a.png`
+      const err = await rejection(fetchImage(url))
+      assert.deepEqual([err.code, err.status], ['IC_BAD_REQUEST', 400])
+      assert.match(err.message, /in `headers`/)
+      await expectCode(
+        fetchImage(`${backend.url}/s?location=${encodeURIComponent(url)}`),
+        'IC_BACKEND_INVALID_RESPONSE',
+        502,
+      )
+    }
+    const sent = backend.requests.slice(before)
+    assert.equal(sent.length, 3, 'only the redirects were requested')
+    assert.ok(sent.every((req) => req.headers.authorization === undefined))
+  })
+
   it('sends its headers, but accept, accept-encoding, accept-language and user-agent, only until a redirect leaves the origin', async () => {
     const credentials = {
       Authorization: 'Bearer t',

@@ -69,6 +69,7 @@ export interface BackendFetchOptions {
    * Extra request headers (credentials for a private bucket, a user agent). Once a redirect
    * leaves the first URL's origin (scheme, host or port), only `accept`, `accept-encoding`,
    * `accept-language` and `user-agent` are still sent: any other header may be a credential.
+   * The place for credentials: a URL with userinfo (`user:pass@`) is refused, first or redirected to.
    */
   readonly headers?: Readonly<Record<string, string>>
   /**
@@ -328,6 +329,19 @@ export function createBackendFetch(options: Readonly<BackendFetchOptions> = {}):
     if (parseAddress(host) !== undefined) {
       const refused = refuseAddress(host)
       if (refused !== undefined) throw refused
+    }
+    // After the host's refusals, which say more. node:http would send userinfo as
+    // `Authorization: Basic`, a redirect's in place of the credentials it drops; WHATWG fetch
+    // refuses such URLs too.
+    if (url.username !== '' || url.password !== '') {
+      throw hop === 0
+        ? icError('IC_BAD_REQUEST', {
+            message:
+              'The source URL must not contain credentials: createBackendFetch() takes them in `headers`',
+          })
+        : icError('IC_BACKEND_INVALID_RESPONSE', {
+            message: 'The backend redirected to a URL that contains credentials',
+          })
     }
   }
 
