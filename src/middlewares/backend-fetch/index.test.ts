@@ -172,6 +172,29 @@ describe('createBackendFetch', () => {
     const noHint = await rejection(fetchImage(`${backend.url}/s?status=503&retryAfter=soon`))
     assert.ok(isIcError(noHint))
     assert.equal(noHint.headers['retry-after'], '5')
+    for (const now of ['0', encodeURIComponent('Thu, 01 Jan 1970 00:00:00 GMT')]) {
+      const err = await rejection(fetchImage(`${backend.url}/s?status=503&retryAfter=${now}`))
+      assert.ok(isIcError(err))
+      assert.equal(err.headers['retry-after'], '1', 'never 0: clients would all come back at once')
+    }
+  })
+
+  it('retries no backend 429 whose Retry-After is past maxDelayMs, however many digits it has', async () => {
+    const retries: unknown[] = []
+    const fetchImage = createBackendFetch({
+      ...loopback,
+      retry: { minDelayMs: 1, maxDelayMs: 5, onRetry: (e) => retries.push(e) },
+    })
+    for (const retryAfter of ['1', '99999999999', '9'.repeat(400)]) {
+      const before = backend.requests.length
+      await expectCode(
+        fetchImage(`${backend.url}/s?status=429&retryAfter=${retryAfter}`),
+        'IC_BACKEND_UNAVAILABLE',
+        503,
+      )
+      assert.equal(backend.requests.length - before, 1, `Retry-After: ${retryAfter}`)
+    }
+    assert.deepEqual(retries, [])
   })
 
   it('refuses an HTML page served as image/png, judged by its bytes', async () => {
@@ -231,6 +254,26 @@ describe('createBackendFetch', () => {
     )
     await expectCode(fetchImage(`http://other.test:${port}/a.png`), 'IC_HOST_NOT_ALLOWED', 401)
     assert.equal(lookup.calls.includes('other.test'), false, 'an allow-list miss is never resolved')
+  })
+
+  it('refuses credentials in the URL or a redirect Location, which node:http would send as Basic auth', async () => {
+    const fetchImage = createBackendFetch(loopback)
+    const { port } = backend
+    const before = backend.requests.length
+    for (const userinfo of ['u:p@', 'u@', ':p@']) {
+      const url = `http://${userinfo}127.0.0.1:${port}/a.png`
+      const err = await rejection(fetchImage(url))
+      assert.deepEqual([err.code, err.status], ['IC_BAD_REQUEST', 400])
+      assert.match(err.message, /in `headers`/)
+      await expectCode(
+        fetchImage(`${backend.url}/s?location=${encodeURIComponent(url)}`),
+        'IC_BACKEND_INVALID_RESPONSE',
+        502,
+      )
+    }
+    const sent = backend.requests.slice(before)
+    assert.equal(sent.length, 3, 'only the redirects were requested')
+    assert.ok(sent.every((req) => req.headers.authorization === undefined))
   })
 
   it('sends its headers, but accept, accept-encoding, accept-language and user-agent, only until a redirect leaves the origin', async () => {
@@ -368,6 +411,62 @@ describe('createBackendFetch', () => {
       await expectCode(createBackendFetch(loopback)(`${hangUp.url}/a.png`), 'IC_BACKEND_UNREACHABLE', 502)
     } finally {
       hangUp.server.close()
+    }
+  })
+
+  it('answers IC_BACKEND_UNREACHABLE for a connect that fails at once after a synchronous lookup, without crashing', async () => {
+    // A TCP connect to multicast (ENETUNREACH) or to a link-local address without a scope
+    // (EINVAL) fails inside the lookup's callback, before the request has its socket.
+    for (const [address, family] of [
+      ['224.0.0.1', 4],
+      ['fe80::1', 6],
+    ] as const) {
+      const fetchImage = createBackendFetch({
+        lookup: resolveTo(address, family),
+        allowPrivateAddresses: true,
+      })
+      await expectCode(fetchImage('http://images.test/a.png'), 'IC_BACKEND_UNREACHABLE', 502)
+    }
+  })
+
+  it('closes idle keep-alive connections, one per host, but never a slow active fetch', {
+    timeout: 30_000,
+  }, async () => {
+    let open = 0
+    let idleClosed: () => void = () => {}
+    const allIdleClosed = new Promise<void>((resolve) => {
+      idleClosed = resolve
+    })
+    const hosts = 20
+    const keepAlive = await startBackend((req, res) => {
+      res.writeHead(200, { 'content-type': 'image/png' })
+      if (req.url !== '/slow') return void res.end(PNG)
+      // Silent for longer than the pool's idle timeout while the fetch is active.
+      res.write(PNG)
+      void allIdleClosed.then(() => res.end(PNG))
+    })
+    // Like a backend an attacker runs: it never closes an idle connection itself.
+    keepAlive.server.keepAliveTimeout = 0
+    keepAlive.server.on('connection', (socket) => {
+      open++
+      socket.on('close', () => {
+        if (--open === 1) idleClosed()
+      })
+    })
+    try {
+      const fetchImage = createBackendFetch({ ...loopback, lookup: resolveTo('127.0.0.1') })
+      const slow = fetchImage(`http://slow.test:${keepAlive.port}/slow`)
+      await keepAlive.nextRequest()
+      const images = await Promise.all(
+        Array.from({ length: hosts }, (_, i) => fetchImage(`http://img${i}.test:${keepAlive.port}/a.png`)),
+      )
+      assert.equal(images.length, hosts)
+      assert.equal(open, hosts + 1, 'one connection per host, kept alive')
+      await allIdleClosed
+      const image = await slow
+      assert.deepEqual(image.body, Buffer.concat([PNG, PNG]))
+    } finally {
+      await keepAlive.close()
     }
   })
 

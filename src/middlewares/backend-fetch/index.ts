@@ -21,7 +21,7 @@ import { type ImageFormat, SNIFF_BYTES, sniffImageFormat } from './sniff.ts'
 
 /**
  * A `dns.lookup`-compatible resolver; inject one to control name resolution (tests,
- * service discovery). It is asked for all addresses of a name.
+ * service discovery). It is asked for all addresses of a name, and may call back synchronously.
  *
  * @example
  * const lookup: LookupFunction = (hostname, options, callback) =>
@@ -69,6 +69,7 @@ export interface BackendFetchOptions {
    * Extra request headers (credentials for a private bucket, a user agent). Once a redirect
    * leaves the first URL's origin (scheme, host or port), only `accept`, `accept-encoding`,
    * `accept-language` and `user-agent` are still sent: any other header may be a credential.
+   * The place for credentials: a URL with userinfo (`user:pass@`) is refused, first or redirected to.
    */
   readonly headers?: Readonly<Record<string, string>>
   /**
@@ -138,6 +139,15 @@ const STATUS_CODES = {
   504: 'IC_BACKEND_GATEWAY_TIMEOUT',
 } as const satisfies Record<number, keyof typeof errorCatalogue>
 const MAX_RETRY_AFTER_SECONDS = 86_400
+/**
+ * The connection pool of one fetcher. `timeout` is an idle timeout: Node's agent destroys a
+ * socket on it only while the socket waits in the free list (an active fetch keeps its own
+ * `timeoutMs`), so a host, wildcard names included, holds no connection past 4 s idle
+ * (under the 5 s keep-alive of Node servers, which would otherwise reset a reused one). No
+ * `maxTotalSockets`: a global cap queues fetches, and a slow host would make every other
+ * host's fetch wait for it; concurrency is the server's to bound (`loadShedding()`).
+ */
+const AGENT_OPTIONS = { keepAlive: true, timeout: 4000, maxFreeSockets: 32, scheduling: 'lifo' } as const
 /** Headers that describe the connection or the target, which the fetch sets from the URL. */
 const TRANSPORT_HEADERS = new Set([
   'host',
@@ -259,8 +269,8 @@ export function createBackendFetch(options: Readonly<BackendFetchOptions> = {}):
       : readRetryPolicy(options.retry, '`retry` of createBackendFetch')
   const tooLargeError = (): IcError =>
     icError('IC_IMAGE_TOO_LARGE', { message: `The source image is larger than ${maxBytes} bytes` })
-  const httpAgent = new http.Agent({ keepAlive: true })
-  const httpsAgent = new https.Agent({ keepAlive: true })
+  const httpAgent = new http.Agent(AGENT_OPTIONS)
+  const httpsAgent = new https.Agent(AGENT_OPTIONS)
 
   function refuseAddress(address: string): IcError | undefined {
     if (allowPrivate || !isBlockedAddress(address) || isListed(address)) return undefined
@@ -276,8 +286,12 @@ export function createBackendFetch(options: Readonly<BackendFetchOptions> = {}):
   const guardedLookup = (
     hostname: string,
     lookupOptions: { all?: boolean; family?: number; hints?: number },
-    callback: (err: Error | null, address: string | LookupAddress[], family?: number) => void,
+    answer: (err: Error | null, address: string | LookupAddress[], family?: number) => void,
   ): void => {
+    // Never synchronously, even when `lookup` is: net connects from this callback, and a
+    // connect failing at once (ENETUNREACH, EINVAL, EMFILE) would be emitted on the socket
+    // before the request listens to it, an uncaught 'error' that ends the process.
+    const callback: typeof answer = (...args) => process.nextTick(() => answer(...args))
     resolve(hostname, { ...lookupOptions, all: true }, (err, found) => {
       if (err) return callback(err, [])
       const addresses: LookupAddress[] = Array.isArray(found)
@@ -315,6 +329,19 @@ export function createBackendFetch(options: Readonly<BackendFetchOptions> = {}):
     if (parseAddress(host) !== undefined) {
       const refused = refuseAddress(host)
       if (refused !== undefined) throw refused
+    }
+    // After the host's refusals, which say more. node:http would send userinfo as
+    // `Authorization: Basic`, a redirect's in place of the credentials it drops; WHATWG fetch
+    // refuses such URLs too.
+    if (url.username !== '' || url.password !== '') {
+      throw hop === 0
+        ? icError('IC_BAD_REQUEST', {
+            message:
+              'The source URL must not contain credentials: createBackendFetch() takes them in `headers`',
+          })
+        : icError('IC_BACKEND_INVALID_RESPONSE', {
+            message: 'The backend redirected to a URL that contains credentials',
+          })
     }
   }
 
@@ -702,7 +729,8 @@ function statusError(status: number, headers: IncomingHttpHeaders): IcError {
   return icError(code, {
     message: `The backend answered ${status}${http.STATUS_CODES[status] ? ` ${http.STATUS_CODES[status]}` : ''}`,
     details: retryAfterMs === undefined ? { backendStatus: status } : { backendStatus: status, retryAfterMs },
-    ...(passRetryAfter ? { retryAfterSeconds: Math.ceil(retryAfterMs / 1000) } : {}),
+    // At least 1: a `Retry-After: 0` (or a date past) passed on would invite every client back at once.
+    ...(passRetryAfter ? { retryAfterSeconds: Math.max(1, Math.ceil(retryAfterMs / 1000)) } : {}),
   })
 }
 

@@ -49,6 +49,9 @@ describe('parseRetryAfter', () => {
   it('reads delta-seconds and HTTP dates', () => {
     assert.equal(parseRetryAfter('120'), 120_000)
     assert.equal(parseRetryAfter(' 0 '), 0)
+    // Longer than any cap, not absent: retrying on the normal backoff would come back too early.
+    assert.equal(parseRetryAfter('12345678901'), 12_345_678_901_000)
+    assert.equal(parseRetryAfter('9'.repeat(400)), Number.POSITIVE_INFINITY)
     const now = Date.parse('Wed, 21 Oct 2015 07:27:30 GMT')
     assert.equal(parseRetryAfter('Wed, 21 Oct 2015 07:28:00 GMT', now), 30_000)
     assert.equal(parseRetryAfter('Wed, 21 Oct 2015 07:27:00 GMT', now), 0, 'a date in the past means now')
@@ -96,7 +99,6 @@ describe('parseRetryAfter', () => {
       '1.5',
       'soon',
       '2015-10-21',
-      '12345678901',
       'Wed, 99 Foo 2015',
       'Wed, 21 Oct 2015 07:28:00 PST',
       'Wed, 21 Oct 2015 07:28:00 +0000',
@@ -239,14 +241,16 @@ describe('fetchWithRetry', { concurrency: true }, () => {
   })
 
   it('returns a 429 whose Retry-After is past the cap instead of retrying early', async () => {
-    const backend = await sequenceBackend({ 'retry-after': '120' })
-    try {
-      const res = await fetchWithRetry(`${backend.url}/?seq=429,200`, {}, fast)
-      assert.equal(res.status, 429)
-      assert.equal(res.headers.get('retry-after'), '120')
-      assert.equal(backend.calls(), 1)
-    } finally {
-      await backend.close()
+    for (const retryAfter of ['120', '99999999999', '9'.repeat(400)]) {
+      const backend = await sequenceBackend({ 'retry-after': retryAfter })
+      try {
+        const res = await fetchWithRetry(`${backend.url}/?seq=429,200`, {}, fast)
+        assert.equal(res.status, 429)
+        assert.equal(res.headers.get('retry-after'), retryAfter)
+        assert.equal(backend.calls(), 1, `Retry-After: ${retryAfter}`)
+      } finally {
+        await backend.close()
+      }
     }
   })
 
@@ -375,6 +379,48 @@ describe('fetchWithRetry', { concurrency: true }, () => {
     } finally {
       await backend.close()
     }
+  })
+
+  it('reads the method, body and signal of a Request as fetch does, unless init sets them', async () => {
+    const backend = await sequenceBackend()
+    try {
+      const request = (seq: string, init: RequestInit = {}) =>
+        new Request(`${backend.url}/?seq=${','.repeat(backend.calls())}${seq}`, init)
+      let before = backend.calls()
+      assert.equal((await fetchWithRetry(request('502,200', { method: 'POST' }), {}, fast)).status, 502)
+      assert.equal(backend.calls() - before, 1, 'a POST Request is not sent again after a 502')
+      before = backend.calls()
+      const put = request('502,200', { method: 'PUT', body: 'chart data' })
+      assert.equal((await fetchWithRetry(put, {}, fast)).status, 502)
+      assert.equal(backend.calls() - before, 1, "a Request's body is a stream, read once")
+      before = backend.calls()
+      const post = request('502,200', { method: 'POST' })
+      assert.equal((await fetchWithRetry(post, { method: 'GET' }, fast)).status, 200)
+      assert.equal(backend.calls() - before, 2, "init's method wins")
+      before = backend.calls()
+      assert.equal((await fetchWithRetry(request('502,200'), {}, fast)).status, 200)
+      assert.equal(backend.calls() - before, 2, 'a GET Request is retried')
+    } finally {
+      await backend.close()
+    }
+    const controller = new AbortController()
+    const reason = new Error('deadline')
+    let calls = 0
+    const pending = fetchWithRetry(
+      new Request('http://images.test/', { signal: controller.signal }),
+      {},
+      {
+        ...fast,
+        maxAttempts: 2,
+        fetch: (async () => {
+          calls++
+          return new Response('', { status: 502 })
+        }) as typeof globalThis.fetch,
+        onRetry: () => controller.abort(reason),
+      },
+    )
+    await assert.rejects(pending, (err) => err === reason)
+    assert.equal(calls, 1, "the Request's signal ends the wait")
   })
 
   it('refuses a backoff shorter than 1 s, before fetching', async () => {

@@ -148,7 +148,7 @@ export function retryDelay(policy: RetryPolicy, attempt: number, retryAfterMs?: 
   return Math.max(backoff, retryAfterMs ?? 0)
 }
 
-const DELTA_SECONDS = /^\d{1,10}$/
+const DELTA_SECONDS = /^\d+$/
 const MONTHS = ['jan', 'feb', 'mar', 'apr', 'may', 'jun', 'jul', 'aug', 'sep', 'oct', 'nov', 'dec']
 const MONTH = '(?<month>Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)'
 const TIME = '(?<hours>\\d\\d):(?<minutes>\\d\\d):(?<seconds>\\d\\d)'
@@ -186,10 +186,12 @@ function parseHttpDate(text: string, now: number): number | undefined {
 /**
  * Parses a `Retry-After` value, delta-seconds or an HTTP date (IMF-fixdate, or the obsolete
  * rfc850 and asctime forms RFC 9110 requires recipients to accept, all in GMT), into
- * milliseconds from `now` (never negative). Returns `undefined` for a missing or invalid value.
+ * milliseconds from `now` (never negative; delta-seconds of any length, `Infinity` past what a
+ * number holds). Returns `undefined` for a missing or invalid value.
  *
  * @example
  * parseRetryAfter('120') // 120000
+ * parseRetryAfter('9'.repeat(400)) // Infinity: longer than any cap
  * parseRetryAfter('Wed, 21 Oct 2015 07:28:00 GMT', Date.parse('Wed, 21 Oct 2015 07:27:30 GMT')) // 30000
  */
 export function parseRetryAfter(
@@ -256,7 +258,9 @@ function readMethods(methods: unknown): ReadonlySet<string> {
  * or 502 too, once the attempts are spent) and rejects with the last error or the abort
  * reason. A request body that can be read only once (a web or Node stream, any async
  * iterable: anything but a string, `ArrayBuffer`, typed array, `Blob`, `URLSearchParams` or
- * `FormData`) is sent once: that response or error is the result.
+ * `FormData`) is sent once: that response or error is the result. A `Request` is read as
+ * fetch reads it: its method, body (a stream, so sent once) and signal count unless `init`
+ * sets them.
  *
  * @example
  * import { fetchWithRetry } from 'image-api-errors'
@@ -265,7 +269,7 @@ function readMethods(methods: unknown): ReadonlySet<string> {
  * }, { maxAttempts: 4 })
  */
 export async function fetchWithRetry(
-  url: string | URL,
+  url: string | URL | Request,
   init: RequestInit = {},
   options: Readonly<FetchWithRetryOptions> = {},
 ): Promise<Response> {
@@ -275,9 +279,11 @@ export async function fetchWithRetry(
   if (typeof doFetch !== 'function')
     throw new TypeError(`Expected \`fetch\` to be a function, got ${typeof doFetch}`)
   const methods = options.methods === undefined ? DEFAULT_METHODS : readMethods(options.methods)
-  const idempotent = methods.has(String(init.method ?? 'GET').toUpperCase())
-  const signal = init.signal ?? undefined
-  const replayable = isReplayable(init.body)
+  // fetch reads what `init` leaves out from a Request: so does the policy.
+  const request = typeof url === 'string' || url instanceof URL ? undefined : url
+  const idempotent = methods.has(String(init.method ?? request?.method ?? 'GET').toUpperCase())
+  const signal = init.signal ?? request?.signal ?? undefined
+  const replayable = isReplayable(init.body ?? request?.body)
   for (let attempt = 1; ; attempt++) {
     signal?.throwIfAborted()
     const last = attempt >= policy.maxAttempts || !replayable
