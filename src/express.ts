@@ -264,7 +264,7 @@ function publishSignalOn(req: IncomingMessage, res: ServerResponse): void {
  * started). A response the handler ended in time is never cut, however long a slow client
  * takes to download it: bound slow readers with `server.timeout` (Node's default is none).
  * A handler that writes late neither crashes nor sends a second
- * response. The timer is cleared when the response finishes. Mount it before the handlers
+ * response, also when Express's final handler wrote the 504 (no `errorHandler()`). The timer is cleared when the response finishes. Mount it before the handlers
  * it covers, app-wide or per route, and after compression(), which ends the response only
  * once gzip has flushed: after it, the handler's own `res.end()` counts. When two deadlines
  * apply, the earlier one wins.

@@ -255,7 +255,8 @@ const failThroughContext: LifecycleFail = (ctx, err) => (ctx as KoaContext).oner
  * answers 504 `IC_BACKEND_TIMEOUT` (or closes the connection if the response had started).
  * A response ended in time is never cut, however long a slow client takes to download it:
  * bound slow readers with `server.timeout` (Node's default is none).
- * A handler that sets `ctx.body` late changes nothing. The timer is cleared when the
+ * A handler that sets `ctx.body` late, or writes to `ctx.res`, changes nothing (without
+ * `errorHandler()` too: then Koa's `ctx.onerror` answers the 504). The timer is cleared when the
  * response finishes. Mount it after `errorHandler()`; when two deadlines apply, the earlier
  * one wins.
  *

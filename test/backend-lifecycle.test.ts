@@ -267,6 +267,48 @@ describe('backend lifecycle on every framework', () => {
         }
       })
 
+      test("without errorHandler(), writes after the framework's own 504 are dropped: nothing throws in a timer", async () => {
+        const thrown: unknown[] = []
+        const { promise: wroteLate, resolve: lateDone } = reached()
+        const app = await startApp(framework, {
+          errorHandler: false,
+          routes: [
+            {
+              path: '/late',
+              use: (a) => [a.deadline({ timeoutMs: '100ms' })],
+              // In a timer, as a callback-style handler writes: before the fix, Express's final
+              // handler (or Koa's ctx.onerror) answered the 504 and the first write ended the process.
+              handle: async ({ req, res }) => {
+                await once(requestSignal(req), 'abort')
+                if (!res.writableFinished) await once(res, 'finish')
+                setTimeout(() => {
+                  try {
+                    const send = (res as { send?: (body: string) => void }).send
+                    if (send !== undefined) send.call(res, 'late')
+                    res.setHeader('x-late', 'yes')
+                    res.writeHead(200)
+                    res.end('late')
+                  } catch (err) {
+                    thrown.push(err)
+                  }
+                  lateDone()
+                }, 10)
+                return undefined
+              },
+            },
+          ],
+        })
+        try {
+          const late = await get(`${app.url}/late`)
+          assert.equal(late.status, 504)
+          assert.equal(late.headers['x-late'], undefined)
+          await wroteLate
+          assert.deepEqual(thrown, [])
+        } finally {
+          await app.close()
+        }
+      })
+
       test('a handler that fails after the 504 is ignored: not logged, and the keep-alive connection lives on', async () => {
         const agent = new Agent({ keepAlive: true, maxSockets: 1 })
         const { logged, restore } = captureConsoleError()
