@@ -65,6 +65,19 @@ async function rawSocket(appUrl: string): Promise<Socket> {
   return socket
 }
 
+/** A raw connection to the app carrying `count` pipelined GETs of `path`. */
+async function pipelinedGets(appUrl: string, path: string, count: number): Promise<Socket> {
+  const client = await rawSocket(appUrl)
+  client.on('error', () => {})
+  client.write(`GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`.repeat(count))
+  return client
+}
+
+/** How many timers the process has pending: a deadline's timer is one. */
+function activeTimers(): number {
+  return process.getActiveResourcesInfo().filter((kind) => kind === 'Timeout').length
+}
+
 /** Resolves once `n` reports are in (the error hook runs after the response was handled). */
 async function reportsOf(app: RunningApp, n: number): Promise<RunningApp['reports']> {
   while (app.reports.length < n) await new Promise((resolve) => setImmediate(resolve))
@@ -442,11 +455,10 @@ describe('backend lifecycle on every framework', () => {
           ],
         })
         try {
-          const timers = () => process.getActiveResourcesInfo().filter((kind) => kind === 'Timeout').length
-          const baseline = timers()
+          const baseline = activeTimers()
           for (let i = 0; i < 20; i++) assert.equal((await get(`${app.url}/fast`)).status, 200)
           await new Promise((resolve) => setImmediate(resolve))
-          assert.ok(timers() <= baseline, `timers grew from ${baseline} to ${timers()}`)
+          assert.ok(activeTimers() <= baseline, `timers grew from ${baseline} to ${activeTimers()}`)
           assert.equal(app.reports.length, 0)
         } finally {
           await app.close()
@@ -531,17 +543,56 @@ describe('backend lifecycle on every framework', () => {
           ],
         })
         try {
-          const timers = () => process.getActiveResourcesInfo().filter((kind) => kind === 'Timeout').length
-          const baseline = timers()
-          const client = await rawSocket(app.url)
-          client.on('error', () => {})
-          client.write('GET /slow HTTP/1.1\r\nHost: x\r\n\r\n'.repeat(2))
+          const baseline = activeTimers()
+          const client = await pipelinedGets(app.url, '/slow', 2)
           await Promise.all(entered.map((e) => e.promise))
           client.destroy()
           await Promise.all(ended)
           await new Promise((resolve) => setImmediate(resolve))
           // Both handlers ended their responses, one of which never got the socket: no 10-minute timer is left.
-          assert.ok(timers() <= baseline, `timers grew from ${baseline} to ${timers()}`)
+          assert.ok(activeTimers() <= baseline, `timers grew from ${baseline} to ${activeTimers()}`)
+          assert.equal(app.reports.length, 0)
+        } finally {
+          await app.close()
+        }
+      })
+
+      test('a pipelined request whose client left before deadline() ran arms no timer', async () => {
+        const entered = [reached(), reached()]
+        let count = 0
+        // Still busy when the client leaves: a session store, a token check.
+        const afterClientLeft = framework.startsWith('express')
+          ? (req: IncomingMessage, _res: ServerResponse, next: () => void) => {
+              if (req.socket.destroyed) next()
+              else req.socket.once('close', () => next())
+            }
+          : async (ctx: { req: IncomingMessage }, next: () => Promise<void>) => {
+              if (!ctx.req.socket.destroyed) await once(ctx.req.socket, 'close')
+              await next()
+            }
+        const app = await startApp(framework, {
+          use: (a) => [afterClientLeft, a.deadline({ timeoutMs: '10m' })],
+          routes: [
+            {
+              path: '/hang',
+              handle: () => {
+                entered[count++]?.resolve()
+                return new Promise<undefined>(() => {})
+              },
+            },
+          ],
+        })
+        try {
+          const baseline = activeTimers()
+          const client = await pipelinedGets(app.url, '/hang', 2)
+          await new Promise((resolve) =>
+            app.server.once('request', () => app.server.once('request', resolve)),
+          )
+          client.destroy()
+          await Promise.all(entered.map((e) => e.promise))
+          await new Promise((resolve) => setTimeout(resolve, 20))
+          // The second response never got the socket: its deadline would have answered a 504 to nobody in 10 minutes.
+          assert.ok(activeTimers() <= baseline, `timers grew from ${baseline} to ${activeTimers()}`)
           assert.equal(app.reports.length, 0)
         } finally {
           await app.close()
