@@ -312,9 +312,10 @@ export function clientClosed(...options: []): ExpressMiddleware {
 // Load protection: overload shedding and rate limiting (issue 5).
 
 /**
- * Sheds load: refuses with 503 `IC_OVERLOADED` and a `Retry-After` that grows with the
- * pressure (plus jitter) while event-loop delay, utilisation, heap, RSS or requests in flight
- * are over their thresholds. Mount it early, globally or per route.
+ * Sheds load: refuses with 503 `IC_OVERLOADED` while event-loop delay, utilisation, heap,
+ * RSS or requests in flight are over their thresholds, with a `Retry-After` (plus jitter)
+ * that grows with the pressure while consecutive samples are over (a single stall gets the
+ * minimum). Mount it early, globally or per route.
  *
  * @example
  * const sampler = createLoadSampler({ maxEventLoopDelayMs: 200 })
