@@ -270,7 +270,7 @@ function publishSignalOn(req: IncomingMessage, res: ServerResponse): void {
  * started). A response the handler ended in time is never cut, however long a slow client
  * takes to download it: bound slow readers with `server.timeout` (Node's default is none).
  * A handler that writes late neither crashes nor sends a second
- * response. The timer is cleared when the response finishes. Mount it before the handlers
+ * response, also when Express's final handler wrote the 504 (no `errorHandler()`). The timer is cleared when the response finishes. Mount it before the handlers
  * it covers, app-wide or per route, and after compression(), which ends the response only
  * once gzip has flushed: after it, the handler's own `res.end()` counts. When two deadlines
  * apply, the earlier one wins.
@@ -318,9 +318,10 @@ export function clientClosed(...options: []): ExpressMiddleware {
 // Load protection: overload shedding and rate limiting (issue 5).
 
 /**
- * Sheds load: refuses with 503 `IC_OVERLOADED` and a `Retry-After` that grows with the
- * pressure (plus jitter) while event-loop delay, utilisation, heap, RSS or requests in flight
- * are over their thresholds. Mount it early, globally or per route.
+ * Sheds load: refuses with 503 `IC_OVERLOADED` while event-loop delay, utilisation, heap,
+ * RSS or requests in flight are over their thresholds, with a `Retry-After` (plus jitter)
+ * that grows with the pressure while consecutive samples are over (a single stall gets the
+ * minimum). Mount it early, globally or per route.
  *
  * @example
  * const sampler = createLoadSampler({ maxEventLoopDelayMs: 200 })

@@ -261,7 +261,8 @@ const failThroughContext: LifecycleFail = (ctx, err) => (ctx as KoaContext).oner
  * answers 504 `IC_BACKEND_TIMEOUT` (or closes the connection if the response had started).
  * A response ended in time is never cut, however long a slow client takes to download it:
  * bound slow readers with `server.timeout` (Node's default is none).
- * A handler that sets `ctx.body` late changes nothing. The timer is cleared when the
+ * A handler that sets `ctx.body` late, or writes to `ctx.res`, changes nothing (without
+ * `errorHandler()` too: then Koa's `ctx.onerror` answers the 504). The timer is cleared when the
  * response finishes. Mount it after `errorHandler()`; when two deadlines apply, the earlier
  * one wins.
  *
@@ -309,9 +310,10 @@ export function clientClosed(...options: []): KoaMiddleware {
 // Load protection: overload shedding and rate limiting (issue 5).
 
 /**
- * Sheds load: refuses with 503 `IC_OVERLOADED` and a `Retry-After` that grows with the
- * pressure (plus jitter) while event-loop delay, utilisation, heap, RSS or requests in flight
- * are over their thresholds. Mount it early, globally or per route.
+ * Sheds load: refuses with 503 `IC_OVERLOADED` while event-loop delay, utilisation, heap,
+ * RSS or requests in flight are over their thresholds, with a `Retry-After` (plus jitter)
+ * that grows with the pressure while consecutive samples are over (a single stall gets the
+ * minimum). Mount it early, globally or per route.
  *
  * @example
  * const sampler = createLoadSampler({ maxEventLoopDelayMs: 200 })

@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import { dropLateWrites } from './late-writes.ts'
 import { peekRequestState, type RequestState, requestState } from './request-state.ts'
 import { responseEnded } from './response-end.ts'
 
@@ -96,6 +97,9 @@ export type LifecycleFail = (target: unknown, err: Error, res: ServerResponse) =
  * second error for the request. A handler that ignores the signal is failed here, unless it
  * ended the response meanwhile (a large one may still be on its way to the client). With
  * `clientGone`, a response the handler ended meanwhile is still reported: it reached nobody.
+ * Once what `fail` reached has answered the failure (ended the response, or closed its
+ * connection), the response ignores what the handler still writes to it, whether that was
+ * `errorHandler()` or the framework's own handler: a late `res.send()` cannot throw.
  *
  * @example
  * if (abortRequest(req, err)) failAfterAbort(res, err, (next, e) => (next as (e: Error) => void)(e), false)
@@ -113,5 +117,9 @@ function failIfPending(res: ServerResponse, err: Error, fail: LifecycleFail, cli
   const state = peekRequestState(res.req)
   if (state === undefined || state.failureReported === true || (!clientGone && responseEnded(res, state)))
     return
+  state.lifecycleFailed = true
   fail(state.lifecycleTarget, err, res)
+  // Answered (or cut) by now, unless what took the failure writes later: then on its end().
+  if (responseEnded(res, state) || res.destroyed || (res.socket ?? res.req.socket)?.destroyed === true)
+    dropLateWrites(res)
 }

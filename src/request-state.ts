@@ -33,6 +33,11 @@ export interface RequestState {
   endCalled?: boolean
   /** The response's `end` that the watching one replaced and calls. */
   endBefore?: ResponseEnd
+  /**
+   * Set when `deadline()` or `clientClosed()` handed its failure on: once the response is
+   * ended (by whatever answered the failure), it ignores later writes (src/late-writes.ts).
+   */
+  lifecycleFailed?: boolean
 }
 
 const states = new WeakMap<IncomingMessage, RequestState>()

@@ -1,4 +1,5 @@
 import type { ServerResponse } from 'node:http'
+import { dropLateWrites } from './late-writes.ts'
 import { peekRequestState, type RequestState } from './request-state.ts'
 
 /** A response's `end`, called with what it was given. */
@@ -33,6 +34,9 @@ function recordingEnd(this: ServerResponse, ...args: unknown[]): ServerResponse 
   // compression's `end(callback)`) sent nothing, and the request must still be answered.
   const result = (state.endBefore as ResponseEnd).apply(this, args)
   state.endCalled = true
+  // What answered a deadline's or a departed client's failure may be the framework's own
+  // (Express's final handler, Koa's ctx.onerror), which leaves the handler free to write late.
+  if (state.lifecycleFailed === true) dropLateWrites(this)
   return result
 }
 

@@ -65,6 +65,19 @@ async function rawSocket(appUrl: string): Promise<Socket> {
   return socket
 }
 
+/** A raw connection to the app carrying `count` pipelined GETs of `path`. */
+async function pipelinedGets(appUrl: string, path: string, count: number): Promise<Socket> {
+  const client = await rawSocket(appUrl)
+  client.on('error', () => {})
+  client.write(`GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`.repeat(count))
+  return client
+}
+
+/** How many timers the process has pending: a deadline's timer is one. */
+function activeTimers(): number {
+  return process.getActiveResourcesInfo().filter((kind) => kind === 'Timeout').length
+}
+
 /** Resolves once `n` reports are in (the error hook runs after the response was handled). */
 async function reportsOf(app: RunningApp, n: number): Promise<RunningApp['reports']> {
   while (app.reports.length < n) await new Promise((resolve) => setImmediate(resolve))
@@ -267,6 +280,48 @@ describe('backend lifecycle on every framework', () => {
         }
       })
 
+      test("without errorHandler(), writes after the framework's own 504 are dropped: nothing throws in a timer", async () => {
+        const thrown: unknown[] = []
+        const { promise: wroteLate, resolve: lateDone } = reached()
+        const app = await startApp(framework, {
+          errorHandler: false,
+          routes: [
+            {
+              path: '/late',
+              use: (a) => [a.deadline({ timeoutMs: '100ms' })],
+              // In a timer, as a callback-style handler writes: before the fix, Express's final
+              // handler (or Koa's ctx.onerror) answered the 504 and the first write ended the process.
+              handle: async ({ req, res }) => {
+                await once(requestSignal(req), 'abort')
+                if (!res.writableFinished) await once(res, 'finish')
+                setTimeout(() => {
+                  try {
+                    const send = (res as { send?: (body: string) => void }).send
+                    if (send !== undefined) send.call(res, 'late')
+                    res.setHeader('x-late', 'yes')
+                    res.writeHead(200)
+                    res.end('late')
+                  } catch (err) {
+                    thrown.push(err)
+                  }
+                  lateDone()
+                }, 10)
+                return undefined
+              },
+            },
+          ],
+        })
+        try {
+          const late = await get(`${app.url}/late`)
+          assert.equal(late.status, 504)
+          assert.equal(late.headers['x-late'], undefined)
+          await wroteLate
+          assert.deepEqual(thrown, [])
+        } finally {
+          await app.close()
+        }
+      })
+
       test('a handler that fails after the 504 is ignored: not logged, and the keep-alive connection lives on', async () => {
         const agent = new Agent({ keepAlive: true, maxSockets: 1 })
         const { logged, restore } = captureConsoleError()
@@ -400,11 +455,10 @@ describe('backend lifecycle on every framework', () => {
           ],
         })
         try {
-          const timers = () => process.getActiveResourcesInfo().filter((kind) => kind === 'Timeout').length
-          const baseline = timers()
+          const baseline = activeTimers()
           for (let i = 0; i < 20; i++) assert.equal((await get(`${app.url}/fast`)).status, 200)
           await new Promise((resolve) => setImmediate(resolve))
-          assert.ok(timers() <= baseline, `timers grew from ${baseline} to ${timers()}`)
+          assert.ok(activeTimers() <= baseline, `timers grew from ${baseline} to ${activeTimers()}`)
           assert.equal(app.reports.length, 0)
         } finally {
           await app.close()
@@ -489,17 +543,56 @@ describe('backend lifecycle on every framework', () => {
           ],
         })
         try {
-          const timers = () => process.getActiveResourcesInfo().filter((kind) => kind === 'Timeout').length
-          const baseline = timers()
-          const client = await rawSocket(app.url)
-          client.on('error', () => {})
-          client.write('GET /slow HTTP/1.1\r\nHost: x\r\n\r\n'.repeat(2))
+          const baseline = activeTimers()
+          const client = await pipelinedGets(app.url, '/slow', 2)
           await Promise.all(entered.map((e) => e.promise))
           client.destroy()
           await Promise.all(ended)
           await new Promise((resolve) => setImmediate(resolve))
           // Both handlers ended their responses, one of which never got the socket: no 10-minute timer is left.
-          assert.ok(timers() <= baseline, `timers grew from ${baseline} to ${timers()}`)
+          assert.ok(activeTimers() <= baseline, `timers grew from ${baseline} to ${activeTimers()}`)
+          assert.equal(app.reports.length, 0)
+        } finally {
+          await app.close()
+        }
+      })
+
+      test('a pipelined request whose client left before deadline() ran arms no timer', async () => {
+        const entered = [reached(), reached()]
+        let count = 0
+        // Still busy when the client leaves: a session store, a token check.
+        const afterClientLeft = framework.startsWith('express')
+          ? (req: IncomingMessage, _res: ServerResponse, next: () => void) => {
+              if (req.socket.destroyed) next()
+              else req.socket.once('close', () => next())
+            }
+          : async (ctx: { req: IncomingMessage }, next: () => Promise<void>) => {
+              if (!ctx.req.socket.destroyed) await once(ctx.req.socket, 'close')
+              await next()
+            }
+        const app = await startApp(framework, {
+          use: (a) => [afterClientLeft, a.deadline({ timeoutMs: '10m' })],
+          routes: [
+            {
+              path: '/hang',
+              handle: () => {
+                entered[count++]?.resolve()
+                return new Promise<undefined>(() => {})
+              },
+            },
+          ],
+        })
+        try {
+          const baseline = activeTimers()
+          const client = await pipelinedGets(app.url, '/hang', 2)
+          await new Promise((resolve) =>
+            app.server.once('request', () => app.server.once('request', resolve)),
+          )
+          client.destroy()
+          await Promise.all(entered.map((e) => e.promise))
+          await new Promise((resolve) => setTimeout(resolve, 20))
+          // The second response never got the socket: its deadline would have answered a 504 to nobody in 10 minutes.
+          assert.ok(activeTimers() <= baseline, `timers grew from ${baseline} to ${activeTimers()}`)
           assert.equal(app.reports.length, 0)
         } finally {
           await app.close()

@@ -369,6 +369,8 @@ for (const framework of frameworks) {
         })
         assert.equal((await get(app, '/chart')).status, 200)
         sample = { ...calm, eventLoopDelayMs: 150 }
+        // Two samples over: an overload that lasts, whose Retry-After grows with the pressure.
+        sampler.refresh()
         sampler.refresh()
         const shed = await get(app, '/chart', json)
         assert.equal(shed.status, 503)
@@ -384,6 +386,29 @@ for (const framework of frameworks) {
           threshold: 100,
           pressure: 1.5,
         })
+        sample = calm
+        sampler.refresh()
+        assert.equal((await get(app, '/chart')).status, 200)
+      })
+
+      it('answers an overload seen in one sample only with the minimum Retry-After: the stall has ended', async () => {
+        let sample = calm
+        const sampler = createLoadSampler({ source: () => sample })
+        after(() => sampler.close())
+        const app = await start({
+          use: (a) => [
+            a.loadShedding({ sampler, maxEventLoopDelayMs: 100, retryAfterJitterRatio: 0, random: () => 0 }),
+          ],
+          routes: [{ path: '/chart', handle: () => ({ body: 'chart' }) }],
+        })
+        // One 1.5 s stall (a boot step, a synchronous parse) read in one window, three times the threshold.
+        sample = { ...calm, eventLoopDelayMs: 300 }
+        sampler.refresh()
+        const once = await get(app, '/chart')
+        assert.deepEqual([once.status, once.headers.get('retry-after')], [503, '1'])
+        sampler.refresh()
+        const lasting = await get(app, '/chart')
+        assert.deepEqual([lasting.status, lasting.headers.get('retry-after')], [503, '30'])
         sample = calm
         sampler.refresh()
         assert.equal((await get(app, '/chart')).status, 200)

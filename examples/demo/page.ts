@@ -219,7 +219,7 @@ export function renderPage(options: PageOptions): string {
   <span class="url">/demo/busy?ms=600, then /image/sample.jpg?width=80</span>
   <div class="preview"><button id="fire-overload">Block the event loop, then ask</button></div>
   <dl class="received"></dl>
-  <p class="note">A CPU-heavy request delays the event loop; the load sampler sees it and the next requests are shed with 503 and a Retry-After that grows with the pressure. <span class="expected">Expected: 503 IC_OVERLOADED</span></p>
+  <p class="note">A CPU-heavy request delays the event loop; the load sampler sees it and the next requests are shed with 503 and a Retry-After: the minimum for one stall, growing with the pressure while the overload lasts. <span class="expected">Expected: 503 IC_OVERLOADED</span></p>
 </article>
 <article class="tile" data-id="client-closed" data-trigger="button">
   <h3>Client closed the request</h3>

@@ -64,18 +64,20 @@ export function createDeadline(
     state.lifecycleTarget = target
     if (state.abortReason !== undefined) return
     const at = Date.now() + timeoutMs
-    if (state.deadlineTimer !== undefined) {
+    const armed = state.deadlineTimer !== undefined
+    if (armed) {
       // A deadline mounted twice (app-wide and per route): the earlier one wins.
       if ((state.deadlineAt as number) <= at) return
       clearTimeout(state.deadlineTimer)
-    } else {
-      recordEnd(res, state)
-      onFinished(res, clearDeadline)
-      // on-finished waits for a queued pipelined response's socket, which never comes if the client leaves first.
-      if (res.socket === null) onResponseClose(res, clearQueuedDeadline)
     }
     state.deadlineAt = at
     state.deadlineTimer = setTimeout(onDeadline, timeoutMs, res)
+    if (armed) return
+    // After the timer: a listener may run at once (a queued response whose client already left).
+    recordEnd(res, state)
+    onFinished(res, clearDeadline)
+    // on-finished waits for a queued pipelined response's socket, which never comes if the client leaves first.
+    if (res.socket === null) onResponseClose(res, clearQueuedDeadline)
   }
 }
 

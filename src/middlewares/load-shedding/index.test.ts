@@ -108,6 +108,31 @@ describe('loadSheddingGuard(options)', () => {
     }
   })
 
+  it('gives the minimum Retry-After to an overload seen in one sample only, the scaled one while it lasts', () => {
+    const { sampler, set } = injected()
+    try {
+      const guard = loadSheddingGuard({
+        sampler,
+        maxEventLoopDelayMs: 100,
+        maxHeapUsedBytes: 2e6,
+        retryAfterJitterRatio: 0,
+      })
+      const retryAfter = () => refusal(() => guard(req, fakeResponse())).headers['retry-after']
+      set({ eventLoopDelayMs: 900 })
+      assert.equal(retryAfter(), '1', 'one window over, nine times the threshold')
+      set({ eventLoopDelayMs: 150 })
+      assert.equal(retryAfter(), '16', 'the second in a row: scaled by its own pressure')
+      set({ heapUsedBytes: 4e6 })
+      assert.equal(retryAfter(), '30', 'over another threshold is still over')
+      set({})
+      assert.equal(guard(req, fakeResponse()), undefined)
+      set({ eventLoopDelayMs: 900 })
+      assert.equal(retryAfter(), '1', 'after a calm window, one window over again')
+    } finally {
+      sampler.close()
+    }
+  })
+
   it('spreads the Retry-After of refusals at the threshold too: 1 or 2 s, not always 2', () => {
     let r = 0
     const guard = loadSheddingGuard({ maxInFlight: 1, random: () => r })

@@ -51,9 +51,15 @@ export interface LoadSheddingOptions extends LoadThresholds {
    * @default 1 (off)
    */
   readonly softThresholdRatio?: number
-  /** `Retry-After` at the threshold, in whole seconds. @default 1 */
+  /**
+   * `Retry-After` at the threshold, in whole seconds; also that of a sampled overload seen in
+   * one sample only (the previous one was under every threshold). @default 1
+   */
   readonly minRetryAfterSeconds?: number
-  /** `Retry-After` at twice the threshold and beyond (before jitter). @default 30 */
+  /**
+   * `Retry-After` at twice the threshold and beyond (before jitter), once the sampler's
+   * previous sample was over a threshold too. @default 30
+   */
   readonly maxRetryAfterSeconds?: number
   /** Random extra share of `Retry-After`, so refused clients do not return in lock-step. @default 0.5 */
   readonly retryAfterJitterRatio?: number
@@ -92,7 +98,8 @@ const LABELS: Readonly<Record<OverloadReason['type'], string>> = {
  * The load-shedding guard behind both adapters' `loadShedding()`: refuses with 503
  * `IC_OVERLOADED` when a measure is over its threshold (or, between the soft point and the
  * threshold, a growing share of requests), with the reason in the error's `details` and a
- * `Retry-After` that grows with the pressure, plus jitter. A request it meets twice (mounted
+ * `Retry-After`, plus jitter: the minimum for an overload seen in one sample only (a stall
+ * that has already ended), growing with the pressure while consecutive samples are over. A request it meets twice (mounted
  * app-wide and on a route) is judged and counted once.
  *
  * @example
@@ -145,6 +152,7 @@ export function loadSheddingGuard(options: Readonly<LoadSheddingOptions>): Guard
 
   let judgedSample: LoadSample | undefined
   let judged: OverloadReason | undefined
+  let lasting = false
   let inFlight = 0
   // The responses this instance let through, each with whether it still counts in flight. An
   // instance a request meets twice (mounted app-wide and on its route) judges and counts it once.
@@ -155,8 +163,8 @@ export function loadSheddingGuard(options: Readonly<LoadSheddingOptions>): Guard
     inFlight--
   }
 
-  function refuse(reason: OverloadReason): never {
-    const over = Math.min(1, Math.max(0, reason.pressure - 1))
+  function refuse(reason: OverloadReason, scaled: boolean): never {
+    const over = scaled ? Math.min(1, Math.max(0, reason.pressure - 1)) : 0
     const base = minRetry + (maxRetry - minRetry) * over
     // Whole seconds, then whole seconds of jitter: rounding base × (1 + jitter × r) up told
     // every client at the threshold the same 2 s, the herd the jitter is there to spread.
@@ -187,6 +195,14 @@ export function loadSheddingGuard(options: Readonly<LoadSheddingOptions>): Guard
       if (sample !== judgedSample) {
         judgedSample = sample
         judged = highestPressure(sample, thresholds)
+        // One window over, the one before under: a stall that has ended by the time it is read
+        // (a boot step, a sync JSON.parse) must not send every client away for half a minute.
+        const before = source.previous
+        lasting =
+          judged !== undefined &&
+          judged.pressure > 1 &&
+          before !== undefined &&
+          (highestPressure(before, thresholds)?.pressure ?? 0) > 1
       }
       reason = judged
     }
@@ -197,16 +213,12 @@ export function loadSheddingGuard(options: Readonly<LoadSheddingOptions>): Guard
     if (pressure > soft || samplePressure > 1 || flightPressure >= 1) {
       const hard = samplePressure > 1 || flightPressure >= 1
       if (hard || random() < (pressure - soft) / (1 - soft)) {
-        refuse(
-          flightPressure > samplePressure || reason === undefined
-            ? {
-                type: 'inFlight',
-                value: inFlight,
-                threshold: maxInFlight as number,
-                pressure: flightPressure,
-              }
-            : reason,
-        )
+        if (flightPressure > samplePressure || reason === undefined)
+          refuse(
+            { type: 'inFlight', value: inFlight, threshold: maxInFlight as number, pressure: flightPressure },
+            true,
+          )
+        refuse(reason, lasting)
       }
     }
     if (maxInFlight === undefined) {

@@ -90,6 +90,27 @@ describe('createLoadSampler(options)', () => {
     }
   })
 
+  it('does not judge its first window: synchronous start-up work after it was made is no load', async () => {
+    const sampler = createLoadSampler({
+      sampleIntervalMs: 100,
+      maxEventLoopDelayMs: 50,
+      maxEventLoopUtilization: 0.5,
+    })
+    try {
+      const end = performance.now() + 300
+      while (performance.now() < end);
+      const first = sampler.current
+      while (sampler.current === first) await delay(10)
+      assert.equal(sampler.current.eventLoopDelayMs, 0)
+      assert.equal(sampler.current.eventLoopUtilization, 0)
+      assert.ok(sampler.current.heapUsedBytes > 0, 'memory is read as usual')
+      assert.equal(sampler.isOverloaded(), false)
+      assert.deepEqual(sampler.previous, first)
+    } finally {
+      sampler.close()
+    }
+  })
+
   it('reads a real event-loop delay percentile once the histogram has readings', async () => {
     const sampler = createLoadSampler({ resolutionMs: 1, eventLoopDelayPercentile: 100 })
     try {
@@ -155,6 +176,9 @@ describe('createLoadSampler(options)', () => {
         const end = performance.now() + 300
         while (performance.now() < end);
       }, 200)
+      // The first reading, which is not judged: the timer's is then the second. Taken after the
+      // timer above was made, so that both share their start time.
+      sampler.refresh()
       let worstMs = 0
       for (let waitedMs = 0; waitedMs < 700; waitedMs += 10) {
         await delay(10)

@@ -101,6 +101,12 @@ export interface LoadSamplerOptions extends LoadThresholds {
 export interface LoadSampler {
   /** The latest sample. */
   readonly current: LoadSample
+  /**
+   * The sample before {@link LoadSampler.current} (idle before the second one): an overload
+   * seen in both is one that lasts, and only then does `loadShedding()` scale its
+   * `Retry-After` with the pressure.
+   */
+  readonly previous: LoadSample
   /** The sampler's own thresholds, also used by `loadShedding()` where it sets none. */
   readonly thresholds: Readonly<LoadThresholds>
   /** Takes a sample now instead of waiting for the interval, and returns it. */
@@ -186,8 +192,11 @@ function finite(value: unknown): number {
 /**
  * Starts a load sampler: every `sampleIntervalMs` it reads a high percentile of the
  * event-loop delay over that window (an empty window counts as 0, never as Infinity), the
- * event-loop utilisation over the same window, `heapUsed` and RSS. Share one sampler between
- * every `loadShedding()` and the health endpoint; `close()` it on shutdown.
+ * event-loop utilisation over the same window, `heapUsed` and RSS. The first reading (at the
+ * first interval, or an earlier `refresh()`) counts its delay and utilisation as 0: that
+ * window began when the sampler was made, usually at start-up, whose synchronous work
+ * (templates compiled, routes built) is no load to shed. Share one sampler between every
+ * `loadShedding()` and the health endpoint; `close()` it on shutdown.
  *
  * @example
  * import { createLoadSampler } from 'image-api-errors'
@@ -217,6 +226,7 @@ export function createLoadSampler(options: Readonly<LoadSamplerOptions> = {}): L
   const histogram = source === undefined ? monitorEventLoopDelay({ resolution: resolutionMs }) : undefined
   histogram?.enable()
   let lastElu = source === undefined ? performance.eventLoopUtilization() : undefined
+  let firstWindow = source === undefined
 
   /** `lateMs`: how late this sampler's own timer fired, i.e. how long the loop was blocked at its due time. */
   function measure(lateMs = 0): LoadSample {
@@ -247,18 +257,24 @@ export function createLoadSampler(options: Readonly<LoadSamplerOptions> = {}): L
     // first, the histogram may not have recorded the stall yet, and the reset above makes it
     // never will (it forgets its last run): this timer's own lateness is then that stall.
     if (lateMs > delay) delay = lateMs
-    const elu = performance.eventLoopUtilization(lastElu)
+    let utilization = finite(performance.eventLoopUtilization(lastElu).utilization)
     lastElu = performance.eventLoopUtilization()
+    if (firstWindow) {
+      firstWindow = false
+      delay = 0
+      utilization = 0
+    }
     const memory = process.memoryUsage()
     return {
       eventLoopDelayMs: delay,
-      eventLoopUtilization: finite(elu.utilization),
+      eventLoopUtilization: utilization,
       heapUsedBytes: memory.heapUsed,
       rssBytes: memory.rss,
     }
   }
 
   let current: LoadSample = source === undefined ? ZERO : measure()
+  let previous: LoadSample = ZERO
   let reason: OverloadReason | undefined
   let closed = false
   const judge = (): void => {
@@ -266,6 +282,11 @@ export function createLoadSampler(options: Readonly<LoadSamplerOptions> = {}): L
     reason = r !== undefined && r.pressure > 1 ? r : undefined
   }
   judge()
+  const take = (sample: LoadSample): void => {
+    previous = current
+    current = sample
+    judge()
+  }
 
   let timer: NodeJS.Timeout | undefined
   let pending: NodeJS.Immediate | undefined
@@ -276,8 +297,7 @@ export function createLoadSampler(options: Readonly<LoadSamplerOptions> = {}): L
     // in the poll phase) is a stall the histogram, reset below, would never see.
     const lateMs = Math.max(0, performance.now() - dueAtMs)
     try {
-      current = measure(lateMs)
-      judge()
+      take(measure(lateMs))
     } catch {
       // A failing injected source keeps the last sample rather than crashing the process.
     }
@@ -299,12 +319,12 @@ export function createLoadSampler(options: Readonly<LoadSamplerOptions> = {}): L
     get current() {
       return current
     },
+    get previous() {
+      return previous
+    },
     thresholds,
     refresh() {
-      if (!closed) {
-        current = measure()
-        judge()
-      }
+      if (!closed) take(measure())
       return current
     },
     isOverloaded: () => reason !== undefined,
@@ -315,6 +335,7 @@ export function createLoadSampler(options: Readonly<LoadSamplerOptions> = {}): L
       if (pending !== undefined) clearImmediate(pending)
       histogram?.disable()
       current = ZERO
+      previous = ZERO
       reason = undefined
     },
   }
