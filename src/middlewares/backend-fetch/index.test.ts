@@ -195,6 +195,13 @@ describe('createBackendFetch', () => {
       assert.equal(backend.requests.length - before, 1, `Retry-After: ${retryAfter}`)
     }
     assert.deepEqual(retries, [])
+    const forbidden = await rejection(fetchImage(`${backend.url}/s?status=403&retryAfter=${'9'.repeat(400)}`))
+    assert.ok(isIcError(forbidden))
+    assert.deepEqual(
+      forbidden.details,
+      { backendStatus: 403, retryAfterMs: Number.MAX_SAFE_INTEGER },
+      'no Infinity, which JSON sends as null',
+    )
   })
 
   it('refuses an HTML page served as image/png, judged by its bytes', async () => {

@@ -721,7 +721,9 @@ function statusError(status: number, headers: IncomingHttpHeaders): IcError {
       : status >= 400
         ? 'IC_BACKEND_BAD_REQUEST'
         : 'IC_BACKEND_INVALID_RESPONSE')
-  const retryAfterMs = parseRetryAfter(headers['retry-after'])
+  const parsed = parseRetryAfter(headers['retry-after'])
+  // Capped: Infinity would reach a JSON client as null, and still reads as past every cap.
+  const retryAfterMs = parsed === undefined ? undefined : Math.min(parsed, Number.MAX_SAFE_INTEGER)
   const passRetryAfter =
     errorCatalogue[code].status === 503 &&
     retryAfterMs !== undefined &&

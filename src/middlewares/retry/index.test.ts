@@ -421,6 +421,22 @@ describe('fetchWithRetry', { concurrency: true }, () => {
     )
     await assert.rejects(pending, (err) => err === reason)
     assert.equal(calls, 1, "the Request's signal ends the wait")
+    const dropped = new AbortController()
+    calls = 0
+    const response = await fetchWithRetry(
+      new Request('http://images.test/', { signal: dropped.signal }),
+      { signal: null },
+      {
+        ...fast,
+        maxAttempts: 2,
+        fetch: (async () => {
+          calls++
+          return new Response('', { status: calls === 1 ? 502 : 200 })
+        }) as typeof globalThis.fetch,
+        onRetry: () => dropped.abort(reason),
+      },
+    )
+    assert.deepEqual([response.status, calls], [200, 2], "init's signal: null drops the Request's")
   })
 
   it('refuses a backoff shorter than 1 s, before fetching', async () => {

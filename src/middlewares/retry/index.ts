@@ -187,7 +187,9 @@ function parseHttpDate(text: string, now: number): number | undefined {
  * Parses a `Retry-After` value, delta-seconds or an HTTP date (IMF-fixdate, or the obsolete
  * rfc850 and asctime forms RFC 9110 requires recipients to accept, all in GMT), into
  * milliseconds from `now` (never negative; delta-seconds of any length, `Infinity` past what a
- * number holds). Returns `undefined` for a missing or invalid value.
+ * number holds). Returns `undefined` for a missing or invalid value. Compare the result with
+ * a cap of your own before scheduling: `setTimeout()` fires at once for anything over
+ * 2,147,483,647 ms (about 24.8 days), `Infinity` included.
  *
  * @example
  * parseRetryAfter('120') // 120000
@@ -282,7 +284,8 @@ export async function fetchWithRetry(
   // fetch reads what `init` leaves out from a Request: so does the policy.
   const request = typeof url === 'string' || url instanceof URL ? undefined : url
   const idempotent = methods.has(String(init.method ?? request?.method ?? 'GET').toUpperCase())
-  const signal = init.signal ?? request?.signal ?? undefined
+  // An explicit `signal: null` drops the Request's, as fetch reads it.
+  const signal = 'signal' in init ? (init.signal ?? undefined) : request?.signal
   const replayable = isReplayable(init.body ?? request?.body)
   for (let attempt = 1; ; attempt++) {
     signal?.throwIfAborted()
