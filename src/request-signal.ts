@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { dropLateWrites } from './late-writes.ts'
 import { peekRequestState, type RequestState, requestState } from './request-state.ts'
@@ -12,7 +13,8 @@ const signalStates = new WeakMap<AbortSignal, RequestState>()
  * `IC_CLIENT_CLOSED_REQUEST`), whichever comes first. Pass it to every backend call, so the
  * work stops with the request. `deadline()` and `clientClosed()` also publish it as
  * `signal` on `res.locals` (Express) and `ctx.state` (Koa). Without those middlewares it
- * never aborts.
+ * never aborts. It takes any number of listeners without Node's `MaxListenersExceededWarning`,
+ * so a handler may start many backend calls on it at once.
  *
  * @example
  * app.get('/image/:id', deadline({ timeoutMs: '8s' }), async (req, res) => {
@@ -28,6 +30,9 @@ export function requestSignal(req: IncomingMessage): AbortSignal {
   let controller = state.abortController
   if (controller === undefined) {
     controller = new AbortController()
+    // Every backend call of the request listens to it until it settles: a handler fetching a
+    // dozen tiles at once is no leak, and Node would warn past ten.
+    setMaxListeners(0, controller.signal)
     state.abortController = controller
     signalStates.set(controller.signal, state)
     if (state.abortReason !== undefined) controller.abort(state.abortReason)

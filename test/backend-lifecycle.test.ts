@@ -138,6 +138,37 @@ describe('backend lifecycle on every framework', () => {
         }
       })
 
+      test('a handler that makes a dozen backend fetches at once on its request signal gets no listener warning', async () => {
+        const warnings: string[] = []
+        const onWarning = (warning: Error) => warnings.push(`${warning.name}: ${warning.message}`)
+        process.on('warning', onWarning)
+        const app = await startApp(framework, {
+          use: (a) => [a.clientClosed(), a.deadline({ timeoutMs: '5s' })],
+          routes: [
+            {
+              path: '/mosaic',
+              handle: async ({ req }) => {
+                const tiles = await Promise.all(
+                  Array.from({ length: 12 }, (_, i) =>
+                    fetchImage(`${image.url}/tile-${i}.png`, { signal: requestSignal(req) }),
+                  ),
+                )
+                return { body: String(tiles.length) }
+              },
+            },
+          ],
+        })
+        try {
+          const res = await get(`${app.url}/mosaic`)
+          assert.deepEqual([res.status, res.body], [200, '12'])
+          await new Promise((resolve) => setImmediate(resolve))
+          assert.deepEqual(warnings, [])
+        } finally {
+          process.off('warning', onWarning)
+          await app.close()
+        }
+      })
+
       test('writes straight to the response after the deadline are dropped: no throw, no error event, a late pipe drains', async () => {
         const agent = new Agent({ keepAlive: true, maxSockets: 1 })
         const { promise: wroteLate, resolve: lateDone } = reached()
