@@ -60,6 +60,7 @@ export {
   type LoadSampler,
   type LoadSamplerOptions,
   type LoadSheddingOptions,
+  type LoadThresholdOptions,
   type LoadThresholds,
   loadSheddingGuard,
   type OverloadReason,

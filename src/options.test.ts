@@ -31,6 +31,21 @@ describe('durationMs(name, value, range)', () => {
       )
     }
   })
+
+  it('shows a BigInt or a symbol it was given, instead of failing to', () => {
+    assert.throws(() => durationMs('timeoutMs', 5n), {
+      name: 'TypeError',
+      message: /^Expected `timeoutMs` to be a duration of 1 ms to 2147483647 ms .*, got 5n$/,
+    })
+    assert.throws(() => durationMs('timeoutMs', Symbol('ttl')), {
+      name: 'TypeError',
+      message: /, got Symbol\(ttl\)$/,
+    })
+    assert.throws(() => durationMs('delayMs', 0, { max: Number.MAX_SAFE_INTEGER }), {
+      name: 'TypeError',
+      message: /^Expected `delayMs` to be a duration of at least 1 ms \(/,
+    })
+  })
 })
 
 describe('numberOption(name, value, range) and functionOption(name, value)', () => {

@@ -20,8 +20,9 @@ export function durationMs(name: string, value: unknown, { min = 1, max = 2 ** 3
   const parsed =
     typeof value === 'string' ? (value.trim() === '' ? Number.NaN : ms(value as ms.StringValue)) : value
   if (typeof parsed !== 'number' || !Number.isFinite(parsed) || parsed < min || parsed > max) {
+    const range = max === Number.MAX_SAFE_INTEGER ? `of at least ${min} ms` : `of ${min} ms to ${max} ms`
     throw new TypeError(
-      `Expected \`${name}\` to be a duration of ${min} ms to ${max} ms (a number of milliseconds or an ms string such as '10s'), got ${JSON.stringify(value)}`,
+      `Expected \`${name}\` to be a duration ${range} (a number of milliseconds or an ms string such as '10s'), got ${showValue(value)}`,
     )
   }
   return Math.round(parsed)
@@ -135,15 +136,17 @@ export function recordOption(name: string, value: unknown): void {
 
 /**
  * A configuration value as an error message shows it: JSON when it has one; `10n`, `NaN`,
- * `Infinity` and regular expressions as written; a function, or an instance of another class
- * (`a Map`), by its kind.
+ * `Infinity`, symbols and regular expressions as written; a function, or an instance of another
+ * class (`a Map`), by its kind.
  *
  * @example
  * showValue(10n) // '10n'
+ * showValue(Symbol('ttl')) // 'Symbol(ttl)'
  * showValue(new Map()) // 'a Map'
  */
 export function showValue(value: unknown): string {
   if (typeof value === 'bigint') return `${value}n`
+  if (typeof value === 'symbol') return value.toString()
   if (typeof value === 'number' && !Number.isFinite(value)) return String(value)
   if (typeof value === 'function') return 'a function'
   if (value instanceof RegExp) return String(value)

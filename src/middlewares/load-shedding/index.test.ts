@@ -297,7 +297,14 @@ describe('loadSheddingGuard(options)', () => {
     [{ maxInFlight: 1, retryAfterJitterRatio: -1 }, /^Expected `retryAfterJitterRatio`/],
     [{ maxInFlight: 1, random: 'no' }, /^Expected `random` to be a function/],
     [{ maxInFlight: 1, sampler: {} }, /^Expected `sampler` to be a sampler/],
+    // Accepted, it failed every request: the guard reads `current`.
+    [
+      { maxEventLoopDelayMs: 100, sampler: { isOverloaded: () => false } },
+      /^Expected `sampler` to be a sampler made by createLoadSampler\(\), with `current` \(the latest sample\) and `isOverloaded\(\)`, got an object without them$/,
+    ],
+    [{ maxEventLoopDelayMs: 100, sampler: 'default' }, /, got "default"$/],
     [{ maxEventLoopDelayMs: Number.NaN }, /^Expected `maxEventLoopDelayMs`/],
+    [{ maxEventLoopDelayMs: 'soon' }, /^Expected `maxEventLoopDelayMs` to be a duration of at least 1 ms/],
     // A utilisation never exceeds 1: a threshold of 1 could never refuse.
     [
       { maxEventLoopUtilization: 1 },
@@ -334,6 +341,25 @@ describe('loadSheddingGuard(options)', () => {
     assert.equal(guard(req, fakeResponse()), undefined)
     sampler.close()
   })
+  it('raises the default maxRetryAfterSeconds to a minRetryAfterSeconds set above it', () => {
+    const guard = loadSheddingGuard({ maxInFlight: 1, minRetryAfterSeconds: 40, retryAfterJitterRatio: 0 })
+    guard(req, fakeResponse())
+    assert.equal(refusal(() => guard(req, fakeResponse())).headers['retry-after'], '40')
+  })
+
+  it('takes the event-loop delay threshold as an ms string, like every other duration', () => {
+    const { sampler, set } = injected()
+    try {
+      const guard = loadSheddingGuard({ sampler, maxEventLoopDelayMs: '0.2s' })
+      set({ eventLoopDelayMs: 200 })
+      assert.equal(guard(req, fakeResponse()), undefined)
+      set({ eventLoopDelayMs: 201 })
+      assert.equal(refusal(() => guard(req, fakeResponse())).details?.threshold, 200)
+    } finally {
+      sampler.close()
+    }
+  })
+
   it('throws a TypeError when options are missing', () => {
     assert.throws(() => loadSheddingGuard(undefined as never), {
       name: 'TypeError',

@@ -1,13 +1,14 @@
 import type { ServerResponse } from 'node:http'
 import { icError } from '../../errors.ts'
 import type { Guard } from '../../guard.ts'
-import { functionOption, knownOptions, numberOption } from '../../options.ts'
+import { functionOption, knownOptions, numberOption, showValue } from '../../options.ts'
 import { onResponseClose } from '../../response-close.ts'
 import {
   createLoadSampler,
   highestPressure,
   type LoadSample,
   type LoadSampler,
+  type LoadThresholdOptions,
   type LoadThresholds,
   type OverloadReason,
   readThresholds,
@@ -19,6 +20,7 @@ export {
   type LoadSample,
   type LoadSampler,
   type LoadSamplerOptions,
+  type LoadThresholdOptions,
   type LoadThresholds,
   type OverloadReason,
   type OverloadType,
@@ -30,7 +32,7 @@ export {
  * @example
  * const options: LoadSheddingOptions = { maxEventLoopDelayMs: 200, maxInFlight: 100, softThresholdRatio: 0.8 }
  */
-export interface LoadSheddingOptions extends LoadThresholds {
+export interface LoadSheddingOptions extends LoadThresholdOptions {
   /**
    * The sampler to read; share one between middlewares and the health endpoint. Its own
    * thresholds apply where these options set none.
@@ -58,7 +60,7 @@ export interface LoadSheddingOptions extends LoadThresholds {
   readonly minRetryAfterSeconds?: number
   /**
    * `Retry-After` at twice the threshold and beyond (before jitter), once the sampler's
-   * previous sample was over a threshold too. @default 30
+   * previous sample was over a threshold too. @default 30, or `minRetryAfterSeconds` when that is more
    */
   readonly maxRetryAfterSeconds?: number
   /** Random extra share of `Retry-After`, so refused clients do not return in lock-step. @default 0.5 */
@@ -99,8 +101,8 @@ const LABELS: Readonly<Record<OverloadReason['type'], string>> = {
  * `IC_OVERLOADED` when a measure is over its threshold (or, between the soft point and the
  * threshold, a growing share of requests), with the reason in the error's `details` and a
  * `Retry-After`, plus jitter: the minimum for an overload seen in one sample only (a stall
- * that has already ended), growing with the pressure while consecutive samples are over. A request it meets twice (mounted
- * app-wide and on a route) is judged and counted once.
+ * that has already ended), growing with the pressure while consecutive samples are over. A
+ * request it meets twice (mounted app-wide and on a route) is judged and counted once.
  *
  * @example
  * const guard = loadSheddingGuard({ maxEventLoopDelayMs: 200, maxInFlight: 100 })
@@ -108,11 +110,18 @@ const LABELS: Readonly<Record<OverloadReason['type'], string>> = {
 export function loadSheddingGuard(options: Readonly<LoadSheddingOptions>): Guard {
   knownOptions(options, LOAD_SHEDDING_OPTIONS, 'loadShedding')
   const sampler = options.sampler
+  // `current` is what every request reads: a sampler without it would fail them all.
   if (
     sampler !== undefined &&
-    (typeof sampler !== 'object' || sampler === null || typeof sampler.isOverloaded !== 'function')
+    (typeof sampler !== 'object' ||
+      sampler === null ||
+      typeof sampler.isOverloaded !== 'function' ||
+      typeof sampler.current !== 'object' ||
+      sampler.current === null)
   )
-    throw new TypeError('Expected `sampler` to be a sampler made by createLoadSampler()')
+    throw new TypeError(
+      `Expected \`sampler\` to be a sampler made by createLoadSampler(), with \`current\` (the latest sample) and \`isOverloaded()\`, got ${typeof sampler === 'object' && sampler !== null ? 'an object without them' : showValue(sampler)}`,
+    )
   const own = readThresholds(options)
   const thresholds: LoadThresholds = { ...sampler?.thresholds, ...own }
   const maxInFlight =
@@ -129,11 +138,16 @@ export function loadSheddingGuard(options: Readonly<LoadSheddingOptions>): Guard
     max: 86400,
     integer: true,
   })
-  const maxRetry = numberOption('maxRetryAfterSeconds', options.maxRetryAfterSeconds ?? 30, {
-    min: minRetry,
-    max: 86400,
-    integer: true,
-  })
+  // The default maximum rises to a minimum set above it, rather than refusing an option never given.
+  const maxRetry = numberOption(
+    'maxRetryAfterSeconds',
+    options.maxRetryAfterSeconds ?? Math.max(30, minRetry),
+    {
+      min: minRetry,
+      max: 86400,
+      integer: true,
+    },
+  )
   const jitter = numberOption('retryAfterJitterRatio', options.retryAfterJitterRatio ?? 0.5, {
     min: 0,
     max: 10,

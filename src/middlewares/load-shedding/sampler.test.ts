@@ -4,6 +4,7 @@ import { once } from 'node:events'
 import { describe, it } from 'node:test'
 import { setTimeout as delay } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
+import { inspect } from 'node:util'
 import { createLoadSampler, type LoadSample } from './sampler.ts'
 
 const calm: LoadSample = { eventLoopDelayMs: 5, eventLoopUtilization: 0.2, heapUsedBytes: 1e6, rssBytes: 5e6 }
@@ -317,7 +318,8 @@ describe('createLoadSampler(options)', () => {
     [{ sampleIntervalMs: 'soon' }, /^Expected `sampleIntervalMs`/],
     [{ eventLoopDelayPercentile: 101 }, /^Expected `eventLoopDelayPercentile`/],
     [{ resolutionMs: 0.5 }, /^Expected `resolutionMs`/],
-    [{ maxEventLoopDelayMs: -1 }, /^Expected `maxEventLoopDelayMs` to be a number greater than 0/],
+    [{ maxEventLoopDelayMs: -1 }, /^Expected `maxEventLoopDelayMs` to be a duration of at least 1 ms/],
+    [{ sampleIntervalMs: 10n }, /^Expected `sampleIntervalMs` to be a duration of 10 ms .*, got 10n$/],
     [{ maxEventLoopUtilization: 1.5 }, /^Expected `maxEventLoopUtilization`/],
     [
       { maxEventLoopUtilization: 1 },
@@ -328,7 +330,7 @@ describe('createLoadSampler(options)', () => {
     [{ source: 42 }, /^Expected `source` to be a function, got number/],
     [null, /^Expected the options of `createLoadSampler` to be an object, got null/],
   ] as const) {
-    it(`throws a TypeError for ${JSON.stringify(options)}`, () => {
+    it(`throws a TypeError for ${inspect(options)}`, () => {
       assert.throws(() => createLoadSampler(options as never), { name: 'TypeError', message })
     })
   }

@@ -1,5 +1,5 @@
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks'
-import { durationMs, functionOption, knownOptions, numberOption } from '../../options.ts'
+import { type Duration, durationMs, functionOption, knownOptions, numberOption } from '../../options.ts'
 
 /**
  * One reading of the process load.
@@ -17,7 +17,8 @@ export interface LoadSample {
 }
 
 /**
- * The limits a sample is judged against; each is off when undefined.
+ * The limits a sample is judged against, as read from the options (`LoadSampler.thresholds`);
+ * each is off when undefined.
  *
  * @example
  * const thresholds: LoadThresholds = { maxEventLoopDelayMs: 200, maxEventLoopUtilization: 0.98 }
@@ -31,6 +32,18 @@ export interface LoadThresholds {
   readonly maxHeapUsedBytes?: number
   /** Refuse when the resident set size exceeds this many bytes. */
   readonly maxRssBytes?: number
+}
+
+/**
+ * The thresholds as the sampler's and `loadShedding()`'s options take them: the delay is a
+ * duration, milliseconds or an `ms` string, like every other `…Ms` option.
+ *
+ * @example
+ * const options: LoadThresholdOptions = { maxEventLoopDelayMs: '200ms', maxHeapUsedBytes: 1.5e9 }
+ */
+export interface LoadThresholdOptions extends Omit<LoadThresholds, 'maxEventLoopDelayMs'> {
+  /** Refuse when the event-loop delay percentile exceeds this: milliseconds (at least 1) or an `ms` string. */
+  readonly maxEventLoopDelayMs?: Duration
 }
 
 /**
@@ -76,9 +89,9 @@ export interface OverloadReason {
  * @example
  * const options: LoadSamplerOptions = { sampleIntervalMs: '500ms', maxEventLoopDelayMs: 200 }
  */
-export interface LoadSamplerOptions extends LoadThresholds {
+export interface LoadSamplerOptions extends LoadThresholdOptions {
   /** How often a sample is taken; the delay percentile and utilisation cover this window. @default 1000 */
-  readonly sampleIntervalMs?: number | string
+  readonly sampleIntervalMs?: Duration
   /** The event-loop delay percentile reported, from 50 to 100. @default 99 */
   readonly eventLoopDelayPercentile?: number
   /** Resolution of the event-loop delay histogram, in ms. @default 10 */
@@ -134,9 +147,9 @@ const ZERO: LoadSample = Object.freeze({
  * Checks the threshold options shared by the sampler and `loadShedding()`.
  *
  * @example
- * readThresholds({ maxEventLoopDelayMs: 200 }) // { maxEventLoopDelayMs: 200 }
+ * readThresholds({ maxEventLoopDelayMs: '0.2s' }) // { maxEventLoopDelayMs: 200 }
  */
-export function readThresholds(options: LoadThresholds): LoadThresholds {
+export function readThresholds(options: LoadThresholdOptions): LoadThresholds {
   const out: {
     maxEventLoopDelayMs?: number
     maxEventLoopUtilization?: number
@@ -144,9 +157,8 @@ export function readThresholds(options: LoadThresholds): LoadThresholds {
     maxRssBytes?: number
   } = {}
   if (options.maxEventLoopDelayMs !== undefined)
-    out.maxEventLoopDelayMs = numberOption('maxEventLoopDelayMs', options.maxEventLoopDelayMs, {
-      min: 0,
-      exclusiveMin: true,
+    out.maxEventLoopDelayMs = durationMs('maxEventLoopDelayMs', options.maxEventLoopDelayMs, {
+      max: Number.MAX_SAFE_INTEGER,
     })
   if (options.maxEventLoopUtilization !== undefined)
     out.maxEventLoopUtilization = numberOption('maxEventLoopUtilization', options.maxEventLoopUtilization, {
