@@ -335,10 +335,8 @@ export function createBackendFetch(options: Readonly<BackendFetchOptions> = {}):
     // refuses such URLs too.
     if (url.username !== '' || url.password !== '') {
       throw hop === 0
-        ? icError('IC_BAD_REQUEST', {
-            message:
-              'The source URL must not contain credentials: createBackendFetch() takes them in `headers`',
-          })
+        ? // The client reads this message: where the app's own credentials go is the docs' to say.
+          icError('IC_BAD_REQUEST', { message: 'The source URL must not contain credentials' })
         : icError('IC_BACKEND_INVALID_RESPONSE', {
             message: 'The backend redirected to a URL that contains credentials',
           })
