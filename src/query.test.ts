@@ -56,6 +56,21 @@ describe('parseQueryString', () => {
     assert.equal(parseQueryString('width64=MzAw').values.get('width'), '300')
   })
 
+  it('refuses base64 with a stray character, wrong padding or bits after the last byte', () => {
+    // '300' is MzAw: a fifth character, padding past a whole quantum, 'MzB' (bits set after '30').
+    for (const text of ['MzAwM=', 'MzAw==', 'MzA==', 'M==', 'MzB=', 'MzB', 'QQ=', 'QR'])
+      assert.equal(decodeBase64Value(text), undefined, text)
+    for (const [text, decoded] of [
+      ['MzA=', '30'],
+      ['MzA', '30'],
+      ['QQ==', 'A'],
+      ['QQ', 'A'],
+      ['Pz8_', '???'],
+      ['', ''],
+    ])
+      assert.equal(decodeBase64Value(text as string), decoded, text)
+  })
+
   it('counts NAME and NAME64 as the same parameter', () => {
     const { issues } = parseQueryString('width=1&width64=MzAw')
     assert.equal(issues[0]?.type, 'query.repeated')

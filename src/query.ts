@@ -161,6 +161,14 @@ export function decodeComponent(text: string): string | undefined {
   }
 }
 
+/** The 6-bit value of a base64 or base64url character (the caller has checked that it is one). */
+function sextet(code: number): number {
+  if (code >= 97) return code - 71
+  if (code >= 65 && code <= 90) return code - 65
+  if (code >= 48 && code <= 57) return code + 4
+  return code === 43 || code === 45 ? 62 : 63
+}
+
 /**
  * Decodes the value of a `NAME64` parameter (base64 or base64url, UTF-8 text); `undefined`
  * when it is not. Spaces are read as `+`: a client that did not percent-encode `+` in base64
@@ -171,7 +179,14 @@ export function decodeComponent(text: string): string | undefined {
  */
 export function decodeBase64Value(value: string): string | undefined {
   const text = value.indexOf(' ') === -1 ? value : value.replaceAll(' ', '+')
-  if (!BASE64.test(text) || text.length % 4 === 1) return undefined
+  if (!BASE64.test(text)) return undefined
+  let data = text.length
+  while (data > 0 && text.charCodeAt(data - 1) === 61) data--
+  const rest = data % 4
+  // One character left over is never a byte; padding must complete the last quantum; and the
+  // bits after the last byte must be zero, so that each value has one encoding (RFC 4648 3.5).
+  if (rest === 1 || (data < text.length && text.length % 4 !== 0)) return undefined
+  if (rest !== 0 && (sextet(text.charCodeAt(data - 1)) & (rest === 2 ? 0x0f : 0x03)) !== 0) return undefined
   try {
     return utf8.decode(Buffer.from(text, 'base64'))
   } catch {

@@ -51,6 +51,13 @@ describe('imageParams: built-in Imagizer rules', () => {
 
   it('ignores parameters it has no rule for', () => {
     assert.deepEqual(values({}, 'width=10&utm_source=x'), { width: 10 })
+    // Nor is a name of the app's own that ends in 64 read as base64 of a parameter without a rule.
+    assert.deepEqual(values({}, 'width=10&h264=1&base64=true&video_h264=%21'), { width: 10 })
+    assert.equal(refusal({}, 'width64=!').validation?.[0]?.type, 'string.base64')
+    // The sources' and the signature's NAME64 are still judged: other rules read them.
+    assert.equal(refusal({}, 'width=1&origin64=!').validation?.[0]?.type, 'string.base64')
+    assert.equal(refusal({}, 'width=1&ichm64=!').validation?.[0]?.type, 'string.base64')
+    assert.equal(refusal({ paramsExempt: ['sig'] }, 'sig64=!').validation?.[0]?.type, 'string.base64')
   })
 
   it('reports every failure at once, Joi-style', () => {
@@ -113,6 +120,15 @@ describe('imageParams: built-in Imagizer rules', () => {
     assert.deepEqual(values({}, 'width=8192&dpr=0.5'), { width: 8192, dpr: 0.5 })
     assert.deepEqual(values({ maxHeight: 1000 }, 'height=500&dpr=2'), { height: 500, dpr: 2 })
     assert.equal(refusal({ maxHeight: 1000 }, 'height=501&dpr=2').validation?.[0]?.type, 'output.height')
+    // A width rule of your own without a max keeps maxWidth as the output's limit, dpr or not.
+    const unbounded = { params: { width: { type: 'integer' as const, min: 1 } } }
+    for (const query of ['width=100000', 'width=5000&dpr=2'])
+      assert.equal(refusal(unbounded, query).validation?.[0]?.type, 'output.width', query)
+    assert.equal(
+      refusal(unbounded, 'width=8193').validation?.[0]?.message,
+      '"width" must be less than or equal to 8192',
+    )
+    assert.deepEqual(values(unbounded, 'width=8192'), { width: 8192 })
     const wider = { params: { width: { type: 'integer' as const, min: 1, max: 16_000 } } }
     assert.deepEqual(values(wider, 'width=8200&dpr=1.1'), { width: 8200, dpr: 1.1 })
     assert.equal(
@@ -353,6 +369,12 @@ describe('imageParams: configuration', () => {
       /`params\.a\.pattern` to be a valid regular expression/,
     ],
     ['empty enum', { params: { a: { type: 'enum', values: [] } } }, /`params\.a\.values`/],
+    [
+      'required with a default',
+      { params: { a: { type: 'integer', required: true, default: 3 } } },
+      /`params\.a` to be required or to have a `default`, not both/,
+    ],
+    ['params null', { params: null as never }, /`params` to be a plain object/],
     [
       'a fractional bound of an integer',
       { params: { a: { type: 'integer', min: 1.5 } } },

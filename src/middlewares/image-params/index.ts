@@ -214,6 +214,11 @@ export interface CompiledImageParams {
   readonly known: NameTable<CompiledRule | null>
   /** Whether a name outside `known` is refused (`imageParamsAllowed` is set). */
   readonly restricted: boolean
+  /**
+   * The names without a rule whose `NAME64` is still base64 to judge: the sources, the
+   * signature's, the API key's and `paramsExempt`, which other rules read.
+   */
+  readonly base64Judged: ReadonlySet<string>
   readonly required: readonly CompiledRule[]
   readonly defaults: readonly CompiledRule[]
   /** The widest output, `width × dpr`, in pixels: `maxWidth`, or the `max` of a `width` rule of your own. */
@@ -258,8 +263,8 @@ export function compileImageParams(
     throw new TypeError(
       `Expected \`builtInParams\` to be a boolean, got ${JSON.stringify(options.builtInParams)}`,
     )
+  if (options.params !== undefined) recordOption('params', options.params)
   const declared = options.params ?? {}
-  recordOption('params', declared)
   const rules = new Map<string, CompiledRule>()
   if (options.builtInParams !== false) {
     for (const [name, rule] of Object.entries(builtInRules(maxWidth, maxHeight, maxDpr))) {
@@ -290,6 +295,7 @@ export function compileImageParams(
   return {
     known,
     restricted: allowed !== undefined,
+    base64Judged: new Set([...DEFAULT_PARAMS_EXEMPT, ...exempt]),
     required: compiled.filter((rule) => rule.required),
     defaults: compiled.filter((rule) => rule.default !== undefined),
     maxWidth: sideLimit(declared, 'width', maxWidth),
@@ -391,7 +397,10 @@ function checkOutput(
   return found
 }
 
-/** With `dpr` above 1, `side × dpr` over its limit is an `output.width` / `output.height` item. */
+/**
+ * `side × dpr` over its limit is an `output.width` / `output.height` item. Without `dpr` only
+ * a rule of your own with no `max` lets a side past the limit.
+ */
 function sideItem(
   items: ValidationItem[] | undefined,
   param: 'width' | 'height',
@@ -399,12 +408,12 @@ function sideItem(
   scale: number,
   limit: number,
 ): ValidationItem[] | undefined {
-  if (scale <= 1 || typeof value !== 'number' || value * scale <= limit) return items
+  if (typeof value !== 'number' || value * scale <= limit) return items
   return withItem(
     items,
     param,
     `output.${param}`,
-    `"${param}" × "dpr" must be less than or equal to ${limit}`,
+    `"${param}"${scale > 1 ? ' × "dpr"' : ''} must be less than or equal to ${limit}`,
   )
 }
 
@@ -454,6 +463,12 @@ export function checkImageParams(
         refused ??= new Refusals()
         refused.add(name)
       }
+    } else if (
+      issue.type === 'string.base64' &&
+      known.get(name) === undefined &&
+      !compiled.base64Judged.has(name)
+    ) {
+      // With no rule for `h2` and no list of allowed names, `h264=1` is a name of the app's own.
     } else {
       items ??= []
       items.push(issue)

@@ -379,6 +379,10 @@ export function compileRule(name: string, rule: ParamRule, option: string): Comp
     }
   }
   let fallback: ParamValue | undefined
+  if (rule.default !== undefined && rule.required === true)
+    throw new TypeError(
+      `Expected \`${option}\` to be required or to have a \`default\`, not both: a required parameter's default is never used`,
+    )
   if (rule.default !== undefined) {
     const sample = rule.default as unknown
     const kind = DEFAULT_KINDS[type]
