@@ -297,21 +297,28 @@ for (const args of [[], ['--koa']]) {
       })
       child.once('exit', (code) => reject(new Error(`exited with ${code}: ${out}`)))
     })
-    assert.ok(out.includes(args.length > 0 ? 'demo on koa' : 'demo on express'))
-    assert.ok(out.includes('"other-secret"'))
-    const res = await fetch(`${url}/chart?cht=p&chd=t%3A1%2C2&chs=50x50`)
-    assert.equal(res.status, 200)
-    await res.arrayBuffer()
-    // The page's overload tile: block the event loop, the real sampler notices, the next image is shed.
-    // After the sampler's first reading: its first window, the demo's start-up, is not judged.
-    const health = async () => (await (await fetch(`${url}/demo/health`)).json()) as { heapUsedBytes: number }
-    while ((await health()).heapUsedBytes === 0) await new Promise((resolve) => setTimeout(resolve, 50))
-    const busy = (await (await fetch(`${url}/demo/busy?ms=500`)).json()) as { overloaded: boolean }
-    assert.equal(busy.overloaded, true, JSON.stringify(busy))
-    const shed = await fetch(`${url}/image/sample.jpg?width=10`)
-    await shed.arrayBuffer()
-    assert.equal(shed.status, 503)
-    assert.equal(shed.headers.get('x-ic-error-code'), 'IC_OVERLOADED')
+    try {
+      assert.ok(out.includes(args.length > 0 ? 'demo on koa' : 'demo on express'))
+      assert.ok(out.includes('"other-secret"'))
+      const res = await fetch(`${url}/chart?cht=p&chd=t%3A1%2C2&chs=50x50`)
+      assert.equal(res.status, 200)
+      await res.arrayBuffer()
+      // The page's overload tile: block the event loop, the real sampler notices, the next image is shed.
+      // After the sampler's first reading: its first window, the demo's start-up, is not judged.
+      const health = async () =>
+        (await (await fetch(`${url}/demo/health`)).json()) as { heapUsedBytes: number }
+      while ((await health()).heapUsedBytes === 0) await new Promise((resolve) => setTimeout(resolve, 50))
+      const busy = (await (await fetch(`${url}/demo/busy?ms=500`)).json()) as { overloaded: boolean }
+      assert.equal(busy.overloaded, true, JSON.stringify(busy))
+      const shed = await fetch(`${url}/image/sample.jpg?width=10`)
+      await shed.arrayBuffer()
+      assert.equal(shed.status, 503)
+      assert.equal(shed.headers.get('x-ic-error-code'), 'IC_OVERLOADED')
+    } catch (err) {
+      // A failed check must not leave the server running, nor the test waiting on it.
+      child.kill('SIGKILL')
+      throw err
+    }
     const exited = once(child, 'exit')
     child.kill('SIGTERM')
     const [code] = await exited

@@ -237,6 +237,7 @@ export function createLoadSampler(options: Readonly<LoadSamplerOptions> = {}): L
 
   const histogram = source === undefined ? monitorEventLoopDelay({ resolution: resolutionMs }) : undefined
   histogram?.enable()
+  let windowStartMs = performance.now()
   let lastElu = source === undefined ? performance.eventLoopUtilization() : undefined
   let firstWindow = source === undefined
 
@@ -252,18 +253,28 @@ export function createLoadSampler(options: Readonly<LoadSamplerOptions> = {}): L
       }
     }
     let delay = 0
-    if (histogram !== undefined && histogram.count > 0) {
-      // Samples are not time: one 600 ms stall among 99 samples of 10 ms is 1 % of the samples
-      // but 38 % of the window, so a sample percentile never sees it. When the longest sample
-      // alone fills more of the window than the percentile leaves out, it is the percentile
-      // by time.
-      const maxMs = finite(histogram.max) / 1e6
-      const coveredMs = (finite(histogram.mean) / 1e6) * histogram.count
-      const worstMs =
-        maxMs >= coveredMs * (1 - percentile / 100) ? maxMs : finite(histogram.percentile(percentile)) / 1e6
-      // The histogram records whole timer intervals, the resolution included.
-      delay = Math.max(0, worstMs - resolutionMs)
+    if (histogram !== undefined) {
+      const nowMs = performance.now()
+      const count = histogram.count
+      const coveredMs = count > 0 ? (finite(histogram.mean) / 1e6) * count : 0
+      if (count > 0) {
+        // Samples are not time: one 600 ms stall among 99 samples of 10 ms is 1 % of the samples
+        // but 38 % of the window, so a sample percentile never sees it. When the longest sample
+        // alone fills more of the window than the percentile leaves out, it is the percentile
+        // by time.
+        const maxMs = finite(histogram.max) / 1e6
+        const worstMs =
+          maxMs >= coveredMs * (1 - percentile / 100) ? maxMs : finite(histogram.percentile(percentile)) / 1e6
+        // The histogram records whole timer intervals, the resolution included.
+        delay = Math.max(0, worstMs - resolutionMs)
+      }
+      // A reset histogram records no interval until its timer has run once: a stall that
+      // begins right after a reading is missing from it, though not from the window's time.
+      // What its intervals leave uncovered, less one resolution at either end, is that stall.
+      const uncoveredMs = nowMs - windowStartMs - coveredMs - 2 * resolutionMs
+      if (uncoveredMs > delay) delay = uncoveredMs
       histogram.reset()
+      windowStartMs = nowMs
     }
     // When a stall ends, the timers due run in the order they were due. If this one was due
     // first, the histogram may not have recorded the stall yet, and the reset above makes it
