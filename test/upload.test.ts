@@ -5,7 +5,7 @@ import { connect, type Socket } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import sharp from 'sharp'
 import { frameworks, type RunningApp, startApp } from './support/harness.ts'
-import { bmp, DISGUISED, jxlContainer, tiff } from './support/images.ts'
+import { BUILT_IMAGES, DISGUISED } from './support/images.ts'
 import { REFUSED_UPLOAD_PATHS } from './support/upload-paths.ts'
 
 const TOKEN = 'upl0ad-t0ken'
@@ -233,18 +233,11 @@ for (const framework of frameworks) {
       })
     }
 
-    it('accepts real BMP, TIFF (both byte orders) and JPEG XL (container) files', async () => {
-      const files: [Buffer, string][] = [
-        [bmp(40), 'bmp'],
-        [bmp(12), 'bmp'],
-        [tiff(true), 'tiff'],
-        [tiff(false), 'tiff'],
-        [jxlContainer(), 'jxl'],
-      ]
-      for (const [file, type] of files) {
-        const answer = await send(file, 'application/octet-stream')
-        assert.match(answer.text, /^HTTP\/1\.1 201 /, type)
-        assert.ok(answer.text.endsWith(`\r\n\r\n${type}`), answer.text)
+    it('accepts real BMP, TIFF (both byte orders), HEIF and JPEG XL (container) files', async () => {
+      for (const [name, { bytes, format }] of Object.entries(BUILT_IMAGES)) {
+        const answer = await send(bytes, 'application/octet-stream')
+        assert.match(answer.text, /^HTTP\/1\.1 201 /, name)
+        assert.ok(answer.text.endsWith(`\r\n\r\n${format}`), answer.text)
       }
     })
   })

@@ -90,6 +90,16 @@ export function heifHeader(): Buffer {
   ])
 }
 
+/** Every hand-built image above, by name, with the format it is. */
+export const BUILT_IMAGES: Readonly<Record<string, { readonly bytes: Buffer; readonly format: string }>> = {
+  'bmp (info header)': { bytes: bmp(40), format: 'bmp' },
+  'bmp (core header)': { bytes: bmp(12), format: 'bmp' },
+  'tiff (little-endian)': { bytes: tiff(true), format: 'tiff' },
+  'tiff (big-endian)': { bytes: tiff(false), format: 'tiff' },
+  'heif (ftyp box)': { bytes: heifHeader(), format: 'heif' },
+  'jxl (container)': { bytes: jxlContainer(), format: 'jxl' },
+}
+
 /** Bodies whose first bytes are those of an image and whose rest is a script (a reviewer's finding). */
 export const DISGUISED: Readonly<Record<string, Buffer>> = {
   'BM + HTML/JS (bmp)': Buffer.from('BM<html><script>alert(document.domain)</script></html>'),

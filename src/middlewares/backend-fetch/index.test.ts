@@ -14,7 +14,7 @@ import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import zlib from 'node:zlib'
 import { type Backend, PNG, startBackend } from '../../../test/support/backends.ts'
-import { bmp, DISGUISED, jxlContainer, tiff } from '../../../test/support/images.ts'
+import { BUILT_IMAGES, DISGUISED } from '../../../test/support/images.ts'
 import { icError, isIcError } from '../../errors.ts'
 import {
   type BackendFetchOptions,
@@ -66,13 +66,9 @@ const loopback: BackendFetchOptions = { allowedAddresses: ['127.0.0.1', '::1'] }
 /** Bodies the backend serves at `/bytes?name=…`, as image/png. */
 const SERVED: Readonly<Record<string, Buffer>> = {
   ...DISGUISED,
+  ...Object.fromEntries(Object.entries(BUILT_IMAGES).map(([name, image]) => [name, image.bytes])),
   // Its first 32 bytes could start a TIFF whose directory comes later; the whole body has none.
   'II*\\0 + PHP, 4 KiB (tiff)': Buffer.from('II*\0<?php system($_GET[c]); ?>'.padEnd(4096, ' ')),
-  bmp: bmp(40),
-  'bmp (core header)': bmp(12),
-  'tiff (little-endian)': tiff(true),
-  'tiff (big-endian)': tiff(false),
-  jxl: jxlContainer(),
 }
 
 /** A self-signed key and certificate made by `openssl` (no fixture to expire); undefined without it. */
@@ -239,12 +235,12 @@ describe('createBackendFetch', () => {
     }
   })
 
-  it('serves real BMP, TIFF and JPEG XL (container) files, sent in two pieces', async () => {
+  it('serves real BMP, TIFF, HEIF and JPEG XL (container) files, sent in two pieces', async () => {
     const fetchImage = createBackendFetch(loopback)
-    for (const name of ['bmp', 'bmp (core header)', 'tiff (little-endian)', 'tiff (big-endian)', 'jxl']) {
+    for (const [name, { bytes, format }] of Object.entries(BUILT_IMAGES)) {
       const image = await fetchImage(`${backend.url}/bytes?name=${encodeURIComponent(name)}`)
-      assert.equal(image.format, name.split(' ')[0], name)
-      assert.deepEqual(image.body, SERVED[name])
+      assert.equal(image.format, format, name)
+      assert.deepEqual(image.body, bytes)
     }
   })
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import sharp from 'sharp'
-import { bmp, DISGUISED, heifHeader, jxlContainer, tiff } from '../../../test/support/images.ts'
+import { BUILT_IMAGES, bmp, DISGUISED, heifHeader, tiff } from '../../../test/support/images.ts'
 import { SNIFF_BYTES, sniffImageFormat } from './sniff.ts'
 
 describe('sniffImageFormat', () => {
@@ -16,18 +16,10 @@ describe('sniffImageFormat', () => {
   }
 
   it('recognises real BMP, TIFF (both byte orders), HEIF and JPEG XL (container) files, whole or by their first bytes', () => {
-    const files: [Buffer, string][] = [
-      [bmp(40), 'bmp'],
-      [bmp(12), 'bmp'],
-      [tiff(true), 'tiff'],
-      [tiff(false), 'tiff'],
-      [heifHeader(), 'heif'],
-      [jxlContainer(), 'jxl'],
-    ]
-    for (const [file, format] of files) {
-      assert.equal(sniffImageFormat(file, { complete: true }), format, file.subarray(0, 4).toString('hex'))
-      assert.equal(sniffImageFormat(file), format)
-      assert.equal(sniffImageFormat(file.subarray(0, SNIFF_BYTES)), format)
+    for (const [name, { bytes, format }] of Object.entries(BUILT_IMAGES)) {
+      assert.equal(sniffImageFormat(bytes, { complete: true }), format, name)
+      assert.equal(sniffImageFormat(bytes), format, name)
+      assert.equal(sniffImageFormat(bytes.subarray(0, SNIFF_BYTES)), format, name)
     }
   })
 
@@ -40,55 +32,22 @@ describe('sniffImageFormat', () => {
   })
 
   it('checks each field of a BMP header', () => {
-    const changed = (edit: (file: Buffer) => void, headerSize: 40 | 12 = 40) => {
+    assert.equal(sniffImageFormat(bmp(), { complete: true }), 'bmp')
+    const broken: [why: string, edit: (file: Buffer) => void, headerSize?: 12][] = [
+      ['reserved bytes not zero', (f) => f.writeUInt8(1, 7)],
+      ['no DIB header is 20 bytes', (f) => f.writeUInt32LE(20, 14)],
+      ['pixels inside the file header', (f) => f.writeUInt32LE(25, 10)],
+      ['pixels inside the DIB header', (f) => f.writeUInt32LE(53, 10)],
+      ['pixels past the end of the file', (f) => f.writeUInt32LE(58, 10)],
+      ['two planes', (f) => f.writeUInt16LE(2, 26)],
+      ['7 bits a pixel', (f) => f.writeUInt16LE(7, 28)],
+      ['a core header with no plane', (f) => f.writeUInt16LE(0, 22), 12],
+    ]
+    for (const [why, edit, headerSize] of broken) {
       const file = bmp(headerSize)
       edit(file)
-      return sniffImageFormat(file, { complete: true })
+      assert.equal(sniffImageFormat(file, { complete: true }), undefined, why)
     }
-    assert.equal(
-      changed(() => {}),
-      'bmp',
-    )
-    assert.equal(
-      changed((f) => f.writeUInt8(1, 7)),
-      undefined,
-      'reserved bytes not zero',
-    )
-    assert.equal(
-      changed((f) => f.writeUInt32LE(20, 14)),
-      undefined,
-      'no DIB header is 20 bytes',
-    )
-    assert.equal(
-      changed((f) => f.writeUInt32LE(25, 10)),
-      undefined,
-      'pixels inside the file header',
-    )
-    assert.equal(
-      changed((f) => f.writeUInt32LE(53, 10)),
-      undefined,
-      'pixels inside the DIB header',
-    )
-    assert.equal(
-      changed((f) => f.writeUInt32LE(58, 10)),
-      undefined,
-      'pixels past the end of the file',
-    )
-    assert.equal(
-      changed((f) => f.writeUInt16LE(2, 26)),
-      undefined,
-      'two planes',
-    )
-    assert.equal(
-      changed((f) => f.writeUInt16LE(7, 28)),
-      undefined,
-      '7 bits a pixel',
-    )
-    assert.equal(
-      changed((f) => f.writeUInt16LE(0, 22), 12),
-      undefined,
-      'a core header with no plane',
-    )
     // Only the whole file shows where it ends.
     const far = bmp()
     far.writeUInt32LE(1 << 20, 10)
