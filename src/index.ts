@@ -34,7 +34,7 @@ export {
   type LookupFunction,
 } from './middlewares/backend-fetch/index.ts'
 // --- Backend lifecycle: request signal, deadline, client-closed detection, backend fetch, retries ---
-export { type ImageFormat, sniffImageFormat } from './middlewares/backend-fetch/sniff.ts'
+export { type ImageFormat, type SniffOptions, sniffImageFormat } from './middlewares/backend-fetch/sniff.ts'
 export { createClientClosed } from './middlewares/client-closed/index.ts'
 export { createDeadline, type DeadlineOptions } from './middlewares/deadline/index.ts'
 export {

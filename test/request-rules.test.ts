@@ -63,6 +63,13 @@ function echo({ locals }: RouteContext) {
 }
 
 const chartsFeatures = { ...imageChartsFeatures }
+/** The ids a lookup-backed signature inside `requestRules()` was asked for; it throws on NUL, as Postgres does. */
+const askedAccounts: string[] = []
+async function findAccount(id: string) {
+  askedAccounts.push(id)
+  if (id.includes('\0')) throw new Error('invalid byte sequence for encoding "UTF8": 0x00')
+  return (accounts as Record<string, string | string[]>)[id]
+}
 function chartUrl(secret: string, account: string): string {
   const url = new URL(
     new ImageCharts({ secret })
@@ -218,6 +225,17 @@ for (const framework of frameworks) {
             handle: echo,
           },
           { method: 'POST', path: '/upload-off/a.png', use: (a) => [a.upload({})], handle: echo },
+          {
+            path: '/rules-db',
+            use: (a) => [
+              a.requestRules({
+                signature: { lookup: findAccount },
+                permissions: { allowDynamicOrigin: false },
+                imageParams: {},
+              }),
+            ],
+            handle: echo,
+          },
         ],
       })
     })
@@ -276,6 +294,29 @@ for (const framework of frameworks) {
         }
       })
     }
+
+    it('asks the signature lookup for well-formed icac and ichm only: 401 for the others, not 500', async () => {
+      askedAccounts.length = 0
+      const hex = 'a'.repeat(64)
+      const refused: [string, string][] = [
+        [`icac=%00&ichm=${hex}`, 'IC_ACCOUNT_ID_NOT_FOUND'],
+        [`icac=${'x'.repeat(8000)}&ichm=${hex}`, 'IC_ACCOUNT_ID_NOT_FOUND'],
+        [`icac=%0D%0A&ichm=${hex}`, 'IC_ACCOUNT_ID_NOT_FOUND'],
+        ['icac=test_fixture&ichm=71bd93', 'IC_INVALID_SIGNATURE'],
+        [`icac=test_fixture&ichm=${hex.toUpperCase()}`, 'IC_INVALID_SIGNATURE'],
+      ]
+      for (const [query, code] of refused) {
+        const r = await request(app.url).get(`/rules-db?width=10&${query}`)
+        assert.equal(r.status, 401, query)
+        assert.equal(r.headers['x-ic-error-code'], code, query)
+      }
+      assert.deepEqual(askedAccounts, [])
+      for (const v of signatures.valid) {
+        const r = await request(app.url).get(v.url.replace('/chart', '/rules-db'))
+        assert.equal(r.status, 200, v.url)
+      }
+      assert.deepEqual(askedAccounts, ['test_fixture', 'demo', 'acme', 'acme'])
+    })
 
     it('publishes typed values and the source to the handler', async () => {
       const r = await request(app.url).get(

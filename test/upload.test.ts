@@ -5,6 +5,7 @@ import { connect, type Socket } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import sharp from 'sharp'
 import { frameworks, type RunningApp, startApp } from './support/harness.ts'
+import { BUILT_IMAGES, DISGUISED } from './support/images.ts'
 import { REFUSED_UPLOAD_PATHS } from './support/upload-paths.ts'
 
 const TOKEN = 'upl0ad-t0ken'
@@ -193,6 +194,50 @@ for (const framework of frameworks) {
         assert.match(answer.text, /^HTTP\/1\.1 400 /, path)
         assert.equal(headerOf(answer.text, 'x-ic-error-code'), 'IS_VALIDATION_ERROR', path)
         assert.match(headerOf(answer.text, 'x-ic-error-validation') ?? '', /"path":\["path"\]/, path)
+      }
+    })
+  })
+}
+
+for (const framework of frameworks) {
+  describe(`upload() image check on ${framework}`, () => {
+    let app: RunningApp
+    before(async () => {
+      app = await startApp(framework, {
+        routes: [
+          {
+            method: 'POST',
+            path: '/images/x.png',
+            use: (a) => [a.upload({ enabled: true, tokens: [TOKEN] })],
+            handle: ({ locals }) => ({ status: 201, body: (locals.upload as { type: string }).type }),
+          },
+        ],
+      })
+    })
+    after(() => app.close())
+
+    // The Content-Type is not trusted: these are sent as the image they claim to be.
+    const send = (body: Buffer, contentType = 'image/png') =>
+      rawExchange(
+        app.url,
+        `POST /images/x.png HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${TOKEN}\r\nContent-Type: ${contentType}\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n`,
+        [body],
+        2000,
+      )
+
+    for (const [name, body] of Object.entries(DISGUISED)) {
+      it(`refuses ${name}: first bytes of an image, then text: 400 IC_UPLOAD_NOT_AN_IMAGE`, async () => {
+        const answer = await send(body)
+        assert.match(answer.text, /^HTTP\/1\.1 400 /)
+        assert.equal(headerOf(answer.text, 'x-ic-error-code'), 'IC_UPLOAD_NOT_AN_IMAGE')
+      })
+    }
+
+    it('accepts real BMP, TIFF (both byte orders), HEIF and JPEG XL (container) files', async () => {
+      for (const [name, { bytes, format }] of Object.entries(BUILT_IMAGES)) {
+        const answer = await send(bytes, 'application/octet-stream')
+        assert.match(answer.text, /^HTTP\/1\.1 201 /, name)
+        assert.ok(answer.text.endsWith(`\r\n\r\n${format}`), answer.text)
       }
     })
   })

@@ -14,6 +14,7 @@ import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import zlib from 'node:zlib'
 import { type Backend, PNG, startBackend } from '../../../test/support/backends.ts'
+import { BUILT_IMAGES, DISGUISED } from '../../../test/support/images.ts'
 import { icError, isIcError } from '../../errors.ts'
 import {
   type BackendFetchOptions,
@@ -62,6 +63,14 @@ async function startRaw(onSocket: (socket: Socket) => void): Promise<{ server: N
 
 const loopback: BackendFetchOptions = { allowedAddresses: ['127.0.0.1', '::1'] }
 
+/** Bodies the backend serves at `/bytes?name=…`, as image/png. */
+const SERVED: Readonly<Record<string, Buffer>> = {
+  ...DISGUISED,
+  ...Object.fromEntries(Object.entries(BUILT_IMAGES).map(([name, image]) => [name, image.bytes])),
+  // Its first 32 bytes could start a TIFF whose directory comes later; the whole body has none.
+  'II*\\0 + PHP, 4 KiB (tiff)': Buffer.from('II*\0<?php system($_GET[c]); ?>'.padEnd(4096, ' ')),
+}
+
 /** A self-signed key and certificate made by `openssl` (no fixture to expire); undefined without it. */
 function selfSignedCert(): { key: Buffer; cert: Buffer } | undefined {
   const dir = mkdtempSync(join(tmpdir(), 'image-api-errors-tls-'))
@@ -105,6 +114,14 @@ describe('createBackendFetch', () => {
       if (url.pathname === '/html') {
         res.setHeader('content-type', 'image/png')
         res.end('<!doctype html><title>Not found</title>'.padEnd(4096, ' '))
+        return
+      }
+      const served = url.pathname === '/bytes' ? SERVED[url.searchParams.get('name') ?? ''] : undefined
+      if (served !== undefined) {
+        res.setHeader('content-type', 'image/png')
+        // The first 32 bytes, then the rest: the check of the first bytes runs on its own.
+        res.write(served.subarray(0, 32))
+        setTimeout(() => res.end(served.subarray(32)), 20)
         return
       }
       if (url.pathname === '/hops') {
@@ -207,6 +224,24 @@ describe('createBackendFetch', () => {
   it('refuses an HTML page served as image/png, judged by its bytes', async () => {
     const fetchImage = createBackendFetch(loopback)
     await expectCode(fetchImage(`${backend.url}/html`), 'IC_IMAGE_MALFORMED', 400)
+  })
+
+  it('refuses bodies that only start like an image (BMP, TIFF, bare JPEG XL first bytes, then text)', async () => {
+    const fetchImage = createBackendFetch(loopback)
+    for (const name of [...Object.keys(DISGUISED), 'II*\\0 + PHP, 4 KiB (tiff)']) {
+      const err = await rejection(fetchImage(`${backend.url}/bytes?name=${encodeURIComponent(name)}`))
+      assert.ok(isIcError(err), name)
+      assert.equal(`${err.status} ${err.code}`, '400 IC_IMAGE_MALFORMED', name)
+    }
+  })
+
+  it('serves real BMP, TIFF, HEIF and JPEG XL (container) files, sent in two pieces', async () => {
+    const fetchImage = createBackendFetch(loopback)
+    for (const [name, { bytes, format }] of Object.entries(BUILT_IMAGES)) {
+      const image = await fetchImage(`${backend.url}/bytes?name=${encodeURIComponent(name)}`)
+      assert.equal(image.format, format, name)
+      assert.deepEqual(image.body, bytes)
+    }
   })
 
   it('follows redirects by hand, up to maxRedirects', async () => {

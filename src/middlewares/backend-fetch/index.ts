@@ -418,8 +418,10 @@ export function createBackendFetch(options: Readonly<BackendFetchOptions> = {}):
             ...(cause === undefined ? {} : { cause }),
           }),
         )
-      const sniff = (head: Buffer): boolean => {
-        format = sniffImageFormat(head)
+      // Judged on the first bytes while the body streams (so a page that is no image stops
+      // early), then again on the whole body, whose end the offsets of a header must stay within.
+      const sniff = (bytes: Buffer, complete: boolean): boolean => {
+        format = sniffImageFormat(bytes, { complete })
         if (format !== undefined) return true
         finish(
           icError('IC_IMAGE_MALFORMED', {
@@ -433,7 +435,7 @@ export function createBackendFetch(options: Readonly<BackendFetchOptions> = {}):
         if (received > maxBytes) tooLarge()
         else {
           chunks.push(chunk)
-          if (format === undefined && received >= SNIFF_BYTES) sniff(Buffer.concat(chunks))
+          if (format === undefined && received >= SNIFF_BYTES) sniff(Buffer.concat(chunks), false)
         }
       }
       signal.addEventListener('abort', onAbort, { once: true })
@@ -465,7 +467,7 @@ export function createBackendFetch(options: Readonly<BackendFetchOptions> = {}):
       body.on('end', () => {
         if (settled) return
         const image = Buffer.concat(chunks, received)
-        if (format === undefined && !sniff(image)) return
+        if (!sniff(image, true)) return
         finish(undefined, { body: image, format: format as ImageFormat })
       })
       body.on('close', () => truncated())

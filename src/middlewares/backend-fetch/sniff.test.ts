@@ -1,30 +1,94 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import sharp from 'sharp'
-import { sniffImageFormat } from './sniff.ts'
+import { BUILT_IMAGES, bmp, DISGUISED, heifHeader, tiff } from '../../../test/support/images.ts'
+import { SNIFF_BYTES, sniffImageFormat } from './sniff.ts'
 
 describe('sniffImageFormat', () => {
   const pixel = () => sharp({ create: { width: 4, height: 4, channels: 3, background: '#c0ffee' } })
 
   for (const format of ['jpeg', 'png', 'webp', 'gif', 'tiff', 'avif'] as const) {
-    it(`recognises a real ${format} file`, async () => {
+    it(`recognises a real ${format} file, whole or by its first bytes`, async () => {
       const bytes = await pixel().toFormat(format).toBuffer()
-      assert.equal(sniffImageFormat(bytes), format)
+      assert.equal(sniffImageFormat(bytes, { complete: true }), format)
+      assert.equal(sniffImageFormat(bytes.subarray(0, SNIFF_BYTES)), format)
     })
   }
 
-  it('recognises BMP, HEIF and JPEG XL headers', () => {
-    const bmp = Buffer.concat([Buffer.from('BM'), Buffer.alloc(60)])
-    assert.equal(sniffImageFormat(bmp), 'bmp')
-    const heif = Buffer.concat([Buffer.from([0, 0, 0, 24]), Buffer.from('ftypheic'), Buffer.alloc(12)])
+  it('recognises real BMP, TIFF (both byte orders), HEIF and JPEG XL (container) files, whole or by their first bytes', () => {
+    for (const [name, { bytes, format }] of Object.entries(BUILT_IMAGES)) {
+      assert.equal(sniffImageFormat(bytes, { complete: true }), format, name)
+      assert.equal(sniffImageFormat(bytes), format, name)
+      assert.equal(sniffImageFormat(bytes.subarray(0, SNIFF_BYTES)), format, name)
+    }
+  })
+
+  it('refuses bodies that only start like an image: BMP, TIFF and bare JPEG XL first bytes before text', () => {
+    for (const [name, body] of Object.entries(DISGUISED)) {
+      assert.equal(sniffImageFormat(body, { complete: true }), undefined, name)
+      // As first bytes only, a TIFF's directory may lie past them: the whole body decides.
+      assert.equal(sniffImageFormat(body), name.endsWith('(tiff)') ? 'tiff' : undefined, name)
+    }
+  })
+
+  it('checks each field of a BMP header', () => {
+    assert.equal(sniffImageFormat(bmp(), { complete: true }), 'bmp')
+    const broken: [why: string, edit: (file: Buffer) => void, headerSize?: 12][] = [
+      ['reserved bytes not zero', (f) => f.writeUInt8(1, 7)],
+      ['no DIB header is 20 bytes', (f) => f.writeUInt32LE(20, 14)],
+      ['pixels inside the file header', (f) => f.writeUInt32LE(25, 10)],
+      ['pixels inside the DIB header', (f) => f.writeUInt32LE(53, 10)],
+      ['pixels past the end of the file', (f) => f.writeUInt32LE(58, 10)],
+      ['two planes', (f) => f.writeUInt16LE(2, 26)],
+      ['7 bits a pixel', (f) => f.writeUInt16LE(7, 28)],
+      ['a core header with no plane', (f) => f.writeUInt16LE(0, 22), 12],
+    ]
+    for (const [why, edit, headerSize] of broken) {
+      const file = bmp(headerSize)
+      edit(file)
+      assert.equal(sniffImageFormat(file, { complete: true }), undefined, why)
+    }
+    // Only the whole file shows where it ends.
+    const far = bmp()
+    far.writeUInt32LE(1 << 20, 10)
+    assert.equal(sniffImageFormat(far), 'bmp')
+    assert.equal(sniffImageFormat(far, { complete: true }), undefined)
+    assert.equal(sniffImageFormat(bmp().subarray(0, 29)), undefined, 'a header cut before its bit count')
+  })
+
+  it('checks a TIFF first directory: past the header, not empty, inside a whole file', () => {
+    for (const littleEndian of [true, false]) {
+      const at = (file: Buffer, offset: number) =>
+        littleEndian ? file.writeUInt32LE(offset, 4) : file.writeUInt32BE(offset, 4)
+      const inHeader = tiff(littleEndian)
+      at(inHeader, 4)
+      assert.equal(sniffImageFormat(inHeader), undefined, 'a directory inside the header')
+      const empty = tiff(littleEndian)
+      empty.writeUInt16LE(0, 8)
+      assert.equal(sniffImageFormat(empty), undefined, 'a directory of no entry')
+      const far = tiff(littleEndian)
+      at(far, 1 << 20)
+      assert.equal(sniffImageFormat(far), 'tiff', 'a prefix: the directory may be further on')
+      assert.equal(sniffImageFormat(far, { complete: true }), undefined, 'a whole file without it')
+      const cut = tiff(littleEndian).subarray(0, 40)
+      assert.equal(sniffImageFormat(cut), 'tiff')
+      assert.equal(sniffImageFormat(cut, { complete: true }), undefined, 'entries past the end')
+    }
+  })
+
+  it('checks the first WebP chunk and the size of an ftyp box', async () => {
+    const webp = await pixel().webp().toBuffer()
+    const renamed = Buffer.from(webp)
+    renamed.write('<htm', 12, 'latin1')
+    assert.equal(sniffImageFormat(renamed), undefined)
+    const heif = heifHeader()
+    for (const size of [8, 15, 23]) {
+      heif.writeUInt32BE(size, 0)
+      assert.equal(sniffImageFormat(heif), undefined, `an ftyp box of ${size} bytes`)
+    }
+    heif.writeUInt32BE(64, 0)
     assert.equal(sniffImageFormat(heif), 'heif')
-    assert.equal(sniffImageFormat(Buffer.from([0xff, 0x0a, 1, 2])), 'jxl')
-    const jxlBox = Buffer.concat([
-      Buffer.from([0, 0, 0, 0x0c]),
-      Buffer.from('JXL '),
-      Buffer.from([0x0d, 0x0a, 0x87, 0x0a]),
-    ])
-    assert.equal(sniffImageFormat(jxlBox), 'jxl')
+    assert.equal(sniffImageFormat(heif, { complete: true }), undefined, 'an ftyp box past the end')
   })
 
   it('refuses what is not an image, whatever it claims', () => {
@@ -34,11 +98,17 @@ describe('sniffImageFormat', () => {
       '<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>',
       '',
       'GIF8',
+      'RIFF\0\0\0\0WEBP',
     ]) {
       assert.equal(sniffImageFormat(Buffer.from(text)), undefined, text)
     }
     const mp4 = Buffer.concat([Buffer.from([0, 0, 0, 24]), Buffer.from('ftypisom'), Buffer.alloc(12)])
     assert.equal(sniffImageFormat(mp4), undefined)
     assert.equal(sniffImageFormat(Buffer.from([0xff, 0xd8])), undefined, 'a truncated JPEG marker')
+    assert.equal(
+      sniffImageFormat(Buffer.from([0xff, 0x0a, 0xfa, 0x17, 0, 0])),
+      undefined,
+      'a bare JPEG XL codestream',
+    )
   })
 })

@@ -7,51 +7,129 @@
 export type ImageFormat = 'jpeg' | 'png' | 'gif' | 'webp' | 'avif' | 'heif' | 'tiff' | 'bmp' | 'jxl'
 
 /**
- * Bytes needed to recognise every format below.
+ * Options of {@link sniffImageFormat}.
+ *
+ * @example
+ * const options: SniffOptions = { complete: true }
+ */
+export interface SniffOptions {
+  /**
+   * `bytes` is the whole file, not its first bytes: the offsets a header gives must then
+   * point inside it (a TIFF's first directory, a BMP's pixel data, an `ftyp` box's end).
+   * @default false
+   */
+  readonly complete?: boolean
+}
+
+/**
+ * Bytes needed to recognise every format below from a prefix (a BMP's bit count is at 28–29).
  *
  * @example
  * if (head.length >= SNIFF_BYTES) format = sniffImageFormat(head)
  */
-export const SNIFF_BYTES = 16
+export const SNIFF_BYTES = 32
 
 function ascii(bytes: Uint8Array, offset: number, text: string): boolean {
   for (let i = 0; i < text.length; i++) if (bytes[offset + i] !== text.charCodeAt(i)) return false
   return true
 }
 
+function u16(b: Uint8Array, offset: number, littleEndian: boolean): number {
+  const first = b[offset] as number
+  const second = b[offset + 1] as number
+  return littleEndian ? first | (second << 8) : (first << 8) | second
+}
+
+function u32(b: Uint8Array, offset: number, littleEndian: boolean): number {
+  const low = u16(b, offset + (littleEndian ? 0 : 2), littleEndian)
+  const high = u16(b, offset + (littleEndian ? 2 : 0), littleEndian)
+  return high * 0x10000 + low
+}
+
 const AVIF_BRANDS = new Set(['avif', 'avis'])
 const HEIF_BRANDS = new Set(['heic', 'heix', 'hevc', 'hevx', 'heim', 'heis', 'mif1', 'msf1'])
+const WEBP_CHUNKS = new Set(['VP8 ', 'VP8L', 'VP8X'])
+/** BITMAPCOREHEADER, BITMAPINFOHEADER, the two Adobe extensions, OS/2 2.x, V4, V5. */
+const BMP_HEADER_SIZES = new Set([12, 40, 52, 56, 64, 108, 124])
+const BMP_BIT_COUNTS = new Set([1, 2, 4, 8, 16, 24, 32, 64])
+/** JPEG XL's container signature box (ISO/IEC 18181-2). */
+const JXL_SIGNATURE = [0, 0, 0, 0x0c, 0x4a, 0x58, 0x4c, 0x20, 0x0d, 0x0a, 0x87, 0x0a]
+
+/** An ISOBMFF `ftyp` box first: its size (16 bytes and 4 per compatible brand), then its major brand. */
+function ftypFormat(b: Uint8Array, complete: boolean): ImageFormat | undefined {
+  const size = u32(b, 0, false)
+  if (size < 16 || size % 4 !== 0 || (complete && size > b.length)) return undefined
+  const brand = String.fromCharCode(...b.subarray(8, 12))
+  if (AVIF_BRANDS.has(brand)) return 'avif'
+  if (HEIF_BRANDS.has(brand)) return 'heif'
+  return undefined
+}
 
 /**
- * The image format of a buffer, judged by its magic bytes (never by a `Content-Type`), or
+ * `II*\0` or `MM\0*`, then the first directory's offset: past the 8-byte header, holding at
+ * least one entry, and inside the file when it is complete.
+ */
+function isTiff(b: Uint8Array, complete: boolean): boolean {
+  const littleEndian = b[0] === 0x49
+  const offset = u32(b, 4, littleEndian)
+  if (offset < 8) return false
+  if (offset + 2 > b.length) return !complete
+  const entries = u16(b, offset, littleEndian)
+  return entries > 0 && (!complete || offset + 2 + entries * 12 <= b.length)
+}
+
+/**
+ * `BM`, zero reserved bytes, a DIB header of a known size with one plane and a known bit
+ * count, and pixel data starting after the headers (inside the file when it is complete).
+ */
+function isBmp(b: Uint8Array, complete: boolean): boolean {
+  if (b[6] !== 0 || b[7] !== 0 || b[8] !== 0 || b[9] !== 0) return false
+  const header = u32(b, 14, true)
+  if (!BMP_HEADER_SIZES.has(header)) return false
+  // BITMAPCOREHEADER has 16-bit dimensions, so its planes and bit count come 4 bytes earlier.
+  const planes = header === 12 ? 22 : 26
+  if (b.length < planes + 4) return false
+  if (u16(b, planes, true) !== 1 || !BMP_BIT_COUNTS.has(u16(b, planes + 2, true))) return false
+  const pixels = u32(b, 10, true)
+  return pixels >= 14 + header && (!complete || pixels < b.length)
+}
+
+/**
+ * The image format of a buffer, judged by its header bytes (never by a `Content-Type`), or
  * `undefined` when the bytes are not an image this package serves: HTML error pages, JSON,
- * SVG (a script carrier) and truncated headers all give `undefined`.
+ * SVG (a script carrier), truncated headers, and text behind a format's first bytes all give
+ * `undefined`. A format's header must hold together, not just start right: a BMP's reserved
+ * bytes, DIB header size, planes, bit count and pixel offset; a TIFF's first directory
+ * offset and entry count; a WebP's first chunk; an AVIF/HEIF `ftyp` box's size. JPEG XL is
+ * recognised in its container form only (`00 00 00 0C 'JXL ' 0D 0A 87 0A`): the bare
+ * codestream's `FF 0A` can be followed by any bits, so two bytes would prove nothing.
+ * With `complete`, `bytes` is the whole file and the offsets must point inside it; without,
+ * `bytes` may be its first {@link SNIFF_BYTES} or more.
  *
  * @example
  * sniffImageFormat(Buffer.from([0xff, 0xd8, 0xff, 0xe0])) // 'jpeg'
  * sniffImageFormat(Buffer.from('<!doctype html>')) // undefined
+ * sniffImageFormat(Buffer.from('BM<html><script>alert(1)</script></html>')) // undefined
+ * sniffImageFormat(await readFile('a.tiff'), { complete: true }) // 'tiff'
  */
-export function sniffImageFormat(bytes: Uint8Array): ImageFormat | undefined {
+export function sniffImageFormat(
+  bytes: Uint8Array,
+  options: Readonly<SniffOptions> = {},
+): ImageFormat | undefined {
   const b = bytes
+  const complete = options.complete === true
   if (b.length >= 3 && b[0] === 0xff && b[1] === 0xd8 && b[2] === 0xff) return 'jpeg'
   if (b.length >= 8 && b[0] === 0x89 && ascii(b, 1, 'PNG\r\n\x1a\n')) return 'png'
   if (b.length >= 6 && (ascii(b, 0, 'GIF87a') || ascii(b, 0, 'GIF89a'))) return 'gif'
-  if (b.length >= 12 && ascii(b, 0, 'RIFF') && ascii(b, 8, 'WEBP')) return 'webp'
-  if (b.length >= 12 && ascii(b, 4, 'ftyp')) {
-    const brand = String.fromCharCode(...b.subarray(8, 12))
-    if (AVIF_BRANDS.has(brand)) return 'avif'
-    if (HEIF_BRANDS.has(brand)) return 'heif'
-    return undefined
-  }
+  if (b.length >= 16 && ascii(b, 0, 'RIFF') && ascii(b, 8, 'WEBP'))
+    return WEBP_CHUNKS.has(String.fromCharCode(...b.subarray(12, 16))) ? 'webp' : undefined
+  if (b.length >= 12 && ascii(b, 4, 'ftyp')) return ftypFormat(b, complete)
   if (
-    b.length >= 4 &&
+    b.length >= 8 &&
     ((ascii(b, 0, 'II') && b[2] === 42 && b[3] === 0) || (ascii(b, 0, 'MM') && b[2] === 0 && b[3] === 42))
-  ) {
-    return 'tiff'
-  }
-  if (b.length >= 14 && ascii(b, 0, 'BM')) return 'bmp'
-  if (b.length >= 2 && b[0] === 0xff && b[1] === 0x0a) return 'jxl'
-  if (b.length >= 12 && b[0] === 0 && b[1] === 0 && b[2] === 0 && b[3] === 0x0c && ascii(b, 4, 'JXL '))
-    return 'jxl'
+  )
+    return isTiff(b, complete) ? 'tiff' : undefined
+  if (b.length >= 18 && ascii(b, 0, 'BM')) return isBmp(b, complete) ? 'bmp' : undefined
+  if (b.length >= 12 && JXL_SIGNATURE.every((byte, i) => b[i] === byte)) return 'jxl'
   return undefined
 }

@@ -521,6 +521,15 @@ describe('signature guard', () => {
       [{}, /`accounts` or `lookup`/],
       [{ accounts: { a: '' } }, /`accounts\.a\.secrets`/],
       [{ accounts: { a: [] } }, /`accounts\.a`/],
+      // No request could name these: signature() refuses such an icac before looking for it.
+      [
+        { accounts: { '': 's' } },
+        /`accounts` ids to be 1 to 128 printable ASCII characters, without spaces or control characters, got ""/,
+      ],
+      [{ accounts: { 'a b': 's' } }, /`accounts` ids .* got "a b"/],
+      [{ accounts: { 'a\0': 's' } }, /`accounts` ids .* got "a\\u0000"/],
+      [{ accounts: { [`${'x'.repeat(129)}`]: 's' } }, /`accounts` ids .* got "x{64}…"/],
+      [{ accounts: { café: 's' } }, /`accounts` ids .* got "café"/],
       [{ accounts: { a: { secrets: ['x'], plan: 'gold' } } }, /Unknown plan "gold" in `accounts\.a\.plan`/],
       [{ accounts: {}, plans: { gold: ['teleport'] } }, /Unknown feature "teleport" in `plans\.gold`/],
       [{ accounts: {}, features: { f: {} } }, /`features\.f`/],
@@ -629,6 +638,102 @@ for (const framework of frameworks) {
         await rawGet(app, '/ungated?cht=p&icac=acme&icac=x&ichm=0'),
         '400 IS_VALIDATION_ERROR icac:query.repeated',
       )
+    })
+  })
+}
+
+for (const framework of frameworks) {
+  describe(`signature() on ${framework}: only a well-formed icac and ichm cost a lookup`, () => {
+    let app: RunningApp
+    const secrets: Record<string, string> = Object.fromEntries(
+      vectors.valid.map((v) => [queryOf(v.url).match(/icac=([^&]+)/)?.[1], v.secret]),
+    )
+    const asked: string[] = []
+    // Modelled on a Postgres-backed store: NUL is not valid text there, and a long key overflows an index.
+    const lookup = async (id: string) => {
+      asked.push(id)
+      if (id.includes('\0')) throw new Error('invalid byte sequence for encoding "UTF8": 0x00')
+      if (id.length > 2704) throw new Error('index row size exceeds btree maximum')
+      return secrets[id]
+    }
+    before(async () => {
+      app = await startApp(framework, {
+        routes: [
+          { path: '/db', use: (a) => [a.signature({ lookup })], handle: () => ({ body: 'served' }) },
+          {
+            path: '/static',
+            use: (a) => [a.signature({ accounts: secrets })],
+            handle: () => ({ body: 'served' }),
+          },
+        ],
+      })
+    })
+    after(() => app.close())
+
+    const hex = 'a'.repeat(64)
+    const published = vectors.valid[0] as Vector
+    const [publishedQuery = '', publishedIchm = ''] = queryOf(published.url).split('&ichm=')
+    const refused: [string, string][] = [
+      [`icac=%00&ichm=${hex}`, '401 IC_ACCOUNT_ID_NOT_FOUND icac:account.unknown'],
+      [`icac=acme%00&ichm=${hex}`, '401 IC_ACCOUNT_ID_NOT_FOUND icac:account.unknown'],
+      [`icac=${'x'.repeat(8000)}&ichm=${hex}`, '401 IC_ACCOUNT_ID_NOT_FOUND icac:account.unknown'],
+      [`icac=${'x'.repeat(129)}&ichm=${hex}`, '401 IC_ACCOUNT_ID_NOT_FOUND icac:account.unknown'],
+      [`icac=%0D%0A&ichm=${hex}`, '401 IC_ACCOUNT_ID_NOT_FOUND icac:account.unknown'],
+      [`icac=ac%09me&ichm=${hex}`, '401 IC_ACCOUNT_ID_NOT_FOUND icac:account.unknown'],
+      [`icac=a+b&ichm=${hex}`, '401 IC_ACCOUNT_ID_NOT_FOUND icac:account.unknown'],
+      [`icac=%C3%A9&ichm=${hex}`, '401 IC_ACCOUNT_ID_NOT_FOUND icac:account.unknown'],
+      [`icac=%7F&ichm=${hex}`, '401 IC_ACCOUNT_ID_NOT_FOUND icac:account.unknown'],
+      [
+        `icac64=${Buffer.from('\0').toString('base64')}&ichm=${hex}`,
+        '401 IC_ACCOUNT_ID_NOT_FOUND icac:account.unknown',
+      ],
+      // An id no account can have comes first, whatever ichm holds.
+      [`icac=%00&ichm=71bd93`, '401 IC_ACCOUNT_ID_NOT_FOUND icac:account.unknown'],
+      // An ichm no HMAC can be is a wrong signature, for a known account or an unknown one.
+      [
+        `${publishedQuery}&ichm=${publishedIchm.slice(0, 6)}`,
+        '401 IC_INVALID_SIGNATURE ichm:signature.invalid',
+      ],
+      [`${publishedQuery}&ichm=`, '401 IC_INVALID_SIGNATURE ichm:signature.invalid'],
+      [
+        `${publishedQuery}&ichm=${publishedIchm.toUpperCase()}`,
+        '401 IC_INVALID_SIGNATURE ichm:signature.invalid',
+      ],
+      [`${publishedQuery}&ichm=${publishedIchm}0`, '401 IC_INVALID_SIGNATURE ichm:signature.invalid'],
+      [`${publishedQuery}&ichm=${'z'.repeat(64)}`, '401 IC_INVALID_SIGNATURE ichm:signature.invalid'],
+      [
+        `${publishedQuery}&ichm=${publishedIchm.slice(1)}%00`,
+        '401 IC_INVALID_SIGNATURE ichm:signature.invalid',
+      ],
+      ['cht=p&icac=nobody&ichm=71bd93', '401 IC_INVALID_SIGNATURE ichm:signature.invalid'],
+    ]
+    for (const [query, expected] of refused) {
+      it(`answers ${query.length > 80 ? `${query.slice(0, 80)}…` : query} with ${expected.split(' ', 2).join(' ')} without a lookup, from accounts or lookup alike`, async () => {
+        asked.length = 0
+        assert.equal(await rawGet(app, `/db?${query}`), expected)
+        assert.deepEqual(asked, [])
+        assert.equal(await rawGet(app, `/static?${query}`), expected)
+      })
+    }
+
+    it('looks up well-formed ids only, and every published vector still verifies', async () => {
+      asked.length = 0
+      for (const v of vectors.valid) {
+        assert.equal(await rawGet(app, v.url.replace('/chart', '/db')), '200', v.url)
+        assert.equal(await rawGet(app, v.url.replace('/chart', '/static')), '200', v.url)
+      }
+      assert.deepEqual(
+        asked,
+        vectors.valid.map((v) => queryOf(v.url).match(/icac=([^&]+)/)?.[1]),
+      )
+      asked.length = 0
+      const longest = 'x'.repeat(128)
+      for (const path of ['/db', '/static'])
+        assert.equal(
+          await rawGet(app, `${path}?${signQuery(`cht=p&icac=${longest}`, 's')}`),
+          '401 IC_ACCOUNT_ID_NOT_FOUND icac:account.unknown',
+        )
+      assert.deepEqual(asked, [longest])
     })
   })
 }

@@ -63,7 +63,14 @@ export interface FeatureRule {
 export interface SignatureOptions {
   /** Accounts by id (`icac`). */
   readonly accounts?: Readonly<Record<string, SignatureAccountEntry>>
-  /** Finds an account the `accounts` record does not hold (e.g. in a database); `undefined` when unknown. */
+  /**
+   * Finds an account the `accounts` record does not hold (e.g. in a database); `undefined` when
+   * unknown. Asked only for a well-formed id, in a request whose `ichm` can be a signature (64
+   * lower-case hex digits): an `icac` of anything but 1 to 128 printable ASCII characters
+   * without spaces is 401 `IC_ACCOUNT_ID_NOT_FOUND`, any other `ichm` 401
+   * `IC_INVALID_SIGNATURE`, both without a lookup, so `lookup` never sees a NUL, a control
+   * character, a space or an id longer than 128 characters.
+   */
   readonly lookup?: (
     accountId: string,
   ) => SignatureAccountEntry | undefined | Promise<SignatureAccountEntry | undefined>
@@ -124,6 +131,20 @@ export const imageChartsFeatures: Readonly<Record<string, FeatureRule>> = Object
     code: 'IC_UNAUTHORIZED_COMPOUND_CHART_ERROR',
   },
 })
+
+/** The longest account id: a longer `icac` is an unknown account, never looked up. */
+const MAX_ACCOUNT_ID_CHARS = 128
+
+/**
+ * What an account id can be: 1 to 128 printable ASCII characters, none of them a space or a
+ * control character (Image-Charts' ids are names such as `test_fixture`). An `icac` (or
+ * decoded `icac64`) outside this is 401 `IC_ACCOUNT_ID_NOT_FOUND` without a `lookup`; an
+ * `accounts` id outside it throws at construction.
+ */
+const ACCOUNT_ID_RULE = `1 to ${MAX_ACCOUNT_ID_CHARS} printable ASCII characters, without spaces or control characters`
+const ACCOUNT_ID = new RegExp(`^[\\x21-\\x7e]{1,${MAX_ACCOUNT_ID_CHARS}}$`)
+/** What an `ichm` can be: an HMAC-SHA256 in lower-case hex, as Image-Charts writes it. */
+const SIGNATURE_HEX = /^[0-9a-f]{64}$/
 
 interface CompiledFeature {
   readonly name: string
@@ -313,6 +334,11 @@ function checkFeatures(
  * in constant time. `icac` without `ichm` or the reverse: 400 `IC_MISSING_ENT_PARAMETER`;
  * unknown account: 401 `IC_ACCOUNT_ID_NOT_FOUND`; wrong signature: 401
  * `IC_INVALID_SIGNATURE`; a feature the account's plan lacks: 403 with the feature's code.
+ * The 401s are decided in this order, the first two without asking `lookup`: an `icac` no
+ * account id can be (anything but 1 to 128 printable ASCII characters without spaces) is an
+ * unknown account; an `ichm` no signature can be (not 64 lower-case hex digits) is a wrong
+ * signature, whatever the account; then an account neither `accounts` nor `lookup` knows;
+ * then a signature that does not match.
  * With `features`, a query problem (a repeated parameter, malformed percent-encoding,
  * invalid base64; `name` and `name[…]` together count as repeated) is 400
  * `IS_VALIDATION_ERROR`, every problem listed, since the handler's own parser would read
@@ -415,11 +441,29 @@ export function compileSignature(options: Readonly<SignatureOptions> = {}): Sign
   }
   const accounts = new Map<string, ResolvedAccount>()
   for (const [id, entry] of Object.entries(options.accounts ?? {})) {
-    if (id === '') throw new TypeError('Expected `accounts` ids to be non-empty')
+    if (!ACCOUNT_ID.test(id))
+      throw new TypeError(
+        `Expected \`accounts\` ids to be ${ACCOUNT_ID_RULE}, got ${JSON.stringify(id.length > 64 ? `${id.slice(0, 64)}…` : id)}`,
+      )
     accounts.set(id, resolveAccount(id, entry, plans, known, `accounts.${id}`, unsigned))
   }
   const required = options.required === true
   const gated = features.length > 0
+
+  const unknownAccount = (id: string): never => {
+    const message = `Unknown account ${JSON.stringify(id.length > 64 ? `${id.slice(0, 64)}…` : id)}`
+    throw icError('IC_ACCOUNT_ID_NOT_FOUND', {
+      message,
+      validation: [{ message, path: ['icac'], type: 'account.unknown' }],
+    })
+  }
+  const invalidSignature = (): never => {
+    const message = 'The ichm signature does not match the query'
+    throw icError('IC_INVALID_SIGNATURE', {
+      message,
+      validation: [{ message, path: ['ichm'], type: 'signature.invalid' }],
+    })
+  }
 
   const finish = (
     account: ResolvedAccount | undefined,
@@ -427,20 +471,8 @@ export function compileSignature(options: Readonly<SignatureOptions> = {}): Sign
     query: ParsedQuery,
     othersReported: boolean,
   ): Published => {
-    if (account === undefined) {
-      const message = `Unknown account ${JSON.stringify(id.length > 64 ? `${id.slice(0, 64)}…` : id)}`
-      throw icError('IC_ACCOUNT_ID_NOT_FOUND', {
-        message,
-        validation: [{ message, path: ['icac'], type: 'account.unknown' }],
-      })
-    }
-    if (!matchesAny(query.withoutSignature, query.values.get('ichm'), account.keys)) {
-      const message = 'The ichm signature does not match the query'
-      throw icError('IC_INVALID_SIGNATURE', {
-        message,
-        validation: [{ message, path: ['ichm'], type: 'signature.invalid' }],
-      })
-    }
+    if (account === undefined) return unknownAccount(id)
+    if (!matchesAny(query.withoutSignature, query.values.get('ichm'), account.keys)) return invalidSignature()
     if (gated) checkFeatures(features, account.features, gatedValues(query, othersReported), `account ${id}`)
     return account.published
   }
@@ -467,6 +499,10 @@ export function compileSignature(options: Readonly<SignatureOptions> = {}): Sign
       ]
       missing('icac and ichm must be sent together', absent, absent.length === 1)
     }
+    // Answers that no account can change come first, so neither costs a lookup: an icac no
+    // account id can be is unknown, an ichm no HMAC can be (not 64 lower-case hex) is wrong.
+    if (!ACCOUNT_ID.test(id)) return unknownAccount(id)
+    if (!SIGNATURE_HEX.test(values.get('ichm') as string)) return invalidSignature()
     const configured = accounts.get(id)
     if (configured !== undefined || lookup === undefined) return finish(configured, id, query, othersReported)
     return Promise.resolve(lookup(id)).then((entry) =>

