@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { once } from 'node:events'
-import { createServer, get, type IncomingMessage, type ServerResponse } from 'node:http'
+import { createServer, get, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { type AddressInfo, connect } from 'node:net'
 import { describe, it } from 'node:test'
 import { isIcError } from '../../errors.ts'
@@ -13,6 +13,31 @@ function deferred<T>(): { promise: Promise<T>; resolve: (value: T) => void } {
     resolve = r
   })
   return { promise, resolve }
+}
+
+/** Runs `body` against a loopback server with `handler`, then closes it and every connection. */
+async function withServer(
+  handler: (req: IncomingMessage, res: ServerResponse) => void,
+  body: (port: number, server: Server) => Promise<void>,
+): Promise<void> {
+  const server = createServer(handler)
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  try {
+    await body((server.address() as AddressInfo).port, server)
+  } finally {
+    server.closeAllConnections()
+    server.close()
+  }
+}
+
+/** Sends a GET on a raw socket and destroys it once the handler has the response. */
+async function requestThenLeave(port: number, seen: Promise<ServerResponse>): Promise<ServerResponse> {
+  const client = connect(port, '127.0.0.1')
+  client.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n')
+  const res = await seen
+  client.destroy()
+  return res
 }
 
 describe('requestSignal', () => {
@@ -33,21 +58,16 @@ describe('createClientClosed', () => {
     const watch = createClientClosed((target, err) => failures.push([target, err]))
     let signal: AbortSignal | undefined
     const seen = deferred<ServerResponse>()
-    const server = createServer((req, res) => {
+    const handler = (req: IncomingMessage, res: ServerResponse) => {
       const listeners = res.listenerCount('close')
       watch(req, res, 'target')
       watch(req, res, 'target')
       signal = requestSignal(req)
       assert.equal(res.listenerCount('close'), listeners + 1, 'one listener, however often it is mounted')
       seen.resolve(res)
-    })
-    server.listen(0, '127.0.0.1')
-    await once(server, 'listening')
-    try {
-      const client = connect((server.address() as AddressInfo).port, '127.0.0.1')
-      client.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n')
-      const res = await seen.promise
-      client.destroy()
+    }
+    await withServer(handler, async (port) => {
+      const res = await requestThenLeave(port, seen.promise)
       await once(signal as AbortSignal, 'abort')
       assert.ok(isIcError(signal?.reason) && signal.reason.code === 'IC_CLIENT_CLOSED_REQUEST')
       assert.equal(requestSignal(res.req), signal)
@@ -55,26 +75,20 @@ describe('createClientClosed', () => {
       assert.equal(failures.length, 1)
       assert.deepEqual(failures[0], ['target', signal?.reason])
       assert.equal(res.headersSent, false)
-    } finally {
-      server.closeAllConnections()
-      server.close()
-    }
+    })
   })
 
   it('leaves finished responses alone, keep-alive included', async () => {
     const watch = createClientClosed(() => assert.fail('no request failed'))
     const signals: AbortSignal[] = []
-    const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    const handler = (req: IncomingMessage, res: ServerResponse) => {
       watch(req, res, undefined)
       signals.push(requestSignal(req))
       res.end('ok')
-    })
-    server.listen(0, '127.0.0.1')
-    await once(server, 'listening')
-    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
-    try {
+    }
+    await withServer(handler, async (port, server) => {
       for (let i = 0; i < 5; i++) {
-        const [res] = (await once(get(url), 'response')) as [IncomingMessage]
+        const [res] = (await once(get(`http://127.0.0.1:${port}`), 'response')) as [IncomingMessage]
         res.resume()
         await once(res, 'end')
       }
@@ -82,32 +96,21 @@ describe('createClientClosed', () => {
       await new Promise((resolve) => setImmediate(resolve))
       assert.equal(signals.length, 5)
       assert.ok(signals.every((s) => !s.aborted))
-    } finally {
-      server.closeAllConnections()
-      server.close()
-    }
+    })
   })
 
   it('gives an already aborted signal to a handler that asks after the client left', async () => {
     const watch = createClientClosed(() => {})
     const seen = deferred<ServerResponse>()
-    const server = createServer((req, res) => {
+    const handler = (req: IncomingMessage, res: ServerResponse) => {
       watch(req, res, undefined)
       seen.resolve(res)
-    })
-    server.listen(0, '127.0.0.1')
-    await once(server, 'listening')
-    try {
-      const client = connect((server.address() as AddressInfo).port, '127.0.0.1')
-      client.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n')
-      const res = await seen.promise
-      client.destroy()
+    }
+    await withServer(handler, async (port) => {
+      const res = await requestThenLeave(port, seen.promise)
       await once(res, 'close')
       await new Promise((resolve) => setImmediate(resolve))
       assert.equal(requestSignal(res.req).aborted, true)
-    } finally {
-      server.closeAllConnections()
-      server.close()
-    }
+    })
   })
 })

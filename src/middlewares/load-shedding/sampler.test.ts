@@ -7,6 +7,12 @@ import { fileURLToPath } from 'node:url'
 import { inspect } from 'node:util'
 import { createLoadSampler, type LoadSample } from './sampler.ts'
 
+/** Blocks the event loop: the stall a sampler is there to see. */
+function blockFor(ms: number): void {
+  const end = performance.now() + ms
+  while (performance.now() < end);
+}
+
 const calm: LoadSample = { eventLoopDelayMs: 5, eventLoopUtilization: 0.2, heapUsedBytes: 1e6, rssBytes: 5e6 }
 
 describe('createLoadSampler(options)', () => {
@@ -98,8 +104,7 @@ describe('createLoadSampler(options)', () => {
       maxEventLoopUtilization: 0.5,
     })
     try {
-      const end = performance.now() + 300
-      while (performance.now() < end);
+      blockFor(300)
       const first = sampler.current
       while (sampler.current === first) await delay(10)
       assert.equal(sampler.current.eventLoopDelayMs, 0)
@@ -133,8 +138,7 @@ describe('createLoadSampler(options)', () => {
     try {
       for (let trial = 0; trial < 6; trial++) {
         await delay(500 + Math.random() * 400)
-        const end = performance.now() + 200
-        while (performance.now() < end);
+        blockFor(200)
         let seen = false
         for (let waitedMs = 0; waitedMs < 1200 && !seen; waitedMs += 10) {
           await delay(10)
@@ -155,8 +159,7 @@ describe('createLoadSampler(options)', () => {
       for (let trial = 0; trial < 3; trial++) {
         const before = sampler.current
         while (sampler.current === before) await new Promise((resolve) => setImmediate(resolve))
-        const end = performance.now() + 250
-        while (performance.now() < end);
+        blockFor(250)
         const read = sampler.current
         while (sampler.current === read) await delay(5)
         if (trial === 0) continue // the first reading is not judged, nor is the window it closes
@@ -202,8 +205,7 @@ describe('createLoadSampler(options)', () => {
         let between = false
         setTimeout(() => {
           between = sampler.current === first
-          const end = performance.now() + 300
-          while (performance.now() < end);
+          blockFor(300)
         }, 200)
         // The first reading, which is not judged: the timer's is then the second.
         const first = sampler.refresh()
