@@ -206,12 +206,12 @@ export function rateLimitGuard(options: Readonly<RateLimitOptions>): RateLimitGu
   const ipv6Subnet = numberOption('ipv6Subnet', options.ipv6Subnet ?? 56, { min: 8, max: 128, integer: true })
   const key = options.key ?? 'ip'
   if (key !== 'ip' && key !== 'account' && typeof key !== 'function')
-    throw new TypeError(`Expected \`key\` to be 'ip', 'account' or a function, got ${JSON.stringify(key)}`)
+    throw new TypeError(`Expected \`key\` to be 'ip', 'account' or a function, got ${showValue(key)}`)
   if (options.failOpen !== undefined && typeof options.failOpen !== 'boolean')
-    throw new TypeError(`Expected \`failOpen\` to be a boolean, got ${JSON.stringify(options.failOpen)}`)
+    throw new TypeError(`Expected \`failOpen\` to be a boolean, got ${showValue(options.failOpen)}`)
   const failOpen = options.failOpen ?? true
   if (options.headers !== undefined && typeof options.headers !== 'boolean')
-    throw new TypeError(`Expected \`headers\` to be a boolean, got ${JSON.stringify(options.headers)}`)
+    throw new TypeError(`Expected \`headers\` to be a boolean, got ${showValue(options.headers)}`)
   const headers = options.headers ?? true
   const store = options.store ?? new MemoryStore()
   if (typeof store !== 'object' || store === null || typeof store.consume !== 'function')
@@ -303,7 +303,7 @@ export function rateLimitGuard(options: Readonly<RateLimitOptions>): RateLimitGu
       !Number.isFinite(result.used) ||
       !Number.isFinite(result.resetMs)
     )
-      return storeFailed(new TypeError(`The rate-limit store answered ${JSON.stringify(result)}`), req)
+      return storeFailed(new TypeError(`The rate-limit store answered ${showValue(result)}`), req)
     const resetSeconds = Math.max(0, Math.ceil(result.resetMs / 1000))
     if (headers) {
       const remaining = Math.max(0, Math.min(limit, limit - result.used))
