@@ -582,7 +582,7 @@ export function defineErrorCode(code: string, entry: ErrorCodeEntry): void {
   }
   if (!Number.isInteger(entry?.status) || entry.status < 400 || entry.status > 599) {
     throw new TypeError(
-      `Expected \`status\` of ${code} to be an integer from 400 to 599, got ${entry?.status}`,
+      `Expected \`status\` of ${code} to be an integer from 400 to 599, got ${showValue(entry?.status)}`,
     )
   }
   for (const key of ['title', 'description', 'hint'] as const) {

@@ -1,11 +1,14 @@
 // Every option check that shows the value it was given, given a BigInt or a symbol: the message must
 // still name the option and show the value (`10n`, `Symbol(x)`). JSON.stringify throws "Do not know
-// how to serialize a BigInt" for the first and writes `undefined` for the second.
+// how to serialize a BigInt" for the first and writes `undefined` for the second; a value put in a
+// template as it is shows `10` for the first and throws "Cannot convert a Symbol value to a string"
+// for the second.
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import {
   apiKeyGuard,
   createBackendFetch,
+  createDeadline,
   createErrorWriter,
   createHostMatcher,
   createRetryPolicy,
@@ -35,7 +38,8 @@ const feature = { params: ['icretina'] }
 /** A value of the wrong type for an option, in the place of `x`. */
 type Construct = (x: never) => unknown
 
-// [option named in the message, what constructs with the value, whether the option takes a string]
+// [option named in the message, what constructs with the value, whether to try a symbol too: the
+// option takes a string, or its message used to put the value in as it is]
 const cases: readonly (readonly [string, Construct, boolean])[] = [
   ['allowDynamicOrigin', (x) => permissionsGuard({ allowDynamicOrigin: x }), false],
   ['allowOriginalImageRequest', (x) => permissionsGuard({ allowOriginalImageRequest: x }), false],
@@ -82,12 +86,19 @@ const cases: readonly (readonly [string, Construct, boolean])[] = [
   ['name', (x) => rateLimitGuard({ ...limits, name: x }), true],
   ['prefix', (x) => new RedisStore({ sendCommand, prefix: x }), true],
   ['code', (x) => defineErrorCode(x, entry), true],
+  // Messages that put the value in as it is.
+  ['maxAttempts', (x) => createRetryPolicy({ maxAttempts: x }), true],
+  ['maxAttempts', (x) => createBackendFetch({ retry: { maxAttempts: x } }), true],
+  ['validationHeaderMaxBytes', (x) => createErrorWriter({ validationHeaderMaxBytes: x }), true],
+  ['maxRedirects', (x) => createBackendFetch({ maxRedirects: x }), true],
+  ['status', (x) => defineErrorCode('ACME_QUOTA_EXCEEDED', { ...entry, status: x }), true],
+  ['options', (x) => createDeadline(x, () => {}), true],
 ]
 
 describe('option messages given a BigInt or a symbol', () => {
-  for (const [option, construct, takesString] of cases) {
+  for (const [option, construct, symbolToo] of cases) {
     const values: (readonly [unknown, string])[] = [[10n, '10n']]
-    if (takesString) values.push([Symbol('x'), 'Symbol(x)'])
+    if (symbolToo) values.push([Symbol('x'), 'Symbol(x)'])
     for (const [value, shown] of values) {
       it(`${construct.toString().replace(/^\(?x\)?\s*=>\s*/, '')}: names \`${option}\` and shows ${shown}`, () => {
         assert.throws(
@@ -143,6 +154,10 @@ describe('option messages given a BigInt or a symbol', () => {
     })
     assert.throws(() => createRetryPolicy({ statuses: [429, 200] }), {
       message: 'Expected `statuses` to be an array of 4xx/5xx statuses, got [429,200]',
+    })
+    // Put in as it was, '3' read as a valid value.
+    assert.throws(() => createRetryPolicy({ maxAttempts: '3' as never }), {
+      message: 'Expected `maxAttempts` to be an integer from 1 to 100, got "3"',
     })
   })
 })

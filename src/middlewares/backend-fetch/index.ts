@@ -222,7 +222,9 @@ export function createBackendFetch(options: Readonly<BackendFetchOptions> = {}):
   }
   const maxRedirects = options.maxRedirects ?? DEFAULTS.maxRedirects
   if (!Number.isInteger(maxRedirects) || maxRedirects < 0 || maxRedirects > 20) {
-    throw new TypeError(`Expected \`maxRedirects\` to be an integer from 0 to 20, got ${maxRedirects}`)
+    throw new TypeError(
+      `Expected \`maxRedirects\` to be an integer from 0 to 20, got ${showValue(maxRedirects)}`,
+    )
   }
   const timeoutMs = durationMs('timeoutMs', options.timeoutMs ?? DEFAULTS.timeoutMs)
   const isHostAllowed = options.hostsAllowed === undefined ? undefined : compileHostList(options.hostsAllowed)

@@ -283,7 +283,7 @@ export function makeErrorWriter(
     validationHeaderMaxBytes > VALIDATION_HEADER_MAX_CAP
   ) {
     throw new TypeError(
-      `Expected \`validationHeaderMaxBytes\` to be an integer from 256 to ${VALIDATION_HEADER_MAX_CAP}, got ${validationHeaderMaxBytes}`,
+      `Expected \`validationHeaderMaxBytes\` to be an integer from 256 to ${VALIDATION_HEADER_MAX_CAP}, got ${showValue(validationHeaderMaxBytes)}`,
     )
   }
   const headerName = requestIdHeader.toLowerCase()

@@ -101,7 +101,9 @@ export function readRetryPolicy(
   knownOptions(options, extra.length === 0 ? RETRY_OPTIONS : [...RETRY_OPTIONS, ...extra], owner)
   const maxAttempts = options.maxAttempts ?? DEFAULTS.maxAttempts
   if (!Number.isInteger(maxAttempts) || maxAttempts < 1 || maxAttempts > 100) {
-    throw new TypeError(`Expected \`maxAttempts\` to be an integer from 1 to 100, got ${maxAttempts}`)
+    throw new TypeError(
+      `Expected \`maxAttempts\` to be an integer from 1 to 100, got ${showValue(maxAttempts)}`,
+    )
   }
   const minDelayMs = durationMs('minDelayMs', options.minDelayMs ?? DEFAULTS.minDelayMs, {
     min: shortestDelayMs,
