@@ -1,3 +1,5 @@
+import { showValue } from './options.ts'
+
 /**
  * What the catalogue records about one error code.
  *
@@ -572,7 +574,7 @@ const CODE_PATTERN = /^[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+$/
 export function defineErrorCode(code: string, entry: ErrorCodeEntry): void {
   if (typeof code !== 'string' || !CODE_PATTERN.test(code)) {
     throw new TypeError(
-      `Expected \`code\` to be SCREAMING_SNAKE_CASE with an underscore, got ${JSON.stringify(code)}`,
+      `Expected \`code\` to be SCREAMING_SNAKE_CASE with an underscore, got ${showValue(code)}`,
     )
   }
   if (Object.hasOwn(errorCatalogue, code)) {
@@ -580,7 +582,7 @@ export function defineErrorCode(code: string, entry: ErrorCodeEntry): void {
   }
   if (!Number.isInteger(entry?.status) || entry.status < 400 || entry.status > 599) {
     throw new TypeError(
-      `Expected \`status\` of ${code} to be an integer from 400 to 599, got ${entry?.status}`,
+      `Expected \`status\` of ${code} to be an integer from 400 to 599, got ${showValue(entry?.status)}`,
     )
   }
   for (const key of ['title', 'description', 'hint'] as const) {

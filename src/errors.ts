@@ -127,7 +127,7 @@ function classOf(status: number): StatusErrorClass {
 export function icError(code: ErrorCode, options: IcErrorOptions = {}): IcError {
   const entry = lookupErrorCode(code)
   if (entry === undefined)
-    throw new TypeError(`Unknown error code ${JSON.stringify(code)}: define it with defineErrorCode()`)
+    throw new TypeError(`Unknown error code ${showValue(code)}: define it with defineErrorCode()`)
   checkIcErrorOptions(options)
   const { status } = entry
   const headers: Record<string, string> = {

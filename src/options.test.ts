@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { createBackendFetch } from './middlewares/backend-fetch/index.ts'
-import { durationMs, functionOption, knownOptions, numberOption } from './options.ts'
+import { durationMs, functionOption, knownOptions, numberOption, showValue } from './options.ts'
 
 describe('durationMs(name, value, range)', () => {
   it('takes milliseconds or ms strings', () => {
@@ -95,5 +95,35 @@ describe('knownOptions(options, known, owner)', () => {
       }
     }
     knownOptions(new Options(), known, 'f')
+  })
+})
+
+describe('showValue(value)', () => {
+  it('shows what was given, JSON where it can, and never throws', () => {
+    const cycle: unknown[] = []
+    cycle.push(cycle)
+    for (const [value, shown] of [
+      ['per-ip', '"per-ip"'],
+      [[429, 'GET'], '[429,"GET"]'],
+      [{ status: 410 }, '{"status":410}'],
+      [10n, '10n'],
+      [Symbol('ttl'), 'Symbol(ttl)'],
+      [Number.NaN, 'NaN'],
+      [() => {}, 'a function'],
+      [new Map(), 'a Map'],
+      [undefined, 'undefined'],
+      [cycle, 'object'],
+    ] as const) {
+      assert.equal(showValue(value), shown)
+    }
+  })
+
+  it('shows a BigInt inside an array or an object as written, not the whole value as "object"', () => {
+    assert.equal(showValue([429n, 502]), '[429n,502]')
+    assert.equal(
+      showValue({ allowed: true, used: -1n, resetMs: 0 }),
+      '{"allowed":true,"used":-1n,"resetMs":0}',
+    )
+    assert.equal(showValue([{ limit: [2n] }]), '[{"limit":[2n]}]')
   })
 })

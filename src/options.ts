@@ -134,13 +134,26 @@ export function recordOption(name: string, value: unknown): void {
     )
 }
 
+// JSON has no BigInt: one inside an array or an object goes through JSON.stringify as a marked
+// string and comes out unquoted (`[429n]`), instead of making the whole value unshowable. A
+// string of the marker's form would be shown as a BigInt too: only in a message, and no
+// configuration holds a NUL.
+const BIGINT_MARK = '\u0000bigint:'
+const MARKED_BIGINT = /"\\u0000bigint:(-?\d+)"/g
+
+function markBigInt(_key: string, item: unknown): unknown {
+  return typeof item === 'bigint' ? `${BIGINT_MARK}${item}` : item
+}
+
 /**
  * A configuration value as an error message shows it: JSON when it has one; `10n`, `NaN`,
  * `Infinity`, symbols and regular expressions as written; a function, or an instance of another
- * class (`a Map`), by its kind.
+ * class (`a Map`), by its kind. A BigInt inside an array or a plain object is shown as `10n`
+ * too; a value JSON cannot write at all (a cycle) by its type.
  *
  * @example
  * showValue(10n) // '10n'
+ * showValue([429n]) // '[429n]'
  * showValue(Symbol('ttl')) // 'Symbol(ttl)'
  * showValue(new Map()) // 'a Map'
  */
@@ -155,7 +168,7 @@ export function showValue(value: unknown): string {
     if (proto !== Object.prototype && proto !== null) return `a ${proto?.constructor?.name ?? 'object'}`
   }
   try {
-    return JSON.stringify(value) ?? typeof value
+    return JSON.stringify(value, markBigInt)?.replace(MARKED_BIGINT, '$1n') ?? typeof value
   } catch {
     return typeof value
   }

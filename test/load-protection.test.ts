@@ -340,6 +340,44 @@ for (const framework of frameworks) {
         assert.equal((await get(app, '/chart?cht=p&icac=acme&ichm=abc')).status, 200, 'signed requests go on')
       })
 
+      it('warns once per imageChartsRateLimits() call of a misconfiguration, not once per policy', async () => {
+        for (const [code, listen, headers] of [
+          ['IMAGE_API_ERRORS_UNTRUSTED_FORWARDED_FOR', undefined, { 'x-forwarded-for': '198.51.100.9' }],
+          [
+            'IMAGE_API_ERRORS_NO_CLIENT_ADDRESS',
+            { socketPath: join(tmpdir(), `icrl-${process.pid}-${framework}.sock`) },
+            {},
+          ],
+        ] as const) {
+          const warnings: string[] = []
+          const onWarning = (warning: Error & { code?: string }) => {
+            if (warning.code === code) warnings.push(warning.message)
+          }
+          process.on('warning', onWarning)
+          try {
+            const app = await start(
+              {
+                use: (a) => [a.imageChartsRateLimits({ store: new MemoryStore() })],
+                routes: [{ path: '/chart', handle: () => ({ body: 'chart' }) }],
+              },
+              listen,
+            )
+            // Unsigned (both policies count it), then signed (the per-IP one only).
+            for (const path of ['/chart?cht=p', '/chart?cht=p&icac=acme&ichm=abc', '/chart?cht=p'])
+              assert.equal((await get(app, path, headers)).status, 200)
+            // process.emitWarning() emits on the next tick.
+            await new Promise((resolve) => setImmediate(resolve))
+          } finally {
+            process.off('warning', onWarning)
+          }
+          assert.equal(warnings.length, 1, `${code}: ${warnings.join(' | ')}`)
+          assert.match(
+            warnings[0] ?? '',
+            /^imageChartsRateLimits\(\) got .* with trustProxy false: every client/,
+          )
+        }
+      })
+
       it('counts forged signatures per IP when mounted before signature(), as recommended', async () => {
         const app = await start({
           use: (a) => [

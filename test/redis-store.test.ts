@@ -464,5 +464,11 @@ describe('RedisStore options', () => {
   it('rejects on a reply it does not understand, so that the limiter reports it', async () => {
     const store = new RedisStore({ sendCommand: async () => 'OK' })
     await assert.rejects(store.consume('k', 1, { limit: 1, windowMs: 1000, blockMs: 0 }), /Unexpected reply/)
+    // A client that maps integer replies to BigInt (node-redis' RESP3 type mapping) still gets this error.
+    const bigints = new RedisStore({ sendCommand: async () => [1n, 5000n] })
+    await assert.rejects(bigints.consume('k', 1, { limit: 1, windowMs: 1000, blockMs: 0 }), {
+      name: 'TypeError',
+      message: 'Unexpected reply from Redis: [1n,5000n]',
+    })
   })
 })

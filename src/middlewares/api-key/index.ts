@@ -127,11 +127,11 @@ export function compileApiKey(options: Readonly<ApiKeyOptions>): ApiKeyCheck {
   if (options.keys !== undefined) recordOption('keys', options.keys)
   const header = options.header === undefined ? 'x-api-key' : options.header
   if (header !== false && (typeof header !== 'string' || !HEADER_NAME.test(header)))
-    throw new TypeError(`Expected \`header\` to be a header name or false, got ${JSON.stringify(header)}`)
+    throw new TypeError(`Expected \`header\` to be a header name or false, got ${showValue(header)}`)
   const param = options.query === undefined ? false : options.query
   if (param !== false && (typeof param !== 'string' || param === '' || param.endsWith('64')))
     throw new TypeError(
-      `Expected \`query\` to be a parameter name (not ending in 64) or false, got ${JSON.stringify(param)}`,
+      `Expected \`query\` to be a parameter name (not ending in 64) or false, got ${showValue(param)}`,
     )
   if (header === false && param === false) throw new TypeError('Expected `header` or `query`: both are false')
   const needed = options.scopes ?? []

@@ -1,4 +1,5 @@
 import { isIPv4, isIPv6 } from 'node:net'
+import { showValue } from '../../options.ts'
 
 /** An address as bytes: 4 for IPv4, 16 for IPv6. */
 type Bytes = Uint8Array
@@ -150,7 +151,7 @@ export function compileAddressList(entries: readonly string[], name: string): (i
     const bits = length === undefined ? max : /^\d{1,3}$/.test(length) ? Number(length) : Number.NaN
     if (bytes === undefined || rest.length > 0 || !(bits >= 0 && bits <= max)) {
       throw new TypeError(
-        `Expected \`${name}\` entries to be IP addresses or CIDR ranges, got ${JSON.stringify(entry)}`,
+        `Expected \`${name}\` entries to be IP addresses or CIDR ranges, got ${showValue(entry)}`,
       )
     }
     return { prefix: [...bytes], bits, v4: bytes.length === 4 }

@@ -182,9 +182,7 @@ export function compileHostList(
   name = 'hostsAllowed',
 ): (hostname: string) => boolean {
   if (!Array.isArray(hosts) || hosts.length === 0) {
-    throw new TypeError(
-      `Expected \`${name}\` to be a non-empty array of host names, got ${JSON.stringify(hosts)}`,
-    )
+    throw new TypeError(`Expected \`${name}\` to be a non-empty array of host names, got ${showValue(hosts)}`)
   }
   const matches = compileHostnameList(hosts, name)
   return function isHostAllowed(hostname) {
@@ -224,7 +222,9 @@ export function createBackendFetch(options: Readonly<BackendFetchOptions> = {}):
   }
   const maxRedirects = options.maxRedirects ?? DEFAULTS.maxRedirects
   if (!Number.isInteger(maxRedirects) || maxRedirects < 0 || maxRedirects > 20) {
-    throw new TypeError(`Expected \`maxRedirects\` to be an integer from 0 to 20, got ${maxRedirects}`)
+    throw new TypeError(
+      `Expected \`maxRedirects\` to be an integer from 0 to 20, got ${showValue(maxRedirects)}`,
+    )
   }
   const timeoutMs = durationMs('timeoutMs', options.timeoutMs ?? DEFAULTS.timeoutMs)
   const isHostAllowed = options.hostsAllowed === undefined ? undefined : compileHostList(options.hostsAllowed)
@@ -246,12 +246,10 @@ export function createBackendFetch(options: Readonly<BackendFetchOptions> = {}):
   }
   for (const [key, value] of Object.entries(options.headers ?? {})) {
     if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(key)) {
-      throw new TypeError(`Expected \`headers\` names to be header tokens, got ${JSON.stringify(key)}`)
+      throw new TypeError(`Expected \`headers\` names to be header tokens, got ${showValue(key)}`)
     }
     if (typeof value !== 'string' || /[\r\n\0]/.test(value)) {
-      throw new TypeError(
-        `Expected \`headers.${key}\` to be a header-safe string, got ${JSON.stringify(value)}`,
-      )
+      throw new TypeError(`Expected \`headers.${key}\` to be a header-safe string, got ${showValue(value)}`)
     }
     if (TRANSPORT_HEADERS.has(key.toLowerCase())) {
       throw new TypeError(

@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import onFinished from 'on-finished'
 import { icError } from '../../errors.ts'
-import { type Duration, durationMs, knownOptions } from '../../options.ts'
+import { type Duration, durationMs, knownOptions, showValue } from '../../options.ts'
 import { abortRequest, failAfterAbort, type LifecycleFail } from '../../request-signal.ts'
 import { peekRequestState, requestState } from '../../request-state.ts'
 import { onResponseClose } from '../../response-close.ts'
@@ -39,7 +39,7 @@ export function createDeadline(
   fail: LifecycleFail,
 ): (req: IncomingMessage, res: ServerResponse, target: unknown) => void {
   if (options === null || typeof options !== 'object') {
-    throw new TypeError(`Expected \`options\` to be an object with \`timeoutMs\`, got ${options}`)
+    throw new TypeError(`Expected \`options\` to be an object with \`timeoutMs\`, got ${showValue(options)}`)
   }
   knownOptions(options, ['timeoutMs'], 'deadline')
   const timeoutMs = durationMs('timeoutMs', options.timeoutMs)

@@ -11,7 +11,7 @@ import {
 } from '../../error-response.ts'
 import { isThenable } from '../../guard.ts'
 import { dropLateWrites } from '../../late-writes.ts'
-import { knownOptions } from '../../options.ts'
+import { knownOptions, showValue } from '../../options.ts'
 import { abortRequest } from '../../request-signal.ts'
 import { peekRequestState, requestState } from '../../request-state.ts'
 import { responseEnded } from '../../response-end.ts'
@@ -269,9 +269,7 @@ export function makeErrorWriter(
   if (typeof onError !== 'function')
     throw new TypeError(`Expected \`onError\` to be a function, got ${typeof onError}`)
   if (typeof requestIdHeader !== 'string' || !HEADER_NAME.test(requestIdHeader)) {
-    throw new TypeError(
-      `Expected \`requestIdHeader\` to be a header name, got ${JSON.stringify(requestIdHeader)}`,
-    )
+    throw new TypeError(`Expected \`requestIdHeader\` to be a header name, got ${showValue(requestIdHeader)}`)
   }
   if (typeof generateRequestId !== 'function') {
     throw new TypeError(`Expected \`generateRequestId\` to be a function, got ${typeof generateRequestId}`)
@@ -285,7 +283,7 @@ export function makeErrorWriter(
     validationHeaderMaxBytes > VALIDATION_HEADER_MAX_CAP
   ) {
     throw new TypeError(
-      `Expected \`validationHeaderMaxBytes\` to be an integer from 256 to ${VALIDATION_HEADER_MAX_CAP}, got ${validationHeaderMaxBytes}`,
+      `Expected \`validationHeaderMaxBytes\` to be an integer from 256 to ${VALIDATION_HEADER_MAX_CAP}, got ${showValue(validationHeaderMaxBytes)}`,
     )
   }
   const headerName = requestIdHeader.toLowerCase()

@@ -190,12 +190,12 @@ function nameList(option: string, value: unknown): Set<string> | undefined {
 function checkName(option: string, name: unknown): asserts name is string {
   if (typeof name !== 'string' || !NAME.test(name) || name === '__proto__') {
     throw new TypeError(
-      `Expected \`${option}\` to hold parameter names (1 to 64 characters, no spaces), got ${JSON.stringify(name)}`,
+      `Expected \`${option}\` to hold parameter names (1 to 64 characters, no spaces), got ${showValue(name)}`,
     )
   }
   if (name.length > 2 && name.endsWith('64')) {
     throw new TypeError(
-      `Expected \`${option}\` to hold parameter names not ending in 64 (NAME64 is the base64 form of NAME), got ${JSON.stringify(name)}`,
+      `Expected \`${option}\` to hold parameter names not ending in 64 (NAME64 is the base64 form of NAME), got ${showValue(name)}`,
     )
   }
 }
@@ -260,9 +260,7 @@ export function compileImageParams(
   const maxDpr = atLeast('maxDpr', positive('maxDpr', options.maxDpr, 5), 0.1)
   const maxOutputPixels = positive('maxOutputPixels', options.maxOutputPixels, 50_000_000)
   if (options.builtInParams !== undefined && typeof options.builtInParams !== 'boolean')
-    throw new TypeError(
-      `Expected \`builtInParams\` to be a boolean, got ${JSON.stringify(options.builtInParams)}`,
-    )
+    throw new TypeError(`Expected \`builtInParams\` to be a boolean, got ${showValue(options.builtInParams)}`)
   if (options.params !== undefined) recordOption('params', options.params)
   const declared = options.params ?? {}
   const rules = new Map<string, CompiledRule>()

@@ -1,3 +1,5 @@
+import { showValue } from '../../options.ts'
+
 /**
  * Tells whether a host (or the host of a URL) is on an allow-list made by
  * {@link createHostMatcher}.
@@ -49,7 +51,7 @@ function normaliseEntry(entry: string, option: string): string {
     entry.includes(':', entry.startsWith('[') ? entry.indexOf(']') : 0)
   ) {
     throw new TypeError(
-      `Expected \`${option}\` to hold host names or *.domain wildcards (no scheme, port, path or userinfo), got ${JSON.stringify(entry)}`,
+      `Expected \`${option}\` to hold host names or *.domain wildcards (no scheme, port, path or userinfo), got ${showValue(entry)}`,
     )
   }
   return host
@@ -112,7 +114,7 @@ export function compileHostList(list: readonly string[], option = 'hostsAllowed'
   const wildcards = new Set<string>()
   for (const entry of list) {
     if (typeof entry !== 'string' || entry === '') {
-      throw new TypeError(`Expected \`${option}\` to hold non-empty strings, got ${JSON.stringify(entry)}`)
+      throw new TypeError(`Expected \`${option}\` to hold non-empty strings, got ${showValue(entry)}`)
     }
     if (entry.startsWith('*.')) {
       const stem = normaliseEntry(entry.slice(2), option)

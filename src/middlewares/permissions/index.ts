@@ -2,7 +2,7 @@ import { type InspectOptions, inspect } from 'node:util'
 import { icError, isIcError } from '../../errors.ts'
 import type { Guard } from '../../guard.ts'
 import { NameTable } from '../../name-table.ts'
-import { knownOptions } from '../../options.ts'
+import { knownOptions, showValue } from '../../options.ts'
 import {
   bracketItem,
   distinctItems,
@@ -99,7 +99,7 @@ const EDGES = /^[\x00-\x20]+|[\x00-\x20]+$/g
 function flag(option: string, value: unknown, fallback: boolean): boolean {
   if (value === undefined) return fallback
   if (typeof value !== 'boolean')
-    throw new TypeError(`Expected \`${option}\` to be a boolean, got ${JSON.stringify(value)}`)
+    throw new TypeError(`Expected \`${option}\` to be a boolean, got ${showValue(value)}`)
   return value
 }
 
@@ -112,7 +112,7 @@ function stringSet(option: string, value: unknown): Set<string> | undefined {
   if (!Array.isArray(value)) throw new TypeError(`Expected \`${option}\` to be an array of strings`)
   for (const entry of value) {
     if (typeof entry !== 'string' || entry === '')
-      throw new TypeError(`Expected \`${option}\` to hold non-empty strings, got ${JSON.stringify(entry)}`)
+      throw new TypeError(`Expected \`${option}\` to hold non-empty strings, got ${showValue(entry)}`)
   }
   return new Set(value as string[])
 }
@@ -122,7 +122,7 @@ function bucketSet(value: unknown): Set<string> | undefined {
   for (const name of buckets ?? []) {
     if (!bucketName(name))
       throw new TypeError(
-        `Expected \`bucketsAllowed\` to hold bucket names (1 to 222 letters, digits, ".", "-" or "_"), got ${JSON.stringify(name)}`,
+        `Expected \`bucketsAllowed\` to hold bucket names (1 to 222 letters, digits, ".", "-" or "_"), got ${showValue(name)}`,
       )
   }
   return buckets

@@ -1,4 +1,5 @@
 import { isIPv4, isIPv6 } from 'node:net'
+import { showValue } from '../../options.ts'
 
 /**
  * Which proxies in front of the app may be believed about the client address.
@@ -27,7 +28,7 @@ export function readTrustProxy(value: unknown): TrustProxy {
   if (typeof value === 'number' && Number.isInteger(value) && value >= 0 && value <= 32)
     return value === 0 ? false : value
   throw new TypeError(
-    `Expected \`trustProxy\` to be false, a number of proxies from 0 to 32, or a function, got ${JSON.stringify(value)}`,
+    `Expected \`trustProxy\` to be false, a number of proxies from 0 to 32, or a function, got ${showValue(value)}`,
   )
 }
 

@@ -1,4 +1,5 @@
 import type { ServerResponse } from 'node:http'
+import { showValue } from '../../options.ts'
 
 const POLICY_NAME = /^[\x20-\x7e]{1,64}$/
 
@@ -10,9 +11,7 @@ const POLICY_NAME = /^[\x20-\x7e]{1,64}$/
  */
 export function readPolicyName(value: unknown): string {
   if (typeof value !== 'string' || !POLICY_NAME.test(value))
-    throw new TypeError(
-      `Expected \`name\` to be 1 to 64 printable ASCII characters, got ${JSON.stringify(value)}`,
-    )
+    throw new TypeError(`Expected \`name\` to be 1 to 64 printable ASCII characters, got ${showValue(value)}`)
   return value
 }
 

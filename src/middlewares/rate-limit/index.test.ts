@@ -498,11 +498,17 @@ describe('rateLimitGuard(options)', () => {
     }
     const hanging: RateLimitStore = { consume: () => new Promise<ConsumeResult>(() => {}), reset: () => {} }
     const nonsense: RateLimitStore = { consume: () => ({ allowed: 'yes' }) as never, reset: () => {} }
+    // A store of one's own may hand a Redis client's BigInt replies on: JSON cannot write them.
+    const bigCounts: RateLimitStore = {
+      consume: () => Promise.resolve({ allowed: true, used: 1n, resetMs: 5000 }) as never,
+      reset: () => {},
+    }
 
     for (const [label, store] of [
       ['throws', failing],
       ['rejects', rejecting],
       ['answers nonsense', nonsense],
+      ['answers BigInt counts', bigCounts],
       ['hangs past storeTimeoutMs', hanging],
     ] as const) {
       it(`serves and reports when the store ${label} (fail-open, the default)`, async () => {
@@ -539,6 +545,24 @@ describe('rateLimitGuard(options)', () => {
         assert.equal(err?.cause, errors[0])
       })
     }
+
+    it('shows what the store answered in the reported error, BigInts too', async () => {
+      const errors: Error[] = []
+      for (const store of [
+        nonsense,
+        bigCounts,
+        { consume: () => ({ allowed: true, used: 2n, resetMs: 5000 }) as never, reset: () => {} },
+      ])
+        await outcome({ limit: 1, windowMs: 1000, store, onStoreError: (e) => errors.push(e as Error) })
+      assert.deepEqual(
+        errors.map((e) => [e.name, e.message]),
+        [
+          ['TypeError', 'The rate-limit store answered {"allowed":"yes"}'],
+          ['TypeError', 'The rate-limit store answered {"allowed":true,"used":1n,"resetMs":5000}'],
+          ['TypeError', 'The rate-limit store answered {"allowed":true,"used":2n,"resetMs":5000}'],
+        ],
+      )
+    })
 
     it('names the timeout in the reported error', async () => {
       const errors: Error[] = []

@@ -193,6 +193,23 @@ export type RateLimitGuard = Guard & RateLimitReset
  * const guard = rateLimitGuard({ limit: 90, windowMs: '10s' })
  */
 export function rateLimitGuard(options: Readonly<RateLimitOptions>): RateLimitGuard {
+  return limiterGuard(options, undefined)
+}
+
+/**
+ * The misconfiguration warnings several limiters made together print once between them, naming
+ * what the app called (`imageChartsRateLimits()`), not each policy.
+ */
+interface SharedWarnings {
+  readonly owner: string
+  readonly warned: Set<string>
+}
+
+/** {@link rateLimitGuard}, its warnings shared with other limiters when `shared` is given. */
+function limiterGuard(
+  options: Readonly<RateLimitOptions>,
+  shared: SharedWarnings | undefined,
+): RateLimitGuard {
   knownOptions(options, RATE_LIMIT_OPTIONS, 'rateLimit')
   const limit = numberOption('limit', options.limit, { min: 0, max: 1e12, integer: true })
   const windowMs = durationMs('windowMs', options.windowMs, { max: WINDOW_MAX_MS })
@@ -206,12 +223,12 @@ export function rateLimitGuard(options: Readonly<RateLimitOptions>): RateLimitGu
   const ipv6Subnet = numberOption('ipv6Subnet', options.ipv6Subnet ?? 56, { min: 8, max: 128, integer: true })
   const key = options.key ?? 'ip'
   if (key !== 'ip' && key !== 'account' && typeof key !== 'function')
-    throw new TypeError(`Expected \`key\` to be 'ip', 'account' or a function, got ${JSON.stringify(key)}`)
+    throw new TypeError(`Expected \`key\` to be 'ip', 'account' or a function, got ${showValue(key)}`)
   if (options.failOpen !== undefined && typeof options.failOpen !== 'boolean')
-    throw new TypeError(`Expected \`failOpen\` to be a boolean, got ${JSON.stringify(options.failOpen)}`)
+    throw new TypeError(`Expected \`failOpen\` to be a boolean, got ${showValue(options.failOpen)}`)
   const failOpen = options.failOpen ?? true
   if (options.headers !== undefined && typeof options.headers !== 'boolean')
-    throw new TypeError(`Expected \`headers\` to be a boolean, got ${JSON.stringify(options.headers)}`)
+    throw new TypeError(`Expected \`headers\` to be a boolean, got ${showValue(options.headers)}`)
   const headers = options.headers ?? true
   const store = options.store ?? new MemoryStore()
   if (typeof store !== 'object' || store === null || typeof store.consume !== 'function')
@@ -222,13 +239,15 @@ export function rateLimitGuard(options: Readonly<RateLimitOptions>): RateLimitGu
   const policy: RateLimitPolicy = Object.freeze({ limit, windowMs, blockMs })
   const prefix = `${name}:`
 
-  // Behind a proxy that is not trusted, every client shares the proxy's key: told once per limiter and code.
-  const warned = new Set<string>()
+  // Behind a proxy that is not trusted, every client shares the proxy's key: told once per limiter
+  // (or per set of limiters made together) and code.
+  const warned = shared?.warned ?? new Set<string>()
+  const owner = shared?.owner ?? `rateLimit() "${name}"`
   function warnOnce(code: string, message: string): void {
     if (warned.has(code)) return
     warned.add(code)
     const advice = 'Set trustProxy to the number of proxies in front of the app'
-    process.emitWarning(`rateLimit() "${name}" ${message}. ${advice}`, { code })
+    process.emitWarning(`${owner} ${message}. ${advice}`, { code })
   }
 
   function warnUntrustedProxy(peer: string | undefined): void {
@@ -303,7 +322,7 @@ export function rateLimitGuard(options: Readonly<RateLimitOptions>): RateLimitGu
       !Number.isFinite(result.used) ||
       !Number.isFinite(result.resetMs)
     )
-      return storeFailed(new TypeError(`The rate-limit store answered ${JSON.stringify(result)}`), req)
+      return storeFailed(new TypeError(`The rate-limit store answered ${showValue(result)}`), req)
     const resetSeconds = Math.max(0, Math.ceil(result.resetMs / 1000))
     if (headers) {
       const remaining = Math.max(0, Math.min(limit, limit - result.used))
@@ -536,18 +555,23 @@ export function imageChartsRateLimitsGuard(
     key: 'ip' as const,
     blockMs: 60_000,
   }
+  // Both policies see the same requests: a misconfiguration is told once, not once per policy.
+  const warnings: SharedWarnings = { owner: 'imageChartsRateLimits()', warned: new Set() }
   const limiters = [
-    rateLimitGuard({
-      ...shared,
-      name: 'ic-unsigned',
-      limit: 10,
-      windowMs: 60_000,
-      skip: (req) => {
-        const { values } = parseQuery(req)
-        return values.has('icac') && values.has('ichm')
+    limiterGuard(
+      {
+        ...shared,
+        name: 'ic-unsigned',
+        limit: 10,
+        windowMs: 60_000,
+        skip: (req) => {
+          const { values } = parseQuery(req)
+          return values.has('icac') && values.has('ichm')
+        },
       },
-    }),
-    rateLimitGuard({ ...shared, name: 'ic-per-ip', limit: 90, windowMs: 10_000 }),
+      warnings,
+    ),
+    limiterGuard({ ...shared, name: 'ic-per-ip', limit: 90, windowMs: 10_000 }, warnings),
   ]
   // The unsigned quota first: it refuses far more often, and what it refuses then counts in neither policy.
   return Object.assign(chainGuards(limiters), {

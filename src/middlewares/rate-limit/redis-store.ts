@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import { knownOptions } from '../../options.ts'
+import { knownOptions, showValue } from '../../options.ts'
 import type { ConsumeResult, RateLimitPolicy, RateLimitStore } from './store.ts'
 
 /**
@@ -116,7 +116,7 @@ export class RedisStore implements RateLimitStore {
     const prefix = options.prefix ?? 'ic-rl:'
     if (typeof prefix !== 'string' || prefix.length > 256)
       throw new TypeError(
-        `Expected \`prefix\` to be a string of at most 256 characters, got ${JSON.stringify(prefix)}`,
+        `Expected \`prefix\` to be a string of at most 256 characters, got ${showValue(prefix)}`,
       )
     this.#send = options.sendCommand
     this.#prefix = prefix
@@ -158,7 +158,7 @@ export class RedisStore implements RateLimitStore {
       reply = await this.#send(['EVAL', SCRIPT, ...args])
     }
     if (!Array.isArray(reply) || reply.length !== 4)
-      throw new TypeError(`Unexpected reply from Redis: ${JSON.stringify(reply)}`)
+      throw new TypeError(`Unexpected reply from Redis: ${showValue(reply)}`)
     const boundMs = Number(reply[3]) - sentAtMs
     this.#learnOffset(boundMs)
     if (Number(reply[0]) === -1) {

@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises'
-import { type Duration, durationMs, knownOptions } from '../../options.ts'
+import { type Duration, durationMs, knownOptions, showValue } from '../../options.ts'
 
 /**
  * The retry policy: only network errors, 429 and 502 are retried, after a truncated
@@ -101,7 +101,9 @@ export function readRetryPolicy(
   knownOptions(options, extra.length === 0 ? RETRY_OPTIONS : [...RETRY_OPTIONS, ...extra], owner)
   const maxAttempts = options.maxAttempts ?? DEFAULTS.maxAttempts
   if (!Number.isInteger(maxAttempts) || maxAttempts < 1 || maxAttempts > 100) {
-    throw new TypeError(`Expected \`maxAttempts\` to be an integer from 1 to 100, got ${maxAttempts}`)
+    throw new TypeError(
+      `Expected \`maxAttempts\` to be an integer from 1 to 100, got ${showValue(maxAttempts)}`,
+    )
   }
   const minDelayMs = durationMs('minDelayMs', options.minDelayMs ?? DEFAULTS.minDelayMs, {
     min: shortestDelayMs,
@@ -117,7 +119,7 @@ export function readRetryPolicy(
   const statuses = options.statuses ?? DEFAULTS.statuses
   if (!Array.isArray(statuses) || !statuses.every((s) => Number.isInteger(s) && s >= 400 && s <= 599)) {
     throw new TypeError(
-      `Expected \`statuses\` to be an array of 4xx/5xx statuses, got ${JSON.stringify(statuses)}`,
+      `Expected \`statuses\` to be an array of 4xx/5xx statuses, got ${showValue(statuses)}`,
     )
   }
   const random = options.random ?? Math.random
@@ -242,9 +244,7 @@ const METHOD_TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/
 
 function readMethods(methods: unknown): ReadonlySet<string> {
   if (!Array.isArray(methods) || !methods.every((m) => typeof m === 'string' && METHOD_TOKEN.test(m))) {
-    throw new TypeError(
-      `Expected \`methods\` to be an array of HTTP method names, got ${JSON.stringify(methods)}`,
-    )
+    throw new TypeError(`Expected \`methods\` to be an array of HTTP method names, got ${showValue(methods)}`)
   }
   return new Set(methods.map((m: string) => m.toUpperCase()))
 }

@@ -172,15 +172,14 @@ function entryFeatures(
   const features = new Set<string>(unsigned)
   if (entry.plan !== undefined) {
     const plan = plans.get(entry.plan)
-    if (plan === undefined)
-      throw new TypeError(`Unknown plan ${JSON.stringify(entry.plan)} in \`${option}.plan\``)
+    if (plan === undefined) throw new TypeError(`Unknown plan ${showValue(entry.plan)} in \`${option}.plan\``)
     for (const feature of plan) features.add(feature)
   }
   if (entry.features !== undefined) {
     if (!Array.isArray(entry.features)) throw new TypeError(`Expected \`${option}.features\` to be an array`)
     for (const feature of entry.features) {
       if (!known.has(feature))
-        throw new TypeError(`Unknown feature ${JSON.stringify(feature)} in \`${option}.features\``)
+        throw new TypeError(`Unknown feature ${showValue(feature)} in \`${option}.features\``)
       features.add(feature)
     }
   }
@@ -397,7 +396,7 @@ export function compileSignature(options: Readonly<SignatureOptions> = {}): Sign
   if (options.accounts === undefined && lookup === undefined)
     throw new TypeError('Expected `accounts` or `lookup`: signature() needs a way to find secrets')
   if (options.required !== undefined && typeof options.required !== 'boolean')
-    throw new TypeError(`Expected \`required\` to be a boolean, got ${JSON.stringify(options.required)}`)
+    throw new TypeError(`Expected \`required\` to be a boolean, got ${showValue(options.required)}`)
   const features: CompiledFeature[] = []
   for (const [name, rule] of Object.entries(options.features ?? {})) {
     const option = `features.${name}`
@@ -415,7 +414,7 @@ export function compileSignature(options: Readonly<SignatureOptions> = {}): Sign
       throw new TypeError(`Expected \`${option}.param\` to be a parameter name, got ${showValue(rule.param)}`)
     const code = rule.code ?? 'IC_FEATURE_NOT_ALLOWED'
     if (lookupErrorCode(code) === undefined)
-      throw new TypeError(`Expected \`${option}.code\` to be a catalogue code, got ${JSON.stringify(code)}`)
+      throw new TypeError(`Expected \`${option}.code\` to be a catalogue code, got ${showValue(code)}`)
     features.push({ name, params, test: rule.test, param: rule.param ?? params[0] ?? name, code })
   }
   const known = new Set(features.map((f) => f.name))
@@ -425,7 +424,7 @@ export function compileSignature(options: Readonly<SignatureOptions> = {}): Sign
       throw new TypeError(`Expected \`plans.${plan}\` to be an array of feature names`)
     for (const feature of list) {
       if (!known.has(feature))
-        throw new TypeError(`Unknown feature ${JSON.stringify(feature)} in \`plans.${plan}\``)
+        throw new TypeError(`Unknown feature ${showValue(feature)} in \`plans.${plan}\``)
     }
     plans.set(plan, [...list])
   }
@@ -436,7 +435,7 @@ export function compileSignature(options: Readonly<SignatureOptions> = {}): Sign
     )
   for (const feature of options.unsignedFeatures ?? []) {
     if (!known.has(feature))
-      throw new TypeError(`Unknown feature ${JSON.stringify(feature)} in \`unsignedFeatures\``)
+      throw new TypeError(`Unknown feature ${showValue(feature)} in \`unsignedFeatures\``)
     unsigned.add(feature)
   }
   const accounts = new Map<string, ResolvedAccount>()
