@@ -111,5 +111,11 @@ describe('compileAddressList', () => {
       /`allowedAddresses`.*10\.0\.0\.0\/8\/1/,
     )
     assert.throws(() => compileAddressList('10.0.0.1' as never, 'allowedAddresses'), TypeError)
+    // Not a string, though String() of it reads as an address.
+    for (const entry of [['10.0.0.1'], { toString: () => '10.0.0.1' }])
+      assert.throws(
+        () => compileAddressList([entry] as never, 'allowedAddresses'),
+        /`allowedAddresses` entries/,
+      )
   })
 })

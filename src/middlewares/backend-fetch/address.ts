@@ -145,7 +145,8 @@ export function compileAddressList(entries: readonly string[], name: string): (i
     )
   }
   const ranges = entries.map((entry) => {
-    const [address = '', length, ...rest] = String(entry).split('/')
+    // Strings only: ['10.0.0.1'] and a value whose String() happens to be an address are not the same list.
+    const [address = '', length, ...rest] = typeof entry === 'string' ? entry.split('/') : []
     const bytes = parseAddress(address)
     const max = bytes?.length === 4 ? 32 : 128
     const bits = length === undefined ? max : /^\d{1,3}$/.test(length) ? Number(length) : Number.NaN
