@@ -214,11 +214,6 @@ export interface CompiledImageParams {
   readonly known: NameTable<CompiledRule | null>
   /** Whether a name outside `known` is refused (`imageParamsAllowed` is set). */
   readonly restricted: boolean
-  /**
-   * The names without a rule whose `NAME64` is still base64 to judge: the sources, the
-   * signature's, the API key's and `paramsExempt`, which other rules read.
-   */
-  readonly base64Judged: ReadonlySet<string>
   readonly required: readonly CompiledRule[]
   readonly defaults: readonly CompiledRule[]
   /** The widest output, `width × dpr`, in pixels: `maxWidth`, or the `max` of a `width` rule of your own. */
@@ -293,7 +288,6 @@ export function compileImageParams(
   return {
     known,
     restricted: allowed !== undefined,
-    base64Judged: new Set([...DEFAULT_PARAMS_EXEMPT, ...exempt]),
     required: compiled.filter((rule) => rule.required),
     defaults: compiled.filter((rule) => rule.default !== undefined),
     maxWidth: sideLimit(declared, 'width', maxWidth),
@@ -461,12 +455,6 @@ export function checkImageParams(
         refused ??= new Refusals()
         refused.add(name)
       }
-    } else if (
-      issue.type === 'string.base64' &&
-      known.get(name) === undefined &&
-      !compiled.base64Judged.has(name)
-    ) {
-      // With no rule for `h2` and no list of allowed names, `h264=1` is a name of the app's own.
     } else {
       items ??= []
       items.push(issue)

@@ -304,3 +304,33 @@ describe('requestRules', () => {
     await assert.rejects(async () => guard(req, {} as ServerResponse), { code: 'IS_VALIDATION_ERROR' })
   })
 })
+
+describe('requestRules: broken NAME64 of a parameter imageParams has no rule for', () => {
+  it('refuses it, so a feature the plan lacks or the original-image rule is never passed by', async () => {
+    const gated: RequestRulesOptions = {
+      signature: {
+        accounts: { acme: { secrets: ['s'], plan: 'free' } },
+        features: imageChartsFeatures,
+        plans: { free: [] },
+      },
+      imageParams: {},
+    }
+    // A lenient decoder reads `MQ!` as `1`: retina for a plan without it, had it passed unjudged.
+    for (const q of ['icretina64=MQ!', 'chxt64=eCx5LHI!', 'chts64=!'])
+      assert.equal(
+        await outcome(gated, `/c?${signQuery(`cht=p&chs=100x100&${q}&icac=acme`, 's')}`),
+        '400 IS_VALIDATION_ERROR',
+        q,
+      )
+    assert.equal(
+      await outcome(gated, `/c?${signQuery('cht=p&icretina=1&icac=acme', 's')}`),
+      '403 IC_RETINA_ERROR',
+    )
+    const original: RequestRulesOptions = {
+      permissions: { allowOriginalImageRequest: false, processingParams: ['w'] },
+      imageParams: {},
+    }
+    assert.equal(await outcome(original, '/i?w64=!'), '400 IS_VALIDATION_ERROR')
+    assert.equal(await outcome(original, '/i'), '401 IC_ORIGINAL_IMAGE_NOT_ALLOWED')
+  })
+})
