@@ -76,7 +76,7 @@ export const errorCatalogue = {
     description:
       'The original image from the backend is not an image this service can read (checked by its bytes).',
     retryable: false,
-    hint: 'Check that the path points to an image (JPEG, PNG, GIF, WebP, AVIF, HEIF, TIFF, BMP, JPEG XL in its container form) and not to an HTML error page.',
+    hint: 'Check that the path points to an image (JPEG, PNG, GIF, WebP, AVIF, HEIF, TIFF, BMP, JPEG XL) and not to an HTML error page.',
     since: v,
   },
   IC_IMAGE_TOO_LARGE: {
@@ -101,7 +101,7 @@ export const errorCatalogue = {
     title: 'Upload Is Not an Image',
     description: 'The uploaded body is not an image (checked by its bytes, not its Content-Type).',
     retryable: false,
-    hint: 'Upload the raw bytes (or a multipart `file` part) of a JPEG, PNG, GIF, WebP, AVIF, HEIF, TIFF, BMP or JPEG XL (container form) file.',
+    hint: 'Upload the raw bytes (or a multipart `file` part) of a JPEG, PNG, GIF, WebP, AVIF, HEIF, TIFF, BMP or JPEG XL file.',
     since: v,
   },
   IC_UNAUTHORIZED: {

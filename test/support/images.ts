@@ -81,6 +81,18 @@ export function jxlContainer(): Buffer {
   ])
 }
 
+/** Whole JPEG XL files as bare codestreams, as `cjxl` 0.7 writes by default (8×8 lossy, 300×200 lossless with alpha). */
+export const JXL_CODESTREAMS: readonly Buffer[] = [
+  Buffer.from(
+    'ff0a41404271210012880200d4005de5120000152aa38c1bbc9cebf9f24387c5b48deb0c6db56d6149a2c8383649277048124bc0c6053c030360cc5c9fd440892b4900',
+    'hex',
+  ),
+  Buffer.from(
+    'ff0a31c182e2420808100064000000400214004b188b1500d41b6330762f200180a10a4d002001920500600ea335a114207baa9b02b34f675700',
+    'hex',
+  ),
+]
+
 /** The `ftyp` box a HEIF file starts with (brand `heic`, compatible `mif1`, `heic`), and padding. */
 export function heifHeader(): Buffer {
   return Buffer.concat([
@@ -98,6 +110,8 @@ export const BUILT_IMAGES: Readonly<Record<string, { readonly bytes: Buffer; rea
   'tiff (big-endian)': { bytes: tiff(false), format: 'tiff' },
   'heif (ftyp box)': { bytes: heifHeader(), format: 'heif' },
   'jxl (container)': { bytes: jxlContainer(), format: 'jxl' },
+  'jxl (codestream, 8×8 lossy)': { bytes: JXL_CODESTREAMS[0] as Buffer, format: 'jxl' },
+  'jxl (codestream, 300×200 lossless)': { bytes: JXL_CODESTREAMS[1] as Buffer, format: 'jxl' },
 }
 
 /** Bodies whose first bytes are those of an image and whose rest is a script (a reviewer's finding). */

@@ -15,7 +15,7 @@ describe('sniffImageFormat', () => {
     })
   }
 
-  it('recognises real BMP, TIFF (both byte orders), HEIF and JPEG XL (container) files, whole or by their first bytes', () => {
+  it('recognises real BMP, TIFF (both byte orders), HEIF and JPEG XL (container and bare codestream) files, whole or by their first bytes', () => {
     for (const [name, { bytes, format }] of Object.entries(BUILT_IMAGES)) {
       assert.equal(sniffImageFormat(bytes, { complete: true }), format, name)
       assert.equal(sniffImageFormat(bytes), format, name)
@@ -108,7 +108,12 @@ describe('sniffImageFormat', () => {
     assert.equal(
       sniffImageFormat(Buffer.from([0xff, 0x0a, 0xfa, 0x17, 0, 0])),
       undefined,
-      'a bare JPEG XL codestream',
+      'a truncated JPEG XL codestream',
+    )
+    assert.equal(
+      sniffImageFormat(Buffer.from('\xff\x0a#!/bin/sh\nrm -rf ~\n', 'latin1')),
+      undefined,
+      'FF 0A before text',
     )
   })
 })

@@ -100,9 +100,10 @@ function isBmp(b: Uint8Array, complete: boolean): boolean {
  * SVG (a script carrier), truncated headers, and text behind a format's first bytes all give
  * `undefined`. A format's header must hold together, not just start right: a BMP's reserved
  * bytes, DIB header size, planes, bit count and pixel offset; a TIFF's first directory
- * offset and entry count; a WebP's first chunk; an AVIF/HEIF `ftyp` box's size. JPEG XL is
- * recognised in its container form only (`00 00 00 0C 'JXL ' 0D 0A 87 0A`): the bare
- * codestream's `FF 0A` can be followed by any bits, so two bytes would prove nothing.
+ * offset and entry count; a WebP's first chunk; an AVIF/HEIF `ftyp` box's size. JPEG XL in
+ * its container form (`00 00 00 0C 'JXL ' 0D 0A 87 0A`), or as a bare codestream (`FF 0A`,
+ * what `cjxl` and libvips write by default) whose next bytes are not all text: any bits may
+ * follow `FF 0A`, so those two bytes alone prove nothing.
  * With `complete`, `bytes` is the whole file and the offsets must point inside it; without,
  * `bytes` may be its first {@link SNIFF_BYTES} or more.
  *
@@ -131,5 +132,20 @@ export function sniffImageFormat(
     return isTiff(b, complete) ? 'tiff' : undefined
   if (b.length >= 18 && ascii(b, 0, 'BM')) return isBmp(b, complete) ? 'bmp' : undefined
   if (b.length >= 12 && JXL_SIGNATURE.every((byte, i) => b[i] === byte)) return 'jxl'
+  if (b.length >= 12 && b[0] === 0xff && b[1] === 0x0a) return isBinary(b, 2) ? 'jxl' : undefined
   return undefined
+}
+
+/**
+ * Whether a byte of `b` from `start` (within its first {@link SNIFF_BYTES}) is no text
+ * character. Any bits may follow a bare JPEG XL codestream's `FF 0A`, but its header and
+ * entropy-coded data are binary; text behind those two bytes is a script or markup.
+ */
+function isBinary(b: Uint8Array, start: number): boolean {
+  const end = Math.min(b.length, SNIFF_BYTES)
+  for (let i = start; i < end; i++) {
+    const c = b[i] as number
+    if (c > 0x7e || (c < 0x20 && c !== 0x09 && c !== 0x0a && c !== 0x0d)) return true
+  }
+  return false
 }

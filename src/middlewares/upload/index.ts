@@ -10,8 +10,8 @@ import { uploadKey } from './key.ts'
 import { multipartFile, parametersOf } from './multipart.ts'
 
 /**
- * Every format `upload()` recognises by its header bytes (the formats of `sniffImageFormat()`;
- * JPEG XL in its container form only): the default of its `types` option.
+ * Every format `upload()` recognises by its header bytes (the formats of `sniffImageFormat()`):
+ * the default of its `types` option.
  *
  * @example
  * upload({ enabled: true, tokens, types: UPLOAD_FORMATS.filter((format) => format !== 'bmp') })
