@@ -178,6 +178,145 @@ describe('a foreign error whose header is an array of values', () => {
   }
 })
 
+describe("a foreign error carrying an upstream's response headers (undici's responseError())", () => {
+  // What an image CDN answers for a missing original: gzip, a year of caching, its own CORS grant.
+  const UPSTREAM_404: Readonly<Record<string, string>> = {
+    'content-type': 'text/html',
+    'content-encoding': 'gzip',
+    'cache-control': 'public, max-age=31536000',
+    expires: 'Thu, 01 Jan 2099 00:00:00 GMT',
+    etag: '"abc"',
+    'last-modified': 'Thu, 01 Jan 2015 00:00:00 GMT',
+    age: '100',
+    vary: 'accept-encoding',
+    'surrogate-key': 'img-1',
+    'cdn-cache-control': 'max-age=31536000',
+    'access-control-allow-origin': '*',
+    'access-control-allow-credentials': 'true',
+    'strict-transport-security': 'max-age=63072000; includeSubDomains',
+    'alt-svc': 'h3=":8443"; ma=86400',
+    'clear-site-data': '"cache"',
+    'proxy-authenticate': 'Basic realm="cdn"',
+    server: 'cdn/1.0',
+    date: 'Thu, 01 Jan 2015 00:00:00 GMT',
+    'x-upstream-id': 'u-1',
+  }
+  async function withUpstream(run: (fetchImage: (path: string) => Promise<unknown>) => Promise<void>) {
+    const { gzipSync } = await import('node:zlib')
+    const { Agent: UndiciAgent, interceptors, request: undiciRequest } = await import('undici')
+    const upstream = await listen(((req: IncomingMessage, res: import('node:http').ServerResponse) => {
+      if (req.url === '/private.png') {
+        res.writeHead(401, { 'www-authenticate': 'Bearer realm="img"', 'cache-control': 'max-age=600' })
+        res.end()
+        return
+      }
+      res.writeHead(404, UPSTREAM_404)
+      res.end(gzipSync('<h1>no such image</h1>'))
+    }) as never)
+    const dispatcher = new UndiciAgent().compose(interceptors.responseError())
+    try {
+      await run(async (path) => {
+        const r = await undiciRequest(`${upstream.url}${path}`, { dispatcher })
+        return r.body.arrayBuffer()
+      })
+    } finally {
+      await dispatcher.close()
+      await upstream.close()
+    }
+  }
+  for (const framework of frameworks) {
+    it(`${framework}: only the headers that speak of the error reach the response`, async () => {
+      await withUpstream(async (fetchImage) => {
+        const app = await startApp(framework, {
+          routes: [
+            {
+              path: '/img',
+              handle: async ({ res }) => {
+                res.setHeader('access-control-allow-origin', 'https://app.example')
+                await fetchImage('/img.png')
+                return undefined
+              },
+            },
+            {
+              path: '/private',
+              handle: async () => {
+                await fetchImage('/private.png')
+                return undefined
+              },
+            },
+            {
+              path: '/range',
+              handle: () => {
+                throw createHttpError(416, { headers: { 'Content-Range': 'bytes */1000', Expires: '0' } })
+              },
+            },
+            {
+              path: '/foreign-range',
+              handle: () => {
+                throw createHttpError(404, { headers: { 'content-range': 'bytes 0-9/1000' } })
+              },
+            },
+            {
+              path: '/own',
+              handle: () => {
+                throw icError('IC_IMAGE_NOT_FOUND', { headers: { 'cache-control': 'public, max-age=60' } })
+              },
+            },
+          ],
+        })
+        try {
+          const r = await request(app.url).get('/img').set('accept-encoding', 'gzip')
+          assert.deepEqual([r.status, r.headers['x-ic-error-code']], [404, 'IC_NOT_FOUND'])
+          assert.equal(r.headers['cache-control'], 'no-store')
+          assert.equal(r.headers['content-type'], 'text/plain; charset=utf-8')
+          assert.match(r.text, /^Not Found \(IC_NOT_FOUND\)/, 'the body is the plain text it says it is')
+          for (const name of [
+            'content-encoding',
+            'expires',
+            'etag',
+            'last-modified',
+            'age',
+            'vary',
+            'surrogate-key',
+            'cdn-cache-control',
+            'access-control-allow-credentials',
+            'strict-transport-security',
+            'alt-svc',
+            'clear-site-data',
+            'proxy-authenticate',
+            'server',
+            'keep-alive',
+          ])
+            assert.equal(r.headers[name], undefined, name)
+          assert.notEqual(r.headers.date, UPSTREAM_404.date, "Node's own Date, not the upstream's")
+          assert.equal(
+            r.headers['access-control-allow-origin'],
+            'https://app.example',
+            "the app's CORS, not the upstream's",
+          )
+          assert.equal(r.headers['x-upstream-id'], 'u-1', 'other headers are kept')
+
+          const denied = await request(app.url).get('/private')
+          assert.deepEqual([denied.status, denied.headers['www-authenticate']], [401, 'Bearer realm="img"'])
+          assert.equal(denied.headers['cache-control'], 'no-store')
+
+          const range = await request(app.url).get('/range')
+          assert.deepEqual([range.status, range.headers['content-range']], [416, 'bytes */1000'])
+          assert.equal(range.headers.expires, undefined)
+          const notRange = await request(app.url).get('/foreign-range')
+          assert.deepEqual([notRange.status, notRange.headers['content-range']], [404, undefined])
+
+          const own = await request(app.url).get('/own')
+          assert.deepEqual([own.status, own.headers['cache-control']], [404, 'public, max-age=60'])
+          assert.equal(app.reports.length, 5)
+        } finally {
+          await app.close()
+        }
+      })
+    })
+  }
+})
+
 describe("a status set on this package's error after it was made", () => {
   const given = (status: Record<string, unknown>) => () =>
     Object.assign(icError('IC_IMAGE_NOT_FOUND'), status)

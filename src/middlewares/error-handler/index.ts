@@ -15,7 +15,12 @@ import { knownOptions } from '../../options.ts'
 import { abortRequest } from '../../request-signal.ts'
 import { peekRequestState, requestState } from '../../request-state.ts'
 import { responseEnded } from '../../response-end.ts'
-import { HEADER_NAME, sanitizeHeaders, VALIDATION_HEADER_MAX_BYTES } from '../../validation-header.ts'
+import {
+  HEADER_NAME,
+  isStaleHeader,
+  sanitizeHeaders,
+  VALIDATION_HEADER_MAX_BYTES,
+} from '../../validation-header.ts'
 import { clientGoneError } from '../client-closed/index.ts'
 
 const debug = debuglog('image-api-errors')
@@ -93,39 +98,6 @@ const REQUEST_ID = /^[\w.~-]{1,128}$/
 // Node's HTTP parser, undici's and most proxies refuse more than 16 KiB of response headers
 // in all: one header of more than half of that leaves too little for the others.
 const VALIDATION_HEADER_MAX_CAP = 8192
-// What described the success response a route had begun: its representation, and how long
-// caches (a CDN's included: nginx's X-Accel-Expires, Akamai's Edge-Control) may keep it.
-// Cache-Control itself becomes no-store.
-const STALE_HEADERS = new Set([
-  'content-type',
-  'content-length',
-  'content-encoding',
-  'content-language',
-  'content-range',
-  'content-disposition',
-  'content-digest',
-  'repr-digest',
-  'digest',
-  'accept-ranges',
-  'etag',
-  'last-modified',
-  'expires',
-  'age',
-  'surrogate-control',
-  'cdn-cache-control',
-  'surrogate-key',
-  'cache-tag',
-  'x-accel-expires',
-  'edge-control',
-  'transfer-encoding',
-  'x-ic-error-validation',
-])
-
-/** Also each CDN's own CDN-Cache-Control (Cloudflare-, Vercel-, Netlify-), which wins over the generic one there. */
-function isStaleHeader(name: string): boolean {
-  return STALE_HEADERS.has(name) || name.endsWith('-cdn-cache-control')
-}
-
 const EXPOSED = ['x-ic-error-code', 'x-ic-error-validation', 'retry-after', 'ratelimit', 'ratelimit-policy']
 
 function defaultOnError(report: ErrorReport): void {
@@ -410,6 +382,8 @@ export function makeErrorWriter(
     res: ServerResponse,
     requestId: string,
   ): ErrorResponse {
+    // What described the success response a route had begun, and let caches keep it; its
+    // Cache-Control is replaced below.
     for (const name of res.getHeaderNames()) if (isStaleHeader(name)) res.removeHeader(name)
     const { headers } = out
     // A body still on its way: kept alive, Node would read and discard all of it after the
@@ -421,6 +395,7 @@ export function makeErrorWriter(
     headers[headerName] = requestId
     headers['content-length'] = String(Buffer.byteLength(out.body))
     headers['x-content-type-options'] = 'nosniff'
+    // Only an error of this package brings a Cache-Control of its own: a foreign error's is dropped.
     if (headers['cache-control'] === undefined) headers['cache-control'] = 'no-store'
     exposeHeaders(res, headers, headerName)
     res.writeHead(out.status, out.statusMessage, headers)
