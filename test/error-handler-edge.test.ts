@@ -664,6 +664,83 @@ describe('a body stream that fails before its first byte, through stream.pipelin
   }
 })
 
+describe('a backend stream failing before its first byte, the failure wrapped by the handler (502)', () => {
+  // The handler pipes the backend into the response itself and passes on a 502 of its own:
+  // `pipeline()` destroyed the response with the backend's error, the client is still there.
+  const failingBackend = async () => {
+    const { Readable } = await import('node:stream')
+    return new Readable({
+      read() {
+        this.destroy(Object.assign(new Error('upstream reset'), { code: 'UND_ERR_SOCKET' }))
+      },
+    })
+  }
+  const wrap = (err: unknown) => createHttpError(502, 'backend failed', { cause: err })
+  for (const framework of frameworks) {
+    for (const [label, waitMs, clientClosed] of [
+      ['at once', 0, false],
+      ['at once, under clientClosed()', 0, true],
+      ['a while later, under clientClosed()', 30, true],
+    ] as const) {
+      it(`${framework}: passed on ${label}, it is reported as a server failure with outcome closed, not a 499`, async () => {
+        const { pipeline } = await import('node:stream/promises')
+        const reports: ErrorReport[] = []
+        const onError = (r: ErrorReport) => reports.push(r)
+        const fail = async (res: import('node:http').ServerResponse) => {
+          try {
+            await pipeline(await failingBackend(), res)
+          } catch (err) {
+            await pause(waitMs)
+            throw wrap(err)
+          }
+        }
+        let handler: never
+        if (framework === 'koa2' || framework === 'koa3') {
+          const app = framework === 'koa2' ? new Koa2() : new Koa3()
+          app.silent = true
+          app.use(kx.errorHandler({ onError }) as never)
+          if (clientClosed) app.use(kx.clientClosed() as never)
+          app.use(async (ctx: { respond: boolean; res: import('node:http').ServerResponse }) => {
+            ctx.respond = false
+            await fail(ctx.res)
+          })
+          handler = app.callback() as never
+        } else {
+          const app = framework === 'express4' ? (express4 as unknown as typeof express5)() : express5()
+          if (clientClosed) app.use(ex.clientClosed() as never)
+          app.get('/', (_q, res, next) => {
+            fail(res).catch(next)
+          })
+          app.use(ex.errorHandler({ onError }) as never)
+          handler = app as never
+        }
+        const s = await listen(handler)
+        const socket = connect(Number(new URL(s.url).port), '127.0.0.1')
+        try {
+          socket.on('error', () => {})
+          socket.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n')
+          // The client stays: only the server closes this connection.
+          await pause(waitMs + 100)
+          assert.equal(reports.length, 1)
+          const [report] = reports
+          // Koa hears the destroyed socket's error (on-finished) before the handler's throw: the
+          // backend's own failure is reported, a server failure too.
+          const expected = framework.startsWith('koa')
+            ? [500, 'IC_INTERNAL_ERROR', 'closed', 'upstream reset']
+            : [502, 'IC_BAD_GATEWAY', 'closed', 'backend failed']
+          assert.deepEqual(
+            [report?.status, report?.code, report?.outcome, (report?.error as Error | undefined)?.message],
+            expected,
+          )
+        } finally {
+          socket.destroy()
+          await s.close()
+        }
+      })
+    }
+  }
+})
+
 describe('HEAD Content-Length', () => {
   for (const [name, express] of Expresses) {
     it(`${name}: HEAD does not announce Content-Length: 0 when GET has a body`, async () => {

@@ -50,7 +50,7 @@ export interface ErrorReport {
    * `ended`: the handler had already ended the response (`res.send(image); next(err)`), so
    * it was left to reach the client whole; `closed`: the server's own code had destroyed
    * the response before anything was sent (a body stream that failed through
-   * `stream.pipeline`), so nothing could be written.
+   * `stream.pipeline`, whatever error the handler then passed on), so nothing could be written.
    */
   readonly outcome: 'sent' | 'client-gone' | 'headers-sent' | 'ended' | 'closed'
 }
@@ -315,8 +315,10 @@ export function makeErrorWriter(
     state.failureReported = true
     const requestId = requestIdOf(req, res)
     state.requestId = requestId
-    // A response our own code destroyed (stream.pipeline, Koa 3's respond) is not a client that left.
-    const destroyedByServer = res.errored != null && res.errored === err
+    // A response our own code destroyed (stream.pipeline, Koa 3's respond) is not a client that
+    // left, whatever the handler then passes on (a 502 wrapping the backend's failure): Node
+    // sets `res.errored` only when code calls `res.destroy(err)`, never for a departed client.
+    const destroyedByServer = res.errored != null
     let normalized: NormalizedError
     try {
       normalized = normalizeError(answerAs === undefined ? err : answerAs(err))
