@@ -1339,6 +1339,76 @@ describe('Koa: a client that leaves mid-stream under clientClosed()', () => {
   }
 })
 
+describe('a client that leaves after the headers were sent, and the handler fails because of it', () => {
+  type Fail = (res: import('node:http').ServerResponse) => Promise<never>
+  // The handler's next chunk, written once the client left: Node calls back with ERR_STREAM_DESTROYED.
+  const writeAfterClose: Fail = (res) =>
+    new Promise((_, reject) => {
+      res.on('close', () => res.write('more', (err) => reject(err ?? new Error('no error'))))
+    })
+  // An error of the handler's own in the very turn of the response's close.
+  const failOnClose: Fail = (res) =>
+    new Promise((_, reject) => {
+      res.on('close', () => reject(new Error('sharp: Input buffer contains unsupported image format')))
+    })
+  function mount(
+    framework: (typeof frameworks)[number],
+    fail: Fail,
+    clientClosed: boolean,
+    reports: ErrorReport[],
+  ) {
+    const onError = (r: ErrorReport) => reports.push(r)
+    const start = (res: import('node:http').ServerResponse) => {
+      res.writeHead(200, { 'content-type': 'image/png' })
+      res.write('PNG')
+      return fail(res)
+    }
+    if (framework === 'koa2' || framework === 'koa3') {
+      const app = framework === 'koa2' ? new Koa2() : new Koa3()
+      app.silent = true
+      app.use(kx.errorHandler({ onError }) as never)
+      if (clientClosed) app.use(kx.clientClosed() as never)
+      app.use(async (ctx: { respond: boolean; res: import('node:http').ServerResponse }) => {
+        ctx.respond = false
+        await start(ctx.res)
+      })
+      return app.callback() as never
+    }
+    const app = framework === 'express4' ? (express4 as unknown as typeof express5)() : express5()
+    if (clientClosed) app.use(ex.clientClosed() as never)
+    app.get('/', (_q, res, next) => {
+      start(res).catch(next)
+    })
+    app.use(ex.errorHandler({ onError }) as never)
+    return app as never
+  }
+  for (const framework of frameworks) {
+    for (const [label, fail, clientClosed] of [
+      ['a write failing with ERR_STREAM_DESTROYED, without clientClosed()', writeAfterClose, false],
+      ['an error of its own in the turn of the close, under clientClosed()', failOnClose, true],
+    ] as const) {
+      it(`${framework}: ${label}, is a 499 client-gone, not a 500 headers-sent`, async () => {
+        const reports: ErrorReport[] = []
+        const s = await listen(mount(framework, fail, clientClosed, reports))
+        try {
+          const socket = connect(Number(new URL(s.url).port), '127.0.0.1')
+          socket.on('error', () => {})
+          socket.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n')
+          await once(socket, 'data')
+          socket.destroy()
+          await pause(100)
+          assert.deepEqual(
+            reports.map((r) => [r.status, r.code, r.outcome]),
+            [[499, 'IC_CLIENT_CLOSED_REQUEST', 'client-gone']],
+          )
+        } finally {
+          await s.close()
+        }
+      })
+    }
+  }
+})
+
 describe('pipelined and reset connections', () => {
   it("express5: a backend's reset while a queued pipelined response was being written is the server's failure, not a 499", async () => {
     const reports: string[] = []

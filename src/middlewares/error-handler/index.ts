@@ -13,7 +13,7 @@ import { isThenable } from '../../guard.ts'
 import { dropLateWrites } from '../../late-writes.ts'
 import { knownOptions } from '../../options.ts'
 import { abortRequest } from '../../request-signal.ts'
-import { peekRequestState, requestState } from '../../request-state.ts'
+import { peekRequestState, type RequestState, requestState } from '../../request-state.ts'
 import { responseEnded } from '../../response-end.ts'
 import {
   HEADER_NAME,
@@ -127,6 +127,10 @@ const DISCONNECT_CODES = new Set([
   'EPIPE',
   'ECONNABORTED',
   'ERR_STREAM_PREMATURE_CLOSE',
+  // A write (`res.write(chunk, callback)`) to a response already destroyed: every use below
+  // also asks that the socket is gone and that no code destroyed the response with an error
+  // (`res.errored`), which leaves the client's departure.
+  'ERR_STREAM_DESTROYED',
   'IC_CLIENT_CLOSED_REQUEST',
 ])
 
@@ -134,6 +138,18 @@ const DISCONNECT_CODES = new Set([
 function isDisconnectError(err: unknown): boolean {
   const code = typeof err === 'object' && err !== null ? (err as { code?: unknown }).code : undefined
   return typeof code === 'string' && DISCONNECT_CODES.has(code)
+}
+
+/**
+ * Whether the failure of a started response came after its client left: an error that says
+ * so, or any error once `clientClosed()` saw the departure (a handler failing in the same turn
+ * as the response's `close`, its error of its own).
+ */
+function cameAfterDeparture(err: unknown, state: RequestState): boolean {
+  return (
+    isDisconnectError(err) ||
+    (state.abortReason as { code?: unknown } | undefined)?.code === 'IC_CLIENT_CLOSED_REQUEST'
+  )
 }
 
 /** What Node may read and discard of an unread body after the response, on a kept-alive connection. */
@@ -328,7 +344,7 @@ export function makeErrorWriter(
       normalized = normalizeError(undefined)
     }
     if (
-      (isClientGone(res) && !destroyedByServer && (!res.headersSent || isDisconnectError(err))) ||
+      (isClientGone(res) && !destroyedByServer && (!res.headersSent || cameAfterDeparture(err, state))) ||
       (!res.headersSent && normalized.status === 499) ||
       leftMidBody(res, err, destroyedByServer)
     ) {
