@@ -4,19 +4,23 @@ import { once } from 'node:events'
 import { createReadStream } from 'node:fs'
 import {
   Agent,
+  createServer,
   request as httpRequest,
   type IncomingMessage,
   type OutgoingHttpHeaders,
   type ServerResponse,
 } from 'node:http'
-import { connect, type Socket } from 'node:net'
-import { Readable } from 'node:stream'
+import { type AddressInfo, connect, type Socket } from 'node:net'
+import { PassThrough, Readable } from 'node:stream'
 import { after, before, describe, test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { gunzipSync } from 'node:zlib'
 import compression from 'compression'
+import Koa3 from 'koa'
+import Koa2 from 'koa2'
 import morgan from 'morgan'
 import { createBackendFetch, isIcError, requestSignal } from '../src/index.ts'
+import * as kx from '../src/koa.ts'
 import { type Backend, PNG, startBackend } from './support/backends.ts'
 import { frameworks, type RunningApp, startApp } from './support/harness.ts'
 import { slowDownload } from './support/slow-download.ts'
@@ -963,6 +967,95 @@ describe('deadline() mounted after compression() (Express)', () => {
         )
       } finally {
         await app.close()
+      }
+    })
+  }
+})
+
+describe('Koa without errorHandler(): a handler that rejects with the abort reason', () => {
+  // Koa's own ctx.onerror answers; the lifecycle reports the failure and so does Koa's catch of
+  // the handler's rejection: each emitted it on the app.
+  const rejectWithReason = (signal: AbortSignal, lateMs: number) =>
+    new Promise<never>((_, reject) => {
+      signal.addEventListener('abort', () => {
+        if (lateMs < 0) reject(signal.reason)
+        else setTimeout(() => reject(signal.reason), lateMs)
+      })
+    })
+  for (const [name, Koa] of [
+    ['koa2', Koa2],
+    ['koa3', Koa3],
+  ] as const) {
+    for (const lifecycle of ['deadline', 'clientClosed'] as const) {
+      for (const lateMs of [-1, 20]) {
+        const when = lateMs < 0 ? 'at once' : `${lateMs} ms after the abort`
+        test(`${name}, ${lifecycle}(): rejecting ${when}, the failure is emitted on the app once`, async () => {
+          const app = new Koa()
+          const emitted: unknown[] = []
+          app.on('error', (err: { code?: unknown }) => emitted.push(err.code))
+          app.use((lifecycle === 'deadline' ? kx.deadline({ timeoutMs: 50 }) : kx.clientClosed()) as never)
+          app.use(async (ctx: { path: string; req: IncomingMessage; body: unknown }) => {
+            if (ctx.path === '/ok') {
+              ctx.body = 'ok'
+              return
+            }
+            await rejectWithReason(requestSignal(ctx.req), lateMs)
+          })
+          const server = createServer(app.callback())
+          server.listen(0, '127.0.0.1')
+          await once(server, 'listening')
+          const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+          const agent = new Agent({ keepAlive: true, maxSockets: 1 })
+          try {
+            if (lifecycle === 'deadline') {
+              const res = await get(`${url}/image`, agent)
+              assert.deepEqual([res.status, res.headers['x-ic-error-code']], [504, 'IC_BACKEND_TIMEOUT'])
+              await new Promise((resolve) => setTimeout(resolve, lateMs + 50))
+              const next = await get(`${url}/ok`, agent)
+              assert.deepEqual([next.status, next.socket], [200, res.socket], 'the connection lives on')
+              assert.deepEqual(emitted, ['IC_BACKEND_TIMEOUT'])
+            } else {
+              const client = await rawSocket(url)
+              client.on('error', () => {})
+              client.write('GET /image HTTP/1.1\r\nHost: x\r\n\r\n')
+              await new Promise((resolve) => setTimeout(resolve, 30))
+              client.destroy()
+              await new Promise((resolve) => setTimeout(resolve, lateMs + 100))
+              assert.deepEqual(emitted, ['IC_CLIENT_CLOSED_REQUEST'])
+            }
+          } finally {
+            agent.destroy()
+            server.closeAllConnections()
+            server.close()
+          }
+        })
+      }
+    }
+    test(`${name}, clientClosed(): a client that leaves mid-stream is emitted once, as the departure`, async () => {
+      // Koa 3 pipes the body: its pipeline's ERR_STREAM_PREMATURE_CLOSE was emitted besides the 499.
+      const app = new Koa()
+      const emitted: unknown[] = []
+      app.on('error', (err: { code?: unknown }) => emitted.push(err.code))
+      app.use(kx.clientClosed() as never)
+      app.use((ctx: { body: unknown }) => {
+        const body = new PassThrough()
+        body.write('first bytes ')
+        ctx.body = body
+      })
+      const server = createServer(app.callback())
+      server.listen(0, '127.0.0.1')
+      await once(server, 'listening')
+      try {
+        const client = await rawSocket(`http://127.0.0.1:${(server.address() as AddressInfo).port}`)
+        client.on('error', () => {})
+        client.write('GET /stream HTTP/1.1\r\nHost: x\r\n\r\n')
+        await once(client, 'data')
+        client.destroy()
+        await new Promise((resolve) => setTimeout(resolve, 150))
+        assert.deepEqual(emitted, ['IC_CLIENT_CLOSED_REQUEST'])
+      } finally {
+        server.closeAllConnections()
+        server.close()
       }
     })
   }
