@@ -16,9 +16,12 @@ import { after, before, describe, test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { gunzipSync } from 'node:zlib'
 import compression from 'compression'
+import express5 from 'express'
+import express4 from 'express4'
 import Koa3 from 'koa'
 import Koa2 from 'koa2'
 import morgan from 'morgan'
+import * as ex from '../src/express.ts'
 import { createBackendFetch, isIcError, requestSignal } from '../src/index.ts'
 import * as kx from '../src/koa.ts'
 import { type Backend, PNG, startBackend } from './support/backends.ts'
@@ -1056,6 +1059,110 @@ describe('Koa without errorHandler(): a handler that rejects with the abort reas
       } finally {
         server.closeAllConnections()
         server.close()
+      }
+    })
+  }
+})
+
+describe('Express without errorHandler(): a handler that passes the abort reason on to next(err)', () => {
+  // The lifecycle hands its failure to next(err), and so does the handler; the router is past
+  // every layer by then, so each reaches Express's final handler, which logs it and, the second
+  // time, finds the headers sent and destroys the socket.
+  let silent: Backend
+  before(async () => {
+    silent = await startBackend(() => {})
+  })
+  after(() => silent.close())
+  const rejectWithReason = (signal: AbortSignal, lateMs: number) =>
+    new Promise<never>((_, reject) => {
+      signal.addEventListener('abort', () => {
+        if (lateMs < 0) reject(signal.reason)
+        else setTimeout(() => reject(signal.reason), lateMs)
+      })
+    })
+  async function start(
+    framework: 'express4' | 'express5',
+    lifecycle: 'deadline' | 'clientClosed',
+    lateMs?: number,
+  ) {
+    const app = (framework === 'express4' ? (express4 as unknown as typeof express5) : express5)()
+    app.set('env', 'development') // Express's final handler logs every error with console.error
+    app.use((lifecycle === 'deadline' ? ex.deadline({ timeoutMs: 50 }) : ex.clientClosed()) as never)
+    app.get('/ok', (_req, res) => {
+      res.send('ok')
+    })
+    app.get('/image', (req, res, next) => {
+      const signal = requestSignal(req)
+      // A real backend fetch rejects with the signal's reason in the turn of the abort.
+      const image =
+        lateMs === undefined
+          ? fetchImage(`${silent.url}/slow.png`, { signal })
+          : rejectWithReason(signal, lateMs)
+      image.then(({ body }) => res.send(body), next)
+    })
+    const server = createServer(app)
+    server.listen(0, '127.0.0.1')
+    await once(server, 'listening')
+    return {
+      url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+      close: () => {
+        server.closeAllConnections()
+        server.close()
+      },
+    }
+  }
+  for (const framework of ['express4', 'express5'] as const) {
+    test(`${framework}, deadline(): a fetch rejecting in the turn of the abort gets one 504, logged once, the connection kept`, async () => {
+      const { logged, restore } = captureConsoleError()
+      const app = await start(framework, 'deadline')
+      const agent = new Agent({ keepAlive: true, maxSockets: 1 })
+      try {
+        const res = await get(`${app.url}/image`, agent)
+        assert.deepEqual([res.status, res.headers['x-ic-error-code']], [504, 'IC_BACKEND_TIMEOUT'])
+        assert.notEqual(res.headers.connection, 'close')
+        await new Promise((resolve) => setTimeout(resolve, 50))
+        const next = await get(`${app.url}/ok`, agent)
+        assert.deepEqual([next.status, next.socket], [200, res.socket])
+        assert.equal(logged.length, 1)
+      } finally {
+        restore()
+        agent.destroy()
+        app.close()
+      }
+    })
+    test(`${framework}, deadline(): a handler rejecting 20 ms after the abort gets a 504 that says Connection: close`, async () => {
+      const { logged, restore } = captureConsoleError()
+      const app = await start(framework, 'deadline', 20)
+      const agent = new Agent({ keepAlive: true, maxSockets: 1 })
+      try {
+        const res = await get(`${app.url}/image`, agent)
+        assert.deepEqual([res.status, res.headers['x-ic-error-code']], [504, 'IC_BACKEND_TIMEOUT'])
+        // The second pass through the final handler destroys the socket: the client must not reuse it.
+        assert.equal(res.headers.connection, 'close')
+        await new Promise((resolve) => setTimeout(resolve, 50))
+        const next = await get(`${app.url}/ok`, agent)
+        assert.equal(next.status, 200)
+        assert.equal(logged.length, 2, 'what remains: the final handler logs the second forward too')
+      } finally {
+        restore()
+        agent.destroy()
+        app.close()
+      }
+    })
+    test(`${framework}, clientClosed(): a handler rejecting in the turn of the departure is logged once`, async () => {
+      const { logged, restore } = captureConsoleError()
+      const app = await start(framework, 'clientClosed', -1)
+      try {
+        const client = await rawSocket(app.url)
+        client.on('error', () => {})
+        client.write('GET /image HTTP/1.1\r\nHost: x\r\n\r\n')
+        await new Promise((resolve) => setTimeout(resolve, 30))
+        client.destroy()
+        await new Promise((resolve) => setTimeout(resolve, 100))
+        assert.equal(logged.length, 1)
+      } finally {
+        restore()
+        app.close()
       }
     })
   }
