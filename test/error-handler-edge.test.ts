@@ -1115,6 +1115,39 @@ describe('Express: where a deadline 504 goes when the app has no single errorHan
   }
 })
 
+describe("Express: a route that calls next(err) twice itself (docs/api.md's limit)", () => {
+  for (const [name, express] of Expresses) {
+    it(`${name}: the second error skips errorHandler(), which the router is past, and reaches the final handler`, async () => {
+      const logged: unknown[] = []
+      const consoleError = console.error
+      console.error = (...args: unknown[]) => logged.push(args[0])
+      const reports: ErrorReport[] = []
+      const app = express()
+      app.set('env', 'development')
+      app.get('/', (_req, _res, next) => {
+        next(createHttpError(404, 'first'))
+        setTimeout(() => next(new Error('second')), 10)
+      })
+      app.use(ex.errorHandler({ onError: (r) => reports.push(r) }) as never)
+      const s = await listen(app as never)
+      try {
+        const r = await request(s.url).get('/')
+        assert.equal(r.status, 404)
+        await pause(50)
+        assert.deepEqual(
+          reports.map((report) => (report.error as Error).message),
+          ['first'],
+        )
+        assert.equal(logged.length, 1)
+        assert.match(String(logged[0]), /^Error: second/)
+      } finally {
+        console.error = consoleError
+        await s.close()
+      }
+    })
+  }
+})
+
 describe('hooks that fail', () => {
   const failingHooks = {
     'an async onError that rejects': { onError: async () => Promise.reject(new Error('log sink down')) },
