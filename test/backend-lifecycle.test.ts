@@ -25,7 +25,7 @@ import * as ex from '../src/express.ts'
 import { createBackendFetch, isIcError, requestSignal } from '../src/index.ts'
 import * as kx from '../src/koa.ts'
 import { type Backend, PNG, startBackend } from './support/backends.ts'
-import { frameworks, type RunningApp, startApp } from './support/harness.ts'
+import { frameworks, type RunningApp, settled, startApp } from './support/harness.ts'
 import { slowDownload } from './support/slow-download.ts'
 
 interface Answer {
@@ -995,6 +995,7 @@ describe('Koa without errorHandler(): a handler that rejects with the abort reas
         test(`${name}, ${lifecycle}(): rejecting ${when}, the failure is emitted on the app once`, async () => {
           const app = new Koa()
           const emitted: unknown[] = []
+          const arrived = reached()
           app.on('error', (err: { code?: unknown }) => emitted.push(err.code))
           app.use((lifecycle === 'deadline' ? kx.deadline({ timeoutMs: 50 }) : kx.clientClosed()) as never)
           app.use(async (ctx: { path: string; req: IncomingMessage; body: unknown }) => {
@@ -1002,6 +1003,7 @@ describe('Koa without errorHandler(): a handler that rejects with the abort reas
               ctx.body = 'ok'
               return
             }
+            arrived.resolve()
             await rejectWithReason(requestSignal(ctx.req), lateMs)
           })
           const server = createServer(app.callback())
@@ -1013,7 +1015,8 @@ describe('Koa without errorHandler(): a handler that rejects with the abort reas
             if (lifecycle === 'deadline') {
               const res = await get(`${url}/image`, agent)
               assert.deepEqual([res.status, res.headers['x-ic-error-code']], [504, 'IC_BACKEND_TIMEOUT'])
-              await new Promise((resolve) => setTimeout(resolve, lateMs + 50))
+              await settled(() => emitted.length > 0)
+              await new Promise((resolve) => setTimeout(resolve, lateMs))
               const next = await get(`${url}/ok`, agent)
               assert.deepEqual([next.status, next.socket], [200, res.socket], 'the connection lives on')
               assert.deepEqual(emitted, ['IC_BACKEND_TIMEOUT'])
@@ -1021,9 +1024,10 @@ describe('Koa without errorHandler(): a handler that rejects with the abort reas
               const client = await rawSocket(url)
               client.on('error', () => {})
               client.write('GET /image HTTP/1.1\r\nHost: x\r\n\r\n')
-              await new Promise((resolve) => setTimeout(resolve, 30))
+              await arrived.promise
               client.destroy()
-              await new Promise((resolve) => setTimeout(resolve, lateMs + 100))
+              await settled(() => emitted.length > 0)
+              await new Promise((resolve) => setTimeout(resolve, lateMs))
               assert.deepEqual(emitted, ['IC_CLIENT_CLOSED_REQUEST'])
             }
           } finally {
@@ -1054,7 +1058,7 @@ describe('Koa without errorHandler(): a handler that rejects with the abort reas
         client.write('GET /stream HTTP/1.1\r\nHost: x\r\n\r\n')
         await once(client, 'data')
         client.destroy()
-        await new Promise((resolve) => setTimeout(resolve, 150))
+        await settled(() => emitted.length > 0)
         assert.deepEqual(emitted, ['IC_CLIENT_CLOSED_REQUEST'])
       } finally {
         server.closeAllConnections()
@@ -1084,6 +1088,7 @@ describe('Express without errorHandler(): a handler that passes the abort reason
     framework: 'express4' | 'express5',
     lifecycle: 'deadline' | 'clientClosed',
     lateMs?: number,
+    arrived = () => {},
   ) {
     const app = (framework === 'express4' ? (express4 as unknown as typeof express5) : express5)()
     app.set('env', 'development') // Express's final handler logs every error with console.error
@@ -1092,6 +1097,7 @@ describe('Express without errorHandler(): a handler that passes the abort reason
       res.send('ok')
     })
     app.get('/image', (req, res, next) => {
+      arrived()
       const signal = requestSignal(req)
       // A real backend fetch rejects with the signal's reason in the turn of the abort.
       const image =
@@ -1112,53 +1118,48 @@ describe('Express without errorHandler(): a handler that passes the abort reason
     }
   }
   for (const framework of ['express4', 'express5'] as const) {
-    test(`${framework}, deadline(): a fetch rejecting in the turn of the abort gets one 504, logged once, the connection kept`, async () => {
-      const { logged, restore } = captureConsoleError()
-      const app = await start(framework, 'deadline')
-      const agent = new Agent({ keepAlive: true, maxSockets: 1 })
-      try {
-        const res = await get(`${app.url}/image`, agent)
-        assert.deepEqual([res.status, res.headers['x-ic-error-code']], [504, 'IC_BACKEND_TIMEOUT'])
-        assert.notEqual(res.headers.connection, 'close')
-        await new Promise((resolve) => setTimeout(resolve, 50))
-        const next = await get(`${app.url}/ok`, agent)
-        assert.deepEqual([next.status, next.socket], [200, res.socket])
-        assert.equal(logged.length, 1)
-      } finally {
-        restore()
-        agent.destroy()
-        app.close()
-      }
-    })
-    test(`${framework}, deadline(): a handler rejecting 20 ms after the abort gets a 504 that says Connection: close`, async () => {
-      const { logged, restore } = captureConsoleError()
-      const app = await start(framework, 'deadline', 20)
-      const agent = new Agent({ keepAlive: true, maxSockets: 1 })
-      try {
-        const res = await get(`${app.url}/image`, agent)
-        assert.deepEqual([res.status, res.headers['x-ic-error-code']], [504, 'IC_BACKEND_TIMEOUT'])
-        // The second pass through the final handler destroys the socket: the client must not reuse it.
-        assert.equal(res.headers.connection, 'close')
-        await new Promise((resolve) => setTimeout(resolve, 50))
-        const next = await get(`${app.url}/ok`, agent)
-        assert.equal(next.status, 200)
-        assert.equal(logged.length, 2, 'what remains: the final handler logs the second forward too')
-      } finally {
-        restore()
-        agent.destroy()
-        app.close()
-      }
-    })
+    for (const [label, lateMs, closes, logs] of [
+      [
+        'a fetch rejecting in the turn of the abort gets one 504, logged once, the connection kept',
+        undefined,
+        false,
+        1,
+      ],
+      // What remains: the final handler logs the second forward too, and destroys the socket.
+      ['a handler rejecting 20 ms after the abort gets a 504 that says Connection: close', 20, true, 2],
+    ] as const) {
+      test(`${framework}, deadline(): ${label}`, async () => {
+        const { logged, restore } = captureConsoleError()
+        const app = await start(framework, 'deadline', lateMs)
+        const agent = new Agent({ keepAlive: true, maxSockets: 1 })
+        try {
+          const res = await get(`${app.url}/image`, agent)
+          assert.deepEqual([res.status, res.headers['x-ic-error-code']], [504, 'IC_BACKEND_TIMEOUT'])
+          assert.equal(res.headers.connection === 'close', closes)
+          await settled(() => logged.length >= logs)
+          const next = await get(`${app.url}/ok`, agent)
+          assert.equal(next.status, 200)
+          if (!closes)
+            assert.equal(next.socket, res.socket, 'the keep-alive connection serves the next request')
+          assert.equal(logged.length, logs)
+        } finally {
+          restore()
+          agent.destroy()
+          app.close()
+        }
+      })
+    }
     test(`${framework}, clientClosed(): a handler rejecting in the turn of the departure is logged once`, async () => {
       const { logged, restore } = captureConsoleError()
-      const app = await start(framework, 'clientClosed', -1)
+      const arrived = reached()
+      const app = await start(framework, 'clientClosed', -1, arrived.resolve)
       try {
         const client = await rawSocket(app.url)
         client.on('error', () => {})
         client.write('GET /image HTTP/1.1\r\nHost: x\r\n\r\n')
-        await new Promise((resolve) => setTimeout(resolve, 30))
+        await arrived.promise
         client.destroy()
-        await new Promise((resolve) => setTimeout(resolve, 100))
+        await settled(() => logged.length > 0)
         assert.equal(logged.length, 1)
       } finally {
         restore()

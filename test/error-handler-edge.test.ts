@@ -19,7 +19,7 @@ import request from 'supertest'
 import * as ex from '../src/express.ts'
 import { type ErrorReport, icError } from '../src/index.ts'
 import * as kx from '../src/koa.ts'
-import { type Adapter, frameworks, startApp } from './support/harness.ts'
+import { type Adapter, frameworks, settled, startApp } from './support/harness.ts'
 
 type Served = { url: string; server: Server; close(): Promise<void> }
 
@@ -664,6 +664,38 @@ describe('a body stream that fails before its first byte, through stream.pipelin
   }
 })
 
+/**
+ * An app of `framework` whose only route hands its raw response to `run` (Koa with
+ * `ctx.respond = false`) and fails with what `run` rejects with, `errorHandler()` reporting
+ * to `reports`, and `clientClosed()` mounted when asked.
+ */
+function rawResponseApp(
+  framework: (typeof frameworks)[number],
+  run: (res: import('node:http').ServerResponse) => Promise<unknown>,
+  clientClosed: boolean,
+  reports: ErrorReport[],
+): never {
+  const onError = (r: ErrorReport) => reports.push(r)
+  if (framework === 'koa2' || framework === 'koa3') {
+    const app = framework === 'koa2' ? new Koa2() : new Koa3()
+    app.silent = true
+    app.use(kx.errorHandler({ onError }) as never)
+    if (clientClosed) app.use(kx.clientClosed() as never)
+    app.use(async (ctx: { respond: boolean; res: import('node:http').ServerResponse }) => {
+      ctx.respond = false
+      await run(ctx.res)
+    })
+    return app.callback() as never
+  }
+  const app = framework === 'express4' ? (express4 as unknown as typeof express5)() : express5()
+  if (clientClosed) app.use(ex.clientClosed() as never)
+  app.get('/', (_q, res, next) => {
+    run(res).catch(next)
+  })
+  app.use(ex.errorHandler({ onError }) as never)
+  return app as never
+}
+
 describe('a backend stream failing before its first byte, the failure wrapped by the handler (502)', () => {
   // The handler pipes the backend into the response itself and passes on a 502 of its own:
   // `pipeline()` destroyed the response with the backend's error, the client is still there.
@@ -685,7 +717,6 @@ describe('a backend stream failing before its first byte, the failure wrapped by
       it(`${framework}: passed on ${label}, it is reported as a server failure with outcome closed, not a 499`, async () => {
         const { pipeline } = await import('node:stream/promises')
         const reports: ErrorReport[] = []
-        const onError = (r: ErrorReport) => reports.push(r)
         const fail = async (res: import('node:http').ServerResponse) => {
           try {
             await pipeline(await failingBackend(), res)
@@ -694,33 +725,13 @@ describe('a backend stream failing before its first byte, the failure wrapped by
             throw wrap(err)
           }
         }
-        let handler: never
-        if (framework === 'koa2' || framework === 'koa3') {
-          const app = framework === 'koa2' ? new Koa2() : new Koa3()
-          app.silent = true
-          app.use(kx.errorHandler({ onError }) as never)
-          if (clientClosed) app.use(kx.clientClosed() as never)
-          app.use(async (ctx: { respond: boolean; res: import('node:http').ServerResponse }) => {
-            ctx.respond = false
-            await fail(ctx.res)
-          })
-          handler = app.callback() as never
-        } else {
-          const app = framework === 'express4' ? (express4 as unknown as typeof express5)() : express5()
-          if (clientClosed) app.use(ex.clientClosed() as never)
-          app.get('/', (_q, res, next) => {
-            fail(res).catch(next)
-          })
-          app.use(ex.errorHandler({ onError }) as never)
-          handler = app as never
-        }
-        const s = await listen(handler)
+        const s = await listen(rawResponseApp(framework, fail, clientClosed, reports))
         const socket = connect(Number(new URL(s.url).port), '127.0.0.1')
         try {
           socket.on('error', () => {})
           socket.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n')
           // The client stays: only the server closes this connection.
-          await pause(waitMs + 100)
+          await settled(() => reports.length > 0)
           assert.equal(reports.length, 1)
           const [report] = reports
           // Koa hears the destroyed socket's error (on-finished) before the handler's throw: the
@@ -1384,37 +1395,14 @@ describe('a client that leaves after the headers were sent, and the handler fail
     new Promise((_, reject) => {
       res.on('close', () => reject(new Error('sharp: Input buffer contains unsupported image format')))
     })
-  function mount(
-    framework: (typeof frameworks)[number],
-    fail: Fail,
-    clientClosed: boolean,
-    reports: ErrorReport[],
-  ) {
-    const onError = (r: ErrorReport) => reports.push(r)
-    const start = (res: import('node:http').ServerResponse) => {
+  // The response has started: an image's first bytes are out.
+  const started =
+    (fail: Fail) =>
+    (res: import('node:http').ServerResponse): Promise<never> => {
       res.writeHead(200, { 'content-type': 'image/png' })
       res.write('PNG')
       return fail(res)
     }
-    if (framework === 'koa2' || framework === 'koa3') {
-      const app = framework === 'koa2' ? new Koa2() : new Koa3()
-      app.silent = true
-      app.use(kx.errorHandler({ onError }) as never)
-      if (clientClosed) app.use(kx.clientClosed() as never)
-      app.use(async (ctx: { respond: boolean; res: import('node:http').ServerResponse }) => {
-        ctx.respond = false
-        await start(ctx.res)
-      })
-      return app.callback() as never
-    }
-    const app = framework === 'express4' ? (express4 as unknown as typeof express5)() : express5()
-    if (clientClosed) app.use(ex.clientClosed() as never)
-    app.get('/', (_q, res, next) => {
-      start(res).catch(next)
-    })
-    app.use(ex.errorHandler({ onError }) as never)
-    return app as never
-  }
   for (const framework of frameworks) {
     for (const [label, fail, clientClosed] of [
       ['a write failing with ERR_STREAM_DESTROYED, without clientClosed()', writeAfterClose, false],
@@ -1422,14 +1410,14 @@ describe('a client that leaves after the headers were sent, and the handler fail
     ] as const) {
       it(`${framework}: ${label}, is a 499 client-gone, not a 500 headers-sent`, async () => {
         const reports: ErrorReport[] = []
-        const s = await listen(mount(framework, fail, clientClosed, reports))
+        const s = await listen(rawResponseApp(framework, started(fail), clientClosed, reports))
         try {
           const socket = connect(Number(new URL(s.url).port), '127.0.0.1')
           socket.on('error', () => {})
           socket.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n')
           await once(socket, 'data')
           socket.destroy()
-          await pause(100)
+          await settled(() => reports.length > 0)
           assert.deepEqual(
             reports.map((r) => [r.status, r.code, r.outcome]),
             [[499, 'IC_CLIENT_CLOSED_REQUEST', 'client-gone']],
