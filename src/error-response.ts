@@ -105,7 +105,7 @@ export function normalizeError(err: unknown): NormalizedError {
     entry,
     message,
     expose: typeof object.expose === 'boolean' ? object.expose : status < 500,
-    headers: sanitizeHeaders(object.headers, false),
+    headers: sanitizeHeaders(object.headers, false, status),
     validation: Array.isArray(object.validation) ? object.validation.map(toValidationItem) : undefined,
     details: undefined,
   }

@@ -19,6 +19,7 @@ import {
 import { noOptions } from './options.ts'
 import { type LifecycleFail, publishSignal } from './request-signal.ts'
 import { peekRequestState } from './request-state.ts'
+import { responseEnded } from './response-end.ts'
 
 export * from './index.ts'
 
@@ -253,8 +254,43 @@ export function notFound(...options: []): ExpressMiddleware {
  */
 const failThroughNext: LifecycleFail = (next, err, res) => {
   const write = mountedErrorWriter(res.req)
-  if (write === undefined) (next as NextFunction)(err)
-  else write(err, res.req, res)
+  if (write !== undefined) write(err, res.req, res)
+  else
+    setImmediate(
+      failThroughRouter,
+      next as NextFunction,
+      err,
+      res,
+      responseEnded(res, peekRequestState(res.req)),
+      res.statusCode,
+    )
+}
+
+/**
+ * Hands a lifecycle failure to Express's router when there is no `errorHandler()` to find:
+ * one more turn later, since the router hands an error that reached its end to the final
+ * handler in a `setImmediate()`. A handler that rejected with the abort reason in the turn of
+ * the abort has by then been answered — the final handler (or an error middleware) ended the
+ * response, or, for a client that left, whose writes are dropped, gave it the failure's
+ * status — and its failure is the one reported: the router is not sent a second error that it
+ * would log and answer again. A handler that forwards the reason later still reaches the final
+ * handler a second time (the router is past every layer), which logs it again and destroys
+ * the socket of a response already sent: a 504 handed on here therefore says `Connection:
+ * close`, so that the client does not reuse a connection about to be cut.
+ */
+function failThroughRouter(
+  next: NextFunction,
+  err: Error,
+  res: ServerResponse,
+  endedBefore: boolean,
+  statusBefore: number,
+): void {
+  const answered =
+    (!endedBefore && responseEnded(res, peekRequestState(res.req))) ||
+    (res.statusCode !== statusBefore && res.statusCode === (err as { status?: unknown }).status)
+  if (answered) return
+  if (!res.headersSent && !res.destroyed) res.setHeader('connection', 'close')
+  next(err)
 }
 
 function publishSignalOn(req: IncomingMessage, res: ServerResponse): void {
@@ -270,7 +306,10 @@ function publishSignalOn(req: IncomingMessage, res: ServerResponse): void {
  * started). A response the handler ended in time is never cut, however long a slow client
  * takes to download it: bound slow readers with `server.timeout` (Node's default is none).
  * A handler that writes late neither crashes nor sends a second
- * response, also when Express's final handler wrote the 504 (no `errorHandler()`). The timer is cleared when the response finishes. Mount it before the handlers
+ * response, also when Express's final handler wrote the 504 (no `errorHandler()`: the failure
+ * then goes to `next(err)` a turn later, so that a handler rejecting with the abort reason in
+ * the turn of the abort is answered alone; the 504 says `Connection: close`, since a later
+ * rejection reaches the final handler again, which destroys the socket). The timer is cleared when the response finishes. Mount it before the handlers
  * it covers, app-wide or per route, and after compression(), which ends the response only
  * once gzip has flushed: after it, the handler's own `res.end()` counts. When two deadlines
  * apply, the earlier one wins.

@@ -255,6 +255,33 @@ export function notFound(...options: []): KoaMiddleware {
 const failThroughContext: LifecycleFail = (ctx, err) => (ctx as KoaContext).onerror(err)
 
 /**
+ * Without `errorHandler()`, Koa's own `ctx.onerror` takes a lifecycle failure, and it hears it
+ * twice when the handler rejects with the abort reason (`await fetch(url, { signal })`): the
+ * lifecycle reports it and so does Koa's catch of the handler's rejection, before or after.
+ * Each emits it on the app (`app.on('error')`). The request's `ctx.onerror` then passes the
+ * abort reason (or the stream error a departed client causes, as `failureOf()` reads it) on
+ * once, whichever comes first. `errorHandler()`, which took `ctx.onerror` over, reports a
+ * request's failure once by itself.
+ */
+function reportAbortOnce(ctx: KoaContext): void {
+  if (Object.hasOwn(ctx, 'onerror')) return
+  const onerror = ctx.onerror
+  let reported = false
+  ctx.onerror = (err) => {
+    let error = err
+    if (err !== null && err !== undefined) {
+      const failure = failureOf(err, ctx.req, ctx.res)
+      if (failure === peekRequestState(ctx.req)?.abortReason) {
+        if (reported) return
+        reported = true
+        error = failure
+      }
+    }
+    onerror.call(ctx, error)
+  }
+}
+
+/**
  * Gives the request a deadline. When it passes before the response was ended (a buffered
  * `ctx.body` is ended as soon as the middlewares return; a stream when it ends), the request's
  * signal ({@link requestSignal}, also `ctx.state.signal`) is aborted and `errorHandler()`
@@ -262,7 +289,8 @@ const failThroughContext: LifecycleFail = (ctx, err) => (ctx as KoaContext).oner
  * A response ended in time is never cut, however long a slow client takes to download it:
  * bound slow readers with `server.timeout` (Node's default is none).
  * A handler that sets `ctx.body` late, or writes to `ctx.res`, changes nothing (without
- * `errorHandler()` too: then Koa's `ctx.onerror` answers the 504). The timer is cleared when the
+ * `errorHandler()` too: then Koa's `ctx.onerror` answers the 504, and the failure is emitted on
+ * the app once, also when the handler rejects with the abort reason). The timer is cleared when the
  * response finishes. Mount it after `errorHandler()`; when two deadlines apply, the earlier
  * one wins.
  *
@@ -279,6 +307,7 @@ export function deadline(options: Readonly<DeadlineOptions>): KoaMiddleware {
   const arm = createDeadline(options, failThroughContext)
   return function deadline(ctx, next) {
     arm(ctx.req, ctx.res, ctx)
+    reportAbortOnce(ctx)
     publishSignal(ctx.state, ctx.req)
     return next() as Promise<void>
   }
@@ -287,7 +316,8 @@ export function deadline(options: Readonly<DeadlineOptions>): KoaMiddleware {
 /**
  * Detects a client that goes away before its response finished (the response closes before
  * `writableFinished`): the request's signal is aborted, so the backend work stops, nothing
- * is written, and `errorHandler()`'s `onError` reports 499 `IC_CLIENT_CLOSED_REQUEST` once.
+ * is written, and `errorHandler()`'s `onError` reports 499 `IC_CLIENT_CLOSED_REQUEST` once
+ * (without `errorHandler()`, it is emitted on the app once).
  * Keep-alive and pipelined connections are unaffected. Mount it right after `errorHandler()`.
  *
  * @example
@@ -302,6 +332,7 @@ export function clientClosed(...options: []): KoaMiddleware {
   const watch = createClientClosed(failThroughContext)
   return function clientClosed(ctx, next) {
     watch(ctx.req, ctx.res, ctx)
+    reportAbortOnce(ctx)
     publishSignal(ctx.state, ctx.req)
     return next() as Promise<void>
   }

@@ -155,6 +155,29 @@ describe('sanitizeHeaders(headers, own)', () => {
     assert.deepEqual(sanitizeHeaders({ 'x-long': ['a'.repeat(600), 'b'.repeat(600)] }, false), {})
     assert.deepEqual(sanitizeHeaders({ 'Retry-After': ['7', '8'] }, false), {})
   })
+  it('drops from a foreign error what described another response or its connection, Content-Range but on a 416', () => {
+    const upstream = {
+      'Cache-Control': 'public, max-age=31536000',
+      'Content-Encoding': 'gzip',
+      'Content-Range': 'bytes */1000',
+      ETag: '"a"',
+      Vary: 'accept-encoding',
+      'Keep-Alive': 'timeout=5',
+      Date: 'Thu, 01 Jan 2015 00:00:00 GMT',
+      'Proxy-Authenticate': 'Basic',
+      'Access-Control-Allow-Origin': '*',
+      'Surrogate-Key': 'img-1',
+      'Retry-After': '7',
+      'WWW-Authenticate': 'Bearer',
+      Allow: 'GET',
+      Location: '/login',
+    }
+    const kept = { 'retry-after': '7', 'www-authenticate': 'Bearer', allow: 'GET', location: '/login' }
+    assert.deepEqual(sanitizeHeaders(upstream, false, 404), kept)
+    assert.deepEqual(sanitizeHeaders(upstream, false, 416), { ...kept, 'content-range': 'bytes */1000' })
+    // An error of this package keeps what it was given.
+    assert.equal(sanitizeHeaders(upstream, true)['cache-control'], 'public, max-age=31536000')
+  })
 })
 
 describe('toValidationItem(item)', () => {

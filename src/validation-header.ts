@@ -26,6 +26,81 @@ const RESERVED_HEADERS = new Set([
   'connection',
   'set-cookie',
 ])
+// What described a success response: its representation, and how long caches (a CDN's
+// included: nginx's X-Accel-Expires, Akamai's Edge-Control) may keep it.
+const STALE_HEADERS = new Set([
+  'content-type',
+  'content-length',
+  'content-encoding',
+  'content-language',
+  'content-range',
+  'content-disposition',
+  'content-digest',
+  'repr-digest',
+  'digest',
+  'accept-ranges',
+  'etag',
+  'last-modified',
+  'expires',
+  'age',
+  'surrogate-control',
+  'cdn-cache-control',
+  'surrogate-key',
+  'cache-tag',
+  'x-accel-expires',
+  'edge-control',
+  'transfer-encoding',
+  'x-ic-error-validation',
+])
+// What else a foreign error may not bring to our response: the connection's and the
+// message's own fields (Node writes those of this response), caching (an error response is
+// `no-store`), and policies another origin set for itself (an upstream's CORS grant, HSTS,
+// Alt-Svc, Clear-Site-Data would apply to ours).
+const FOREIGN_DROPPED = new Set([
+  'keep-alive',
+  'upgrade',
+  'te',
+  'trailer',
+  'date',
+  'server',
+  'cache-control',
+  'pragma',
+  'vary',
+  'strict-transport-security',
+  'alt-svc',
+  'clear-site-data',
+  'timing-allow-origin',
+])
+const FOREIGN_DROPPED_PREFIXES = ['proxy-', 'access-control-', 'surrogate-'] as const
+
+/**
+ * Whether a header (lower-case) described the representation of a success response or let
+ * caches keep it: the error handler removes these from a response it answers instead. Also
+ * each CDN's own CDN-Cache-Control (Cloudflare-, Vercel-, Netlify-), which wins over the
+ * generic one there. Internal.
+ *
+ * @example
+ * isStaleHeader('etag') // true
+ * isStaleHeader('cloudflare-cdn-cache-control') // true
+ */
+export function isStaleHeader(name: string): boolean {
+  return STALE_HEADERS.has(name) || name.endsWith('-cdn-cache-control')
+}
+
+/**
+ * Whether a foreign error's header (lower-case) may reach the response: not one that
+ * {@link isStaleHeader} names (`Content-Range` only on a 416, which needs it), nor a
+ * hop-by-hop, caching or origin-policy field. An error built from an upstream's response
+ * (undici's `ResponseError`) carries all of the upstream's headers.
+ */
+function foreignHeaderKept(name: string, status: number | undefined): boolean {
+  if (name === 'content-range') return status === 416
+  return (
+    !isStaleHeader(name) &&
+    !FOREIGN_DROPPED.has(name) &&
+    !FOREIGN_DROPPED_PREFIXES.some((prefix) => name.startsWith(prefix))
+  )
+}
 
 /** Default cap of the `x-ic-error-validation` value, in bytes; common proxies refuse headers over 8 KB. */
 export const VALIDATION_HEADER_MAX_BYTES = 4096
@@ -212,8 +287,12 @@ function headerLine(value: unknown): string | undefined {
 
 /**
  * Keeps the headers of an error whose names and values are valid and harmless: never
- * `Content-Length`, `Content-Type`, `Transfer-Encoding`, `Connection` or `Set-Cookie`, and
- * `x-ic-*` only when `own` (a foreign error cannot forge our code). A value may be an array
+ * `Content-Length`, `Content-Type`, `Transfer-Encoding`, `Connection` or `Set-Cookie`. When
+ * not `own` (a foreign error, whose `status` is given), also never `x-ic-*` (a foreign error
+ * cannot forge our code), nor what described another response or its connection: the
+ * representation and caching fields, `Cache-Control` and `Vary` included, hop-by-hop
+ * fields, `Date`, `Server`, `Proxy-*`, `Access-Control-*` and other origin policies;
+ * `Content-Range` only on a 416. A value may be an array
  * of safe strings (`WWW-Authenticate: ['Basic', 'Bearer']`): it is sent as one line, joined
  * with `, `. `Retry-After` is kept as whole delta-seconds (an HTTP date is converted), or
  * dropped when it is neither.
@@ -222,13 +301,18 @@ function headerLine(value: unknown): string | undefined {
  * sanitizeHeaders({ 'X-Ok': 'yes', 'x-bad': 'a\r\nb' }, false) // { 'x-ok': 'yes' }
  * sanitizeHeaders({ 'WWW-Authenticate': ['Basic realm="img"', 'Bearer'] }, false) // { 'www-authenticate': 'Basic realm="img", Bearer' }
  * sanitizeHeaders({ 'Retry-After': 'soon' }, false) // {}
+ * sanitizeHeaders({ 'Cache-Control': 'public, max-age=31536000', ETag: '"a"' }, false, 404) // {}
  */
-export function sanitizeHeaders(headers: unknown, own: boolean): Record<string, string> {
+export function sanitizeHeaders(headers: unknown, own: boolean, status?: number): Record<string, string> {
   const out: Record<string, string> = {}
   if (typeof headers !== 'object' || headers === null) return out
   for (const [name, value] of Object.entries(headers)) {
     const lower = name.toLowerCase()
-    if (!HEADER_NAME.test(name) || RESERVED_HEADERS.has(lower) || (!own && lower.startsWith('x-ic-')))
+    if (
+      !HEADER_NAME.test(name) ||
+      RESERVED_HEADERS.has(lower) ||
+      (!own && (lower.startsWith('x-ic-') || !foreignHeaderKept(lower, status)))
+    )
       continue
     const text = headerLine(value)
     if (text === undefined || (!own && text.length > 1024)) continue

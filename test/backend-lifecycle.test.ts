@@ -4,21 +4,28 @@ import { once } from 'node:events'
 import { createReadStream } from 'node:fs'
 import {
   Agent,
+  createServer,
   request as httpRequest,
   type IncomingMessage,
   type OutgoingHttpHeaders,
   type ServerResponse,
 } from 'node:http'
-import { connect, type Socket } from 'node:net'
-import { Readable } from 'node:stream'
+import { type AddressInfo, connect, type Socket } from 'node:net'
+import { PassThrough, Readable } from 'node:stream'
 import { after, before, describe, test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { gunzipSync } from 'node:zlib'
 import compression from 'compression'
+import express5 from 'express'
+import express4 from 'express4'
+import Koa3 from 'koa'
+import Koa2 from 'koa2'
 import morgan from 'morgan'
+import * as ex from '../src/express.ts'
 import { createBackendFetch, isIcError, requestSignal } from '../src/index.ts'
+import * as kx from '../src/koa.ts'
 import { type Backend, PNG, startBackend } from './support/backends.ts'
-import { frameworks, type RunningApp, startApp } from './support/harness.ts'
+import { frameworks, type RunningApp, settled, startApp } from './support/harness.ts'
 import { slowDownload } from './support/slow-download.ts'
 
 interface Answer {
@@ -963,6 +970,200 @@ describe('deadline() mounted after compression() (Express)', () => {
         )
       } finally {
         await app.close()
+      }
+    })
+  }
+})
+
+describe('Koa without errorHandler(): a handler that rejects with the abort reason', () => {
+  // Koa's own ctx.onerror answers; the lifecycle reports the failure and so does Koa's catch of
+  // the handler's rejection: each emitted it on the app.
+  const rejectWithReason = (signal: AbortSignal, lateMs: number) =>
+    new Promise<never>((_, reject) => {
+      signal.addEventListener('abort', () => {
+        if (lateMs < 0) reject(signal.reason)
+        else setTimeout(() => reject(signal.reason), lateMs)
+      })
+    })
+  for (const [name, Koa] of [
+    ['koa2', Koa2],
+    ['koa3', Koa3],
+  ] as const) {
+    for (const lifecycle of ['deadline', 'clientClosed'] as const) {
+      for (const lateMs of [-1, 20]) {
+        const when = lateMs < 0 ? 'at once' : `${lateMs} ms after the abort`
+        test(`${name}, ${lifecycle}(): rejecting ${when}, the failure is emitted on the app once`, async () => {
+          const app = new Koa()
+          const emitted: unknown[] = []
+          const arrived = reached()
+          app.on('error', (err: { code?: unknown }) => emitted.push(err.code))
+          app.use((lifecycle === 'deadline' ? kx.deadline({ timeoutMs: 50 }) : kx.clientClosed()) as never)
+          app.use(async (ctx: { path: string; req: IncomingMessage; body: unknown }) => {
+            if (ctx.path === '/ok') {
+              ctx.body = 'ok'
+              return
+            }
+            arrived.resolve()
+            await rejectWithReason(requestSignal(ctx.req), lateMs)
+          })
+          const server = createServer(app.callback())
+          server.listen(0, '127.0.0.1')
+          await once(server, 'listening')
+          const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+          const agent = new Agent({ keepAlive: true, maxSockets: 1 })
+          try {
+            if (lifecycle === 'deadline') {
+              const res = await get(`${url}/image`, agent)
+              assert.deepEqual([res.status, res.headers['x-ic-error-code']], [504, 'IC_BACKEND_TIMEOUT'])
+              await settled(() => emitted.length > 0)
+              await new Promise((resolve) => setTimeout(resolve, lateMs))
+              const next = await get(`${url}/ok`, agent)
+              assert.deepEqual([next.status, next.socket], [200, res.socket], 'the connection lives on')
+              assert.deepEqual(emitted, ['IC_BACKEND_TIMEOUT'])
+            } else {
+              const client = await rawSocket(url)
+              client.on('error', () => {})
+              client.write('GET /image HTTP/1.1\r\nHost: x\r\n\r\n')
+              await arrived.promise
+              client.destroy()
+              await settled(() => emitted.length > 0)
+              await new Promise((resolve) => setTimeout(resolve, lateMs))
+              assert.deepEqual(emitted, ['IC_CLIENT_CLOSED_REQUEST'])
+            }
+          } finally {
+            agent.destroy()
+            server.closeAllConnections()
+            server.close()
+          }
+        })
+      }
+    }
+    test(`${name}, clientClosed(): a client that leaves mid-stream is emitted once, as the departure`, async () => {
+      // Koa 3 pipes the body: its pipeline's ERR_STREAM_PREMATURE_CLOSE was emitted besides the 499.
+      const app = new Koa()
+      const emitted: unknown[] = []
+      app.on('error', (err: { code?: unknown }) => emitted.push(err.code))
+      app.use(kx.clientClosed() as never)
+      app.use((ctx: { body: unknown }) => {
+        const body = new PassThrough()
+        body.write('first bytes ')
+        ctx.body = body
+      })
+      const server = createServer(app.callback())
+      server.listen(0, '127.0.0.1')
+      await once(server, 'listening')
+      try {
+        const client = await rawSocket(`http://127.0.0.1:${(server.address() as AddressInfo).port}`)
+        client.on('error', () => {})
+        client.write('GET /stream HTTP/1.1\r\nHost: x\r\n\r\n')
+        await once(client, 'data')
+        client.destroy()
+        await settled(() => emitted.length > 0)
+        assert.deepEqual(emitted, ['IC_CLIENT_CLOSED_REQUEST'])
+      } finally {
+        server.closeAllConnections()
+        server.close()
+      }
+    })
+  }
+})
+
+describe('Express without errorHandler(): a handler that passes the abort reason on to next(err)', () => {
+  // The lifecycle hands its failure to next(err), and so does the handler; the router is past
+  // every layer by then, so each reaches Express's final handler, which logs it and, the second
+  // time, finds the headers sent and destroys the socket.
+  let silent: Backend
+  before(async () => {
+    silent = await startBackend(() => {})
+  })
+  after(() => silent.close())
+  const rejectWithReason = (signal: AbortSignal, lateMs: number) =>
+    new Promise<never>((_, reject) => {
+      signal.addEventListener('abort', () => {
+        if (lateMs < 0) reject(signal.reason)
+        else setTimeout(() => reject(signal.reason), lateMs)
+      })
+    })
+  async function start(
+    framework: 'express4' | 'express5',
+    lifecycle: 'deadline' | 'clientClosed',
+    lateMs?: number,
+    arrived = () => {},
+  ) {
+    const app = (framework === 'express4' ? (express4 as unknown as typeof express5) : express5)()
+    app.set('env', 'development') // Express's final handler logs every error with console.error
+    app.use((lifecycle === 'deadline' ? ex.deadline({ timeoutMs: 50 }) : ex.clientClosed()) as never)
+    app.get('/ok', (_req, res) => {
+      res.send('ok')
+    })
+    app.get('/image', (req, res, next) => {
+      arrived()
+      const signal = requestSignal(req)
+      // A real backend fetch rejects with the signal's reason in the turn of the abort.
+      const image =
+        lateMs === undefined
+          ? fetchImage(`${silent.url}/slow.png`, { signal })
+          : rejectWithReason(signal, lateMs)
+      image.then(({ body }) => res.send(body), next)
+    })
+    const server = createServer(app)
+    server.listen(0, '127.0.0.1')
+    await once(server, 'listening')
+    return {
+      url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+      close: () => {
+        server.closeAllConnections()
+        server.close()
+      },
+    }
+  }
+  for (const framework of ['express4', 'express5'] as const) {
+    for (const [label, lateMs, closes, logs] of [
+      [
+        'a fetch rejecting in the turn of the abort gets one 504, logged once, the connection kept',
+        undefined,
+        false,
+        1,
+      ],
+      // What remains: the final handler logs the second forward too, and destroys the socket.
+      ['a handler rejecting 20 ms after the abort gets a 504 that says Connection: close', 20, true, 2],
+    ] as const) {
+      test(`${framework}, deadline(): ${label}`, async () => {
+        const { logged, restore } = captureConsoleError()
+        const app = await start(framework, 'deadline', lateMs)
+        const agent = new Agent({ keepAlive: true, maxSockets: 1 })
+        try {
+          const res = await get(`${app.url}/image`, agent)
+          assert.deepEqual([res.status, res.headers['x-ic-error-code']], [504, 'IC_BACKEND_TIMEOUT'])
+          assert.equal(res.headers.connection === 'close', closes)
+          await settled(() => logged.length >= logs)
+          const next = await get(`${app.url}/ok`, agent)
+          assert.equal(next.status, 200)
+          if (!closes)
+            assert.equal(next.socket, res.socket, 'the keep-alive connection serves the next request')
+          assert.equal(logged.length, logs)
+        } finally {
+          restore()
+          agent.destroy()
+          app.close()
+        }
+      })
+    }
+    test(`${framework}, clientClosed(): a handler rejecting in the turn of the departure is logged once`, async () => {
+      const { logged, restore } = captureConsoleError()
+      const arrived = reached()
+      const app = await start(framework, 'clientClosed', -1, arrived.resolve)
+      try {
+        const client = await rawSocket(app.url)
+        client.on('error', () => {})
+        client.write('GET /image HTTP/1.1\r\nHost: x\r\n\r\n')
+        await arrived.promise
+        client.destroy()
+        await settled(() => logged.length > 0)
+        assert.equal(logged.length, 1)
+      } finally {
+        restore()
+        app.close()
       }
     })
   }

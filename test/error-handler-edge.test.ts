@@ -19,7 +19,7 @@ import request from 'supertest'
 import * as ex from '../src/express.ts'
 import { type ErrorReport, icError } from '../src/index.ts'
 import * as kx from '../src/koa.ts'
-import { type Adapter, frameworks, startApp } from './support/harness.ts'
+import { type Adapter, frameworks, settled, startApp } from './support/harness.ts'
 
 type Served = { url: string; server: Server; close(): Promise<void> }
 
@@ -174,6 +174,145 @@ describe('a foreign error whose header is an array of values', () => {
       } finally {
         await app.close()
       }
+    })
+  }
+})
+
+describe("a foreign error carrying an upstream's response headers (undici's responseError())", () => {
+  // What an image CDN answers for a missing original: gzip, a year of caching, its own CORS grant.
+  const UPSTREAM_404: Readonly<Record<string, string>> = {
+    'content-type': 'text/html',
+    'content-encoding': 'gzip',
+    'cache-control': 'public, max-age=31536000',
+    expires: 'Thu, 01 Jan 2099 00:00:00 GMT',
+    etag: '"abc"',
+    'last-modified': 'Thu, 01 Jan 2015 00:00:00 GMT',
+    age: '100',
+    vary: 'accept-encoding',
+    'surrogate-key': 'img-1',
+    'cdn-cache-control': 'max-age=31536000',
+    'access-control-allow-origin': '*',
+    'access-control-allow-credentials': 'true',
+    'strict-transport-security': 'max-age=63072000; includeSubDomains',
+    'alt-svc': 'h3=":8443"; ma=86400',
+    'clear-site-data': '"cache"',
+    'proxy-authenticate': 'Basic realm="cdn"',
+    server: 'cdn/1.0',
+    date: 'Thu, 01 Jan 2015 00:00:00 GMT',
+    'x-upstream-id': 'u-1',
+  }
+  async function withUpstream(run: (fetchImage: (path: string) => Promise<unknown>) => Promise<void>) {
+    const { gzipSync } = await import('node:zlib')
+    const { Agent: UndiciAgent, interceptors, request: undiciRequest } = await import('undici')
+    const upstream = await listen(((req: IncomingMessage, res: import('node:http').ServerResponse) => {
+      if (req.url === '/private.png') {
+        res.writeHead(401, { 'www-authenticate': 'Bearer realm="img"', 'cache-control': 'max-age=600' })
+        res.end()
+        return
+      }
+      res.writeHead(404, UPSTREAM_404)
+      res.end(gzipSync('<h1>no such image</h1>'))
+    }) as never)
+    const dispatcher = new UndiciAgent().compose(interceptors.responseError())
+    try {
+      await run(async (path) => {
+        const r = await undiciRequest(`${upstream.url}${path}`, { dispatcher })
+        return r.body.arrayBuffer()
+      })
+    } finally {
+      await dispatcher.close()
+      await upstream.close()
+    }
+  }
+  for (const framework of frameworks) {
+    it(`${framework}: only the headers that speak of the error reach the response`, async () => {
+      await withUpstream(async (fetchImage) => {
+        const app = await startApp(framework, {
+          routes: [
+            {
+              path: '/img',
+              handle: async ({ res }) => {
+                res.setHeader('access-control-allow-origin', 'https://app.example')
+                await fetchImage('/img.png')
+                return undefined
+              },
+            },
+            {
+              path: '/private',
+              handle: async () => {
+                await fetchImage('/private.png')
+                return undefined
+              },
+            },
+            {
+              path: '/range',
+              handle: () => {
+                throw createHttpError(416, { headers: { 'Content-Range': 'bytes */1000', Expires: '0' } })
+              },
+            },
+            {
+              path: '/foreign-range',
+              handle: () => {
+                throw createHttpError(404, { headers: { 'content-range': 'bytes 0-9/1000' } })
+              },
+            },
+            {
+              path: '/own',
+              handle: () => {
+                throw icError('IC_IMAGE_NOT_FOUND', { headers: { 'cache-control': 'public, max-age=60' } })
+              },
+            },
+          ],
+        })
+        try {
+          const r = await request(app.url).get('/img').set('accept-encoding', 'gzip')
+          assert.deepEqual([r.status, r.headers['x-ic-error-code']], [404, 'IC_NOT_FOUND'])
+          assert.equal(r.headers['cache-control'], 'no-store')
+          assert.equal(r.headers['content-type'], 'text/plain; charset=utf-8')
+          assert.match(r.text, /^Not Found \(IC_NOT_FOUND\)/, 'the body is the plain text it says it is')
+          for (const name of [
+            'content-encoding',
+            'expires',
+            'etag',
+            'last-modified',
+            'age',
+            'vary',
+            'surrogate-key',
+            'cdn-cache-control',
+            'access-control-allow-credentials',
+            'strict-transport-security',
+            'alt-svc',
+            'clear-site-data',
+            'proxy-authenticate',
+            'server',
+            'keep-alive',
+          ])
+            assert.equal(r.headers[name], undefined, name)
+          assert.notEqual(r.headers.date, UPSTREAM_404.date, "Node's own Date, not the upstream's")
+          assert.equal(
+            r.headers['access-control-allow-origin'],
+            'https://app.example',
+            "the app's CORS, not the upstream's",
+          )
+          assert.equal(r.headers['x-upstream-id'], 'u-1', 'other headers are kept')
+
+          const denied = await request(app.url).get('/private')
+          assert.deepEqual([denied.status, denied.headers['www-authenticate']], [401, 'Bearer realm="img"'])
+          assert.equal(denied.headers['cache-control'], 'no-store')
+
+          const range = await request(app.url).get('/range')
+          assert.deepEqual([range.status, range.headers['content-range']], [416, 'bytes */1000'])
+          assert.equal(range.headers.expires, undefined)
+          const notRange = await request(app.url).get('/foreign-range')
+          assert.deepEqual([notRange.status, notRange.headers['content-range']], [404, undefined])
+
+          const own = await request(app.url).get('/own')
+          assert.deepEqual([own.status, own.headers['cache-control']], [404, 'public, max-age=60'])
+          assert.equal(app.reports.length, 5)
+        } finally {
+          await app.close()
+        }
+      })
     })
   }
 })
@@ -522,6 +661,94 @@ describe('a body stream that fails before its first byte, through stream.pipelin
         await s.close()
       }
     })
+  }
+})
+
+/**
+ * An app of `framework` whose only route hands its raw response to `run` (Koa with
+ * `ctx.respond = false`) and fails with what `run` rejects with, `errorHandler()` reporting
+ * to `reports`, and `clientClosed()` mounted when asked.
+ */
+function rawResponseApp(
+  framework: (typeof frameworks)[number],
+  run: (res: import('node:http').ServerResponse) => Promise<unknown>,
+  clientClosed: boolean,
+  reports: ErrorReport[],
+): never {
+  const onError = (r: ErrorReport) => reports.push(r)
+  if (framework === 'koa2' || framework === 'koa3') {
+    const app = framework === 'koa2' ? new Koa2() : new Koa3()
+    app.silent = true
+    app.use(kx.errorHandler({ onError }) as never)
+    if (clientClosed) app.use(kx.clientClosed() as never)
+    app.use(async (ctx: { respond: boolean; res: import('node:http').ServerResponse }) => {
+      ctx.respond = false
+      await run(ctx.res)
+    })
+    return app.callback() as never
+  }
+  const app = framework === 'express4' ? (express4 as unknown as typeof express5)() : express5()
+  if (clientClosed) app.use(ex.clientClosed() as never)
+  app.get('/', (_q, res, next) => {
+    run(res).catch(next)
+  })
+  app.use(ex.errorHandler({ onError }) as never)
+  return app as never
+}
+
+describe('a backend stream failing before its first byte, the failure wrapped by the handler (502)', () => {
+  // The handler pipes the backend into the response itself and passes on a 502 of its own:
+  // `pipeline()` destroyed the response with the backend's error, the client is still there.
+  const failingBackend = async () => {
+    const { Readable } = await import('node:stream')
+    return new Readable({
+      read() {
+        this.destroy(Object.assign(new Error('upstream reset'), { code: 'UND_ERR_SOCKET' }))
+      },
+    })
+  }
+  const wrap = (err: unknown) => createHttpError(502, 'backend failed', { cause: err })
+  for (const framework of frameworks) {
+    for (const [label, waitMs, clientClosed] of [
+      ['at once', 0, false],
+      ['at once, under clientClosed()', 0, true],
+      ['a while later, under clientClosed()', 30, true],
+    ] as const) {
+      it(`${framework}: passed on ${label}, it is reported as a server failure with outcome closed, not a 499`, async () => {
+        const { pipeline } = await import('node:stream/promises')
+        const reports: ErrorReport[] = []
+        const fail = async (res: import('node:http').ServerResponse) => {
+          try {
+            await pipeline(await failingBackend(), res)
+          } catch (err) {
+            await pause(waitMs)
+            throw wrap(err)
+          }
+        }
+        const s = await listen(rawResponseApp(framework, fail, clientClosed, reports))
+        const socket = connect(Number(new URL(s.url).port), '127.0.0.1')
+        try {
+          socket.on('error', () => {})
+          socket.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n')
+          // The client stays: only the server closes this connection.
+          await settled(() => reports.length > 0)
+          assert.equal(reports.length, 1)
+          const [report] = reports
+          // Koa hears the destroyed socket's error (on-finished) before the handler's throw: the
+          // backend's own failure is reported, a server failure too.
+          const expected = framework.startsWith('koa')
+            ? [500, 'IC_INTERNAL_ERROR', 'closed', 'upstream reset']
+            : [502, 'IC_BAD_GATEWAY', 'closed', 'backend failed']
+          assert.deepEqual(
+            [report?.status, report?.code, report?.outcome, (report?.error as Error | undefined)?.message],
+            expected,
+          )
+        } finally {
+          socket.destroy()
+          await s.close()
+        }
+      })
+    }
   }
 })
 
@@ -899,6 +1126,39 @@ describe('Express: where a deadline 504 goes when the app has no single errorHan
   }
 })
 
+describe("Express: a route that calls next(err) twice itself (docs/api.md's limit)", () => {
+  for (const [name, express] of Expresses) {
+    it(`${name}: the second error skips errorHandler(), which the router is past, and reaches the final handler`, async () => {
+      const logged: unknown[] = []
+      const consoleError = console.error
+      console.error = (...args: unknown[]) => logged.push(args[0])
+      const reports: ErrorReport[] = []
+      const app = express()
+      app.set('env', 'development')
+      app.get('/', (_req, _res, next) => {
+        next(createHttpError(404, 'first'))
+        setTimeout(() => next(new Error('second')), 10)
+      })
+      app.use(ex.errorHandler({ onError: (r) => reports.push(r) }) as never)
+      const s = await listen(app as never)
+      try {
+        const r = await request(s.url).get('/')
+        assert.equal(r.status, 404)
+        await pause(50)
+        assert.deepEqual(
+          reports.map((report) => (report.error as Error).message),
+          ['first'],
+        )
+        assert.equal(logged.length, 1)
+        assert.match(String(logged[0]), /^Error: second/)
+      } finally {
+        console.error = consoleError
+        await s.close()
+      }
+    })
+  }
+})
+
 describe('hooks that fail', () => {
   const failingHooks = {
     'an async onError that rejects': { onError: async () => Promise.reject(new Error('log sink down')) },
@@ -1120,6 +1380,53 @@ describe('Koa: a client that leaves mid-stream under clientClosed()', () => {
         await s.close()
       }
     })
+  }
+})
+
+describe('a client that leaves after the headers were sent, and the handler fails because of it', () => {
+  type Fail = (res: import('node:http').ServerResponse) => Promise<never>
+  // The handler's next chunk, written once the client left: Node calls back with ERR_STREAM_DESTROYED.
+  const writeAfterClose: Fail = (res) =>
+    new Promise((_, reject) => {
+      res.on('close', () => res.write('more', (err) => reject(err ?? new Error('no error'))))
+    })
+  // An error of the handler's own in the very turn of the response's close.
+  const failOnClose: Fail = (res) =>
+    new Promise((_, reject) => {
+      res.on('close', () => reject(new Error('sharp: Input buffer contains unsupported image format')))
+    })
+  // The response has started: an image's first bytes are out.
+  const started =
+    (fail: Fail) =>
+    (res: import('node:http').ServerResponse): Promise<never> => {
+      res.writeHead(200, { 'content-type': 'image/png' })
+      res.write('PNG')
+      return fail(res)
+    }
+  for (const framework of frameworks) {
+    for (const [label, fail, clientClosed] of [
+      ['a write failing with ERR_STREAM_DESTROYED, without clientClosed()', writeAfterClose, false],
+      ['an error of its own in the turn of the close, under clientClosed()', failOnClose, true],
+    ] as const) {
+      it(`${framework}: ${label}, is a 499 client-gone, not a 500 headers-sent`, async () => {
+        const reports: ErrorReport[] = []
+        const s = await listen(rawResponseApp(framework, started(fail), clientClosed, reports))
+        try {
+          const socket = connect(Number(new URL(s.url).port), '127.0.0.1')
+          socket.on('error', () => {})
+          socket.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n')
+          await once(socket, 'data')
+          socket.destroy()
+          await settled(() => reports.length > 0)
+          assert.deepEqual(
+            reports.map((r) => [r.status, r.code, r.outcome]),
+            [[499, 'IC_CLIENT_CLOSED_REQUEST', 'client-gone']],
+          )
+        } finally {
+          await s.close()
+        }
+      })
+    }
   }
 })
 

@@ -200,3 +200,13 @@ export async function startApp(
 }
 
 export type { Handler }
+
+/**
+ * Waits until `done()` holds (at most `ms`), then 50 ms more, for what must not follow (a
+ * second report): a loaded machine may take longer than a fixed pause.
+ */
+export async function settled(done: () => boolean, ms = 2000): Promise<void> {
+  for (const until = Date.now() + ms; !done() && Date.now() < until; )
+    await new Promise((resolve) => setTimeout(resolve, 5))
+  await new Promise((resolve) => setTimeout(resolve, 50))
+}

@@ -22,7 +22,9 @@ export function clientGoneError(): Error {
  * The framework-neutral client-closed detection behind both adapters' `clientClosed()`. It
  * returns `(req, res, target)`, which listens for the response's `close`. A response that
  * closes before it finished (`!res.writableFinished`: the only test that works on Node ≥ 16;
- * the request's own `close` fires on every request) means the client went away, and so does
+ * the request's own `close` fires on every request) and that no code destroyed with an error
+ * (`res.errored`, which `stream.pipeline` sets when the backend stream fails) means the
+ * client went away, and so does
  * the connection closing under a pipelined response still queued behind another (Node never
  * closes that one): the signal is aborted with an `IC_CLIENT_CLOSED_REQUEST` error and,
  * unless the handler failed by itself, `fail` reports it (499, nothing written).
@@ -37,7 +39,9 @@ export function createClientClosed(
     throw new TypeError(`Expected \`fail\` to be a function, got ${typeof fail}`)
 
   function onClose(this: ServerResponse): void {
-    if (this.writableFinished) return
+    // Destroyed by the server's own code (`stream.pipeline` on a backend stream's failure):
+    // Node sets `errored` only on `res.destroy(err)`, never when the client leaves.
+    if (this.writableFinished || this.errored != null) return
     const state = peekRequestState(this.req)
     if (state === undefined || state.abortReason !== undefined) return
     const err = clientGoneError()

@@ -13,9 +13,14 @@ import { isThenable } from '../../guard.ts'
 import { dropLateWrites } from '../../late-writes.ts'
 import { knownOptions, showValue } from '../../options.ts'
 import { abortRequest } from '../../request-signal.ts'
-import { peekRequestState, requestState } from '../../request-state.ts'
+import { peekRequestState, type RequestState, requestState } from '../../request-state.ts'
 import { responseEnded } from '../../response-end.ts'
-import { HEADER_NAME, sanitizeHeaders, VALIDATION_HEADER_MAX_BYTES } from '../../validation-header.ts'
+import {
+  HEADER_NAME,
+  isStaleHeader,
+  sanitizeHeaders,
+  VALIDATION_HEADER_MAX_BYTES,
+} from '../../validation-header.ts'
 import { clientGoneError } from '../client-closed/index.ts'
 
 const debug = debuglog('image-api-errors')
@@ -45,7 +50,7 @@ export interface ErrorReport {
    * `ended`: the handler had already ended the response (`res.send(image); next(err)`), so
    * it was left to reach the client whole; `closed`: the server's own code had destroyed
    * the response before anything was sent (a body stream that failed through
-   * `stream.pipeline`), so nothing could be written.
+   * `stream.pipeline`, whatever error the handler then passed on), so nothing could be written.
    */
   readonly outcome: 'sent' | 'client-gone' | 'headers-sent' | 'ended' | 'closed'
 }
@@ -93,39 +98,6 @@ const REQUEST_ID = /^[\w.~-]{1,128}$/
 // Node's HTTP parser, undici's and most proxies refuse more than 16 KiB of response headers
 // in all: one header of more than half of that leaves too little for the others.
 const VALIDATION_HEADER_MAX_CAP = 8192
-// What described the success response a route had begun: its representation, and how long
-// caches (a CDN's included: nginx's X-Accel-Expires, Akamai's Edge-Control) may keep it.
-// Cache-Control itself becomes no-store.
-const STALE_HEADERS = new Set([
-  'content-type',
-  'content-length',
-  'content-encoding',
-  'content-language',
-  'content-range',
-  'content-disposition',
-  'content-digest',
-  'repr-digest',
-  'digest',
-  'accept-ranges',
-  'etag',
-  'last-modified',
-  'expires',
-  'age',
-  'surrogate-control',
-  'cdn-cache-control',
-  'surrogate-key',
-  'cache-tag',
-  'x-accel-expires',
-  'edge-control',
-  'transfer-encoding',
-  'x-ic-error-validation',
-])
-
-/** Also each CDN's own CDN-Cache-Control (Cloudflare-, Vercel-, Netlify-), which wins over the generic one there. */
-function isStaleHeader(name: string): boolean {
-  return STALE_HEADERS.has(name) || name.endsWith('-cdn-cache-control')
-}
-
 const EXPOSED = ['x-ic-error-code', 'x-ic-error-validation', 'retry-after', 'ratelimit', 'ratelimit-policy']
 
 function defaultOnError(report: ErrorReport): void {
@@ -155,6 +127,10 @@ const DISCONNECT_CODES = new Set([
   'EPIPE',
   'ECONNABORTED',
   'ERR_STREAM_PREMATURE_CLOSE',
+  // A write (`res.write(chunk, callback)`) to a response already destroyed: every use below
+  // also asks that the socket is gone and that no code destroyed the response with an error
+  // (`res.errored`), which leaves the client's departure.
+  'ERR_STREAM_DESTROYED',
   'IC_CLIENT_CLOSED_REQUEST',
 ])
 
@@ -162,6 +138,18 @@ const DISCONNECT_CODES = new Set([
 function isDisconnectError(err: unknown): boolean {
   const code = typeof err === 'object' && err !== null ? (err as { code?: unknown }).code : undefined
   return typeof code === 'string' && DISCONNECT_CODES.has(code)
+}
+
+/**
+ * Whether the failure of a started response came after its client left: an error that says
+ * so, or any error once `clientClosed()` saw the departure (a handler failing in the same turn
+ * as the response's `close`, its error of its own).
+ */
+function cameAfterDeparture(err: unknown, state: RequestState): boolean {
+  return (
+    isDisconnectError(err) ||
+    (state.abortReason as { code?: unknown } | undefined)?.code === 'IC_CLIENT_CLOSED_REQUEST'
+  )
 }
 
 /** What Node may read and discard of an unread body after the response, on a kept-alive connection. */
@@ -341,8 +329,10 @@ export function makeErrorWriter(
     state.failureReported = true
     const requestId = requestIdOf(req, res)
     state.requestId = requestId
-    // A response our own code destroyed (stream.pipeline, Koa 3's respond) is not a client that left.
-    const destroyedByServer = res.errored != null && res.errored === err
+    // A response our own code destroyed (stream.pipeline, Koa 3's respond) is not a client that
+    // left, whatever the handler then passes on (a 502 wrapping the backend's failure): Node
+    // sets `res.errored` only when code calls `res.destroy(err)`, never for a departed client.
+    const destroyedByServer = res.errored != null
     let normalized: NormalizedError
     try {
       normalized = normalizeError(answerAs === undefined ? err : answerAs(err))
@@ -352,7 +342,7 @@ export function makeErrorWriter(
       normalized = normalizeError(undefined)
     }
     if (
-      (isClientGone(res) && !destroyedByServer && (!res.headersSent || isDisconnectError(err))) ||
+      (isClientGone(res) && !destroyedByServer && (!res.headersSent || cameAfterDeparture(err, state))) ||
       (!res.headersSent && normalized.status === 499) ||
       leftMidBody(res, err, destroyedByServer)
     ) {
@@ -408,6 +398,8 @@ export function makeErrorWriter(
     res: ServerResponse,
     requestId: string,
   ): ErrorResponse {
+    // What described the success response a route had begun, and let caches keep it; its
+    // Cache-Control is replaced below.
     for (const name of res.getHeaderNames()) if (isStaleHeader(name)) res.removeHeader(name)
     const { headers } = out
     // A body still on its way: kept alive, Node would read and discard all of it after the
@@ -419,6 +411,7 @@ export function makeErrorWriter(
     headers[headerName] = requestId
     headers['content-length'] = String(Buffer.byteLength(out.body))
     headers['x-content-type-options'] = 'nosniff'
+    // Only an error of this package brings a Cache-Control of its own: a foreign error's is dropped.
     if (headers['cache-control'] === undefined) headers['cache-control'] = 'no-store'
     exposeHeaders(res, headers, headerName)
     res.writeHead(out.status, out.statusMessage, headers)
