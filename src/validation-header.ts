@@ -70,6 +70,13 @@ const FOREIGN_DROPPED = new Set([
   'alt-svc',
   'clear-site-data',
   'timing-allow-origin',
+  'cross-origin-resource-policy',
+  'cross-origin-embedder-policy',
+  'cross-origin-opener-policy',
+  'content-location',
+  'via',
+  'nel',
+  'report-to',
 ])
 const FOREIGN_DROPPED_PREFIXES = ['proxy-', 'access-control-', 'surrogate-'] as const
 
@@ -90,11 +97,13 @@ export function isStaleHeader(name: string): boolean {
 /**
  * Whether a foreign error's header (lower-case) may reach the response: not one that
  * {@link isStaleHeader} names (`Content-Range` only on a 416, which needs it), nor a
- * hop-by-hop, caching or origin-policy field. An error built from an upstream's response
+ * hop-by-hop, caching or origin-policy field (`Proxy-Authenticate` only on a 407, whose
+ * challenge it is, as `WWW-Authenticate` is a 401's). An error built from an upstream's response
  * (undici's `ResponseError`) carries all of the upstream's headers.
  */
 function foreignHeaderKept(name: string, status: number | undefined): boolean {
   if (name === 'content-range') return status === 416
+  if (name === 'proxy-authenticate') return status === 407
   return (
     !isStaleHeader(name) &&
     !FOREIGN_DROPPED.has(name) &&

@@ -199,6 +199,9 @@ describe("a foreign error carrying an upstream's response headers (undici's resp
     'proxy-authenticate': 'Basic realm="cdn"',
     server: 'cdn/1.0',
     date: 'Thu, 01 Jan 2015 00:00:00 GMT',
+    'cross-origin-resource-policy': 'same-origin',
+    via: '1.1 cdn',
+    'content-location': '/img/1.png',
     'x-upstream-id': 'u-1',
   }
   async function withUpstream(run: (fetchImage: (path: string) => Promise<unknown>) => Promise<void>) {
@@ -251,6 +254,12 @@ describe("a foreign error carrying an upstream's response headers (undici's resp
               },
             },
             {
+              path: '/proxy-auth',
+              handle: () => {
+                throw createHttpError(407, { headers: { 'Proxy-Authenticate': 'Basic realm="proxy"' } })
+              },
+            },
+            {
               path: '/foreign-range',
               handle: () => {
                 throw createHttpError(404, { headers: { 'content-range': 'bytes 0-9/1000' } })
@@ -284,6 +293,9 @@ describe("a foreign error carrying an upstream's response headers (undici's resp
             'alt-svc',
             'clear-site-data',
             'proxy-authenticate',
+            'cross-origin-resource-policy',
+            'via',
+            'content-location',
             'server',
             'keep-alive',
           ])
@@ -300,6 +312,9 @@ describe("a foreign error carrying an upstream's response headers (undici's resp
           assert.deepEqual([denied.status, denied.headers['www-authenticate']], [401, 'Bearer realm="img"'])
           assert.equal(denied.headers['cache-control'], 'no-store')
 
+          const proxy = await request(app.url).get('/proxy-auth')
+          assert.deepEqual([proxy.status, proxy.headers['proxy-authenticate']], [407, 'Basic realm="proxy"'])
+
           const range = await request(app.url).get('/range')
           assert.deepEqual([range.status, range.headers['content-range']], [416, 'bytes */1000'])
           assert.equal(range.headers.expires, undefined)
@@ -308,7 +323,7 @@ describe("a foreign error carrying an upstream's response headers (undici's resp
 
           const own = await request(app.url).get('/own')
           assert.deepEqual([own.status, own.headers['cache-control']], [404, 'public, max-age=60'])
-          assert.equal(app.reports.length, 5)
+          assert.equal(app.reports.length, 6)
         } finally {
           await app.close()
         }
@@ -1421,6 +1436,32 @@ describe('a client that leaves after the headers were sent, and the handler fail
           assert.deepEqual(
             reports.map((r) => [r.status, r.code, r.outcome]),
             [[499, 'IC_CLIENT_CLOSED_REQUEST', 'client-gone']],
+          )
+        } finally {
+          await s.close()
+        }
+      })
+    }
+    for (const clientClosed of [false, true]) {
+      it(`${framework}: the app's own res.destroy(), then a write failing with ERR_STREAM_DESTROYED${clientClosed ? ', under clientClosed()' : ''}, is a 500, not a 499`, async () => {
+        const reports: ErrorReport[] = []
+        const destroyThenWrite: Fail = (res) =>
+          new Promise((_, reject) => {
+            setImmediate(() => {
+              res.destroy()
+              res.write('more', (err) => reject(err ?? new Error('no error')))
+            })
+          })
+        const s = await listen(rawResponseApp(framework, started(destroyThenWrite), clientClosed, reports))
+        try {
+          const socket = connect(Number(new URL(s.url).port), '127.0.0.1')
+          socket.on('error', () => {})
+          socket.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n')
+          await settled(() => reports.length > 0)
+          socket.destroy()
+          assert.deepEqual(
+            reports.map((r) => [r.status, r.code, r.outcome]),
+            [[500, 'IC_INTERNAL_ERROR', 'headers-sent']],
           )
         } finally {
           await s.close()

@@ -39,11 +39,18 @@ export function createClientClosed(
     throw new TypeError(`Expected \`fail\` to be a function, got ${typeof fail}`)
 
   function onClose(this: ServerResponse): void {
-    // Destroyed by the server's own code (`stream.pipeline` on a backend stream's failure):
-    // Node sets `errored` only on `res.destroy(err)`, never when the client leaves.
-    if (this.writableFinished || this.errored != null) return
+    if (this.writableFinished) return
     const state = peekRequestState(this.req)
     if (state === undefined || state.abortReason !== undefined) return
+    const { errored } = this
+    if (errored != null) {
+      // Destroyed by the server's own code (`stream.pipeline` on a backend stream's failure;
+      // Node sets `errored` only on `res.destroy(err)`, never when the client leaves): no 499,
+      // and the handler reports its failure itself (a 502 of its own, say), but the request is
+      // over: its signal stops the work still tied to it.
+      abortRequest(this.req, errored)
+      return
+    }
     const err = clientGoneError()
     if (abortRequest(this.req, err)) failAfterAbort(this, err, fail, true)
   }

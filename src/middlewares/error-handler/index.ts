@@ -127,12 +127,18 @@ const DISCONNECT_CODES = new Set([
   'EPIPE',
   'ECONNABORTED',
   'ERR_STREAM_PREMATURE_CLOSE',
-  // A write (`res.write(chunk, callback)`) to a response already destroyed: every use below
-  // also asks that the socket is gone and that no code destroyed the response with an error
-  // (`res.errored`), which leaves the client's departure.
-  'ERR_STREAM_DESTROYED',
   'IC_CLIENT_CLOSED_REQUEST',
 ])
+
+/**
+ * Whether the peer closed the connection (its FIN read, or a reset or broken pipe on the
+ * socket), rather than our own code destroying the response without an error
+ * (`res.destroy()`, which Node does not record in `res.errored`).
+ */
+function peerLeft(res: ServerResponse): boolean {
+  const socket = res.socket ?? res.req?.socket
+  return socket == null || socket.readableEnded || socket.errored != null
+}
 
 /** An error that says the client went away, as opposed to a failure of ours mid-response. */
 function isDisconnectError(err: unknown): boolean {
@@ -145,10 +151,15 @@ function isDisconnectError(err: unknown): boolean {
  * so, or any error once `clientClosed()` saw the departure (a handler failing in the same turn
  * as the response's `close`, its error of its own).
  */
-function cameAfterDeparture(err: unknown, state: RequestState): boolean {
+function cameAfterDeparture(err: unknown, state: RequestState, res: ServerResponse): boolean {
+  if (isDisconnectError(err)) return true
+  // A write to a destroyed response, or any error after the close clientClosed() saw: a
+  // departure only when the peer left, not when the app's own code destroyed the response.
+  const code = typeof err === 'object' && err !== null ? (err as { code?: unknown }).code : undefined
   return (
-    isDisconnectError(err) ||
-    (state.abortReason as { code?: unknown } | undefined)?.code === 'IC_CLIENT_CLOSED_REQUEST'
+    (code === 'ERR_STREAM_DESTROYED' ||
+      (state.abortReason as { code?: unknown } | undefined)?.code === 'IC_CLIENT_CLOSED_REQUEST') &&
+    peerLeft(res)
   )
 }
 
@@ -342,7 +353,9 @@ export function makeErrorWriter(
       normalized = normalizeError(undefined)
     }
     if (
-      (isClientGone(res) && !destroyedByServer && (!res.headersSent || cameAfterDeparture(err, state))) ||
+      (isClientGone(res) &&
+        !destroyedByServer &&
+        (res.headersSent ? cameAfterDeparture(err, state, res) : peerLeft(res))) ||
       (!res.headersSent && normalized.status === 499) ||
       leftMidBody(res, err, destroyedByServer)
     ) {
