@@ -286,18 +286,23 @@ for (const args of [[], ['--koa']]) {
   test(`npm run demo ${args.join(' ')} starts, prints its URLs, sheds load after /demo/busy, stops on SIGTERM`, async () => {
     const child = spawn(process.execPath, ['--import', 'tsx', 'examples/demo/server.ts', ...args], {
       env: { ...process.env, PORT: '0', DEMO_SECRET: 'other-secret' },
-      stdio: ['ignore', 'pipe', 'inherit'],
+      // Not the runner's stderr: a child this test failed to stop must hold none of its pipes.
+      stdio: ['ignore', 'pipe', 'pipe'],
     })
     let out = ''
-    const url = await new Promise<string>((resolve, reject) => {
-      child.stdout.on('data', (chunk: Buffer) => {
-        out += chunk.toString()
-        const found = /demo on (\w+): (http:\/\/[\d.:]+)\//.exec(out)
-        if (found !== null && out.includes('secret')) resolve(found[2] as string)
-      })
-      child.once('exit', (code) => reject(new Error(`exited with ${code}: ${out}`)))
+    let errors = ''
+    child.stderr.on('data', (chunk: Buffer) => {
+      errors += chunk.toString()
     })
     try {
+      const url = await new Promise<string>((resolve, reject) => {
+        child.stdout.on('data', (chunk: Buffer) => {
+          out += chunk.toString()
+          const found = /demo on (\w+): (http:\/\/[\d.:]+)\//.exec(out)
+          if (found !== null && out.includes('secret')) resolve(found[2] as string)
+        })
+        child.once('exit', (code) => reject(new Error(`exited with ${code}: ${out}${errors}`)))
+      })
       assert.ok(out.includes(args.length > 0 ? 'demo on koa' : 'demo on express'))
       assert.ok(out.includes('"other-secret"'))
       const res = await fetch(`${url}/chart?cht=p&chd=t%3A1%2C2&chs=50x50`)
@@ -322,7 +327,7 @@ for (const args of [[], ['--koa']]) {
     const exited = once(child, 'exit')
     child.kill('SIGTERM')
     const [code] = await exited
-    assert.equal(code, 0)
+    assert.equal(code, 0, errors)
   })
 }
 
