@@ -300,8 +300,8 @@ function headerLine(value: unknown): string | undefined {
  * not `own` (a foreign error, whose `status` is given), also never `x-ic-*` (a foreign error
  * cannot forge our code), nor what described another response or its connection: the
  * representation and caching fields, `Cache-Control` and `Vary` included, hop-by-hop
- * fields, `Date`, `Server`, `Proxy-*`, `Access-Control-*` and other origin policies;
- * `Content-Range` only on a 416. A value may be an array
+ * fields, `Date`, `Server`, `Via`, `Proxy-*`, `Access-Control-*` and other origin policies;
+ * `Content-Range` only on a 416, `Proxy-Authenticate` only on a 407. A value may be an array
  * of safe strings (`WWW-Authenticate: ['Basic', 'Bearer']`): it is sent as one line, joined
  * with `, `. `Retry-After` is kept as whole delta-seconds (an HTTP date is converted), or
  * dropped when it is neither.

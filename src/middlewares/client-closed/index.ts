@@ -27,7 +27,9 @@ export function clientGoneError(): Error {
  * client went away, and so does
  * the connection closing under a pipelined response still queued behind another (Node never
  * closes that one): the signal is aborted with an `IC_CLIENT_CLOSED_REQUEST` error and,
- * unless the handler failed by itself, `fail` reports it (499, nothing written).
+ * unless the handler failed by itself, `fail` reports it (499, nothing written). A response
+ * destroyed with an error aborts the signal with that error, and `fail` is not called: the
+ * handler reports its own failure.
  *
  * @example
  * const watch = createClientClosed((next, err) => (next as (e: Error) => void)(err))

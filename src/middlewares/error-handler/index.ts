@@ -140,9 +140,13 @@ function peerLeft(res: ServerResponse): boolean {
   return socket == null || socket.readableEnded || socket.errored != null
 }
 
+function codeOf(err: unknown): unknown {
+  return typeof err === 'object' && err !== null ? (err as { code?: unknown }).code : undefined
+}
+
 /** An error that says the client went away, as opposed to a failure of ours mid-response. */
 function isDisconnectError(err: unknown): boolean {
-  const code = typeof err === 'object' && err !== null ? (err as { code?: unknown }).code : undefined
+  const code = codeOf(err)
   return typeof code === 'string' && DISCONNECT_CODES.has(code)
 }
 
@@ -155,10 +159,8 @@ function cameAfterDeparture(err: unknown, state: RequestState, res: ServerRespon
   if (isDisconnectError(err)) return true
   // A write to a destroyed response, or any error after the close clientClosed() saw: a
   // departure only when the peer left, not when the app's own code destroyed the response.
-  const code = typeof err === 'object' && err !== null ? (err as { code?: unknown }).code : undefined
   return (
-    (code === 'ERR_STREAM_DESTROYED' ||
-      (state.abortReason as { code?: unknown } | undefined)?.code === 'IC_CLIENT_CLOSED_REQUEST') &&
+    (codeOf(err) === 'ERR_STREAM_DESTROYED' || codeOf(state.abortReason) === 'IC_CLIENT_CLOSED_REQUEST') &&
     peerLeft(res)
   )
 }
@@ -199,8 +201,7 @@ export function failureOf(err: unknown, req: IncomingMessage, res: ServerRespons
     res.errored == null
   )
     abortRequest(req, clientGoneError())
-  const reason = state.abortReason as { code?: unknown } | undefined
-  return reason?.code === 'IC_CLIENT_CLOSED_REQUEST' ? reason : err
+  return codeOf(state.abortReason) === 'IC_CLIENT_CLOSED_REQUEST' ? state.abortReason : err
 }
 
 /**
