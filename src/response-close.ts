@@ -1,6 +1,21 @@
 import type { ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 
+/**
+ * Whether the peer closed the connection of `res` (its FIN read, or a reset or broken pipe on
+ * the socket), rather than our own code destroying the response without an error
+ * (`res.destroy()`, which Node does not record in `res.errored`). Internal.
+ *
+ * @example
+ * onResponseClose(res, function () {
+ *   if (!this.writableFinished && peerLeft(this)) console.log('the client left')
+ * })
+ */
+export function peerLeft(res: ServerResponse): boolean {
+  const socket = res.socket ?? res.req?.socket
+  return socket == null || socket.readableEnded || socket.errored != null
+}
+
 type CloseListener = (this: ServerResponse) => void
 
 // A response queued behind another on a pipelined connection has no socket yet (`res.socket`

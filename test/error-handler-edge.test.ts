@@ -17,7 +17,7 @@ import Koa3 from 'koa'
 import Koa2 from 'koa2'
 import request from 'supertest'
 import * as ex from '../src/express.ts'
-import { type ErrorReport, icError } from '../src/index.ts'
+import { type ErrorReport, icError, requestSignal } from '../src/index.ts'
 import * as kx from '../src/koa.ts'
 import { type Adapter, frameworks, settled, startApp } from './support/harness.ts'
 
@@ -1468,6 +1468,32 @@ describe('a client that leaves after the headers were sent, and the handler fail
         }
       })
     }
+    it(`${framework}: under clientClosed(), the app's own res.destroy() alone stops the request's work and reports no 499 for a client still connected`, async () => {
+      const reports: ErrorReport[] = []
+      let reason: unknown
+      const destroyOnly = (res: import('node:http').ServerResponse): Promise<void> =>
+        new Promise((resolve) => {
+          const signal = requestSignal(res.req)
+          signal.addEventListener('abort', () => {
+            reason = signal.reason
+            resolve()
+          })
+          setImmediate(() => res.destroy())
+        })
+      const s = await listen(rawResponseApp(framework, destroyOnly, true, reports))
+      try {
+        const socket = connect(Number(new URL(s.url).port), '127.0.0.1')
+        socket.on('error', () => {})
+        socket.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n')
+        await settled(() => reason !== undefined)
+        await new Promise((resolve) => setTimeout(resolve, 50))
+        socket.destroy()
+        assert.equal((reason as { code?: unknown }).code, 'ERR_STREAM_DESTROYED')
+        assert.deepEqual(reports, [])
+      } finally {
+        await s.close()
+      }
+    })
   }
 })
 

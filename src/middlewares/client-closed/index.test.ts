@@ -99,36 +99,50 @@ describe('createClientClosed', () => {
     })
   })
 
-  it("aborts the signal with the server's own error when its code destroyed the response, and fails no request", async () => {
-    const failures: unknown[] = []
-    const watch = createClientClosed((_target, err) => failures.push(err))
-    const died = new Error('backend died')
-    let signal: AbortSignal | undefined
-    const handler = (req: IncomingMessage, res: ServerResponse) => {
-      watch(req, res, undefined)
-      signal = requestSignal(req)
-      res.write('partial')
-      // What stream.pipeline() does when the backend fails and the callback swallows it.
-      setImmediate(() => res.destroy(died))
-    }
-    await withServer(handler, async (port) => {
-      const client = connect(port, '127.0.0.1')
-      client.on('error', () => {})
-      client.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n')
-      // The server's destroy(err) leaves this client's socket open: wait for the abort itself.
-      let waitedMs = 0
-      while (signal?.aborted !== true && waitedMs < 1000) {
-        await new Promise((resolve) => setTimeout(resolve, 5))
-        waitedMs += 5
+  const died = new Error('backend died')
+  for (const [label, destroyWith] of [
+    ["with the server's own error when its code destroyed the response with one", died],
+    ['with an ERR_STREAM_DESTROYED error when its code destroyed the response without one', undefined],
+  ] as const) {
+    it(`aborts the signal ${label}, and fails no request`, async () => {
+      const failures: unknown[] = []
+      const watch = createClientClosed((_target, err) => failures.push(err))
+      let signal: AbortSignal | undefined
+      const handler = (req: IncomingMessage, res: ServerResponse) => {
+        watch(req, res, undefined)
+        signal = requestSignal(req)
+        res.write('partial')
+        // What stream.pipeline() does when the backend fails and the callback swallows it, or
+        // the app's own res.destroy().
+        setImmediate(() => res.destroy(destroyWith))
       }
-      const aborted = signal?.aborted === true
-      client.destroy()
-      assert.ok(aborted, 'the signal is aborted')
-      assert.equal(signal?.reason, died)
-      await new Promise((resolve) => setImmediate(resolve))
-      assert.deepEqual(failures, [], 'the handler reports its failure itself: no 499 of a client that stayed')
+      await withServer(handler, async (port) => {
+        const client = connect(port, '127.0.0.1')
+        client.on('error', () => {})
+        client.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n')
+        // The server's destroy leaves this client's socket open: wait for the abort itself.
+        let waitedMs = 0
+        while (signal?.aborted !== true && waitedMs < 1000) {
+          await new Promise((resolve) => setTimeout(resolve, 5))
+          waitedMs += 5
+        }
+        const aborted = signal?.aborted === true
+        client.destroy()
+        assert.ok(aborted, 'the signal is aborted')
+        if (destroyWith !== undefined) assert.equal(signal?.reason, destroyWith)
+        else {
+          assert.ok(!isIcError(signal?.reason), 'not the reason of a client that left')
+          assert.equal(((signal as AbortSignal).reason as { code?: unknown }).code, 'ERR_STREAM_DESTROYED')
+        }
+        await new Promise((resolve) => setImmediate(resolve))
+        assert.deepEqual(
+          failures,
+          [],
+          'the handler reports its failure itself: no 499 of a client that stayed',
+        )
+      })
     })
-  })
+  }
 
   it('gives an already aborted signal to a handler that asks after the client left', async () => {
     const watch = createClientClosed(() => {})

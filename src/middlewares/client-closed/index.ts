@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import { icError } from '../../errors.ts'
 import { abortRequest, failAfterAbort, type LifecycleFail } from '../../request-signal.ts'
 import { peekRequestState, requestState } from '../../request-state.ts'
-import { onResponseClose } from '../../response-close.ts'
+import { onResponseClose, peerLeft } from '../../response-close.ts'
 import { recordEnd } from '../../response-end.ts'
 
 /**
@@ -18,6 +18,13 @@ export function clientGoneError(): Error {
   })
 }
 
+/** The reason a request is aborted with when the server's own code destroyed its response without an error. */
+function responseDestroyedError(): Error {
+  return Object.assign(new Error('The response was destroyed before it finished'), {
+    code: 'ERR_STREAM_DESTROYED',
+  })
+}
+
 /**
  * The framework-neutral client-closed detection behind both adapters' `clientClosed()`. It
  * returns `(req, res, target)`, which listens for the response's `close`. A response that
@@ -28,8 +35,9 @@ export function clientGoneError(): Error {
  * the connection closing under a pipelined response still queued behind another (Node never
  * closes that one): the signal is aborted with an `IC_CLIENT_CLOSED_REQUEST` error and,
  * unless the handler failed by itself, `fail` reports it (499, nothing written). A response
- * destroyed with an error aborts the signal with that error, and `fail` is not called: the
- * handler reports its own failure.
+ * destroyed with an error aborts the signal with that error, and one the server's code
+ * destroyed without an error (the peer still connected) with an `ERR_STREAM_DESTROYED` error;
+ * `fail` is not called for either: the handler reports its own failure.
  *
  * @example
  * const watch = createClientClosed((next, err) => (next as (e: Error) => void)(err))
@@ -51,6 +59,12 @@ export function createClientClosed(
       // and the handler reports its failure itself (a 502 of its own, say), but the request is
       // over: its signal stops the work still tied to it.
       abortRequest(this.req, errored)
+      return
+    }
+    if (!peerLeft(this)) {
+      // The app's own `res.destroy()` (no error recorded): the client is still there, so no
+      // 499, but the response is gone and the work tied to it must stop.
+      abortRequest(this.req, responseDestroyedError())
       return
     }
     const err = clientGoneError()

@@ -14,6 +14,7 @@ import { dropLateWrites } from '../../late-writes.ts'
 import { knownOptions, showValue } from '../../options.ts'
 import { abortRequest } from '../../request-signal.ts'
 import { peekRequestState, type RequestState, requestState } from '../../request-state.ts'
+import { peerLeft } from '../../response-close.ts'
 import { responseEnded } from '../../response-end.ts'
 import {
   HEADER_NAME,
@@ -129,16 +130,6 @@ const DISCONNECT_CODES = new Set([
   'ERR_STREAM_PREMATURE_CLOSE',
   'IC_CLIENT_CLOSED_REQUEST',
 ])
-
-/**
- * Whether the peer closed the connection (its FIN read, or a reset or broken pipe on the
- * socket), rather than our own code destroying the response without an error
- * (`res.destroy()`, which Node does not record in `res.errored`).
- */
-function peerLeft(res: ServerResponse): boolean {
-  const socket = res.socket ?? res.req?.socket
-  return socket == null || socket.readableEnded || socket.errored != null
-}
 
 function codeOf(err: unknown): unknown {
   return typeof err === 'object' && err !== null ? (err as { code?: unknown }).code : undefined
