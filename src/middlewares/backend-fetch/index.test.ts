@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
 import { once } from 'node:events'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { createServer as createHttpsServer } from 'node:https'
@@ -11,7 +12,7 @@ import {
 } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { after, before, describe, it } from 'node:test'
+import { after, before, describe, it, type MockTracker } from 'node:test'
 import zlib from 'node:zlib'
 import { type Backend, PNG, startBackend } from '../../../test/support/backends.ts'
 import { BUILT_IMAGES, DISGUISED } from '../../../test/support/images.ts'
@@ -62,6 +63,39 @@ async function startRaw(onSocket: (socket: Socket) => void): Promise<{ server: N
 }
 
 const loopback: BackendFetchOptions = { allowedAddresses: ['127.0.0.1', '::1'] }
+
+/** A gzip member of about `size` bytes of empty stored deflate blocks (5 bytes each): it decodes to nothing. */
+function emptyBlocksGzip(size: number): Buffer {
+  const blocks = Buffer.alloc(size - (size % 5)).fill(Buffer.from([0, 0, 0, 0xff, 0xff]))
+  // A last empty fixed block, then the CRC-32 and length of no bytes.
+  return Buffer.concat([
+    Buffer.from('1f8b0800000000000003', 'hex'),
+    blocks,
+    Buffer.from('03000000000000000000', 'hex'),
+  ])
+}
+
+const DECODER_FACTORIES = [
+  'createGunzip',
+  'createInflate',
+  'createInflateRaw',
+  'createBrotliDecompress',
+] as const
+
+/** Spies on the zlib decoders made from now on; `taken()` is what they took in, together, since the last call. */
+function watchDecoders(mock: MockTracker): { taken(): number } {
+  const spies = DECODER_FACTORIES.map((name) => mock.method(zlib, name))
+  return {
+    taken() {
+      let bytes = 0
+      for (const spy of spies) {
+        for (const call of spy.mock.calls) bytes += (call.result as zlib.Zlib).bytesWritten
+        spy.mock.resetCalls()
+      }
+      return bytes
+    },
+  }
+}
 
 /** Bodies the backend serves at `/bytes?name=…`, as image/png. */
 const SERVED: Readonly<Record<string, Buffer>> = {
@@ -744,6 +778,43 @@ describe('createBackendFetch', () => {
       assert.equal((await fits(`${bomb.url}/small`)).body.length, PNG.length + 2048)
     } finally {
       await bomb.close()
+    }
+  })
+
+  it('holds every layer of stacked codings to maxBytes: an inner layer that decodes to nothing is no bomb', async (t) => {
+    const maxBytes = 64 * 1024
+    // 8 MiB that decode to nothing, sent in 40 bytes to 12 KB: under maxBytes both as sent and
+    // once decoded, so only the layers in between can stop it.
+    const inner = emptyBlocksGzip(8 * 1024 * 1024)
+    const brotli = { params: { [zlib.constants.BROTLI_PARAM_QUALITY]: 5 } }
+    const image = Buffer.concat([PNG, randomBytes(maxBytes / 2)])
+    const bodies: Record<string, [string, Buffer]> = {
+      '/br': ['gzip, br', zlib.brotliCompressSync(inner, brotli)],
+      '/gzip3': ['gzip, gzip, gzip', zlib.gzipSync(zlib.gzipSync(inner))],
+      '/deflate': ['gzip, deflate', zlib.deflateSync(inner)],
+      '/image': ['gzip, br', zlib.brotliCompressSync(zlib.gzipSync(image), brotli)],
+    }
+    const bombs = await startBackend((req, res) => {
+      const [ce, body] = bodies[req.url ?? ''] as [string, Buffer]
+      res.writeHead(200, {
+        'content-type': 'image/png',
+        'content-encoding': ce,
+        'content-length': body.length,
+      })
+      res.end(body)
+    })
+    try {
+      const fetchImage = createBackendFetch({ ...loopback, maxBytes })
+      const decoders = watchDecoders(t.mock)
+      for (const path of ['/br', '/gzip3', '/deflate']) {
+        await expectCode(fetchImage(`${bombs.url}${path}`), 'IC_IMAGE_TOO_LARGE', 400)
+        const taken = decoders.taken()
+        assert.ok(taken < 8 * maxBytes, `${path}: the decoders took in ${taken} bytes`)
+      }
+      // An image compressed twice has no layer larger than itself, random bytes included.
+      assert.deepEqual((await fetchImage(`${bombs.url}/image`)).body, image)
+    } finally {
+      await bombs.close()
     }
   })
 

@@ -41,8 +41,8 @@ export type LookupFunction = (
  */
 export interface BackendFetchOptions {
   /**
-   * Largest body accepted, in bytes, as sent and once decoded (gzip, deflate, br); reading
-   * stops as soon as it is exceeded. @default 33554432 (32 MiB)
+   * Largest body accepted, in bytes, as sent, once decoded (gzip, deflate, br) and at every
+   * layer of stacked codings; reading stops as soon as it is exceeded. @default 33554432 (32 MiB)
    */
   readonly maxBytes?: number
   /** Redirects followed (by hand, each hop checked again); one more is `IC_TOO_MANY_REDIRECTS`. @default 5 */
@@ -392,7 +392,6 @@ export function createBackendFetch(options: Readonly<BackendFetchOptions> = {}):
       for (const decoder of decoders) body = body.pipe(decoder)
       const chunks: Buffer[] = []
       let received = 0
-      let sent = 0
       let format: ImageFormat | undefined
       let settled = false
       const finish = (err: unknown, value?: { body: Buffer; format: ImageFormat }): void => {
@@ -438,11 +437,14 @@ export function createBackendFetch(options: Readonly<BackendFetchOptions> = {}):
       }
       signal.addEventListener('abort', onAbort, { once: true })
       body.on('data', onData)
-      // Decoding bounds what is kept; this bounds what is read (codings that expand nothing).
-      if (decoders.length > 0) {
-        res.on('data', (chunk: Buffer) => {
-          sent += chunk.length
-          if (sent > maxBytes) tooLarge()
+      // `onData` bounds what is kept; every stream before the last is held to maxBytes too:
+      // the bytes sent (codings that expand nothing), and each inner layer's input, which an
+      // inner layer of empty deflate blocks (it decodes to nothing) would leave unbounded.
+      for (const stream of [res, ...decoders].slice(0, -1)) {
+        let bytes = 0
+        stream.on('data', (chunk: Buffer) => {
+          bytes += chunk.length
+          if (bytes > maxBytes) tooLarge()
         })
       }
       res.on('end', () => {
