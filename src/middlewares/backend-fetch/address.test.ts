@@ -100,6 +100,23 @@ describe('compileAddressList', () => {
     assert.equal(listed('not an ip'), false)
   })
 
+  it('takes an entry in IPv4-mapped IPv6 form as the IPv4 range it maps, either form of the address matching', () => {
+    const listed = compileAddressList(
+      ['::ffff:10.1.2.3', '::ffff:172.16.0.0/108', '::ffff:c0a8:100/120'],
+      'allowedAddresses',
+    )
+    for (const ip of ['10.1.2.3', '::ffff:10.1.2.3', '::ffff:a01:203', '172.20.0.1', '192.168.1.255'])
+      assert.equal(listed(ip), true, ip)
+    for (const ip of ['10.1.2.4', '172.32.0.1', '192.168.2.1', '::a01:203', '64:ff9b::a01:203'])
+      assert.equal(listed(ip), false, ip)
+    // ::ffff:0:0/96 is every IPv4 address; a wider IPv6 range is IPv6 only.
+    assert.equal(compileAddressList(['::ffff:0:0/96'], 'allowedAddresses')('10.9.8.7'), true)
+    const wide = compileAddressList(['::/0'], 'allowedAddresses')
+    assert.equal(wide('fd00::1'), true)
+    assert.equal(wide('10.9.8.7'), false)
+    assert.equal(wide('::ffff:10.9.8.7'), false)
+  })
+
   it('throws a TypeError naming the option for a bad entry', () => {
     assert.throws(
       () => compileAddressList(['10.0.0.0/33'], 'allowedAddresses'),

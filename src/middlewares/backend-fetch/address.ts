@@ -59,6 +59,9 @@ function startsWith(bytes: Bytes, prefix: readonly number[], bits: number): bool
   return true
 }
 
+/** `::ffff:0:0/96`, the IPv4-mapped IPv6 addresses. */
+const MAPPED_PREFIX: readonly number[] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff]
+
 /** IPv4 ranges that are not public unicast, as [prefix bytes, prefix length]. */
 const BLOCKED_V4: readonly (readonly [readonly number[], number])[] = [
   [[0], 8], // "this network", 0.0.0.0 included
@@ -98,7 +101,7 @@ function isBlockedV4(bytes: Bytes): boolean {
  * `2002::/16` and Teredo `2001::/32` (whose client address is stored inverted).
  */
 function embeddedV4(bytes: Bytes): Bytes | undefined {
-  if (startsWith(bytes, [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff], 96)) return bytes.subarray(12, 16)
+  if (startsWith(bytes, MAPPED_PREFIX, 96)) return bytes.subarray(12, 16)
   if (startsWith(bytes, [], 96)) return bytes.subarray(12, 16)
   if (startsWith(bytes, [0, 0x64, 0xff, 0x9b], 96)) return bytes.subarray(12, 16)
   if (startsWith(bytes, [0x20, 0x02], 16)) return bytes.subarray(2, 6)
@@ -132,11 +135,15 @@ export function isBlockedAddress(ip: string): boolean {
 
 /**
  * A list of addresses and CIDR ranges (`'127.0.0.1'`, `'10.0.0.0/8'`, `'fd00::/8'`),
- * compiled once. IPv4 addresses hidden in IPv4-mapped IPv6 form match the IPv4 entries.
+ * compiled once. An address and its IPv4-mapped IPv6 form are one address: IPv4 addresses
+ * written either way match the IPv4 entries, and an entry inside `::ffff:0:0/96`
+ * (`'::ffff:10.0.0.0/104'`) is the IPv4 range it maps (`'10.0.0.0/8'`). A wider IPv6 range
+ * (`'::/0'`) matches IPv6 addresses only.
  *
  * @example
- * const isListed = compileAddressList(['10.0.0.0/8'], 'allowedAddresses')
+ * const isListed = compileAddressList(['10.0.0.0/8', '::ffff:192.168.1.0/120'], 'allowedAddresses')
  * isListed('::ffff:10.1.2.3') // true
+ * isListed('192.168.1.7') // true
  */
 export function compileAddressList(entries: readonly string[], name: string): (ip: string) => boolean {
   if (!Array.isArray(entries)) {
@@ -155,14 +162,16 @@ export function compileAddressList(entries: readonly string[], name: string): (i
         `Expected \`${name}\` entries to be IP addresses or CIDR ranges, got ${showValue(entry)}`,
       )
     }
+    // As addresses are unmapped below: a mapped entry kept as IPv6 could never match.
+    if (bytes.length === 16 && bits >= 96 && startsWith(bytes, MAPPED_PREFIX, 96)) {
+      return { prefix: [...bytes.subarray(12, 16)], bits: bits - 96, v4: true }
+    }
     return { prefix: [...bytes], bits, v4: bytes.length === 4 }
   })
   return function isListed(ip) {
     let bytes = parseAddress(ip)
     if (bytes === undefined) return false
-    if (bytes.length === 16 && startsWith(bytes, [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff], 96)) {
-      bytes = bytes.subarray(12, 16)
-    }
+    if (bytes.length === 16 && startsWith(bytes, MAPPED_PREFIX, 96)) bytes = bytes.subarray(12, 16)
     for (const range of ranges) {
       if (range.v4 === (bytes.length === 4) && startsWith(bytes, range.prefix, range.bits)) return true
     }

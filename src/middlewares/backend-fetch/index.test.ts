@@ -444,6 +444,26 @@ describe('createBackendFetch', () => {
     assert.equal(open.format, 'png')
   })
 
+  it('connects to an address listed in IPv4-mapped IPv6 form, whichever form the resolver answers', async () => {
+    const url = `http://images.test:${backend.port}/a.png`
+    for (const entry of ['::ffff:127.0.0.1', '::ffff:7f00:1', '::ffff:127.0.0.0/104', '::ffff:0:0/96']) {
+      for (const answer of [resolveTo('127.0.0.1'), resolveTo('::ffff:127.0.0.1', 6)]) {
+        const image = await createBackendFetch({ lookup: answer, allowedAddresses: [entry] })(url)
+        assert.equal(image.format, 'png', entry)
+      }
+      const literal = await createBackendFetch({ allowedAddresses: [entry] })(`${backend.url}/a.png`)
+      assert.equal(literal.format, 'png', entry)
+    }
+    const before = backend.requests.length
+    for (const entry of ['::ffff:127.0.0.2', '::ffff:10.0.0.0/104'])
+      await expectCode(
+        createBackendFetch({ lookup: resolveTo('::ffff:127.0.0.1', 6), allowedAddresses: [entry] })(url),
+        'IC_SOURCE_ADDRESS_BLOCKED',
+        403,
+      )
+    assert.equal(backend.requests.length, before)
+  })
+
   it('refuses a name with any non-public address among its answers (rebinding with several records)', async () => {
     const lookup: LookupFunction = (_hostname, _options, callback) =>
       callback(null, [

@@ -61,7 +61,11 @@ export interface BackendFetchOptions {
    * trusted sources (a backend on the same host or network). @default false
    */
   readonly allowPrivateAddresses?: boolean
-  /** Non-public addresses or CIDR ranges that may still be connected to, e.g. `['10.1.0.0/16']`. @default [] */
+  /**
+   * Non-public addresses or CIDR ranges that may still be connected to, e.g. `['10.1.0.0/16']`.
+   * IPv4 entries match the IPv4-mapped IPv6 form too, and an entry in that form is the IPv4
+   * range it maps (`'::ffff:10.0.0.0/104'` is `'10.0.0.0/8'`). @default []
+   */
   readonly allowedAddresses?: readonly string[]
   /** Resolver used at connect time. @default dns.lookup */
   readonly lookup?: LookupFunction
