@@ -148,7 +148,7 @@ export function isBlockedAddress(ip: string): boolean {
 export function compileAddressList(entries: readonly string[], name: string): (ip: string) => boolean {
   if (!Array.isArray(entries)) {
     throw new TypeError(
-      `Expected \`${name}\` to be an array of IP addresses or CIDR ranges, got ${typeof entries}`,
+      `Expected \`${name}\` to be an array of IP addresses or CIDR ranges, got ${showValue(entries)}`,
     )
   }
   const ranges = entries.map((entry) => {

@@ -220,26 +220,32 @@ export function compileHostList(
  */
 export function createBackendFetch(options: Readonly<BackendFetchOptions> = {}): BackendFetch {
   knownOptions(options, BACKEND_FETCH_OPTIONS, 'createBackendFetch')
-  const maxBytes = options.maxBytes ?? DEFAULTS.maxBytes
+  const maxBytes = options.maxBytes === undefined ? DEFAULTS.maxBytes : options.maxBytes
   if (!Number.isSafeInteger(maxBytes) || maxBytes < 1) {
     throw new TypeError(`Expected \`maxBytes\` to be a positive integer, got ${showValue(maxBytes)}`)
   }
-  const maxRedirects = options.maxRedirects ?? DEFAULTS.maxRedirects
+  const maxRedirects = options.maxRedirects === undefined ? DEFAULTS.maxRedirects : options.maxRedirects
   if (!Number.isInteger(maxRedirects) || maxRedirects < 0 || maxRedirects > 20) {
     throw new TypeError(
       `Expected \`maxRedirects\` to be an integer from 0 to 20, got ${showValue(maxRedirects)}`,
     )
   }
-  const timeoutMs = durationMs('timeoutMs', options.timeoutMs ?? DEFAULTS.timeoutMs)
+  const timeoutMs = durationMs(
+    'timeoutMs',
+    options.timeoutMs === undefined ? DEFAULTS.timeoutMs : options.timeoutMs,
+  )
   const isHostAllowed = options.hostsAllowed === undefined ? undefined : compileHostList(options.hostsAllowed)
-  const allowPrivate = options.allowPrivateAddresses ?? false
+  const allowPrivate = options.allowPrivateAddresses === undefined ? false : options.allowPrivateAddresses
   if (typeof allowPrivate !== 'boolean') {
-    throw new TypeError(`Expected \`allowPrivateAddresses\` to be a boolean, got ${typeof allowPrivate}`)
+    throw new TypeError(`Expected \`allowPrivateAddresses\` to be a boolean, got ${showValue(allowPrivate)}`)
   }
-  const isListed = compileAddressList(options.allowedAddresses ?? [], 'allowedAddresses')
-  const resolve = options.lookup ?? (dnsLookup as unknown as LookupFunction)
+  const isListed = compileAddressList(
+    options.allowedAddresses === undefined ? [] : options.allowedAddresses,
+    'allowedAddresses',
+  )
+  const resolve = options.lookup === undefined ? (dnsLookup as unknown as LookupFunction) : options.lookup
   if (typeof resolve !== 'function')
-    throw new TypeError(`Expected \`lookup\` to be a function, got ${typeof resolve}`)
+    throw new TypeError(`Expected \`lookup\` to be a function, got ${showValue(resolve)}`)
   if (options.headers !== undefined) recordOption('headers', options.headers)
   // identity: a source stored compressed (S3 or GCS Content-Encoding metadata) is then sent
   // as is by servers that honour it; the codings below are decoded for those that do not.

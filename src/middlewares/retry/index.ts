@@ -99,35 +99,39 @@ export function readRetryPolicy(
   { shortestDelayMs = 1 } = {},
 ): RetryPolicy {
   knownOptions(options, extra.length === 0 ? RETRY_OPTIONS : [...RETRY_OPTIONS, ...extra], owner)
-  const maxAttempts = options.maxAttempts ?? DEFAULTS.maxAttempts
+  const maxAttempts = options.maxAttempts === undefined ? DEFAULTS.maxAttempts : options.maxAttempts
   if (!Number.isInteger(maxAttempts) || maxAttempts < 1 || maxAttempts > 100) {
     throw new TypeError(
       `Expected \`maxAttempts\` to be an integer from 1 to 100, got ${showValue(maxAttempts)}`,
     )
   }
-  const minDelayMs = durationMs('minDelayMs', options.minDelayMs ?? DEFAULTS.minDelayMs, {
-    min: shortestDelayMs,
-  })
-  const maxDelayMs = durationMs('maxDelayMs', options.maxDelayMs ?? DEFAULTS.maxDelayMs, {
-    min: shortestDelayMs,
-  })
+  const minDelayMs = durationMs(
+    'minDelayMs',
+    options.minDelayMs === undefined ? DEFAULTS.minDelayMs : options.minDelayMs,
+    { min: shortestDelayMs },
+  )
+  const maxDelayMs = durationMs(
+    'maxDelayMs',
+    options.maxDelayMs === undefined ? DEFAULTS.maxDelayMs : options.maxDelayMs,
+    { min: shortestDelayMs },
+  )
   if (maxDelayMs < minDelayMs) {
     throw new TypeError(
       `Expected \`maxDelayMs\` to be at least \`minDelayMs\` (${minDelayMs}), got ${maxDelayMs}`,
     )
   }
-  const statuses = options.statuses ?? DEFAULTS.statuses
+  const statuses = options.statuses === undefined ? DEFAULTS.statuses : options.statuses
   if (!Array.isArray(statuses) || !statuses.every((s) => Number.isInteger(s) && s >= 400 && s <= 599)) {
     throw new TypeError(
       `Expected \`statuses\` to be an array of 4xx/5xx statuses, got ${showValue(statuses)}`,
     )
   }
-  const random = options.random ?? Math.random
+  const random = options.random === undefined ? Math.random : options.random
   if (typeof random !== 'function')
-    throw new TypeError(`Expected \`random\` to be a function, got ${typeof random}`)
+    throw new TypeError(`Expected \`random\` to be a function, got ${showValue(random)}`)
   const onRetry = options.onRetry
   if (onRetry !== undefined && typeof onRetry !== 'function') {
-    throw new TypeError(`Expected \`onRetry\` to be a function, got ${typeof onRetry}`)
+    throw new TypeError(`Expected \`onRetry\` to be a function, got ${showValue(onRetry)}`)
   }
   return { maxAttempts, minDelayMs, maxDelayMs, statuses: new Set(statuses), random, onRetry }
 }
@@ -277,9 +281,9 @@ export async function fetchWithRetry(
 ): Promise<Response> {
   // Image-Charts asks its clients to wait at least 1 s before a retry (its "Error retries").
   const policy = readRetryPolicy(options, 'fetchWithRetry', ['fetch', 'methods'], { shortestDelayMs: 1000 })
-  const doFetch = options.fetch ?? globalThis.fetch
+  const doFetch = options.fetch === undefined ? globalThis.fetch : options.fetch
   if (typeof doFetch !== 'function')
-    throw new TypeError(`Expected \`fetch\` to be a function, got ${typeof doFetch}`)
+    throw new TypeError(`Expected \`fetch\` to be a function, got ${showValue(doFetch)}`)
   const methods = options.methods === undefined ? DEFAULT_METHODS : readMethods(options.methods)
   // fetch reads what `init` leaves out from a Request: so does the policy.
   const request = typeof url === 'string' || url instanceof URL ? undefined : url

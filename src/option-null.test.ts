@@ -1,0 +1,54 @@
+// `null` for an option is refused at construction, naming the option, as any other value of the
+// wrong type: a config value read from a missing variable or JSON field (`cfg.timeout ?? null`)
+// must fail at start-up, not fall back to the default for some options and throw for others.
+// Only `undefined` (the option left out) means the default.
+import assert from 'node:assert/strict'
+import { describe, it } from 'node:test'
+import { createBackendFetch, createDeadline, createRetryPolicy, fetchWithRetry } from './index.ts'
+
+const fail = (): void => {}
+const withNull = (option: string): Record<string, never> => ({ [option]: null }) as Record<string, never>
+
+// [what is called, with `null` for the option named, which the message must name]
+const cases: readonly (readonly [string, string, () => unknown])[] = [
+  ...[
+    'maxBytes',
+    'maxRedirects',
+    'timeoutMs',
+    'hostsAllowed',
+    'allowPrivateAddresses',
+    'allowedAddresses',
+    'lookup',
+    'headers',
+    'retry',
+  ].map((option) => ['createBackendFetch', option, () => createBackendFetch(withNull(option))] as const),
+  ...['maxAttempts', 'minDelayMs', 'maxDelayMs', 'statuses', 'random', 'onRetry'].flatMap((option) => [
+    ['createRetryPolicy', option, () => createRetryPolicy(withNull(option))] as const,
+    ['createBackendFetch `retry`', option, () => createBackendFetch({ retry: withNull(option) })] as const,
+  ]),
+  ['deadline', 'timeoutMs', () => createDeadline({ timeoutMs: null as never }, fail)],
+]
+
+describe('null for an option', () => {
+  for (const [owner, option, construct] of cases) {
+    it(`${owner}: \`${option}: null\` is refused, naming it`, () => {
+      const escaped = option.replace(/[.[\]]/g, '\\$&')
+      assert.throws(construct, { name: 'TypeError', message: new RegExp(`\`${escaped}\``) })
+    })
+  }
+
+  it('fetchWithRetry: refused before any fetch, naming the option', async () => {
+    let fetched = 0
+    const fetch = async (): Promise<Response> => {
+      fetched++
+      return new Response('ok')
+    }
+    for (const option of ['fetch', 'maxAttempts', 'minDelayMs', 'maxDelayMs', 'statuses', 'random']) {
+      await assert.rejects(fetchWithRetry('http://127.0.0.1:9/', {}, { fetch, ...withNull(option) }), {
+        name: 'TypeError',
+        message: new RegExp(`\`${option}\``),
+      })
+    }
+    assert.equal(fetched, 0)
+  })
+})
