@@ -141,7 +141,7 @@ export function icError(code: ErrorCode, options: IcErrorOptions = {}): IcError 
     headers['x-ic-error-validation'] = encodeValidationHeader(validation)
   }
   const Class = classOf(status)
-  const withStack = options.stack ?? status >= 500
+  const withStack = options.stack === undefined ? status >= 500 : options.stack
   const limit = Error.stackTraceLimit
   if (!withStack) Error.stackTraceLimit = 0
   let err: Error & Record<string, unknown>
@@ -179,9 +179,11 @@ function checkIcErrorOptions(options: IcErrorOptions): void {
     throw new TypeError(
       `Expected the options of icError() to be an object such as { message }, got ${showValue(options)}`,
     )
-  const { message, validation, retryAfterSeconds } = options
+  const { message, validation, retryAfterSeconds, stack } = options
   if (message !== undefined && typeof message !== 'string')
     throw new TypeError(`Expected \`message\` of icError() to be a string, got ${showValue(message)}`)
+  if (stack !== undefined && typeof stack !== 'boolean')
+    throw new TypeError(`Expected \`stack\` of icError() to be a boolean, got ${showValue(stack)}`)
   if (validation !== undefined) {
     if (!Array.isArray(validation))
       throw new TypeError(

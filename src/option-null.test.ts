@@ -4,7 +4,17 @@
 // Only `undefined` (the option left out) means the default.
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
-import { createBackendFetch, createDeadline, createRetryPolicy, fetchWithRetry } from './index.ts'
+import {
+  apiKeyGuard,
+  createBackendFetch,
+  createDeadline,
+  createLoadSampler,
+  createRetryPolicy,
+  fetchWithRetry,
+  icError,
+  loadSheddingGuard,
+  signatureGuard,
+} from './index.ts'
 
 const fail = (): void => {}
 const withNull = (option: string): Record<string, never> => ({ [option]: null }) as Record<string, never>
@@ -26,6 +36,26 @@ const cases: readonly (readonly [string, string, () => unknown])[] = [
     ['createRetryPolicy', option, () => createRetryPolicy(withNull(option))] as const,
     ['createBackendFetch `retry`', option, () => createBackendFetch({ retry: withNull(option) })] as const,
   ]),
+  ...['softThresholdRatio', 'minRetryAfterSeconds', 'maxRetryAfterSeconds', 'retryAfterJitterRatio'].map(
+    (option) =>
+      ['loadShedding', option, () => loadSheddingGuard({ maxInFlight: 10, ...withNull(option) })] as const,
+  ),
+  ...['sampleIntervalMs', 'eventLoopDelayPercentile', 'resolutionMs'].map(
+    (option) => ['createLoadSampler', option, () => createLoadSampler(withNull(option))] as const,
+  ),
+  ['apiKey', 'scopes', () => apiKeyGuard({ keys: {}, scopes: null as never })],
+  ['apiKey', 'keys[…].scopes', () => apiKeyGuard({ keys: { 'k-1': { scopes: null as never } } })],
+  [
+    'signature',
+    'features.f.params',
+    () => signatureGuard({ accounts: {}, features: { f: { params: null as never } } }),
+  ],
+  [
+    'signature',
+    'features.f.code',
+    () => signatureGuard({ accounts: {}, features: { f: { params: ['icretina'], code: null as never } } }),
+  ],
+  ['icError', 'stack', () => icError('IC_NOT_FOUND', { stack: null as never })],
   ['deadline', 'timeoutMs', () => createDeadline({ timeoutMs: null as never }, fail)],
 ]
 

@@ -46,6 +46,9 @@ describe('apiKey', () => {
   it('accepts extra fields in a record from lookup(), a database row', async () => {
     const guard = apiKey({ lookup: () => ({ id: 'row', scopes: ['a'], owner: 'x' }) as never })
     assert.equal(await outcome(guard, '/i', { 'x-api-key': 'k' }), 'ok row [a]')
+    // A NULL column is no scopes, there; a configured grant with `scopes: null` is refused.
+    const nullScopes = apiKey({ lookup: () => ({ id: 'row', scopes: null }) as never })
+    assert.equal(await outcome(nullScopes, '/i', { 'x-api-key': 'k' }), 'ok row []')
   })
 
   it('publishes scopes a handler cannot add to', async () => {

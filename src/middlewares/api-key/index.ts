@@ -81,7 +81,8 @@ function resolve(key: string, grant: unknown, option: string, configured: boolea
     )
   // A record from lookup() may be a database row with fields of its own; a configured grant may not.
   if (configured) knownOptions(value, ['id', 'scopes'], `\`${option}\``)
-  const scopes = value.scopes ?? []
+  // A lookup() row may hold a database NULL for no scopes; a configured grant leaves `scopes` out.
+  const scopes = value.scopes === undefined || (value.scopes === null && !configured) ? [] : value.scopes
   if (!Array.isArray(scopes) || scopes.some((s) => typeof s !== 'string'))
     throw new TypeError(`Expected \`${option}.scopes\` to be an array of strings, got ${showValue(scopes)}`)
   if (value.id !== undefined && (typeof value.id !== 'string' || value.id === ''))
@@ -134,9 +135,9 @@ export function compileApiKey(options: Readonly<ApiKeyOptions>): ApiKeyCheck {
       `Expected \`query\` to be a parameter name (not ending in 64) or false, got ${showValue(param)}`,
     )
   if (header === false && param === false) throw new TypeError('Expected `header` or `query`: both are false')
-  const needed = options.scopes ?? []
+  const needed = options.scopes === undefined ? [] : options.scopes
   if (!Array.isArray(needed) || needed.some((s) => typeof s !== 'string' || s === ''))
-    throw new TypeError('Expected `scopes` to be an array of non-empty strings')
+    throw new TypeError(`Expected \`scopes\` to be an array of non-empty strings, got ${showValue(needed)}`)
   const keys = new Map<string, Known>()
   for (const [key, grant] of Object.entries(options.keys ?? {})) {
     if (key === '') throw new TypeError('Expected `keys` to have non-empty keys')

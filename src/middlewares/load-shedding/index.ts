@@ -128,30 +128,27 @@ export function loadSheddingGuard(options: Readonly<LoadSheddingOptions>): Guard
     options.maxInFlight === undefined
       ? undefined
       : numberOption('maxInFlight', options.maxInFlight, { min: 1, integer: true })
-  const soft = numberOption('softThresholdRatio', options.softThresholdRatio ?? 1, {
-    min: 0,
-    max: 1,
-    exclusiveMin: true,
-  })
-  const minRetry = numberOption('minRetryAfterSeconds', options.minRetryAfterSeconds ?? 1, {
-    min: 1,
-    max: 86400,
-    integer: true,
-  })
+  const soft = numberOption(
+    'softThresholdRatio',
+    options.softThresholdRatio === undefined ? 1 : options.softThresholdRatio,
+    { min: 0, max: 1, exclusiveMin: true },
+  )
+  const minRetry = numberOption(
+    'minRetryAfterSeconds',
+    options.minRetryAfterSeconds === undefined ? 1 : options.minRetryAfterSeconds,
+    { min: 1, max: 86400, integer: true },
+  )
   // The default maximum rises to a minimum set above it, rather than refusing an option never given.
   const maxRetry = numberOption(
     'maxRetryAfterSeconds',
-    options.maxRetryAfterSeconds ?? Math.max(30, minRetry),
-    {
-      min: minRetry,
-      max: 86400,
-      integer: true,
-    },
+    options.maxRetryAfterSeconds === undefined ? Math.max(30, minRetry) : options.maxRetryAfterSeconds,
+    { min: minRetry, max: 86400, integer: true },
   )
-  const jitter = numberOption('retryAfterJitterRatio', options.retryAfterJitterRatio ?? 0.5, {
-    min: 0,
-    max: 10,
-  })
+  const jitter = numberOption(
+    'retryAfterJitterRatio',
+    options.retryAfterJitterRatio === undefined ? 0.5 : options.retryAfterJitterRatio,
+    { min: 0, max: 10 },
+  )
   const random = functionOption('random', options.random) ?? Math.random
   const usesSample =
     thresholds.maxEventLoopDelayMs !== undefined ||

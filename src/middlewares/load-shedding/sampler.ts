@@ -222,16 +222,21 @@ export function createLoadSampler(options: Readonly<LoadSamplerOptions> = {}): L
     [...THRESHOLD_OPTIONS, 'sampleIntervalMs', 'eventLoopDelayPercentile', 'resolutionMs', 'source'],
     'createLoadSampler',
   )
-  const intervalMs = durationMs('sampleIntervalMs', options.sampleIntervalMs ?? 1000, { min: 10 })
-  const percentile = numberOption('eventLoopDelayPercentile', options.eventLoopDelayPercentile ?? 99, {
-    min: 50,
-    max: 100,
-  })
-  const resolutionMs = numberOption('resolutionMs', options.resolutionMs ?? 10, {
-    min: 1,
-    max: 1000,
-    integer: true,
-  })
+  const intervalMs = durationMs(
+    'sampleIntervalMs',
+    options.sampleIntervalMs === undefined ? 1000 : options.sampleIntervalMs,
+    { min: 10 },
+  )
+  const percentile = numberOption(
+    'eventLoopDelayPercentile',
+    options.eventLoopDelayPercentile === undefined ? 99 : options.eventLoopDelayPercentile,
+    { min: 50, max: 100 },
+  )
+  const resolutionMs = numberOption(
+    'resolutionMs',
+    options.resolutionMs === undefined ? 10 : options.resolutionMs,
+    { min: 1, max: 1000, integer: true },
+  )
   const source = functionOption('source', options.source)
   const thresholds = Object.freeze(readThresholds(options))
 

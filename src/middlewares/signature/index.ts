@@ -403,16 +403,18 @@ export function compileSignature(options: Readonly<SignatureOptions> = {}): Sign
     if (typeof rule !== 'object' || rule === null)
       throw new TypeError(`Expected \`${option}\` to be a feature rule`)
     knownOptions(rule, ['params', 'test', 'param', 'code'], `\`${option}\``)
-    const params = rule.params ?? []
+    const params = rule.params === undefined ? [] : rule.params
     if (!Array.isArray(params) || params.some((p) => typeof p !== 'string' || p === ''))
-      throw new TypeError(`Expected \`${option}.params\` to be an array of parameter names`)
+      throw new TypeError(
+        `Expected \`${option}.params\` to be an array of parameter names, got ${showValue(params)}`,
+      )
     if (rule.test !== undefined && typeof rule.test !== 'function')
       throw new TypeError(`Expected \`${option}.test\` to be a function`)
     if (params.length === 0 && rule.test === undefined)
       throw new TypeError(`Expected \`${option}\` to have \`params\` or \`test\``)
     if (rule.param !== undefined && (typeof rule.param !== 'string' || rule.param === ''))
       throw new TypeError(`Expected \`${option}.param\` to be a parameter name, got ${showValue(rule.param)}`)
-    const code = rule.code ?? 'IC_FEATURE_NOT_ALLOWED'
+    const code = rule.code === undefined ? 'IC_FEATURE_NOT_ALLOWED' : rule.code
     if (lookupErrorCode(code) === undefined)
       throw new TypeError(`Expected \`${option}.code\` to be a catalogue code, got ${showValue(code)}`)
     features.push({ name, params, test: rule.test, param: rule.param ?? params[0] ?? name, code })
