@@ -125,6 +125,24 @@ const routes: RouteSpec[] = [
     },
   },
   {
+    // What cors({ origin: true, credentials: true, exposedHeaders: '*' }) sets.
+    path: '/cors-credentials',
+    handle: ({ res }) => {
+      res.setHeader('access-control-allow-origin', 'https://app.example')
+      res.setHeader('access-control-allow-credentials', 'true')
+      res.setHeader('access-control-expose-headers', '*')
+      throw icError('IC_RATE_LIMITED', { retryAfterSeconds: 7 })
+    },
+  },
+  {
+    path: '/cors-wildcard',
+    handle: ({ res }) => {
+      res.setHeader('access-control-allow-origin', '*')
+      res.setHeader('access-control-expose-headers', '*')
+      throw icError('IC_RATE_LIMITED', { retryAfterSeconds: 7 })
+    },
+  },
+  {
     path: '/async',
     handle: async () => {
       await new Promise((resolve) => setImmediate(resolve))
@@ -399,6 +417,26 @@ const scenarios: Scenario[] = [
         assert.ok(exposed.includes(name), `${name} exposed`)
       }
     },
+  },
+  {
+    name: 'credentialed CORS with Expose-Headers *: our headers are named after the *, which a credentialed request takes literally',
+    path: '/cors-credentials',
+    status: 429,
+    code: 'IC_RATE_LIMITED',
+    check: (r) => {
+      assert.equal(r.headers['access-control-allow-origin'], 'https://app.example')
+      assert.equal(
+        r.headers['access-control-expose-headers'],
+        '*, x-ic-error-code, retry-after, x-request-id',
+      )
+    },
+  },
+  {
+    name: 'Expose-Headers * with Allow-Origin *: no credentials possible, the wildcard exposes everything, left alone',
+    path: '/cors-wildcard',
+    status: 429,
+    code: 'IC_RATE_LIMITED',
+    check: (r) => assert.equal(r.headers['access-control-expose-headers'], '*'),
   },
   { name: 'async rejections are caught', path: '/async', status: 401, code: 'IC_BUCKET_NOT_ALLOWED' },
   {

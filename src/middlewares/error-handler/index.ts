@@ -109,7 +109,8 @@ function defaultOnError(report: ErrorReport): void {
 
 function exposeHeaders(res: ServerResponse, headers: Record<string, string>, requestIdHeader: string): void {
   // Headers a limiter already set on the response count too (Retry-After, RateLimit).
-  if (res.getHeader('access-control-allow-origin') === undefined) return
+  const origin = res.getHeader('access-control-allow-origin')
+  if (origin === undefined) return
   const current = res.getHeader('access-control-expose-headers')
   const names = new Set(
     String(current ?? '')
@@ -117,7 +118,9 @@ function exposeHeaders(res: ServerResponse, headers: Record<string, string>, req
       .map((name) => name.trim().toLowerCase())
       .filter((name) => name !== ''),
   )
-  if (names.has('*')) return
+  // `*` exposes every header only to requests without credentials (Fetch standard); to a
+  // credentialed one, which a specific Allow-Origin may answer, it is a header named `*`.
+  if (names.has('*') && String(origin).trim() === '*') return
   for (const name of EXPOSED) if (headers[name] !== undefined || res.hasHeader(name)) names.add(name)
   names.add(requestIdHeader)
   headers['access-control-expose-headers'] = [...names].join(', ')
