@@ -512,6 +512,8 @@ for (const framework of frameworks) {
         assert.match(r.headers['x-request-id'] as string, /^[\w.~-]{1,128}$/)
         assert.equal(r.headers['cache-control'], 'no-store')
         assert.equal(r.headers['x-content-type-options'], 'nosniff')
+        const vary = String(r.headers.vary).split(/,\s*/)
+        assert.equal(vary.filter((name) => name.toLowerCase() === 'accept').length, 1, `Vary: ${vary}`)
         const type = r.headers['content-type'] as string
         if (s.type === 'problem') assert.match(type, /^application\/problem\+json; charset=utf-8$/)
         if (s.type === 'text') assert.match(type, /^text\/plain; charset=utf-8$/)
@@ -542,6 +544,52 @@ for (const framework of frameworks) {
     })
   })
 }
+
+describe('an error response with a Cache-Control of its own varies on Accept', () => {
+  const cached = { 'cache-control': 'public, max-age=60' }
+  const vary = (path: string, app: string | undefined, own?: string): RouteSpec => ({
+    path,
+    handle: ({ res }) => {
+      if (app !== undefined) res.setHeader('vary', app)
+      throw icError('IC_IMAGE_NOT_FOUND', { headers: own === undefined ? cached : { ...cached, vary: own } })
+    },
+  })
+  const routes = [
+    vary('/plain', undefined),
+    // What cors() sets for a specific origin.
+    vary('/origin', 'Origin'),
+    vary('/both', 'origin, ACCEPT', 'Accept-Language, accept, Origin'),
+    vary('/star', '*'),
+  ]
+  for (const framework of frameworks) {
+    it(`${framework}: Vary: Accept, merged with the app's and the error's own, once; Vary: * left alone`, async () => {
+      const app = await startApp(framework, { routes })
+      try {
+        const seen: string[] = []
+        for (const [path, accept] of [
+          ['/plain', 'application/json'],
+          ['/plain', 'image/webp,*/*'],
+          ['/origin', 'application/json'],
+          ['/both', 'text/plain'],
+          ['/star', 'application/json'],
+        ] as const) {
+          const r = await request(app.url).get(path).set('accept', accept)
+          assert.deepEqual([r.status, r.headers['cache-control']], [404, 'public, max-age=60'])
+          seen.push(`${path} ${String(r.headers['content-type']).split(';')[0]} Vary: ${r.headers.vary}`)
+        }
+        assert.deepEqual(seen, [
+          '/plain application/problem+json Vary: Accept',
+          '/plain text/plain Vary: Accept',
+          '/origin application/problem+json Vary: Origin, Accept',
+          '/both text/plain Vary: origin, ACCEPT, Accept-Language',
+          '/star application/problem+json Vary: *',
+        ])
+      } finally {
+        await app.close()
+      }
+    })
+  }
+})
 
 describe('errorHandler() lifecycle on real sockets', () => {
   for (const framework of frameworks) {
