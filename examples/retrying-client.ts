@@ -1,6 +1,7 @@
 // A client of an image API that retries the way Image-Charts asks its clients to: only
-// network errors, 429 and 502; truncated exponential backoff with jitter, at least 1 s;
-// `Retry-After` honoured. Everything else (400, 401, 404, …) is final: fix the request.
+// network errors, 429 and 502, unless x-ic-error-code names a code the catalogue marks not
+// retryable; truncated exponential backoff with jitter, at least 1 s; `Retry-After` honoured.
+// Everything else (400, 401, 404, …) is final: fix the request.
 // Run: npx tsx examples/retrying-client.ts (it starts the demo on free ports and calls it).
 import { pathToFileURL } from 'node:url'
 import { fetchWithRetry, type RetryEvent } from '../src/index.ts'

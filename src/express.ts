@@ -131,7 +131,7 @@ export function fromGuard(guard: Guard, name: string): ExpressMiddleware {
  * The final error handler, mounted **last**: the only writer of error responses. Every
  * thrown or rejected value becomes the right status, `x-ic-error-code`,
  * `x-ic-error-validation` and `Retry-After` where they apply, a request id, and a body
- * negotiated from `Accept`. An error after the handler ended the response is reported
+ * negotiated from `Accept` (with `Vary: Accept`). An error after the handler ended the response is reported
  * (outcome `ended`) and the response left whole; under compression(), which ends it only
  * once gzip has flushed, that is known when `clientClosed()` or `deadline()` is mounted
  * after compression(), and otherwise the response looks started and is closed.

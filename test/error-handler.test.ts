@@ -125,6 +125,24 @@ const routes: RouteSpec[] = [
     },
   },
   {
+    // What cors({ origin: true, credentials: true, exposedHeaders: '*' }) sets.
+    path: '/cors-credentials',
+    handle: ({ res }) => {
+      res.setHeader('access-control-allow-origin', 'https://app.example')
+      res.setHeader('access-control-allow-credentials', 'true')
+      res.setHeader('access-control-expose-headers', '*')
+      throw icError('IC_RATE_LIMITED', { retryAfterSeconds: 7 })
+    },
+  },
+  {
+    path: '/cors-wildcard',
+    handle: ({ res }) => {
+      res.setHeader('access-control-allow-origin', '*')
+      res.setHeader('access-control-expose-headers', '*')
+      throw icError('IC_RATE_LIMITED', { retryAfterSeconds: 7 })
+    },
+  },
+  {
     path: '/async',
     handle: async () => {
       await new Promise((resolve) => setImmediate(resolve))
@@ -400,6 +418,26 @@ const scenarios: Scenario[] = [
       }
     },
   },
+  {
+    name: 'credentialed CORS with Expose-Headers *: our headers are named after the *, which a credentialed request takes literally',
+    path: '/cors-credentials',
+    status: 429,
+    code: 'IC_RATE_LIMITED',
+    check: (r) => {
+      assert.equal(r.headers['access-control-allow-origin'], 'https://app.example')
+      assert.equal(
+        r.headers['access-control-expose-headers'],
+        '*, x-ic-error-code, retry-after, x-request-id',
+      )
+    },
+  },
+  {
+    name: 'Expose-Headers * with Allow-Origin *: no credentials possible, the wildcard exposes everything, left alone',
+    path: '/cors-wildcard',
+    status: 429,
+    code: 'IC_RATE_LIMITED',
+    check: (r) => assert.equal(r.headers['access-control-expose-headers'], '*'),
+  },
   { name: 'async rejections are caught', path: '/async', status: 401, code: 'IC_BUCKET_NOT_ALLOWED' },
   {
     name: 'unknown routes: 404 IC_NOT_FOUND',
@@ -474,6 +512,8 @@ for (const framework of frameworks) {
         assert.match(r.headers['x-request-id'] as string, /^[\w.~-]{1,128}$/)
         assert.equal(r.headers['cache-control'], 'no-store')
         assert.equal(r.headers['x-content-type-options'], 'nosniff')
+        const vary = String(r.headers.vary).split(/,\s*/)
+        assert.equal(vary.filter((name) => name.toLowerCase() === 'accept').length, 1, `Vary: ${vary}`)
         const type = r.headers['content-type'] as string
         if (s.type === 'problem') assert.match(type, /^application\/problem\+json; charset=utf-8$/)
         if (s.type === 'text') assert.match(type, /^text\/plain; charset=utf-8$/)
@@ -504,6 +544,52 @@ for (const framework of frameworks) {
     })
   })
 }
+
+describe('an error response with a Cache-Control of its own varies on Accept', () => {
+  const cached = { 'cache-control': 'public, max-age=60' }
+  const vary = (path: string, app: string | undefined, own?: string): RouteSpec => ({
+    path,
+    handle: ({ res }) => {
+      if (app !== undefined) res.setHeader('vary', app)
+      throw icError('IC_IMAGE_NOT_FOUND', { headers: own === undefined ? cached : { ...cached, vary: own } })
+    },
+  })
+  const routes = [
+    vary('/plain', undefined),
+    // What cors() sets for a specific origin.
+    vary('/origin', 'Origin'),
+    vary('/both', 'origin, ACCEPT', 'Accept-Language, accept, Origin'),
+    vary('/star', '*'),
+  ]
+  for (const framework of frameworks) {
+    it(`${framework}: Vary: Accept, merged with the app's and the error's own, once; Vary: * left alone`, async () => {
+      const app = await startApp(framework, { routes })
+      try {
+        const seen: string[] = []
+        for (const [path, accept] of [
+          ['/plain', 'application/json'],
+          ['/plain', 'image/webp,*/*'],
+          ['/origin', 'application/json'],
+          ['/both', 'text/plain'],
+          ['/star', 'application/json'],
+        ] as const) {
+          const r = await request(app.url).get(path).set('accept', accept)
+          assert.deepEqual([r.status, r.headers['cache-control']], [404, 'public, max-age=60'])
+          seen.push(`${path} ${String(r.headers['content-type']).split(';')[0]} Vary: ${r.headers.vary}`)
+        }
+        assert.deepEqual(seen, [
+          '/plain application/problem+json Vary: Accept',
+          '/plain text/plain Vary: Accept',
+          '/origin application/problem+json Vary: Origin, Accept',
+          '/both text/plain Vary: origin, ACCEPT, Accept-Language',
+          '/star application/problem+json Vary: *',
+        ])
+      } finally {
+        await app.close()
+      }
+    })
+  }
+})
 
 describe('errorHandler() lifecycle on real sockets', () => {
   for (const framework of frameworks) {

@@ -109,7 +109,8 @@ function defaultOnError(report: ErrorReport): void {
 
 function exposeHeaders(res: ServerResponse, headers: Record<string, string>, requestIdHeader: string): void {
   // Headers a limiter already set on the response count too (Retry-After, RateLimit).
-  if (res.getHeader('access-control-allow-origin') === undefined) return
+  const origin = res.getHeader('access-control-allow-origin')
+  if (origin === undefined) return
   const current = res.getHeader('access-control-expose-headers')
   const names = new Set(
     String(current ?? '')
@@ -117,10 +118,29 @@ function exposeHeaders(res: ServerResponse, headers: Record<string, string>, req
       .map((name) => name.trim().toLowerCase())
       .filter((name) => name !== ''),
   )
-  if (names.has('*')) return
+  // `*` exposes every header only to requests without credentials (Fetch standard); to a
+  // credentialed one, which a specific Allow-Origin may answer, it is a header named `*`.
+  if (names.has('*') && String(origin).trim() === '*') return
   for (const name of EXPOSED) if (headers[name] !== undefined || res.hasHeader(name)) names.add(name)
   names.add(requestIdHeader)
   headers['access-control-expose-headers'] = [...names].join(', ')
+}
+
+/**
+ * The response's `Vary` (what the app set, then what the error brings) with `Accept` added once,
+ * since the body is chosen by it; a `*` already says that the response varies on everything.
+ */
+function varyOnAccept(sent: unknown, own: string | undefined): string {
+  const names = new Map<string, string>()
+  for (const value of [Array.isArray(sent) ? sent.join(',') : sent, own]) {
+    if (value === undefined) continue
+    for (const raw of String(value).split(',')) {
+      const name = raw.trim()
+      if (name !== '' && !names.has(name.toLowerCase())) names.set(name.toLowerCase(), name)
+    }
+  }
+  if (!names.has('*') && !names.has('accept')) names.set('accept', 'Accept')
+  return [...names.values()].join(', ')
 }
 
 const DISCONNECT_CODES = new Set([
@@ -418,6 +438,8 @@ export function makeErrorWriter(
     headers['x-content-type-options'] = 'nosniff'
     // Only an error of this package brings a Cache-Control of its own: a foreign error's is dropped.
     if (headers['cache-control'] === undefined) headers['cache-control'] = 'no-store'
+    // Said whatever the Cache-Control: a CDN's own rules may keep a no-store error too.
+    headers.vary = varyOnAccept(res.getHeader('vary'), headers.vary)
     exposeHeaders(res, headers, headerName)
     res.writeHead(out.status, out.statusMessage, headers)
     // Node drops the body of a HEAD response; its Content-Length stays that of GET (RFC 9110 §8.6).

@@ -4,6 +4,7 @@ import { type AddressInfo, createServer as createNetServer } from 'node:net'
 import { Readable } from 'node:stream'
 import { describe, it } from 'node:test'
 import { type Backend, startBackend } from '../../../test/support/backends.ts'
+import { defineErrorCode } from '../../catalogue.ts'
 import { createRetryPolicy, fetchWithRetry, parseRetryAfter, type RetryEvent, retryDelay } from './index.ts'
 
 /** A fetch that answers 200 and records the URLs it was asked for. */
@@ -219,6 +220,58 @@ describe('fetchWithRetry', { concurrency: true }, () => {
       const res = await fetchWithRetry(`${backend.url}/?seq=${','.repeat(before)}502,502,502,200`, {}, fast)
       assert.equal(res.status, 502)
       assert.equal(backend.calls() - before, 3)
+    } finally {
+      await backend.close()
+    }
+  })
+
+  it("follows the response's x-ic-error-code: a catalogue code marked non-retryable is not retried", async () => {
+    defineErrorCode('ACME_DAILY_QUOTA_SPENT', {
+      status: 429,
+      title: 'Daily Quota Spent',
+      description: 'The daily quota is spent until midnight UTC.',
+      retryable: false,
+      hint: 'Wait for midnight UTC.',
+    })
+    // Each path answers its status and code the first time, then 200.
+    const answers: Record<string, readonly [number, string]> = {
+      '/redirects': [502, 'IC_TOO_MANY_REDIRECTS'],
+      '/quota': [429, ' ACME_DAILY_QUOTA_SPENT '],
+      '/backend-error': [502, 'IC_BACKEND_ERROR'],
+      '/newer-server': [502, 'IC_FROM_A_NEWER_SERVER'],
+      '/rate-limited': [429, 'IC_RATE_LIMITED'],
+    }
+    const calls = new Map<string, number>()
+    const backend = await startBackend((req, res) => {
+      const path = req.url ?? ''
+      calls.set(path, (calls.get(path) ?? 0) + 1)
+      const [status, code] = answers[path] ?? [404, 'IC_NOT_FOUND']
+      if (calls.get(path) === 1) res.writeHead(status, { 'x-ic-error-code': code })
+      res.end(`answer ${calls.get(path)}`)
+    })
+    try {
+      const events: RetryEvent[] = []
+      const seen = await Promise.all(
+        Object.keys(answers).map(async (path) => {
+          const res = await fetchWithRetry(
+            `${backend.url}${path}`,
+            {},
+            {
+              ...fast,
+              onRetry: (e) => events.push(e),
+            },
+          )
+          return `${path} ${res.status} ${await res.text()}`
+        }),
+      )
+      assert.deepEqual(seen, [
+        '/redirects 502 answer 1',
+        '/quota 429 answer 1',
+        '/backend-error 200 answer 2',
+        '/newer-server 200 answer 2',
+        '/rate-limited 200 answer 2',
+      ])
+      assert.equal(events.length, 3, 'onRetry only for the retried ones')
     } finally {
       await backend.close()
     }

@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises'
+import { lookupErrorCode } from '../../catalogue.ts'
 import { type Duration, durationMs, knownOptions, showValue } from '../../options.ts'
 
 /**
@@ -259,8 +260,10 @@ function readMethods(methods: unknown): ReadonlySet<string> {
  * `ECONNREFUSED`, `ECONNRESET`, `UND_ERR_SOCKET`…; not a refused or looping redirect, which
  * would fail again), 429 and 502 are retried after a jittered exponential backoff of at
  * least 1 s (a method outside `methods`, such as POST, only after a 429: it may have been
- * processed), `Retry-After` (seconds or HTTP date) is honoured up to `maxDelayMs`, and
- * nothing is retried once `init.signal` aborted. It resolves with the last response (a 429
+ * processed; never a response whose `x-ic-error-code` the catalogue marks not retryable,
+ * such as the 502 `IC_TOO_MANY_REDIRECTS`: the same request fails the same way),
+ * `Retry-After` (seconds or HTTP date) is honoured up to `maxDelayMs`, and nothing is
+ * retried once `init.signal` aborted. It resolves with the last response (a 429
  * or 502 too, once the attempts are spent) and rejects with the last error or the abort
  * reason. A request body that can be read only once (a web or Node stream, any async
  * iterable: anything but a string, `ArrayBuffer`, typed array, `Blob`, `URLSearchParams` or
@@ -307,6 +310,9 @@ export async function fetchWithRetry(
     }
     if (last || !policy.statuses.has(response.status)) return response
     if (!idempotent && response.status !== 429) return response
+    // The server's own word: a code its catalogue marks non-retryable (a redirect loop) fails again.
+    if (lookupErrorCode(response.headers.get('x-ic-error-code')?.trim() ?? '')?.retryable === false)
+      return response
     const delayMs = retryDelay(policy, attempt, parseRetryAfter(response.headers.get('retry-after')))
     if (delayMs === undefined) return response
     await response.body?.cancel().catch(() => {})

@@ -716,6 +716,40 @@ for (const framework of frameworks) {
       })
     }
 
+    it('names the unknown icac as sent: JSON-quoted, cut to 64 characters, printable ASCII in the header', async () => {
+      const answer = (path: string) =>
+        new Promise<{ header: string; detail: string; cookie: unknown }>((resolve, reject) => {
+          get(`${app.url}${path}`, { headers: { accept: 'application/json' } }, (response) => {
+            let body = ''
+            response.setEncoding('utf8')
+            response.on('data', (chunk) => {
+              body += chunk
+            })
+            response.on('end', () =>
+              resolve({
+                header: String(response.headers['x-ic-error-validation']),
+                detail: (JSON.parse(body) as { detail: string }).detail,
+                cookie: response.headers['set-cookie'],
+              }),
+            )
+          }).on('error', reject)
+        })
+      for (const [icac, message] of [
+        ['acme-prdo', 'Unknown account "acme-prdo"'],
+        ['%00', 'Unknown account "\\u0000"'],
+        ['%0D%0ASet-Cookie:%20a=1', 'Unknown account "\\r\\nSet-Cookie: a=1"'],
+        ['%3Cscript%3E%22', 'Unknown account "<script>\\""'],
+        ['%C3%A9', 'Unknown account "é"'],
+        ['x'.repeat(8000), `Unknown account "${'x'.repeat(64)}…"`],
+      ] as const) {
+        const seen = await answer(`/static?icac=${icac}&ichm=${hex}`)
+        assert.match(seen.header, /^[\x20-\x7e]+$/, icac)
+        assert.equal((JSON.parse(seen.header) as { message: string }[])[0]?.message, message, icac)
+        assert.equal(seen.detail, message, icac)
+        assert.equal(seen.cookie, undefined)
+      }
+    })
+
     it('looks up well-formed ids only, and every published vector still verifies', async () => {
       asked.length = 0
       for (const v of vectors.valid) {
