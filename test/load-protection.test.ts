@@ -304,6 +304,48 @@ for (const framework of frameworks) {
         assert.deepEqual(app.reports, [], 'a served request is no failed request')
       })
 
+      it('swallows the rejection of an async onStoreError, served (fail-open) or refused (fail-closed)', async () => {
+        const unhandled: unknown[] = []
+        const onUnhandled = (reason: unknown) => unhandled.push(reason)
+        process.on('unhandledRejection', onUnhandled)
+        try {
+          const reported: unknown[] = []
+          // As when Redis is down and the metrics backend the hook reports to is too.
+          const common = {
+            limit: 1,
+            windowMs: 1000,
+            store: { consume: () => Promise.reject(new Error('The client is offline')), reset: () => {} },
+            onStoreError: async (e: unknown) => {
+              reported.push(e)
+              throw new Error('metrics backend unreachable')
+            },
+          }
+          const app = await start({
+            routes: [
+              { path: '/open', use: (a) => [a.rateLimit(common)], handle: () => ({ body: 'served' }) },
+              {
+                path: '/closed',
+                use: (a) => [a.rateLimit({ ...common, failOpen: false })],
+                handle: () => ({ body: 'served' }),
+              },
+            ],
+          })
+          const served = await get(app, '/open')
+          assert.equal(served.status, 200)
+          assert.equal(served.text, 'served')
+          const refused = await get(app, '/closed')
+          assert.equal(refused.status, 503)
+          assert.equal(refused.headers.get('x-ic-error-code'), 'IC_STORE_UNAVAILABLE')
+          assert.equal((await get(app, '/open')).status, 200, 'the server still answers')
+          assert.equal(reported.length, 3)
+          // An unhandled rejection is reported once the microtasks of the turn have run.
+          await new Promise((resolve) => setTimeout(resolve, 20))
+        } finally {
+          process.off('unhandledRejection', onUnhandled)
+        }
+        assert.deepEqual(unhandled, [], 'no unhandled rejection, which would end the process')
+      })
+
       it('refuses with 503 IC_STORE_UNAVAILABLE when the store hangs (fail-closed)', async () => {
         const hanging: RateLimitStore = { consume: () => new Promise(() => {}), reset: () => {} }
         const app = await start({

@@ -72,10 +72,13 @@ export interface RateLimitOptions {
   readonly storeTimeoutMs?: number | string
   /**
    * Told about every store failure (errors and timeouts), whether the request was then
-   * served or refused. Errors it throws are swallowed.
+   * served or refused. It may be `async`: nothing waits for its promise. Errors it throws, and
+   * the rejection of the promise it returns, are swallowed.
    * @default prints a warning, at most once every 10 s
    */
-  readonly onStoreError?: (error: unknown, req: IncomingMessage) => void
+  readonly onStoreError?:
+    | ((error: unknown, req: IncomingMessage) => void)
+    | ((error: unknown, req: IncomingMessage) => PromiseLike<void>)
   /** Skips the limit (no count, no headers) for requests it returns true (or a promise of true) for. */
   readonly skip?: (req: IncomingMessage) => boolean | PromiseLike<boolean>
   /**
@@ -346,7 +349,9 @@ function limiterGuard(
 
   function storeFailed(error: unknown, req: IncomingMessage): undefined {
     try {
-      onStoreError(error, req)
+      const returned: unknown = onStoreError(error, req)
+      // An async hook's rejection would otherwise be unhandled, which ends the process.
+      if (isThenable(returned)) Promise.resolve(returned).catch(() => {})
     } catch {
       // A failing hook must not turn a served request into a 500.
     }
