@@ -304,6 +304,39 @@ for (const framework of frameworks) {
         assert.deepEqual(app.reports, [], 'a served request is no failed request')
       })
 
+      it("refuses at construction a store without reset(), such as rate-limiter-flexible's", async () => {
+        // rate-limiter-flexible's limiters have consume(key, points), which rejects once over the
+        // limit, and delete(key): accepted, every request would fail open and nothing be limited.
+        class RateLimiterMemory {
+          async consume(_key: string, points = 1) {
+            return { remainingPoints: 1, msBeforeNext: 60_000, consumedPoints: points }
+          }
+          async delete() {}
+        }
+        const store = new RateLimiterMemory() as never
+        const message =
+          /^Expected `store` to be a rate-limit store \(an object with consume\(key, cost, policy, deadlineMs\) and reset\(key\), .*do not fit\), got a RateLimiterMemory without reset\(\)$/
+        await assert.rejects(
+          start({
+            use: (a) => [a.rateLimit({ limit: 2, windowMs: '1m', store })],
+            routes: [{ path: '/', handle: () => ({ body: 'served' }) }],
+          }),
+          { name: 'TypeError', message },
+        )
+        await assert.rejects(
+          start({
+            use: (a) => [a.imageChartsRateLimits({ store })],
+            routes: [{ path: '/', handle: () => ({ body: 'served' }) }],
+          }),
+          { name: 'TypeError', message },
+        )
+        const app = await start({
+          use: (a) => [a.rateLimit({ limit: 1, windowMs: '1m', store: new MemoryStore() })],
+          routes: [{ path: '/', handle: () => ({ body: 'served' }) }],
+        })
+        assert.deepEqual([(await get(app, '/')).status, (await get(app, '/')).status], [200, 429])
+      })
+
       it('swallows the rejection of an async onStoreError, served (fail-open) or refused (fail-closed)', async () => {
         const unhandled: unknown[] = []
         const onUnhandled = (reason: unknown) => unhandled.push(reason)

@@ -64,7 +64,11 @@ export interface RateLimitOptions {
   readonly ipv6Subnet?: number
   /** Once refused, a key stays refused this long (or to its window's end, if later); at most 366 days. @default 0 */
   readonly blockMs?: number | string
-  /** Where counters live. @default a new MemoryStore() per limiter */
+  /**
+   * Where counters live: an object with `consume` and `reset` (see {@link RateLimitStore}),
+   * checked at construction.
+   * @default a new MemoryStore() per limiter
+   */
   readonly store?: RateLimitStore
   /** When the store fails or is slower than `storeTimeoutMs`: serve the request (true) or refuse with 503 `IC_STORE_UNAVAILABLE` (false). @default true */
   readonly failOpen?: boolean
@@ -234,8 +238,7 @@ function limiterGuard(
     throw new TypeError(`Expected \`headers\` to be a boolean, got ${showValue(options.headers)}`)
   const headers = options.headers ?? true
   const store = options.store ?? new MemoryStore()
-  if (typeof store !== 'object' || store === null || typeof store.consume !== 'function')
-    throw new TypeError('Expected `store` to be a rate-limit store (an object with `consume`)')
+  checkStore(store)
   const name = readPolicyName(options.name ?? defaultPolicyName(limit, windowMs))
   const quotedName = sfString(name)
   const policyHeader = policyItem(name, limit, windowMs)
@@ -454,8 +457,6 @@ function limiterGuard(
 
   async function resetKey(keyOrAddress: string): Promise<void> {
     const keys = storeKeysOf(keyOrAddress)
-    if (typeof store.reset !== 'function')
-      throw new TypeError('Expected `store` to have a reset(key) method, which resetKey() calls')
     await Promise.all(keys.map((storeKey) => store.reset(storeKey)))
   }
 
@@ -584,6 +585,24 @@ export function imageChartsRateLimitsGuard(
       await Promise.all(limiters.map((limiter) => limiter.resetKey(address)))
     },
   })
+}
+
+// Both methods are checked here: a store of another interface would otherwise be accepted and
+// then fail open on every request, so that nothing is ever limited.
+function checkStore(store: unknown): asserts store is RateLimitStore {
+  let got = showValue(store)
+  if (typeof store === 'object' && store !== null) {
+    const missing = (['consume', 'reset'] as const).filter(
+      (method) => typeof (store as Record<string, unknown>)[method] !== 'function',
+    )
+    if (missing.length === 0) return
+    const proto: unknown = Object.getPrototypeOf(store)
+    const kind = proto === Object.prototype || proto === null ? 'an object' : got
+    got = `${kind} without ${missing.map((method) => `${method}()`).join(' or ')}`
+  }
+  throw new TypeError(
+    `Expected \`store\` to be a rate-limit store (an object with consume(key, cost, policy, deadlineMs) and reset(key), as MemoryStore and RedisStore; express-rate-limit's and rate-limiter-flexible's stores have another interface and do not fit), got ${got}`,
+  )
 }
 
 /** Whether the connection came in on a Unix-socket listener, whose address is a path, not a host and port. */
