@@ -140,6 +140,53 @@ for (const framework of frameworks) {
         assert.equal((await get(app, '/', { 'x-forwarded-for': '203.0.113.9, 198.51.100.1' })).status, 429)
       })
 
+      it("warns once of an untrusted X-Forwarded-For for key 'account' when it falls back to the IP", async () => {
+        const name = `by-account-${framework}`
+        const warnings: string[] = []
+        const onWarning = (warning: Error & { code?: string }) => {
+          if (warning.code === 'IMAGE_API_ERRORS_UNTRUSTED_FORWARDED_FOR') warnings.push(warning.message)
+        }
+        process.on('warning', onWarning)
+        try {
+          const app = await start({
+            routes: [
+              {
+                path: '/',
+                use: (a) => [a.rateLimit({ limit: 2, windowMs: '1m', key: 'account', name })],
+                handle: () => ({ body: 'ok' }),
+              },
+              {
+                path: '/trusting',
+                use: (a) => [a.rateLimit({ limit: 2, windowMs: '1m', key: 'account', trustProxy: 1 })],
+                handle: () => ({ body: 'ok' }),
+              },
+            ],
+          })
+          const statuses: number[] = []
+          // Keyed by its account, the request does not depend on the address.
+          statuses.push((await get(app, '/?icac=acme', { 'x-forwarded-for': '198.51.100.1' })).status)
+          await new Promise((resolve) => setImmediate(resolve))
+          assert.deepEqual(warnings, [], 'no warning while the account is the key')
+          // Three clients behind the loopback proxy, without icac: they share its key.
+          for (const client of ['198.51.100.1', '198.51.100.2', '198.51.100.3'])
+            statuses.push((await get(app, '/', { 'x-forwarded-for': client })).status)
+          for (const client of ['198.51.100.1', '198.51.100.2', '198.51.100.3'])
+            statuses.push((await get(app, '/trusting', { 'x-forwarded-for': client })).status)
+          assert.deepEqual(statuses, [200, 200, 200, 429, 200, 200, 200])
+          // process.emitWarning() emits on the next tick.
+          await new Promise((resolve) => setImmediate(resolve))
+        } finally {
+          process.off('warning', onWarning)
+        }
+        assert.equal(warnings.length, 1, warnings.join(' | '))
+        assert.match(
+          warnings[0] ?? '',
+          new RegExp(
+            `^rateLimit\\(\\) "${name}" got X-Forwarded-For from 127\\.0\\.0\\.1 with trustProxy false: every client behind that proxy shares one limit\\. Set trustProxy`,
+          ),
+        )
+      })
+
       it('gives a trustProxy function IPv4 peers of a dual-stack server as IPv4', async () => {
         const asked: string[] = []
         const ours = (address: string) => {

@@ -53,10 +53,10 @@ export interface RateLimitOptions {
   /** What requests are counted under. @default 'ip' */
   readonly key?: RateLimitKey
   /**
-   * Which proxies may be believed about the client address (for `'ip'` keys). The core sees
-   * only the node request, so Express's `trust proxy` and Koa's `app.proxy` are not read:
-   * set the same number of hops here. Never trust `X-Forwarded-For` without a proxy that
-   * overwrites it.
+   * Which proxies may be believed about the client address (for `'ip'` keys, and `'account'`
+   * requests without `icac`). The core sees only the node request, so Express's `trust proxy`
+   * and Koa's `app.proxy` are not read: set the same number of hops here. Never trust
+   * `X-Forwarded-For` without a proxy that overwrites it.
    * @default false (the socket's peer address)
    */
   readonly trustProxy?: TrustProxy
@@ -296,9 +296,10 @@ function limiterGuard(
     if (key === 'ip') return prefix + ipOf(req)
     if (key === 'account') {
       const account = parseQuery(req).values.get('icac')
-      return account === undefined || account === ''
-        ? prefix + ipOf(req)
-        : hashedKey(`${prefix}account:${account}`)
+      if (account !== undefined && account !== '') return hashedKey(`${prefix}account:${account}`)
+      if (trust === false && req.headers['x-forwarded-for'] !== undefined)
+        warnUntrustedProxy(req.socket?.remoteAddress)
+      return prefix + ipOf(req)
     }
     const custom = key(req)
     return isThenable(custom) ? custom : customKey(custom)
