@@ -11,6 +11,7 @@ import {
   MemoryStore,
   type RateLimitReset,
   type RateLimitStore,
+  StoreDeadlineError,
 } from '../src/index.ts'
 import { frameworks, type Listen, type RunningApp, startApp } from './support/harness.ts'
 
@@ -33,6 +34,14 @@ async function getThroughSocket(socketPath: string, path: string, headers: Recor
   for (const [name, value] of Object.entries(res.headers))
     if (typeof value === 'string') received.set(name, value)
   return { status: res.statusCode ?? 0, headers: received, text }
+}
+
+/** Blocks the event loop for `ms`, as a GC pause or synchronous work in another request does. */
+function busyWait(ms: number): void {
+  const until = performance.now() + ms
+  while (performance.now() < until) {
+    // Busy: nothing else runs.
+  }
 }
 
 function deferred() {
@@ -424,6 +433,61 @@ for (const framework of frameworks) {
           process.off('unhandledRejection', onUnhandled)
         }
         assert.deepEqual(unhandled, [], 'no unhandled rejection, which would end the process')
+      })
+
+      it('asks a store of its own again after a stall of the event loop only when it rejects with StoreDeadlineError', async () => {
+        // The first call's answer comes after a stall longer than storeTimeoutMs; the second refuses.
+        const lateStore = (error: Error) => {
+          const deadlines: number[] = []
+          const store: RateLimitStore = {
+            consume: (_key, _cost, _policy, deadlineMs) => {
+              deadlines.push(deadlineMs ?? Number.NaN)
+              if (deadlines.length > 1) return { allowed: false, used: 1, resetMs: 5000 }
+              setImmediate(() => busyWait(300))
+              return new Promise((_resolve, reject) => setImmediate(() => reject(error)))
+            },
+            reset: () => {},
+          }
+          return { store, deadlines }
+        }
+        const counted = lateStore(new StoreDeadlineError('ran after its deadline: counted nothing'))
+        const failed = lateStore(new Error('no such key space'))
+        const failures: unknown[] = []
+        const common = {
+          limit: 1,
+          windowMs: '1m',
+          storeTimeoutMs: 100,
+          onStoreError: (e: unknown) => failures.push(e),
+        }
+        const app = await start({
+          routes: [
+            {
+              path: '/counted',
+              use: (a) => [a.rateLimit({ ...common, store: counted.store })],
+              handle: () => ({ body: 'served' }),
+            },
+            {
+              path: '/failed',
+              use: (a) => [a.rateLimit({ ...common, store: failed.store })],
+              handle: () => ({ body: 'served' }),
+            },
+          ],
+        })
+        const refused = await get(app, '/counted')
+        assert.equal(refused.status, 429, 'the answer of the second call applies')
+        assert.equal(counted.deadlines.length, 2)
+        assert.ok(
+          (counted.deadlines[1] as number) >= (counted.deadlines[0] as number) + 200,
+          `a fresh deadline: ${counted.deadlines.join(', ')}`,
+        )
+        assert.deepEqual(failures, [])
+        const served = await get(app, '/failed')
+        assert.equal(served.status, 200, 'fail-open')
+        assert.equal(failed.deadlines.length, 1, 'another error may have counted: not asked again')
+        assert.deepEqual(
+          failures.map((e) => (e as Error).message),
+          ['no such key space'],
+        )
       })
 
       it('refuses with 503 IC_STORE_UNAVAILABLE when the store hangs (fail-closed)', async () => {

@@ -9,6 +9,7 @@ import { isBlockedAddress } from '../backend-fetch/address.ts'
 import { clientAddress, ipKey, readTrustProxy, type TrustProxy } from './client-key.ts'
 import { policyItem, readPolicyName, setRateLimitHeaders, sfString } from './headers.ts'
 import { MemoryStore } from './memory-store.ts'
+import { StoreDeadlineError } from './redis-store.ts'
 import type { ConsumeResult, RateLimitPolicy, RateLimitStore } from './store.ts'
 
 export { ipKey, type TrustProxy } from './client-key.ts'
@@ -72,7 +73,12 @@ export interface RateLimitOptions {
   readonly store?: RateLimitStore
   /** When the store fails or is slower than `storeTimeoutMs`: serve the request (true) or refuse with 503 `IC_STORE_UNAVAILABLE` (false). @default true */
   readonly failOpen?: boolean
-  /** Longest wait for the store before it counts as failed. @default 200 */
+  /**
+   * Longest wait for the store before it counts as failed. Event-loop lag counts against it;
+   * a timer a stall made fire late gives the store this much more, once per request (a
+   * `StoreDeadlineError` then is asked again, with the new deadline).
+   * @default 200
+   */
   readonly storeTimeoutMs?: number | string
   /**
    * Told about every store failure (errors and timeouts), whether the request was then
@@ -363,26 +369,6 @@ function limiterGuard(
     throw icError('IC_STORE_UNAVAILABLE', { cause: error, stack: false })
   }
 
-  function withTimeout(pending: Promise<ConsumeResult>): Promise<ConsumeResult> {
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(
-        () =>
-          reject(new StoreTimeoutError(`The rate-limit store did not answer within ${storeTimeoutMs} ms`)),
-        storeTimeoutMs,
-      )
-      pending.then(
-        (value) => {
-          clearTimeout(timer)
-          resolve(value)
-        },
-        (error: unknown) => {
-          clearTimeout(timer)
-          reject(error)
-        },
-      )
-    })
-  }
-
   // The responses this limiter counted: one a request meets twice (mounted app-wide and on its
   // route) counts it once, and sets its RateLimit items once.
   const counted = new WeakSet<ServerResponse>()
@@ -416,16 +402,17 @@ function limiterGuard(
   ): undefined | Promise<undefined> {
     if (units > limit) refuseTooCostly(units)
     counted.add(res)
-    let out: ConsumeResult | Promise<ConsumeResult>
+    const dueMs = Date.now() + storeTimeoutMs
+    let out: ConsumeResult | PromiseLike<ConsumeResult>
     try {
-      out = store.consume(storeKey, units, policy, Date.now() + storeTimeoutMs)
+      out = store.consume(storeKey, units, policy, dueMs)
     } catch (error) {
       return storeFailed(error, req)
     }
-    if (typeof (out as Promise<ConsumeResult>)?.then !== 'function') {
-      return apply(req, res, out as ConsumeResult)
-    }
-    return withTimeout(out as Promise<ConsumeResult>).then(
+    if (!isThenable(out)) return apply(req, res, out)
+    const wait: StoreWait = { dueMs, timeoutMs: storeTimeoutMs, stalled: false }
+    const ask = (deadlineMs: number) => store.consume(storeKey, units, policy, deadlineMs)
+    return waitForStore(out, wait, ask).then(
       (result) => apply(req, res, result),
       (error: unknown) => storeFailed(error, req),
     )
@@ -585,6 +572,107 @@ export function imageChartsRateLimitsGuard(
     resetKey: async (address: string) => {
       await Promise.all(limiters.map((limiter) => limiter.resetKey(address)))
     },
+  })
+}
+
+/** How long a request still waits for its store: one deadline, and one more window after a stall. */
+interface StoreWait {
+  /** Unix ms: when the limiter stops waiting (the deadline each store call carries). */
+  dueMs: number
+  readonly timeoutMs: number
+  /** Whether the one more window that a stall of the event loop grants was given. */
+  stalled: boolean
+}
+
+/**
+ * Waits for `first` until `wait.dueMs`, then rejects with a `StoreTimeoutError`. Two things
+ * keep a stall of the event loop (GC, synchronous work of another request) from being taken
+ * for a slow store:
+ * - the rejection waits one turn of the loop: timers run before the poll phase that reads
+ *   sockets, so a reply received during the stall is read first, and wins;
+ * - a timer the loop ran late by a stall gives the store `timeoutMs` more, once per request.
+ *   A command the client wrote only after the stall carried a deadline already past: a
+ *   `StoreDeadlineError` says it counted nothing, so it is sent once more with the new
+ *   deadline, and cannot count twice. Any other answer of the first call is waited for.
+ */
+function waitForStore(
+  first: PromiseLike<ConsumeResult>,
+  wait: StoreWait,
+  ask: (deadlineMs: number) => ConsumeResult | PromiseLike<ConsumeResult>,
+): Promise<ConsumeResult> {
+  // Late by less is the jitter of a busy loop; a retry then would double the wait of every
+  // request while a loaded server's store is down.
+  const stallMs = Math.max(20, wait.timeoutMs / 10)
+  return new Promise((resolve, reject) => {
+    let settled = false
+    let granted = false
+    let resent = false
+    let timer: ReturnType<typeof setTimeout> | undefined
+    // On the monotonic clock: a stepped wall clock is no stall.
+    let firesAt = 0
+    const finish = (settle: () => void) => {
+      if (settled) return
+      settled = true
+      clearTimeout(timer)
+      settle()
+    }
+    const overdue = () => performance.now() - firesAt > stallMs
+    const arm = () => {
+      const delayMs = Math.max(0, wait.dueMs - Date.now())
+      firesAt = performance.now() + delayMs
+      const armed = setTimeout(() => {
+        const late = overdue()
+        setImmediate(() => {
+          // A deadline error read in between may have granted the stall window already: armed anew.
+          if (settled || timer !== armed || (late && grantStallWindow())) return
+          const more = wait.stalled
+            ? `, nor within ${wait.timeoutMs} ms more after the event loop stalled`
+            : ''
+          finish(() =>
+            reject(
+              new StoreTimeoutError(`The rate-limit store did not answer within ${wait.timeoutMs} ms${more}`),
+            ),
+          )
+        })
+      }, delayMs)
+      timer = armed
+    }
+    const grantStallWindow = (): boolean => {
+      if (wait.stalled) return false
+      wait.stalled = true
+      granted = true
+      wait.dueMs = Date.now() + wait.timeoutMs
+      clearTimeout(timer)
+      arm()
+      return true
+    }
+    const listen = (pending: PromiseLike<ConsumeResult>) => {
+      Promise.resolve(pending).then(
+        (result) => finish(() => resolve(result)),
+        (error: unknown) => {
+          if (settled) return
+          // The deadline error of a command written after a stall can be read before the late timer runs.
+          const again =
+            error instanceof StoreDeadlineError && !resent && (granted || (overdue() && grantStallWindow()))
+          if (!again) {
+            finish(() => reject(error))
+            return
+          }
+          resent = true
+          let second: ConsumeResult | PromiseLike<ConsumeResult>
+          try {
+            second = ask(wait.dueMs)
+          } catch (askError) {
+            finish(() => reject(askError))
+            return
+          }
+          if (isThenable(second)) listen(second)
+          else finish(() => resolve(second))
+        },
+      )
+    }
+    arm()
+    listen(first)
   })
 }
 
