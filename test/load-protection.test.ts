@@ -526,6 +526,55 @@ for (const framework of frameworks) {
         assert.equal((await get(app, '/chart?cht=p&icac=acme&ichm=abc')).status, 200, 'signed requests go on')
       })
 
+      it('imageChartsRateLimits() waits for its store once per request: one deadline for both policies, one report', async () => {
+        const calls: { key: string; deadlineMs: number | undefined }[] = []
+        let answer: 'slow' | 'hang' | 'reject' = 'slow'
+        const store: RateLimitStore = {
+          consume: (key, _cost, _policy, deadlineMs) => {
+            calls.push({ key, deadlineMs })
+            if (answer === 'reject') return Promise.reject(new Error('The client is offline'))
+            if (answer === 'hang') return new Promise(() => {})
+            return new Promise((resolve) =>
+              setTimeout(() => resolve({ allowed: true, used: 1, resetMs: 5000 }), 20),
+            )
+          },
+          reset: () => {},
+        }
+        const failures: Error[] = []
+        const app = await start({
+          use: (a) => [
+            a.imageChartsRateLimits({
+              store,
+              storeTimeoutMs: 200,
+              onStoreError: (e) => failures.push(e as Error),
+            }),
+          ],
+          routes: [{ path: '/chart', handle: () => ({ body: 'chart' }) }],
+        })
+        const counted = await get(app, '/chart?cht=p')
+        assert.equal(counted.status, 200)
+        assert.equal(counted.headers.get('ratelimit'), '"ic-unsigned";r=9;t=5, "ic-per-ip";r=89;t=5')
+        assert.deepEqual(
+          calls.map((c) => c.key),
+          ['ic-unsigned:ip:127.0.0.1', 'ic-per-ip:ip:127.0.0.1'],
+        )
+        assert.equal(calls[1]?.deadlineMs, calls[0]?.deadlineMs, 'the second policy gets what is left')
+        for (const failing of ['hang', 'reject'] as const) {
+          answer = failing
+          calls.length = 0
+          failures.length = 0
+          const served = await get(app, '/chart?cht=p')
+          assert.equal(served.status, 200, `${failing}: served, fail-open`)
+          assert.equal(served.headers.get('ratelimit'), null)
+          assert.equal(calls.length, 1, `${failing}: the second policy does not ask the failed store again`)
+          assert.deepEqual(
+            failures.map((e) => e.name),
+            [failing === 'hang' ? 'StoreTimeoutError' : 'Error'],
+            `${failing}: reported once`,
+          )
+        }
+      })
+
       it('warns once per imageChartsRateLimits() call of a misconfiguration, not once per policy', async () => {
         for (const [code, listen, headers] of [
           ['IMAGE_API_ERRORS_UNTRUSTED_FORWARDED_FOR', undefined, { 'x-forwarded-for': '198.51.100.9' }],

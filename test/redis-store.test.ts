@@ -449,6 +449,81 @@ for (const kind of ['redis', 'ioredis'] as const) {
       assert.equal(await c.sendCommand(['EXISTS', `${prefix}2-in-60s:ip:127.0.0.1`]), 0)
     })
 
+    it('imageChartsRateLimits() waits storeTimeoutMs once per request while Redis stalls, and reports once', async () => {
+      // The offline queue on, as by default: commands wait in the client, and the limiter times out.
+      const c = await client(true)
+      let sent = 0
+      const store = new RedisStore({
+        sendCommand: (args) => {
+          sent++
+          return c.sendCommand(args)
+        },
+        prefix: `${kind}:ic-stalled:`,
+      })
+      const failures: Error[] = []
+      const app = await startApp('express5', {
+        use: (a) => [
+          a.imageChartsRateLimits({
+            store,
+            storeTimeoutMs: 200,
+            onStoreError: (e) => failures.push(e as Error),
+          }),
+        ],
+        routes: [{ path: '/chart', handle: () => ({ body: 'chart' }) }],
+      })
+      open.push(app)
+      assert.equal((await get(app, '/chart?cht=p')).status, 200)
+      assert.equal(sent, 2, 'both policies counted')
+      redis.pause()
+      const statuses: number[] = []
+      try {
+        sent = 0
+        for (let i = 0; i < 3; i++) statuses.push((await get(app, '/chart?cht=p')).status)
+      } finally {
+        redis.resume()
+      }
+      assert.deepEqual(statuses, [200, 200, 200], 'served, fail-open')
+      assert.equal(sent, 3, 'one command per request: the per-IP policy does not wait again')
+      assert.deepEqual(
+        failures.map((e) => e.name),
+        ['StoreTimeoutError', 'StoreTimeoutError', 'StoreTimeoutError'],
+        'one report per request',
+      )
+    })
+
+    for (const written of ['before', 'after'] as const) {
+      it(`imageChartsRateLimits() counts both policies after a stall of the event loop, the command written ${written} it`, async () => {
+        const c = await client()
+        const send = stalling(c.sendCommand)
+        const prefix = `${kind}:ic-lag-${written}:`
+        const store = new RedisStore({ sendCommand: send.sendCommand, prefix })
+        await store.consume('other', 1, { limit: 1, windowMs: 1000, blockMs: 0 })
+        const failures: Error[] = []
+        const app = await startApp('koa3', {
+          use: (a) => [
+            a.imageChartsRateLimits({
+              store,
+              storeTimeoutMs: lag.storeTimeoutMs,
+              onStoreError: (e) => failures.push(e as Error),
+            }),
+          ],
+          routes: [{ path: '/chart', handle: () => ({ body: 'chart' }) }],
+        })
+        open.push(app)
+        send.stallAfterNext(lag.stallMs, written)
+        const stalled = await get(app, '/chart?cht=p')
+        assert.equal(stalled.status, 200)
+        assert.match(
+          stalled.res.headers.get('ratelimit') ?? '',
+          /^"ic-unsigned";r=9;t=60, "ic-per-ip";r=89;t=(9|10)$/,
+          'both policies counted, the second within the window the stall gave',
+        )
+        assert.deepEqual(failures, [])
+        assert.equal(await c.sendCommand(['GET', `${prefix}ic-unsigned:ip:127.0.0.1`]), '1')
+        assert.equal(await c.sendCommand(['GET', `${prefix}ic-per-ip:ip:127.0.0.1`]), '1')
+      })
+    }
+
     it('is atomic: 100 concurrent requests on one key allow exactly the limit', async () => {
       const c = await client()
       const store = new RedisStore({ sendCommand: c.sendCommand, prefix: `${kind}:race:` })

@@ -210,19 +210,22 @@ export function rateLimitGuard(options: Readonly<RateLimitOptions>): RateLimitGu
 }
 
 /**
- * The misconfiguration warnings several limiters made together print once between them, naming
- * what the app called (`imageChartsRateLimits()`), not each policy.
+ * What several limiters made together (`imageChartsRateLimits()`) share: misconfiguration
+ * warnings, printed once between them and naming what the app called, not each policy; and
+ * each request's wait for their one store, so that it waits `storeTimeoutMs` at most and a
+ * store failure is reported once.
  */
-interface SharedWarnings {
+interface Shared {
   readonly owner: string
   readonly warned: Set<string>
+  /** The wait of a request whose store call an earlier limiter awaited. */
+  readonly waits: WeakMap<IncomingMessage, StoreWait>
+  /** Requests an earlier limiter's store call failed for (and, failing open, served). */
+  readonly failed: WeakSet<IncomingMessage>
 }
 
-/** {@link rateLimitGuard}, its warnings shared with other limiters when `shared` is given. */
-function limiterGuard(
-  options: Readonly<RateLimitOptions>,
-  shared: SharedWarnings | undefined,
-): RateLimitGuard {
+/** {@link rateLimitGuard}, sharing warnings and store waits with other limiters when `shared` is given. */
+function limiterGuard(options: Readonly<RateLimitOptions>, shared: Shared | undefined): RateLimitGuard {
   knownOptions(options, RATE_LIMIT_OPTIONS, 'rateLimit')
   const limit = numberOption('limit', options.limit, { min: 0, max: 1e12, integer: true })
   const windowMs = durationMs('windowMs', options.windowMs, { max: WINDOW_MAX_MS })
@@ -358,6 +361,7 @@ function limiterGuard(
   }
 
   function storeFailed(error: unknown, req: IncomingMessage): undefined {
+    shared?.failed.add(req)
     try {
       const returned: unknown = onStoreError(error, req)
       // An async hook's rejection would otherwise be unhandled, which ends the process.
@@ -402,7 +406,18 @@ function limiterGuard(
   ): undefined | Promise<undefined> {
     if (units > limit) refuseTooCostly(units)
     counted.add(res)
-    const dueMs = Date.now() + storeTimeoutMs
+    // The store failed for an earlier limiter of this request, which served it (failing closed,
+    // it refused it): asked again, the store would make the request wait, and be reported, twice.
+    if (shared?.failed.has(req)) return undefined
+    const earlier = shared?.waits.get(req)
+    const dueMs = earlier?.dueMs ?? Date.now() + storeTimeoutMs
+    if (earlier !== undefined && dueMs <= Date.now())
+      return storeFailed(
+        new StoreTimeoutError(
+          `The rate-limit store was not asked: the request's ${storeTimeoutMs} ms went to the policies before "${name}"`,
+        ),
+        req,
+      )
     let out: ConsumeResult | PromiseLike<ConsumeResult>
     try {
       out = store.consume(storeKey, units, policy, dueMs)
@@ -410,7 +425,8 @@ function limiterGuard(
       return storeFailed(error, req)
     }
     if (!isThenable(out)) return apply(req, res, out)
-    const wait: StoreWait = { dueMs, timeoutMs: storeTimeoutMs, stalled: false }
+    const wait: StoreWait = earlier ?? { dueMs, timeoutMs: storeTimeoutMs, stalled: false }
+    if (earlier === undefined) shared?.waits.set(req, wait)
     const ask = (deadlineMs: number) => store.consume(storeKey, units, policy, deadlineMs)
     return waitForStore(out, wait, ask).then(
       (result) => apply(req, res, result),
@@ -528,6 +544,8 @@ const IMAGE_CHARTS_RATE_LIMITS_OPTIONS = [
  * in neither; one refused by `ic-per-ip` has used its unsigned unit (two keys: no atomic
  * count across both). Mount it before the signature check, so that forged signatures count
  * per IP too: they skip the unsigned quota, but the signature check then refuses them.
+ * Both policies share one `storeTimeoutMs` per request; once the store failed for the first,
+ * the second does not ask it, and the failure is reported once.
  *
  * `resetKey(address)` forgets a client's counts and blocks in both policies.
  *
@@ -550,7 +568,12 @@ export function imageChartsRateLimitsGuard(
     blockMs: 60_000,
   }
   // Both policies see the same requests: a misconfiguration is told once, not once per policy.
-  const warnings: SharedWarnings = { owner: 'imageChartsRateLimits()', warned: new Set() }
+  const together: Shared = {
+    owner: 'imageChartsRateLimits()',
+    warned: new Set(),
+    waits: new WeakMap(),
+    failed: new WeakSet(),
+  }
   const limiters = [
     limiterGuard(
       {
@@ -563,9 +586,9 @@ export function imageChartsRateLimitsGuard(
           return values.has('icac') && values.has('ichm')
         },
       },
-      warnings,
+      together,
     ),
-    limiterGuard({ ...shared, name: 'ic-per-ip', limit: 90, windowMs: 10_000 }, warnings),
+    limiterGuard({ ...shared, name: 'ic-per-ip', limit: 90, windowMs: 10_000 }, together),
   ]
   // The unsigned quota first: it refuses far more often, and what it refuses then counts in neither policy.
   return Object.assign(chainGuards(limiters), {
@@ -621,10 +644,17 @@ function waitForStore(
       const delayMs = Math.max(0, wait.dueMs - Date.now())
       firesAt = performance.now() + delayMs
       const armed = setTimeout(() => {
-        const late = overdue()
+        // Granted at once, even if the answer is read in the turn below: a later limiter of
+        // the same request (imageChartsRateLimits()) then waits within the new deadline.
+        const extend = overdue() && !wait.stalled
+        if (extend) grant()
         setImmediate(() => {
-          // A deadline error read in between may have granted the stall window already: armed anew.
-          if (settled || timer !== armed || (late && grantStallWindow())) return
+          // A deadline error read in between may have armed the timer anew.
+          if (settled || timer !== armed) return
+          if (extend) {
+            arm()
+            return
+          }
           const more = wait.stalled
             ? `, nor within ${wait.timeoutMs} ms more after the event loop stalled`
             : ''
@@ -637,14 +667,10 @@ function waitForStore(
       }, delayMs)
       timer = armed
     }
-    const grantStallWindow = (): boolean => {
-      if (wait.stalled) return false
+    const grant = () => {
       wait.stalled = true
       granted = true
       wait.dueMs = Date.now() + wait.timeoutMs
-      clearTimeout(timer)
-      arm()
-      return true
     }
     const listen = (pending: PromiseLike<ConsumeResult>) => {
       Promise.resolve(pending).then(
@@ -652,9 +678,12 @@ function waitForStore(
         (error: unknown) => {
           if (settled) return
           // The deadline error of a command written after a stall can be read before the late timer runs.
-          const again =
-            error instanceof StoreDeadlineError && !resent && (granted || (overdue() && grantStallWindow()))
-          if (!again) {
+          if (!granted && error instanceof StoreDeadlineError && !wait.stalled && overdue()) {
+            grant()
+            clearTimeout(timer)
+            arm()
+          }
+          if (!(error instanceof StoreDeadlineError) || resent || !granted) {
             finish(() => reject(error))
             return
           }
