@@ -36,12 +36,14 @@ async function getThroughSocket(socketPath: string, path: string, headers: Recor
   return { status: res.statusCode ?? 0, headers: received, text }
 }
 
-/** Blocks the event loop for `ms`, as a GC pause or synchronous work in another request does. */
-function busyWait(ms: number): void {
+/**
+ * Blocks the event loop for `ms`, as a GC pause or synchronous work in another request does:
+ * the thread sleeps in Atomics.wait() rather than spinning, so as not to load a shared machine.
+ */
+function stallLoop(ms: number): void {
+  const cell = new Int32Array(new SharedArrayBuffer(4))
   const until = performance.now() + ms
-  while (performance.now() < until) {
-    // Busy: nothing else runs.
-  }
+  for (let left = ms; left > 0; left = until - performance.now()) Atomics.wait(cell, 0, 0, left)
 }
 
 function deferred() {
@@ -443,7 +445,7 @@ for (const framework of frameworks) {
             consume: (_key, _cost, _policy, deadlineMs) => {
               deadlines.push(deadlineMs ?? Number.NaN)
               if (deadlines.length > 1) return { allowed: false, used: 1, resetMs: 5000 }
-              setImmediate(() => busyWait(300))
+              setImmediate(() => stallLoop(300))
               return new Promise((_resolve, reject) => setImmediate(() => reject(error)))
             },
             reset: () => {},

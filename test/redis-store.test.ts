@@ -73,12 +73,14 @@ async function get(app: RunningApp, path: string) {
   }
 }
 
-/** Blocks the event loop for `ms`, as a GC pause or synchronous work in another request does. */
-function busyWait(ms: number): void {
+/**
+ * Blocks the event loop for `ms`, as a GC pause or synchronous work in another request does:
+ * the thread sleeps in Atomics.wait() rather than spinning, so as not to load a shared machine.
+ */
+function stallLoop(ms: number): void {
+  const cell = new Int32Array(new SharedArrayBuffer(4))
   const until = performance.now() + ms
-  while (performance.now() < until) {
-    // Busy: nothing else runs.
-  }
+  for (let left = ms; left > 0; left = until - performance.now()) Atomics.wait(cell, 0, 0, left)
 }
 
 type Written = 'before' | 'after'
@@ -98,10 +100,10 @@ function stalling(send: SendCommand) {
     if (stall === undefined) return send(args)
     if (stall.written === 'before') {
       const reply = send(args)
-      setImmediate(() => busyWait(stall.ms))
+      setImmediate(() => stallLoop(stall.ms))
       return reply
     }
-    setImmediate(() => busyWait(stall.ms))
+    setImmediate(() => stallLoop(stall.ms))
     return new Promise((resolve) => setImmediate(resolve)).then(() => send(args))
   }
   return {
