@@ -728,7 +728,10 @@ describe('backend lifecycle on every framework', () => {
           await backendClosed
           const elapsed = performance.now() - destroyedAt
           // The fetch's own timeout is 30 s: far below it is the abort, with room for a loaded machine.
-          assert.ok(elapsed < 5000, `the backend socket closed ${elapsed.toFixed(1)} ms after the client left`)
+          assert.ok(
+            elapsed < 5000,
+            `the backend socket closed ${elapsed.toFixed(1)} ms after the client left`,
+          )
           const [report] = await reportsOf(app, 1)
           assert.equal(report?.status, 499)
           assert.equal(report?.code, 'IC_CLIENT_CLOSED_REQUEST')

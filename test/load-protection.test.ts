@@ -11,6 +11,7 @@ import {
   MemoryStore,
   type RateLimitReset,
   type RateLimitStore,
+  StoreDeadlineError,
 } from '../src/index.ts'
 import { frameworks, type Listen, type RunningApp, startApp } from './support/harness.ts'
 
@@ -33,6 +34,16 @@ async function getThroughSocket(socketPath: string, path: string, headers: Recor
   for (const [name, value] of Object.entries(res.headers))
     if (typeof value === 'string') received.set(name, value)
   return { status: res.statusCode ?? 0, headers: received, text }
+}
+
+/**
+ * Blocks the event loop for `ms`, as a GC pause or synchronous work in another request does:
+ * the thread sleeps in Atomics.wait() rather than spinning, so as not to load a shared machine.
+ */
+function stallLoop(ms: number): void {
+  const cell = new Int32Array(new SharedArrayBuffer(4))
+  const until = performance.now() + ms
+  for (let left = ms; left > 0; left = until - performance.now()) Atomics.wait(cell, 0, 0, left)
 }
 
 function deferred() {
@@ -138,6 +149,53 @@ for (const framework of frameworks) {
         assert.equal((await get(app, '/', { 'x-forwarded-for': '198.51.100.1' })).status, 200)
         assert.equal((await get(app, '/', { 'x-forwarded-for': '198.51.100.2' })).status, 200)
         assert.equal((await get(app, '/', { 'x-forwarded-for': '203.0.113.9, 198.51.100.1' })).status, 429)
+      })
+
+      it("warns once of an untrusted X-Forwarded-For for key 'account' when it falls back to the IP", async () => {
+        const name = `by-account-${framework}`
+        const warnings: string[] = []
+        const onWarning = (warning: Error & { code?: string }) => {
+          if (warning.code === 'IMAGE_API_ERRORS_UNTRUSTED_FORWARDED_FOR') warnings.push(warning.message)
+        }
+        process.on('warning', onWarning)
+        try {
+          const app = await start({
+            routes: [
+              {
+                path: '/',
+                use: (a) => [a.rateLimit({ limit: 2, windowMs: '1m', key: 'account', name })],
+                handle: () => ({ body: 'ok' }),
+              },
+              {
+                path: '/trusting',
+                use: (a) => [a.rateLimit({ limit: 2, windowMs: '1m', key: 'account', trustProxy: 1 })],
+                handle: () => ({ body: 'ok' }),
+              },
+            ],
+          })
+          const statuses: number[] = []
+          // Keyed by its account, the request does not depend on the address.
+          statuses.push((await get(app, '/?icac=acme', { 'x-forwarded-for': '198.51.100.1' })).status)
+          await new Promise((resolve) => setImmediate(resolve))
+          assert.deepEqual(warnings, [], 'no warning while the account is the key')
+          // Three clients behind the loopback proxy, without icac: they share its key.
+          for (const client of ['198.51.100.1', '198.51.100.2', '198.51.100.3'])
+            statuses.push((await get(app, '/', { 'x-forwarded-for': client })).status)
+          for (const client of ['198.51.100.1', '198.51.100.2', '198.51.100.3'])
+            statuses.push((await get(app, '/trusting', { 'x-forwarded-for': client })).status)
+          assert.deepEqual(statuses, [200, 200, 200, 429, 200, 200, 200])
+          // process.emitWarning() emits on the next tick.
+          await new Promise((resolve) => setImmediate(resolve))
+        } finally {
+          process.off('warning', onWarning)
+        }
+        assert.equal(warnings.length, 1, warnings.join(' | '))
+        assert.match(
+          warnings[0] ?? '',
+          new RegExp(
+            `^rateLimit\\(\\) "${name}" got X-Forwarded-For from 127\\.0\\.0\\.1 with trustProxy false: every client behind that proxy shares one limit\\. Set trustProxy`,
+          ),
+        )
       })
 
       it('gives a trustProxy function IPv4 peers of a dual-stack server as IPv4', async () => {
@@ -304,6 +362,136 @@ for (const framework of frameworks) {
         assert.deepEqual(app.reports, [], 'a served request is no failed request')
       })
 
+      it("refuses at construction a store without reset(), such as rate-limiter-flexible's", async () => {
+        // rate-limiter-flexible's limiters have consume(key, points), which rejects once over the
+        // limit, and delete(key): accepted, every request would fail open and nothing be limited.
+        class RateLimiterMemory {
+          async consume(_key: string, points = 1) {
+            return { remainingPoints: 1, msBeforeNext: 60_000, consumedPoints: points }
+          }
+          async delete() {}
+        }
+        const store = new RateLimiterMemory() as never
+        const message =
+          /^Expected `store` to be a rate-limit store \(an object with consume\(key, cost, policy, deadlineMs\) and reset\(key\), .*do not fit\), got a RateLimiterMemory without reset\(\)$/
+        await assert.rejects(
+          start({
+            use: (a) => [a.rateLimit({ limit: 2, windowMs: '1m', store })],
+            routes: [{ path: '/', handle: () => ({ body: 'served' }) }],
+          }),
+          { name: 'TypeError', message },
+        )
+        await assert.rejects(
+          start({
+            use: (a) => [a.imageChartsRateLimits({ store })],
+            routes: [{ path: '/', handle: () => ({ body: 'served' }) }],
+          }),
+          { name: 'TypeError', message },
+        )
+        const app = await start({
+          use: (a) => [a.rateLimit({ limit: 1, windowMs: '1m', store: new MemoryStore() })],
+          routes: [{ path: '/', handle: () => ({ body: 'served' }) }],
+        })
+        assert.deepEqual([(await get(app, '/')).status, (await get(app, '/')).status], [200, 429])
+      })
+
+      it('swallows the rejection of an async onStoreError, served (fail-open) or refused (fail-closed)', async () => {
+        const unhandled: unknown[] = []
+        const onUnhandled = (reason: unknown) => unhandled.push(reason)
+        process.on('unhandledRejection', onUnhandled)
+        try {
+          const reported: unknown[] = []
+          // As when Redis is down and the metrics backend the hook reports to is too.
+          const common = {
+            limit: 1,
+            windowMs: 1000,
+            store: { consume: () => Promise.reject(new Error('The client is offline')), reset: () => {} },
+            onStoreError: async (e: unknown) => {
+              reported.push(e)
+              throw new Error('metrics backend unreachable')
+            },
+          }
+          const app = await start({
+            routes: [
+              { path: '/open', use: (a) => [a.rateLimit(common)], handle: () => ({ body: 'served' }) },
+              {
+                path: '/closed',
+                use: (a) => [a.rateLimit({ ...common, failOpen: false })],
+                handle: () => ({ body: 'served' }),
+              },
+            ],
+          })
+          const served = await get(app, '/open')
+          assert.equal(served.status, 200)
+          assert.equal(served.text, 'served')
+          const refused = await get(app, '/closed')
+          assert.equal(refused.status, 503)
+          assert.equal(refused.headers.get('x-ic-error-code'), 'IC_STORE_UNAVAILABLE')
+          assert.equal((await get(app, '/open')).status, 200, 'the server still answers')
+          assert.equal(reported.length, 3)
+          // An unhandled rejection is reported once the microtasks of the turn have run.
+          await new Promise((resolve) => setTimeout(resolve, 20))
+        } finally {
+          process.off('unhandledRejection', onUnhandled)
+        }
+        assert.deepEqual(unhandled, [], 'no unhandled rejection, which would end the process')
+      })
+
+      it('asks a store of its own again after a stall of the event loop only when it rejects with StoreDeadlineError', async () => {
+        // The first call's answer comes after a stall longer than storeTimeoutMs; the second refuses.
+        const lateStore = (error: Error) => {
+          const deadlines: number[] = []
+          const store: RateLimitStore = {
+            consume: (_key, _cost, _policy, deadlineMs) => {
+              deadlines.push(deadlineMs ?? Number.NaN)
+              if (deadlines.length > 1) return { allowed: false, used: 1, resetMs: 5000 }
+              setImmediate(() => stallLoop(300))
+              return new Promise((_resolve, reject) => setImmediate(() => reject(error)))
+            },
+            reset: () => {},
+          }
+          return { store, deadlines }
+        }
+        const counted = lateStore(new StoreDeadlineError('ran after its deadline: counted nothing'))
+        const failed = lateStore(new Error('no such key space'))
+        const failures: unknown[] = []
+        const common = {
+          limit: 1,
+          windowMs: '1m',
+          storeTimeoutMs: 100,
+          onStoreError: (e: unknown) => failures.push(e),
+        }
+        const app = await start({
+          routes: [
+            {
+              path: '/counted',
+              use: (a) => [a.rateLimit({ ...common, store: counted.store })],
+              handle: () => ({ body: 'served' }),
+            },
+            {
+              path: '/failed',
+              use: (a) => [a.rateLimit({ ...common, store: failed.store })],
+              handle: () => ({ body: 'served' }),
+            },
+          ],
+        })
+        const refused = await get(app, '/counted')
+        assert.equal(refused.status, 429, 'the answer of the second call applies')
+        assert.equal(counted.deadlines.length, 2)
+        assert.ok(
+          (counted.deadlines[1] as number) >= (counted.deadlines[0] as number) + 200,
+          `a fresh deadline: ${counted.deadlines.join(', ')}`,
+        )
+        assert.deepEqual(failures, [])
+        const served = await get(app, '/failed')
+        assert.equal(served.status, 200, 'fail-open')
+        assert.equal(failed.deadlines.length, 1, 'another error may have counted: not asked again')
+        assert.deepEqual(
+          failures.map((e) => (e as Error).message),
+          ['no such key space'],
+        )
+      })
+
       it('refuses with 503 IC_STORE_UNAVAILABLE when the store hangs (fail-closed)', async () => {
         const hanging: RateLimitStore = { consume: () => new Promise(() => {}), reset: () => {} }
         const app = await start({
@@ -338,6 +526,55 @@ for (const framework of frameworks) {
         // Refused by the unsigned quota, so the per-IP policy neither counted nor reported it.
         assert.equal(refused.headers.get('ratelimit-policy'), '"ic-unsigned";q=10;w=60')
         assert.equal((await get(app, '/chart?cht=p&icac=acme&ichm=abc')).status, 200, 'signed requests go on')
+      })
+
+      it('imageChartsRateLimits() waits for its store once per request: one deadline for both policies, one report', async () => {
+        const calls: { key: string; deadlineMs: number | undefined }[] = []
+        let answer: 'slow' | 'hang' | 'reject' = 'slow'
+        const store: RateLimitStore = {
+          consume: (key, _cost, _policy, deadlineMs) => {
+            calls.push({ key, deadlineMs })
+            if (answer === 'reject') return Promise.reject(new Error('The client is offline'))
+            if (answer === 'hang') return new Promise(() => {})
+            return new Promise((resolve) =>
+              setTimeout(() => resolve({ allowed: true, used: 1, resetMs: 5000 }), 20),
+            )
+          },
+          reset: () => {},
+        }
+        const failures: Error[] = []
+        const app = await start({
+          use: (a) => [
+            a.imageChartsRateLimits({
+              store,
+              storeTimeoutMs: 200,
+              onStoreError: (e) => failures.push(e as Error),
+            }),
+          ],
+          routes: [{ path: '/chart', handle: () => ({ body: 'chart' }) }],
+        })
+        const counted = await get(app, '/chart?cht=p')
+        assert.equal(counted.status, 200)
+        assert.equal(counted.headers.get('ratelimit'), '"ic-unsigned";r=9;t=5, "ic-per-ip";r=89;t=5')
+        assert.deepEqual(
+          calls.map((c) => c.key),
+          ['ic-unsigned:ip:127.0.0.1', 'ic-per-ip:ip:127.0.0.1'],
+        )
+        assert.equal(calls[1]?.deadlineMs, calls[0]?.deadlineMs, 'the second policy gets what is left')
+        for (const failing of ['hang', 'reject'] as const) {
+          answer = failing
+          calls.length = 0
+          failures.length = 0
+          const served = await get(app, '/chart?cht=p')
+          assert.equal(served.status, 200, `${failing}: served, fail-open`)
+          assert.equal(served.headers.get('ratelimit'), null)
+          assert.equal(calls.length, 1, `${failing}: the second policy does not ask the failed store again`)
+          assert.deepEqual(
+            failures.map((e) => e.name),
+            [failing === 'hang' ? 'StoreTimeoutError' : 'Error'],
+            `${failing}: reported once`,
+          )
+        }
       })
 
       it('warns once per imageChartsRateLimits() call of a misconfiguration, not once per policy', async () => {

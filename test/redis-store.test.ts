@@ -73,6 +73,51 @@ async function get(app: RunningApp, path: string) {
   }
 }
 
+/**
+ * Blocks the event loop for `ms`, as a GC pause or synchronous work in another request does:
+ * the thread sleeps in Atomics.wait() rather than spinning, so as not to load a shared machine.
+ */
+function stallLoop(ms: number): void {
+  const cell = new Int32Array(new SharedArrayBuffer(4))
+  const until = performance.now() + ms
+  for (let left = ms; left > 0; left = until - performance.now()) Atomics.wait(cell, 0, 0, left)
+}
+
+type Written = 'before' | 'after'
+
+/**
+ * `send` with a stall of the event loop after the next command: the command is written before
+ * the stall, as ioredis and node-redis (in an immediate queued first) write it, or after it,
+ * as node-redis does when the stall was queued first.
+ */
+function stalling(send: SendCommand) {
+  let next: { ms: number; written: Written } | undefined
+  let sent = 0
+  const sendCommand: SendCommand = (args) => {
+    sent++
+    const stall = next
+    next = undefined
+    if (stall === undefined) return send(args)
+    if (stall.written === 'before') {
+      const reply = send(args)
+      setImmediate(() => stallLoop(stall.ms))
+      return reply
+    }
+    setImmediate(() => stallLoop(stall.ms))
+    return new Promise((resolve) => setImmediate(resolve)).then(() => send(args))
+  }
+  return {
+    sendCommand,
+    stallAfterNext(ms: number, written: Written) {
+      next = { ms, written }
+      sent = 0
+    },
+    get sent() {
+      return sent
+    },
+  }
+}
+
 let redis: RedisServer
 before(async () => {
   redis = await RedisServer.start()
@@ -279,6 +324,207 @@ for (const kind of ['redis', 'ioredis'] as const) {
       assert.equal(after.status, 200)
       assert.match(after.res.headers.get('ratelimit') ?? '', /^"10-in-10s";r=8;t=(9|10)$/)
     })
+
+    // The stall is well past the timeout (the timer then runs about 300 ms late), and the
+    // timeout long enough for a loaded machine's Redis to answer the command sent again.
+    const lag = { storeTimeoutMs: 400, stallMs: 700 }
+
+    for (const written of ['before', 'after'] as const) {
+      it(`refuses a blocked client when the event loop stalls past storeTimeoutMs, the command written ${written} the stall`, async () => {
+        const c = await client()
+        const send = stalling(c.sendCommand)
+        const policy = { limit: 1, windowMs: 60_000, blockMs: 3_600_000 }
+        for (const framework of frameworks) {
+          const store = new RedisStore({
+            sendCommand: send.sendCommand,
+            prefix: `${kind}:lag-${written}:${framework}:`,
+          })
+          // Blocked beforehand, without a timeout in the way (this also teaches the store Redis's clock).
+          for (let i = 0; i < 2; i++) await store.consume('blocked:ip:127.0.0.1', 1, policy)
+          const failures: Error[] = []
+          const app = await startApp(framework, {
+            use: (a) => [
+              a.rateLimit({
+                limit: 1,
+                windowMs: '1m',
+                blockMs: '1h',
+                name: 'blocked',
+                store,
+                storeTimeoutMs: lag.storeTimeoutMs,
+                onStoreError: (e) => failures.push(e as Error),
+              }),
+            ],
+            routes: [{ path: '/', handle: () => ({ body: 'served' }) }],
+          })
+          open.push(app)
+          send.stallAfterNext(lag.stallMs, written)
+          const stalled = await get(app, '/')
+          assert.equal(stalled.status, 429, `${framework}: Redis refused it, the loop stalled`)
+          assert.equal(stalled.code, 'IC_RATE_LIMITED')
+          assert.deepEqual(
+            failures.map((e) => e.name),
+            [],
+            `${framework}: a healthy Redis is not reported`,
+          )
+          assert.equal(
+            send.sent,
+            written === 'before' ? 1 : 2,
+            'sent again only when it ran past its deadline',
+          )
+        }
+      })
+    }
+
+    it('counts a request once when the event loop stalls past storeTimeoutMs, its command written before or after', async () => {
+      const c = await client()
+      const send = stalling(c.sendCommand)
+      for (const written of ['before', 'after'] as const) {
+        const prefix = `${kind}:lag-once-${written}:`
+        const store = new RedisStore({ sendCommand: send.sendCommand, prefix })
+        await store.consume('other', 1, { limit: 1, windowMs: 1000, blockMs: 0 })
+        const failures: Error[] = []
+        const app = await startApp('express5', {
+          use: (a) => [
+            a.rateLimit({
+              limit: 2,
+              windowMs: '1m',
+              blockMs: '1h',
+              store,
+              storeTimeoutMs: lag.storeTimeoutMs,
+              onStoreError: (e) => failures.push(e as Error),
+            }),
+          ],
+          routes: [{ path: '/', handle: () => ({ body: 'served' }) }],
+        })
+        open.push(app)
+        send.stallAfterNext(lag.stallMs, written)
+        const stalled = await get(app, '/')
+        assert.equal(stalled.status, 200)
+        assert.match(stalled.res.headers.get('ratelimit') ?? '', /^"2-in-60s";r=1;t=/, `${written}: counted`)
+        assert.deepEqual(failures, [])
+        assert.equal(await c.sendCommand(['GET', `${prefix}2-in-60s:ip:127.0.0.1`]), '1', `${written}: once`)
+        assert.equal((await get(app, '/')).status, 200)
+        assert.equal((await get(app, '/')).status, 429)
+      }
+    })
+
+    it('gives a stalled Redis one more storeTimeoutMs after a stall of the event loop, then serves and reports once', async () => {
+      const c = await client()
+      const send = stalling(c.sendCommand)
+      const prefix = `${kind}:lag-down:`
+      const store = new RedisStore({ sendCommand: send.sendCommand, prefix })
+      await store.consume('other', 1, { limit: 1, windowMs: 1000, blockMs: 0 })
+      const failures: Error[] = []
+      const app = await startApp('koa3', {
+        use: (a) => [
+          a.rateLimit({
+            limit: 2,
+            windowMs: '1m',
+            store,
+            storeTimeoutMs: lag.storeTimeoutMs,
+            onStoreError: (e) => failures.push(e as Error),
+          }),
+        ],
+        routes: [{ path: '/', handle: () => ({ body: 'served' }) }],
+      })
+      open.push(app)
+      redis.pause()
+      let served: Awaited<ReturnType<typeof get>>
+      try {
+        send.stallAfterNext(lag.stallMs, 'before')
+        served = await get(app, '/')
+      } finally {
+        redis.resume()
+      }
+      assert.equal(served.status, 200, 'served, fail-open')
+      assert.equal(served.res.headers.get('ratelimit'), null)
+      assert.deepEqual(
+        failures.map((e) => e.message),
+        [
+          `The rate-limit store did not answer within ${lag.storeTimeoutMs} ms, nor within ${lag.storeTimeoutMs} ms more after the event loop stalled`,
+        ],
+      )
+      assert.equal(send.sent, 1, 'not sent again: its answer never came')
+      assert.ok(served.ms < 10_000, `answered in ${served.ms} ms`)
+      // The command runs now, past its deadline: it counts nothing.
+      await c.sendCommand(['PING'])
+      assert.equal(await c.sendCommand(['EXISTS', `${prefix}2-in-60s:ip:127.0.0.1`]), 0)
+    })
+
+    it('imageChartsRateLimits() waits storeTimeoutMs once per request while Redis stalls, and reports once', async () => {
+      // The offline queue on, as by default: commands wait in the client, and the limiter times out.
+      const c = await client(true)
+      let sent = 0
+      const store = new RedisStore({
+        sendCommand: (args) => {
+          sent++
+          return c.sendCommand(args)
+        },
+        prefix: `${kind}:ic-stalled:`,
+      })
+      const failures: Error[] = []
+      const app = await startApp('express5', {
+        use: (a) => [
+          a.imageChartsRateLimits({
+            store,
+            storeTimeoutMs: 200,
+            onStoreError: (e) => failures.push(e as Error),
+          }),
+        ],
+        routes: [{ path: '/chart', handle: () => ({ body: 'chart' }) }],
+      })
+      open.push(app)
+      assert.equal((await get(app, '/chart?cht=p')).status, 200)
+      assert.equal(sent, 2, 'both policies counted')
+      redis.pause()
+      const statuses: number[] = []
+      try {
+        sent = 0
+        for (let i = 0; i < 3; i++) statuses.push((await get(app, '/chart?cht=p')).status)
+      } finally {
+        redis.resume()
+      }
+      assert.deepEqual(statuses, [200, 200, 200], 'served, fail-open')
+      assert.equal(sent, 3, 'one command per request: the per-IP policy does not wait again')
+      assert.deepEqual(
+        failures.map((e) => e.name),
+        ['StoreTimeoutError', 'StoreTimeoutError', 'StoreTimeoutError'],
+        'one report per request',
+      )
+    })
+
+    for (const written of ['before', 'after'] as const) {
+      it(`imageChartsRateLimits() counts both policies after a stall of the event loop, the command written ${written} it`, async () => {
+        const c = await client()
+        const send = stalling(c.sendCommand)
+        const prefix = `${kind}:ic-lag-${written}:`
+        const store = new RedisStore({ sendCommand: send.sendCommand, prefix })
+        await store.consume('other', 1, { limit: 1, windowMs: 1000, blockMs: 0 })
+        const failures: Error[] = []
+        const app = await startApp('koa3', {
+          use: (a) => [
+            a.imageChartsRateLimits({
+              store,
+              storeTimeoutMs: lag.storeTimeoutMs,
+              onStoreError: (e) => failures.push(e as Error),
+            }),
+          ],
+          routes: [{ path: '/chart', handle: () => ({ body: 'chart' }) }],
+        })
+        open.push(app)
+        send.stallAfterNext(lag.stallMs, written)
+        const stalled = await get(app, '/chart?cht=p')
+        assert.equal(stalled.status, 200)
+        assert.match(
+          stalled.res.headers.get('ratelimit') ?? '',
+          /^"ic-unsigned";r=9;t=60, "ic-per-ip";r=89;t=(9|10)$/,
+          'both policies counted, the second within the window the stall gave',
+        )
+        assert.deepEqual(failures, [])
+        assert.equal(await c.sendCommand(['GET', `${prefix}ic-unsigned:ip:127.0.0.1`]), '1')
+        assert.equal(await c.sendCommand(['GET', `${prefix}ic-per-ip:ip:127.0.0.1`]), '1')
+      })
+    }
 
     it('is atomic: 100 concurrent requests on one key allow exactly the limit', async () => {
       const c = await client()

@@ -54,6 +54,12 @@ export function loadProtectionTypeChecks(): void {
   koa.fromGuard(() => undefined, 'plain').resetKey('k')
   // @ts-expect-error a key is a string (or undefined), also when awaited
   express.rateLimit({ limit: 90, windowMs: '10s', key: async () => 42 })
+  // onStoreError may be async (its rejection is swallowed), and a plain hook may return anything.
+  const failures: unknown[] = []
+  koa.imageChartsRateLimits({ onStoreError: async (e) => void (await Promise.resolve(failures.push(e))) })
+  express.rateLimit({ limit: 90, windowMs: '10s', onStoreError: (e, req) => failures.push(e, req.url) })
+  // @ts-expect-error onStoreError gets the error and the request
+  express.rateLimit({ limit: 90, windowMs: '10s', onStoreError: (_e: unknown, req: string) => req })
   // @ts-expect-error trustProxy never accepts true (every client could pick its key)
   express.rateLimit({ limit: 90, windowMs: '10s', trustProxy: true })
   // @ts-expect-error sendCommand takes the command as one array

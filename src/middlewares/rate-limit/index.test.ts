@@ -703,6 +703,14 @@ describe('rateLimitGuard(options)', () => {
     assert.equal(run(guard, '/chart').err, undefined)
   })
 
+  it('throws a TypeError naming `store` for a store without reset(), in both limiters', () => {
+    const store = { consume: () => ({ allowed: true, used: 1, resetMs: 1 }) } as never
+    const message =
+      /^Expected `store` to be a rate-limit store \(an object with consume\(key, cost, policy, deadlineMs\) and reset\(key\).*rate-limiter-flexible's stores have another interface and do not fit\), got an object without reset\(\)$/
+    assert.throws(() => rateLimitGuard({ limit: 1, windowMs: 1000, store }), { name: 'TypeError', message })
+    assert.throws(() => imageChartsRateLimitsGuard({ store }), { name: 'TypeError', message })
+  })
+
   const base = { limit: 1, windowMs: 1000 }
   for (const [options, message] of [
     [{ windowMs: 1000 }, /^Expected `limit` to be an integer from 0/],
@@ -725,6 +733,7 @@ describe('rateLimitGuard(options)', () => {
     [{ ...base, failOpen: 'yes' }, /^Expected `failOpen` to be a boolean/],
     [{ ...base, headers: 1 }, /^Expected `headers` to be a boolean/],
     [{ ...base, store: {} }, /^Expected `store` to be a rate-limit store/],
+    [{ ...base, store: 'redis' }, /^Expected `store` to be a rate-limit store .*, got "redis"$/],
     [{ ...base, name: 'new\nline' }, /^Expected `name` to be 1 to 64 printable ASCII/],
     [{ ...base, name: '' }, /^Expected `name`/],
     [null, /^Expected the options of `rateLimit` to be an object, got null/],

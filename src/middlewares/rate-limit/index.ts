@@ -9,6 +9,7 @@ import { isBlockedAddress } from '../backend-fetch/address.ts'
 import { clientAddress, ipKey, readTrustProxy, type TrustProxy } from './client-key.ts'
 import { policyItem, readPolicyName, setRateLimitHeaders, sfString } from './headers.ts'
 import { MemoryStore } from './memory-store.ts'
+import { StoreDeadlineError } from './redis-store.ts'
 import type { ConsumeResult, RateLimitPolicy, RateLimitStore } from './store.ts'
 
 export { ipKey, type TrustProxy } from './client-key.ts'
@@ -53,10 +54,10 @@ export interface RateLimitOptions {
   /** What requests are counted under. @default 'ip' */
   readonly key?: RateLimitKey
   /**
-   * Which proxies may be believed about the client address (for `'ip'` keys). The core sees
-   * only the node request, so Express's `trust proxy` and Koa's `app.proxy` are not read:
-   * set the same number of hops here. Never trust `X-Forwarded-For` without a proxy that
-   * overwrites it.
+   * Which proxies may be believed about the client address (for `'ip'` keys, and `'account'`
+   * requests without `icac`). The core sees only the node request, so Express's `trust proxy`
+   * and Koa's `app.proxy` are not read: set the same number of hops here. Never trust
+   * `X-Forwarded-For` without a proxy that overwrites it.
    * @default false (the socket's peer address)
    */
   readonly trustProxy?: TrustProxy
@@ -64,18 +65,30 @@ export interface RateLimitOptions {
   readonly ipv6Subnet?: number
   /** Once refused, a key stays refused this long (or to its window's end, if later); at most 366 days. @default 0 */
   readonly blockMs?: number | string
-  /** Where counters live. @default a new MemoryStore() per limiter */
+  /**
+   * Where counters live: an object with `consume` and `reset` (see {@link RateLimitStore}),
+   * checked at construction.
+   * @default a new MemoryStore() per limiter
+   */
   readonly store?: RateLimitStore
   /** When the store fails or is slower than `storeTimeoutMs`: serve the request (true) or refuse with 503 `IC_STORE_UNAVAILABLE` (false). @default true */
   readonly failOpen?: boolean
-  /** Longest wait for the store before it counts as failed. @default 200 */
+  /**
+   * Longest wait for the store before it counts as failed. Event-loop lag counts against it;
+   * a timer a stall made fire late gives the store this much more, once per request (a
+   * `StoreDeadlineError` then is asked again, with the new deadline).
+   * @default 200
+   */
   readonly storeTimeoutMs?: number | string
   /**
    * Told about every store failure (errors and timeouts), whether the request was then
-   * served or refused. Errors it throws are swallowed.
+   * served or refused. It may be `async`: nothing waits for its promise. Errors it throws, and
+   * the rejection of the promise it returns, are swallowed.
    * @default prints a warning, at most once every 10 s
    */
-  readonly onStoreError?: (error: unknown, req: IncomingMessage) => void
+  readonly onStoreError?:
+    | ((error: unknown, req: IncomingMessage) => void)
+    | ((error: unknown, req: IncomingMessage) => PromiseLike<void>)
   /** Skips the limit (no count, no headers) for requests it returns true (or a promise of true) for. */
   readonly skip?: (req: IncomingMessage) => boolean | PromiseLike<boolean>
   /**
@@ -197,19 +210,22 @@ export function rateLimitGuard(options: Readonly<RateLimitOptions>): RateLimitGu
 }
 
 /**
- * The misconfiguration warnings several limiters made together print once between them, naming
- * what the app called (`imageChartsRateLimits()`), not each policy.
+ * What several limiters made together (`imageChartsRateLimits()`) share: misconfiguration
+ * warnings, printed once between them and naming what the app called, not each policy; and
+ * each request's wait for their one store, so that it waits `storeTimeoutMs` at most and a
+ * store failure is reported once.
  */
-interface SharedWarnings {
+interface Shared {
   readonly owner: string
   readonly warned: Set<string>
+  /** The wait of a request whose store call an earlier limiter awaited. */
+  readonly waits: WeakMap<IncomingMessage, StoreWait>
+  /** Requests an earlier limiter's store call failed for (and, failing open, served). */
+  readonly failed: WeakSet<IncomingMessage>
 }
 
-/** {@link rateLimitGuard}, its warnings shared with other limiters when `shared` is given. */
-function limiterGuard(
-  options: Readonly<RateLimitOptions>,
-  shared: SharedWarnings | undefined,
-): RateLimitGuard {
+/** {@link rateLimitGuard}, sharing warnings and store waits with other limiters when `shared` is given. */
+function limiterGuard(options: Readonly<RateLimitOptions>, shared: Shared | undefined): RateLimitGuard {
   knownOptions(options, RATE_LIMIT_OPTIONS, 'rateLimit')
   const limit = numberOption('limit', options.limit, { min: 0, max: 1e12, integer: true })
   const windowMs = durationMs('windowMs', options.windowMs, { max: WINDOW_MAX_MS })
@@ -231,8 +247,7 @@ function limiterGuard(
     throw new TypeError(`Expected \`headers\` to be a boolean, got ${showValue(options.headers)}`)
   const headers = options.headers ?? true
   const store = options.store ?? new MemoryStore()
-  if (typeof store !== 'object' || store === null || typeof store.consume !== 'function')
-    throw new TypeError('Expected `store` to be a rate-limit store (an object with `consume`)')
+  checkStore(store)
   const name = readPolicyName(options.name ?? defaultPolicyName(limit, windowMs))
   const quotedName = sfString(name)
   const policyHeader = policyItem(name, limit, windowMs)
@@ -290,9 +305,10 @@ function limiterGuard(
     if (key === 'ip') return prefix + ipOf(req)
     if (key === 'account') {
       const account = parseQuery(req).values.get('icac')
-      return account === undefined || account === ''
-        ? prefix + ipOf(req)
-        : hashedKey(`${prefix}account:${account}`)
+      if (account !== undefined && account !== '') return hashedKey(`${prefix}account:${account}`)
+      if (trust === false && req.headers['x-forwarded-for'] !== undefined)
+        warnUntrustedProxy(req.socket?.remoteAddress)
+      return prefix + ipOf(req)
     }
     const custom = key(req)
     return isThenable(custom) ? custom : customKey(custom)
@@ -345,33 +361,16 @@ function limiterGuard(
   }
 
   function storeFailed(error: unknown, req: IncomingMessage): undefined {
+    shared?.failed.add(req)
     try {
-      onStoreError(error, req)
+      const returned: unknown = onStoreError(error, req)
+      // An async hook's rejection would otherwise be unhandled, which ends the process.
+      if (isThenable(returned)) Promise.resolve(returned).catch(() => {})
     } catch {
       // A failing hook must not turn a served request into a 500.
     }
     if (failOpen) return undefined
     throw icError('IC_STORE_UNAVAILABLE', { cause: error, stack: false })
-  }
-
-  function withTimeout(pending: Promise<ConsumeResult>): Promise<ConsumeResult> {
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(
-        () =>
-          reject(new StoreTimeoutError(`The rate-limit store did not answer within ${storeTimeoutMs} ms`)),
-        storeTimeoutMs,
-      )
-      pending.then(
-        (value) => {
-          clearTimeout(timer)
-          resolve(value)
-        },
-        (error: unknown) => {
-          clearTimeout(timer)
-          reject(error)
-        },
-      )
-    })
   }
 
   // The responses this limiter counted: one a request meets twice (mounted app-wide and on its
@@ -407,16 +406,29 @@ function limiterGuard(
   ): undefined | Promise<undefined> {
     if (units > limit) refuseTooCostly(units)
     counted.add(res)
-    let out: ConsumeResult | Promise<ConsumeResult>
+    // The store failed for an earlier limiter of this request, which served it (failing closed,
+    // it refused it): asked again, the store would make the request wait, and be reported, twice.
+    if (shared?.failed.has(req)) return undefined
+    const earlier = shared?.waits.get(req)
+    const dueMs = earlier?.dueMs ?? Date.now() + storeTimeoutMs
+    if (earlier !== undefined && dueMs <= Date.now())
+      return storeFailed(
+        new StoreTimeoutError(
+          `The rate-limit store was not asked: the request's ${storeTimeoutMs} ms went to the policies before "${name}"`,
+        ),
+        req,
+      )
+    let out: ConsumeResult | PromiseLike<ConsumeResult>
     try {
-      out = store.consume(storeKey, units, policy, Date.now() + storeTimeoutMs)
+      out = store.consume(storeKey, units, policy, dueMs)
     } catch (error) {
       return storeFailed(error, req)
     }
-    if (typeof (out as Promise<ConsumeResult>)?.then !== 'function') {
-      return apply(req, res, out as ConsumeResult)
-    }
-    return withTimeout(out as Promise<ConsumeResult>).then(
+    if (!isThenable(out)) return apply(req, res, out)
+    const wait: StoreWait = earlier ?? { dueMs, timeoutMs: storeTimeoutMs, stalled: false }
+    if (earlier === undefined) shared?.waits.set(req, wait)
+    const ask = (deadlineMs: number) => store.consume(storeKey, units, policy, deadlineMs)
+    return waitForStore(out, wait, ask).then(
       (result) => apply(req, res, result),
       (error: unknown) => storeFailed(error, req),
     )
@@ -449,8 +461,6 @@ function limiterGuard(
 
   async function resetKey(keyOrAddress: string): Promise<void> {
     const keys = storeKeysOf(keyOrAddress)
-    if (typeof store.reset !== 'function')
-      throw new TypeError('Expected `store` to have a reset(key) method, which resetKey() calls')
     await Promise.all(keys.map((storeKey) => store.reset(storeKey)))
   }
 
@@ -534,6 +544,8 @@ const IMAGE_CHARTS_RATE_LIMITS_OPTIONS = [
  * in neither; one refused by `ic-per-ip` has used its unsigned unit (two keys: no atomic
  * count across both). Mount it before the signature check, so that forged signatures count
  * per IP too: they skip the unsigned quota, but the signature check then refuses them.
+ * Both policies share one `storeTimeoutMs` per request; once the store failed for the first,
+ * the second does not ask it, and the failure is reported once.
  *
  * `resetKey(address)` forgets a client's counts and blocks in both policies.
  *
@@ -556,7 +568,12 @@ export function imageChartsRateLimitsGuard(
     blockMs: 60_000,
   }
   // Both policies see the same requests: a misconfiguration is told once, not once per policy.
-  const warnings: SharedWarnings = { owner: 'imageChartsRateLimits()', warned: new Set() }
+  const together: Shared = {
+    owner: 'imageChartsRateLimits()',
+    warned: new Set(),
+    waits: new WeakMap(),
+    failed: new WeakSet(),
+  }
   const limiters = [
     limiterGuard(
       {
@@ -569,9 +586,9 @@ export function imageChartsRateLimitsGuard(
           return values.has('icac') && values.has('ichm')
         },
       },
-      warnings,
+      together,
     ),
-    limiterGuard({ ...shared, name: 'ic-per-ip', limit: 90, windowMs: 10_000 }, warnings),
+    limiterGuard({ ...shared, name: 'ic-per-ip', limit: 90, windowMs: 10_000 }, together),
   ]
   // The unsigned quota first: it refuses far more often, and what it refuses then counts in neither policy.
   return Object.assign(chainGuards(limiters), {
@@ -579,6 +596,131 @@ export function imageChartsRateLimitsGuard(
       await Promise.all(limiters.map((limiter) => limiter.resetKey(address)))
     },
   })
+}
+
+/** How long a request still waits for its store: one deadline, and one more window after a stall. */
+interface StoreWait {
+  /** Unix ms: when the limiter stops waiting (the deadline each store call carries). */
+  dueMs: number
+  readonly timeoutMs: number
+  /** Whether the one more window that a stall of the event loop grants was given. */
+  stalled: boolean
+}
+
+/**
+ * Waits for `first` until `wait.dueMs`, then rejects with a `StoreTimeoutError`. Two things
+ * keep a stall of the event loop (GC, synchronous work of another request) from being taken
+ * for a slow store:
+ * - the rejection waits one turn of the loop: timers run before the poll phase that reads
+ *   sockets, so a reply received during the stall is read first, and wins;
+ * - a timer the loop ran late by a stall gives the store `timeoutMs` more, once per request.
+ *   A command the client wrote only after the stall carried a deadline already past: a
+ *   `StoreDeadlineError` says it counted nothing, so it is sent once more with the new
+ *   deadline, and cannot count twice. Any other answer of the first call is waited for.
+ */
+function waitForStore(
+  first: PromiseLike<ConsumeResult>,
+  wait: StoreWait,
+  ask: (deadlineMs: number) => ConsumeResult | PromiseLike<ConsumeResult>,
+): Promise<ConsumeResult> {
+  // Late by less is the jitter of a busy loop; a retry then would double the wait of every
+  // request while a loaded server's store is down.
+  const stallMs = Math.max(20, wait.timeoutMs / 10)
+  return new Promise((resolve, reject) => {
+    let settled = false
+    let granted = false
+    let resent = false
+    let timer: ReturnType<typeof setTimeout> | undefined
+    // On the monotonic clock: a stepped wall clock is no stall.
+    let firesAt = 0
+    const finish = (settle: () => void) => {
+      if (settled) return
+      settled = true
+      clearTimeout(timer)
+      settle()
+    }
+    const overdue = () => performance.now() - firesAt > stallMs
+    const arm = () => {
+      const delayMs = Math.max(0, wait.dueMs - Date.now())
+      firesAt = performance.now() + delayMs
+      const armed = setTimeout(() => {
+        // Granted at once, even if the answer is read in the turn below: a later limiter of
+        // the same request (imageChartsRateLimits()) then waits within the new deadline.
+        const extend = overdue() && !wait.stalled
+        if (extend) grant()
+        setImmediate(() => {
+          // A deadline error read in between may have armed the timer anew.
+          if (settled || timer !== armed) return
+          if (extend) {
+            arm()
+            return
+          }
+          const more = wait.stalled
+            ? `, nor within ${wait.timeoutMs} ms more after the event loop stalled`
+            : ''
+          finish(() =>
+            reject(
+              new StoreTimeoutError(`The rate-limit store did not answer within ${wait.timeoutMs} ms${more}`),
+            ),
+          )
+        })
+      }, delayMs)
+      timer = armed
+    }
+    const grant = () => {
+      wait.stalled = true
+      granted = true
+      wait.dueMs = Date.now() + wait.timeoutMs
+    }
+    const listen = (pending: PromiseLike<ConsumeResult>) => {
+      Promise.resolve(pending).then(
+        (result) => finish(() => resolve(result)),
+        (error: unknown) => {
+          if (settled) return
+          // The deadline error of a command written after a stall can be read before the late timer runs.
+          if (!granted && error instanceof StoreDeadlineError && !wait.stalled && overdue()) {
+            grant()
+            clearTimeout(timer)
+            arm()
+          }
+          if (!(error instanceof StoreDeadlineError) || resent || !granted) {
+            finish(() => reject(error))
+            return
+          }
+          resent = true
+          let second: ConsumeResult | PromiseLike<ConsumeResult>
+          try {
+            second = ask(wait.dueMs)
+          } catch (askError) {
+            finish(() => reject(askError))
+            return
+          }
+          if (isThenable(second)) listen(second)
+          else finish(() => resolve(second))
+        },
+      )
+    }
+    arm()
+    listen(first)
+  })
+}
+
+// Both methods are checked here: a store of another interface would otherwise be accepted and
+// then fail open on every request, so that nothing is ever limited.
+function checkStore(store: unknown): asserts store is RateLimitStore {
+  let got = showValue(store)
+  if (typeof store === 'object' && store !== null) {
+    const missing = (['consume', 'reset'] as const).filter(
+      (method) => typeof (store as Record<string, unknown>)[method] !== 'function',
+    )
+    if (missing.length === 0) return
+    const proto: unknown = Object.getPrototypeOf(store)
+    const kind = proto === Object.prototype || proto === null ? 'an object' : got
+    got = `${kind} without ${missing.map((method) => `${method}()`).join(' or ')}`
+  }
+  throw new TypeError(
+    `Expected \`store\` to be a rate-limit store (an object with consume(key, cost, policy, deadlineMs) and reset(key), as MemoryStore and RedisStore; express-rate-limit's and rate-limiter-flexible's stores have another interface and do not fit), got ${got}`,
+  )
 }
 
 /** Whether the connection came in on a Unix-socket listener, whose address is a path, not a host and port. */

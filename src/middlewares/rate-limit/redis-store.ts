@@ -68,7 +68,8 @@ const SHA = createHash('sha1').update(SCRIPT).digest('hex')
 /**
  * What `RedisStore` rejects with when Redis ran the command after the limiter's deadline
  * (Redis stalled): nothing was counted. `onStoreError` hears of it only when the limiter was
- * still waiting.
+ * still waiting. A store of your own may reject with it too, when it counted nothing: after a
+ * stall of the event loop the limiter then asks once more, with a new deadline.
  *
  * @example
  * const late = (e: unknown) => e instanceof StoreDeadlineError

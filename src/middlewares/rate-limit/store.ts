@@ -42,7 +42,8 @@ export interface RateLimitStore {
   /**
    * Counts one request. `deadlineMs` (Unix time in ms) is when the limiter stops waiting and
    * serves or refuses without the answer: a store that can should count nothing it receives
-   * later (a stalled server catching up), as `RedisStore` does.
+   * later (a stalled server catching up), as `RedisStore` does, and reject with a
+   * `StoreDeadlineError`, which the limiter may ask again after a stall of its event loop.
    */
   consume(
     key: string,
