@@ -12,7 +12,11 @@ import {
   createRetryPolicy,
   fetchWithRetry,
   icError,
+  imageChartsRateLimitsGuard,
   loadSheddingGuard,
+  MemoryStore,
+  RedisStore,
+  rateLimitGuard,
   signatureGuard,
 } from './index.ts'
 
@@ -57,6 +61,36 @@ const cases: readonly (readonly [string, string, () => unknown])[] = [
   ],
   ['icError', 'stack', () => icError('IC_NOT_FOUND', { stack: null as never })],
   ['deadline', 'timeoutMs', () => createDeadline({ timeoutMs: null as never }, fail)],
+  ...[
+    'storeTimeoutMs',
+    'ipv6Subnet',
+    'key',
+    'failOpen',
+    'headers',
+    'store',
+    'name',
+    'trustProxy',
+    'cost',
+    'skip',
+    'onStoreError',
+    'blockMs',
+  ].map(
+    (option) =>
+      [
+        'rateLimit',
+        option,
+        () => rateLimitGuard({ limit: 10, windowMs: 1000, ...withNull(option) }),
+      ] as const,
+  ),
+  ...['store', 'storeTimeoutMs', 'failOpen', 'onStoreError'].map(
+    (option) =>
+      ['imageChartsRateLimits', option, () => imageChartsRateLimitsGuard(withNull(option))] as const,
+  ),
+  ...['maxKeys', 'now'].map(
+    (option) => ['MemoryStore', option, () => new MemoryStore(withNull(option))] as const,
+  ),
+  ['RedisStore', 'prefix', () => new RedisStore({ sendCommand: async () => 0, prefix: null as never })],
+  ['RedisStore', 'sendCommand', () => new RedisStore({ sendCommand: null as never })],
 ]
 
 describe('null for an option', () => {

@@ -66,7 +66,7 @@ describe('numberOption(name, value, range) and functionOption(name, value)', () 
     )
     assert.throws(
       () => functionOption('cost', 'area'),
-      /^TypeError: Expected `cost` to be a function, got string/,
+      /^TypeError: Expected `cost` to be a function, got "area"/,
     )
   })
 })

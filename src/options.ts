@@ -68,7 +68,7 @@ export function numberOption(
  */
 export function functionOption<T>(name: string, value: T | undefined): T | undefined {
   if (value !== undefined && typeof value !== 'function') {
-    throw new TypeError(`Expected \`${name}\` to be a function, got ${typeof value}`)
+    throw new TypeError(`Expected \`${name}\` to be a function, got ${showValue(value)}`)
   }
   return value
 }

@@ -352,7 +352,7 @@ describe('createLoadSampler(options)', () => {
     ],
     [{ maxHeapUsedBytes: 0 }, /^Expected `maxHeapUsedBytes`/],
     [{ maxRssBytes: '1GB' }, /^Expected `maxRssBytes`/],
-    [{ source: 42 }, /^Expected `source` to be a function, got number/],
+    [{ source: 42 }, /^Expected `source` to be a function, got 42/],
     [null, /^Expected the options of `createLoadSampler` to be an object, got null/],
   ] as const) {
     it(`throws a TypeError for ${inspect(options)}`, () => {

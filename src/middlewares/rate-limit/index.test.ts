@@ -724,7 +724,7 @@ describe('rateLimitGuard(options)', () => {
     [{ ...base, windowMs: '367d' }, /^Expected `windowMs` to be a duration of 1 ms to 31622400000 ms/],
     [{ ...base, blockMs: '367d' }, /^Expected `blockMs` to be a duration of 0 ms to 31622400000 ms/],
     [{ ...base, storeTimeoutMs: 0 }, /^Expected `storeTimeoutMs`/],
-    [{ ...base, cost: 3 }, /^Expected `cost` to be a function, got number/],
+    [{ ...base, cost: 3 }, /^Expected `cost` to be a function, got 3/],
     [{ ...base, skip: true }, /^Expected `skip` to be a function/],
     [{ ...base, onStoreError: 'log' }, /^Expected `onStoreError` to be a function/],
     [{ ...base, key: 'cookie' }, /^Expected `key` to be 'ip', 'account' or a function/],

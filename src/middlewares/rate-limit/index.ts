@@ -231,24 +231,32 @@ function limiterGuard(options: Readonly<RateLimitOptions>, shared: Shared | unde
   const windowMs = durationMs('windowMs', options.windowMs, { max: WINDOW_MAX_MS })
   const blockMs =
     options.blockMs === undefined ? 0 : durationMs('blockMs', options.blockMs, { min: 0, max: WINDOW_MAX_MS })
-  const storeTimeoutMs = durationMs('storeTimeoutMs', options.storeTimeoutMs ?? 200, { max: 60_000 })
+  const storeTimeoutMs = durationMs(
+    'storeTimeoutMs',
+    options.storeTimeoutMs === undefined ? 200 : options.storeTimeoutMs,
+    { max: 60_000 },
+  )
   const cost = functionOption('cost', options.cost)
   const skip = functionOption('skip', options.skip)
   const onStoreError = functionOption('onStoreError', options.onStoreError) ?? defaultOnStoreError
   const trust = readTrustProxy(options.trustProxy)
-  const ipv6Subnet = numberOption('ipv6Subnet', options.ipv6Subnet ?? 56, { min: 8, max: 128, integer: true })
-  const key = options.key ?? 'ip'
+  const ipv6Subnet = numberOption('ipv6Subnet', options.ipv6Subnet === undefined ? 56 : options.ipv6Subnet, {
+    min: 8,
+    max: 128,
+    integer: true,
+  })
+  const key = options.key === undefined ? 'ip' : options.key
   if (key !== 'ip' && key !== 'account' && typeof key !== 'function')
     throw new TypeError(`Expected \`key\` to be 'ip', 'account' or a function, got ${showValue(key)}`)
   if (options.failOpen !== undefined && typeof options.failOpen !== 'boolean')
     throw new TypeError(`Expected \`failOpen\` to be a boolean, got ${showValue(options.failOpen)}`)
-  const failOpen = options.failOpen ?? true
+  const failOpen = options.failOpen !== false
   if (options.headers !== undefined && typeof options.headers !== 'boolean')
     throw new TypeError(`Expected \`headers\` to be a boolean, got ${showValue(options.headers)}`)
-  const headers = options.headers ?? true
-  const store = options.store ?? new MemoryStore()
+  const headers = options.headers !== false
+  const store = options.store === undefined ? new MemoryStore() : options.store
   checkStore(store)
-  const name = readPolicyName(options.name ?? defaultPolicyName(limit, windowMs))
+  const name = readPolicyName(options.name === undefined ? defaultPolicyName(limit, windowMs) : options.name)
   const quotedName = sfString(name)
   const policyHeader = policyItem(name, limit, windowMs)
   const policy: RateLimitPolicy = Object.freeze({ limit, windowMs, blockMs })
@@ -563,7 +571,7 @@ export function imageChartsRateLimitsGuard(
     if (options[name] !== undefined) (given as Record<string, unknown>)[name] = options[name]
   const shared = {
     ...given,
-    store: options.store ?? new MemoryStore(),
+    store: options.store === undefined ? new MemoryStore() : options.store,
     key: 'ip' as const,
     blockMs: 60_000,
   }

@@ -1,4 +1,4 @@
-import { knownOptions, numberOption } from '../../options.ts'
+import { knownOptions, numberOption, showValue } from '../../options.ts'
 import type { ConsumeResult, RateLimitPolicy, RateLimitStore } from './store.ts'
 
 /**
@@ -54,15 +54,16 @@ export class MemoryStore implements RateLimitStore {
 
   constructor(options: Readonly<MemoryStoreOptions> = {}) {
     knownOptions(options, ['maxKeys', 'now'], 'MemoryStore')
-    this.#maxKeys = numberOption('maxKeys', options.maxKeys ?? 1_000_000, {
+    this.#maxKeys = numberOption('maxKeys', options.maxKeys === undefined ? 1_000_000 : options.maxKeys, {
       min: 1,
       max: MAX_KEYS,
       integer: true,
     })
     // A monotonic clock by default: a wall clock stepped back an hour stretched every window
     // and block by that hour.
-    const now = options.now ?? monotonicNow
-    if (typeof now !== 'function') throw new TypeError(`Expected \`now\` to be a function, got ${typeof now}`)
+    const now = options.now === undefined ? monotonicNow : options.now
+    if (typeof now !== 'function')
+      throw new TypeError(`Expected \`now\` to be a function, got ${showValue(now)}`)
     this.#now = now
     const size = Math.min(INITIAL_SLOTS, this.#maxKeys)
     this.#used = new Float64Array(size)

@@ -113,8 +113,8 @@ export class RedisStore implements RateLimitStore {
   constructor(options: Readonly<RedisStoreOptions>) {
     knownOptions(options, ['sendCommand', 'prefix'], 'RedisStore')
     if (typeof options.sendCommand !== 'function')
-      throw new TypeError(`Expected \`sendCommand\` to be a function, got ${typeof options.sendCommand}`)
-    const prefix = options.prefix ?? 'ic-rl:'
+      throw new TypeError(`Expected \`sendCommand\` to be a function, got ${showValue(options.sendCommand)}`)
+    const prefix = options.prefix === undefined ? 'ic-rl:' : options.prefix
     if (typeof prefix !== 'string' || prefix.length > 256)
       throw new TypeError(
         `Expected \`prefix\` to be a string of at most 256 characters, got ${showValue(prefix)}`,
