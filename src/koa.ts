@@ -291,7 +291,8 @@ function reportAbortOnce(ctx: KoaContext): void {
  * A handler that sets `ctx.body` late, or writes to `ctx.res`, changes nothing (without
  * `errorHandler()` too: then Koa's `ctx.onerror` answers the 504, and the failure is emitted on
  * the app once, also when the handler rejects with the abort reason). The timer is cleared when the
- * response finishes. Mount it after `errorHandler()`; when two deadlines apply, the earlier
+ * response finishes; a client that leaves before it was ended aborts the signal at once (as
+ * `clientClosed()` would, without reporting the 499 itself). Mount it after `errorHandler()`; when two deadlines apply, the earlier
  * one wins.
  *
  * @example

@@ -91,6 +91,19 @@ async function reportsOf(app: RunningApp, n: number): Promise<RunningApp['report
   return app.reports
 }
 
+/** Whether `promise` settles within `ms`: a wait that fails with a message rather than the test's timeout. */
+async function within(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined
+  const late = new Promise<false>((resolve) => {
+    timer = setTimeout(resolve, ms, false)
+  })
+  try {
+    return await Promise.race([promise.then(() => true), late])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
 const fetchImage = createBackendFetch({ allowedAddresses: ['127.0.0.1'] })
 
 describe('backend lifecycle on every framework', () => {
@@ -894,6 +907,149 @@ describe('backend lifecycle on every framework', () => {
             if (backendStatus === 503) assert.equal(res.headers['retry-after'], '7')
           }
           assert.equal((await reportsOf(app, table.length)).length, table.length)
+        } finally {
+          await app.close()
+        }
+      })
+    })
+  }
+})
+
+describe('deadline(): a response that closes before it was ended aborts the request, as clientClosed() judges it', () => {
+  let silent: Backend // accepts the request, never answers
+  before(async () => {
+    silent = await startBackend(() => {})
+  })
+  after(() => silent.close())
+
+  for (const framework of frameworks) {
+    describe(framework, { timeout: 5000 }, () => {
+      test('a client that leaves aborts the backend fetch at once, and its timer is cleared', async () => {
+        const app = await startApp(framework, {
+          use: (a) => [a.deadline({ timeoutMs: '10m' })],
+          routes: [
+            {
+              path: '/image',
+              handle: async ({ locals }) => {
+                const { body } = await fetchImage(`${silent.url}/a.png`, {
+                  signal: locals.signal as AbortSignal,
+                })
+                return { body }
+              },
+            },
+          ],
+        })
+        try {
+          const baseline = activeTimers()
+          const client = await rawSocket(app.url)
+          const backendGotIt = silent.nextRequest()
+          client.write('GET /image HTTP/1.1\r\nHost: x\r\n\r\n')
+          await backendGotIt
+          const backendClosed = silent.nextSocketClose()
+          client.destroy()
+          assert.equal(await within(backendClosed, 1000), true, 'the backend fetch was not aborted')
+          // The handler's fetch rejects with the departure, which errorHandler() reports.
+          await settled(() => app.reports.length > 0, 1000)
+          const [report] = app.reports
+          assert.deepEqual([report?.status, report?.code], [499, 'IC_CLIENT_CLOSED_REQUEST'])
+          assert.equal(app.reports.length, 1)
+          assert.ok(activeTimers() <= baseline, `timers grew from ${baseline} to ${activeTimers()}`)
+        } finally {
+          await app.close()
+        }
+      })
+
+      test("the app's own res.destroy() aborts the signal with ERR_STREAM_DESTROYED, no 499", async () => {
+        let response: ServerResponse | undefined
+        let signal: AbortSignal | undefined
+        const app = await startApp(framework, {
+          use: (a) => [a.deadline({ timeoutMs: '10m' })],
+          routes: [
+            {
+              path: '/image',
+              handle: async ({ res, locals }) => {
+                response = res
+                signal = locals.signal as AbortSignal
+                const { body } = await fetchImage(`${silent.url}/a.png`, { signal })
+                return { body }
+              },
+            },
+          ],
+        })
+        try {
+          const client = await rawSocket(app.url)
+          client.on('error', () => {})
+          const backendGotIt = silent.nextRequest()
+          client.write('GET /image HTTP/1.1\r\nHost: x\r\n\r\n')
+          await backendGotIt
+          const backendClosed = silent.nextSocketClose()
+          response?.destroy()
+          assert.equal(await within(backendClosed, 1000), true, 'the backend fetch was not aborted')
+          assert.equal((signal?.reason as NodeJS.ErrnoException | undefined)?.code, 'ERR_STREAM_DESTROYED')
+          await settled(() => app.reports.length > 0, 100)
+          assert.deepEqual(
+            app.reports.filter((r) => r.status === 499),
+            [],
+          )
+        } finally {
+          await app.close()
+        }
+      })
+
+      test('with clientClosed(): a client that resets the connection is reported once as 499, whichever hears it first', async () => {
+        const app = await startApp(framework, {
+          use: (a) => [a.deadline({ timeoutMs: '10m' }), a.clientClosed()],
+          routes: [
+            {
+              path: '/busy',
+              handle: async ({ req }) => {
+                // Ignores the signal: only the lifecycle can report the departure.
+                await once(requestSignal(req), 'abort')
+                return { body: 'too late' }
+              },
+            },
+          ],
+        })
+        try {
+          const client = await rawSocket(app.url)
+          client.on('error', () => {})
+          client.write('GET /busy HTTP/1.1\r\nHost: x\r\n\r\n')
+          await new Promise((resolve) => app.server.once('request', resolve))
+          await new Promise((resolve) => setImmediate(resolve))
+          client.resetAndDestroy()
+          await settled(() => app.reports.length > 0, 1000)
+          const [report] = app.reports
+          assert.deepEqual([report?.status, report?.code], [499, 'IC_CLIENT_CLOSED_REQUEST'])
+          assert.equal(app.reports.length, 1)
+        } finally {
+          await app.close()
+        }
+      })
+
+      test('with clientClosed() armed after the client left: the departure is reported once as 499', async () => {
+        // Still busy when the client leaves: a session store, a token check.
+        const afterClientLeft = framework.startsWith('express')
+          ? (req: IncomingMessage, _res: ServerResponse, next: () => void) => {
+              if (req.socket.destroyed) next()
+              else req.socket.once('close', () => next())
+            }
+          : async (ctx: { req: IncomingMessage }, next: () => Promise<void>) => {
+              if (!ctx.req.socket.destroyed) await once(ctx.req.socket, 'close')
+              await next()
+            }
+        const app = await startApp(framework, {
+          use: (a) => [a.deadline({ timeoutMs: '10m' }), afterClientLeft, a.clientClosed()],
+          routes: [{ path: '/busy', handle: () => ({ body: 'too late' }) }],
+        })
+        try {
+          const client = await rawSocket(app.url)
+          client.write('GET /busy HTTP/1.1\r\nHost: x\r\n\r\n')
+          await new Promise((resolve) => app.server.once('request', resolve))
+          client.destroy()
+          await settled(() => app.reports.length > 0, 1000)
+          const [report] = app.reports
+          assert.deepEqual([report?.status, report?.code], [499, 'IC_CLIENT_CLOSED_REQUEST'])
+          assert.equal(app.reports.length, 1)
         } finally {
           await app.close()
         }
