@@ -1058,6 +1058,53 @@ describe('deadline(): a response that closes before it was ended aborts the requ
   }
 })
 
+describe('deadline() without errorHandler(): a started response the deadline cuts is closed', () => {
+  // Koa's own ctx.onerror only emits once headers are sent: the client waited for the rest forever.
+  let stalling: Backend // sends its first bytes, then nothing
+  before(async () => {
+    stalling = await startBackend((_req, res) => {
+      res.writeHead(200, { 'content-type': 'image/png' })
+      res.write('first bytes')
+    })
+  })
+  after(() => stalling.close())
+
+  for (const framework of frameworks) {
+    for (const tied of [false, true]) {
+      const label = tied ? "a backend stream given the request's signal" : 'a stream body that stalls'
+      test(`${framework}: ${label}`, { timeout: 5000 }, async () => {
+        const app = await startApp(framework, {
+          errorHandler: false,
+          use: (a) => [a.deadline({ timeoutMs: 100 })],
+          routes: [
+            {
+              path: '/stream',
+              handle: async ({ locals }) => {
+                if (tied) {
+                  const res = await fetch(stalling.url, { signal: locals.signal as AbortSignal })
+                  return { body: Readable.fromWeb(res.body as never) }
+                }
+                const body = new PassThrough()
+                body.write('first chunk')
+                return { headers: { 'content-type': 'image/png' }, body }
+              },
+            },
+          ],
+        })
+        try {
+          const client = await rawSocket(app.url)
+          client.on('error', () => {})
+          client.write('GET /stream HTTP/1.1\r\nHost: x\r\n\r\n')
+          await once(client, 'data')
+          assert.equal(await within(once(client, 'close'), 1500), true, 'the connection stayed open')
+        } finally {
+          await app.close()
+        }
+      })
+    }
+  }
+})
+
 describe('deadline() mounted after compression() (Express)', () => {
   // 12 MiB of text that gzip shrinks by a quarter only: far more than the socket buffers hold.
   const text = randomBytes(9 * 1024 * 1024).toString('base64')
@@ -1194,6 +1241,33 @@ describe('Koa without errorHandler(): a handler that rejects with the abort reas
         })
       }
     }
+    test(`${name}, deadline(): a stream that stalls past it is cut, and emitted once`, async () => {
+      // Koa 3 pipes the body: cutting the response failed its pipeline, emitted besides the 504.
+      const app = new Koa()
+      const emitted: unknown[] = []
+      app.on('error', (err: { code?: unknown }) => emitted.push(err.code))
+      app.use(kx.deadline({ timeoutMs: 100 }) as never)
+      app.use((ctx: { body: unknown }) => {
+        const body = new PassThrough()
+        body.write('first bytes ')
+        ctx.body = body
+      })
+      const server = createServer(app.callback())
+      server.listen(0, '127.0.0.1')
+      await once(server, 'listening')
+      try {
+        const client = await rawSocket(`http://127.0.0.1:${(server.address() as AddressInfo).port}`)
+        client.on('error', () => {})
+        client.write('GET /stream HTTP/1.1\r\nHost: x\r\n\r\n')
+        await once(client, 'data')
+        assert.equal(await within(once(client, 'close'), 1500), true, 'the connection stayed open')
+        await settled(() => emitted.length > 1, 100)
+        assert.deepEqual(emitted, ['IC_BACKEND_TIMEOUT'])
+      } finally {
+        server.closeAllConnections()
+        server.close()
+      }
+    })
     test(`${name}, clientClosed(): a client that leaves mid-stream is emitted once, as the departure`, async () => {
       // Koa 3 pipes the body: its pipeline's ERR_STREAM_PREMATURE_CLOSE was emitted besides the 499.
       const app = new Koa()
