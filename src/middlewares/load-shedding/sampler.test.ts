@@ -224,16 +224,18 @@ describe('createLoadSampler(options)', () => {
     assert.fail('the stall never ran between the timer and the read')
   })
 
-  it('reads an idle loop as idle, however coarse its histogram (no poll-phase sleep read as lateness)', async () => {
-    const sampler = createLoadSampler({ sampleIntervalMs: 700, resolutionMs: 1000 })
+  it('reads an idle loop as idle with a coarse histogram (no poll-phase sleep read as lateness)', async () => {
+    // 5.5 resolutions an interval: the sampler is due half a resolution before the histogram's
+    // next tick, and a read that let the loop sleep in poll would wait for that tick (~100 ms).
+    const sampler = createLoadSampler({ sampleIntervalMs: 1100, resolutionMs: 200 })
     try {
       let worstMs = 0
       // Polled seldom: a poll's own timer would wake the loop and hide the sleep.
       for (let poll = 0; poll < 2; poll++) {
-        await delay(1800)
+        await delay(1900)
         worstMs = Math.max(worstMs, sampler.current.eventLoopDelayMs)
       }
-      assert.ok(worstMs < 400, `an idle loop read as ${worstMs.toFixed(1)} ms late`)
+      assert.ok(worstMs < 60, `an idle loop read as ${worstMs.toFixed(1)} ms late`)
     } finally {
       sampler.close()
     }
@@ -338,11 +340,27 @@ describe('createLoadSampler(options)', () => {
     createLoadSampler().close()
   })
 
+  it('takes a resolution up to a quarter of the interval, and defaults to one that fits a short interval', () => {
+    createLoadSampler({ sampleIntervalMs: 200, resolutionMs: 50 }).close()
+    createLoadSampler({ sampleIntervalMs: '1s', resolutionMs: 250 }).close()
+    // The default 10 ms would not fit a 20 ms interval: a quarter of it is used.
+    createLoadSampler({ sampleIntervalMs: 20 }).close()
+    createLoadSampler({ sampleIntervalMs: 10 }).close()
+  })
+
   for (const [options, message] of [
     [{ sampleIntervalMs: 0 }, /^Expected `sampleIntervalMs` to be a duration/],
     [{ sampleIntervalMs: 'soon' }, /^Expected `sampleIntervalMs`/],
     [{ eventLoopDelayPercentile: 101 }, /^Expected `eventLoopDelayPercentile`/],
     [{ resolutionMs: 0.5 }, /^Expected `resolutionMs`/],
+    [
+      { sampleIntervalMs: 200, resolutionMs: 51 },
+      /^Expected `resolutionMs` to be at most a quarter of `sampleIntervalMs` \(50 ms for 200 ms\), got 51$/,
+    ],
+    [
+      { resolutionMs: 1000 },
+      /^Expected `resolutionMs` to be at most a quarter of `sampleIntervalMs` \(250 ms/,
+    ],
     [{ maxEventLoopDelayMs: -1 }, /^Expected `maxEventLoopDelayMs` to be a duration of at least 1 ms/],
     [{ sampleIntervalMs: 10n }, /^Expected `sampleIntervalMs` to be a duration of 10 ms .*, got 10n$/],
     [{ maxEventLoopUtilization: 1.5 }, /^Expected `maxEventLoopUtilization`/],

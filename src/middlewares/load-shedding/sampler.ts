@@ -94,7 +94,11 @@ export interface LoadSamplerOptions extends LoadThresholdOptions {
   readonly sampleIntervalMs?: Duration
   /** The event-loop delay percentile reported, from 50 to 100. @default 99 */
   readonly eventLoopDelayPercentile?: number
-  /** Resolution of the event-loop delay histogram, in ms. @default 10 */
+  /**
+   * Resolution of the event-loop delay histogram, in ms: an integer from 1 to 1000, and at most a
+   * quarter of `sampleIntervalMs` (coarser, the histogram records next to nothing in a window).
+   * The delay is read to within one resolution. @default 10, or a quarter of `sampleIntervalMs` when that is less
+   */
   readonly resolutionMs?: number
   /**
    * Replaces the measurement (tests, or metrics from elsewhere): called once per interval and
@@ -227,11 +231,20 @@ export function createLoadSampler(options: Readonly<LoadSamplerOptions> = {}): L
     min: 50,
     max: 100,
   })
-  const resolutionMs = numberOption('resolutionMs', options.resolutionMs ?? 10, {
+  const quarterMs = Math.floor(intervalMs / 4)
+  const resolutionMs = numberOption('resolutionMs', options.resolutionMs ?? Math.min(10, quarterMs), {
     min: 1,
     max: 1000,
     integer: true,
   })
+  // A reading takes one resolution off the worst interval, and two off the window's uncovered
+  // time (a reset histogram records nothing until its timer has run once). Up to a quarter of
+  // the window, a stall over half of it still reads to within one resolution; at half, the
+  // histogram records next to nothing and a 120 ms stall in 200 ms read as 34.
+  if (resolutionMs > quarterMs)
+    throw new TypeError(
+      `Expected \`resolutionMs\` to be at most a quarter of \`sampleIntervalMs\` (${quarterMs} ms for ${intervalMs} ms), got ${resolutionMs}`,
+    )
   const source = functionOption('source', options.source)
   const thresholds = Object.freeze(readThresholds(options))
 
