@@ -309,7 +309,9 @@ function publishSignalOn(req: IncomingMessage, res: ServerResponse): void {
  * response, also when Express's final handler wrote the 504 (no `errorHandler()`: the failure
  * then goes to `next(err)` a turn later, so that a handler rejecting with the abort reason in
  * the turn of the abort is answered alone; the 504 says `Connection: close`, since a later
- * rejection reaches the final handler again, which destroys the socket). The timer is cleared when the response finishes. Mount it before the handlers
+ * rejection reaches the final handler again, which destroys the socket). The timer is cleared when the response finishes; a client
+ * that leaves before it was ended aborts the signal at once (as `clientClosed()` would, without
+ * reporting the 499 itself). Mount it before the handlers
  * it covers, app-wide or per route, and after compression(), which ends the response only
  * once gzip has flushed: after it, the handler's own `res.end()` counts. When two deadlines
  * apply, the earlier one wins.

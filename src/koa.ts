@@ -21,6 +21,7 @@ import {
 import { noOptions, optionsObject } from './options.ts'
 import { type LifecycleFail, publishSignal } from './request-signal.ts'
 import { peekRequestState } from './request-state.ts'
+import { responseEnded } from './response-end.ts'
 
 export * from './index.ts'
 
@@ -252,15 +253,21 @@ export function notFound(...options: []): KoaMiddleware {
 
 // --- Backend lifecycle: deadline and client-closed detection ---
 
-const failThroughContext: LifecycleFail = (ctx, err) => (ctx as KoaContext).onerror(err)
+const failThroughContext: LifecycleFail = (ctx, err, res) => {
+  ;(ctx as KoaContext).onerror(err)
+  // Koa's own ctx.onerror only emits once headers are sent: a started response would stay open
+  // forever, its client waiting for the rest. Cut it, as Express's final handler does.
+  if (res.headersSent && !res.destroyed && !responseEnded(res, peekRequestState(res.req))) res.destroy()
+}
 
 /**
  * Without `errorHandler()`, Koa's own `ctx.onerror` takes a lifecycle failure, and it hears it
  * twice when the handler rejects with the abort reason (`await fetch(url, { signal })`): the
  * lifecycle reports it and so does Koa's catch of the handler's rejection, before or after.
  * Each emits it on the app (`app.on('error')`). The request's `ctx.onerror` then passes the
- * abort reason (or the stream error a departed client causes, as `failureOf()` reads it) on
- * once, whichever comes first. `errorHandler()`, which took `ctx.onerror` over, reports a
+ * abort reason (or the stream error a departed client causes, as `failureOf()` reads it, or
+ * Koa 3's `ERR_STREAM_PREMATURE_CLOSE` when the lifecycle cut a started stream) on once,
+ * whichever comes first. `errorHandler()`, which took `ctx.onerror` over, reports a
  * request's failure once by itself.
  */
 function reportAbortOnce(ctx: KoaContext): void {
@@ -270,8 +277,14 @@ function reportAbortOnce(ctx: KoaContext): void {
   ctx.onerror = (err) => {
     let error = err
     if (err !== null && err !== undefined) {
-      const failure = failureOf(err, ctx.req, ctx.res)
-      if (failure === peekRequestState(ctx.req)?.abortReason) {
+      const state = peekRequestState(ctx.req)
+      // Koa 3 pipes a stream body: the lifecycle cutting the response fails that pipeline too.
+      const cut =
+        state?.lifecycleFailed === true &&
+        ctx.res.destroyed &&
+        (err as { code?: unknown }).code === 'ERR_STREAM_PREMATURE_CLOSE'
+      const failure = cut ? state.abortReason : failureOf(err, ctx.req, ctx.res)
+      if (failure === state?.abortReason) {
         if (reported) return
         reported = true
         error = failure
@@ -289,9 +302,11 @@ function reportAbortOnce(ctx: KoaContext): void {
  * A response ended in time is never cut, however long a slow client takes to download it:
  * bound slow readers with `server.timeout` (Node's default is none).
  * A handler that sets `ctx.body` late, or writes to `ctx.res`, changes nothing (without
- * `errorHandler()` too: then Koa's `ctx.onerror` answers the 504, and the failure is emitted on
- * the app once, also when the handler rejects with the abort reason). The timer is cleared when the
- * response finishes. Mount it after `errorHandler()`; when two deadlines apply, the earlier
+ * `errorHandler()` too: then Koa's `ctx.onerror` answers the 504, or the response that had
+ * started is closed, and the failure is emitted on the app once, also when the handler rejects
+ * with the abort reason). The timer is cleared when the
+ * response finishes; a client that leaves before it was ended aborts the signal at once (as
+ * `clientClosed()` would, without reporting the 499 itself). Mount it after `errorHandler()`; when two deadlines apply, the earlier
  * one wins.
  *
  * @example

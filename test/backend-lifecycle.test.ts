@@ -91,6 +91,19 @@ async function reportsOf(app: RunningApp, n: number): Promise<RunningApp['report
   return app.reports
 }
 
+/** Whether `promise` settles within `ms`: a wait that fails with a message rather than the test's timeout. */
+async function within(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined
+  const late = new Promise<false>((resolve) => {
+    timer = setTimeout(resolve, ms, false)
+  })
+  try {
+    return await Promise.race([promise.then(() => true), late])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
 const fetchImage = createBackendFetch({ allowedAddresses: ['127.0.0.1'] })
 
 describe('backend lifecycle on every framework', () => {
@@ -906,6 +919,196 @@ describe('backend lifecycle on every framework', () => {
   }
 })
 
+describe('deadline(): a response that closes before it was ended aborts the request, as clientClosed() judges it', () => {
+  let silent: Backend // accepts the request, never answers
+  before(async () => {
+    silent = await startBackend(() => {})
+  })
+  after(() => silent.close())
+
+  for (const framework of frameworks) {
+    describe(framework, { timeout: 5000 }, () => {
+      test('a client that leaves aborts the backend fetch at once, and its timer is cleared', async () => {
+        const app = await startApp(framework, {
+          use: (a) => [a.deadline({ timeoutMs: '10m' })],
+          routes: [
+            {
+              path: '/image',
+              handle: async ({ locals }) => {
+                const { body } = await fetchImage(`${silent.url}/a.png`, {
+                  signal: locals.signal as AbortSignal,
+                })
+                return { body }
+              },
+            },
+          ],
+        })
+        try {
+          const baseline = activeTimers()
+          const client = await rawSocket(app.url)
+          const backendGotIt = silent.nextRequest()
+          client.write('GET /image HTTP/1.1\r\nHost: x\r\n\r\n')
+          await backendGotIt
+          const backendClosed = silent.nextSocketClose()
+          client.destroy()
+          assert.equal(await within(backendClosed, 1000), true, 'the backend fetch was not aborted')
+          // The handler's fetch rejects with the departure, which errorHandler() reports.
+          await settled(() => app.reports.length > 0, 1000)
+          const [report] = app.reports
+          assert.deepEqual([report?.status, report?.code], [499, 'IC_CLIENT_CLOSED_REQUEST'])
+          assert.equal(app.reports.length, 1)
+          assert.ok(activeTimers() <= baseline, `timers grew from ${baseline} to ${activeTimers()}`)
+        } finally {
+          await app.close()
+        }
+      })
+
+      test("the app's own res.destroy() aborts the signal with ERR_STREAM_DESTROYED, no 499", async () => {
+        let response: ServerResponse | undefined
+        let signal: AbortSignal | undefined
+        const app = await startApp(framework, {
+          use: (a) => [a.deadline({ timeoutMs: '10m' })],
+          routes: [
+            {
+              path: '/image',
+              handle: async ({ res, locals }) => {
+                response = res
+                signal = locals.signal as AbortSignal
+                const { body } = await fetchImage(`${silent.url}/a.png`, { signal })
+                return { body }
+              },
+            },
+          ],
+        })
+        try {
+          const client = await rawSocket(app.url)
+          client.on('error', () => {})
+          const backendGotIt = silent.nextRequest()
+          client.write('GET /image HTTP/1.1\r\nHost: x\r\n\r\n')
+          await backendGotIt
+          const backendClosed = silent.nextSocketClose()
+          response?.destroy()
+          assert.equal(await within(backendClosed, 1000), true, 'the backend fetch was not aborted')
+          assert.equal((signal?.reason as NodeJS.ErrnoException | undefined)?.code, 'ERR_STREAM_DESTROYED')
+          await settled(() => app.reports.length > 0, 100)
+          assert.deepEqual(
+            app.reports.filter((r) => r.status === 499),
+            [],
+          )
+        } finally {
+          await app.close()
+        }
+      })
+
+      test('with clientClosed(): a client that resets the connection is reported once as 499, whichever hears it first', async () => {
+        const app = await startApp(framework, {
+          use: (a) => [a.deadline({ timeoutMs: '10m' }), a.clientClosed()],
+          routes: [
+            {
+              path: '/busy',
+              handle: async ({ req }) => {
+                // Ignores the signal: only the lifecycle can report the departure.
+                await once(requestSignal(req), 'abort')
+                return { body: 'too late' }
+              },
+            },
+          ],
+        })
+        try {
+          const client = await rawSocket(app.url)
+          client.on('error', () => {})
+          client.write('GET /busy HTTP/1.1\r\nHost: x\r\n\r\n')
+          await new Promise((resolve) => app.server.once('request', resolve))
+          await new Promise((resolve) => setImmediate(resolve))
+          client.resetAndDestroy()
+          await settled(() => app.reports.length > 0, 1000)
+          const [report] = app.reports
+          assert.deepEqual([report?.status, report?.code], [499, 'IC_CLIENT_CLOSED_REQUEST'])
+          assert.equal(app.reports.length, 1)
+        } finally {
+          await app.close()
+        }
+      })
+
+      test('with clientClosed() armed after the client left: the departure is reported once as 499', async () => {
+        // Still busy when the client leaves: a session store, a token check.
+        const afterClientLeft = framework.startsWith('express')
+          ? (req: IncomingMessage, _res: ServerResponse, next: () => void) => {
+              if (req.socket.destroyed) next()
+              else req.socket.once('close', () => next())
+            }
+          : async (ctx: { req: IncomingMessage }, next: () => Promise<void>) => {
+              if (!ctx.req.socket.destroyed) await once(ctx.req.socket, 'close')
+              await next()
+            }
+        const app = await startApp(framework, {
+          use: (a) => [a.deadline({ timeoutMs: '10m' }), afterClientLeft, a.clientClosed()],
+          routes: [{ path: '/busy', handle: () => ({ body: 'too late' }) }],
+        })
+        try {
+          const client = await rawSocket(app.url)
+          client.write('GET /busy HTTP/1.1\r\nHost: x\r\n\r\n')
+          await new Promise((resolve) => app.server.once('request', resolve))
+          client.destroy()
+          await settled(() => app.reports.length > 0, 1000)
+          const [report] = app.reports
+          assert.deepEqual([report?.status, report?.code], [499, 'IC_CLIENT_CLOSED_REQUEST'])
+          assert.equal(app.reports.length, 1)
+        } finally {
+          await app.close()
+        }
+      })
+    })
+  }
+})
+
+describe('deadline() without errorHandler(): a started response the deadline cuts is closed', () => {
+  // Koa's own ctx.onerror only emits once headers are sent: the client waited for the rest forever.
+  let stalling: Backend // sends its first bytes, then nothing
+  before(async () => {
+    stalling = await startBackend((_req, res) => {
+      res.writeHead(200, { 'content-type': 'image/png' })
+      res.write('first bytes')
+    })
+  })
+  after(() => stalling.close())
+
+  for (const framework of frameworks) {
+    for (const tied of [false, true]) {
+      const label = tied ? "a backend stream given the request's signal" : 'a stream body that stalls'
+      test(`${framework}: ${label}`, { timeout: 5000 }, async () => {
+        const app = await startApp(framework, {
+          errorHandler: false,
+          use: (a) => [a.deadline({ timeoutMs: 100 })],
+          routes: [
+            {
+              path: '/stream',
+              handle: async ({ locals }) => {
+                if (tied) {
+                  const res = await fetch(stalling.url, { signal: locals.signal as AbortSignal })
+                  return { body: Readable.fromWeb(res.body as never) }
+                }
+                const body = new PassThrough()
+                body.write('first chunk')
+                return { headers: { 'content-type': 'image/png' }, body }
+              },
+            },
+          ],
+        })
+        try {
+          const client = await rawSocket(app.url)
+          client.on('error', () => {})
+          client.write('GET /stream HTTP/1.1\r\nHost: x\r\n\r\n')
+          await once(client, 'data')
+          assert.equal(await within(once(client, 'close'), 1500), true, 'the connection stayed open')
+        } finally {
+          await app.close()
+        }
+      })
+    }
+  }
+})
+
 describe('deadline() mounted after compression() (Express)', () => {
   // 12 MiB of text that gzip shrinks by a quarter only: far more than the socket buffers hold.
   const text = randomBytes(9 * 1024 * 1024).toString('base64')
@@ -1042,6 +1245,33 @@ describe('Koa without errorHandler(): a handler that rejects with the abort reas
         })
       }
     }
+    test(`${name}, deadline(): a stream that stalls past it is cut, and emitted once`, async () => {
+      // Koa 3 pipes the body: cutting the response failed its pipeline, emitted besides the 504.
+      const app = new Koa()
+      const emitted: unknown[] = []
+      app.on('error', (err: { code?: unknown }) => emitted.push(err.code))
+      app.use(kx.deadline({ timeoutMs: 100 }) as never)
+      app.use((ctx: { body: unknown }) => {
+        const body = new PassThrough()
+        body.write('first bytes ')
+        ctx.body = body
+      })
+      const server = createServer(app.callback())
+      server.listen(0, '127.0.0.1')
+      await once(server, 'listening')
+      try {
+        const client = await rawSocket(`http://127.0.0.1:${(server.address() as AddressInfo).port}`)
+        client.on('error', () => {})
+        client.write('GET /stream HTTP/1.1\r\nHost: x\r\n\r\n')
+        await once(client, 'data')
+        assert.equal(await within(once(client, 'close'), 1500), true, 'the connection stayed open')
+        await settled(() => emitted.length > 1, 100)
+        assert.deepEqual(emitted, ['IC_BACKEND_TIMEOUT'])
+      } finally {
+        server.closeAllConnections()
+        server.close()
+      }
+    })
     test(`${name}, clientClosed(): a client that leaves mid-stream is emitted once, as the departure`, async () => {
       // Koa 3 pipes the body: its pipeline's ERR_STREAM_PREMATURE_CLOSE was emitted besides the 499.
       const app = new Koa()

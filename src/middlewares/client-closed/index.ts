@@ -25,6 +25,49 @@ function responseDestroyedError(): Error {
   })
 }
 
+// Departures `deadline()` alone aborted a request for: it reports none, so a `clientClosed()`
+// on the same request, which may hear of the close later, still reports it.
+const unreportedDepartures = new WeakSet<Error>()
+
+/**
+ * Aborts the signal of a request whose response closed before it finished, with what the close
+ * shows: the error the server's own code destroyed it with (`res.errored`, which
+ * `stream.pipeline` sets when the backend stream fails; Node never sets it for a client that
+ * left), an `ERR_STREAM_DESTROYED` error for the app's own `res.destroy()` without one (the
+ * peer still connected), else the client's departure (`clientGoneError()`). With `report`,
+ * returns that departure when it is still to be reported (`clientClosed()` reports it);
+ * without (`deadline()`), nothing is done for a response a `clientClosed()` watches, and a
+ * departure is left for a `clientClosed()` armed later to report. Internal, shared by the two,
+ * so that both judge a close alike.
+ *
+ * @example
+ * const gone = abortClosedRequest(res, true)
+ * if (gone !== undefined) failAfterAbort(res, gone, fail, true)
+ */
+export function abortClosedRequest(res: ServerResponse, report: boolean): Error | undefined {
+  const state = requestState(res.req)
+  const before = state.abortReason
+  if (before !== undefined) return report && unreportedDepartures.delete(before) ? before : undefined
+  // A `clientClosed()` watching the response judges it on its `close`, which may come later (a
+  // socket's reset is heard first): aborted now, the handler could end the response in between,
+  // and the departure would go unreported.
+  if (!report && state.watchingClose === true) return undefined
+  const { errored } = res
+  if (errored != null) {
+    abortRequest(res.req, errored)
+    return undefined
+  }
+  if (!peerLeft(res)) {
+    abortRequest(res.req, responseDestroyedError())
+    return undefined
+  }
+  const err = clientGoneError()
+  abortRequest(res.req, err)
+  if (report) return err
+  unreportedDepartures.add(err)
+  return undefined
+}
+
 /**
  * The framework-neutral client-closed detection behind both adapters' `clientClosed()`. It
  * returns `(req, res, target)`, which listens for the response's `close`. A response that
@@ -49,26 +92,11 @@ export function createClientClosed(
     throw new TypeError(`Expected \`fail\` to be a function, got ${typeof fail}`)
 
   function onClose(this: ServerResponse): void {
-    if (this.writableFinished) return
-    const state = peekRequestState(this.req)
-    if (state === undefined || state.abortReason !== undefined) return
-    const { errored } = this
-    if (errored != null) {
-      // Destroyed by the server's own code (`stream.pipeline` on a backend stream's failure;
-      // Node sets `errored` only on `res.destroy(err)`, never when the client leaves): no 499,
-      // and the handler reports its failure itself (a 502 of its own, say), but the request is
-      // over: its signal stops the work still tied to it.
-      abortRequest(this.req, errored)
-      return
-    }
-    if (!peerLeft(this)) {
-      // The app's own `res.destroy()` (no error recorded): the client is still there, so no
-      // 499, but the response is gone and the work tied to it must stop.
-      abortRequest(this.req, responseDestroyedError())
-      return
-    }
-    const err = clientGoneError()
-    if (abortRequest(this.req, err)) failAfterAbort(this, err, fail, true)
+    if (this.writableFinished || peekRequestState(this.req) === undefined) return
+    // A response destroyed with an error, or by the app's own `res.destroy()`, is no
+    // departure: no 499, the handler reports its own failure, but the signal stops the work.
+    const gone = abortClosedRequest(this, true)
+    if (gone !== undefined) failAfterAbort(this, gone, fail, true)
   }
 
   return function createClientClosed(req, res, target) {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { once } from 'node:events'
 import { createServer, get, type IncomingMessage, type ServerResponse } from 'node:http'
-import type { AddressInfo } from 'node:net'
+import { type AddressInfo, connect } from 'node:net'
 import { describe, it } from 'node:test'
 import { slowDownload } from '../../../test/support/slow-download.ts'
 import { isIcError } from '../../errors.ts'
@@ -176,6 +176,37 @@ describe('createDeadline', () => {
       const got = await slowDownload(app.url, () => new Promise((resolve) => setTimeout(resolve, 200)))
       assert.deepEqual([got.status, got.bytes, got.ended], [200, fallback.length, 'complete'])
       assert.equal(fallbackCalls, 0)
+    } finally {
+      await app.close()
+    }
+  })
+
+  it('aborts the signal when the client leaves before the response was ended, and reports nothing', async () => {
+    const failures: unknown[] = []
+    const arm = createDeadline({ timeoutMs: '10m' }, (_target, err) => failures.push(err))
+    let signal: AbortSignal | undefined
+    let armed: () => void = () => {}
+    const handled = new Promise<void>((resolve) => {
+      armed = resolve
+    })
+    const app = await serve((req, res) => {
+      arm(req, res, res)
+      signal = requestSignal(req)
+      armed()
+    })
+    try {
+      const client = connect(Number(new URL(app.url).port), '127.0.0.1')
+      client.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n')
+      await handled
+      client.destroy()
+      await Promise.race([
+        once(signal as AbortSignal, 'abort'),
+        new Promise((resolve) => setTimeout(resolve, 1000)),
+      ])
+      assert.equal(signal?.aborted, true, 'the signal was not aborted')
+      assert.ok(isIcError(signal.reason) && signal.reason.code === 'IC_CLIENT_CLOSED_REQUEST')
+      await new Promise((resolve) => setImmediate(resolve))
+      assert.deepEqual(failures, [], 'a departure is clientClosed()’s to report')
     } finally {
       await app.close()
     }

@@ -6,6 +6,7 @@ import { abortRequest, failAfterAbort, type LifecycleFail } from '../../request-
 import { peekRequestState, requestState } from '../../request-state.ts'
 import { onResponseClose } from '../../response-close.ts'
 import { recordEnd, responseEnded } from '../../response-end.ts'
+import { abortClosedRequest } from '../client-closed/index.ts'
 
 /**
  * Options of `deadline()`.
@@ -29,7 +30,11 @@ export interface DeadlineOptions {
  * through a middleware that defers it if that one was mounted earlier), the signal
  * is aborted with an `IC_BACKEND_TIMEOUT` error (504) and, unless the handler failed (or
  * ended the response) by itself, `fail` hands that error to the error handler. The timer is cleared when the response finishes or
- * its client leaves (a pipelined response still queued when its connection closes too).
+ * its client leaves (a pipelined response still queued when its connection closes too). A
+ * response that closes before it was ended aborts the signal at once, with the reason
+ * `clientClosed()` gives it (`IC_CLIENT_CLOSED_REQUEST` for a client that left, the error of a
+ * response the server destroyed); `fail` is not called for it: reporting a 499 is
+ * `clientClosed()`'s.
  *
  * @example
  * const arm = createDeadline({ timeoutMs: 2000 }, (next, err) => (next as (e: Error) => void)(err))
@@ -90,4 +95,7 @@ function clearDeadline(_err: unknown, res: ServerResponse): void {
   if (state?.deadlineTimer === undefined) return
   clearTimeout(state.deadlineTimer)
   state.deadlineTimer = undefined
+  // Closed before it was ended: no timer bounds the work now, and it is for no one (a client
+  // that left) or for a response already gone.
+  if (!responseEnded(res, state)) abortClosedRequest(res, false)
 }
