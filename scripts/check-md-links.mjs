@@ -15,8 +15,12 @@ function prose(markdown) {
     .replace(/(`+)[\s\S]*?\1/g, '')
 }
 
-/** The anchors GitHub gives a Markdown file's headings (github-slugger's rules). */
-function anchorsOf(markdown) {
+/**
+ * The anchors GitHub gives a Markdown file's headings (github-slugger's rules).
+ * @param {string} markdown
+ * @returns {Set<string>}
+ */
+export function anchorsOf(markdown) {
   const anchors = new Set()
   const seen = new Map()
   const text = markdown.replace(/^ {0,3}(`{3,}|~{3,})[^\n]*\n[\s\S]*?^ {0,3}\1[^\n]*$/gm, '')

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
 import { existsSync, readFileSync } from 'node:fs'
 import { describe, it } from 'node:test'
+import { anchorsOf } from '../scripts/check-md-links.mjs'
 import { renderErrorCodes } from '../scripts/generate-error-codes.ts'
 import { errorCatalogue } from '../src/catalogue.ts'
 
@@ -30,22 +31,6 @@ const MARKDOWN = [
   'docs/error-codes.md',
   'docs/frameworks.md',
 ]
-
-/** The anchors GitHub gives a Markdown file's headings (github-slugger's rules). */
-function anchorsOf(markdown: string): Set<string> {
-  const anchors = new Set<string>()
-  const seen = new Map<string, number>()
-  for (const [, heading] of markdown.replace(/^```[\s\S]*?^```/gm, '').matchAll(/^#{1,6} (.+)$/gm)) {
-    const base = (heading as string)
-      .toLowerCase()
-      .replace(/[^\p{L}\p{M}\p{N}\p{Pc} -]/gu, '')
-      .replace(/ /g, '-')
-    const n = seen.get(base) ?? 0
-    seen.set(base, n + 1)
-    anchors.add(n === 0 ? base : `${base}-${n}`)
-  }
-  return anchors
-}
 
 describe('links between the Markdown files', () => {
   it('point at files that exist and at headings they have', () => {
