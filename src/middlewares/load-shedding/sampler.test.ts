@@ -293,38 +293,21 @@ describe('createLoadSampler(options)', () => {
     }
   })
 
-  it('never keeps the process alive (its timer is unref’d, its GC observer holds nothing open)', async () => {
+  it('never keeps the process alive (its timer is unref’d)', async () => {
     const module = fileURLToPath(new URL('./sampler.ts', import.meta.url))
-    // Major GCs while it runs (a small heap, objects kept then dropped): the observer hears them.
-    const churn =
-      'let kept = []; for (let i = 0; i < 4e5; i++) kept.push({ i, s: String(i) }); kept = undefined; setTimeout(() => { globalThis.left = Array.from({ length: 4e5 }, (_, i) => ({ i })) }, 100)'
     const child = spawn(
       process.execPath,
       [
-        '--max-old-space-size=64',
         '--import',
         'tsx',
         '--input-type=module',
         '-e',
-        `import { createLoadSampler } from ${JSON.stringify(module)}; createLoadSampler({ sampleIntervalMs: 50, maxEventLoopDelayMs: 100, maxHeapUsedBytes: 1 }); ${churn}`,
+        `import { createLoadSampler } from ${JSON.stringify(module)}; createLoadSampler({ sampleIntervalMs: 50, maxEventLoopDelayMs: 100 })`,
       ],
       { stdio: 'ignore' },
     )
     const [code] = await once(child, 'exit')
     assert.equal(code, 0)
-  })
-
-  it('judges no heap that no major GC it observed backs: heapUsed counts garbage until one', () => {
-    // Made and read in the same turn: the observer's entries arrive in a later one.
-    const sampler = createLoadSampler({ sampleIntervalMs: 10_000, maxHeapUsedBytes: 1 })
-    try {
-      const sample = sampler.refresh()
-      assert.ok(sample.heapUsedBytes > 1, 'the heap is read, and reported')
-      assert.equal(sampler.isOverloaded(), false)
-      assert.equal(sampler.reason(), undefined)
-    } finally {
-      sampler.close()
-    }
   })
 
   it('refuses an option it does not know, and takes every documented one', () => {

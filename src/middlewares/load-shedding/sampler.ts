@@ -1,5 +1,4 @@
-import { constants, monitorEventLoopDelay, PerformanceObserver, performance } from 'node:perf_hooks'
-import { getHeapStatistics } from 'node:v8'
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks'
 import { type Duration, durationMs, functionOption, knownOptions, numberOption } from '../../options.ts'
 
 /**
@@ -13,12 +12,7 @@ export interface LoadSample {
   readonly eventLoopDelayMs: number
   /** Event-loop utilisation over the last interval, from 0 to 1. */
   readonly eventLoopUtilization: number
-  /**
-   * The heap in use as V8's latest major GC left it (`used_heap_size` then: the live heap, no
-   * garbage), or `process.memoryUsage().heapUsed` now when lower or before any major GC.
-   */
   readonly heapUsedBytes: number
-  /** The resident set size: it counts memory freed but kept by V8 or the C allocator. */
   readonly rssBytes: number
 }
 
@@ -34,16 +28,9 @@ export interface LoadThresholds {
   readonly maxEventLoopDelayMs?: number
   /** Refuse when event-loop utilisation exceeds this share (0 < x < 1: a utilisation never exceeds 1). */
   readonly maxEventLoopUtilization?: number
-  /**
-   * Refuse when the heap in use as the latest major GC left it (`heapUsedBytes`) exceeds this
-   * many bytes, judged within two sample intervals of that GC only.
-   */
+  /** Refuse when `heapUsed` exceeds this many bytes. */
   readonly maxHeapUsedBytes?: number
-  /**
-   * Refuse when the resident set size exceeds this many bytes. It counts freed memory that V8
-   * or the C allocator has not returned: after a spike, it may stay over for as long as that
-   * memory is not reused, and every request is refused meanwhile. A last-resort cap.
-   */
+  /** Refuse when the resident set size exceeds this many bytes. */
   readonly maxRssBytes?: number
 }
 
@@ -209,13 +196,10 @@ export function highestPressure(sample: LoadSample, t: LoadThresholds): Overload
   }
   consider('eventLoopDelay', sample.eventLoopDelayMs, t.maxEventLoopDelayMs)
   consider('eventLoopUtilization', sample.eventLoopUtilization, t.maxEventLoopUtilization)
-  consider('heapUsed', sample.heapUsedBytes, unconfirmedHeap.has(sample) ? undefined : t.maxHeapUsedBytes)
+  consider('heapUsed', sample.heapUsedBytes, t.maxHeapUsedBytes)
   consider('rss', sample.rssBytes, t.maxRssBytes)
   return best
 }
-
-// Samples whose heap no recent major GC backs: reported, never judged (see measure()).
-const unconfirmedHeap = new WeakSet<LoadSample>()
 
 function finite(value: unknown): number {
   return typeof value === 'number' && Number.isFinite(value) && value > 0 ? value : 0
@@ -224,8 +208,7 @@ function finite(value: unknown): number {
 /**
  * Starts a load sampler: every `sampleIntervalMs` it reads a high percentile of the
  * event-loop delay over that window (an empty window counts as 0, never as Infinity), the
- * event-loop utilisation over the same window, the heap as the latest major GC left it (see
- * `maxHeapUsedBytes`) and RSS. The first reading (at the
+ * event-loop utilisation over the same window, `heapUsed` and RSS. The first reading (at the
  * first interval, or an earlier `refresh()`) counts its delay and utilisation as 0: that
  * window began when the sampler was made, usually at start-up, whose synchronous work
  * (templates compiled, routes built) is no load to shed. Share one sampler between every
@@ -275,22 +258,6 @@ export function createLoadSampler(options: Readonly<LoadSamplerOptions> = {}): L
   let windowStartMs = performance.now()
   let lastElu = source === undefined ? performance.eventLoopUtilization() : undefined
   let firstWindow = source === undefined
-  // The heap as V8's latest major GC left it (`used_heap_size` read when the entry arrives, one
-  // turn later), and when that GC ended, on the performance clock.
-  let heapAfterGc: number | undefined
-  let majorGcAtMs = Number.NEGATIVE_INFINITY
-  const gcObserver =
-    source === undefined
-      ? new PerformanceObserver((list) => {
-          for (const entry of list.getEntries()) {
-            const kind = (entry as { detail?: { kind?: number } | null }).detail?.kind
-            if (kind !== constants.NODE_PERFORMANCE_GC_MAJOR) continue
-            heapAfterGc = getHeapStatistics().used_heap_size
-            majorGcAtMs = entry.startTime + entry.duration
-          }
-        })
-      : undefined
-  gcObserver?.observe({ entryTypes: ['gc'] })
 
   /** `lateMs`: how late this sampler's own timer fired, i.e. how long the loop was blocked at its due time. */
   function measure(lateMs = 0): LoadSample {
@@ -339,18 +306,12 @@ export function createLoadSampler(options: Readonly<LoadSamplerOptions> = {}): L
       utilization = 0
     }
     const memory = process.memoryUsage()
-    // heapUsed counts garbage until a major GC, which refused requests, allocating little, never
-    // bring: the heap the last major GC left is read instead (heapUsed when lower), and judged
-    // only within two intervals of it. A live heap that grows brings major GCs of its own; past
-    // them, the requests let through bring the next one if they allocate enough to matter.
-    const sample: LoadSample = {
+    return {
       eventLoopDelayMs: delay,
       eventLoopUtilization: utilization,
-      heapUsedBytes: heapAfterGc === undefined ? memory.heapUsed : Math.min(memory.heapUsed, heapAfterGc),
+      heapUsedBytes: memory.heapUsed,
       rssBytes: memory.rss,
     }
-    if (performance.now() - majorGcAtMs > 2 * intervalMs) unconfirmedHeap.add(sample)
-    return sample
   }
 
   let current: LoadSample = source === undefined ? ZERO : measure()
@@ -414,7 +375,6 @@ export function createLoadSampler(options: Readonly<LoadSamplerOptions> = {}): L
       if (timer !== undefined) clearTimeout(timer)
       if (pending !== undefined) clearImmediate(pending)
       histogram?.disable()
-      gcObserver?.disconnect()
       current = ZERO
       previous = ZERO
       reason = undefined
