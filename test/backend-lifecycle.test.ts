@@ -126,7 +126,7 @@ describe('backend lifecycle on every framework', () => {
   })
 
   for (const framework of frameworks) {
-    describe(framework, { timeout: 5000 }, () => {
+    describe(framework, { timeout: 20_000 }, () => {
       test('the deadline answers 504 before the response started, and aborts the backend fetch', async () => {
         const app = await startApp(framework, {
           routes: [
@@ -927,7 +927,7 @@ describe('deadline(): a response that closes before it was ended aborts the requ
   after(() => silent.close())
 
   for (const framework of frameworks) {
-    describe(framework, { timeout: 5000 }, () => {
+    describe(framework, { timeout: 20_000 }, () => {
       test('a client that leaves aborts the backend fetch at once, and its timer is cleared', async () => {
         const app = await startApp(framework, {
           use: (a) => [a.deadline({ timeoutMs: '10m' })],

@@ -346,6 +346,9 @@ describe('createLoadSampler(options)', () => {
     // The default 10 ms would not fit a 20 ms interval: a quarter of it is used.
     createLoadSampler({ sampleIntervalMs: 20 }).close()
     createLoadSampler({ sampleIntervalMs: 10 }).close()
+    // With `source` no histogram is made, so an options object shared with a real sampler is taken.
+    const source = () => ({ eventLoopDelayMs: 0, eventLoopUtilization: 0, heapUsedBytes: 0, rssBytes: 0 })
+    createLoadSampler({ source, sampleIntervalMs: 20, resolutionMs: 10 }).close()
   })
 
   for (const [options, message] of [

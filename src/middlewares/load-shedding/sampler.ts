@@ -246,7 +246,8 @@ export function createLoadSampler(options: Readonly<LoadSamplerOptions> = {}): L
   // time (a reset histogram records nothing until its timer has run once). Up to a quarter of
   // the window, a stall over half of it still reads to within one resolution; at half, the
   // histogram records next to nothing and a 120 ms stall in 200 ms read as 34.
-  if (resolutionMs > quarterMs)
+  // With `source`, no histogram is made: the resolution is not used, so it bounds nothing.
+  if (options.source === undefined && resolutionMs > quarterMs)
     throw new TypeError(
       `Expected \`resolutionMs\` to be at most a quarter of \`sampleIntervalMs\` (${quarterMs} ms for ${intervalMs} ms), got ${resolutionMs}`,
     )
