@@ -179,11 +179,13 @@ function checkIcErrorOptions(options: IcErrorOptions): void {
     throw new TypeError(
       `Expected the options of icError() to be an object such as { message }, got ${showValue(options)}`,
     )
-  const { message, validation, retryAfterSeconds, stack } = options
+  const { message, validation, retryAfterSeconds, stack, expose } = options
   if (message !== undefined && typeof message !== 'string')
     throw new TypeError(`Expected \`message\` of icError() to be a string, got ${showValue(message)}`)
   if (stack !== undefined && typeof stack !== 'boolean')
     throw new TypeError(`Expected \`stack\` of icError() to be a boolean, got ${showValue(stack)}`)
+  if (expose !== undefined && typeof expose !== 'boolean')
+    throw new TypeError(`Expected \`expose\` of icError() to be a boolean, got ${showValue(expose)}`)
   if (validation !== undefined) {
     if (!Array.isArray(validation))
       throw new TypeError(

@@ -60,6 +60,7 @@ const cases: readonly (readonly [string, string, () => unknown])[] = [
     () => signatureGuard({ accounts: {}, features: { f: { params: ['icretina'], code: null as never } } }),
   ],
   ['icError', 'stack', () => icError('IC_NOT_FOUND', { stack: null as never })],
+  ['icError', 'expose', () => icError('IC_NOT_FOUND', { expose: null as never })],
   ['deadline', 'timeoutMs', () => createDeadline({ timeoutMs: null as never }, fail)],
   ...[
     'storeTimeoutMs',

@@ -49,6 +49,9 @@ describe('apiKey', () => {
     // A NULL column is no scopes, there; a configured grant with `scopes: null` is refused.
     const nullScopes = apiKey({ lookup: () => ({ id: 'row', scopes: null }) as never })
     assert.equal(await outcome(nullScopes, '/i', { 'x-api-key': 'k' }), 'ok row []')
+    // A NULL id is named by the key's digest, as a row without one.
+    const nullId = apiKey({ lookup: () => ({ id: null, scopes: null }) as never })
+    assert.match(await outcome(nullId, '/i', { 'x-api-key': 'k' }), /^ok key-[0-9a-f]{12} \[\]$/)
   })
 
   it('publishes scopes a handler cannot add to', async () => {

@@ -85,10 +85,12 @@ function resolve(key: string, grant: unknown, option: string, configured: boolea
   const scopes = value.scopes === undefined || (value.scopes === null && !configured) ? [] : value.scopes
   if (!Array.isArray(scopes) || scopes.some((s) => typeof s !== 'string'))
     throw new TypeError(`Expected \`${option}.scopes\` to be an array of strings, got ${showValue(scopes)}`)
-  if (value.id !== undefined && (typeof value.id !== 'string' || value.id === ''))
-    throw new TypeError(`Expected \`${option}.id\` to be a non-empty string, got ${showValue(value.id)}`)
+  // Likewise a NULL id: the key's own digest names it, as when the id is left out.
+  const id = value.id === null && !configured ? undefined : value.id
+  if (id !== undefined && (typeof id !== 'string' || id === ''))
+    throw new TypeError(`Expected \`${option}.id\` to be a non-empty string, got ${showValue(id)}`)
   const info: ApiKeyInfo = Object.freeze({
-    id: value.id ?? `key-${digest(key).slice(0, 12)}`,
+    id: id ?? `key-${digest(key).slice(0, 12)}`,
     scopes: new ReadonlySetView(new Set(scopes)),
   })
   return { info, published: Object.freeze({ apiKey: info }) }

@@ -303,6 +303,26 @@ describe('signature guard', () => {
     }
   })
 
+  it('reads a database NULL in a lookup() row as no plan and no features of its own', async () => {
+    const rows = [
+      { secrets: ['s'], plan: null },
+      { secrets: ['s'], features: null },
+    ]
+    for (const row of rows) {
+      const guard = signature({
+        lookup: () => row as never,
+        features: imageChartsFeatures,
+        plans: { pro: ['retina'] },
+      })
+      assert.equal(await outcome(guard, `/chart?${signQuery('cht=p&icac=acme', 's')}`), 'ok acme []')
+    }
+    // A configured account still refuses it, at construction.
+    assert.throws(
+      () => signature({ accounts: { acme: { secrets: ['s'], plan: null as never } }, plans: { pro: [] } }),
+      /Unknown plan null in `accounts\.acme\.plan`/,
+    )
+  })
+
   it('publishes features a handler cannot add to', async () => {
     const guard = signature({
       accounts: { acme: { secrets: ['s'], features: [] } },

@@ -167,17 +167,21 @@ function entryFeatures(
   known: ReadonlySet<string>,
   option: string,
   unsigned: ReadonlySet<string>,
+  configured: boolean,
 ): Set<string> {
   // A signature never takes away what an unsigned request may use.
   const features = new Set<string>(unsigned)
-  if (entry.plan !== undefined) {
-    const plan = plans.get(entry.plan)
-    if (plan === undefined) throw new TypeError(`Unknown plan ${showValue(entry.plan)} in \`${option}.plan\``)
-    for (const feature of plan) features.add(feature)
+  // A lookup() row may hold a database NULL for no plan or no features of its own.
+  const plan = entry.plan === null && !configured ? undefined : entry.plan
+  const own = entry.features === null && !configured ? undefined : entry.features
+  if (plan !== undefined) {
+    const granted = plans.get(plan)
+    if (granted === undefined) throw new TypeError(`Unknown plan ${showValue(plan)} in \`${option}.plan\``)
+    for (const feature of granted) features.add(feature)
   }
-  if (entry.features !== undefined) {
-    if (!Array.isArray(entry.features)) throw new TypeError(`Expected \`${option}.features\` to be an array`)
-    for (const feature of entry.features) {
+  if (own !== undefined) {
+    if (!Array.isArray(own)) throw new TypeError(`Expected \`${option}.features\` to be an array`)
+    for (const feature of own) {
       if (!known.has(feature))
         throw new TypeError(`Unknown feature ${showValue(feature)} in \`${option}.features\``)
       features.add(feature)
@@ -217,7 +221,7 @@ function resolveAccount(
     if (typeof secret !== 'string' || secret === '')
       throw new TypeError(`Expected \`${option}.secrets\` to hold non-empty strings`)
   }
-  const features = new ReadonlySetView(entryFeatures(account, plans, known, option, unsigned))
+  const features = new ReadonlySetView(entryFeatures(account, plans, known, option, unsigned, configured))
   return {
     keys: account.secrets.map(signingKey),
     features,
