@@ -9,10 +9,13 @@ import { fileURLToPath } from 'node:url'
 
 /** Markdown without what is not prose: fenced blocks, HTML comments and code spans. */
 function prose(markdown) {
-  return markdown
-    .replace(/^ {0,3}(`{3,}|~{3,})[^\n]*\n[\s\S]*?^ {0,3}\1[^\n]*$/gm, '')
-    .replace(/<!--[\s\S]*?-->/g, '')
-    .replace(/(`+)[\s\S]*?\1/g, '')
+  return (
+    markdown
+      .replace(/^ {0,3}(`{3,}|~{3,})[^\n]*\n[\s\S]*?^ {0,3}\1[^\n]*$/gm, '')
+      .replace(/<!--[\s\S]*?-->/g, '')
+      // A code span closes on a run of as many backticks, within its paragraph; a lone backtick is text.
+      .replace(/(?<!`)(`+)(?!`)(?:(?!\n[ \t]*\n)[\s\S])*?(?<!`)\1(?!`)/g, '')
+  )
 }
 
 /**
@@ -24,8 +27,10 @@ export function anchorsOf(markdown) {
   const anchors = new Set()
   const seen = new Map()
   const text = markdown.replace(/^ {0,3}(`{3,}|~{3,})[^\n]*\n[\s\S]*?^ {0,3}\1[^\n]*$/gm, '')
-  for (const [, heading] of text.matchAll(/^#{1,6} (.+)$/gm)) {
-    const base = heading
+  // ATX headings (`## Title`) and setext ones (a line underlined with === or ---), in order.
+  for (const [, atx, setext] of text.matchAll(/^(?:#{1,6} (.+)|([^\n]+)\n {0,3}(?:=+|-+)[ \t]*)$/gm)) {
+    const base = (atx ?? setext)
+      .trim()
       .toLowerCase()
       .replace(/[^\p{L}\p{M}\p{N}\p{Pc} -]/gu, '')
       .replace(/ /g, '-')

@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict'
-import { existsSync, readFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { describe, it } from 'node:test'
-import { anchorsOf } from '../scripts/check-md-links.mjs'
+import { anchorsOf, brokenLinks } from '../scripts/check-md-links.mjs'
 import { renderErrorCodes } from '../scripts/generate-error-codes.ts'
 import { errorCatalogue } from '../src/catalogue.ts'
 
@@ -55,5 +57,22 @@ describe('links between the Markdown files', () => {
       }
     }
     assert.deepEqual(broken, [])
+  })
+})
+
+describe('scripts/check-md-links.mjs (test:package)', () => {
+  it('sees links after a lone backtick, and headings underlined with === or ---', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'md-links-'))
+    try {
+      writeFileSync(
+        join(dir, 'a.md'),
+        'Prices in ` (a stray backtick).\n\nSee [gone](missing.md) and [b](b.md#usage-notes).\n\nCode `[x](nope.md)` is no link.\n',
+      )
+      writeFileSync(join(dir, 'b.md'), 'Title\n=====\n\nUsage notes\n-----------\n\ntext\n')
+      assert.deepEqual(brokenLinks(dir), ['a.md: missing.md (not in the package)'])
+      assert.deepEqual([...anchorsOf(readFileSync(join(dir, 'b.md'), 'utf8'))], ['title', 'usage-notes'])
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
   })
 })
