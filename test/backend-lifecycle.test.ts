@@ -25,7 +25,14 @@ import * as ex from '../src/express.ts'
 import { createBackendFetch, isIcError, requestSignal } from '../src/index.ts'
 import * as kx from '../src/koa.ts'
 import { type Backend, PNG, startBackend } from './support/backends.ts'
-import { frameworks, type RunningApp, settled, startApp } from './support/harness.ts'
+import {
+  type AppSpec,
+  type Framework,
+  frameworks,
+  type RunningApp,
+  settled,
+  startApp,
+} from './support/harness.ts'
 import { slowDownload } from './support/slow-download.ts'
 
 interface Answer {
@@ -77,6 +84,42 @@ async function pipelinedGets(appUrl: string, path: string, count: number): Promi
   const client = await rawSocket(appUrl)
   client.on('error', () => {})
   client.write(`GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`.repeat(count))
+  return client
+}
+
+/**
+ * An app whose `/image` route fetches from `backend` with the request's signal, behind the
+ * middlewares of `use`; `onFetch` sees the handler's response and signal first.
+ */
+function fetchingApp(
+  framework: Framework,
+  backend: Backend,
+  use: NonNullable<AppSpec['use']>,
+  onFetch?: (res: ServerResponse, signal: AbortSignal) => void,
+): Promise<RunningApp> {
+  return startApp(framework, {
+    use,
+    routes: [
+      {
+        path: '/image',
+        handle: async ({ res, locals }) => {
+          const signal = locals.signal as AbortSignal
+          onFetch?.(res, signal)
+          const { body } = await fetchImage(`${backend.url}/a.png`, { signal })
+          return { body }
+        },
+      },
+    ],
+  })
+}
+
+/** A raw connection to the app carrying `GET /image`, once `backend` has received the fetch. */
+async function requestFetching(app: RunningApp, backend: Backend): Promise<Socket> {
+  const client = await rawSocket(app.url)
+  client.on('error', () => {})
+  const backendGotIt = backend.nextRequest()
+  client.write('GET /image HTTP/1.1\r\nHost: x\r\n\r\n')
+  await backendGotIt
   return client
 }
 
@@ -712,29 +755,13 @@ describe('backend lifecycle on every framework', () => {
       })
 
       test('a client that goes away aborts the backend fetch at once, not at its 30 s timeout, and is reported once as 499', async () => {
-        const app = await startApp(framework, {
-          use: (a) => [a.clientClosed()],
-          routes: [
-            {
-              path: '/image',
-              handle: async ({ locals }) => {
-                const { body } = await fetchImage(`${silent.url}/a.png`, {
-                  signal: locals.signal as AbortSignal,
-                })
-                return { body }
-              },
-            },
-          ],
-        })
+        const app = await fetchingApp(framework, silent, (a) => [a.clientClosed()])
         try {
-          const client = await rawSocket(app.url)
+          const client = await requestFetching(app, silent)
           let received = 0
           client.on('data', (chunk: Buffer) => {
             received += chunk.length
           })
-          const backendGotIt = silent.nextRequest()
-          client.write('GET /image HTTP/1.1\r\nHost: x\r\n\r\n')
-          await backendGotIt
           const backendClosed = silent.nextSocketClose()
           const destroyedAt = performance.now()
           client.destroy()
@@ -929,26 +956,10 @@ describe('deadline(): a response that closes before it was ended aborts the requ
   for (const framework of frameworks) {
     describe(framework, { timeout: 20_000 }, () => {
       test('a client that leaves aborts the backend fetch at once, and its timer is cleared', async () => {
-        const app = await startApp(framework, {
-          use: (a) => [a.deadline({ timeoutMs: '10m' })],
-          routes: [
-            {
-              path: '/image',
-              handle: async ({ locals }) => {
-                const { body } = await fetchImage(`${silent.url}/a.png`, {
-                  signal: locals.signal as AbortSignal,
-                })
-                return { body }
-              },
-            },
-          ],
-        })
+        const app = await fetchingApp(framework, silent, (a) => [a.deadline({ timeoutMs: '10m' })])
         try {
           const baseline = activeTimers()
-          const client = await rawSocket(app.url)
-          const backendGotIt = silent.nextRequest()
-          client.write('GET /image HTTP/1.1\r\nHost: x\r\n\r\n')
-          await backendGotIt
+          const client = await requestFetching(app, silent)
           const backendClosed = silent.nextSocketClose()
           client.destroy()
           assert.equal(await within(backendClosed, 1000), true, 'the backend fetch was not aborted')
@@ -966,26 +977,17 @@ describe('deadline(): a response that closes before it was ended aborts the requ
       test("the app's own res.destroy() aborts the signal with ERR_STREAM_DESTROYED, no 499", async () => {
         let response: ServerResponse | undefined
         let signal: AbortSignal | undefined
-        const app = await startApp(framework, {
-          use: (a) => [a.deadline({ timeoutMs: '10m' })],
-          routes: [
-            {
-              path: '/image',
-              handle: async ({ res, locals }) => {
-                response = res
-                signal = locals.signal as AbortSignal
-                const { body } = await fetchImage(`${silent.url}/a.png`, { signal })
-                return { body }
-              },
-            },
-          ],
-        })
+        const app = await fetchingApp(
+          framework,
+          silent,
+          (a) => [a.deadline({ timeoutMs: '10m' })],
+          (res, seen) => {
+            response = res
+            signal = seen
+          },
+        )
         try {
-          const client = await rawSocket(app.url)
-          client.on('error', () => {})
-          const backendGotIt = silent.nextRequest()
-          client.write('GET /image HTTP/1.1\r\nHost: x\r\n\r\n')
-          await backendGotIt
+          await requestFetching(app, silent)
           const backendClosed = silent.nextSocketClose()
           response?.destroy()
           assert.equal(await within(backendClosed, 1000), true, 'the backend fetch was not aborted')
