@@ -1247,12 +1247,15 @@ describe('Koa without errorHandler(): a handler that rejects with the abort reas
         })
       }
     }
-    test(`${name}, deadline(): a stream that stalls past it is cut, and emitted once`, async () => {
-      // Koa 3 pipes the body: cutting the response failed its pipeline, emitted besides the 504.
+    /**
+     * A Koa app without errorHandler() behind `lifecycle`, whose body stalls after its first
+     * bytes; resolves once a raw client has them, with what the app emitted so far.
+     */
+    async function stalledStream(lifecycle: unknown) {
       const app = new Koa()
       const emitted: unknown[] = []
       app.on('error', (err: { code?: unknown }) => emitted.push(err.code))
-      app.use(kx.deadline({ timeoutMs: 100 }) as never)
+      app.use(lifecycle as never)
       app.use((ctx: { body: unknown }) => {
         const body = new PassThrough()
         body.write('first bytes ')
@@ -1261,44 +1264,41 @@ describe('Koa without errorHandler(): a handler that rejects with the abort reas
       const server = createServer(app.callback())
       server.listen(0, '127.0.0.1')
       await once(server, 'listening')
+      const close = () => {
+        server.closeAllConnections()
+        server.close()
+      }
       try {
         const client = await rawSocket(`http://127.0.0.1:${(server.address() as AddressInfo).port}`)
         client.on('error', () => {})
         client.write('GET /stream HTTP/1.1\r\nHost: x\r\n\r\n')
         await once(client, 'data')
+        return { client, emitted, close }
+      } catch (err) {
+        close()
+        throw err
+      }
+    }
+    test(`${name}, deadline(): a stream that stalls past it is cut, and emitted once`, async () => {
+      // Koa 3 pipes the body: cutting the response failed its pipeline, emitted besides the 504.
+      const { client, emitted, close } = await stalledStream(kx.deadline({ timeoutMs: 100 }))
+      try {
         assert.equal(await within(once(client, 'close'), 1500), true, 'the connection stayed open')
         await settled(() => emitted.length > 1, 100)
         assert.deepEqual(emitted, ['IC_BACKEND_TIMEOUT'])
       } finally {
-        server.closeAllConnections()
-        server.close()
+        close()
       }
     })
     test(`${name}, clientClosed(): a client that leaves mid-stream is emitted once, as the departure`, async () => {
       // Koa 3 pipes the body: its pipeline's ERR_STREAM_PREMATURE_CLOSE was emitted besides the 499.
-      const app = new Koa()
-      const emitted: unknown[] = []
-      app.on('error', (err: { code?: unknown }) => emitted.push(err.code))
-      app.use(kx.clientClosed() as never)
-      app.use((ctx: { body: unknown }) => {
-        const body = new PassThrough()
-        body.write('first bytes ')
-        ctx.body = body
-      })
-      const server = createServer(app.callback())
-      server.listen(0, '127.0.0.1')
-      await once(server, 'listening')
+      const { client, emitted, close } = await stalledStream(kx.clientClosed())
       try {
-        const client = await rawSocket(`http://127.0.0.1:${(server.address() as AddressInfo).port}`)
-        client.on('error', () => {})
-        client.write('GET /stream HTTP/1.1\r\nHost: x\r\n\r\n')
-        await once(client, 'data')
         client.destroy()
         await settled(() => emitted.length > 0)
         assert.deepEqual(emitted, ['IC_CLIENT_CLOSED_REQUEST'])
       } finally {
-        server.closeAllConnections()
-        server.close()
+        close()
       }
     })
   }
