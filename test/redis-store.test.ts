@@ -10,7 +10,7 @@ import {
   type SendCommand,
   StoreDeadlineError,
 } from '../src/index.ts'
-import { frameworks, type RunningApp, startApp } from './support/harness.ts'
+import { type Adapter, type Framework, frameworks, type RunningApp, startApp } from './support/harness.ts'
 import { RedisServer } from './support/redis-server.ts'
 
 interface Client {
@@ -136,6 +136,22 @@ for (const kind of ['redis', 'ioredis'] as const) {
       const c = await clients[kind](redis.url, offlineQueue)
       open.push(c)
       return c
+    }
+
+    /** An app answering `body` on `path` behind the limiter `use` makes, its store failures collected; closed with the suite. */
+    async function limitedApp(
+      framework: Framework,
+      path: string,
+      body: string,
+      use: (adapter: Adapter, onStoreError: (error: unknown) => void) => unknown,
+    ): Promise<{ app: RunningApp; failures: Error[] }> {
+      const failures: Error[] = []
+      const app = await startApp(framework, {
+        use: (a) => [use(a, (e) => failures.push(e as Error))],
+        routes: [{ path, handle: () => ({ body }) }],
+      })
+      open.push(app)
+      return { app, failures }
     }
 
     it('answers exactly as the memory store for the same sequence, and keys expire in Redis', async () => {
@@ -286,21 +302,16 @@ for (const kind of ['redis', 'ioredis'] as const) {
     it('does not count requests served while Redis stalled when Redis resumes (no late block)', async () => {
       const c = await client()
       const store = new RedisStore({ sendCommand: c.sendCommand, prefix: `${kind}:stall:` })
-      const failures: Error[] = []
-      const app = await startApp('express5', {
-        use: (a) => [
-          a.rateLimit({
-            limit: 10,
-            windowMs: '10s',
-            blockMs: '1m',
-            store,
-            storeTimeoutMs: 100,
-            onStoreError: (e) => failures.push(e as Error),
-          }),
-        ],
-        routes: [{ path: '/', handle: () => ({ body: 'ok' }) }],
-      })
-      open.push(app)
+      const { app, failures } = await limitedApp('express5', '/', 'ok', (a, onStoreError) =>
+        a.rateLimit({
+          limit: 10,
+          windowMs: '10s',
+          blockMs: '1m',
+          store,
+          storeTimeoutMs: 100,
+          onStoreError,
+        }),
+      )
       assert.equal((await get(app, '/')).status, 200)
       redis.pause()
       let during: Awaited<ReturnType<typeof get>>[]
@@ -341,22 +352,17 @@ for (const kind of ['redis', 'ioredis'] as const) {
           })
           // Blocked beforehand, without a timeout in the way (this also teaches the store Redis's clock).
           for (let i = 0; i < 2; i++) await store.consume('blocked:ip:127.0.0.1', 1, policy)
-          const failures: Error[] = []
-          const app = await startApp(framework, {
-            use: (a) => [
-              a.rateLimit({
-                limit: 1,
-                windowMs: '1m',
-                blockMs: '1h',
-                name: 'blocked',
-                store,
-                storeTimeoutMs: lag.storeTimeoutMs,
-                onStoreError: (e) => failures.push(e as Error),
-              }),
-            ],
-            routes: [{ path: '/', handle: () => ({ body: 'served' }) }],
-          })
-          open.push(app)
+          const { app, failures } = await limitedApp(framework, '/', 'served', (a, onStoreError) =>
+            a.rateLimit({
+              limit: 1,
+              windowMs: '1m',
+              blockMs: '1h',
+              name: 'blocked',
+              store,
+              storeTimeoutMs: lag.storeTimeoutMs,
+              onStoreError,
+            }),
+          )
           send.stallAfterNext(lag.stallMs, written)
           const stalled = await get(app, '/')
           assert.equal(stalled.status, 429, `${framework}: Redis refused it, the loop stalled`)
@@ -382,21 +388,16 @@ for (const kind of ['redis', 'ioredis'] as const) {
         const prefix = `${kind}:lag-once-${written}:`
         const store = new RedisStore({ sendCommand: send.sendCommand, prefix })
         await store.consume('other', 1, { limit: 1, windowMs: 1000, blockMs: 0 })
-        const failures: Error[] = []
-        const app = await startApp('express5', {
-          use: (a) => [
-            a.rateLimit({
-              limit: 2,
-              windowMs: '1m',
-              blockMs: '1h',
-              store,
-              storeTimeoutMs: lag.storeTimeoutMs,
-              onStoreError: (e) => failures.push(e as Error),
-            }),
-          ],
-          routes: [{ path: '/', handle: () => ({ body: 'served' }) }],
-        })
-        open.push(app)
+        const { app, failures } = await limitedApp('express5', '/', 'served', (a, onStoreError) =>
+          a.rateLimit({
+            limit: 2,
+            windowMs: '1m',
+            blockMs: '1h',
+            store,
+            storeTimeoutMs: lag.storeTimeoutMs,
+            onStoreError,
+          }),
+        )
         send.stallAfterNext(lag.stallMs, written)
         const stalled = await get(app, '/')
         assert.equal(stalled.status, 200)
@@ -414,20 +415,15 @@ for (const kind of ['redis', 'ioredis'] as const) {
       const prefix = `${kind}:lag-down:`
       const store = new RedisStore({ sendCommand: send.sendCommand, prefix })
       await store.consume('other', 1, { limit: 1, windowMs: 1000, blockMs: 0 })
-      const failures: Error[] = []
-      const app = await startApp('koa3', {
-        use: (a) => [
-          a.rateLimit({
-            limit: 2,
-            windowMs: '1m',
-            store,
-            storeTimeoutMs: lag.storeTimeoutMs,
-            onStoreError: (e) => failures.push(e as Error),
-          }),
-        ],
-        routes: [{ path: '/', handle: () => ({ body: 'served' }) }],
-      })
-      open.push(app)
+      const { app, failures } = await limitedApp('koa3', '/', 'served', (a, onStoreError) =>
+        a.rateLimit({
+          limit: 2,
+          windowMs: '1m',
+          store,
+          storeTimeoutMs: lag.storeTimeoutMs,
+          onStoreError,
+        }),
+      )
       redis.pause()
       let served: Awaited<ReturnType<typeof get>>
       try {
@@ -462,18 +458,13 @@ for (const kind of ['redis', 'ioredis'] as const) {
         },
         prefix: `${kind}:ic-stalled:`,
       })
-      const failures: Error[] = []
-      const app = await startApp('express5', {
-        use: (a) => [
-          a.imageChartsRateLimits({
-            store,
-            storeTimeoutMs: 200,
-            onStoreError: (e) => failures.push(e as Error),
-          }),
-        ],
-        routes: [{ path: '/chart', handle: () => ({ body: 'chart' }) }],
-      })
-      open.push(app)
+      const { app, failures } = await limitedApp('express5', '/chart', 'chart', (a, onStoreError) =>
+        a.imageChartsRateLimits({
+          store,
+          storeTimeoutMs: 200,
+          onStoreError,
+        }),
+      )
       assert.equal((await get(app, '/chart?cht=p')).status, 200)
       assert.equal(sent, 2, 'both policies counted')
       redis.pause()
@@ -500,18 +491,13 @@ for (const kind of ['redis', 'ioredis'] as const) {
         const prefix = `${kind}:ic-lag-${written}:`
         const store = new RedisStore({ sendCommand: send.sendCommand, prefix })
         await store.consume('other', 1, { limit: 1, windowMs: 1000, blockMs: 0 })
-        const failures: Error[] = []
-        const app = await startApp('koa3', {
-          use: (a) => [
-            a.imageChartsRateLimits({
-              store,
-              storeTimeoutMs: lag.storeTimeoutMs,
-              onStoreError: (e) => failures.push(e as Error),
-            }),
-          ],
-          routes: [{ path: '/chart', handle: () => ({ body: 'chart' }) }],
-        })
-        open.push(app)
+        const { app, failures } = await limitedApp('koa3', '/chart', 'chart', (a, onStoreError) =>
+          a.imageChartsRateLimits({
+            store,
+            storeTimeoutMs: lag.storeTimeoutMs,
+            onStoreError,
+          }),
+        )
         send.stallAfterNext(lag.stallMs, written)
         const stalled = await get(app, '/chart?cht=p')
         assert.equal(stalled.status, 200)
