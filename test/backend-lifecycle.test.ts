@@ -123,6 +123,22 @@ async function requestFetching(app: RunningApp, backend: Backend): Promise<Socke
   return client
 }
 
+/**
+ * A middleware still busy when the client leaves (a session store, a token check): it calls
+ * the next one only once the connection has closed.
+ */
+function waitForClientToLeave(framework: Framework): unknown {
+  return framework.startsWith('express')
+    ? (req: IncomingMessage, _res: ServerResponse, next: () => void) => {
+        if (req.socket.destroyed) next()
+        else req.socket.once('close', () => next())
+      }
+    : async (ctx: { req: IncomingMessage }, next: () => Promise<void>) => {
+        if (!ctx.req.socket.destroyed) await once(ctx.req.socket, 'close')
+        await next()
+      }
+}
+
 /** How many timers the process has pending: a deadline's timer is one. */
 function activeTimers(): number {
   return process.getActiveResourcesInfo().filter((kind) => kind === 'Timeout').length
@@ -654,16 +670,7 @@ describe('backend lifecycle on every framework', () => {
       test('a pipelined request whose client left before deadline() ran arms no timer', async () => {
         const entered = [reached(), reached()]
         let count = 0
-        // Still busy when the client leaves: a session store, a token check.
-        const afterClientLeft = framework.startsWith('express')
-          ? (req: IncomingMessage, _res: ServerResponse, next: () => void) => {
-              if (req.socket.destroyed) next()
-              else req.socket.once('close', () => next())
-            }
-          : async (ctx: { req: IncomingMessage }, next: () => Promise<void>) => {
-              if (!ctx.req.socket.destroyed) await once(ctx.req.socket, 'close')
-              await next()
-            }
+        const afterClientLeft = waitForClientToLeave(framework)
         const app = await startApp(framework, {
           use: (a) => [afterClientLeft, a.deadline({ timeoutMs: '10m' })],
           routes: [
@@ -1033,16 +1040,7 @@ describe('deadline(): a response that closes before it was ended aborts the requ
       })
 
       test('with clientClosed() armed after the client left: the departure is reported once as 499', async () => {
-        // Still busy when the client leaves: a session store, a token check.
-        const afterClientLeft = framework.startsWith('express')
-          ? (req: IncomingMessage, _res: ServerResponse, next: () => void) => {
-              if (req.socket.destroyed) next()
-              else req.socket.once('close', () => next())
-            }
-          : async (ctx: { req: IncomingMessage }, next: () => Promise<void>) => {
-              if (!ctx.req.socket.destroyed) await once(ctx.req.socket, 'close')
-              await next()
-            }
+        const afterClientLeft = waitForClientToLeave(framework)
         const app = await startApp(framework, {
           use: (a) => [a.deadline({ timeoutMs: '10m' }), afterClientLeft, a.clientClosed()],
           routes: [{ path: '/busy', handle: () => ({ body: 'too late' }) }],
