@@ -227,18 +227,25 @@ describe('createLoadSampler(options)', () => {
   it('reads an idle loop as idle with a coarse histogram (no poll-phase sleep read as lateness)', async () => {
     // 5.5 resolutions an interval: the sampler is due half a resolution before the histogram's
     // next tick, and a read that let the loop sleep in poll would wait for that tick (~100 ms).
-    const sampler = createLoadSampler({ sampleIntervalMs: 1100, resolutionMs: 200 })
-    try {
-      let worstMs = 0
-      // Polled seldom: a poll's own timer would wake the loop and hide the sleep.
-      for (let poll = 0; poll < 2; poll++) {
-        await delay(1900)
-        worstMs = Math.max(worstMs, sampler.current.eventLoopDelayMs)
+    // The sleep reads late on every attempt; a busy machine (the suite's other files) delays
+    // one attempt now and then, so three are made.
+    const readings: number[] = []
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const sampler = createLoadSampler({ sampleIntervalMs: 1100, resolutionMs: 200 })
+      try {
+        let worstMs = 0
+        // Polled seldom: a poll's own timer would wake the loop and hide the sleep.
+        for (let poll = 0; poll < 2; poll++) {
+          await delay(1900)
+          worstMs = Math.max(worstMs, sampler.current.eventLoopDelayMs)
+        }
+        if (worstMs < 60) return
+        readings.push(worstMs)
+      } finally {
+        sampler.close()
       }
-      assert.ok(worstMs < 60, `an idle loop read as ${worstMs.toFixed(1)} ms late`)
-    } finally {
-      sampler.close()
     }
+    assert.fail(`an idle loop read as ${readings.map((ms) => ms.toFixed(1)).join(', ')} ms late`)
   })
 
   it('samples on its interval until closed, then reads as idle', async () => {
