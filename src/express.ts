@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { debuglog } from 'node:util'
 import { icError } from './errors.ts'
-import { checkGuard, type Guard, isThenable } from './guard.ts'
+import { checkGuard, checkHandler, type Guard, isThenable } from './guard.ts'
 import * as core from './index.ts'
 import { createClientClosed } from './middlewares/client-closed/index.ts'
 import { createDeadline, type DeadlineOptions } from './middlewares/deadline/index.ts'
@@ -457,11 +457,66 @@ export function upload(options: Readonly<core.UploadOptions> = {}): ExpressMiddl
 }
 
 /**
- * Several request rules as ONE Express middleware; see the core `requestRules`.
+ * A route handler as {@link requestRules} takes it: Express's `(req, res, next)`, typed on
+ * what you annotate (`express.Request`, `express.Response`), `node:http` otherwise. A
+ * returned promise that rejects goes to `next(err)`, under Express 4 too.
+ *
+ * @example
+ * const handler: RouteHandler<express.Request, express.Response> = (req, res) => {
+ *   res.json(res.locals.imageParams)
+ * }
+ */
+export type RouteHandler<
+  Req extends IncomingMessage = IncomingMessage,
+  Res extends ServerResponse = ServerResponse,
+> = (req: Req, res: Res, next: NextFunction) => unknown
+
+/**
+ * Several request rules as ONE Express middleware; see the core `requestRules`. Given the
+ * route handler as well, it is the rules and the handler in one layer (Express's router costs
+ * more per layer than the rules' checks do): the handler runs when the rules pass, with
+ * `res.locals` filled, and a refusal never reaches it.
  *
  * @example
  * app.get('/img/:path', requestRules({ permissions: { hostsAllowed: ['*.example.com'] }, imageParams: {} }), handler)
+ * app.get('/img', requestRules({ imageParams: { maxWidth: 4000 } }, (req, res) => {
+ *   res.json(res.locals.imageParams)
+ * }))
  */
-export function requestRules(options: Readonly<core.RequestRulesOptions>): ExpressMiddleware {
-  return fromGuard(core.requestRulesGuard(options), 'requestRules')
+export function requestRules(options: Readonly<core.RequestRulesOptions>): ExpressMiddleware
+export function requestRules<Req extends IncomingMessage, Res extends ServerResponse>(
+  options: Readonly<core.RequestRulesOptions>,
+  handler: RouteHandler<Req, Res>,
+): (req: Req, res: Res, next: NextFunction) => void
+export function requestRules(
+  options: Readonly<core.RequestRulesOptions>,
+  handler?: RouteHandler,
+): ExpressMiddleware {
+  const rules = fromGuard(core.requestRulesGuard(options), 'requestRules')
+  if (handler === undefined) return rules
+  checkHandler(handler, 'requestRules', '(req, res, next)')
+  return function requestRules(req, res, next) {
+    rules(req, res, (err) => {
+      if (err !== undefined) next(err)
+      else runHandler(handler, req, res, next)
+    })
+  }
+}
+
+/** Runs a route handler as Express 5 would, also under Express 4: a throw or a rejection goes to `next(err)`. */
+function runHandler(
+  handler: RouteHandler,
+  req: IncomingMessage,
+  res: ServerResponse,
+  next: NextFunction,
+): void {
+  let out: unknown
+  try {
+    out = handler(req, res, next)
+  } catch (err) {
+    next(asError(err, 'The route handler'))
+    return
+  }
+  if (isThenable(out))
+    Promise.resolve(out).then(undefined, (err: unknown) => next(asError(err, 'The route handler')))
 }

@@ -61,3 +61,18 @@ export function checkGuard(guard: unknown, name: unknown): void {
   if (typeof name !== 'string' || name === '')
     throw new TypeError(`Expected the name of fromGuard() to be a non-empty string, got ${showValue(name)}`)
 }
+
+/**
+ * Throws a TypeError unless `handler` (the route handler given to a middleware factory, e.g.
+ * `requestRules(options, handler)`) is a function: it is checked when the middleware is
+ * made, not on the first request. Internal.
+ *
+ * @example
+ * checkHandler((req, res) => res.end(), 'requestRules', '(req, res, next)') // passes
+ */
+export function checkHandler(handler: unknown, factory: string, parameters: string): void {
+  if (typeof handler !== 'function')
+    throw new TypeError(
+      `Expected the handler of ${factory}() to be a function ${parameters}, got ${showValue(handler)}`,
+    )
+}

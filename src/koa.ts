@@ -3,7 +3,7 @@ import { type IncomingMessage, type ServerResponse, STATUS_CODES } from 'node:ht
 import { debuglog } from 'node:util'
 import createHttpError from 'http-errors'
 import { icError } from './errors.ts'
-import { checkGuard, type Guard, isThenable } from './guard.ts'
+import { checkGuard, checkHandler, type Guard, isThenable } from './guard.ts'
 import * as core from './index.ts'
 import { createClientClosed } from './middlewares/client-closed/index.ts'
 import { createDeadline, type DeadlineOptions } from './middlewares/deadline/index.ts'
@@ -42,8 +42,8 @@ export interface KoaContext {
   state: Record<string, unknown>
   status: number
   body: unknown
-  respond?: boolean
-  onerror: (err: unknown) => void
+  respond?: boolean | undefined
+  onerror(err: unknown): void
   readonly app: { emit(event: 'error', err: unknown, ctx: unknown): boolean }
 }
 /**
@@ -454,11 +454,40 @@ export function upload(options: Readonly<core.UploadOptions> = {}): KoaMiddlewar
 }
 
 /**
- * Several request rules as ONE Koa middleware; see the core `requestRules`.
+ * A route handler as {@link requestRules} takes it: Koa's `(ctx, next)`, typed on what you
+ * annotate (`Koa.Context`, a router's context), {@link KoaContext} otherwise.
+ *
+ * @example
+ * const handler: RouteHandler = (ctx) => {
+ *   ctx.body = ctx.state.imageParams
+ * }
+ */
+export type RouteHandler<Ctx extends KoaContext = KoaContext> = (ctx: Ctx, next: Next) => unknown
+
+/**
+ * Several request rules as ONE Koa middleware; see the core `requestRules`. Given the route
+ * handler as well, it is the rules and the handler in one middleware, as with Express: the
+ * handler runs when the rules pass, with `ctx.state` filled, and a refusal never reaches it.
  *
  * @example
  * router.get('/img/:path', requestRules({ permissions: { hostsAllowed: ['*.example.com'] }, imageParams: {} }), handler)
+ * router.get('/img', requestRules({ imageParams: { maxWidth: 4000 } }, (ctx) => {
+ *   ctx.body = ctx.state.imageParams
+ * }))
  */
-export function requestRules(options: Readonly<core.RequestRulesOptions>): KoaMiddleware {
-  return fromGuard(core.requestRulesGuard(options), 'requestRules')
+export function requestRules(options: Readonly<core.RequestRulesOptions>): KoaMiddleware
+export function requestRules<Ctx extends KoaContext>(
+  options: Readonly<core.RequestRulesOptions>,
+  handler: RouteHandler<Ctx>,
+): (ctx: Ctx, next: Next) => Promise<void>
+export function requestRules(
+  options: Readonly<core.RequestRulesOptions>,
+  handler?: RouteHandler,
+): KoaMiddleware {
+  const rules = fromGuard(core.requestRulesGuard(options), 'requestRules')
+  if (handler === undefined) return rules
+  checkHandler(handler, 'requestRules', '(ctx, next)')
+  return function requestRules(ctx, next) {
+    return rules(ctx, async () => handler(ctx, next))
+  }
 }

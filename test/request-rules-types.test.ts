@@ -1,6 +1,9 @@
 // Compile-time checks of the request-rule option types: `tsc --noEmit` fails when one stops holding.
 import assert from 'node:assert/strict'
 import { it } from 'node:test'
+import Router, { type RouterContext } from '@koa/router'
+import express5 from 'express'
+import Koa from 'koa'
 import * as express from '../src/express.ts'
 import * as core from '../src/index.ts'
 import {
@@ -38,6 +41,38 @@ export function typeChecks(): void {
   if (source?.kind === 'bucket') void source.url
   express.requestRules({ imageParams: {} })
   koa.requestRules({ imageParams: {} })
+  // The rules and the handler in one layer, typed on the framework's own request and context.
+  const app = express5()
+  app.get(
+    '/img',
+    express.requestRules({ imageParams: {} }, (req: express5.Request, res: express5.Response) => {
+      res.json({ path: req.path, imageParams: res.locals.imageParams })
+    }),
+  )
+  app.get(
+    '/raw',
+    express.requestRules({ imageParams: {} }, (_req, res) => {
+      // Unannotated, the handler gets node:http's objects.
+      res.end()
+    }),
+  )
+  const router = new Router()
+  router.get(
+    '/img/:id',
+    koa.requestRules({ imageParams: {} }, (ctx: RouterContext) => {
+      ctx.body = { id: ctx.params.id, imageParams: ctx.state.imageParams }
+    }),
+  )
+  new Koa().use(
+    koa.requestRules({ imageParams: {} }, async (ctx: Koa.Context, next) => {
+      ctx.body = ctx.state.imageParams
+      await next()
+    }),
+  )
+  // @ts-expect-error the handler is a function
+  express.requestRules({ imageParams: {} }, 'handler')
+  // @ts-expect-error a Koa handler takes a context, not Express's (req, res)
+  koa.requestRules({ imageParams: {} }, (_req: express5.Request, res: express5.Response) => res.end())
 }
 
 it('both adapters make every request rule a middleware named after it', () => {

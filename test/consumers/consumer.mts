@@ -15,8 +15,8 @@ import {
   type UploadedImage,
 } from 'image-api-errors'
 import { errorHandler, fromGuard, requestRules } from 'image-api-errors/express'
-import { errorHandler as koaErrorHandler } from 'image-api-errors/koa'
-import type Koa from 'koa'
+import { errorHandler as koaErrorHandler, requestRules as koaRequestRules } from 'image-api-errors/koa'
+import Koa from 'koa'
 
 // The declarations docs/frameworks.md gives for typed res.locals and ctx.state.
 interface RequestRuleValues {
@@ -56,14 +56,40 @@ app.get('/img', requestRules({ imageParams: {} }), (_req, res) => {
   const host: string | undefined = typed(res.locals.source?.host, true)
   res.json({ width, host, aborted: typed(res.locals.signal?.aborted, true) })
 })
+// The rules inside the handler's own layer, the handler typed on Express's and Koa's own objects.
+app.get(
+  '/rules',
+  requestRules({ imageParams: {} }, (req: express.Request, res: express.Response) => {
+    res.json({ width: typed(res.locals.imageParams?.width, true), path: req.path })
+  }),
+)
 app.use(errorHandler({ onError: (r) => reports.push(r) }))
 assert.equal(typeof koaErrorHandler(), 'function')
+const koaApp = new Koa()
+koaApp.use(koaErrorHandler())
+koaApp.use(
+  koaRequestRules({ imageParams: {} }, (ctx: Koa.Context) => {
+    ctx.body = { width: typed(ctx.state.imageParams?.width, true) }
+  }),
+)
 const server = app.listen(0, '127.0.0.1', async () => {
   const address = server.address()
   const port = typeof address === 'object' && address !== null ? address.port : 0
   const res = await fetch(`http://127.0.0.1:${port}/`)
   assert.equal(res.status, 504)
   assert.equal(reports[0]?.code, 'IC_BACKEND_TIMEOUT')
+  assert.deepEqual(await (await fetch(`http://127.0.0.1:${port}/rules?width=5`)).json(), {
+    width: 5,
+    path: '/rules',
+  })
   server.close()
+  const koaServer = koaApp.listen(0, '127.0.0.1')
+  await new Promise((resolve) => koaServer.once('listening', resolve))
+  const koaAddress = koaServer.address()
+  const koaPort = typeof koaAddress === 'object' && koaAddress !== null ? koaAddress.port : 0
+  assert.deepEqual(await (await fetch(`http://127.0.0.1:${koaPort}/?width=7`)).json(), { width: 7 })
+  const refused = await fetch(`http://127.0.0.1:${koaPort}/?width=-1`)
+  assert.equal(refused.headers.get('x-ic-error-code'), 'IS_VALIDATION_ERROR')
+  koaServer.close()
   console.log('typescript consumer: ok')
 })
