@@ -473,9 +473,9 @@ export type RouteHandler<
 
 /**
  * Several request rules as ONE Express middleware; see the core `requestRules`. Given the
- * route handler as well, it is the rules and the handler in one layer (Express's router costs
- * more per layer than the rules' checks do): the handler runs when the rules pass, with
- * `res.locals` filled, and a refusal never reaches it.
+ * route handler as well, it is the rules and the handler in one layer, so the rules add no
+ * layer to the route: the handler runs when the rules pass, with `res.locals` filled, and a
+ * refusal never reaches it.
  *
  * @example
  * app.get('/img/:path', requestRules({ permissions: { hostsAllowed: ['*.example.com'] }, imageParams: {} }), handler)
