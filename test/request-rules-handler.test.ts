@@ -27,6 +27,11 @@ const lookedUp: RequestRulesOptions = {
   },
   imageParams: { maxWidth: 4000 },
 }
+/** Each route under test: synchronous rules, and rules waiting for an asynchronous lookup. */
+const routes = [
+  ['/img', rules],
+  ['/async', lookedUp],
+] as const
 const origin = encodeURIComponent('https://images.example.com/a.jpg')
 const signed = (query: string, account = 'acme') => `?${signQuery(`${query}&icac=${account}`, SECRET)}`
 const good = signed(`width=300&origin=${origin}`)
@@ -52,10 +57,7 @@ function expressApp(make: typeof express4 | typeof express5, calls: Calls) {
   const a = expressAdapter
   // One type for both: the two majors' typings differ in overloads this test does not use.
   const app = make() as unknown as express5.Express
-  for (const [path, options] of [
-    ['/img', rules],
-    ['/async', lookedUp],
-  ] as const) {
+  for (const [path, options] of routes) {
     for (const outcome of outcomes) {
       app.get(
         `${path}/${outcome}`,
@@ -83,10 +85,7 @@ function koaApp(Koa: typeof Koa2 | typeof Koa3, calls: Calls) {
   const app = new Koa()
   app.silent = true
   const router = new Router()
-  for (const [path, options] of [
-    ['/img', rules],
-    ['/async', lookedUp],
-  ] as const) {
+  for (const [path, options] of routes) {
     for (const outcome of outcomes) {
       router.get(
         `${path}/${outcome}`,
