@@ -510,13 +510,12 @@ function runHandler(
   res: ServerResponse,
   next: NextFunction,
 ): void {
-  let out: unknown
   try {
-    out = handler(req, res, next)
+    const out = handler(req, res, next)
+    // Inside the try: a `then` getter that throws is the handler's failure too.
+    if (isThenable(out))
+      Promise.resolve(out).then(undefined, (err: unknown) => next(asError(err, 'The route handler')))
   } catch (err) {
     next(asError(err, 'The route handler'))
-    return
   }
-  if (isThenable(out))
-    Promise.resolve(out).then(undefined, (err: unknown) => next(asError(err, 'The route handler')))
 }

@@ -37,8 +37,14 @@ const signed = (query: string, account = 'acme') => `?${signQuery(`${query}&icac
 const good = signed(`width=300&origin=${origin}`)
 
 /** How the handler under test ends: answers, throws, rejects, or hands on to the next route. */
-type Outcome = 'answer' | 'throw' | 'reject' | 'reject-string' | 'next'
-const outcomes: readonly Outcome[] = ['answer', 'throw', 'reject', 'reject-string', 'next']
+type Outcome = 'answer' | 'throw' | 'reject' | 'reject-string' | 'next' | 'then-throws'
+const outcomes: readonly Outcome[] = ['answer', 'throw', 'reject', 'reject-string', 'next', 'then-throws']
+/** A value whose `then` getter throws: reading it is the handler's failure. */
+const thenThrows = () => ({
+  get then(): never {
+    throw notFound()
+  },
+})
 const notFound = () => icError('IC_IMAGE_NOT_FOUND', { message: 'No such image' })
 
 const unhandled: unknown[] = []
@@ -67,6 +73,7 @@ function expressApp(make: typeof express4 | typeof express5, calls: Calls) {
           if (outcome === 'reject') return Promise.reject(notFound())
           if (outcome === 'reject-string') return Promise.reject('nope')
           if (outcome === 'next') return next()
+          if (outcome === 'then-throws') return thenThrows()
           res.json({ ...res.locals, source: (res.locals.source as { host: string } | undefined)?.host })
         }),
       )
@@ -98,6 +105,7 @@ function koaApp(Koa: typeof Koa2 | typeof Koa3, calls: Calls) {
             await next()
             return
           }
+          if (outcome === 'then-throws') await thenThrows()
           const source = ctx.state.source as { host: string } | undefined
           ctx.body = { ...ctx.state, source: source?.host }
         }),
@@ -163,7 +171,7 @@ for (const [name, make] of servers) {
       const query = path === '/img' ? good : signed('width=20')
       const when = path === '/img' ? 'synchronous rules' : 'an asynchronous lookup'
       it(`after ${when}: a thrown or rejected error of the handler reaches the error handler`, async () => {
-        for (const outcome of ['throw', 'reject'] as const) {
+        for (const outcome of ['throw', 'reject', 'then-throws'] as const) {
           const res = await request(app).get(`${path}/${outcome}${query}`)
           assert.equal(res.status, 404, outcome)
           assert.equal(res.headers['x-ic-error-code'], 'IC_IMAGE_NOT_FOUND', outcome)
