@@ -41,6 +41,7 @@ type Outcome = 'answer' | 'throw' | 'reject' | 'reject-string' | 'next' | 'then-
 const outcomes: readonly Outcome[] = ['answer', 'throw', 'reject', 'reject-string', 'next', 'then-throws']
 /** A value whose `then` getter throws: reading it is the handler's failure. */
 const thenThrows = () => ({
+  // biome-ignore lint/suspicious/noThenProperty: a broken thenable, on purpose
   get then(): never {
     throw notFound()
   },
