@@ -76,6 +76,70 @@ describe('sniffImageFormat', () => {
     }
   })
 
+  it('recognises BigTIFF as tiff, from a real encoder and in both byte orders, and checks its header', async () => {
+    const real = await pixel().tiff({ bigtiff: true }).toBuffer()
+    assert.equal(real.readUInt16LE(2), 43, 'sharp wrote a BigTIFF')
+    assert.equal(sniffImageFormat(real, { complete: true }), 'tiff')
+    assert.equal(sniffImageFormat(real.subarray(0, SNIFF_BYTES)), 'tiff')
+    /** A BigTIFF of one directory entry: 16-byte header, 8-byte count, a 20-byte entry, 8-byte next offset. */
+    const bigTiff = (littleEndian: boolean) => {
+      const file = Buffer.alloc(52)
+      const u16 = (v: number, at: number) =>
+        littleEndian ? file.writeUInt16LE(v, at) : file.writeUInt16BE(v, at)
+      const u64 = (v: number, at: number) =>
+        littleEndian ? file.writeBigUInt64LE(BigInt(v), at) : file.writeBigUInt64BE(BigInt(v), at)
+      file.write(littleEndian ? 'II' : 'MM', 0, 'latin1')
+      u16(43, 2)
+      u16(8, 4)
+      u64(16, 8)
+      u64(1, 16)
+      u16(256, 24) // ImageWidth
+      return { file, u16, u64 }
+    }
+    for (const littleEndian of [true, false]) {
+      const order = littleEndian ? 'II' : 'MM'
+      assert.equal(sniffImageFormat(bigTiff(littleEndian).file, { complete: true }), 'tiff', order)
+      const broken: [why: string, edit: (b: ReturnType<typeof bigTiff>) => void][] = [
+        ['an offset size of 4', (b) => b.u16(4, 4)],
+        ['a non-zero word after the offset size', (b) => b.u16(1, 6)],
+        ['a directory inside the header', (b) => b.u64(8, 8)],
+        ['a directory of no entry', (b) => b.u64(0, 16)],
+      ]
+      for (const [why, edit] of broken) {
+        const b = bigTiff(littleEndian)
+        edit(b)
+        assert.equal(sniffImageFormat(b.file, { complete: true }), undefined, `${order}: ${why}`)
+        assert.equal(sniffImageFormat(b.file), undefined, `${order}: ${why}, as first bytes`)
+      }
+      const far = bigTiff(littleEndian)
+      far.u64(2 ** 40, 8)
+      assert.equal(sniffImageFormat(far.file), 'tiff', `${order}: a prefix: the directory may be further on`)
+      assert.equal(
+        sniffImageFormat(far.file, { complete: true }),
+        undefined,
+        `${order}: a whole file without it`,
+      )
+      const many = bigTiff(littleEndian)
+      many.u64(3, 16)
+      assert.equal(sniffImageFormat(many.file), 'tiff', `${order}: entries past the first bytes`)
+      assert.equal(
+        sniffImageFormat(many.file, { complete: true }),
+        undefined,
+        `${order}: entries past the end`,
+      )
+      assert.equal(
+        sniffImageFormat(bigTiff(littleEndian).file.subarray(0, 15)),
+        undefined,
+        `${order}: a cut header`,
+      )
+    }
+    assert.equal(
+      sniffImageFormat(Buffer.from('II+\u0000<?php system($_GET[1]); ?>')),
+      undefined,
+      'text behind the first bytes',
+    )
+  })
+
   it('checks the first WebP chunk and the size of an ftyp box', async () => {
     const webp = await pixel().webp().toBuffer()
     const renamed = Buffer.from(webp)

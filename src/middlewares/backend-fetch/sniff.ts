@@ -78,6 +78,28 @@ function isTiff(b: Uint8Array, complete: boolean): boolean {
   return entries > 0 && (!complete || offset + 2 + entries * 12 <= b.length)
 }
 
+/** A 64-bit unsigned integer as a number: exact below 2^53, and larger ones only need to compare as large. */
+function u64(b: Uint8Array, offset: number, littleEndian: boolean): number {
+  const low = u32(b, offset + (littleEndian ? 0 : 4), littleEndian)
+  const high = u32(b, offset + (littleEndian ? 4 : 0), littleEndian)
+  return high * 0x1_0000_0000 + low
+}
+
+/**
+ * BigTIFF (`II+\0` or `MM\0+`, libtiff's format for files past 4 GiB): an offset size of 8
+ * and a zero, then the first directory's 64-bit offset, past the 16-byte header, its 64-bit
+ * entry count not zero, and its entries (20 bytes each) inside the file when it is complete.
+ */
+function isBigTiff(b: Uint8Array, complete: boolean): boolean {
+  const littleEndian = b[0] === 0x49
+  if (u16(b, 4, littleEndian) !== 8 || u16(b, 6, littleEndian) !== 0) return false
+  const offset = u64(b, 8, littleEndian)
+  if (offset < 16) return false
+  if (offset + 8 > b.length) return !complete
+  const entries = u64(b, offset, littleEndian)
+  return entries > 0 && (!complete || offset + 8 + entries * 20 <= b.length)
+}
+
 /**
  * `BM`, zero reserved bytes, a DIB header of a known size with one plane and a known bit
  * count, and pixel data starting after the headers (inside the file when it is complete).
@@ -100,7 +122,7 @@ function isBmp(b: Uint8Array, complete: boolean): boolean {
  * SVG (a script carrier), truncated headers, and text behind a format's first bytes all give
  * `undefined`. A format's header must hold together, not just start right: a BMP's reserved
  * bytes, DIB header size, planes, bit count and pixel offset; a TIFF's first directory
- * offset and entry count; a WebP's first chunk; an AVIF/HEIF `ftyp` box's size. JPEG XL in
+ * offset and entry count (BigTIFF's too, as `'tiff'`); a WebP's first chunk; an AVIF/HEIF `ftyp` box's size. JPEG XL in
  * its container form (`00 00 00 0C 'JXL ' 0D 0A 87 0A`), or as a bare codestream (`FF 0A`,
  * what `cjxl` and libvips write by default) whose next bytes are not all text: any bits may
  * follow `FF 0A`, so those two bytes alone prove nothing.
@@ -130,6 +152,11 @@ export function sniffImageFormat(
     ((ascii(b, 0, 'II') && b[2] === 42 && b[3] === 0) || (ascii(b, 0, 'MM') && b[2] === 0 && b[3] === 42))
   )
     return isTiff(b, complete) ? 'tiff' : undefined
+  if (
+    b.length >= 16 &&
+    ((ascii(b, 0, 'II') && b[2] === 43 && b[3] === 0) || (ascii(b, 0, 'MM') && b[2] === 0 && b[3] === 43))
+  )
+    return isBigTiff(b, complete) ? 'tiff' : undefined
   if (b.length >= 18 && ascii(b, 0, 'BM')) return isBmp(b, complete) ? 'bmp' : undefined
   if (b.length >= 12 && JXL_SIGNATURE.every((byte, i) => b[i] === byte)) return 'jxl'
   if (b.length >= 12 && b[0] === 0xff && b[1] === 0x0a) return isBinary(b, 2) ? 'jxl' : undefined

@@ -50,6 +50,14 @@ describe('upload: the body', () => {
     })
   }
 
+  it('accepts a BigTIFF as tiff', async () => {
+    const image = await sharp({ create: { width: 8, height: 8, channels: 3, background: '#c33' } })
+      .tiff({ bigtiff: true })
+      .toBuffer()
+    const out = (await upload(options)(bodyRequest(image, auth), res)) as { upload: { type: string } }
+    assert.equal(out.upload.type, 'tiff')
+  })
+
   it('refuses formats outside `types`, and bytes that are no image whatever the Content-Type says', async () => {
     const png = await encode('png')
     await assert.rejects(
