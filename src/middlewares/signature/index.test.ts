@@ -120,6 +120,13 @@ describe('verifySignature and signQuery', () => {
     assert.equal(decodedForm('chtt=a%26b'), undefined)
     assert.equal(decodedForm('a%3Db=1'), undefined)
     assert.equal(decodedForm('chd=t%3A1%3D2'), 'chd=t:1=2', 'an = inside a value reads the same')
+    // qs splits a pair at its first `]=`: the signed `chtt=v]=w` is `chtt=v]` = `w` there.
+    const bracketed = signQuery('icac=acme&chtt=v]=w', 'plop')
+    assert.equal(verifySignature(bracketed, 'plop'), true)
+    assert.equal(verifySignature(bracketed.replace('v]=w', 'v]%3Dw'), 'plop'), false)
+    assert.equal(decodedForm('chtt=v]%3Dw'), undefined)
+    assert.equal(decodedForm('chtt=v%5D%3Dw'), undefined)
+    assert.equal(decodedForm('chtt=v%5Dw%3D'), 'chtt=v]w=', 'a ] and an = apart read the same')
   })
 
   it('decodes a signed text with its empty pairs kept', () => {
@@ -648,6 +655,15 @@ for (const framework of frameworks) {
       assert.equal(await rawGet(app, '/chart?cht=p&chs[]=1'), '200', 'a bracketed name of no feature')
       assert.equal(
         await rawGet(app, `/chart?${signQuery('cht=p&chtt=%ZZ&icac=acme', 'wrong')}`),
+        '401 IC_INVALID_SIGNATURE ichm:signature.invalid',
+      )
+    })
+
+    it("refuses a signed value's `]=` sent as `]%3D`, which qs reads as another parameter", async () => {
+      const signed = signQuery('cht=p&chtt=v]=w&icac=acme', 'acme-secret')
+      assert.equal(await rawGet(app, `/ungated?${signed}`), '200')
+      assert.equal(
+        await rawGet(app, `/ungated?${signed.replace('v]=w', 'v]%3Dw')}`),
         '401 IC_INVALID_SIGNATURE ichm:signature.invalid',
       )
     })

@@ -10,15 +10,18 @@ import { decodeComponent, parseQueryString } from '../../query.ts'
 export const SIGNING_PARAMS: ReadonlySet<string> = new Set(['icac', 'ichm', 'icac64', 'ichm64'])
 
 // A decoded name holding one of these, or a decoded value holding one of the last three, reads
-// differently once decoded than in the request: `a=x%26y%3D1` would stand for `a=x&y=1`.
+// differently once decoded than in the request: `a=x%26y%3D1` would stand for `a=x&y=1`. So
+// does a decoded value holding `]=`, under `qs` (Express 4, Express 5's `extended`), which
+// splits a pair at its first `]=`: it reads the signed `a=v]=w` as `a=v]` = `w`, and the sent
+// `a=v]%3Dw` as `a` = `v]=w`.
 const AMBIGUOUS_IN_NAME = /[&=%+]/
-const AMBIGUOUS_IN_VALUE = /[&%+]/
+const AMBIGUOUS_IN_VALUE = /[&%+]|\]=/
 
 /**
  * The signed string percent-decoded pair by pair (`+` is a space), as Image-Charts accepts
  * it; `undefined` when decoding fails or changes nothing, and when the decoded text is
  * ambiguous: a decoded name holding `&`, `=`, `%` or `+`, or a decoded value holding `&`,
- * `%` or `+`. Those would let one signature stand for several queries — `chtt=a%26b%3D1`
+ * `%`, `+` or `]=` (where `qs` splits a pair). Those would let one signature stand for several queries — `chtt=a%26b%3D1`
  * verifying as the signed `chtt=a&b=1` with `b` gone, or `a%2526b` as the signed `a%26b` —
  * so such a query must be signed as sent.
  *
