@@ -18,7 +18,7 @@ import {
   rateLimitGuard,
   withResetKey,
 } from './middlewares/rate-limit/index.ts'
-import { noOptions, optionsObject } from './options.ts'
+import { noOptions, optionsObject, showValue } from './options.ts'
 import { type LifecycleFail, publishSignal } from './request-signal.ts'
 import { peekRequestState } from './request-state.ts'
 import { responseEnded } from './response-end.ts'
@@ -149,8 +149,9 @@ export function errorHandler(options: Readonly<ErrorHandlerOptions> = {}): KoaMi
     handle(err, ctx.req, ctx.res)
     if (failedBefore) return
     // Koa's app.onerror throws on non-Errors, and a listener may throw: neither may reach Koa's own catch.
-    const error = failure instanceof Error ? failure : new Error(`non-error thrown: ${String(failure)}`)
+    // showValue, not String(): a null-prototype object or a throwing toString() must still be emitted.
     try {
+      const error = failure instanceof Error ? failure : new Error(`non-error thrown: ${showValue(failure)}`)
       ctx.app.emit('error', error, ctx)
     } catch {}
   }

@@ -77,26 +77,44 @@ const Expresses = [
 ] as const
 
 describe('Koa: a thrown non-Error is emitted raw on the app', () => {
+  // String() throws on the last two: the event must not be lost with it.
+  const thrown: [label: string, make: () => unknown, message: string][] = [
+    ['a string', () => 'a string', 'non-error thrown: "a string"'],
+    ['a null-prototype object', () => Object.create(null), 'non-error thrown: {}'],
+    [
+      'an object whose toString() throws',
+      () => ({
+        toString() {
+          throw new Error('no text')
+        },
+      }),
+      'non-error thrown: {}',
+    ],
+  ]
   for (const [name, Koa] of Koas) {
-    it(`${name}: app 'error' fires once, with an Error`, async () => {
-      const app = new Koa()
-      const seen: unknown[] = []
-      app.on('error', (err: unknown) => seen.push(err))
-      app.use(kx.errorHandler({ onError: () => {} }) as never)
-      app.use(async () => {
-        throw 'a string'
+    for (const [label, make, message] of thrown) {
+      it(`${name}: app 'error' fires once, with an Error, for ${label}`, async () => {
+        const app = new Koa()
+        const seen: unknown[] = []
+        app.on('error', (err: unknown) => seen.push(err))
+        app.use(kx.errorHandler({ onError: () => {} }) as never)
+        app.use(async () => {
+          throw make()
+        })
+        const s = await listen(app.callback() as never)
+        try {
+          const r = await request(s.url).get('/')
+          assert.equal(r.status, 500)
+          assert.equal(r.headers['x-ic-error-code'], 'IC_INTERNAL_ERROR')
+          await new Promise((res) => setTimeout(res, 20))
+          assert.equal(seen.length, 1)
+          assert.ok(seen[0] instanceof Error, `emitted ${typeof seen[0]}`)
+          assert.equal((seen[0] as Error).message, message)
+        } finally {
+          await s.close()
+        }
       })
-      const s = await listen(app.callback() as never)
-      try {
-        const r = await request(s.url).get('/')
-        assert.equal(r.status, 500)
-        await new Promise((res) => setTimeout(res, 20))
-        assert.equal(seen.length, 1)
-        assert.ok(seen[0] instanceof Error, `emitted ${typeof seen[0]}`)
-      } finally {
-        await s.close()
-      }
-    })
+    }
   }
 })
 
