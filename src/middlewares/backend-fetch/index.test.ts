@@ -352,6 +352,22 @@ describe('createBackendFetch', () => {
     assert.ok(sent.every((req) => req.headers.authorization === undefined))
   })
 
+  it('refuses port 0 in the URL or a redirect Location, which node:http would fetch from port 80', async () => {
+    const fetchImage = createBackendFetch(loopback)
+    const before = backend.requests.length
+    const err = await rejection(fetchImage('http://127.0.0.1:0/a.png'))
+    assert.deepEqual(
+      [err.code, err.status, err.message],
+      ['IC_BAD_REQUEST', 400, 'The source URL must not have port 0'],
+    )
+    await expectCode(
+      fetchImage(`${backend.url}/s?location=${encodeURIComponent('http://127.0.0.1:0/a.png')}`),
+      'IC_BACKEND_INVALID_RESPONSE',
+      502,
+    )
+    assert.equal(backend.requests.length, before + 1, 'only the redirect was requested')
+  })
+
   it('sends its headers, but accept, accept-encoding, accept-language and user-agent, only until a redirect leaves the origin', async () => {
     const credentials = {
       Authorization: 'Bearer t',

@@ -338,6 +338,12 @@ export function createBackendFetch(options: Readonly<BackendFetchOptions> = {}):
       const refused = refuseAddress(host)
       if (refused !== undefined) throw refused
     }
+    // node:http reads port 0 as no port, and would connect to 80 or 443 instead.
+    if (url.port === '0') {
+      throw hop === 0
+        ? icError('IC_BAD_REQUEST', { message: 'The source URL must not have port 0' })
+        : icError('IC_BACKEND_INVALID_RESPONSE', { message: 'The backend redirected to a URL with port 0' })
+    }
     // After the host's refusals, which say more. node:http would send userinfo as
     // `Authorization: Basic`, a redirect's in place of the credentials it drops; WHATWG fetch
     // refuses such URLs too.
