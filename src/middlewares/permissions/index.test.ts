@@ -405,12 +405,30 @@ describe('permissions', () => {
       outcome({ allowDataUrls: true, hostsAllowed: ['a.com'] }, `origin=${data}`),
       /^ok \{"kind":"data"/,
     )
-    for (const text of ['data:', 'data:x', 'data:image/png;base64'])
+    for (const text of [
+      'data:',
+      'data:x',
+      'data:image/png;base64',
+      'data:text/plain#,hi',
+      'data:x;base64#,eA',
+    ])
       assert.equal(
         outcome({ allowDataUrls: true }, `origin=${encodeURIComponent(text)}`),
         '400 IS_VALIDATION_ERROR',
         text,
       )
+  })
+
+  it('publishes a data: URL that fetch() reads: its comma before any fragment, in its query too', async () => {
+    for (const [text, body] of [
+      ['data:text/plain,a#b', 'a'],
+      ['data:text/plain?x,hi', 'hi'],
+    ] as const) {
+      const result = outcome({ allowDataUrls: true }, `origin=${encodeURIComponent(text)}`)
+      assert.match(result, /^ok \{"kind":"data"/, text)
+      assert.equal(await (await fetch(text)).text(), body, text)
+    }
+    await assert.rejects(fetch('data:text/plain#,hi'), TypeError, 'the fragment is no data: refused above')
   })
 
   it('refuses original-image requests when they are disabled', () => {

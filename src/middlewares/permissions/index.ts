@@ -287,7 +287,8 @@ function urlSource(
     if (url?.protocol === 'data:') {
       if (!compiled.allowDataUrls)
         refuse('IC_DATA_URL_NOT_ALLOWED', param, `"${param}" must not be a data: URL`, 'any.invalid')
-      if (!text.includes(','))
+      // fetch() reads a data: URL without its fragment: a comma after the `#` is no data's.
+      if (!url.href.slice(0, url.href.length - url.hash.length).includes(','))
         refuse(
           'IS_VALIDATION_ERROR',
           param,
