@@ -345,6 +345,36 @@ describe('fetchWithRetry', { concurrency: true }, () => {
     }
   })
 
+  it('reports no retry for an answer that came as the signal aborted', async () => {
+    const controller = new AbortController()
+    const reason = new Error('gone')
+    const retries: unknown[] = []
+    const pending = fetchWithRetry(
+      'http://127.0.0.1:9/',
+      { signal: controller.signal },
+      {
+        fetch: async () => {
+          controller.abort(reason)
+          return new Response('busy', { status: 429 })
+        },
+        onRetry: (event) => retries.push(event),
+      },
+    )
+    assert.equal(await pending.catch((e: unknown) => e), reason)
+    assert.deepEqual(retries, [])
+  })
+
+  it('takes a null init as fetch does: as none', async () => {
+    const backend = await sequenceBackend()
+    try {
+      const res = await fetchWithRetry(`${backend.url}/?seq=200`, null)
+      assert.equal(res.status, 200)
+      assert.equal(await res.text(), 'answer 1')
+    } finally {
+      await backend.close()
+    }
+  })
+
   it('sends a body that can be read once (web stream, Node Readable, async iterable) once', async () => {
     const backend = await sequenceBackend()
     const bodies = {

@@ -279,9 +279,11 @@ function readMethods(methods: unknown): ReadonlySet<string> {
  */
 export async function fetchWithRetry(
   url: string | URL | Request,
-  init: RequestInit = {},
+  init: RequestInit | null = {},
   options: Readonly<FetchWithRetryOptions> = {},
 ): Promise<Response> {
+  // fetch(url, null) is fetch(url): so is this.
+  const given: RequestInit = init ?? {}
   // Image-Charts asks its clients to wait at least 1 s before a retry (its "Error retries").
   const policy = readRetryPolicy(options, 'fetchWithRetry', ['fetch', 'methods'], { shortestDelayMs: 1000 })
   const doFetch = options.fetch === undefined ? globalThis.fetch : options.fetch
@@ -290,16 +292,16 @@ export async function fetchWithRetry(
   const methods = options.methods === undefined ? DEFAULT_METHODS : readMethods(options.methods)
   // fetch reads what `init` leaves out from a Request: so does the policy.
   const request = typeof url === 'string' || url instanceof URL ? undefined : url
-  const idempotent = methods.has(String(init.method ?? request?.method ?? 'GET').toUpperCase())
+  const idempotent = methods.has(String(given.method ?? request?.method ?? 'GET').toUpperCase())
   // An explicit `signal: null` drops the Request's, as fetch reads it.
-  const signal = 'signal' in init ? (init.signal ?? undefined) : request?.signal
-  const replayable = isReplayable(init.body ?? request?.body)
+  const signal = 'signal' in given ? (given.signal ?? undefined) : request?.signal
+  const replayable = isReplayable(given.body ?? request?.body)
   for (let attempt = 1; ; attempt++) {
     signal?.throwIfAborted()
     const last = attempt >= policy.maxAttempts || !replayable
     let response: Response
     try {
-      response = await doFetch(url, init)
+      response = await doFetch(url, given)
     } catch (error) {
       if (last || !idempotent || signal?.aborted || !isNetworkError(error))
         throw signal?.aborted ? signal.reason : error
@@ -316,6 +318,8 @@ export async function fetchWithRetry(
     const delayMs = retryDelay(policy, attempt, parseRetryAfter(response.headers.get('retry-after')))
     if (delayMs === undefined) return response
     await response.body?.cancel().catch(() => {})
+    // Aborted while answered: no retry is made, so none is reported.
+    signal?.throwIfAborted()
     policy.onRetry?.({ attempt, delayMs, status: response.status })
     await abortableSleep(delayMs, signal)
   }
