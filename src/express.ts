@@ -95,6 +95,14 @@ export function fromGuard(guard: RateLimitGuard, name: string): ExpressMiddlewar
 export function fromGuard(guard: Guard, name: string): ExpressMiddleware
 export function fromGuard(guard: Guard, name: string): ExpressMiddleware {
   checkGuard(guard, name)
+  return withResetKey(guardMiddleware(guard, name, handOn), guard)
+}
+
+/** What a guard's middleware does once the guard passed: hand on, or run the route handler. */
+type Passed = (req: IncomingMessage, res: ServerResponse, next: NextFunction) => void
+const handOn: Passed = (_req, _res, next) => next()
+
+function guardMiddleware(guard: Guard, name: string, passed: Passed): ExpressMiddleware {
   const middleware: ExpressMiddleware = (req, res, next) => {
     let out: ReturnType<Guard>
     try {
@@ -104,14 +112,14 @@ export function fromGuard(guard: Guard, name: string): ExpressMiddleware {
       return
     }
     if (out === undefined) {
-      next()
+      passed(req, res, next)
     } else if (isThenable(out)) {
       // Promise.resolve() adopts a foreign promise or thenable, and settles once whatever it does.
       Promise.resolve(out).then(
         (values) => {
           if (settledAfterAbort(req, next)) return
           if (values !== undefined) publish(res, values as core.Published)
-          next()
+          passed(req, res, next)
         },
         (err: unknown) => {
           if (!settledAfterAbort(req, next)) next(asError(err, name))
@@ -120,11 +128,11 @@ export function fromGuard(guard: Guard, name: string): ExpressMiddleware {
       )
     } else {
       publish(res, out)
-      next()
+      passed(req, res, next)
     }
   }
   Object.defineProperty(middleware, 'name', { value: name })
-  return withResetKey(middleware, guard)
+  return middleware
 }
 
 /**
@@ -492,15 +500,10 @@ export function requestRules(
   options: Readonly<core.RequestRulesOptions>,
   handler?: RouteHandler,
 ): ExpressMiddleware {
-  const rules = fromGuard(core.requestRulesGuard(options), 'requestRules')
-  if (handler === undefined) return rules
+  const guard = core.requestRulesGuard(options)
+  if (handler === undefined) return fromGuard(guard, 'requestRules')
   checkHandler(handler, 'requestRules', '(req, res, next)')
-  return function requestRules(req, res, next) {
-    rules(req, res, (err) => {
-      if (err !== undefined) next(err)
-      else runHandler(handler, req, res, next)
-    })
-  }
+  return guardMiddleware(guard, 'requestRules', (req, res, next) => runHandler(handler, req, res, next))
 }
 
 /** Runs a route handler as Express 5 would, also under Express 4: a throw or a rejection goes to `next(err)`. */

@@ -92,6 +92,13 @@ export function fromGuard(guard: RateLimitGuard, name: string): KoaMiddleware & 
 export function fromGuard(guard: Guard, name: string): KoaMiddleware
 export function fromGuard(guard: Guard, name: string): KoaMiddleware {
   checkGuard(guard, name)
+  return withResetKey(guardMiddleware(guard, name, handOn), guard)
+}
+
+/** Once the guard passed, a guard's middleware hands on, or runs the route handler in its place. */
+const handOn: RouteHandler = (_ctx, next) => next()
+
+function guardMiddleware(guard: Guard, name: string, passed: RouteHandler): KoaMiddleware {
   const middleware: KoaMiddleware = async (ctx, next) => {
     const out = guard(ctx.req, ctx.res)
     let values = out
@@ -108,10 +115,10 @@ export function fromGuard(guard: Guard, name: string): KoaMiddleware {
       if (reason !== undefined) throw reason
     }
     if (values !== undefined) Object.assign(ctx.state, values)
-    await next()
+    await passed(ctx, next)
   }
   Object.defineProperty(middleware, 'name', { value: name })
-  return withResetKey(middleware, guard)
+  return middleware
 }
 
 /**
@@ -485,10 +492,8 @@ export function requestRules(
   options: Readonly<core.RequestRulesOptions>,
   handler?: RouteHandler,
 ): KoaMiddleware {
-  const rules = fromGuard(core.requestRulesGuard(options), 'requestRules')
-  if (handler === undefined) return rules
+  const guard = core.requestRulesGuard(options)
+  if (handler === undefined) return fromGuard(guard, 'requestRules')
   checkHandler(handler, 'requestRules', '(ctx, next)')
-  return function requestRules(ctx, next) {
-    return rules(ctx, async () => handler(ctx, next))
-  }
+  return guardMiddleware(guard, 'requestRules', handler)
 }
