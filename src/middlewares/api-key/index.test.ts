@@ -121,6 +121,10 @@ describe('apiKey', () => {
       [{}, /`keys` or `lookup`/],
       [{ keys, header: 'bad header' }, /`header`/],
       [{ keys, query: 'key64' }, /`query`/],
+      [
+        { keys, query: 'key[]' },
+        /`query` to be a parameter name \(not ending in 64, without brackets\) or false, got "key\[\]"/,
+      ],
       [{ keys, header: false, query: false }, /both are false/],
       [{ keys, scopes: [''] }, /`scopes`/],
       [{ keys: { k: { scopes: 'all' as never } } }, /scopes/],

@@ -132,9 +132,12 @@ export function compileApiKey(options: Readonly<ApiKeyOptions>): ApiKeyCheck {
   if (header !== false && (typeof header !== 'string' || !HEADER_NAME.test(header)))
     throw new TypeError(`Expected \`header\` to be a header name or false, got ${showValue(header)}`)
   const param = options.query === undefined ? false : options.query
-  if (param !== false && (typeof param !== 'string' || param === '' || param.endsWith('64')))
+  if (
+    param !== false &&
+    (typeof param !== 'string' || param === '' || param.endsWith('64') || /[[\]]/.test(param))
+  )
     throw new TypeError(
-      `Expected \`query\` to be a parameter name (not ending in 64) or false, got ${showValue(param)}`,
+      `Expected \`query\` to be a parameter name (not ending in 64, without brackets) or false, got ${showValue(param)}`,
     )
   if (header === false && param === false) throw new TypeError('Expected `header` or `query`: both are false')
   const needed = options.scopes === undefined ? [] : options.scopes

@@ -395,6 +395,21 @@ describe('imageParams: configuration', () => {
     ['unknown key', { params: { a: { type: 'integer', maximum: 3 } as never } }, /`params\.a\.maximum`/],
     ['bad default', { params: { a: { type: 'integer', max: 3, default: 4 } } }, /`params\.a\.default`/],
     ['name ending in 64', { params: { x264: { type: 'boolean' } } }, /not ending in 64/],
+    [
+      'a bracketed allowed name',
+      { imageParamsAllowed: ['width', 'width[]'] },
+      /`imageParamsAllowed` to hold parameter names without brackets .*"width\[\]"/,
+    ],
+    [
+      'a bracketed exempt name',
+      { paramsExempt: ['tags[0]'] },
+      /`paramsExempt` to hold parameter names without brackets/,
+    ],
+    [
+      'a bracketed declared name',
+      { params: { 'chs]': { type: 'size' } } },
+      /`params` to hold parameter names without brackets/,
+    ],
     ['negative maxWidth', { maxWidth: -1 }, /Expected `maxWidth` to be a positive number, got -1/],
     ['allowed list of non-strings', { imageParamsAllowed: [1] as never }, /`imageParamsAllowed`/],
     [

@@ -12,13 +12,15 @@ export type HostMatcher = (hostOrUrl: string | URL) => boolean
 
 const FORBIDDEN_IN_ENTRY = /[\s/\\@?#%*]/
 // What a fetch can resolve, once the URL parser has lower-cased and punycoded a host: the parser
-// itself keeps `*`, quotes, braces, `&` or `=` in a host, none of which a DNS name holds.
-const DNS_NAME = /^[a-z0-9_-]+(?:\.[a-z0-9_-]+)*$/
+// itself keeps `*`, quotes, braces, `&` or `=` in a host, none of which a DNS name holds. A
+// label has at most 63 characters and a name at most 253 (RFC 1035 2.3.4): a longer one
+// resolves nowhere, so it is the client's mistake (400), not an unreachable backend (502).
+const DNS_NAME = /^(?=.{1,253}$)[a-z0-9_-]{1,63}(?:\.[a-z0-9_-]{1,63})*$/
 
 /**
  * A URL's `hostname` as the host lists compare it: without its final dot, or `undefined` when
  * no machine can have that name. A name is DNS labels (letters, digits, `-`, `_`; none
- * empty), an IPv4 address or a bracketed IPv6 one.
+ * empty, none over 63 characters, 253 in all), an IPv4 address or a bracketed IPv6 one.
  *
  * @example
  * hostNameOf('img.cdn.example.net.') // 'img.cdn.example.net'

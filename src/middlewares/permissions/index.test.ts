@@ -385,6 +385,27 @@ describe('permissions', () => {
     )
   })
 
+  it('refuses a host no DNS name can be: a label over 63 characters, a name over 253', () => {
+    const wildcard = { hostsAllowed: ['*.cdn.example.net'] }
+    const longLabel = `${'a'.repeat(64)}.cdn.example.net`
+    const longName = `${'abcdefghi.'.repeat(24)}cdn.example.net`
+    for (const host of [longLabel, longName, `${'a'.repeat(300)}.cdn.example.net`]) {
+      for (const options of [wildcard, {}]) {
+        assert.equal(outcome(options, `hostname=${host}`), '400 IS_VALIDATION_ERROR', host)
+        assert.equal(outcome(options, `origin=https://${host}/a.png`), '400 IS_VALIDATION_ERROR', host)
+      }
+    }
+    // The longest of each, with and without the final dot, is a name.
+    const longest = `${'a'.repeat(63)}.${'b'.repeat(63)}.${'c'.repeat(63)}.${'d'.repeat(45)}.cdn.example.net`
+    assert.equal(longest.length, 253)
+    for (const host of [longest, `${longest}.`, `${'a'.repeat(63)}.cdn.example.net`])
+      assert.match(outcome(wildcard, `origin=https://${host}/a.png`), /^ok /, host)
+    assert.throws(
+      () => permissions({ hostsAllowed: [`${'a'.repeat(64)}.example.com`] }),
+      /`hostsAllowed` to hold host names/,
+    )
+  })
+
   it('refuses a hostname with a space or a control character at either end or inside', () => {
     for (const host of ['%20a.com', 'a.com%20', 'a.com%09', 'a.%00com'])
       assert.equal(outcome({}, `hostname=${host}`), '400 IS_VALIDATION_ERROR', host)

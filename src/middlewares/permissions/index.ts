@@ -185,7 +185,7 @@ export function compilePermissions(options: Readonly<PermissionsOptions> = {}): 
 /**
  * The `hostname` of `http://host…` or `https://host…` when it is one the WHATWG URL parser
  * keeps exactly as written (a trailing dot included): lower-case ASCII letters, digits and
- * hyphens in non-empty labels, the last one starting with a letter (so it is no IPv4
+ * hyphens in labels of 1 to 63 characters, 253 in all, the last one starting with a letter (so it is no IPv4
  * address), no punycode, no port, no userinfo, ended by `/`, `?`, `#` or the end. Anything
  * else is `undefined`, and the full parser decides: this only spares the common case a `URL`.
  * Internal (tested beside it).
@@ -214,7 +214,7 @@ export function plainHttpHost(text: string): string | undefined {
       continue
     }
     if (c === 46) {
-      if (end === labelStart) return undefined
+      if (end === labelStart || end - labelStart > 63) return undefined
       lastLabel = labelStart
       labelStart = end + 1
       continue
@@ -226,8 +226,11 @@ export function plainHttpHost(text: string): string | undefined {
     // Empty, or a trailing dot: the same host, whose last label is the one before the dot.
     if (end === from) return undefined
   } else {
+    if (end - labelStart > 63) return undefined
     lastLabel = labelStart
   }
+  // Past 253 characters (a final dot aside) no DNS name: hostNameOf() refuses it.
+  if ((end === labelStart ? end - 1 : end) - from > 253) return undefined
   const first = text.charCodeAt(lastLabel)
   return first >= 97 && first <= 122 ? text.slice(from, end) : undefined
 }

@@ -561,6 +561,15 @@ describe('signature guard', () => {
       [{ accounts: {}, plans: { gold: ['teleport'] } }, /Unknown feature "teleport" in `plans\.gold`/],
       [{ accounts: {}, features: { f: {} } }, /`features\.f`/],
       [{ accounts: {}, features: { f: { params: ['x'], code: 'NOPE_CODE' } } }, /`features\.f\.code`/],
+      // Read as icretina and chm, so the feature would never be gated.
+      [
+        { accounts: {}, features: { retina: { params: ['icretina64'] } } },
+        /`features\.retina\.params` to hold plain parameter names .* got "icretina64"/,
+      ],
+      [
+        { accounts: {}, features: { f: { params: ['chm', 'chm[]'] } } },
+        /`features\.f\.params` .* got "chm\[\]"/,
+      ],
       [{ accounts: {}, lookup: 'db' as never }, /`lookup`/],
       [{ accounts: {}, required: 1 as never }, /`required`/],
       // Iterated as they were, 5 threw "not iterable" and 'retina' was read letter by letter.

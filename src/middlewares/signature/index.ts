@@ -412,6 +412,12 @@ export function compileSignature(options: Readonly<SignatureOptions> = {}): Sign
       throw new TypeError(
         `Expected \`${option}.params\` to be an array of parameter names, got ${showValue(params)}`,
       )
+    // The query holds `NAME64` under `NAME` and `NAME[]` under its root: such a name is never present.
+    const unreadable = params.find((p) => /[[\]]/.test(p) || (p.length > 2 && p.endsWith('64')))
+    if (unreadable !== undefined)
+      throw new TypeError(
+        `Expected \`${option}.params\` to hold plain parameter names (not ending in 64, without brackets: \`NAME64\` and \`NAME[]\` are read as \`NAME\`), got ${showValue(unreadable)}`,
+      )
     if (rule.test !== undefined && typeof rule.test !== 'function')
       throw new TypeError(`Expected \`${option}.test\` to be a function`)
     if (params.length === 0 && rule.test === undefined)
