@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { debuglog } from 'node:util'
 import { icError } from './errors.ts'
-import { checkGuard, checkHandler, type Guard, isThenable } from './guard.ts'
+import { asRefusal, checkGuard, checkHandler, type Guard, isThenable } from './guard.ts'
 import * as core from './index.ts'
 import { createClientClosed } from './middlewares/client-closed/index.ts'
 import { createDeadline, type DeadlineOptions } from './middlewares/deadline/index.ts'
@@ -62,11 +62,6 @@ function publish(res: ServerResponse, values: Readonly<Record<string, unknown>>)
   Object.assign(target.locals, values)
 }
 
-/** Express reads a falsy `next()` argument as success and 'route'/'router' as routing: a refusal must be an object. */
-function asError(err: unknown, name: string): unknown {
-  return typeof err === 'object' && err !== null ? err : new Error(`${name} failed with ${String(err)}`)
-}
-
 /**
  * A guard that settles after its request was aborted (a deadline passed, the client left)
  * must not run the handler: the abort's reason is reported instead, unless a failure of the
@@ -108,7 +103,7 @@ function guardMiddleware(guard: Guard, name: string, passed: Passed): ExpressMid
     try {
       out = guard(req, res)
     } catch (err) {
-      next(asError(err, name))
+      next(asRefusal(err, name))
       return
     }
     if (out === undefined) {
@@ -122,7 +117,7 @@ function guardMiddleware(guard: Guard, name: string, passed: Passed): ExpressMid
           passed(req, res, next)
         },
         (err: unknown) => {
-          if (!settledAfterAbort(req, next)) next(asError(err, name))
+          if (!settledAfterAbort(req, next)) next(asRefusal(err, name))
           else debug('%s failed after the request was aborted: %O', name, err)
         },
       )
@@ -517,8 +512,8 @@ function runHandler(
     const out = handler(req, res, next)
     // Inside the try: a `then` getter that throws is the handler's failure too.
     if (isThenable(out))
-      Promise.resolve(out).then(undefined, (err: unknown) => next(asError(err, 'The route handler')))
+      Promise.resolve(out).then(undefined, (err: unknown) => next(asRefusal(err, 'The route handler')))
   } catch (err) {
-    next(asError(err, 'The route handler'))
+    next(asRefusal(err, 'The route handler'))
   }
 }

@@ -76,3 +76,17 @@ export function checkHandler(handler: unknown, factory: string, parameters: stri
       `Expected the handler of ${factory}() to be a function ${parameters}, got ${showValue(handler)}`,
     )
 }
+
+/**
+ * What a guard's middleware reports for a refusal: the thrown value when it is an object,
+ * otherwise an `Error` saying what was thrown. Express reads a falsy `next()` argument as
+ * success and `'route'`/`'router'` as routing, and Koa answers nothing at all for a thrown
+ * `null` or `undefined` (the request hangs), so a refusal must be an object. Internal.
+ *
+ * @example
+ * asRefusal(null, 'onlyGet') // Error: onlyGet failed with null
+ * asRefusal(icError('IC_BAD_REQUEST'), 'onlyGet') // the IcError itself
+ */
+export function asRefusal(err: unknown, name: string): unknown {
+  return typeof err === 'object' && err !== null ? err : new Error(`${name} failed with ${String(err)}`)
+}

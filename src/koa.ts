@@ -3,7 +3,7 @@ import { type IncomingMessage, type ServerResponse, STATUS_CODES } from 'node:ht
 import { debuglog } from 'node:util'
 import createHttpError from 'http-errors'
 import { icError } from './errors.ts'
-import { checkGuard, checkHandler, type Guard, isThenable } from './guard.ts'
+import { asRefusal, checkGuard, checkHandler, type Guard, isThenable } from './guard.ts'
 import * as core from './index.ts'
 import { createClientClosed } from './middlewares/client-closed/index.ts'
 import { createDeadline, type DeadlineOptions } from './middlewares/deadline/index.ts'
@@ -100,14 +100,19 @@ const handOn: RouteHandler = (_ctx, next) => next()
 
 function guardMiddleware(guard: Guard, name: string, passed: RouteHandler): KoaMiddleware {
   const middleware: KoaMiddleware = async (ctx, next) => {
-    const out = guard(ctx.req, ctx.res)
+    let out: ReturnType<Guard>
+    try {
+      out = guard(ctx.req, ctx.res)
+    } catch (err) {
+      throw asRefusal(err, name)
+    }
     let values = out
     if (isThenable(out)) {
       try {
         values = await out
       } catch (err) {
         const reason = abortReasonOf(ctx.req)
-        if (reason === undefined) throw err
+        if (reason === undefined) throw asRefusal(err, name)
         debug('%s failed after the request was aborted: %O', name, err)
         throw reason
       }

@@ -172,6 +172,39 @@ for (const framework of frameworks) {
   })
 }
 
+for (const framework of frameworks) {
+  describe(`fromGuard(guard) on ${framework} without errorHandler()`, () => {
+    let app: RunningApp
+    before(async () => {
+      app = await startApp(framework, {
+        errorHandler: false,
+        routes: [
+          {
+            path: '/reject-null',
+            use: (a) => [a.fromGuard(rejectNull, 'rejectNull')],
+            handle: () => ({ body: 'no' }),
+          },
+          {
+            path: '/throw-null',
+            use: (a) => [a.fromGuard(throwNull, 'throwNull')],
+            handle: () => ({ body: 'no' }),
+          },
+        ],
+      })
+    })
+    after(() => app.close())
+
+    // Koa answers nothing for a thrown null (its onerror returns early): the request would hang.
+    it("fails a request refused with null through the framework's own handler: a 500, never a hang", async () => {
+      for (const path of ['/reject-null', '/throw-null']) {
+        const r = await request(app.url).get(path).timeout(5_000)
+        assert.equal(r.status, 500, path)
+        assert.doesNotMatch(r.text, /\bno\b/, path)
+      }
+    })
+  })
+}
+
 describe('fromGuard(guard, name)', () => {
   it('names the middleware after the guard, for stack traces and debug output', async () => {
     const express = await import('../src/express.ts')
