@@ -3,7 +3,7 @@ import { after, before, describe, it } from 'node:test'
 import vm from 'node:vm'
 import request from 'supertest'
 import { chainGuards, type Guard, icError } from '../src/index.ts'
-import { frameworks, type RunningApp, startApp } from './support/harness.ts'
+import { frameworks, type RouteSpec, type RunningApp, startApp } from './support/harness.ts'
 
 const syncRefuse: Guard = (req) => {
   if (req.url?.includes('refuse')) throw icError('IC_PARAM_NOT_ALLOWED', { message: 'sync refusal' })
@@ -32,6 +32,15 @@ const rejectNull: Guard = () => Promise.reject(null)
 const throwNull: Guard = () => {
   throw null
 }
+/** Routes whose guard refuses with null, asynchronously and synchronously. */
+const nullRoutes: readonly RouteSpec[] = [
+  {
+    path: '/reject-null',
+    use: (a) => [a.fromGuard(rejectNull, 'rejectNull')],
+    handle: () => ({ body: 'no' }),
+  },
+  { path: '/throw-null', use: (a) => [a.fromGuard(throwNull, 'throwNull')], handle: () => ({ body: 'no' }) },
+]
 
 for (const framework of frameworks) {
   describe(`fromGuard(guard) on ${framework}`, () => {
@@ -101,16 +110,7 @@ for (const framework of frameworks) {
               }),
             }),
           },
-          {
-            path: '/reject-null',
-            use: (a) => [a.fromGuard(rejectNull, 'rejectNull')],
-            handle: () => ({ body: 'no' }),
-          },
-          {
-            path: '/throw-null',
-            use: (a) => [a.fromGuard(throwNull, 'throwNull')],
-            handle: () => ({ body: 'no' }),
-          },
+          ...nullRoutes,
         ],
       })
     })
@@ -178,18 +178,7 @@ for (const framework of frameworks) {
     before(async () => {
       app = await startApp(framework, {
         errorHandler: false,
-        routes: [
-          {
-            path: '/reject-null',
-            use: (a) => [a.fromGuard(rejectNull, 'rejectNull')],
-            handle: () => ({ body: 'no' }),
-          },
-          {
-            path: '/throw-null',
-            use: (a) => [a.fromGuard(throwNull, 'throwNull')],
-            handle: () => ({ body: 'no' }),
-          },
-        ],
+        routes: nullRoutes,
       })
     })
     after(() => app.close())
