@@ -78,10 +78,44 @@ for (const framework of frameworks) {
               return { status: 201 }
             },
           },
+          {
+            method: 'POST',
+            path: '/watched/a.png',
+            use: (a) => [a.clientClosed(), a.upload({ enabled: true, tokens: [TOKEN], maxBytes: 4096 })],
+            handle: ({ req }) => {
+              stored.push(req.url ?? '')
+              return { status: 201 }
+            },
+          },
         ],
       })
     })
     after(() => app.close())
+
+    // Node's parser fails the body with HPE_INVALID_EOF_STATE: it is the client leaving, not a failure of ours.
+    it('reports a client closing its connection mid-upload (a FIN) as the 499 clientClosed() aborted with', async () => {
+      stored.length = 0
+      const socket = connect(Number(new URL(app.url).port), '127.0.0.1')
+      socket.on('error', () => {})
+      await once(socket, 'connect')
+      socket.write(
+        `POST /watched/a.png HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${TOKEN}\r\nContent-Length: ${image.length}\r\n\r\n`,
+      )
+      socket.write(image.subarray(0, 10))
+      await new Promise((resolve) => setTimeout(resolve, 50))
+      socket.end()
+      const until = Date.now() + 2000
+      while (app.reports.length === 0 && Date.now() < until)
+        await new Promise((resolve) => setTimeout(resolve, 10))
+      socket.destroy()
+      assert.deepEqual(stored, [])
+      const report = app.reports.at(-1)
+      assert.deepEqual(
+        [report?.status, report?.code, report?.outcome],
+        [499, 'IC_CLIENT_CLOSED_REQUEST', 'client-gone'],
+      )
+      assert.equal((report?.error as { code?: unknown } | undefined)?.code, 'IC_CLIENT_CLOSED_REQUEST')
+    })
 
     it('stops reading at a deadline mid-upload: 504 with Connection: close, and the handler never runs', async () => {
       stored.length = 0

@@ -144,6 +144,8 @@ function varyOnAccept(sent: unknown, own: string | undefined): string {
 }
 
 const DISCONNECT_CODES = new Set([
+  // Node's HTTP parser at the end of the stream inside a request body: the client closed the connection.
+  'HPE_INVALID_EOF_STATE',
   'ECONNRESET',
   'EPIPE',
   'ECONNABORTED',
