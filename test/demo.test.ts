@@ -142,6 +142,15 @@ for (const framework of ['express', 'koa'] as const) {
       }
     })
 
+    test('a dpr that scales a side below one pixel gives a one-pixel side, not a decode error', async () => {
+      for (const query of ['width=1&dpr=0.1', 'height=1&dpr=0.4', 'width=2&height=2&dpr=0.2&crop=fit']) {
+        const res = await fetch(`${demo.url}/image/sample.jpg?${query}`)
+        assert.equal(res.status, 200, `${query}: ${res.headers.get('x-ic-error-code')}`)
+        const meta = await sharp(Buffer.from(await res.arrayBuffer())).metadata()
+        assert.ok(meta.width === 1 || meta.height === 1, `${query}: ${meta.width}x${meta.height}`)
+      }
+    })
+
     test('format=auto chooses by Accept and says so in Vary, for shared caches', async () => {
       const auto = `${demo.url}/image/sample.jpg?width=64&format=auto`
       const webp = await fetch(auto, { headers: { accept: 'image/webp,image/*' } })

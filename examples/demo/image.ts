@@ -103,8 +103,9 @@ export async function processImage(config: ImageRouteConfig, request: ImageReque
   try {
     const image = sharp(original, { limitInputPixels: 40_000_000, failOn: 'error' })
     const meta = await image.metadata()
-    const width = options.width === undefined ? undefined : Math.round(options.width * dpr)
-    const height = options.height === undefined ? undefined : Math.round(options.height * dpr)
+    // At least one pixel: `width=1&dpr=0.1` is a valid request, not a 0-pixel resize.
+    const width = options.width === undefined ? undefined : Math.max(1, Math.round(options.width * dpr))
+    const height = options.height === undefined ? undefined : Math.max(1, Math.round(options.height * dpr))
     if (width !== undefined || height !== undefined) {
       const { crop } = options
       image.resize({
