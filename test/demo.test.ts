@@ -142,6 +142,14 @@ for (const framework of ['express', 'koa'] as const) {
       }
     })
 
+    test("routes the demo's own pages as Express does by default, on both frameworks: any case, a trailing slash", async () => {
+      for (const path of ['/DEMO/HEALTH', '/demo/health/', '/Demo/Log/']) {
+        const res = await fetch(`${demo.url}${path}`)
+        await res.arrayBuffer()
+        assert.equal(res.status, 200, `${path}: ${res.headers.get('x-ic-error-code')}`)
+      }
+    })
+
     test('a dpr that scales a side below one pixel gives a one-pixel side, not a decode error', async () => {
       for (const query of ['width=1&dpr=0.1', 'height=1&dpr=0.4', 'width=2&height=2&dpr=0.2&crop=fit']) {
         const res = await fetch(`${demo.url}/image/sample.jpg?${query}`)

@@ -68,7 +68,11 @@ export function createKoaDemo(config: DemoAppConfig): RequestListener {
 
   use(async (ctx: Ctx, next: adapter.Next) => {
     if (ctx.method !== 'GET' && ctx.method !== 'HEAD') return next()
-    const route = Object.hasOwn(demoRoutes, ctx.path) ? demoRoutes[ctx.path] : undefined
+    // As Express routes by default: any case, and a trailing slash is the same path.
+    const path = (
+      ctx.path.length > 1 && ctx.path.endsWith('/') ? ctx.path.slice(0, -1) : ctx.path
+    ).toLowerCase()
+    const route = Object.hasOwn(demoRoutes, path) ? demoRoutes[path] : undefined
     if (route !== undefined) {
       const reply = await route(config, ctx.req)
       ctx.set('cache-control', 'no-store')
@@ -77,7 +81,7 @@ export function createKoaDemo(config: DemoAppConfig): RequestListener {
       return
     }
     if (ctx.path.startsWith('/image/') && ctx.path.length > '/image/'.length) return image(ctx, next)
-    if (ctx.path === '/chart') return chart(ctx, next)
+    if (path === '/chart') return chart(ctx, next)
     return next()
   })
   return app.callback() as unknown as RequestListener
