@@ -7,6 +7,7 @@ import {
   decodeBase64Value,
   decodeComponent,
   distinctItems,
+  isPlainName,
   issueRootName,
   parseQuery,
   parseQueryString,
@@ -14,6 +15,28 @@ import {
 } from './query.ts'
 
 const request = (url: string) => ({ url, headers: {} }) as IncomingMessage
+
+describe('isPlainName', () => {
+  it('is true exactly for the names a query parameter is read under as they are', () => {
+    for (const name of ['width', '64', 'a6', 'x46', 'chm']) {
+      assert.equal(isPlainName(name), true, name)
+      const { values, brackets } = parseQueryString(`${name}=1`)
+      assert.deepEqual([values.get(name), brackets], ['1', false], name)
+    }
+    // NAME64 is stored under NAME.
+    for (const name of ['width64', 'x64']) {
+      assert.equal(isPlainName(name), false, name)
+      assert.equal(parseQueryString(`${name}=MQ`).values.get(name), undefined, name)
+    }
+    // A bracketed name is the parameter rootName() gives.
+    for (const name of ['width[]', '[width]', 'a[0]']) {
+      assert.equal(isPlainName(name), false, name)
+      assert.equal(parseQueryString(`${name}=1`).brackets, true, name)
+    }
+    // A lone `]` is refused too: an option name holding one is a typo for a bracketed form.
+    assert.equal(isPlainName('chm]'), false)
+  })
+})
 
 describe('parseQueryString', () => {
   it('decodes names and values, + as a space', () => {

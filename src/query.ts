@@ -226,6 +226,27 @@ export function rootName(name: string): string {
 }
 
 /**
+ * Whether a query parameter is read under `name` exactly, so that an option naming a
+ * parameter (an allow-list, a feature's `params`) can name it so: not a `NAME64` (its value
+ * is stored under `NAME`), and no bracket (`width[]` is the parameter `width`, see
+ * {@link rootName}). Internal.
+ *
+ * @example
+ * isPlainName('width') // true
+ * isPlainName('width64') // false: the base64 form of width
+ * isPlainName('width[]') // false: width, sent with brackets
+ */
+export function isPlainName(name: string): boolean {
+  return !isBase64Name(name) && !name.includes('[') && !name.includes(']')
+}
+
+/** `NAME64`: a name of three characters or more ending in `64`. */
+function isBase64Name(name: string): boolean {
+  const last = name.length - 1
+  return last > 1 && name.charCodeAt(last) === 52 && name.charCodeAt(last - 1) === 54
+}
+
+/**
  * {@link rootName} of the name an item of `issues` names. A name whose percent-decoding failed
  * is named as sent, and `qs` turns `%5B` and `%5D` into brackets before it decodes (it hands
  * `origin%5B%5D%ZZ=…` to the handler as `origin`), so they are read as brackets here too. A
@@ -362,8 +383,7 @@ export function parseQueryString(search: string, url = `?${search}`): ParsedQuer
       } else if (name !== '') {
         let key = name
         let value: string | undefined = decoded
-        const last = name.length - 1
-        if (last > 1 && name.charCodeAt(last) === 52 && name.charCodeAt(last - 1) === 54) {
+        if (isBase64Name(name)) {
           key = name.slice(0, -2)
           value = decodeBase64Value(decoded)
           if (value === undefined) {

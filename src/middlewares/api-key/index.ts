@@ -3,7 +3,7 @@ import type { IncomingMessage } from 'node:http'
 import { icError } from '../../errors.ts'
 import type { Guard, Published } from '../../guard.ts'
 import { knownOptions, recordOption, showValue } from '../../options.ts'
-import { type ParsedQuery, parseQuery } from '../../query.ts'
+import { isPlainName, type ParsedQuery, parseQuery } from '../../query.ts'
 import { ReadonlySetView } from '../../readonly-set.ts'
 import { HEADER_NAME } from '../../validation-header.ts'
 
@@ -132,10 +132,7 @@ export function compileApiKey(options: Readonly<ApiKeyOptions>): ApiKeyCheck {
   if (header !== false && (typeof header !== 'string' || !HEADER_NAME.test(header)))
     throw new TypeError(`Expected \`header\` to be a header name or false, got ${showValue(header)}`)
   const param = options.query === undefined ? false : options.query
-  if (
-    param !== false &&
-    (typeof param !== 'string' || param === '' || param.endsWith('64') || /[[\]]/.test(param))
-  )
+  if (param !== false && (typeof param !== 'string' || param === '' || !isPlainName(param)))
     throw new TypeError(
       `Expected \`query\` to be a parameter name (not ending in 64, without brackets) or false, got ${showValue(param)}`,
     )

@@ -5,6 +5,7 @@ import { knownOptions, recordOption, showValue } from '../../options.ts'
 import {
   bracketItem,
   distinctItems,
+  isPlainName,
   issueRootName,
   type ParsedQuery,
   parseQuery,
@@ -193,15 +194,12 @@ function checkName(option: string, name: unknown): asserts name is string {
       `Expected \`${option}\` to hold parameter names (1 to 64 characters, no spaces), got ${showValue(name)}`,
     )
   }
-  if (name.includes('[') || name.includes(']')) {
-    // A query's `width[]` is judged as `width` (see rootName): a bracketed name here would skip that rule.
+  // The query's `width64` and `width[]` are judged as `width`: such a name here would skip that rule.
+  if (!isPlainName(name)) {
     throw new TypeError(
-      `Expected \`${option}\` to hold parameter names without brackets (\`width[]\` is read as \`width\`), got ${showValue(name)}`,
-    )
-  }
-  if (name.length > 2 && name.endsWith('64')) {
-    throw new TypeError(
-      `Expected \`${option}\` to hold parameter names not ending in 64 (NAME64 is the base64 form of NAME), got ${showValue(name)}`,
+      name.endsWith('64')
+        ? `Expected \`${option}\` to hold parameter names not ending in 64 (NAME64 is the base64 form of NAME), got ${showValue(name)}`
+        : `Expected \`${option}\` to hold parameter names without brackets (\`width[]\` is read as \`width\`), got ${showValue(name)}`,
     )
   }
 }

@@ -2,7 +2,7 @@ import { type ErrorCode, lookupErrorCode } from '../../catalogue.ts'
 import { icError } from '../../errors.ts'
 import type { Guard, Published } from '../../guard.ts'
 import { knownOptions, recordOption, showValue } from '../../options.ts'
-import { distinctItems, type ParsedQuery, parseQuery, quoteName, rootName } from '../../query.ts'
+import { distinctItems, isPlainName, type ParsedQuery, parseQuery, quoteName, rootName } from '../../query.ts'
 import { ReadonlySetView } from '../../readonly-set.ts'
 import type { ValidationItem } from '../../validation-header.ts'
 import { matchesAny, SIGNING_PARAMS, type SigningKey, signingKey } from './verify.ts'
@@ -413,7 +413,7 @@ export function compileSignature(options: Readonly<SignatureOptions> = {}): Sign
         `Expected \`${option}.params\` to be an array of parameter names, got ${showValue(params)}`,
       )
     // The query holds `NAME64` under `NAME` and `NAME[]` under its root: such a name is never present.
-    const unreadable = params.find((p) => /[[\]]/.test(p) || (p.length > 2 && p.endsWith('64')))
+    const unreadable = params.find((p) => !isPlainName(p))
     if (unreadable !== undefined)
       throw new TypeError(
         `Expected \`${option}.params\` to hold plain parameter names (not ending in 64, without brackets: \`NAME64\` and \`NAME[]\` are read as \`NAME\`), got ${showValue(unreadable)}`,
