@@ -470,6 +470,39 @@ describe('imageParams: configuration', () => {
       { maxHeight: 4000.5 },
       /Expected `maxHeight` to be a whole number of pixels, got 4000\.5/,
     ],
+    [
+      'an enum dpr, which the output limits could not multiply',
+      { params: { dpr: { type: 'enum', values: ['1', '2', '5'] } } },
+      /Expected `params\.dpr\.type` to be 'integer' or 'number' \(the output limits multiply it\), got "enum"/,
+    ],
+    [
+      'a pattern width',
+      { params: { width: { type: 'pattern', pattern: /^[0-9]{1,5}$/ } } },
+      /`params\.width\.type` to be 'integer' or 'number'/,
+    ],
+    [
+      'a string height',
+      { params: { height: { type: 'string' } } },
+      /`params\.height\.type` to be 'integer' or 'number'/,
+    ],
+    [
+      'a width default over maxWidth',
+      { maxWidth: 1000, params: { width: { type: 'integer', min: 1, default: 2000 } } },
+      /defaults of `params\.width`.*: "width" must be less than or equal to 1000/,
+    ],
+    [
+      'width and dpr defaults that together pass maxWidth',
+      { params: { width: { type: 'integer', default: 8192 }, dpr: { type: 'number', default: 2 } } },
+      /defaults of `params\.width`.*"width" × "dpr" must be less than or equal to 8192/,
+    ],
+    [
+      'width and height defaults over maxOutputPixels',
+      {
+        maxOutputPixels: 1_000_000,
+        params: { width: { type: 'integer', default: 2000 }, height: { type: 'integer', default: 2000 } },
+      },
+      /defaults of `params\.width`.*1000000 pixels/,
+    ],
   ]
   for (const [name, options, message] of cases) {
     it(`throws a TypeError at construction: ${name}`, () => {
@@ -479,6 +512,21 @@ describe('imageParams: configuration', () => {
       )
     })
   }
+
+  it('takes side and dpr defaults within the output limits, and still judges what a request sends', () => {
+    const options = {
+      maxWidth: 1000,
+      params: { width: { type: 'integer', min: 1, default: 500 }, dpr: { type: 'number', default: 2 } },
+    } as const
+    assert.deepEqual(values(options, ''), { width: 500, dpr: 2 })
+    const err = refusal(options, 'dpr=3')
+    assert.equal(err.status, 400)
+    const items = JSON.parse(String(err.headers['x-ic-error-validation'])) as { message: string }[]
+    assert.deepEqual(
+      items.map((item) => item.message),
+      ['"width" × "dpr" must be less than or equal to 1000'],
+    )
+  })
 
   it('takes number defaults whose text has an exponent', () => {
     assert.deepEqual(values({ params: { a: { type: 'number', min: 0, default: 1e-7 } } }, ''), { a: 1e-7 })

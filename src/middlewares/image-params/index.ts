@@ -270,7 +270,13 @@ export function compileImageParams(
   }
   for (const [name, rule] of Object.entries(declared)) {
     checkName('params', name)
-    rules.set(name, compileRule(name, rule, `params.${name}`))
+    const compiledRule = compileRule(name, rule, `params.${name}`)
+    // The output limits multiply these three: a string value would pass them unchecked.
+    if (isSize(name) && rule.type !== 'integer' && rule.type !== 'number')
+      throw new TypeError(
+        `Expected \`params.${name}.type\` to be 'integer' or 'number' (the output limits multiply it), got ${showValue(rule.type)}`,
+      )
+    rules.set(name, compiledRule)
   }
   const compiled = [...rules.values()]
   const allowed = nameList('imageParamsAllowed', options.imageParamsAllowed)
@@ -289,7 +295,7 @@ export function compileImageParams(
         )
     }
   }
-  return {
+  const result: CompiledImageParams = {
     known,
     restricted: allowed !== undefined,
     required: compiled.filter((rule) => rule.required),
@@ -298,6 +304,14 @@ export function compileImageParams(
     maxHeight: sideLimit(declared, 'height', maxHeight),
     maxOutputPixels,
   }
+  // Defaults the output limits refuse would fail every request that leaves them out.
+  const byDefault = (name: string) => rules.get(name)?.default as ParamValue | undefined
+  const refused = checkOutput(result, byDefault('width'), byDefault('height'), byDefault('dpr'), undefined)
+  if (refused !== undefined)
+    throw new TypeError(
+      `Expected the defaults of \`params.width\`, \`params.height\` and \`params.dpr\` to pass the output limits: ${refused.map((item) => item.message).join('; ')}`,
+    )
+  return result
 }
 
 /**
