@@ -129,6 +129,10 @@ describe('apiKey', () => {
       [{ keys, scopes: [''] }, /`scopes`/],
       [{ keys: { k: { scopes: 'all' as never } } }, /scopes/],
       [{ keys: { '': [] } }, /non-empty keys/],
+      // `{ [process.env.PARTNER_KEY]: … }` with the variable unset: the word would be a key.
+      [{ keys: { [String(process.env.IMAGE_API_ERRORS_UNSET)]: ['upload'] } }, /no key named undefined/],
+      [{ keys: { null: ['upload'] } }, /no key named null/],
+      [{ keys: {} }, /`keys` to hold a key, or a `lookup`/],
     ]
     for (const [options, message] of cases) {
       assert.throws(

@@ -141,8 +141,18 @@ export function compileApiKey(options: Readonly<ApiKeyOptions>): ApiKeyCheck {
   if (!Array.isArray(needed) || needed.some((s) => typeof s !== 'string' || s === ''))
     throw new TypeError(`Expected \`scopes\` to be an array of non-empty strings, got ${showValue(needed)}`)
   const keys = new Map<string, Known>()
-  for (const [key, grant] of Object.entries(options.keys ?? {})) {
+  const entries = Object.entries(options.keys ?? {})
+  if (entries.length === 0 && lookup === undefined)
+    throw new TypeError(
+      'Expected `keys` to hold a key, or a `lookup`: without either every request is refused',
+    )
+  for (const [key, grant] of entries) {
     if (key === '') throw new TypeError('Expected `keys` to have non-empty keys')
+    // What `{ [process.env.KEY]: … }` makes of an unset variable: a key anyone can guess.
+    if (key === 'undefined' || key === 'null')
+      throw new TypeError(
+        `Expected \`keys\` to hold no key named ${key}: an unset variable in \`{ [process.env.KEY]: … }\` gives that name`,
+      )
     if (!KEY.test(key)) throw new TypeError(`Expected \`keys\` to hold ${keyProblem(key)}`)
     keys.set(digest(key), resolve(key, grant, 'keys[…]', true))
   }
