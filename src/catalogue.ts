@@ -580,26 +580,45 @@ export function defineErrorCode(code: string, entry: ErrorCodeEntry): void {
   if (Object.hasOwn(errorCatalogue, code)) {
     throw new TypeError(`\`${code}\` is a built-in code and cannot be redefined`)
   }
-  if (!Number.isInteger(entry?.status) || entry.status < 400 || entry.status > 599) {
+  if (typeof entry !== 'object' || entry === null)
+    throw new TypeError(`Expected the entry of ${code} to be an object, got ${showValue(entry)}`)
+  // Each field read once, then stored as read: a getter or a prototype's field is copied too.
+  const { status, title, description, retryable, hint, retryAfterSeconds, origin, since } = entry
+  if (!Number.isInteger(status) || status < 400 || status > 599) {
     throw new TypeError(
-      `Expected \`status\` of ${code} to be an integer from 400 to 599, got ${showValue(entry?.status)}`,
+      `Expected \`status\` of ${code} to be an integer from 400 to 599, got ${showValue(status)}`,
     )
   }
-  for (const key of ['title', 'description', 'hint'] as const) {
-    if (typeof entry[key] !== 'string' || entry[key] === '') {
+  if (status === 499)
+    throw new TypeError(
+      `Expected \`status\` of ${code} not to be 499: a client that left is IC_CLIENT_CLOSED_REQUEST, recorded and never sent`,
+    )
+  for (const [key, value] of [
+    ['title', title],
+    ['description', description],
+    ['hint', hint],
+  ] as const) {
+    if (typeof value !== 'string' || value === '') {
       throw new TypeError(`Expected \`${key}\` of ${code} to be a non-empty string`)
     }
   }
-  if (typeof entry.retryable !== 'boolean') {
+  if (typeof retryable !== 'boolean') {
     throw new TypeError(`Expected \`retryable\` of ${code} to be a boolean`)
   }
-  if (
-    entry.retryAfterSeconds !== undefined &&
-    !(Number.isInteger(entry.retryAfterSeconds) && entry.retryAfterSeconds >= 0)
-  ) {
+  if (retryAfterSeconds !== undefined && !(Number.isInteger(retryAfterSeconds) && retryAfterSeconds >= 0)) {
     throw new TypeError(`Expected \`retryAfterSeconds\` of ${code} to be a non-negative integer`)
   }
-  registry.set(code, Object.freeze({ ...entry }))
+  const stored: ErrorCodeEntry = {
+    status,
+    title,
+    description,
+    retryable,
+    hint,
+    ...(retryAfterSeconds === undefined ? {} : { retryAfterSeconds }),
+    ...(origin === undefined ? {} : { origin }),
+    ...(since === undefined ? {} : { since }),
+  }
+  registry.set(code, Object.freeze(stored))
 }
 
 /**

@@ -210,6 +210,21 @@ describe('defineErrorCode(code, entry)', () => {
     assert.equal(lookupErrorCode('TEST_QUOTA_USED')?.title, 'Quota')
   })
 
+  it('stores the fields it checked, own or inherited, as they were read', () => {
+    let reads = 0
+    const shared = {
+      ...entry,
+      get title() {
+        reads++
+        return reads === 1 ? 'Quota' : ''
+      },
+    }
+    defineErrorCode('TEST_INHERITED', Object.create(shared))
+    assert.deepEqual(lookupErrorCode('TEST_INHERITED'), { ...entry, title: 'Quota' })
+    assert.equal(reads, 1)
+    assert.equal(icError('TEST_INHERITED').status, 402)
+  })
+
   it('refuses bad definitions with a message naming the field', () => {
     const cases: [string, unknown, RegExp][] = [
       ['lower_case', entry, /`code`/],
@@ -221,6 +236,8 @@ describe('defineErrorCode(code, entry)', () => {
       ['TEST_NO_HINT', { ...entry, hint: undefined }, /`hint`/],
       ['TEST_RETRYABLE', { ...entry, retryable: 'yes' }, /`retryable`/],
       ['TEST_RETRY_AFTER', { ...entry, retryAfterSeconds: -1 }, /`retryAfterSeconds`/],
+      ['TEST_GONE', { ...entry, status: 499 }, /`status` of TEST_GONE not to be 499/],
+      ['TEST_NULL', null, /entry of TEST_NULL to be an object, got null/],
     ]
     for (const [code, bad, message] of cases) {
       assert.throws(() => defineErrorCode(code, bad as never), { name: 'TypeError', message }, code)
