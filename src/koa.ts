@@ -184,6 +184,7 @@ export function errorHandler(options: Readonly<ErrorHandlerOptions> = {}): KoaMi
     const { status } = ctx
     if (
       status >= 400 &&
+      status <= 599 &&
       (status !== 404 || explicitStatus(ctx)) &&
       ctx.body == null &&
       ctx.respond !== false &&

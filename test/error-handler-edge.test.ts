@@ -157,6 +157,7 @@ function answersOnEveryFramework(
           assert.equal(r.status, status, what)
           assert.equal(r.headers.get('x-ic-error-code'), code, what)
           assert.equal(reports.length, 1, what)
+          assert.deepEqual([reports[0]?.status, reports[0]?.outcome], [status, 'sent'], what)
         } finally {
           await s.close()
         }
@@ -624,23 +625,12 @@ describe('Express guards failing with falsy values or routing words', () => {
 })
 
 describe('499 is never written to a client that is still there', () => {
-  for (const [name, express] of Expresses) {
-    it(`${name}: icError('IC_CLIENT_CLOSED_REQUEST') on a live socket`, async () => {
-      const app = express()
-      app.get('/', (_q, _s, next) => next(icError('IC_CLIENT_CLOSED_REQUEST')))
-      app.use(ex.errorHandler({ onError: () => {} }) as never)
-      const s = await listen(app as never)
-      try {
-        const r = await fetch(s.url).then(
-          (x) => x.status,
-          () => 'connection closed',
-        )
-        assert.notEqual(r, 499)
-      } finally {
-        await s.close()
-      }
-    })
-  }
+  // Another request's departure passed on (a shared backend fetch aborted), a createError(499):
+  // the client is still connected, so this is a server failure, answered and reported as one.
+  answersOnEveryFramework('answered 500 IC_INTERNAL_ERROR, reported once, the connection not cut', [
+    ['IC_CLIENT_CLOSED_REQUEST', () => icError('IC_CLIENT_CLOSED_REQUEST'), 500, 'IC_INTERNAL_ERROR'],
+    ['createError(499)', () => createHttpError(499, 'upstream cancelled'), 500, 'IC_INTERNAL_ERROR'],
+  ])
 })
 
 describe('a body stream that fails before its first byte, through stream.pipeline', () => {
@@ -1059,13 +1049,14 @@ describe('Koa: a late error after the request already failed', () => {
   }
 })
 
+const hostile = () =>
+  new Proxy(new Error('hostile'), {
+    get() {
+      throw new Error('every property read throws')
+    },
+  })
+
 describe('a thrown value whose getters throw, and a branded error without its code', () => {
-  const hostile = () =>
-    new Proxy(new Error('hostile'), {
-      get() {
-        throw new Error('every property read throws')
-      },
-    })
   const cloned = () => {
     const Class = icError('IC_RATE_LIMITED').constructor as new (message: string) => Error
     return new Class('cloned through err.constructor')
@@ -1078,6 +1069,37 @@ describe('a thrown value whose getters throw, and a branded error without its co
     'answered (500 / 429 with the code of its status), onError once, no hang',
     expectations,
   )
+})
+
+describe('a thrown value whose getters throw, after the response started', () => {
+  for (const [name, express] of Expresses) {
+    it(`${name}: reported once as headers-sent (500), the truncated response cut`, async () => {
+      const reports: ErrorReport[] = []
+      const app = express()
+      app.get('/', (_req, res, next) => {
+        res.write('partial')
+        next(hostile())
+      })
+      app.use(ex.errorHandler({ onError: (r) => reports.push(r) }) as never)
+      const s = await listen(app as never)
+      try {
+        const body = await withTimeout(
+          fetch(s.url).then((r) => r.text()),
+          1500,
+        ).then(
+          () => 'whole',
+          () => 'cut',
+        )
+        assert.equal(body, 'cut')
+        assert.deepEqual(
+          reports.map((r) => [r.status, r.outcome]),
+          [[500, 'headers-sent']],
+        )
+      } finally {
+        await s.close()
+      }
+    })
+  }
 })
 
 describe('Express: where a deadline 504 goes when the app has no single errorHandler() at its top', () => {
@@ -1341,6 +1363,32 @@ describe('Koa: an error status set without a body is answered as an error', () =
           ],
         )
         assert.deepEqual(emitted, ['IC_NOT_FOUND'], 'a status without a body is not an error thrown')
+      } finally {
+        await s.close()
+      }
+    })
+  }
+})
+
+describe('Koa: a status past 599 set without a body is no error of ours', () => {
+  for (const [name, Koa] of Koas) {
+    it(`${name}: sent as the app set it, not turned into a 500 (nor an http-errors warning)`, async () => {
+      const app = new Koa()
+      app.silent = true
+      const reports: ErrorReport[] = []
+      app.use(kx.errorHandler({ onError: (r) => reports.push(r) }) as never)
+      app.use((ctx: { status: number }) => {
+        ctx.status = 600
+      })
+      const s = await listen(app.callback() as never)
+      try {
+        // fetch() refuses a status past 599: a plain request reads it.
+        const res = await new Promise<IncomingMessage>((resolve, reject) =>
+          httpRequest(s.url, resolve).on('error', reject).end(),
+        )
+        res.resume()
+        assert.deepEqual([res.statusCode, res.headers['x-ic-error-code']], [600, undefined])
+        assert.equal(reports.length, 0)
       } finally {
         await s.close()
       }

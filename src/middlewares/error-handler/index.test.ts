@@ -14,6 +14,18 @@ describe('createErrorWriter(options)', () => {
       [{ onError: 'log' }, /`onError`/],
       [{ requestIdHeader: 'x request id' }, /`requestIdHeader`/],
       [{ requestIdHeader: '' }, /`requestIdHeader`/],
+      // A header the error response writes itself: the id would replace the code, or no-store.
+      ...[
+        'X-IC-Error-Code',
+        'x-ic-error-validation',
+        'Cache-Control',
+        'retry-after',
+        'vary',
+        'content-type',
+      ].map((name): [unknown, RegExp] => [
+        { requestIdHeader: name },
+        /`requestIdHeader` to be a header the error response does not write itself/,
+      ]),
       [{ generateRequestId: 5 }, /`generateRequestId`/],
       [{ problemType: 'https://x' }, /`problemType`/],
       [{ validationHeaderMaxBytes: 100 }, /`validationHeaderMaxBytes`/],

@@ -143,6 +143,25 @@ function varyOnAccept(sent: unknown, own: string | undefined): string {
   return [...names.values()].join(', ')
 }
 
+/** Headers the error response writes itself: a request id there would replace them. */
+const OWN_HEADERS = new Set([
+  'cache-control',
+  'connection',
+  'retry-after',
+  'transfer-encoding',
+  'vary',
+  'x-content-type-options',
+])
+
+function isOwnHeader(name: string): boolean {
+  return (
+    OWN_HEADERS.has(name) ||
+    name.startsWith('x-ic-') ||
+    name.startsWith('content-') ||
+    name.startsWith('access-control-')
+  )
+}
+
 const DISCONNECT_CODES = new Set([
   // Node's HTTP parser at the end of the stream inside a request body: the client closed the connection.
   'HPE_INVALID_EOF_STATE',
@@ -154,7 +173,13 @@ const DISCONNECT_CODES = new Set([
 ])
 
 function codeOf(err: unknown): unknown {
-  return typeof err === 'object' && err !== null ? (err as { code?: unknown }).code : undefined
+  if (typeof err !== 'object' || err === null) return undefined
+  try {
+    return (err as { code?: unknown }).code
+  } catch {
+    // A thrown value whose getters throw (a hostile Proxy) has no code to read.
+    return undefined
+  }
 }
 
 /** An error that says the client went away, as opposed to a failure of ours mid-response. */
@@ -284,6 +309,10 @@ export function makeErrorWriter(
   if (typeof requestIdHeader !== 'string' || !HEADER_NAME.test(requestIdHeader)) {
     throw new TypeError(`Expected \`requestIdHeader\` to be a header name, got ${showValue(requestIdHeader)}`)
   }
+  if (isOwnHeader(requestIdHeader.toLowerCase()))
+    throw new TypeError(
+      `Expected \`requestIdHeader\` to be a header the error response does not write itself, got ${showValue(requestIdHeader)}`,
+    )
   if (typeof generateRequestId !== 'function') {
     throw new TypeError(`Expected \`generateRequestId\` to be a function, got ${typeof generateRequestId}`)
   }
@@ -366,6 +395,9 @@ export function makeErrorWriter(
       debug('could not read the thrown value: %O', readError)
       normalized = normalizeError(undefined)
     }
+    // A 499 with the client still there (another request's departure passed on, a
+    // createError(499)) is our mistake, not a departure: never written, and not hidden as one.
+    if (normalized.status === 499 && !peerLeft(res)) normalized = normalizeError(undefined)
     if (
       (isClientGone(res) &&
         !destroyedByServer &&
