@@ -228,6 +228,17 @@ describe('createBackendFetch', () => {
       assert.ok(isIcError(err))
       assert.equal(err.headers['retry-after'], '1', 'never 0: clients would all come back at once')
     }
+    // A maintenance window past a day: passed on as a day, not shortened to the default 5 s.
+    for (const [status, retryAfter, sent] of [
+      [503, '86400', '86400'],
+      [503, '86401', '86400'],
+      [429, '604800', '86400'],
+      [503, '9'.repeat(400), '86400'],
+    ]) {
+      const err = await rejection(fetchImage(`${backend.url}/s?status=${status}&retryAfter=${retryAfter}`))
+      assert.ok(isIcError(err))
+      assert.equal(err.headers['retry-after'], sent, `${status} Retry-After: ${retryAfter}`)
+    }
   })
 
   it('retries no backend 429 whose Retry-After is past maxDelayMs, however many digits it has', async () => {

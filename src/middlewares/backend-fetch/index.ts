@@ -740,15 +740,15 @@ function statusError(status: number, headers: IncomingHttpHeaders): IcError {
   const parsed = parseRetryAfter(headers['retry-after'])
   // Capped: Infinity would reach a JSON client as null, and still reads as past every cap.
   const retryAfterMs = parsed === undefined ? undefined : Math.min(parsed, Number.MAX_SAFE_INTEGER)
-  const passRetryAfter =
-    errorCatalogue[code].status === 503 &&
-    retryAfterMs !== undefined &&
-    retryAfterMs <= MAX_RETRY_AFTER_SECONDS * 1000
+  const passRetryAfter = errorCatalogue[code].status === 503 && retryAfterMs !== undefined
   return icError(code, {
     message: `The backend answered ${status}${http.STATUS_CODES[status] ? ` ${http.STATUS_CODES[status]}` : ''}`,
     details: retryAfterMs === undefined ? { backendStatus: status } : { backendStatus: status, retryAfterMs },
-    // At least 1: a `Retry-After: 0` (or a date past) passed on would invite every client back at once.
-    ...(passRetryAfter ? { retryAfterSeconds: Math.max(1, Math.ceil(retryAfterMs / 1000)) } : {}),
+    // At least 1: a `Retry-After: 0` (or a date past) passed on would invite every client back
+    // at once. At most a day: a backend's ten years is no promise to hand on.
+    ...(passRetryAfter
+      ? { retryAfterSeconds: Math.min(MAX_RETRY_AFTER_SECONDS, Math.max(1, Math.ceil(retryAfterMs / 1000))) }
+      : {}),
   })
 }
 

@@ -43,6 +43,21 @@ describe('retryDelay', () => {
     assert.equal(retryDelay(policy, 1, 0), 1000)
     assert.equal(retryDelay(policy, 1, 30_000), 30_000)
     assert.equal(retryDelay(policy, 1, 30_001), undefined)
+    assert.equal(retryDelay(policy, 1, Number.POSITIVE_INFINITY), undefined)
+  })
+
+  it('refuses an attempt count or a Retry-After that no retry loop should pass, naming it', () => {
+    const policy = createRetryPolicy()
+    for (const attempt of [0, -1, 1.5, Number.NaN, '1' as never])
+      assert.throws(() => retryDelay(policy, attempt), {
+        name: 'TypeError',
+        message: /^Expected `attempt` to be an integer of at least 1/,
+      })
+    for (const retryAfterMs of [-1, Number.NaN, '5' as never])
+      assert.throws(() => retryDelay(policy, 1, retryAfterMs), {
+        name: 'TypeError',
+        message: /^Expected `retryAfterMs` to be a number of at least 0/,
+      })
   })
 })
 

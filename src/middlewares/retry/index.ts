@@ -149,6 +149,14 @@ export function readRetryPolicy(
  * retryDelay(policy, 1, 60_000) // undefined: the server asked for more than the cap
  */
 export function retryDelay(policy: RetryPolicy, attempt: number, retryAfterMs?: number): number | undefined {
+  if (!Number.isInteger(attempt) || attempt < 1)
+    throw new TypeError(
+      `Expected \`attempt\` to be an integer of at least 1 (1 for the first retry), got ${showValue(attempt)}`,
+    )
+  if (retryAfterMs !== undefined && !(typeof retryAfterMs === 'number' && retryAfterMs >= 0))
+    throw new TypeError(
+      `Expected \`retryAfterMs\` to be a number of at least 0 or undefined, got ${showValue(retryAfterMs)}`,
+    )
   if (retryAfterMs !== undefined && retryAfterMs > policy.maxDelayMs) return undefined
   const ceiling = Math.min(policy.maxDelayMs, policy.minDelayMs * 2 ** Math.min(attempt, 52))
   const backoff = policy.minDelayMs + Math.floor(policy.random() * (ceiling - policy.minDelayMs))
