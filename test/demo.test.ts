@@ -280,6 +280,46 @@ for (const framework of ['express', 'koa'] as const) {
   })
 }
 
+for (const framework of ['express', 'koa'] as const) {
+  test(`${framework}: an encode still running after its 504 holds its slot: the next image request is 503 until it ends`, async () => {
+    const sampler = fixedSampler(() => CALM)
+    const demo = await startDemo({ port: 0, framework, sampler, timeoutMs: 150, maxEncodes: 1 })
+    try {
+      // Far longer than 150 ms to encode, and libvips cannot be stopped once it started.
+      const heavy = await fetch(
+        `${demo.url}/image/sample.jpg?width=2048&height=2048&crop=fit&format=avif&quality=100`,
+      )
+      await heavy.arrayBuffer()
+      assert.deepEqual([heavy.status, heavy.headers.get('x-ic-error-code')], [504, 'IC_BACKEND_TIMEOUT'])
+      const health = (await (await fetch(`${demo.url}/demo/health`)).json()) as { encodes: number }
+      assert.equal(health.encodes, 1)
+      const refused = await fetch(`${demo.url}/image/sample.jpg?width=16`)
+      await refused.arrayBuffer()
+      assert.deepEqual([refused.status, refused.headers.get('x-ic-error-code')], [503, 'IC_OVERLOADED'])
+      assert.equal(refused.headers.get('retry-after'), '1')
+      let status = 0
+      for (let tries = 0; tries < 600 && status !== 200; tries++) {
+        await new Promise((resolve) => setTimeout(resolve, 50))
+        const res = await fetch(`${demo.url}/image/sample.jpg?width=16`)
+        await res.arrayBuffer()
+        status = res.status
+      }
+      assert.equal(status, 200, 'served once the encode ended')
+    } finally {
+      await demo.close()
+      sampler.close()
+    }
+  })
+}
+
+test('startDemo refuses a maxEncodes below one before it starts anything', async () => {
+  for (const maxEncodes of [0, 1.5])
+    await assert.rejects(startDemo({ port: 0, maxEncodes }), {
+      name: 'TypeError',
+      message: /`maxEncodes` to be an integer of at least 1/,
+    })
+})
+
 test('the demo runs on IPv6 loopback: its backend, allow-listed as [::1], serves the images', async () => {
   const sampler = fixedSampler(() => CALM)
   const demo = await startDemo({ port: 0, host: '::1', sampler })

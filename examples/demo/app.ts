@@ -5,6 +5,7 @@ import { parseChartQuery, renderChart } from './chart.ts'
 import {
   type DemoImageParams,
   type DemoImageSource,
+  type EncodeSlots,
   type FetchImage,
   type ImageReply,
   processImage,
@@ -22,6 +23,8 @@ export interface DemoAppConfig {
   /** Buckets `bucket=` may name. */
   readonly bucketsAllowed: readonly string[]
   readonly fetchImage: FetchImage
+  /** Image encodes that may run at once, those of requests already answered included. */
+  readonly encodes: EncodeSlots
   /** Shared load sampler of both routes' shedding, and of `GET /demo/health`. */
   readonly sampler: LoadSampler
   /** Image requests in flight before 503. */
@@ -149,7 +152,12 @@ export const demoRoutes: Readonly<
 > = {
   '/': (config) => ({ contentType: 'text/html; charset=utf-8', body: config.page }),
   '/demo/log': (config) => json(config.log.entries()),
-  '/demo/health': (config) => json({ overloaded: config.sampler.isOverloaded(), ...config.sampler.current }),
+  '/demo/health': (config) =>
+    json({
+      overloaded: config.sampler.isOverloaded(),
+      ...config.sampler.current,
+      encodes: config.encodes.running,
+    }),
   '/demo/busy': async (config, req) => {
     const asked = Number(new URL(req.url ?? '/', 'http://demo').searchParams.get('ms') ?? 600)
     busyFor(Number.isFinite(asked) ? Math.min(Math.max(asked, 0), 1000) : 600)

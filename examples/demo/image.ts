@@ -33,6 +33,48 @@ export interface ImageRouteConfig {
   /** The configured backend, e.g. `http://127.0.0.1:4000`; also stands for every allowed bucket. */
   readonly backendUrl: string
   readonly fetchImage: FetchImage
+  /** The encodes that may run at once. */
+  readonly encodes: EncodeSlots
+}
+
+/**
+ * Image encodes that may run at once, counted until sharp settles. libvips cannot be stopped
+ * mid-encode: a request answered 504 at its deadline leaves its encode running, so the
+ * response's end (where `loadShedding()` counts a request out) says nothing of the CPU still
+ * in use. Past `max`, a request is refused 503 `IC_OVERLOADED` before any work.
+ *
+ * @example
+ * const encodes = new EncodeSlots(4)
+ * const png = await encodes.run(() => sharp(input).png().toBuffer())
+ */
+export class EncodeSlots {
+  readonly max: number
+  #running = 0
+
+  constructor(max: number) {
+    if (!Number.isInteger(max) || max < 1)
+      throw new TypeError(`Expected \`maxEncodes\` to be an integer of at least 1, got ${String(max)}`)
+    this.max = max
+  }
+
+  /** Encodes running now, those whose requests have been answered included. */
+  get running(): number {
+    return this.#running
+  }
+
+  async run<T>(encode: () => Promise<T>): Promise<T> {
+    if (this.#running >= this.max)
+      throw icError('IC_OVERLOADED', {
+        message: `${this.max} image encodes are already running`,
+        retryAfterSeconds: 1,
+      })
+    this.#running++
+    try {
+      return await encode()
+    } finally {
+      this.#running--
+    }
+  }
 }
 
 /** One image request, framework-neutral. */
@@ -99,6 +141,16 @@ function sourceUrl(config: ImageRouteConfig, request: ImageRequest): string {
 export async function processImage(config: ImageRouteConfig, request: ImageRequest): Promise<ImageReply> {
   const { params: options, signal } = request
   const { body: original } = await config.fetchImage(sourceUrl(config, request), { signal })
+  const { body, format } = await config.encodes.run(() => encode(original, request))
+  if (signal.aborted) throw signal.reason
+  const headers: Record<string, string> = { 'cache-control': 'public, max-age=60' }
+  // A shared cache must not hand the WebP it stored for one client to a client without WebP.
+  if (options.format === 'auto') headers.vary = 'Accept'
+  return { body, contentType: OUTPUT[format], headers }
+}
+
+async function encode(original: Buffer, request: ImageRequest): Promise<{ body: Buffer; format: Output }> {
+  const { params: options, signal } = request
   const dpr = options.dpr ?? 1
   try {
     const image = sharp(original, { limitInputPixels: 40_000_000, failOn: 'error' })
@@ -119,15 +171,14 @@ export async function processImage(config: ImageRouteConfig, request: ImageReque
       })
     }
     const format = outputFormat(options.format, meta.format, request.accept)
+    const quality = options.quality ?? 90
+    // AVIF at sharp's default effort takes many seconds for a large image here: a lower
+    // effort keeps one request's encode near its deadline.
     const body = await image
       .rotate()
-      .toFormat(format, { quality: options.quality ?? 90 })
+      .toFormat(format, format === 'avif' ? { quality, effort: 2 } : { quality })
       .toBuffer()
-    if (signal.aborted) throw signal.reason
-    const headers: Record<string, string> = { 'cache-control': 'public, max-age=60' }
-    // A shared cache must not hand the WebP it stored for one client to a client without WebP.
-    if (options.format === 'auto') headers.vary = 'Accept'
-    return { body, contentType: OUTPUT[format], headers }
+    return { body, format }
   } catch (err) {
     if (signal.aborted) throw signal.reason
     throw icError('IC_IMAGE_MALFORMED', { message: 'The original image could not be decoded', cause: err })

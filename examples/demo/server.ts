@@ -7,6 +7,7 @@ import { ErrorLog } from './app.ts'
 import { createExpressDemo } from './app-express.ts'
 import { createKoaDemo } from './app-koa.ts'
 import { startDemoBackend } from './backend.ts'
+import { EncodeSlots } from './image.ts'
 import { renderPage } from './page.ts'
 import { demoScenarios } from './scenarios.ts'
 
@@ -43,6 +44,12 @@ export interface DemoOptions {
   readonly sampler?: LoadSampler
   /** Image requests in flight before 503 `IC_OVERLOADED`. @default 32 */
   readonly maxInFlight?: number
+  /**
+   * Image encodes running at once before 503 `IC_OVERLOADED`, counted until sharp is done:
+   * an encode outlives a request answered 504 at its deadline.
+   * @default 4 (the size of libuv's thread pool, where sharp runs)
+   */
+  readonly maxEncodes?: number
   /** Rate limit of `/image/…` per client IP. @default { limit: 300, windowMs: '1m' } */
   readonly imageRateLimit?: { readonly limit: number; readonly windowMs: number | string }
   /** Called with every request the embedded backend receives. */
@@ -93,11 +100,13 @@ export async function startDemo(options: Readonly<DemoOptions> = {}): Promise<Ru
     onError,
     onBackendRequest,
     maxInFlight = 32,
+    maxEncodes = 4,
     imageRateLimit = { limit: 300, windowMs: '1m' },
   } = options
   if (framework !== 'express' && framework !== 'koa')
     throw new TypeError(`Expected \`framework\` to be 'express' or 'koa', got ${JSON.stringify(framework)}`)
   if (account === '' || secret === '') throw new TypeError('Expected `account` and `secret` to be non-empty')
+  const encodes = new EncodeSlots(maxEncodes)
   const backend = await startDemoBackend({
     port: backendPort,
     host,
@@ -118,6 +127,7 @@ export async function startDemo(options: Readonly<DemoOptions> = {}): Promise<Ru
       bucketsAllowed: ['demo-bucket'],
       // The embedded backend is on loopback: allow exactly its address, nothing else private.
       fetchImage: createBackendFetch({ allowedAddresses: [backendAddress], maxBytes: 20 * 1024 * 1024 }),
+      encodes,
       sampler,
       maxInFlight,
       imageRateLimit,
