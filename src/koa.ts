@@ -501,5 +501,14 @@ export function requestRules(
   const guard = core.requestRulesGuard(options)
   if (handler === undefined) return fromGuard(guard, 'requestRules')
   checkHandler(handler, 'requestRules', '(ctx, next)')
-  return guardMiddleware(guard, 'requestRules', handler)
+  // As on Express: a handler failing with null or undefined fails with an Error, which Koa
+  // answers; the value itself it would leave unanswered.
+  const run: RouteHandler = async (ctx, next) => {
+    try {
+      await handler(ctx, next)
+    } catch (err) {
+      throw asRefusal(err, 'The route handler')
+    }
+  }
+  return guardMiddleware(guard, 'requestRules', run)
 }

@@ -190,6 +190,34 @@ for (const [name, make] of servers) {
   })
 }
 
+describe('Koa without errorHandler(): a handler failing with null or undefined', () => {
+  for (const [name, Koa] of [
+    ['koa2', Koa2],
+    ['koa3', Koa3],
+  ] as const) {
+    it(`${name}: is answered by Koa (500), not left hanging`, async () => {
+      const app = new Koa()
+      app.silent = true
+      const router = new Router()
+      router.get(
+        '/throw',
+        koaAdapter.requestRules({ imageParams: {} }, () => {
+          throw null
+        }),
+      )
+      router.get(
+        '/reject',
+        koaAdapter.requestRules({ imageParams: {} }, () => Promise.reject(undefined)),
+      )
+      app.use(router.routes())
+      for (const path of ['/throw?width=1', '/reject?width=1']) {
+        const res = await request(app.callback()).get(path).timeout(1500)
+        assert.equal(res.status, 500, path)
+      }
+    })
+  }
+})
+
 describe('requestRules(options, handler) is made once, and checked', () => {
   it('refuses a handler that is not a function, naming it', () => {
     for (const handler of [null, 'handler', {}, 42]) {
