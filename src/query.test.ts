@@ -283,6 +283,18 @@ describe('parseQuery', () => {
     assert.equal(parseQuery(req).values.get('width'), '400')
   })
 
+  it('reads a second `?` before the query as Koa 3 does (URLSearchParams drops it): `origin`, not `?origin`', () => {
+    const query = parseQuery(request('/img??origin=https://evil.net/a.jpg&width=1'))
+    assert.deepEqual(
+      [query.values.get('origin'), query.values.get('width'), query.values.get('?origin')],
+      ['https://evil.net/a.jpg', '1', undefined],
+    )
+    assert.equal(query.search, 'origin=https://evil.net/a.jpg&width=1')
+    assert.equal(parseQuery(request('/img???width=1')).values.get('?width'), '1', 'one `?` dropped, as there')
+    assert.equal(parseQuery(request('/img?')).search, '')
+    assert.equal(parseQuery(request('/img??')).search, '')
+  })
+
   it('never answers a request with the values of another one parsed in between', () => {
     const a = request('/img?width=1')
     const b = request('/img?width=2')

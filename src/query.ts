@@ -478,7 +478,8 @@ export function parseQuery(req: IncomingMessage): ParsedQuery {
   const url = req.url ?? ''
   if (req === lastRequest && lastQuery !== undefined && lastQuery.url === url) return lastQuery
   const mark = url.indexOf('?')
-  let search = mark === -1 ? '' : url.slice(mark + 1)
+  // `/img??origin=…`: Koa 3's URLSearchParams drops a second `?` too, and reads `origin`.
+  let search = mark === -1 ? '' : url.slice(url.charCodeAt(mark + 1) === 63 ? mark + 2 : mark + 1)
   const hash = search.indexOf('#')
   if (hash !== -1) search = search.slice(0, hash)
   const parsed = parseQueryString(search, url)

@@ -261,6 +261,13 @@ for (const framework of frameworks) {
       ['/all?width=10&icac=acme', { 'x-api-key': 'reader-key' }, 400, 'IC_MISSING_ENT_PARAMETER'],
       ['/all?width=abc', { 'x-api-key': 'reader-key' }, 400, 'IS_VALIDATION_ERROR'],
       ['/perm?width=1', {}, 200, undefined],
+      // A second `?`: Koa 3's ctx.query (URLSearchParams) drops it and reads `origin`, `icretina`.
+      ['/perm??origin=https://evil.net/a.jpg', {}, 401, 'IC_DYNAMIC_ORIGIN_DISABLED'],
+      ['/img??origin=https://evil.net/a.jpg&width=100', {}, 401, 'IC_HOST_NOT_ALLOWED'],
+      ['/chart??icretina=2&cht=p&chs=100x100', {}, 403, 'IC_RETINA_ERROR'],
+      // qs reads `icac[]=a&icac=b` as an icac of two values.
+      ['/all?width=10&icac%5B%5D=acme', { 'x-api-key': 'reader-key' }, 400, 'IS_VALIDATION_ERROR'],
+      ['/all?width=10&icac=acme&ichm[]=x', { 'x-api-key': 'reader-key' }, 400, 'IS_VALIDATION_ERROR'],
       ['/perm?bucket64=cGhvdG9z', {}, 401, 'IC_DYNAMIC_ORIGIN_DISABLED'],
       ['/keyed', { 'x-api-key': 'reader-key' }, 200, undefined],
       ['/keyed?key=reader-key', {}, 200, undefined],

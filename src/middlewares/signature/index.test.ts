@@ -100,6 +100,13 @@ describe('verifySignature and signQuery', () => {
     assert.equal(verifySignature(`${encoded}&ichm=${ichm?.toUpperCase()}`, 's'), false, 'lower-case hex only')
   })
 
+  it('refuses an icac or ichm sent with brackets, which qs reads as the parameter', () => {
+    const signed = signQuery('cht=p&icac=acme', 's')
+    assert.equal(verifySignature(signed, 's'), true)
+    for (const extra of ['icac[]=victim', 'icac%5B%5D=victim', '[icac]=victim', 'ichm[]=x', 'icac64[]=eA'])
+      assert.equal(verifySignature(`${extra}&${signed}`, 's'), false, extra)
+  })
+
   it('refuses a decoded form that reads differently from the request: one signature, one query', () => {
     const signed = signQuery('icac=acme&chtt=Hello&chof=.png&icwm=1', 'plop')
     const ichm = signed.split('ichm=')[1]

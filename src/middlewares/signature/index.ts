@@ -2,10 +2,18 @@ import { type ErrorCode, lookupErrorCode } from '../../catalogue.ts'
 import { icError } from '../../errors.ts'
 import type { Guard, Published } from '../../guard.ts'
 import { knownOptions, recordOption, showValue } from '../../options.ts'
-import { distinctItems, isPlainName, type ParsedQuery, parseQuery, quoteName, rootName } from '../../query.ts'
+import {
+  bracketItem,
+  distinctItems,
+  isPlainName,
+  type ParsedQuery,
+  parseQuery,
+  quoteName,
+  rootName,
+} from '../../query.ts'
 import { ReadonlySetView } from '../../readonly-set.ts'
 import type { ValidationItem } from '../../validation-header.ts'
-import { matchesAny, SIGNING_PARAMS, type SigningKey, signingKey } from './verify.ts'
+import { bracketedSigningName, matchesAny, SIGNING_PARAMS, type SigningKey, signingKey } from './verify.ts'
 
 export { signQuery, verifySignature } from './verify.ts'
 
@@ -494,6 +502,11 @@ export function compileSignature(options: Readonly<SignatureOptions> = {}): Sign
       if (SIGNING_PARAMS.has(String(issue.path?.[0]))) {
         throw icError('IS_VALIDATION_ERROR', { message: issue.message, validation: [issue] })
       }
+    }
+    const bracketed = bracketedSigningName(query)
+    if (bracketed !== undefined) {
+      const item = bracketItem(bracketed, rootName(bracketed))
+      throw icError('IS_VALIDATION_ERROR', { message: item.message, validation: [item] })
     }
     const id = values.get('icac')
     const hasSignature = values.has('ichm')

@@ -1,5 +1,5 @@
 import { createHash, createHmac, hash } from 'node:crypto'
-import { decodeComponent, parseQueryString } from '../../query.ts'
+import { decodeComponent, type ParsedQuery, parseQueryString, rootName } from '../../query.ts'
 
 /**
  * The parameters of a signature, as sent: a problem with one of them refuses the request.
@@ -8,6 +8,21 @@ import { decodeComponent, parseQueryString } from '../../query.ts'
  * SIGNING_PARAMS.has('ichm64') // true
  */
 export const SIGNING_PARAMS: ReadonlySet<string> = new Set(['icac', 'ichm', 'icac64', 'ichm64'])
+
+/**
+ * The first name of the query that holds brackets and stands for a signing parameter
+ * (`icac[]`, `[ichm]`): `qs` reads `icac[]=a&icac=b` as an `icac` of two values, which the
+ * plain names do not show. Internal.
+ *
+ * @example
+ * bracketedSigningName(parseQueryString('icac[]=a&icac=b')) // 'icac[]'
+ */
+export function bracketedSigningName(parsed: ParsedQuery): string | undefined {
+  if (!parsed.brackets) return undefined
+  for (const name of parsed.values.names)
+    if (name !== rootName(name) && SIGNING_PARAMS.has(rootName(name))) return name
+  return undefined
+}
 
 // A decoded name holding one of these, or a decoded value holding one of the last three, reads
 // differently once decoded than in the request: `a=x%26y%3D1` would stand for `a=x&y=1`. So
@@ -184,6 +199,7 @@ export function verifySignature(query: string, secrets: string | readonly string
   const parsed = parseQueryString(query.startsWith('?') ? query.slice(1) : query)
   // A repeated, malformed or invalid base64 icac or ichm: the middleware refuses it, so must this.
   for (const issue of parsed.issues) if (SIGNING_PARAMS.has(String(issue.path?.[0]))) return false
+  if (bracketedSigningName(parsed) !== undefined) return false
   // No account, or an empty one: signature() answers 400 IC_MISSING_ENT_PARAMETER.
   const account = parsed.values.get('icac')
   if (account === undefined || account === '') return false
