@@ -14,7 +14,8 @@ describe('createErrorWriter(options)', () => {
       [{ onError: 'log' }, /`onError`/],
       [{ requestIdHeader: 'x request id' }, /`requestIdHeader`/],
       [{ requestIdHeader: '' }, /`requestIdHeader`/],
-      // A header the error response writes itself: the id would replace the code, or no-store.
+      // A header the error response writes or keeps: the id would replace the code, no-store,
+      // a 401's challenge, a 429's RateLimit.
       ...[
         'X-IC-Error-Code',
         'x-ic-error-validation',
@@ -22,9 +23,13 @@ describe('createErrorWriter(options)', () => {
         'retry-after',
         'vary',
         'content-type',
+        'WWW-Authenticate',
+        'allow',
+        'ratelimit',
+        'ratelimit-policy',
       ].map((name): [unknown, RegExp] => [
         { requestIdHeader: name },
-        /`requestIdHeader` to be a header the error response does not write itself/,
+        /`requestIdHeader` to be a header the error response neither writes nor keeps/,
       ]),
       [{ generateRequestId: 5 }, /`generateRequestId`/],
       [{ problemType: 'https://x' }, /`problemType`/],

@@ -143,13 +143,22 @@ function varyOnAccept(sent: unknown, own: string | undefined): string {
   return [...names.values()].join(', ')
 }
 
-/** Headers the error response writes itself: a request id there would replace them. */
+/**
+ * Headers an error response writes itself, or keeps from the error and the middlewares before
+ * it (a 401's challenge, a 405's `Allow`, a 429's `RateLimit`): a request id there would
+ * replace them.
+ */
 const OWN_HEADERS = new Set([
+  'allow',
   'cache-control',
   'connection',
+  'proxy-authenticate',
+  'ratelimit',
+  'ratelimit-policy',
   'retry-after',
   'transfer-encoding',
   'vary',
+  'www-authenticate',
   'x-content-type-options',
 ])
 
@@ -311,7 +320,7 @@ export function makeErrorWriter(
   }
   if (isOwnHeader(requestIdHeader.toLowerCase()))
     throw new TypeError(
-      `Expected \`requestIdHeader\` to be a header the error response does not write itself, got ${showValue(requestIdHeader)}`,
+      `Expected \`requestIdHeader\` to be a header the error response neither writes nor keeps, got ${showValue(requestIdHeader)}`,
     )
   if (typeof generateRequestId !== 'function') {
     throw new TypeError(`Expected \`generateRequestId\` to be a function, got ${typeof generateRequestId}`)
