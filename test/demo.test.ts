@@ -210,6 +210,13 @@ for (const framework of ['express', 'koa'] as const) {
       }
     })
 
+    test("a chart whose title holds a '?' is read whole, as the rules read it", async () => {
+      const res = await fetch(`${demo.url}/chart?chtt=Why?&cht=bvs&chd=t:10,20&chs=300x200`)
+      assert.equal(res.status, 200, res.headers.get('x-ic-error-validation') ?? '')
+      assert.equal(res.headers.get('content-type'), 'image/png')
+      await res.arrayBuffer()
+    })
+
     test('a HEAD request gets the error headers and no body', async () => {
       const res = await fetch(`${demo.url}/chart?cht=p&chd=t%3A1`, { method: 'HEAD' })
       assert.equal(res.status, 400)

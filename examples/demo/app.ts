@@ -118,7 +118,10 @@ export function imageReply(
  * const png = await chartReply(req)
  */
 export function chartReply(req: IncomingMessage): Promise<Buffer> {
-  return renderChart(parseChartQuery(new URLSearchParams((req.url ?? '').split('?')[1] ?? '')))
+  const url = req.url ?? ''
+  const mark = url.indexOf('?')
+  // Everything after the first `?`: a title may hold one (`chtt=Why?`), as the rules read it.
+  return renderChart(parseChartQuery(new URLSearchParams(mark === -1 ? '' : url.slice(mark + 1))))
 }
 
 /** A response of one of the demo's own routes (`/`, `/demo/…`). */
