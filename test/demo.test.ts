@@ -210,6 +210,34 @@ for (const framework of ['express', 'koa'] as const) {
       }
     })
 
+    test('an image path that would leave the backend (//host, dot segments) is a 400, never fetched', async () => {
+      const before = backendRequests.length
+      // Sent as written: fetch(), and http.request() given a URL, resolve the dot segments.
+      const { hostname, port } = new URL(demo.url)
+      const get = (path: string) =>
+        new Promise<IncomingMessage>((resolve, reject) => {
+          const req = httpRequest({ hostname, port, path }, resolve)
+          req.on('error', reject)
+          req.end()
+        })
+      for (const path of [
+        '/image///127.0.0.1/secret.jpg?width=10',
+        '/image///a%3Ab/x.jpg?width=10',
+        '/image/../status/200?width=10',
+        '/image/%2e%2e/status/200?width=10',
+        '/image/a/./sample.jpg?width=10',
+        '/image/sample.jpg/?width=10',
+      ]) {
+        const res = await get(path)
+        res.resume()
+        assert.deepEqual([res.statusCode, res.headers['x-ic-error-code']], [400, 'IS_VALIDATION_ERROR'], path)
+      }
+      assert.equal(backendRequests.length, before, 'no backend request')
+      const ok = await fetch(`${demo.url}/image/sample.jpg?width=10`)
+      await ok.arrayBuffer()
+      assert.equal(ok.status, 200)
+    })
+
     test("a chart whose title holds a '?' is read whole, as the rules read it", async () => {
       const res = await fetch(`${demo.url}/chart?chtt=Why?&cht=bvs&chd=t:10,20&chs=300x200`)
       assert.equal(res.status, 200, res.headers.get('x-ic-error-validation') ?? '')

@@ -71,12 +71,16 @@ export class ErrorLog {
   }
 }
 
-/** The image path under `/image/`, decoded; a malformed escape is a validation error, not a 500. */
+/**
+ * The image path under `/image/`, decoded; a malformed escape is a validation error, not a 500.
+ * So is an empty, `.` or `..` segment: resolved against the backend's URL, `//host/x.jpg`
+ * would name another host, and `..` climb out of an allowed origin's directory.
+ */
 export function imagePathOf(url: string | undefined): string {
   const raw = (url ?? '/').split('?')[0]?.slice('/image/'.length) ?? ''
   try {
     const path = decodeURIComponent(raw)
-    if (path !== '' && !path.includes('\0')) return path
+    if (!path.includes('\0') && path.split('/').every((s) => s !== '' && s !== '.' && s !== '..')) return path
   } catch {}
   throw icError('IS_VALIDATION_ERROR', {
     validation: [{ message: '"path" must be a valid image path', path: ['path'] }],
