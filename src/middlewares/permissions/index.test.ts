@@ -230,6 +230,28 @@ describe('permissions', () => {
     )
   })
 
+  it('strips the C0 controls and spaces at both ends, and the tabs and newlines inside, as the URL parser does', () => {
+    const edge = fc.string({ unit: fc.constantFrom(' ', '\t', '\n', '\r', '\0', '\x1f'), maxLength: 4 })
+    const inside = fc.string({ unit: fc.constantFrom(' ', '\t', 'a', '+', '/'), maxLength: 12 })
+    fc.assert(
+      fc.property(edge, inside, edge, (before, path, after) => {
+        // The tab makes the value noisy: the clean-up path, not the plain-host fast path.
+        const value = `${before}\thttps://a.example/${path}x${after}`
+        const out = run(
+          permissions({ hostsAllowed: ['a.example'] }),
+          `origin=${encodeURIComponent(value)}`,
+        ) as {
+          source: { url: URL }
+        }
+        assert.equal(out.source.url.href, new URL(value).href, JSON.stringify(value))
+      }),
+    )
+    // Spaces inside a noisy value (here 16,000 of them): stripped at the ends only.
+    const long = `\thttps://a.example/${' '.repeat(16_000)}x`
+    const out = run(permissions({}), `origin=${encodeURIComponent(long)}`) as { source: { url: URL } }
+    assert.equal(out.source.url.href, new URL(long).href)
+  })
+
   it('publishes a url source whose URL is the parsed value, plain host or not', () => {
     for (const value of [
       'https://a.example/x.png?w=1',

@@ -91,10 +91,21 @@ const HOST_AND_PORT = /^[^:/?#\\@]+:\d+(?:[/?#\\]|$)/
 const NOT_IN_HOST = /[/\\@?#\x00-\x20]/
 const IPV6_LITERAL = /^\[[^\]]*\]/
 const URL_NOISE = /[\t\n\r]/g
-// biome-ignore lint/suspicious/noControlCharactersInRegex: see EDGES
+// biome-ignore lint/suspicious/noControlCharactersInRegex: see trimEdges()
 const NOISY = /[\t\n\r]|^[\x00-\x20]|[\x00-\x20]$/
-// biome-ignore lint/suspicious/noControlCharactersInRegex: the URL parser strips C0 controls and spaces at both ends, so must we
-const EDGES = /^[\x00-\x20]+|[\x00-\x20]+$/g
+
+/**
+ * `text` without C0 controls and spaces at either end, as the URL parser strips them. A loop,
+ * not `/[\x00-\x20]+$/`: that regex starts again at every space inside the text, quadratic in
+ * a value of spaces followed by a letter.
+ */
+function trimEdges(text: string): string {
+  let start = 0
+  let end = text.length
+  while (start < end && text.charCodeAt(start) <= 0x20) start++
+  while (end > start && text.charCodeAt(end - 1) <= 0x20) end--
+  return text.slice(start, end)
+}
 
 function flag(option: string, value: unknown, fallback: boolean): boolean {
   if (value === undefined) return fallback
@@ -279,7 +290,7 @@ function urlSource(
     if (compiled.hosts !== undefined && !compiled.hosts(host)) notAllowed(param)
     return new UrlSource(param, value, host)
   }
-  const text = NOISY.test(value) ? value.replace(URL_NOISE, '').replace(EDGES, '') : value
+  const text = NOISY.test(value) ? trimEdges(value.replace(URL_NOISE, '')) : value
   let url: URL | undefined
   if (HAS_SCHEME.test(text) && !HOST_AND_PORT.test(text)) {
     try {
