@@ -91,7 +91,8 @@ export const errorCatalogue = {
   IC_BACKEND_BAD_REQUEST: {
     status: 400,
     title: 'Backend Rejected Request',
-    description: 'The image backend answered 400 Bad Request.',
+    description:
+      'The image backend refused the request with a 4xx status that has no code of its own here (400, 405, 422, …).',
     retryable: false,
     hint: 'Check the path and parameters forwarded to the backend, and the backend logs.',
     since: v,
@@ -376,7 +377,8 @@ export const errorCatalogue = {
   IC_CLIENT_ERROR: {
     status: 400,
     title: 'Client Error',
-    description: 'The request failed because of the client.',
+    description:
+      'The request failed because of the client: sent with the 4xx status it was raised with (400 when raised as this code).',
     retryable: false,
     hint: 'Default code for a 4xx status that has no code of its own. The status tells what went wrong.',
     since: v,
@@ -419,7 +421,8 @@ export const errorCatalogue = {
   IC_SERVER_ERROR: {
     status: 500,
     title: 'Server Error',
-    description: 'The server failed to complete the request.',
+    description:
+      'The server failed to complete the request: sent with the 5xx status it was raised with (500 when raised as this code).',
     retryable: false,
     hint: 'Default code for a 5xx status that has no code of its own. Check the server logs.',
     since: v,
@@ -462,6 +465,14 @@ export const errorCatalogue = {
     description: 'An upstream service failed.',
     retryable: true,
     hint: 'Default code for a 502 raised without a code. Retry with backoff.',
+    since: v,
+  },
+  IC_GATEWAY_TIMEOUT: {
+    status: 504,
+    title: 'Gateway Timeout',
+    description: 'An upstream service did not answer in time.',
+    retryable: true,
+    hint: 'Default code for a 504 raised without a code (the deadline of this package is `IC_BACKEND_TIMEOUT`). Retry with backoff.',
     since: v,
   },
   IC_OVERLOADED: {
@@ -550,7 +561,7 @@ const statusDefaults: Readonly<Record<number, BuiltInErrorCode>> = {
   500: 'IC_INTERNAL_ERROR',
   502: 'IC_BAD_GATEWAY',
   503: 'IC_SERVICE_UNAVAILABLE',
-  504: 'IC_BACKEND_TIMEOUT',
+  504: 'IC_GATEWAY_TIMEOUT',
 }
 
 const registry = new Map<string, ErrorCodeEntry>(Object.entries(errorCatalogue))

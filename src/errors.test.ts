@@ -190,6 +190,7 @@ describe('the catalogue', () => {
     assert.equal(defaultCodeForStatus(499), 'IC_CLIENT_CLOSED_REQUEST')
     assert.equal(defaultCodeForStatus(418), 'IC_CLIENT_ERROR')
     assert.equal(defaultCodeForStatus(507), 'IC_SERVER_ERROR')
+    assert.equal(defaultCodeForStatus(504), 'IC_GATEWAY_TIMEOUT')
   })
 })
 

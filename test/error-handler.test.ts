@@ -82,6 +82,7 @@ const routes: RouteSpec[] = [
   fail('/status-code-418', () => Object.assign(new Error('short and stout'), { statusCode: 418 })),
   fail('/exposed-503', () => createHttpError(503, 'Maintenance until 17:00', { expose: true })),
   fail('/hidden-502', () => createHttpError(502, 'upstream 10.0.0.7 refused')),
+  fail('/foreign-504', () => createHttpError(504, 'the upstream gateway timed out')),
   fail('/foreign-headers', () =>
     createHttpError(400, 'bad', {
       headers: { 'x-ok': 'yes', 'x-bad': 'a\r\nb', 'content-length': '1', 'x-ic-error-code': 'FORGED' },
@@ -334,6 +335,13 @@ const scenarios: Scenario[] = [
     status: 502,
     code: 'IC_BAD_GATEWAY',
     check: (r) => assert.doesNotMatch(r.text, /10\.0\.0\.7/),
+  },
+  {
+    name: "a 504 raised without a code is an upstream's timeout, not this package's deadline",
+    path: '/foreign-504',
+    status: 504,
+    code: 'IC_GATEWAY_TIMEOUT',
+    check: (r) => assert.match(r.text, /An upstream service did not answer in time/),
   },
   {
     name: 'foreign error headers: valid ones kept, unsafe or reserved ones dropped, our code not forged',
