@@ -19,6 +19,7 @@ import {
 import { noOptions } from './options.ts'
 import { type LifecycleFail, publishSignal } from './request-signal.ts'
 import { peekRequestState } from './request-state.ts'
+import { http2StreamOf } from './response-close.ts'
 import { responseEnded } from './response-end.ts'
 
 export * from './index.ts'
@@ -292,7 +293,8 @@ function failThroughRouter(
     (!endedBefore && responseEnded(res, peekRequestState(res.req))) ||
     (res.statusCode !== statusBefore && res.statusCode === (err as { status?: unknown }).status)
   if (answered) return
-  if (!res.headersSent && !res.destroyed) res.setHeader('connection', 'close')
+  if (!res.headersSent && !res.destroyed && http2StreamOf(res) === undefined)
+    res.setHeader('connection', 'close')
   next(err)
 }
 

@@ -21,6 +21,7 @@ import {
 import { noOptions, optionsObject, showValue } from './options.ts'
 import { type LifecycleFail, publishSignal } from './request-signal.ts'
 import { peekRequestState } from './request-state.ts'
+import { cutResponse } from './response-close.ts'
 import { responseEnded } from './response-end.ts'
 
 export * from './index.ts'
@@ -271,7 +272,7 @@ const failThroughContext: LifecycleFail = (ctx, err, res) => {
   ;(ctx as KoaContext).onerror(err)
   // Koa's own ctx.onerror only emits once headers are sent: a started response would stay open
   // forever, its client waiting for the rest. Cut it, as Express's final handler does.
-  if (res.headersSent && !res.destroyed && !responseEnded(res, peekRequestState(res.req))) res.destroy()
+  if (res.headersSent && !res.destroyed && !responseEnded(res, peekRequestState(res.req))) cutResponse(res)
 }
 
 /**

@@ -1,4 +1,5 @@
 import type { ServerResponse } from 'node:http'
+import { constants, type Http2Stream } from 'node:http2'
 import type { Socket } from 'node:net'
 
 /**
@@ -12,8 +13,63 @@ import type { Socket } from 'node:net'
  * })
  */
 export function peerLeft(res: ServerResponse): boolean {
+  const stream = http2StreamOf(res)
+  if (stream !== undefined) return streamResetByPeer(stream)
   const socket = res.socket ?? res.req?.socket
   return socket == null || socket.readableEnded || socket.errored != null
+}
+
+/**
+ * The stream of a response made by `node:http2`'s compatibility API (`http2.createServer(
+ * app.callback())`), which the package's code takes for a `ServerResponse`. Internal.
+ *
+ * @example
+ * if (http2StreamOf(res) === undefined) res.setHeader('connection', 'close')
+ */
+export function http2StreamOf(res: ServerResponse): Http2Stream | undefined {
+  return (res as { stream?: Http2Stream }).stream ?? undefined
+}
+
+/**
+ * A stream the client reset (`RST_STREAM`, sent also for each stream of a connection it
+ * closed): a code other than `NO_ERROR`, with no error of the server's own on the stream,
+ * which `res.destroy(err)` would have left.
+ */
+function streamResetByPeer(stream: Http2Stream): boolean {
+  const code = stream.rstCode
+  if (code === undefined || code === constants.NGHTTP2_NO_ERROR) return false
+  const { errored } = stream
+  return errored == null || (errored as { code?: unknown }).code === 'ERR_HTTP2_STREAM_ERROR'
+}
+
+/**
+ * Whether a response that closed had reached its end: all of it handed to the connection.
+ * An HTTP/2 response reads as finished once its stream is reset, sent or not: there, ended
+ * and not reset by the client. Internal.
+ *
+ * @example
+ * onResponseClose(res, function () {
+ *   if (!responseFinished(this)) console.log('cut short')
+ * })
+ */
+export function responseFinished(res: ServerResponse): boolean {
+  const stream = http2StreamOf(res)
+  return stream === undefined ? res.writableFinished : res.writableEnded && !streamResetByPeer(stream)
+}
+
+/**
+ * Ends a started response short, so that the client cannot take it for a whole one: on
+ * HTTP/1 the connection is closed; on HTTP/2 its stream is reset with `INTERNAL_ERROR`
+ * (a plain `destroy()` would reset it with `NO_ERROR`, which clients read as a clean end).
+ * Internal.
+ *
+ * @example
+ * if (res.headersSent) cutResponse(res)
+ */
+export function cutResponse(res: ServerResponse): void {
+  const stream = http2StreamOf(res)
+  if (stream !== undefined && !stream.closed) stream.close(constants.NGHTTP2_INTERNAL_ERROR)
+  res.destroy()
 }
 
 type CloseListener = (this: ServerResponse) => void

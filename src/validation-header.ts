@@ -22,9 +22,14 @@ const HEADER_VALUE = /^[\t\x20-\x7e]*$/
 const RESERVED_HEADERS = new Set([
   'content-length',
   'content-type',
-  'transfer-encoding',
-  'connection',
   'set-cookie',
+  // The connection's own fields, the writer's to set: HTTP/2 refuses them outright.
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'te',
+  'transfer-encoding',
+  'upgrade',
 ])
 // What described a success response: its representation, and how long caches (a CDN's
 // included: nginx's X-Accel-Expires, Akamai's Edge-Control) may keep it.

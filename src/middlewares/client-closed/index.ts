@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import { icError } from '../../errors.ts'
 import { abortRequest, failAfterAbort, type LifecycleFail } from '../../request-signal.ts'
 import { peekRequestState, requestState } from '../../request-state.ts'
-import { onResponseClose, peerLeft } from '../../response-close.ts'
+import { onResponseClose, peerLeft, responseFinished } from '../../response-close.ts'
 import { recordEnd } from '../../response-end.ts'
 
 /**
@@ -92,7 +92,7 @@ export function createClientClosed(
     throw new TypeError(`Expected \`fail\` to be a function, got ${typeof fail}`)
 
   function onClose(this: ServerResponse): void {
-    if (this.writableFinished || peekRequestState(this.req) === undefined) return
+    if (responseFinished(this) || peekRequestState(this.req) === undefined) return
     // A response destroyed with an error, or by the app's own `res.destroy()`, is no
     // departure: no 499, the handler reports its own failure, but the signal stops the work.
     const gone = abortClosedRequest(this, true)

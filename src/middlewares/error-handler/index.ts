@@ -14,7 +14,7 @@ import { dropLateWrites } from '../../late-writes.ts'
 import { knownOptions, showValue } from '../../options.ts'
 import { abortRequest } from '../../request-signal.ts'
 import { peekRequestState, type RequestState, requestState } from '../../request-state.ts'
-import { peerLeft } from '../../response-close.ts'
+import { cutResponse, http2StreamOf, peerLeft } from '../../response-close.ts'
 import { responseEnded } from '../../response-end.ts'
 import {
   HEADER_NAME,
@@ -386,7 +386,7 @@ export function makeErrorWriter(
     const state = requestState(req)
     if (state.failureReported === true) {
       debug('a second error for a request that already failed was ignored: %O', err)
-      if (res.headersSent && !res.writableEnded) res.destroy()
+      if (res.headersSent && !res.writableEnded) cutResponse(res)
       return
     }
     state.failureReported = true
@@ -430,7 +430,7 @@ export function makeErrorWriter(
     if (res.headersSent || res.destroyed) {
       const { status, code } = normalized
       report(err, status, code, requestId, req, res, res.headersSent ? 'headers-sent' : 'closed')
-      res.destroy()
+      cutResponse(res)
       if (state.abortReason !== undefined) dropLateWrites(res)
       return
     }
@@ -453,7 +453,15 @@ export function makeErrorWriter(
         out = write(responseOf(plain, { ...context, problemType: undefined }), req, res, requestId)
       } catch (plainError) {
         debug('could not write the error response without its extras either: %O', plainError)
-        out = write(toErrorResponse(undefined, { ...context, problemType: undefined }), req, res, requestId)
+        try {
+          out = write(toErrorResponse(undefined, { ...context, problemType: undefined }), req, res, requestId)
+        } catch (lastError) {
+          // Nothing can be written (a header the response holds is refused): closed, not left hanging.
+          debug('could not write even a plain 500: %O', lastError)
+          report(err, normalized.status, normalized.code, requestId, req, res, 'closed')
+          cutResponse(res)
+          return
+        }
       }
     }
     if (state.abortReason !== undefined) dropLateWrites(res)
@@ -475,7 +483,9 @@ export function makeErrorWriter(
     // its parse ends, a turn after it arrived (a GET, or a small POST whose bytes are all
     // here, refused at once), so the declared size decides: a small body is cheaper to
     // drain than a new connection.
-    if (req.complete === false && mayOverrunDrain(req)) headers.connection = 'close'
+    // HTTP/2 has no Connection header: the stream's end leaves the rest of its body unread.
+    const http2 = http2StreamOf(res) !== undefined
+    if (req.complete === false && mayOverrunDrain(req) && !http2) headers.connection = 'close'
     headers[headerName] = requestId
     headers['content-length'] = String(Buffer.byteLength(out.body))
     headers['x-content-type-options'] = 'nosniff'
@@ -484,7 +494,9 @@ export function makeErrorWriter(
     // Said whatever the Cache-Control: a CDN's own rules may keep a no-store error too.
     headers.vary = varyOnAccept(res.getHeader('vary'), headers.vary)
     exposeHeaders(res, headers, headerName)
-    res.writeHead(out.status, out.statusMessage, headers)
+    // HTTP/2 has no status message (Node warns about one).
+    if (http2) res.writeHead(out.status, headers)
+    else res.writeHead(out.status, out.statusMessage, headers)
     // Node drops the body of a HEAD response; its Content-Length stays that of GET (RFC 9110 §8.6).
     res.end(out.body)
     return out

@@ -1,0 +1,199 @@
+// Koa 2 and Koa 3 served over HTTP/2 (`http2.createServer(app.callback())`, cleartext), with
+// node:http2 as the client: the error responses, the client resetting its stream, a deadline
+// cutting a started response, and an upload cut short.
+import assert from 'node:assert/strict'
+import { once } from 'node:events'
+import http2 from 'node:http2'
+import type { AddressInfo } from 'node:net'
+import { after, before, describe, it } from 'node:test'
+import Koa3 from 'koa'
+import Koa2 from 'koa2'
+import { type ErrorReport, icError, requestSignal } from '../src/index.ts'
+import * as kx from '../src/koa.ts'
+
+const { NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR } = http2.constants
+const PNG_START = Buffer.from('89504e470d0a1a0a0000000d49484452000000100000001008060000001ff3ff61', 'hex')
+
+interface Answer {
+  status: number
+  headers: http2.IncomingHttpHeaders
+  body: string
+  rstCode: number | undefined
+}
+
+const warnings: Error[] = []
+const onWarning = (warning: Error) => warnings.push(warning)
+before(() => process.on('warning', onWarning))
+after(() => {
+  process.off('warning', onWarning)
+  assert.deepEqual(
+    warnings.map((w) => w.message),
+    [],
+    'no warning from Node: no status message, no Connection header on HTTP/2',
+  )
+})
+
+/** Resolves once `test` holds, or fails after `ms`. */
+async function until(test: () => boolean, what: string, ms = 2000): Promise<void> {
+  const start = Date.now()
+  while (!test()) {
+    if (Date.now() - start > ms) assert.fail(`timed out waiting for ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, 5))
+  }
+}
+
+for (const [name, Koa] of [
+  ['koa2', Koa2],
+  ['koa3', Koa3],
+] as const) {
+  describe(`${name} over HTTP/2`, () => {
+    const reports: ErrorReport[] = []
+    const aborted: unknown[] = []
+    let stored = 0
+    let server: http2.Http2Server
+    let client: http2.ClientHttp2Session
+
+    before(async () => {
+      const app = new Koa()
+      app.silent = true
+      app.use(kx.errorHandler({ onError: (r) => reports.push(r) }) as never)
+      app.use(kx.clientClosed() as never)
+      app.use(
+        async (ctx: { path: string; req: never; res: never; body: unknown }, next: () => Promise<void>) => {
+          if (ctx.path === '/own-headers')
+            throw icError('IC_FORBIDDEN', {
+              headers: { 'keep-alive': 'timeout=5', upgrade: 'h2c', 'x-ok': 'yes' },
+            })
+          if (ctx.path === '/wait') {
+            const signal = requestSignal(ctx.req)
+            await new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }))
+            aborted.push(signal.reason)
+            return
+          }
+          await next()
+        },
+      )
+      app.use(kx.imageParams({ maxWidth: 100 }) as never)
+      const upload = kx.upload({ enabled: true, tokens: ['tok'], maxBytes: 1_000_000 })
+      app.use((ctx: { path: string }, next: () => Promise<void>) =>
+        ctx.path.startsWith('/upload/') ? upload(ctx as never, next) : next(),
+      )
+      app.use(kx.deadline({ timeoutMs: 60 }) as never)
+      app.use(async (ctx: { path: string; res: never; body: unknown; state: { upload?: unknown } }) => {
+        if (ctx.path === '/started') {
+          const res = ctx.res as unknown as NodeJS.WritableStream & { writeHead(s: number): void }
+          res.writeHead(200)
+          res.write('start')
+          await new Promise(() => {})
+        }
+        if (ctx.state.upload !== undefined) stored++
+        ctx.body = 'ok'
+      })
+      server = http2.createServer(app.callback())
+      server.listen(0, '127.0.0.1')
+      await once(server, 'listening')
+      client = http2.connect(`http://127.0.0.1:${(server.address() as AddressInfo).port}`)
+      client.on('error', () => {})
+    })
+    after(async () => {
+      client.close()
+      await new Promise((resolve) => server.close(resolve))
+    })
+
+    function ask(headers: http2.OutgoingHttpHeaders, send?: (req: http2.ClientHttp2Stream) => void) {
+      return new Promise<Answer>((resolve, reject) => {
+        const req = client.request(headers, { endStream: send === undefined })
+        let status = 0
+        let responseHeaders: http2.IncomingHttpHeaders = {}
+        let body = ''
+        req.on('response', (h) => {
+          status = Number(h[':status'])
+          responseHeaders = h
+        })
+        req.setEncoding('utf8')
+        req.on('data', (chunk: string) => {
+          body += chunk
+        })
+        req.on('error', () => {})
+        req.on('close', () => resolve({ status, headers: responseHeaders, body, rstCode: req.rstCode }))
+        req.on('timeout', () => reject(new Error('no answer')))
+        req.setTimeout(3000)
+        send?.(req)
+      })
+    }
+
+    it('answers an error with its status, code, validation header and body; HEAD without a body', async () => {
+      const res = await ask({ ':path': '/img?width=500', accept: 'application/json' })
+      assert.equal(res.status, 400)
+      assert.equal(res.headers['x-ic-error-code'], 'IS_VALIDATION_ERROR')
+      assert.deepEqual(
+        (JSON.parse(String(res.headers['x-ic-error-validation'])) as { message: string }[]).map(
+          (i) => i.message,
+        ),
+        ['"width" must be less than or equal to 100'],
+      )
+      assert.equal(JSON.parse(res.body).code, 'IS_VALIDATION_ERROR')
+      const head = await ask({ ':path': '/img?width=500', ':method': 'HEAD' })
+      assert.deepEqual([head.status, head.body], [400, ''])
+      assert.equal(head.headers['x-ic-error-code'], 'IS_VALIDATION_ERROR')
+    })
+
+    it("answers an error whose own headers hold the connection's fields, which HTTP/2 refuses: dropped, never a hang", async () => {
+      const res = await ask({ ':path': '/own-headers' })
+      assert.deepEqual(
+        [res.status, res.headers['x-ic-error-code'], res.headers['x-ok']],
+        [403, 'IC_FORBIDDEN', 'yes'],
+      )
+      assert.equal(res.headers['keep-alive'], undefined)
+    })
+
+    it('a client resetting its stream is a 499 client-gone, reported once, and the signal aborts with it', async () => {
+      reports.length = 0
+      aborted.length = 0
+      const pending = ask({ ':path': '/wait' }, (req) => {
+        req.end()
+        setTimeout(() => req.close(NGHTTP2_CANCEL), 30)
+      })
+      await pending
+      await until(() => reports.length > 0 && aborted.length > 0, 'the report and the abort')
+      assert.deepEqual(
+        reports.map((r) => [r.status, r.code, r.outcome]),
+        [[499, 'IC_CLIENT_CLOSED_REQUEST', 'client-gone']],
+      )
+      assert.equal((aborted[0] as { code?: unknown }).code, 'IC_CLIENT_CLOSED_REQUEST')
+    })
+
+    it('a deadline cutting a started response resets the stream with an error: the client cannot take it for whole', async () => {
+      reports.length = 0
+      const res = await ask({ ':path': '/started' })
+      assert.equal(res.status, 200)
+      assert.equal(res.body, 'start')
+      assert.equal(res.rstCode, NGHTTP2_INTERNAL_ERROR)
+      await until(() => reports.length > 0, 'the report')
+      assert.deepEqual(
+        reports.map((r) => [r.status, r.outcome]),
+        [[504, 'headers-sent']],
+      )
+    })
+
+    it('an upload the client resets before its end (no Content-Length) is a 499; the handler never runs', async () => {
+      reports.length = 0
+      stored = 0
+      const res = await ask(
+        { ':path': '/upload/a.png', ':method': 'POST', authorization: 'Bearer tok' },
+        (req) => {
+          // A PNG's first bytes: taken for whole, the body would pass the sniffing and be stored.
+          req.write(Buffer.concat([PNG_START, Buffer.alloc(1000, 1)]))
+          setTimeout(() => req.close(NGHTTP2_CANCEL), 30)
+        },
+      )
+      assert.equal(res.status, 0, 'no response: the client left')
+      await until(() => reports.length > 0, 'the report')
+      assert.deepEqual(
+        reports.map((r) => [r.status, r.outcome]),
+        [[499, 'client-gone']],
+      )
+      assert.equal(stored, 0)
+    })
+  })
+}
