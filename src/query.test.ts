@@ -11,10 +11,21 @@ import {
   issueRootName,
   parseQuery,
   parseQueryString,
+  quoteName,
   rootName,
 } from './query.ts'
 
 const request = (url: string) => ({ url, headers: {} }) as IncomingMessage
+
+describe('quoteName', () => {
+  it('quotes as JSON and cuts at 64 characters, never inside a character outside the BMP', () => {
+    assert.equal(quoteName('a\r\nb'), '"a\\r\\nb"')
+    assert.equal(quoteName('x'.repeat(64)), `"${'x'.repeat(64)}"`)
+    assert.equal(quoteName('x'.repeat(65)), `"${'x'.repeat(64)}…"`)
+    assert.equal(quoteName(`${'a'.repeat(63)}😀b`), `"${'a'.repeat(63)}…"`)
+    assert.equal(quoteName(`${'a'.repeat(62)}😀b`), `"${'a'.repeat(62)}😀…"`)
+  })
+})
 
 describe('isPlainName', () => {
   it('is true exactly for the names a query parameter is read under as they are', () => {

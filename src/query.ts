@@ -195,13 +195,17 @@ export function decodeBase64Value(value: string): string | undefined {
 }
 
 /**
- * A parameter name as a message shows it: quoted and escaped as JSON, cut at 64 characters.
+ * A parameter name (or another text of the client's, an account id) as a message shows it:
+ * quoted and escaped as JSON, cut at 64 characters, never between the two halves of a
+ * character outside the BMP (an emoji), whose lone half JSON would show as `\ud83d`.
  *
  * @example
  * quoteName('a\r\nb') // '"a\\r\\nb"'
  */
 export function quoteName(name: string): string {
-  return JSON.stringify(name.length > 64 ? `${name.slice(0, 64)}…` : name)
+  if (name.length <= 64) return JSON.stringify(name)
+  const last = name.charCodeAt(63)
+  return JSON.stringify(`${name.slice(0, last >= 0xd800 && last <= 0xdbff ? 63 : 64)}…`)
 }
 
 /**

@@ -793,6 +793,8 @@ for (const framework of frameworks) {
         ['%3Cscript%3E%22', 'Unknown account "<script>\\""'],
         ['%C3%A9', 'Unknown account "é"'],
         ['x'.repeat(8000), `Unknown account "${'x'.repeat(64)}…"`],
+        // Cut before the emoji the 64th character would split: no lone `\ud83d` shown.
+        [`${'a'.repeat(63)}%F0%9F%98%80`, `Unknown account "${'a'.repeat(63)}…"`],
       ] as const) {
         const seen = await answer(`/static?icac=${icac}&ichm=${hex}`)
         assert.match(seen.header, /^[\x20-\x7e]+$/, icac)

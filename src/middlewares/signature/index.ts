@@ -461,16 +461,14 @@ export function compileSignature(options: Readonly<SignatureOptions> = {}): Sign
   const accounts = new Map<string, ResolvedAccount>()
   for (const [id, entry] of Object.entries(options.accounts ?? {})) {
     if (!ACCOUNT_ID.test(id))
-      throw new TypeError(
-        `Expected \`accounts\` ids to be ${ACCOUNT_ID_RULE}, got ${JSON.stringify(id.length > 64 ? `${id.slice(0, 64)}…` : id)}`,
-      )
+      throw new TypeError(`Expected \`accounts\` ids to be ${ACCOUNT_ID_RULE}, got ${quoteName(id)}`)
     accounts.set(id, resolveAccount(id, entry, plans, known, `accounts.${id}`, unsigned))
   }
   const required = options.required === true
   const gated = features.length > 0
 
   const unknownAccount = (id: string): never => {
-    const message = `Unknown account ${JSON.stringify(id.length > 64 ? `${id.slice(0, 64)}…` : id)}`
+    const message = `Unknown account ${quoteName(id)}`
     throw icError('IC_ACCOUNT_ID_NOT_FOUND', {
       message,
       validation: [{ message, path: ['icac'], type: 'account.unknown' }],
