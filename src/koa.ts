@@ -21,7 +21,7 @@ import {
 import { noOptions, optionsObject, showValue } from './options.ts'
 import { type LifecycleFail, publishSignal } from './request-signal.ts'
 import { peekRequestState } from './request-state.ts'
-import { cutResponse } from './response-close.ts'
+import { cutResponse, responseDestroyed } from './response-close.ts'
 import { responseEnded } from './response-end.ts'
 
 export * from './index.ts'
@@ -272,7 +272,8 @@ const failThroughContext: LifecycleFail = (ctx, err, res) => {
   ;(ctx as KoaContext).onerror(err)
   // Koa's own ctx.onerror only emits once headers are sent: a started response would stay open
   // forever, its client waiting for the rest. Cut it, as Express's final handler does.
-  if (res.headersSent && !res.destroyed && !responseEnded(res, peekRequestState(res.req))) cutResponse(res)
+  if (res.headersSent && !responseDestroyed(res) && !responseEnded(res, peekRequestState(res.req)))
+    cutResponse(res)
 }
 
 /**
@@ -296,7 +297,7 @@ function reportAbortOnce(ctx: KoaContext): void {
       // Koa 3 pipes a stream body: the lifecycle cutting the response fails that pipeline too.
       const cut =
         state?.lifecycleFailed === true &&
-        ctx.res.destroyed &&
+        responseDestroyed(ctx.res) &&
         (err as { code?: unknown }).code === 'ERR_STREAM_PREMATURE_CLOSE'
       const failure = cut ? state.abortReason : failureOf(err, ctx.req, ctx.res)
       if (failure === state?.abortReason) {

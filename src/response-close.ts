@@ -30,22 +30,39 @@ export function http2StreamOf(res: ServerResponse): Http2Stream | undefined {
   return (res as { stream?: Http2Stream }).stream ?? undefined
 }
 
+/** Errors an HTTP/2 stream holds when the client, not the server, ended it. */
+const PEER_STREAM_ERRORS: ReadonlySet<unknown> = new Set([
+  'ERR_HTTP2_STREAM_ERROR',
+  'ERR_HTTP2_SESSION_ERROR',
+  'ECONNRESET',
+  'EPIPE',
+  'ECONNABORTED',
+])
+
+/** HTTP/2 streams {@link cutResponse} reset: no departure of the client's. */
+const cutByServer = new WeakSet<Http2Stream>()
+
+function errorCode(err: Error): unknown {
+  return (err as { code?: unknown }).code
+}
+
 /**
- * A stream the client reset (`RST_STREAM`, sent also for each stream of a connection it
- * closed): a code other than `NO_ERROR`, with no error of the server's own on the stream,
- * which `res.destroy(err)` would have left.
+ * A stream the client ended: reset (`RST_STREAM` with any code but `NO_ERROR`, sent also for
+ * each stream of a connection it closed), a connection error or a reset socket. The server's
+ * own `res.destroy(err)` leaves its error on the stream, and {@link cutResponse} marks its own.
  */
 function streamResetByPeer(stream: Http2Stream): boolean {
-  const code = stream.rstCode
-  if (code === undefined || code === constants.NGHTTP2_NO_ERROR) return false
+  if (cutByServer.has(stream)) return false
   const { errored } = stream
-  return errored == null || (errored as { code?: unknown }).code === 'ERR_HTTP2_STREAM_ERROR'
+  if (errored != null) return PEER_STREAM_ERRORS.has(errorCode(errored))
+  const code = stream.rstCode
+  return code !== undefined && code !== constants.NGHTTP2_NO_ERROR
 }
 
 /**
  * Whether a response that closed had reached its end: all of it handed to the connection.
- * An HTTP/2 response reads as finished once its stream is reset, sent or not: there, ended
- * and not reset by the client. Internal.
+ * An HTTP/2 compatibility response reads as ended, even finished, once its stream closed,
+ * however it closed: there, its stream must have closed cleanly too. Internal.
  *
  * @example
  * onResponseClose(res, function () {
@@ -54,7 +71,41 @@ function streamResetByPeer(stream: Http2Stream): boolean {
  */
 export function responseFinished(res: ServerResponse): boolean {
   const stream = http2StreamOf(res)
-  return stream === undefined ? res.writableFinished : res.writableEnded && !streamResetByPeer(stream)
+  if (stream === undefined) return res.writableFinished
+  return (
+    res.writableEnded &&
+    stream.errored == null &&
+    (stream.rstCode ?? constants.NGHTTP2_NO_ERROR) === constants.NGHTTP2_NO_ERROR &&
+    !cutByServer.has(stream)
+  )
+}
+
+/**
+ * The error the server's own code destroyed the response with (`res.destroy(err)`, a
+ * pipeline's failure), as `res.errored` holds it on HTTP/1; on HTTP/2 the stream's error,
+ * unless the client caused it. Internal.
+ *
+ * @example
+ * if (serverErrorOf(res) != null) console.log('our own failure, not a departure')
+ */
+export function serverErrorOf(res: ServerResponse): Error | null | undefined {
+  const stream = http2StreamOf(res)
+  if (stream === undefined) return res.errored
+  const { errored } = stream
+  return errored != null && !cutByServer.has(stream) && !PEER_STREAM_ERRORS.has(errorCode(errored))
+    ? errored
+    : undefined
+}
+
+/**
+ * Whether the response was destroyed (by anyone): on HTTP/2, its stream. Internal.
+ *
+ * @example
+ * if (!responseDestroyed(res)) res.destroy()
+ */
+export function responseDestroyed(res: ServerResponse): boolean {
+  const stream = http2StreamOf(res)
+  return stream === undefined ? res.destroyed : stream.destroyed
 }
 
 /**
@@ -68,7 +119,10 @@ export function responseFinished(res: ServerResponse): boolean {
  */
 export function cutResponse(res: ServerResponse): void {
   const stream = http2StreamOf(res)
-  if (stream !== undefined && !stream.closed) stream.close(constants.NGHTTP2_INTERNAL_ERROR)
+  if (stream !== undefined && !stream.closed) {
+    cutByServer.add(stream)
+    stream.close(constants.NGHTTP2_INTERNAL_ERROR)
+  }
   res.destroy()
 }
 

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict'
 import { once } from 'node:events'
 import http2 from 'node:http2'
-import type { AddressInfo } from 'node:net'
+import { type AddressInfo, connect, type Socket } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import Koa3 from 'koa'
 import Koa2 from 'koa2'
@@ -64,6 +64,18 @@ for (const [name, Koa] of [
             throw icError('IC_FORBIDDEN', {
               headers: { 'keep-alive': 'timeout=5', upgrade: 'h2c', 'x-ok': 'yes' },
             })
+          if (ctx.path === '/own-destroy' || ctx.path === '/throw-after-write') {
+            const signal = requestSignal(ctx.req)
+            signal.addEventListener('abort', () => aborted.push(signal.reason), { once: true })
+            const res = ctx.res as unknown as import('node:http').ServerResponse
+            if (ctx.path === '/own-destroy') {
+              res.destroy(new Error('our own failure'))
+              return
+            }
+            res.writeHead(200)
+            res.write('start')
+            throw new Error('failed after the first bytes')
+          }
           if (ctx.path === '/wait') {
             const signal = requestSignal(ctx.req)
             await new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }))
@@ -161,6 +173,59 @@ for (const [name, Koa] of [
         [[499, 'IC_CLIENT_CLOSED_REQUEST', 'client-gone']],
       )
       assert.equal((aborted[0] as { code?: unknown }).code, 'IC_CLIENT_CLOSED_REQUEST')
+    })
+
+    it("the server's own destroy(err) is no departure: the signal aborts with that error, reported 500 closed", async () => {
+      reports.length = 0
+      aborted.length = 0
+      await ask({ ':path': '/own-destroy' })
+      await until(() => aborted.length > 0, 'the abort')
+      assert.equal((aborted[0] as Error).message, 'our own failure')
+      // As on HTTP/1: Koa hears the response's error, reported as the server's failure.
+      await until(() => reports.length > 0, 'the report')
+      assert.deepEqual(
+        reports.map((r) => [r.status, r.outcome, (r.error as Error).message]),
+        [[500, 'closed', 'our own failure']],
+      )
+    })
+
+    it('a response the error handler cuts after its first bytes is reset with an error, and no departure', async () => {
+      reports.length = 0
+      aborted.length = 0
+      const res = await ask({ ':path': '/throw-after-write' })
+      assert.deepEqual([res.status, res.body, res.rstCode], [200, 'start', NGHTTP2_INTERNAL_ERROR])
+      await until(() => reports.length > 0 && aborted.length > 0, 'the report and the abort')
+      assert.deepEqual(
+        reports.map((r) => [r.status, r.outcome]),
+        [[500, 'headers-sent']],
+      )
+      assert.equal((aborted[0] as { code?: unknown }).code, 'ERR_STREAM_DESTROYED')
+    })
+
+    it('a client whose TCP connection is reset is a 499 client-gone', async () => {
+      reports.length = 0
+      aborted.length = 0
+      let socket: Socket | undefined
+      const port = (server.address() as AddressInfo).port
+      const raw = http2.connect(`http://127.0.0.1:${port}`, {
+        createConnection: () => {
+          socket = connect(port, '127.0.0.1')
+          return socket
+        },
+      })
+      raw.on('error', () => {})
+      const req = raw.request({ ':path': '/wait' })
+      req.on('error', () => {})
+      req.end()
+      await until(() => socket !== undefined && req.sentHeaders !== undefined, 'the request')
+      await new Promise((resolve) => setTimeout(resolve, 30))
+      socket?.resetAndDestroy()
+      await until(() => reports.length > 0 && aborted.length > 0, 'the report and the abort')
+      assert.deepEqual(
+        reports.map((r) => [r.status, r.code, r.outcome]),
+        [[499, 'IC_CLIENT_CLOSED_REQUEST', 'client-gone']],
+      )
+      raw.destroy()
     })
 
     it('a deadline cutting a started response resets the stream with an error: the client cannot take it for whole', async () => {

@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import { icError } from '../../errors.ts'
 import { abortRequest, failAfterAbort, type LifecycleFail } from '../../request-signal.ts'
 import { peekRequestState, requestState } from '../../request-state.ts'
-import { onResponseClose, peerLeft, responseFinished } from '../../response-close.ts'
+import { onResponseClose, peerLeft, responseFinished, serverErrorOf } from '../../response-close.ts'
 import { recordEnd } from '../../response-end.ts'
 
 /**
@@ -52,7 +52,7 @@ export function abortClosedRequest(res: ServerResponse, report: boolean): Error 
   // socket's reset is heard first): aborted now, the handler could end the response in between,
   // and the departure would go unreported.
   if (!report && state.watchingClose === true) return undefined
-  const { errored } = res
+  const errored = serverErrorOf(res)
   if (errored != null) {
     abortRequest(res.req, errored)
     return undefined

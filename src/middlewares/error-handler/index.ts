@@ -14,7 +14,14 @@ import { dropLateWrites } from '../../late-writes.ts'
 import { knownOptions, showValue } from '../../options.ts'
 import { abortRequest } from '../../request-signal.ts'
 import { peekRequestState, type RequestState, requestState } from '../../request-state.ts'
-import { cutResponse, http2StreamOf, peerLeft } from '../../response-close.ts'
+import {
+  cutResponse,
+  http2StreamOf,
+  peerLeft,
+  responseDestroyed,
+  responseFinished,
+  serverErrorOf,
+} from '../../response-close.ts'
 import { responseEnded } from '../../response-end.ts'
 import {
   HEADER_NAME,
@@ -245,7 +252,7 @@ export function failureOf(err: unknown, req: IncomingMessage, res: ServerRespons
     state.abortReason === undefined &&
     state.watchingClose === true &&
     req.socket?.destroyed === true &&
-    res.errored == null
+    serverErrorOf(res) == null
   )
     abortRequest(req, clientGoneError())
   return codeOf(state.abortReason) === 'IC_CLIENT_CLOSED_REQUEST' ? state.abortReason : err
@@ -275,6 +282,8 @@ function leftMidBody(res: ServerResponse, err: unknown, destroyedByServer: boole
  * })
  */
 export function isClientGone(res: ServerResponse): boolean {
+  // An HTTP/2 response reads as ended once its stream closed: the stream tells.
+  if (http2StreamOf(res) !== undefined) return !responseFinished(res) && responseDestroyed(res)
   return !res.writableEnded && (res.destroyed || res.socket?.destroyed === true)
 }
 
@@ -395,7 +404,7 @@ export function makeErrorWriter(
     // A response our own code destroyed (stream.pipeline, Koa 3's respond) is not a client that
     // left, whatever the handler then passes on (a 502 wrapping the backend's failure): Node
     // sets `res.errored` only when code calls `res.destroy(err)`, never for a departed client.
-    const destroyedByServer = res.errored != null
+    const destroyedByServer = serverErrorOf(res) != null
     let normalized: NormalizedError
     try {
       normalized = normalizeError(answerAs === undefined ? err : answerAs(err))
@@ -415,7 +424,7 @@ export function makeErrorWriter(
       leftMidBody(res, err, destroyedByServer)
     ) {
       if (!res.headersSent) res.statusCode = 499
-      if (!res.destroyed) res.destroy()
+      if (!responseDestroyed(res)) res.destroy()
       if (state.abortReason !== undefined) dropLateWrites(res)
       report(failureOf(err, req, res), 499, 'IC_CLIENT_CLOSED_REQUEST', requestId, req, res, 'client-gone')
       return
@@ -427,7 +436,7 @@ export function makeErrorWriter(
       if (state.abortReason !== undefined) dropLateWrites(res)
       return
     }
-    if (res.headersSent || res.destroyed) {
+    if (res.headersSent || responseDestroyed(res)) {
       const { status, code } = normalized
       report(err, status, code, requestId, req, res, res.headersSent ? 'headers-sent' : 'closed')
       cutResponse(res)
