@@ -7,7 +7,7 @@ import { after, before, describe, test } from 'node:test'
 import sharp from 'sharp'
 import { demoScenarios } from '../examples/demo/scenarios.ts'
 import { type RunningDemo, startDemo } from '../examples/demo/server.ts'
-import { createLoadSampler, type ErrorReport, type LoadSample } from '../src/index.ts'
+import { createLoadSampler, type ErrorReport, type LoadSample, signQuery } from '../src/index.ts'
 
 const signatures = JSON.parse(
   readFileSync(new URL('../../shared/vectors/signatures.json', import.meta.url), 'utf8'),
@@ -243,6 +243,29 @@ for (const framework of ['express', 'koa'] as const) {
       assert.equal(res.status, 200, res.headers.get('x-ic-error-validation') ?? '')
       assert.equal(res.headers.get('content-type'), 'image/png')
       await res.arrayBuffer()
+    })
+
+    test('a chart draws nothing past a `#` in the request target, which the signature does not cover', async () => {
+      // Sent as written: fetch() would drop the fragment.
+      const { hostname, port } = new URL(demo.url)
+      const get = (path: string) =>
+        new Promise<{ status: number | undefined; body: Buffer }>((resolve, reject) => {
+          const req = httpRequest({ hostname, port, path }, (res) => {
+            const chunks: Buffer[] = []
+            res.on('data', (c: Buffer) => chunks.push(c))
+            res.on('end', () => resolve({ status: res.statusCode, body: Buffer.concat(chunks) }))
+          })
+          req.on('error', reject)
+          req.end()
+        })
+      const signed = `/chart?${signQuery('cht=bvs&chd=t:10,20&chs=300x200&icac=demo', 'demo-secret')}`
+      const plain = await get(signed)
+      assert.equal(plain.status, 200)
+      for (const extra of ['#&chtt=NOT-SIGNED', `#&chtt=${'x'.repeat(300)}`]) {
+        const tampered = await get(signed + extra)
+        assert.equal(tampered.status, 200, extra)
+        assert.ok(tampered.body.equals(plain.body), `${extra}: the signed chart, nothing more`)
+      }
     })
 
     test('a HEAD request gets the error headers and no body', async () => {

@@ -1,6 +1,6 @@
 import type { IncomingMessage } from 'node:http'
 import type { ErrorReport, LoadSampler } from '../../src/index.ts'
-import { icError } from '../../src/index.ts'
+import { icError, parseQuery } from '../../src/index.ts'
 import { parseChartQuery, renderChart } from './chart.ts'
 import {
   type DemoImageParams,
@@ -122,10 +122,9 @@ export function imageReply(
  * const png = await chartReply(req)
  */
 export function chartReply(req: IncomingMessage): Promise<Buffer> {
-  const url = req.url ?? ''
-  const mark = url.indexOf('?')
-  // Everything after the first `?`: a title may hold one (`chtt=Why?`), as the rules read it.
-  return renderChart(parseChartQuery(new URLSearchParams(mark === -1 ? '' : url.slice(mark + 1))))
+  // The query exactly as the rules read it (and the signature covers): after the first `?`
+  // (a title may hold one, `chtt=Why?`), up to a `#`.
+  return renderChart(parseChartQuery(new URLSearchParams(parseQuery(req).search)))
 }
 
 /** A response of one of the demo's own routes (`/`, `/demo/…`). */
