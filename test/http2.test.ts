@@ -91,16 +91,24 @@ for (const [name, Koa] of [
         ctx.path.startsWith('/upload/') ? upload(ctx as never, next) : next(),
       )
       app.use(kx.deadline({ timeoutMs: 60 }) as never)
-      app.use(async (ctx: { path: string; res: never; body: unknown; state: { upload?: unknown } }) => {
-        if (ctx.path === '/started') {
-          const res = ctx.res as unknown as NodeJS.WritableStream & { writeHead(s: number): void }
-          res.writeHead(200)
-          res.write('start')
-          await new Promise(() => {})
-        }
-        if (ctx.state.upload !== undefined) stored++
-        ctx.body = 'ok'
-      })
+      app.use(
+        async (ctx: { path: string; req: never; res: never; body: unknown; state: { upload?: unknown } }) => {
+          if (ctx.path === '/started') {
+            const res = ctx.res as unknown as NodeJS.WritableStream & { writeHead(s: number): void }
+            res.writeHead(200)
+            res.write('start')
+            await new Promise(() => {})
+          }
+          if (ctx.path === '/slow') {
+            const signal = requestSignal(ctx.req)
+            // As a backend fetch given the signal: it rejects with the abort's reason.
+            await new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }))
+            throw signal.reason
+          }
+          if (ctx.state.upload !== undefined) stored++
+          ctx.body = 'ok'
+        },
+      )
       server = http2.createServer(app.callback())
       server.listen(0, '127.0.0.1')
       await once(server, 'listening')
@@ -226,6 +234,21 @@ for (const [name, Koa] of [
         [[499, 'IC_CLIENT_CLOSED_REQUEST', 'client-gone']],
       )
       raw.destroy()
+    })
+
+    it('a deadline answers a HEAD request 504, as a GET', {
+      skip: name === 'koa2' && 'Koa 2 never answers a HEAD request over HTTP/2',
+    }, async () => {
+      reports.length = 0
+      const started = Date.now()
+      const res = await ask({ ':path': '/slow', ':method': 'HEAD' })
+      assert.deepEqual(
+        [res.status, res.headers['x-ic-error-code'], res.body],
+        [504, 'IC_BACKEND_TIMEOUT', ''],
+      )
+      assert.ok(Date.now() - started >= 55, 'not before the 60 ms deadline')
+      const get = await ask({ ':path': '/slow' })
+      assert.deepEqual([get.status, get.headers['x-ic-error-code']], [504, 'IC_BACKEND_TIMEOUT'])
     })
 
     it('a deadline cutting a started response resets the stream with an error: the client cannot take it for whole', async () => {

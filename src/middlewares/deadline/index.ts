@@ -4,7 +4,7 @@ import { icError } from '../../errors.ts'
 import { type Duration, durationMs, knownOptions, showValue } from '../../options.ts'
 import { abortRequest, failAfterAbort, type LifecycleFail } from '../../request-signal.ts'
 import { peekRequestState, requestState } from '../../request-state.ts'
-import { onResponseClose } from '../../response-close.ts'
+import { http2StreamOf, onResponseClose } from '../../response-close.ts'
 import { recordEnd, responseEnded } from '../../response-end.ts'
 import { abortClosedRequest } from '../client-closed/index.ts'
 
@@ -80,6 +80,12 @@ export function createDeadline(
     if (armed) return
     // After the timer: a listener may run at once (a queued response whose client already left).
     recordEnd(res, state)
+    // on-finished takes an HTTP/2 HEAD response for finished at once (Node closes its stream's
+    // writable side before anything is sent): there, the response's own close tells.
+    if (http2StreamOf(res) !== undefined) {
+      onResponseClose(res, clearQueuedDeadline)
+      return
+    }
     onFinished(res, clearDeadline)
     // on-finished waits for a queued pipelined response's socket, which never comes if the client leaves first.
     if (res.socket === null) onResponseClose(res, clearQueuedDeadline)
