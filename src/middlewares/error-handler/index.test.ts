@@ -27,6 +27,13 @@ describe('createErrorWriter(options)', () => {
         'allow',
         'ratelimit',
         'ratelimit-policy',
+        'Location',
+        'set-cookie',
+        'keep-alive',
+        'upgrade',
+        'te',
+        'proxy-connection',
+        'date',
       ].map((name): [unknown, RegExp] => [
         { requestIdHeader: name },
         /`requestIdHeader` to be a header the error response neither writes nor keeps/,

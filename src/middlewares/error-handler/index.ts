@@ -158,15 +158,23 @@ function varyOnAccept(sent: unknown, own: string | undefined): string {
 const OWN_HEADERS = new Set([
   'allow',
   'cache-control',
-  'connection',
+  'date',
+  'location',
   'proxy-authenticate',
   'ratelimit',
   'ratelimit-policy',
   'retry-after',
-  'transfer-encoding',
+  'set-cookie',
   'vary',
   'www-authenticate',
   'x-content-type-options',
+  // The connection's own fields, which HTTP/2 refuses outright.
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'te',
+  'transfer-encoding',
+  'upgrade',
 ])
 
 function isOwnHeader(name: string): boolean {
