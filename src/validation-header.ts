@@ -19,18 +19,22 @@ export interface ValidationItem {
 /** An HTTP token (RFC 9110 §5.6.2): what a header name may be. */
 export const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/
 const HEADER_VALUE = /^[\t\x20-\x7e]*$/
-const RESERVED_HEADERS = new Set([
-  'content-length',
-  'content-type',
-  'set-cookie',
-  // The connection's own fields, the writer's to set: HTTP/2 refuses them outright.
+/**
+ * The connection's own fields: the writer's to set, never an error's, and refused outright by
+ * HTTP/2. Internal.
+ *
+ * @example
+ * CONNECTION_HEADERS.includes('keep-alive') // true
+ */
+export const CONNECTION_HEADERS: readonly string[] = [
   'connection',
   'keep-alive',
   'proxy-connection',
   'te',
   'transfer-encoding',
   'upgrade',
-])
+]
+const RESERVED_HEADERS = new Set(['content-length', 'content-type', 'set-cookie', ...CONNECTION_HEADERS])
 // What described a success response: its representation, and how long caches (a CDN's
 // included: nginx's X-Accel-Expires, Akamai's Edge-Control) may keep it.
 const STALE_HEADERS = new Set([

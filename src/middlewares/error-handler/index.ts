@@ -24,6 +24,7 @@ import {
 } from '../../response-close.ts'
 import { responseEnded } from '../../response-end.ts'
 import {
+  CONNECTION_HEADERS,
   HEADER_NAME,
   isStaleHeader,
   sanitizeHeaders,
@@ -168,13 +169,7 @@ const OWN_HEADERS = new Set([
   'vary',
   'www-authenticate',
   'x-content-type-options',
-  // The connection's own fields, which HTTP/2 refuses outright.
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'te',
-  'transfer-encoding',
-  'upgrade',
+  ...CONNECTION_HEADERS,
 ])
 
 function isOwnHeader(name: string): boolean {
