@@ -712,7 +712,7 @@ function rawResponseApp(
   }
   const app = framework === 'express4' ? (express4 as unknown as typeof express5)() : express5()
   if (clientClosed) app.use(ex.clientClosed() as never)
-  app.get('/', (_q, res, next) => {
+  app.all('/', (_q, res, next) => {
     run(res).catch(next)
   })
   app.use(ex.errorHandler({ onError }) as never)
@@ -1560,6 +1560,37 @@ describe('a client that leaves after the headers were sent, and the handler fail
         await s.close()
       }
     })
+    // Node's parser refuses the body (HPE_INVALID_CHUNK_SIZE) and destroys the socket: Koa hears
+    // the parser's error through on-finished, Express the request's ECONNRESET.
+    for (const clientClosed of [false, true]) {
+      it(`${framework}: a malformed chunked body read after the headers were sent${clientClosed ? ', under clientClosed()' : ''} is a 499 client-gone, not a 500`, async () => {
+        const reports: ErrorReport[] = []
+        const readBody = async (res: import('node:http').ServerResponse) => {
+          res.writeHead(200, { 'content-type': 'image/png' })
+          res.write('PNG')
+          for await (const _ of res.req) {
+            // read to the end, or to the parser's failure
+          }
+          res.end()
+        }
+        const s = await listen(rawResponseApp(framework, readBody, clientClosed, reports))
+        try {
+          const socket = connect(Number(new URL(s.url).port), '127.0.0.1')
+          socket.on('error', () => {})
+          socket.write('POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n')
+          await once(socket, 'data')
+          socket.write('ZZ\r\nxx\r\n0\r\n\r\n')
+          await settled(() => reports.length > 0)
+          socket.destroy()
+          assert.deepEqual(
+            reports.map((r) => [r.status, r.code, r.outcome]),
+            [[499, 'IC_CLIENT_CLOSED_REQUEST', 'client-gone']],
+          )
+        } finally {
+          await s.close()
+        }
+      })
+    }
   }
 })
 

@@ -182,8 +182,6 @@ function isOwnHeader(name: string): boolean {
 }
 
 const DISCONNECT_CODES = new Set([
-  // Node's HTTP parser at the end of the stream inside a request body: the client closed the connection.
-  'HPE_INVALID_EOF_STATE',
   'ECONNRESET',
   'EPIPE',
   'ECONNABORTED',
@@ -201,10 +199,14 @@ function codeOf(err: unknown): unknown {
   }
 }
 
-/** An error that says the client went away, as opposed to a failure of ours mid-response. */
+/**
+ * An error that says the client went away, as opposed to a failure of ours mid-response. Node's
+ * HTTP parser refusing the client's bytes (`HPE_*`: a malformed chunk in the body) destroys
+ * its connection too; Koa hears that error itself, where Express hears the request's ECONNRESET.
+ */
 function isDisconnectError(err: unknown): boolean {
   const code = codeOf(err)
-  return typeof code === 'string' && DISCONNECT_CODES.has(code)
+  return typeof code === 'string' && (DISCONNECT_CODES.has(code) || code.startsWith('HPE_'))
 }
 
 /**
