@@ -43,6 +43,25 @@ describe('apiKey', () => {
     }
   })
 
+  it('reads an empty list from lookup() as an unknown key, not a key without scopes', async () => {
+    const scopesOf: Record<string, string[]> = { 'k-known': ['images:read'] }
+    const guard = apiKey({ lookup: async (key) => scopesOf[key] ?? [] })
+    assert.equal(await outcome(guard, '/i', { 'x-api-key': 'made-up' }), '401 IC_API_KEY_INVALID')
+    assert.equal(
+      await outcome(apiKey({ lookup: async (key) => scopesOf[key] ?? [], scopes: ['images:read'] }), '/i', {
+        'x-api-key': 'made-up',
+      }),
+      '401 IC_API_KEY_INVALID',
+    )
+    assert.match(
+      await outcome(guard, '/i', { 'x-api-key': 'k-known' }),
+      /^ok key-[0-9a-f]{12} \[images:read\]$/,
+    )
+    // A record says so explicitly: a known key without scopes.
+    const record = apiKey({ lookup: () => ({ id: 'row', scopes: [] }) })
+    assert.equal(await outcome(record, '/i', { 'x-api-key': 'k' }), 'ok row []')
+  })
+
   it('accepts extra fields in a record from lookup(), a database row', async () => {
     const guard = apiKey({ lookup: () => ({ id: 'row', scopes: ['a'], owner: 'x' }) as never })
     assert.equal(await outcome(guard, '/i', { 'x-api-key': 'k' }), 'ok row [a]')
@@ -197,9 +216,10 @@ for (const framework of frameworks) {
               a.apiKey({
                 keys: { 'k-good': { id: 'good' }, [long]: { id: 'long' } },
                 query: 'key',
+                // `?? []`, a natural "no scopes found": an unknown key all the same.
                 lookup: (key) => {
                   asked.push(key)
-                  return undefined
+                  return [] as string[]
                 },
               }),
             ],

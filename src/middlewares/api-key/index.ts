@@ -35,8 +35,14 @@ export interface ApiKeyOptions {
    * intact); any other throws a `TypeError` naming `keys`.
    */
   readonly keys?: Readonly<Record<string, ApiKeyGrant | readonly string[]>>
-  /** Finds a key the `keys` record does not hold (e.g. in a database); `undefined` when unknown. */
-  readonly lookup?: (key: string) => ApiKeyGrant | undefined | Promise<ApiKeyGrant | undefined>
+  /**
+   * Finds a key the `keys` record does not hold (e.g. in a database): a grant, or a list of
+   * scopes; `undefined` when unknown. An empty list is an unknown key too, so that
+   * `scopesOf[key] ?? []` lets no made-up key in: a known key without scopes is `{ scopes: [] }`.
+   */
+  readonly lookup?: (
+    key: string,
+  ) => ApiKeyGrant | readonly string[] | undefined | Promise<ApiKeyGrant | readonly string[] | undefined>
   /** Header carrying the key; `false` to read only the query. @default 'x-api-key' */
   readonly header?: string | false
   /** Query parameter carrying the key; `false` to read only the header. @default false */
@@ -201,8 +207,13 @@ export function compileApiKey(options: Readonly<ApiKeyOptions>): ApiKeyCheck {
     const known = keys.get(hashed)
     if (known !== undefined || lookup === undefined) return finish(known)
     return Promise.resolve(lookup(key)).then((grant) =>
-      // Any falsy answer (`false` from a `row !== undefined && row` lookup) means an unknown key.
-      finish(!grant ? undefined : resolve(key, grant, 'lookup()', false)),
+      // Any falsy answer (`false` from a `row !== undefined && row` lookup) means an unknown key,
+      // and so does an empty list: `scopesOf[key] ?? []` must not let every made-up key in.
+      finish(
+        !grant || (Array.isArray(grant) && grant.length === 0)
+          ? undefined
+          : resolve(key, grant, 'lookup()', false),
+      ),
     )
   }
 }

@@ -306,13 +306,22 @@ describe('signature guard', () => {
     assert.throws(() => signature({ accounts: new Map() as never }), /`accounts` to be a plain object/)
   })
 
-  it('reads any falsy answer of lookup() as an unknown account: 401, not 500', async () => {
-    for (const answer of [false, null, 0, '']) {
+  it('reads any falsy answer of lookup(), or one without secrets, as an unknown account: 401, not 500', async () => {
+    for (const answer of [
+      false,
+      null,
+      0,
+      '',
+      [],
+      { secrets: [] },
+      { secrets: null },
+      { secrets: [], plan: 'pro' },
+    ]) {
       const guard = signature({ lookup: () => answer as never })
       assert.equal(
         await outcome(guard, `/chart?${signQuery('cht=p&icac=who', 's')}`),
         '401 IC_ACCOUNT_ID_NOT_FOUND',
-        String(answer),
+        JSON.stringify(answer),
       )
     }
   })
@@ -706,7 +715,8 @@ for (const framework of frameworks) {
       asked.push(id)
       if (id.includes('\0')) throw new Error('invalid byte sequence for encoding "UTF8": 0x00')
       if (id.length > 2704) throw new Error('index row size exceeds btree maximum')
-      return secrets[id]
+      // `rows.map((r) => r.secret)` of no rows: an unknown account, not a 500.
+      return secrets[id] === undefined ? [] : [secrets[id]]
     }
     before(async () => {
       app = await startApp(framework, {

@@ -73,7 +73,7 @@ export interface SignatureOptions {
   readonly accounts?: Readonly<Record<string, SignatureAccountEntry>>
   /**
    * Finds an account the `accounts` record does not hold (e.g. in a database); `undefined` when
-   * unknown. Asked only for a well-formed id, in a request whose `ichm` can be a signature (64
+   * unknown, as is an entry without secrets (`[]`, `{ secrets: [] }`). Asked only for a well-formed id, in a request whose `ichm` can be a signature (64
    * lower-case hex digits): an `icac` of anything but 1 to 128 printable ASCII characters
    * without spaces is 401 `IC_ACCOUNT_ID_NOT_FOUND`, any other `ichm` 401
    * `IC_INVALID_SIGNATURE`, both without a lookup, so `lookup` never sees a NUL, a control
@@ -167,6 +167,18 @@ interface ResolvedAccount {
   readonly keys: readonly SigningKey[]
   readonly published: Published
   readonly features: ReadonlySet<string>
+}
+
+/**
+ * A lookup() answer that holds no secret: an empty list, or `{ secrets }` empty or a database
+ * NULL (an account whose keys were all revoked). No request can verify against it, so it is
+ * an unknown account, as `undefined` is: a `rows.map(…)` of no rows must not fail with 500.
+ */
+function withoutSecrets(entry: unknown): boolean {
+  if (Array.isArray(entry)) return entry.length === 0
+  if (typeof entry !== 'object' || entry === null) return false
+  const { secrets } = entry as { secrets?: unknown }
+  return secrets === null || (Array.isArray(secrets) && secrets.length === 0)
 }
 
 function entryFeatures(
@@ -529,7 +541,9 @@ export function compileSignature(options: Readonly<SignatureOptions> = {}): Sign
     if (configured !== undefined || lookup === undefined) return finish(configured, id, query, othersReported)
     return Promise.resolve(lookup(id)).then((entry) =>
       finish(
-        !entry ? undefined : resolveAccount(id, entry, plans, known, 'lookup()', unsigned, false),
+        !entry || withoutSecrets(entry)
+          ? undefined
+          : resolveAccount(id, entry, plans, known, 'lookup()', unsigned, false),
         id,
         query,
         othersReported,
