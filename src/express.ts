@@ -477,10 +477,20 @@ export type RouteHandler<
 > = (req: Req, res: Res, next: NextFunction) => unknown
 
 /**
+ * What `requestRules(options, handler)` accepts: a handler on `node:http`'s objects or on
+ * Express's own, which extend them (a method's parameters compare both ways).
+ */
+type AnyRouteHandler = {
+  handler(req: IncomingMessage, res: ServerResponse, next: NextFunction): unknown
+}['handler']
+
+/**
  * Several request rules as ONE Express middleware; see the core `requestRules`. Given the
  * route handler as well, it is the rules and the handler in one layer, so the rules add no
  * layer to the route: the handler runs when the rules pass, with `res.locals` filled, and a
- * refusal never reaches it.
+ * refusal never reaches it. The result is typed as the handler, so an unannotated handler
+ * gets the types of the route it is mounted on (`express.Request`, `express.Response`, the
+ * route's params), and `node:http`'s where nothing gives them.
  *
  * @example
  * app.get('/img/:path', requestRules({ permissions: { hostsAllowed: ['*.example.com'] }, imageParams: {} }), handler)
@@ -489,10 +499,10 @@ export type RouteHandler<
  * }))
  */
 export function requestRules(options: Readonly<core.RequestRulesOptions>): ExpressMiddleware
-export function requestRules<Req extends IncomingMessage, Res extends ServerResponse>(
+export function requestRules<Handler extends AnyRouteHandler>(
   options: Readonly<core.RequestRulesOptions>,
-  handler: RouteHandler<Req, Res>,
-): (req: Req, res: Res, next: NextFunction) => void
+  handler: Handler,
+): Handler
 export function requestRules(
   options: Readonly<core.RequestRulesOptions>,
   handler?: RouteHandler,

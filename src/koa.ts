@@ -481,9 +481,18 @@ export function upload(options: Readonly<core.UploadOptions> = {}): KoaMiddlewar
 export type RouteHandler<Ctx extends KoaContext = KoaContext> = (ctx: Ctx, next: Next) => unknown
 
 /**
+ * What `requestRules(options, handler)` accepts: a handler on {@link KoaContext} or on a
+ * context of Koa's or a router's own, which extend it (a method's parameters compare both ways).
+ */
+type AnyRouteHandler = { handler(ctx: KoaContext, next: Next): unknown }['handler']
+
+/**
  * Several request rules as ONE Koa middleware; see the core `requestRules`. Given the route
  * handler as well, it is the rules and the handler in one middleware, as with Express: the
  * handler runs when the rules pass, with `ctx.state` filled, and a refusal never reaches it.
+ * The result is typed as the handler, so an unannotated handler gets the context of the app
+ * or router it is mounted on (`ctx.state` as your `DefaultState` declares it), and
+ * {@link KoaContext} where nothing gives one.
  *
  * @example
  * router.get('/img/:path', requestRules({ permissions: { hostsAllowed: ['*.example.com'] }, imageParams: {} }), handler)
@@ -492,10 +501,10 @@ export type RouteHandler<Ctx extends KoaContext = KoaContext> = (ctx: Ctx, next:
  * }))
  */
 export function requestRules(options: Readonly<core.RequestRulesOptions>): KoaMiddleware
-export function requestRules<Ctx extends KoaContext>(
+export function requestRules<Handler extends AnyRouteHandler>(
   options: Readonly<core.RequestRulesOptions>,
-  handler: RouteHandler<Ctx>,
-): (ctx: Ctx, next: Next) => Promise<void>
+  handler: Handler,
+): Handler
 export function requestRules(
   options: Readonly<core.RequestRulesOptions>,
   handler?: RouteHandler,

@@ -49,13 +49,37 @@ export function typeChecks(): void {
       res.json({ path: req.path, imageParams: res.locals.imageParams })
     }),
   )
+  // Unannotated, the handler gets the types of the route it is mounted on.
   app.get(
-    '/raw',
-    express.requestRules({ imageParams: {} }, (_req, res) => {
-      // Unannotated, the handler gets node:http's objects.
-      res.end()
+    '/raw/:id',
+    express.requestRules({ imageParams: {} }, (req, res) => {
+      res.json({ id: req.params.id, imageParams: res.locals.imageParams })
     }),
   )
+  app.use(
+    express.requestRules({ imageParams: {} }, async (_req, res, next) => {
+      res.locals.seen = true
+      next()
+    }),
+  )
+  express5.Router().get(
+    '/r',
+    express.requestRules({ imageParams: {} }, (req, res) => res.json(req.query)),
+  )
+  // With nothing to give them, node:http's objects.
+  const alone = express.requestRules({ imageParams: {} }, (_req, res) => {
+    // @ts-expect-error node:http's response has no json()
+    res.json({})
+  })
+  app.get('/alone', alone)
+  new Koa().use(
+    koa.requestRules({ imageParams: {} }, async (ctx, next) => {
+      ctx.body = ctx.state.imageParams
+      ctx.throw(400)
+      await next()
+    }),
+  )
+  // @koa/router's generic get() gives no context to infer from: its handler is annotated (below).
   const router = new Router()
   router.get(
     '/img/:id',

@@ -63,6 +63,15 @@ app.get(
     res.json({ width: typed(res.locals.imageParams?.width, true), path: req.path })
   }),
 )
+// Unannotated and using node:http's members only, as TypeScript before 5.9 types it (inferred.mts
+// checks what 5.9 and later infer from the route).
+app.get(
+  '/plain',
+  requestRules({ imageParams: {} }, (req, res) => {
+    res.setHeader('content-type', 'text/plain')
+    res.end(req.url)
+  }),
+)
 app.use(errorHandler({ onError: (r) => reports.push(r) }))
 assert.equal(typeof koaErrorHandler(), 'function')
 const koaApp = new Koa()
@@ -82,6 +91,7 @@ const server = app.listen(0, '127.0.0.1', async () => {
     width: 5,
     path: '/rules',
   })
+  assert.equal(await (await fetch(`http://127.0.0.1:${port}/plain?width=6`)).text(), '/plain?width=6')
   server.close()
   const koaServer = koaApp.listen(0, '127.0.0.1')
   await new Promise((resolve) => koaServer.once('listening', resolve))
