@@ -358,6 +358,15 @@ export const errorCatalogue = {
     hint: 'Upload a smaller file, or raise the upload `maxBytes` limit.',
     since: v,
   },
+  IC_UPLOAD_ENCODING_UNSUPPORTED: {
+    status: 415,
+    title: 'Upload Encoding Unsupported',
+    description:
+      'The upload was sent with a Content-Encoding (gzip, br, …); uploads are read as the image bytes themselves.',
+    retryable: false,
+    hint: 'Send the image without Content-Encoding: image formats are compressed already.',
+    since: v,
+  },
   IC_METHOD_NOT_ALLOWED: {
     status: 405,
     title: 'Method Not Allowed',

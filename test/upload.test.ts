@@ -3,6 +3,7 @@ import { once } from 'node:events'
 import type { ServerResponse } from 'node:http'
 import { connect, type Socket } from 'node:net'
 import { after, before, describe, it } from 'node:test'
+import { brotliCompressSync, gzipSync } from 'node:zlib'
 import sharp from 'sharp'
 import { frameworks, type RunningApp, startApp } from './support/harness.ts'
 import { BUILT_IMAGES, DISGUISED } from './support/images.ts'
@@ -80,6 +81,15 @@ for (const framework of frameworks) {
           },
           {
             method: 'POST',
+            path: '/plain/a.png',
+            use: (a) => [a.upload({ enabled: true, tokens: [TOKEN], maxBytes: 4096 })],
+            handle: ({ req }) => {
+              stored.push(req.url ?? '')
+              return { status: 201 }
+            },
+          },
+          {
+            method: 'POST',
             path: '/watched/a.png',
             use: (a) => [a.clientClosed(), a.upload({ enabled: true, tokens: [TOKEN], maxBytes: 4096 })],
             handle: ({ req }) => {
@@ -116,6 +126,40 @@ for (const framework of frameworks) {
       )
       assert.equal((report?.error as { code?: unknown } | undefined)?.code, 'IC_CLIENT_CLOSED_REQUEST')
     })
+
+    // Koa hears the parser's HPE_INVALID_EOF_STATE (a FIN) or the socket's ECONNRESET before the
+    // upload's own rejection: the app must hear the departure, not a server failure.
+    for (const ending of ['a FIN', 'a reset'] as const) {
+      it(`reports a client leaving mid-upload with ${ending}, without clientClosed(), as a 499, and emits nothing else on Koa`, async () => {
+        stored.length = 0
+        const reportsBefore = app.reports.length
+        const emittedBefore = app.emitted.length
+        const socket = connect(Number(new URL(app.url).port), '127.0.0.1')
+        socket.on('error', () => {})
+        await once(socket, 'connect')
+        socket.write(
+          `POST /plain/a.png HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${TOKEN}\r\nContent-Length: ${image.length}\r\n\r\n`,
+        )
+        socket.write(image.subarray(0, 10))
+        await new Promise((resolve) => setTimeout(resolve, 50))
+        if (ending === 'a FIN') socket.end()
+        else socket.resetAndDestroy()
+        const until = Date.now() + 2000
+        while (app.reports.length === reportsBefore && Date.now() < until)
+          await new Promise((resolve) => setTimeout(resolve, 10))
+        await new Promise((resolve) => setTimeout(resolve, 50))
+        socket.destroy()
+        assert.deepEqual(stored, [])
+        assert.deepEqual(
+          app.reports.slice(reportsBefore).map((r) => [r.status, r.code, r.outcome]),
+          [[499, 'IC_CLIENT_CLOSED_REQUEST', 'client-gone']],
+        )
+        assert.deepEqual(
+          app.emitted.slice(emittedBefore).map((e) => (e as { code?: unknown }).code),
+          framework.startsWith('koa') ? ['IC_CLIENT_CLOSED_REQUEST'] : [],
+        )
+      })
+    }
 
     it('stops reading at a deadline mid-upload: 504 with Connection: close, and the handler never runs', async () => {
       stored.length = 0
@@ -272,6 +316,36 @@ for (const framework of frameworks) {
         const answer = await send(bytes, 'application/octet-stream')
         assert.match(answer.text, /^HTTP\/1\.1 201 /, name)
         assert.ok(answer.text.endsWith(`\r\n\r\n${format}`), answer.text)
+      }
+    })
+
+    it('refuses a compressed upload with 415 IC_UPLOAD_ENCODING_UNSUPPORTED and Accept-Encoding: identity, before reading it', async () => {
+      const bmp = (BUILT_IMAGES['bmp (info header)'] as { bytes: Buffer }).bytes
+      const sendEncoded = (encoding: string, body: Buffer) =>
+        rawExchange(
+          app.url,
+          `POST /images/x.png HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${TOKEN}\r\nContent-Encoding: ${encoding}\r\nContent-Length: ${body.length}\r\n\r\n`,
+          [body],
+          2000,
+        )
+      // Compressed, or raw bytes claiming to be: neither is read as the image.
+      for (const [encoding, body] of [
+        ['gzip', gzipSync(bmp)],
+        ['br', brotliCompressSync(bmp)],
+        ['GZIP, identity', gzipSync(bmp)],
+        ['deflate', bmp],
+      ] as const) {
+        const answer = await sendEncoded(encoding, body)
+        assert.match(answer.text, /^HTTP\/1\.1 415 /, encoding)
+        assert.equal(headerOf(answer.text, 'x-ic-error-code'), 'IC_UPLOAD_ENCODING_UNSUPPORTED', encoding)
+        assert.equal(headerOf(answer.text, 'accept-encoding'), 'identity', encoding)
+        // The body is on its way and left unread: kept alive, Node would read all of it.
+        assert.equal(headerOf(answer.text, 'connection'), 'close', encoding)
+        assert.ok(answer.closedByServer, encoding)
+      }
+      for (const encoding of ['identity', 'Identity ']) {
+        const answer = await sendEncoded(encoding, bmp)
+        assert.match(answer.text, /^HTTP\/1\.1 201 /, encoding)
       }
     })
   })

@@ -73,6 +73,8 @@ export interface RunningApp {
   readonly url: string
   readonly socketPath: string | undefined
   readonly reports: ErrorReport[]
+  /** What Koa emitted on the app (`app.on('error')`); always empty on Express. */
+  readonly emitted: unknown[]
   close(): Promise<void>
 }
 
@@ -134,10 +136,11 @@ function compose(middlewares: readonly KoaMw[]): KoaMw {
   }
 }
 
-function koaApp(framework: 'koa2' | 'koa3', spec: AppSpec, reports: ErrorReport[]) {
+function koaApp(framework: 'koa2' | 'koa3', spec: AppSpec, reports: ErrorReport[], emitted: unknown[]) {
   const a = koaAdapter
   const app = framework === 'koa2' ? new Koa2() : new Koa3()
   app.silent = true
+  app.on('error', (err: unknown) => emitted.push(err))
   if (spec.errorHandler !== false) {
     app.use(a.errorHandler({ ...spec.errorHandler, onError: (r) => reports.push(r) }) as never)
     app.use(a.notFound() as never)
@@ -172,10 +175,11 @@ export async function startApp(
   listen: Listen = { host: '127.0.0.1' },
 ): Promise<RunningApp> {
   const reports: ErrorReport[] = []
+  const emitted: unknown[] = []
   const server =
     framework === 'express4' || framework === 'express5'
       ? expressApp(framework, spec, reports)
-      : koaApp(framework, spec, reports)
+      : koaApp(framework, spec, reports, emitted)
   const sockets = new Set<Socket>()
   server.on('connection', (socket) => {
     sockets.add(socket)
@@ -191,6 +195,7 @@ export async function startApp(
     url: typeof address === 'string' ? 'http://localhost' : `http://127.0.0.1:${address.port}`,
     socketPath: typeof address === 'string' ? address : undefined,
     reports,
+    emitted,
     async close() {
       for (const socket of sockets) socket.destroy()
       server.close()

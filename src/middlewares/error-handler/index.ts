@@ -239,8 +239,9 @@ function mayOverrunDrain(req: IncomingMessage): boolean {
 
 /**
  * What a failure is reported (and on Koa emitted) as: the stream error a departed client
- * causes (`ERR_STREAM_PREMATURE_CLOSE` from Koa 3's pipeline, an `ECONNRESET`) is the
- * `IC_CLIENT_CLOSED_REQUEST` that `clientClosed()` aborted the request with, when it did.
+ * causes (`ERR_STREAM_PREMATURE_CLOSE` from Koa 3's pipeline, an `ECONNRESET`, the parser's
+ * `HPE_*` for a body cut short) is the `IC_CLIENT_CLOSED_REQUEST` the request was aborted
+ * with, by `clientClosed()` or, once its connection is gone, here.
  * Internal, shared with the Koa adapter.
  *
  * @example
@@ -248,19 +249,18 @@ function mayOverrunDrain(req: IncomingMessage): boolean {
  */
 export function failureOf(err: unknown, req: IncomingMessage, res: ServerResponse): unknown {
   if (!isDisconnectError(err)) return err
-  const state = peekRequestState(req)
-  if (state === undefined) return err
-  // Koa hears a reset socket (on-finished) before the response's close: the departure
-  // clientClosed() watches for is then known here first. A response our own code destroyed
-  // with an error (Koa 3's pipeline, on a backend stream's reset) is no departure.
+  // Koa hears a reset or half-closed socket (on-finished) before the response's close, with or
+  // without clientClosed(): the departure is then known here first, and recorded, so the app
+  // hears the 499 and not the parser's or the socket's error. A response our own code
+  // destroyed with an error (Koa 3's pipeline, on a backend stream's reset) is no departure.
   if (
-    state.abortReason === undefined &&
-    state.watchingClose === true &&
+    peekRequestState(req)?.abortReason === undefined &&
     req.socket?.destroyed === true &&
     serverErrorOf(res) == null
   )
     abortRequest(req, clientGoneError())
-  return codeOf(state.abortReason) === 'IC_CLIENT_CLOSED_REQUEST' ? state.abortReason : err
+  const reason = peekRequestState(req)?.abortReason
+  return codeOf(reason) === 'IC_CLIENT_CLOSED_REQUEST' ? reason : err
 }
 
 /**

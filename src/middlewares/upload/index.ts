@@ -68,6 +68,8 @@ export interface UploadedImage {
 }
 
 const BEARER = /^Bearer +([\x21-\x7e]+) *$/i
+/** A `Content-Encoding` that leaves the bytes as they are: `identity`, or nothing. */
+const IDENTITY = /^[ \t]*(?:identity)?[ \t]*$/i
 
 function tokenDigest(token: string): Buffer {
   return createHash('sha256').update(token).digest()
@@ -229,7 +231,8 @@ function readBody(req: IncomingMessage, res: ServerResponse, maxBytes: number): 
  * with 403 `IC_UPLOAD_DISABLED` unless `enabled`; then an `Authorization: Bearer` token is
  * required (401 `IC_UPLOAD_UNAUTHORIZED` when missing or not accepted), the body is capped
  * while it streams in (413 `IC_UPLOAD_TOO_LARGE`, from `Content-Length` before reading when
- * it is declared), and the bytes must be an image (400 `IC_UPLOAD_NOT_AN_IMAGE`; the
+ * it is declared), a compressed body is refused (415 `IC_UPLOAD_ENCODING_UNSUPPORTED`, for any
+ * `Content-Encoding` but `identity`), and the bytes must be an image (400 `IC_UPLOAD_NOT_AN_IMAGE`; the
  * `Content-Type` is not trusted). A `multipart/form-data` body gives its `file` part. The
  * request path becomes the storage `key` (decoded, without its leading `/`); a path with an
  * empty, `.` or `..` segment, a `\`, an encoded `/` or `\`, a control character or invalid
@@ -313,6 +316,16 @@ export function upload(options: Readonly<UploadOptions> = {}): Guard {
     } catch (err) {
       closeIfBody(req, res)
       throw err
+    }
+    const encoding = req.headers['content-encoding']
+    // Compressed bytes would be sniffed as no image (or stored as one they are not); RFC 9110
+    // §15.5.16: 415, with the codings accepted in Accept-Encoding.
+    if (encoding !== undefined && !IDENTITY.test(encoding)) {
+      closeIfBody(req, res)
+      throw icError('IC_UPLOAD_ENCODING_UNSUPPORTED', {
+        message: 'Uploads are read as sent: send the image without Content-Encoding',
+        headers: { 'accept-encoding': 'identity' },
+      })
     }
     const length = req.headers['content-length']
     if (length !== undefined && Number(length) > maxBytes) tooLarge(res, maxBytes)
