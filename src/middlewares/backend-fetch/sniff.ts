@@ -55,14 +55,77 @@ const BMP_BIT_COUNTS = new Set([1, 2, 4, 8, 16, 24, 32, 64])
 /** JPEG XL's container signature box (ISO/IEC 18181-2). */
 const JXL_SIGNATURE = [0, 0, 0, 0x0c, 0x4a, 0x58, 0x4c, 0x20, 0x0d, 0x0a, 0x87, 0x0a]
 
-/** An ISOBMFF `ftyp` box first: its size (16 bytes and 4 per compatible brand), then its major brand. */
+/**
+ * An ISOBMFF `ftyp` box first: its size (16 bytes and 4 per compatible brand), then its major
+ * brand, then another box (a `meta`): a size of 0 (to the end), 1 (64-bit) or at least 8, and
+ * a four-character type. In a complete file that box is there and ends inside it.
+ */
 function ftypFormat(b: Uint8Array, complete: boolean): ImageFormat | undefined {
   const size = u32(b, 0, false)
   if (size < 16 || size % 4 !== 0 || (complete && size > b.length)) return undefined
   const brand = String.fromCharCode(...b.subarray(8, 12))
-  if (AVIF_BRANDS.has(brand)) return 'avif'
-  if (HEIF_BRANDS.has(brand)) return 'heif'
-  return undefined
+  const format = AVIF_BRANDS.has(brand) ? 'avif' : HEIF_BRANDS.has(brand) ? 'heif' : undefined
+  if (format === undefined) return undefined
+  if (size + 8 > b.length) return complete ? undefined : format
+  const next = u32(b, size, false)
+  if ((next > 1 && next < 8) || (complete && next > b.length - size)) return undefined
+  for (let i = size + 4; i < size + 8; i++) {
+    const c = b[i] as number
+    if (c < 0x20 || c > 0x7e) return undefined
+  }
+  return format
+}
+
+/**
+ * `FF D8 FF` and a marker (`C0`–`FE`: an APPn, a table, a frame); in a complete file, that
+ * segment's length (at least 2) ends inside it, before the next marker's `FF`.
+ */
+function isJpeg(b: Uint8Array, complete: boolean): boolean {
+  const marker = b[3] as number
+  if (marker < 0xc0 || marker === 0xff) return false
+  if (!complete) return true
+  if (b.length < 6) return false
+  const end = 4 + u16(b, 4, false)
+  return end >= 6 && end < b.length && b[end] === 0xff
+}
+
+/**
+ * The signature, then the `IHDR` chunk every PNG starts with (13 bytes of data); a complete
+ * file holds that chunk whole.
+ */
+function isPng(b: Uint8Array, complete: boolean): boolean {
+  if (u32(b, 8, false) !== 13 || !ascii(b, 12, 'IHDR')) return false
+  return !complete || b.length >= 33
+}
+
+/**
+ * `GIF87a`/`GIF89a`, the logical screen descriptor, its global colour table when its flag says
+ * so, then a block: an extension (`!`), an image (`,`) or the trailer (`;`). A complete file
+ * reaches that block.
+ */
+function isGif(b: Uint8Array, complete: boolean): boolean {
+  const flags = b[10] as number
+  const block = 13 + (flags & 0x80 ? 3 << ((flags & 7) + 1) : 0)
+  if (block >= b.length) return !complete
+  const c = b[block]
+  return c === 0x21 || c === 0x2c || c === 0x3b
+}
+
+/**
+ * `RIFF`, a size holding at least the `WEBP` tag and a chunk (inside a complete file), and a
+ * first chunk of a kind WebP has, whose own header holds: a lossy frame's start code
+ * (`9D 01 2A`), a lossless one's signature (`2F`), the extended header's reserved zeros.
+ */
+function isWebp(b: Uint8Array, complete: boolean): boolean {
+  const size = u32(b, 4, true)
+  if (size < 12 || (complete && size + 8 > b.length)) return false
+  const chunk = String.fromCharCode(...b.subarray(12, 16))
+  if (!WEBP_CHUNKS.has(chunk)) return false
+  const need = chunk === 'VP8 ' ? 26 : chunk === 'VP8L' ? 21 : 24
+  if (b.length < need) return !complete
+  if (chunk === 'VP8 ') return b[23] === 0x9d && b[24] === 0x01 && b[25] === 0x2a
+  if (chunk === 'VP8L') return b[20] === 0x2f
+  return b[21] === 0 && b[22] === 0 && b[23] === 0
 }
 
 /**
@@ -122,7 +185,9 @@ function isBmp(b: Uint8Array, complete: boolean): boolean {
  * SVG (a script carrier), truncated headers, and text behind a format's first bytes all give
  * `undefined`. A format's header must hold together, not just start right: a BMP's reserved
  * bytes, DIB header size, planes, bit count and pixel offset; a TIFF's first directory
- * offset and entry count (BigTIFF's too, as `'tiff'`); a WebP's first chunk; an AVIF/HEIF `ftyp` box's size. JPEG XL in
+ * offset and entry count (BigTIFF's too, as `'tiff'`); a JPEG's first marker and segment; a
+ * PNG's `IHDR`; a GIF's screen descriptor and first block; a WebP's RIFF size, first chunk and
+ * its header; an AVIF/HEIF `ftyp` box's size and the box after it. JPEG XL in
  * its container form (`00 00 00 0C 'JXL ' 0D 0A 87 0A`), or as a bare codestream (`FF 0A`,
  * what `cjxl` and libvips write by default) whose next bytes are not all text: any bits may
  * follow `FF 0A`, so those two bytes alone prove nothing.
@@ -141,11 +206,14 @@ export function sniffImageFormat(
 ): ImageFormat | undefined {
   const b = bytes
   const complete = options.complete === true
-  if (b.length >= 3 && b[0] === 0xff && b[1] === 0xd8 && b[2] === 0xff) return 'jpeg'
-  if (b.length >= 8 && b[0] === 0x89 && ascii(b, 1, 'PNG\r\n\x1a\n')) return 'png'
-  if (b.length >= 6 && (ascii(b, 0, 'GIF87a') || ascii(b, 0, 'GIF89a'))) return 'gif'
+  if (b.length >= 4 && b[0] === 0xff && b[1] === 0xd8 && b[2] === 0xff)
+    return isJpeg(b, complete) ? 'jpeg' : undefined
+  if (b.length >= 16 && b[0] === 0x89 && ascii(b, 1, 'PNG\r\n\x1a\n'))
+    return isPng(b, complete) ? 'png' : undefined
+  if (b.length >= 13 && (ascii(b, 0, 'GIF87a') || ascii(b, 0, 'GIF89a')))
+    return isGif(b, complete) ? 'gif' : undefined
   if (b.length >= 16 && ascii(b, 0, 'RIFF') && ascii(b, 8, 'WEBP'))
-    return WEBP_CHUNKS.has(String.fromCharCode(...b.subarray(12, 16))) ? 'webp' : undefined
+    return isWebp(b, complete) ? 'webp' : undefined
   if (b.length >= 12 && ascii(b, 4, 'ftyp')) return ftypFormat(b, complete)
   if (
     b.length >= 8 &&
