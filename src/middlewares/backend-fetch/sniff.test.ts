@@ -143,6 +143,53 @@ describe('sniffImageFormat', () => {
     )
   })
 
+  it("checks a JPEG's first marker, after any fill bytes, and in a whole file its first segment", async () => {
+    const jpeg = await pixel().jpeg().toBuffer()
+    const filled = Buffer.concat([jpeg.subarray(0, 2), Buffer.from([0xff, 0xff]), jpeg.subarray(2)])
+    assert.equal(sniffImageFormat(filled, { complete: true }), 'jpeg', 'fill bytes before the first marker')
+    assert.equal(sniffImageFormat(filled.subarray(0, SNIFF_BYTES)), 'jpeg')
+    assert.equal(sniffImageFormat(Buffer.from([0xff, 0xd8, 0xff, 0xff, 0xff])), undefined, 'fill bytes only')
+    assert.equal(sniffImageFormat(Buffer.from([0xff, 0xd8, 0xff, 0x3c, 0x68])), undefined, 'no marker')
+    const cut = Buffer.from(jpeg.subarray(0, 20))
+    assert.equal(sniffImageFormat(cut, { complete: true }), undefined, 'a first segment past the end')
+    const longer = Buffer.from(jpeg)
+    longer.writeUInt16BE(longer.readUInt16BE(4) + 1, 4)
+    assert.equal(sniffImageFormat(longer, { complete: true }), undefined, 'no marker where the segment ends')
+  })
+
+  it('checks a GIF block, a PNG IHDR and a WebP frame header', async () => {
+    const gif = await pixel().gif().toBuffer()
+    assert.equal(sniffImageFormat(gif.subarray(0, 13)), 'gif', 'the block may lie past the first bytes')
+    assert.equal(
+      sniffImageFormat(gif.subarray(0, 13), { complete: true }),
+      undefined,
+      'a whole file reaches it',
+    )
+    const noTable = Buffer.concat([
+      Buffer.from('GIF87a\x01\x00\x01\x00\x00\x00\x00', 'latin1'),
+      Buffer.from(',;'),
+    ])
+    assert.equal(sniffImageFormat(noTable, { complete: true }), 'gif', 'GIF87a without a colour table')
+    const png = await pixel().png().toBuffer()
+    const renamed = Buffer.from(png)
+    renamed.write('IHDX', 12, 'latin1')
+    assert.equal(sniffImageFormat(renamed), undefined, 'no IHDR first')
+    assert.equal(sniffImageFormat(png.subarray(0, 32), { complete: true }), undefined, 'IHDR cut')
+    for (const options of [{}, { lossless: true }, { alphaQuality: 50 }] as const) {
+      const webp = await sharp({ create: { width: 4, height: 4, channels: 4, background: '#c0ffee80' } })
+        .webp(options)
+        .toBuffer()
+      assert.equal(sniffImageFormat(webp, { complete: true }), 'webp', JSON.stringify(options))
+      const broken = Buffer.from(webp)
+      broken.writeUInt8(0x41, 20)
+      broken.writeUInt8(0x41, 21)
+      broken.writeUInt8(0x41, 23)
+      assert.equal(sniffImageFormat(broken), undefined, `${JSON.stringify(options)}: its frame header broken`)
+      const cut = webp.subarray(0, webp.length - 1)
+      assert.equal(sniffImageFormat(cut, { complete: true }), undefined, 'a RIFF size past the end')
+    }
+  })
+
   it('checks the first WebP chunk and the size of an ftyp box', async () => {
     const webp = await pixel().webp().toBuffer()
     const renamed = Buffer.from(webp)

@@ -77,16 +77,20 @@ function ftypFormat(b: Uint8Array, complete: boolean): ImageFormat | undefined {
 }
 
 /**
- * `FF D8 FF` and a marker (`C0`–`FE`: an APPn, a table, a frame); in a complete file, that
- * segment's length (at least 2) ends inside it, before the next marker's `FF`.
+ * `FF D8 FF` and a marker (`C0`–`FE`: an APPn, a table, a frame), after any fill bytes (`FF`)
+ * the format allows before it; in a complete file, that segment's length (at least 2) ends
+ * inside it, before the next marker's `FF`.
  */
 function isJpeg(b: Uint8Array, complete: boolean): boolean {
-  const marker = b[3] as number
-  if (marker < 0xc0 || marker === 0xff) return false
+  let at = 3
+  while (b[at] === 0xff) at++
+  if (at >= b.length) return false
+  const marker = b[at] as number
+  if (marker < 0xc0) return false
   if (!complete) return true
-  if (b.length < 6) return false
-  const end = 4 + u16(b, 4, false)
-  return end >= 6 && end < b.length && b[end] === 0xff
+  if (at + 3 > b.length) return false
+  const end = at + 1 + u16(b, at + 1, false)
+  return end >= at + 3 && end < b.length && b[end] === 0xff
 }
 
 /**
