@@ -140,6 +140,11 @@ export const DISGUISED: Readonly<Record<string, Buffer>> = {
     Buffer.from('89504e470d0a1a0a', 'hex'),
     Buffer.from('<html><script>alert(document.domain)</script>'),
   ]),
+  'GIF89a + JS, the polyglot padded to a block mark (gif)': Buffer.from(
+    'GIF89a=123456;alert(document.domain)//',
+  ),
+  'GIF89a + JS, an image mark (gif)': Buffer.from('GIF89a=123456,alert(document.domain)//'),
+  'GIF87a + HTML behind a trailer (gif)': Buffer.from('GIF87a<html>\0;<script>alert(1)</script>'),
   'GIF89a alone (gif)': Buffer.from('GIF89a'),
   'FF D8 FF alone (jpeg)': Buffer.from([0xff, 0xd8, 0xff]),
   'PNG signature alone (png)': Buffer.from('89504e470d0a1a0a', 'hex'),

@@ -152,6 +152,11 @@ describe('sniffImageFormat', () => {
     assert.equal(sniffImageFormat(Buffer.from([0xff, 0xd8, 0xff, 0x3c, 0x68])), undefined, 'no marker')
     const cut = Buffer.from(jpeg.subarray(0, 20))
     assert.equal(sniffImageFormat(cut, { complete: true }), undefined, 'a first segment past the end')
+    const first = 4 + jpeg.readUInt16BE(4)
+    const stray = (n: number) =>
+      Buffer.concat([jpeg.subarray(0, first), Buffer.alloc(n), jpeg.subarray(first)])
+    assert.equal(sniffImageFormat(stray(2), { complete: true }), 'jpeg', 'stray bytes a decoder skips')
+    assert.equal(sniffImageFormat(stray(17), { complete: true }), undefined, 'more than 16 stray bytes')
     const longer = Buffer.from(jpeg)
     longer.writeUInt16BE(longer.readUInt16BE(4) + 1, 4)
     assert.equal(sniffImageFormat(longer, { complete: true }), undefined, 'no marker where the segment ends')
@@ -165,11 +170,21 @@ describe('sniffImageFormat', () => {
       undefined,
       'a whole file reaches it',
     )
-    const noTable = Buffer.concat([
-      Buffer.from('GIF87a\x01\x00\x01\x00\x00\x00\x00', 'latin1'),
-      Buffer.from(',;'),
-    ])
-    assert.equal(sniffImageFormat(noTable, { complete: true }), 'gif', 'GIF87a without a colour table')
+    // A 1×1 GIF87a without a global colour table: an image with a local one, its LZW data, the trailer.
+    const noTable = Buffer.from(
+      '474946383761010001000000002c000000000100010080000000ffffff02024c01003b',
+      'hex',
+    )
+    assert.equal(sniffImageFormat(noTable, { complete: true }), 'gif', 'GIF87a without a global colour table')
+    assert.equal((await sharp(noTable).metadata()).format, 'gif', 'a GIF libvips reads')
+    const lzw = noTable.indexOf(Buffer.from('02024c', 'hex'))
+    for (const bits of [0, 1, 9, 0x3b]) {
+      const broken = Buffer.from(noTable)
+      broken.writeUInt8(bits, lzw)
+      assert.equal(sniffImageFormat(broken, { complete: true }), undefined, `an LZW code size of ${bits}`)
+    }
+    const trailerFirst = Buffer.concat([noTable.subarray(0, 13), Buffer.from(';')])
+    assert.equal(sniffImageFormat(trailerFirst, { complete: true }), undefined, 'no image, only the trailer')
     const png = await pixel().png().toBuffer()
     const renamed = Buffer.from(png)
     renamed.write('IHDX', 12, 'latin1')
@@ -188,6 +203,17 @@ describe('sniffImageFormat', () => {
       const cut = webp.subarray(0, webp.length - 1)
       assert.equal(sniffImageFormat(cut, { complete: true }), undefined, 'a RIFF size past the end')
     }
+  })
+
+  it('reads an AVIF by a compatible brand too: its major brand may be mif1', async () => {
+    const avif = Buffer.from(await pixel().avif().toBuffer())
+    assert.equal(avif.toString('latin1', 8, 12), 'avif')
+    avif.write('mif1', 8, 'latin1')
+    assert.ok(avif.subarray(16, avif.readUInt32BE(0)).includes('avif'), 'avif among the compatible brands')
+    assert.equal(sniffImageFormat(avif, { complete: true }), 'avif')
+    assert.equal(sniffImageFormat(avif.subarray(0, SNIFF_BYTES)), 'avif')
+    // A HEIF whose brands name no AVIF stays a HEIF.
+    assert.equal(sniffImageFormat(heifHeader(), { complete: true }), 'heif')
   })
 
   it('checks the first WebP chunk and the size of an ftyp box', async () => {

@@ -56,6 +56,19 @@ const BMP_BIT_COUNTS = new Set([1, 2, 4, 8, 16, 24, 32, 64])
 const JXL_SIGNATURE = [0, 0, 0, 0x0c, 0x4a, 0x58, 0x4c, 0x20, 0x0d, 0x0a, 0x87, 0x0a]
 
 /**
+ * AVIF when the major brand or a compatible brand (those within the first bytes) says so (an
+ * AVIF may carry `mif1` as its major brand), else HEIF likewise, else none.
+ */
+function ftypBrand(b: Uint8Array, size: number): ImageFormat | undefined {
+  const brands: string[] = [String.fromCharCode(...b.subarray(8, 12))]
+  for (let i = 16; i + 4 <= Math.min(size, b.length); i += 4)
+    brands.push(String.fromCharCode(...b.subarray(i, i + 4)))
+  if (brands.some((brand) => AVIF_BRANDS.has(brand))) return 'avif'
+  if (brands.some((brand) => HEIF_BRANDS.has(brand))) return 'heif'
+  return undefined
+}
+
+/**
  * An ISOBMFF `ftyp` box first: its size (16 bytes and 4 per compatible brand), then its major
  * brand, then another box (a `meta`): a size of 0 (to the end), 1 (64-bit) or at least 8, and
  * a four-character type. In a complete file that box is there and ends inside it.
@@ -63,8 +76,7 @@ const JXL_SIGNATURE = [0, 0, 0, 0x0c, 0x4a, 0x58, 0x4c, 0x20, 0x0d, 0x0a, 0x87, 
 function ftypFormat(b: Uint8Array, complete: boolean): ImageFormat | undefined {
   const size = u32(b, 0, false)
   if (size < 16 || size % 4 !== 0 || (complete && size > b.length)) return undefined
-  const brand = String.fromCharCode(...b.subarray(8, 12))
-  const format = AVIF_BRANDS.has(brand) ? 'avif' : HEIF_BRANDS.has(brand) ? 'heif' : undefined
+  const format = ftypBrand(b, size)
   if (format === undefined) return undefined
   if (size + 8 > b.length) return complete ? undefined : format
   const next = u32(b, size, false)
@@ -79,7 +91,8 @@ function ftypFormat(b: Uint8Array, complete: boolean): ImageFormat | undefined {
 /**
  * `FF D8 FF` and a marker (`C0`–`FE`: an APPn, a table, a frame), after any fill bytes (`FF`)
  * the format allows before it; in a complete file, that segment's length (at least 2) ends
- * inside it, before the next marker's `FF`.
+ * inside it, with the next marker's `FF` there or a few stray bytes later, as decoders
+ * tolerate (text never holds an `FF` byte).
  */
 function isJpeg(b: Uint8Array, complete: boolean): boolean {
   let at = 3
@@ -90,8 +103,13 @@ function isJpeg(b: Uint8Array, complete: boolean): boolean {
   if (!complete) return true
   if (at + 3 > b.length) return false
   const end = at + 1 + u16(b, at + 1, false)
-  return end >= at + 3 && end < b.length && b[end] === 0xff
+  if (end < at + 3) return false
+  for (let i = end; i < Math.min(b.length, end + JPEG_STRAY_BYTES + 1); i++) if (b[i] === 0xff) return true
+  return false
 }
+
+/** Stray bytes a decoder skips (with a warning) between a JPEG segment and the next marker. */
+const JPEG_STRAY_BYTES = 16
 
 /**
  * The signature, then the `IHDR` chunk every PNG starts with (13 bytes of data); a complete
@@ -102,17 +120,31 @@ function isPng(b: Uint8Array, complete: boolean): boolean {
   return !complete || b.length >= 33
 }
 
+/** The size of the colour table a GIF's packed field announces: none, or 3 × 2^(n+1) bytes. */
+function colourTableBytes(flags: number): number {
+  return flags & 0x80 ? 3 << ((flags & 7) + 1) : 0
+}
+
+/** The labels of GIF89a's extensions: plain text, graphic control, comment, application. */
+const GIF_EXTENSIONS = new Set([0x01, 0xf9, 0xfe, 0xff])
+
 /**
- * `GIF87a`/`GIF89a`, the logical screen descriptor, its global colour table when its flag says
- * so, then a block: an extension (`!`), an image (`,`) or the trailer (`;`). A complete file
- * reaches that block.
+ * `GIF87a`/`GIF89a`, the logical screen descriptor, its global colour table when its flags say
+ * so, then the first block: an extension (`!` and a known label) or an image (`,`, its
+ * descriptor and local colour table, an LZW code size of 2 to 8). Each of those holds a byte
+ * no text has, so a script behind `GIF89a` (`GIF89a=1;alert(…)//`) is no GIF. A complete
+ * file reaches what is checked; first bytes may stop before.
  */
 function isGif(b: Uint8Array, complete: boolean): boolean {
-  const flags = b[10] as number
-  const block = 13 + (flags & 0x80 ? 3 << ((flags & 7) + 1) : 0)
-  if (block >= b.length) return !complete
-  const c = b[block]
-  return c === 0x21 || c === 0x2c || c === 0x3b
+  const block = 13 + colourTableBytes(b[10] as number)
+  if (block + 1 >= b.length) return !complete
+  if (b[block] === 0x21) return GIF_EXTENSIONS.has(b[block + 1] as number)
+  if (b[block] !== 0x2c) return false
+  if (block + 10 > b.length) return !complete
+  const codeSize = block + 10 + colourTableBytes(b[block + 9] as number)
+  if (codeSize >= b.length) return !complete
+  const bits = b[codeSize] as number
+  return bits >= 2 && bits <= 8
 }
 
 /**
