@@ -21,7 +21,7 @@ import {
 import { noOptions, optionsObject, showValue } from './options.ts'
 import { type LifecycleFail, publishSignal } from './request-signal.ts'
 import { peekRequestState } from './request-state.ts'
-import { cutResponse, responseDestroyed } from './response-close.ts'
+import { cutResponse, http2StreamOf, responseDestroyed } from './response-close.ts'
 import { responseEnded } from './response-end.ts'
 
 export * from './index.ts'
@@ -169,6 +169,9 @@ export function errorHandler(options: Readonly<ErrorHandlerOptions> = {}): KoaMi
     } catch {}
   }
   return async function errorHandler(ctx, next) {
+    // Met while its stream is alive, an HTTP/2 session tells a client's reset socket from a
+    // backend's ECONNRESET our own code destroyed the response with.
+    http2StreamOf(ctx.res)
     ctx.onerror = (err) => {
       if (err !== null && err !== undefined) fail(ctx, err)
     }

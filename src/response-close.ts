@@ -1,5 +1,5 @@
 import type { ServerResponse } from 'node:http'
-import { constants, type Http2Stream } from 'node:http2'
+import { constants, type Http2Session, type Http2Stream } from 'node:http2'
 import type { Socket } from 'node:net'
 
 /**
@@ -27,17 +27,34 @@ export function peerLeft(res: ServerResponse): boolean {
  * if (http2StreamOf(res) === undefined) res.setHeader('connection', 'close')
  */
 export function http2StreamOf(res: ServerResponse): Http2Stream | undefined {
-  return (res as { stream?: Http2Stream }).stream ?? undefined
+  const stream = (res as { stream?: Http2Stream }).stream ?? undefined
+  // A destroyed stream forgets its session, which alone tells a reset socket from our own error.
+  if (stream?.session !== undefined && !sessions.has(stream)) sessions.set(stream, stream.session)
+  return stream
 }
+
+/** The session of each HTTP/2 stream {@link http2StreamOf} met while it had one. */
+const sessions = new WeakMap<Http2Stream, Http2Session>()
 
 /** Errors an HTTP/2 stream holds when the client, not the server, ended it. */
 const PEER_STREAM_ERRORS: ReadonlySet<unknown> = new Set([
   'ERR_HTTP2_STREAM_ERROR',
   'ERR_HTTP2_SESSION_ERROR',
-  'ECONNRESET',
-  'EPIPE',
-  'ECONNABORTED',
 ])
+/** Socket errors: the client's when they took the session down, not when our code passed one on. */
+const SOCKET_ERRORS: ReadonlySet<unknown> = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED'])
+
+/**
+ * Whether the error a stream holds came from the client: a reset stream or session, or a reset
+ * socket, which destroys the session with its streams. A backend's ECONNRESET that the
+ * server's own code destroyed the response with (Koa 3's pipeline) leaves the session up.
+ */
+function peerError(stream: Http2Stream, err: Error): boolean {
+  const code = errorCode(err)
+  if (PEER_STREAM_ERRORS.has(code)) return true
+  const session = stream.session ?? sessions.get(stream)
+  return SOCKET_ERRORS.has(code) && (session === undefined || session.destroyed)
+}
 
 /** HTTP/2 streams {@link cutResponse} reset: no departure of the client's. */
 const cutByServer = new WeakSet<Http2Stream>()
@@ -54,7 +71,7 @@ function errorCode(err: Error): unknown {
 function streamResetByPeer(stream: Http2Stream): boolean {
   if (cutByServer.has(stream)) return false
   const { errored } = stream
-  if (errored != null) return PEER_STREAM_ERRORS.has(errorCode(errored))
+  if (errored != null) return peerError(stream, errored)
   const code = stream.rstCode
   return code !== undefined && code !== constants.NGHTTP2_NO_ERROR
 }
@@ -92,9 +109,7 @@ export function serverErrorOf(res: ServerResponse): Error | null | undefined {
   const stream = http2StreamOf(res)
   if (stream === undefined) return res.errored
   const { errored } = stream
-  return errored != null && !cutByServer.has(stream) && !PEER_STREAM_ERRORS.has(errorCode(errored))
-    ? errored
-    : undefined
+  return errored != null && !cutByServer.has(stream) && !peerError(stream, errored) ? errored : undefined
 }
 
 /**

@@ -1594,6 +1594,56 @@ describe('a client that leaves after the headers were sent, and the handler fail
   }
 })
 
+describe("Koa without clientClosed(): the app's own res.destroy() while it reads the body", () => {
+  // Dropping an abusive upload: the body's reading then fails with ECONNRESET, which is the
+  // server's own cut, not the client leaving.
+  for (const [name, Koa] of [
+    ['koa2', Koa2],
+    ['koa3', Koa3],
+  ] as const) {
+    it(`${name}: is reported and emitted as the server's failure, and the request's signal is left alone`, async () => {
+      const reports: ErrorReport[] = []
+      const emitted: unknown[] = []
+      let reason: unknown
+      const app = new Koa()
+      app.silent = true
+      app.on('error', (err: unknown) => emitted.push((err as { code?: unknown }).code))
+      app.use(kx.errorHandler({ onError: (r) => reports.push(r) }) as never)
+      app.use(
+        async (ctx: { req: IncomingMessage; res: import('node:http').ServerResponse; body: unknown }) => {
+          const signal = requestSignal(ctx.req)
+          signal.addEventListener('abort', () => {
+            reason = (signal.reason as { code?: unknown }).code
+          })
+          let bytes = 0
+          for await (const chunk of ctx.req) {
+            bytes += (chunk as Buffer).length
+            if (bytes > 10) ctx.res.destroy()
+          }
+          ctx.body = 'stored'
+        },
+      )
+      const s = await listen(app.callback() as never)
+      try {
+        const socket = connect(Number(new URL(s.url).port), '127.0.0.1')
+        socket.on('error', () => {})
+        socket.write(`POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n${'a'.repeat(50)}`)
+        await settled(() => reports.length > 0)
+        await new Promise((resolve) => setTimeout(resolve, 30))
+        socket.destroy()
+        assert.deepEqual(
+          reports.map((r) => [r.status, r.outcome]),
+          [[500, 'closed']],
+        )
+        assert.deepEqual(emitted, ['ECONNRESET'])
+        assert.equal(reason, undefined)
+      } finally {
+        await s.close()
+      }
+    })
+  }
+})
+
 describe('pipelined and reset connections', () => {
   it("express5: a backend's reset while a queued pipelined response was being written is the server's failure, not a 499", async () => {
     const reports: string[] = []

@@ -3,6 +3,7 @@
 // cutting a started response, and an upload cut short.
 import assert from 'node:assert/strict'
 import { once } from 'node:events'
+import { createServer, get } from 'node:http'
 import http2 from 'node:http2'
 import { type AddressInfo, connect, type Socket } from 'node:net'
 import { after, before, describe, it } from 'node:test'
@@ -52,14 +53,27 @@ for (const [name, Koa] of [
     let stored = 0
     let server: http2.Http2Server
     let client: http2.ClientHttp2Session
+    // A backend that sends the first bytes of an image, then resets its connection.
+    const backend = createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'image/png' })
+      res.write(Buffer.alloc(1000))
+      setTimeout(() => res.socket?.resetAndDestroy(), 30)
+    })
 
     before(async () => {
+      backend.listen(0, '127.0.0.1')
+      await once(backend, 'listening')
+      const backendUrl = `http://127.0.0.1:${(backend.address() as AddressInfo).port}/`
       const app = new Koa()
       app.silent = true
       app.use(kx.errorHandler({ onError: (r) => reports.push(r) }) as never)
       app.use(kx.clientClosed() as never)
       app.use(
         async (ctx: { path: string; req: never; res: never; body: unknown }, next: () => Promise<void>) => {
+          if (ctx.path === '/backend-reset') {
+            ctx.body = await new Promise((resolve, reject) => get(backendUrl, resolve).on('error', reject))
+            return
+          }
           if (ctx.path === '/own-headers')
             throw icError('IC_FORBIDDEN', {
               headers: { 'keep-alive': 'timeout=5', upgrade: 'h2c', 'x-ok': 'yes' },
@@ -118,6 +132,7 @@ for (const [name, Koa] of [
     after(async () => {
       client.close()
       await new Promise((resolve) => server.close(resolve))
+      await new Promise((resolve) => backend.close(resolve))
     })
 
     function ask(headers: http2.OutgoingHttpHeaders, send?: (req: http2.ClientHttp2Stream) => void) {
@@ -195,6 +210,22 @@ for (const [name, Koa] of [
         reports.map((r) => [r.status, r.outcome, (r.error as Error).message]),
         [[500, 'closed', 'our own failure']],
       )
+    })
+
+    // The backend's ECONNRESET that Koa's piping destroys the response with: the client's
+    // session lives on, so no departure, as on HTTP/1.
+    it("a backend resetting mid-body is the server's failure (500 headers-sent), not a departure", async () => {
+      reports.length = 0
+      aborted.length = 0
+      const res = await ask({ ':path': '/backend-reset' })
+      assert.equal(res.status, 200)
+      assert.notEqual(res.rstCode, http2.constants.NGHTTP2_NO_ERROR, 'the client cannot take it for whole')
+      await until(() => reports.length > 0, 'the report')
+      assert.deepEqual(
+        reports.map((r) => [r.status, r.outcome, (r.error as { code?: unknown }).code]),
+        [[500, 'headers-sent', 'ECONNRESET']],
+      )
+      assert.equal(client.destroyed, false)
     })
 
     it('a response the error handler cuts after its first bytes is reset with an error, and no departure', async () => {

@@ -347,6 +347,24 @@ for (const framework of frameworks) {
         const answer = await sendEncoded(encoding, bmp)
         assert.match(answer.text, /^HTTP\/1\.1 201 /, encoding)
       }
+      // A transfer coding Node leaves undecoded is the same: raw bytes labelled gzip, or gzip bytes.
+      for (const body of [bmp, gzipSync(bmp)]) {
+        const answer = await rawExchange(
+          app.url,
+          `POST /images/x.png HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${TOKEN}\r\nTransfer-Encoding: gzip, chunked\r\n\r\n`,
+          [`${body.length.toString(16)}\r\n`, body, '\r\n0\r\n\r\n'],
+          2000,
+        )
+        assert.match(answer.text, /^HTTP\/1\.1 415 /)
+        assert.equal(headerOf(answer.text, 'x-ic-error-code'), 'IC_UPLOAD_ENCODING_UNSUPPORTED')
+      }
+      const chunked = await rawExchange(
+        app.url,
+        `POST /images/x.png HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${TOKEN}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n`,
+        [`${bmp.length.toString(16)}\r\n`, bmp, '\r\n0\r\n\r\n'],
+        2000,
+      )
+      assert.match(chunked.text, /^HTTP\/1\.1 201 /)
     })
   })
 }

@@ -256,7 +256,8 @@ export function failureOf(err: unknown, req: IncomingMessage, res: ServerRespons
   if (
     peekRequestState(req)?.abortReason === undefined &&
     req.socket?.destroyed === true &&
-    serverErrorOf(res) == null
+    serverErrorOf(res) == null &&
+    peerLeft(res)
   )
     abortRequest(req, clientGoneError())
   const reason = peekRequestState(req)?.abortReason

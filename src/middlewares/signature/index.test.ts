@@ -313,8 +313,10 @@ describe('signature guard', () => {
       0,
       '',
       [],
+      [null],
       { secrets: [] },
       { secrets: null },
+      { secrets: [null, null] },
       { secrets: [], plan: 'pro' },
     ]) {
       const guard = signature({ lookup: () => answer as never })
@@ -323,6 +325,13 @@ describe('signature guard', () => {
         '401 IC_ACCOUNT_ID_NOT_FOUND',
         JSON.stringify(answer),
       )
+    }
+  })
+
+  it('skips the NULL secrets of a lookup() answer (a LEFT JOIN) and verifies with the others', async () => {
+    for (const answer of [[null, 's'], { secrets: [null, 's'] }]) {
+      const guard = signature({ lookup: () => answer as never })
+      assert.equal(await outcome(guard, `/chart?${signQuery('cht=p&icac=acme', 's')}`), 'ok acme []')
     }
   })
 

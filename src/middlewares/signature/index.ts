@@ -169,16 +169,26 @@ interface ResolvedAccount {
   readonly features: ReadonlySet<string>
 }
 
+/** A secret a database holds for none: NULL. An empty string stays a broken secret (a 500). */
+const noSecret = (secret: unknown): boolean => secret === null || secret === undefined
+
 /**
- * A lookup() answer that holds no secret: an empty list, or `{ secrets }` empty or a database
- * NULL (an account whose keys were all revoked). No request can verify against it, so it is
- * an unknown account, as `undefined` is: a `rows.map(…)` of no rows must not fail with 500.
+ * A lookup() answer without the secrets no request can verify against (a database NULL in the
+ * list: a LEFT JOIN's revoked key), or `undefined` when none is left:
+ * an empty list, `{ secrets }` empty or NULL. Such an account is unknown, as `undefined` is:
+ * a `rows.map(…)` of no rows must not fail with 500.
  */
-function withoutSecrets(entry: unknown): boolean {
-  if (Array.isArray(entry)) return entry.length === 0
-  if (typeof entry !== 'object' || entry === null) return false
+function usableEntry(entry: unknown): unknown {
+  if (Array.isArray(entry)) {
+    const secrets = entry.filter((secret) => !noSecret(secret))
+    return secrets.length === 0 ? undefined : secrets
+  }
+  if (typeof entry !== 'object' || entry === null) return entry
   const { secrets } = entry as { secrets?: unknown }
-  return secrets === null || (Array.isArray(secrets) && secrets.length === 0)
+  if (secrets === null) return undefined
+  if (!Array.isArray(secrets)) return entry
+  const usable = secrets.filter((secret) => !noSecret(secret))
+  return usable.length === 0 ? undefined : { ...entry, secrets: usable }
 }
 
 function entryFeatures(
@@ -539,15 +549,16 @@ export function compileSignature(options: Readonly<SignatureOptions> = {}): Sign
     if (!SIGNATURE_HEX.test(values.get('ichm') as string)) return invalidSignature()
     const configured = accounts.get(id)
     if (configured !== undefined || lookup === undefined) return finish(configured, id, query, othersReported)
-    return Promise.resolve(lookup(id)).then((entry) =>
-      finish(
-        !entry || withoutSecrets(entry)
+    return Promise.resolve(lookup(id)).then((answer) => {
+      const entry = answer ? usableEntry(answer) : undefined
+      return finish(
+        entry === undefined
           ? undefined
           : resolveAccount(id, entry, plans, known, 'lookup()', unsigned, false),
         id,
         query,
         othersReported,
-      ),
-    )
+      )
+    })
   }
 }

@@ -70,6 +70,8 @@ export interface UploadedImage {
 const BEARER = /^Bearer +([\x21-\x7e]+) *$/i
 /** A `Content-Encoding` that leaves the bytes as they are: `identity`, or nothing. */
 const IDENTITY = /^[ \t]*(?:identity)?[ \t]*$/i
+/** A `Transfer-Encoding` Node decodes to the bytes sent: `chunked` alone. */
+const CHUNKED_ONLY = /^[ \t]*chunked[ \t]*$/i
 
 function tokenDigest(token: string): Buffer {
   return createHash('sha256').update(token).digest()
@@ -318,12 +320,18 @@ export function upload(options: Readonly<UploadOptions> = {}): Guard {
       throw err
     }
     const encoding = req.headers['content-encoding']
+    const transfer = req.headers['transfer-encoding']
     // Compressed bytes would be sniffed as no image (or stored as one they are not); RFC 9110
-    // §15.5.16: 415, with the codings accepted in Accept-Encoding.
-    if (encoding !== undefined && !IDENTITY.test(encoding)) {
+    // §15.5.16: 415, with the codings accepted in Accept-Encoding. Node decodes no transfer
+    // coding but chunked either: `Transfer-Encoding: gzip, chunked` is the same refusal.
+    if (
+      (encoding !== undefined && !IDENTITY.test(encoding)) ||
+      (transfer !== undefined && !CHUNKED_ONLY.test(transfer))
+    ) {
       closeIfBody(req, res)
       throw icError('IC_UPLOAD_ENCODING_UNSUPPORTED', {
-        message: 'Uploads are read as sent: send the image without Content-Encoding',
+        message:
+          'Uploads are read as sent: send the image without Content-Encoding or a Transfer-Encoding but chunked',
         headers: { 'accept-encoding': 'identity' },
       })
     }
