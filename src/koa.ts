@@ -493,7 +493,7 @@ type AnyRouteHandler = { handler(ctx: KoaContext, next: Next): unknown }['handle
  * Several request rules as ONE Koa middleware; see the core `requestRules`. Given the route
  * handler as well, it is the rules and the handler in one middleware, as with Express: the
  * handler runs when the rules pass, with `ctx.state` filled, and a refusal never reaches it.
- * The result is typed as the handler, so an unannotated handler gets the context of the app
+ * The result is typed as the handler (and a middleware), so an unannotated handler gets the context of the app
  * or router it is mounted on (`ctx.state` as your `DefaultState` declares it), and
  * {@link KoaContext} where nothing gives one.
  *
@@ -507,7 +507,7 @@ export function requestRules(options: Readonly<core.RequestRulesOptions>): KoaMi
 export function requestRules<Handler extends AnyRouteHandler>(
   options: Readonly<core.RequestRulesOptions>,
   handler: Handler,
-): Handler
+): Handler & KoaMiddleware
 export function requestRules(
   options: Readonly<core.RequestRulesOptions>,
   handler?: RouteHandler,

@@ -93,6 +93,13 @@ export function typeChecks(): void {
       await next()
     }),
   )
+  // Typed as a middleware too: called by hand, it takes (ctx, next) and returns a promise.
+  const wrapped = koa.requestRules({ imageParams: {} }, (ctx: Koa.Context) => {
+    ctx.body = ctx.state.imageParams
+  })
+  new Koa().use(async (ctx, next) => {
+    await wrapped(ctx, next).then(() => undefined)
+  })
   // @ts-expect-error the handler is a function
   express.requestRules({ imageParams: {} }, 'handler')
   // @ts-expect-error a Koa handler takes a context, not Express's (req, res)
