@@ -719,6 +719,34 @@ function rawResponseApp(
   return app as never
 }
 
+/**
+ * Serves `run` as {@link rawResponseApp} does, writes `parts` on a raw socket (each after the
+ * first once the server has answered something) and gives what was reported, as
+ * `[status, code, outcome]`.
+ */
+async function rawReports(
+  framework: (typeof frameworks)[number],
+  run: (res: import('node:http').ServerResponse) => Promise<unknown>,
+  clientClosed: boolean,
+  parts: readonly string[],
+): Promise<unknown[][]> {
+  const reports: ErrorReport[] = []
+  const s = await listen(rawResponseApp(framework, run, clientClosed, reports))
+  try {
+    const socket = connect(Number(new URL(s.url).port), '127.0.0.1')
+    socket.on('error', () => {})
+    for (const [i, part] of parts.entries()) {
+      if (i > 0) await once(socket, 'data')
+      socket.write(part)
+    }
+    await settled(() => reports.length > 0)
+    socket.destroy()
+    return reports.map((r) => [r.status, r.code, r.outcome])
+  } finally {
+    await s.close()
+  }
+}
+
 describe('a backend stream failing before its first byte, the failure wrapped by the handler (502)', () => {
   // The handler pipes the backend into the response itself and passes on a 502 of its own:
   // `pipeline()` destroyed the response with the backend's error, the client is still there.
@@ -1510,7 +1538,6 @@ describe('a client that leaves after the headers were sent, and the handler fail
     }
     for (const clientClosed of [false, true]) {
       it(`${framework}: the app's own res.destroy(), then a write failing with ERR_STREAM_DESTROYED${clientClosed ? ', under clientClosed()' : ''}, is a 500, not a 499`, async () => {
-        const reports: ErrorReport[] = []
         const destroyThenWrite: Fail = (res) =>
           new Promise((_, reject) => {
             setImmediate(() => {
@@ -1518,20 +1545,12 @@ describe('a client that leaves after the headers were sent, and the handler fail
               res.write('more', (err) => reject(err ?? new Error('no error')))
             })
           })
-        const s = await listen(rawResponseApp(framework, started(destroyThenWrite), clientClosed, reports))
-        try {
-          const socket = connect(Number(new URL(s.url).port), '127.0.0.1')
-          socket.on('error', () => {})
-          socket.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n')
-          await settled(() => reports.length > 0)
-          socket.destroy()
-          assert.deepEqual(
-            reports.map((r) => [r.status, r.code, r.outcome]),
-            [[500, 'IC_INTERNAL_ERROR', 'headers-sent']],
-          )
-        } finally {
-          await s.close()
-        }
+        assert.deepEqual(
+          await rawReports(framework, started(destroyThenWrite), clientClosed, [
+            'GET / HTTP/1.1\r\nHost: x\r\n\r\n',
+          ]),
+          [[500, 'IC_INTERNAL_ERROR', 'headers-sent']],
+        )
       })
     }
     it(`${framework}: under clientClosed(), the app's own res.destroy() alone stops the request's work and reports no 499 for a client still connected`, async () => {
@@ -1564,7 +1583,6 @@ describe('a client that leaves after the headers were sent, and the handler fail
     // the parser's error through on-finished, Express the request's ECONNRESET.
     for (const clientClosed of [false, true]) {
       it(`${framework}: a malformed chunked body read after the headers were sent${clientClosed ? ', under clientClosed()' : ''} is a 499 client-gone, not a 500`, async () => {
-        const reports: ErrorReport[] = []
         const readBody = async (res: import('node:http').ServerResponse) => {
           res.writeHead(200, { 'content-type': 'image/png' })
           res.write('PNG')
@@ -1573,22 +1591,13 @@ describe('a client that leaves after the headers were sent, and the handler fail
           }
           res.end()
         }
-        const s = await listen(rawResponseApp(framework, readBody, clientClosed, reports))
-        try {
-          const socket = connect(Number(new URL(s.url).port), '127.0.0.1')
-          socket.on('error', () => {})
-          socket.write('POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n')
-          await once(socket, 'data')
-          socket.write('ZZ\r\nxx\r\n0\r\n\r\n')
-          await settled(() => reports.length > 0)
-          socket.destroy()
-          assert.deepEqual(
-            reports.map((r) => [r.status, r.code, r.outcome]),
-            [[499, 'IC_CLIENT_CLOSED_REQUEST', 'client-gone']],
-          )
-        } finally {
-          await s.close()
-        }
+        assert.deepEqual(
+          await rawReports(framework, readBody, clientClosed, [
+            'POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n',
+            'ZZ\r\nxx\r\n0\r\n\r\n',
+          ]),
+          [[499, 'IC_CLIENT_CLOSED_REQUEST', 'client-gone']],
+        )
       })
     }
   }
