@@ -267,6 +267,25 @@ for (const [name, Koa] of [
       raw.destroy()
     })
 
+    it('a client closing its session with an error (GOAWAY) is a 499 reported as IC_CLIENT_CLOSED_REQUEST, not the session error', async () => {
+      reports.length = 0
+      aborted.length = 0
+      const raw = http2.connect(`http://127.0.0.1:${(server.address() as AddressInfo).port}`)
+      raw.on('error', () => {})
+      const req = raw.request({ ':path': '/wait' })
+      req.on('error', () => {})
+      req.end()
+      await until(() => req.sentHeaders !== undefined, 'the request')
+      await new Promise((resolve) => setTimeout(resolve, 30))
+      raw.goaway(NGHTTP2_CANCEL)
+      await until(() => reports.length > 0 && aborted.length > 0, 'the report and the abort')
+      assert.deepEqual(
+        reports.map((r) => [r.status, r.outcome, (r.error as { code?: unknown }).code]),
+        [[499, 'client-gone', 'IC_CLIENT_CLOSED_REQUEST']],
+      )
+      raw.destroy()
+    })
+
     it('a deadline answers a HEAD request 504, as a GET', async () => {
       reports.length = 0
       const started = Date.now()

@@ -182,6 +182,9 @@ function isOwnHeader(name: string): boolean {
 }
 
 const DISCONNECT_CODES = new Set([
+  // HTTP/2: the client reset the stream, or closed the session (GOAWAY with an error code).
+  'ERR_HTTP2_STREAM_ERROR',
+  'ERR_HTTP2_SESSION_ERROR',
   'ECONNRESET',
   'EPIPE',
   'ECONNABORTED',
