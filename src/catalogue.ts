@@ -362,9 +362,9 @@ export const errorCatalogue = {
     status: 415,
     title: 'Upload Encoding Unsupported',
     description:
-      'The upload was sent with a Content-Encoding (gzip, br, …); uploads are read as the image bytes themselves.',
+      'The upload was sent compressed (a Content-Encoding, or a Transfer-Encoding other than chunked); uploads are read as the image bytes themselves.',
     retryable: false,
-    hint: 'Send the image without Content-Encoding: image formats are compressed already.',
+    hint: 'Send the image as it is, without Content-Encoding: image formats are compressed already.',
     since: v,
   },
   IC_METHOD_NOT_ALLOWED: {

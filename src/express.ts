@@ -488,9 +488,9 @@ type AnyRouteHandler = {
  * Several request rules as ONE Express middleware; see the core `requestRules`. Given the
  * route handler as well, it is the rules and the handler in one layer, so the rules add no
  * layer to the route: the handler runs when the rules pass, with `res.locals` filled, and a
- * refusal never reaches it. The result is typed as the handler (and a middleware), so an unannotated handler
- * gets the types of the route it is mounted on (`express.Request`, `express.Response`, the
- * route's params), and `node:http`'s where nothing gives them.
+ * refusal never reaches it. The result is typed as the handler (and as a middleware), so an
+ * unannotated handler gets the types of the route it is mounted on (`express.Request`,
+ * `express.Response`, the route's params), and `node:http`'s where nothing gives them.
  *
  * @example
  * app.get('/img/:path', requestRules({ permissions: { hostsAllowed: ['*.example.com'] }, imageParams: {} }), handler)

@@ -493,9 +493,9 @@ type AnyRouteHandler = { handler(ctx: KoaContext, next: Next): unknown }['handle
  * Several request rules as ONE Koa middleware; see the core `requestRules`. Given the route
  * handler as well, it is the rules and the handler in one middleware, as with Express: the
  * handler runs when the rules pass, with `ctx.state` filled, and a refusal never reaches it.
- * The result is typed as the handler (and a middleware), so an unannotated handler gets the context of the app
- * or router it is mounted on (`ctx.state` as your `DefaultState` declares it), and
- * {@link KoaContext} where nothing gives one.
+ * The result is typed as the handler (and as a middleware), so an unannotated handler gets the
+ * context of the app or router it is mounted on (`ctx.state` as your `DefaultState` declares
+ * it), and {@link KoaContext} where nothing gives one.
  *
  * @example
  * router.get('/img/:path', requestRules({ permissions: { hostsAllowed: ['*.example.com'] }, imageParams: {} }), handler)

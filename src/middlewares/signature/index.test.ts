@@ -333,6 +333,19 @@ describe('signature guard', () => {
       const guard = signature({ lookup: () => answer as never })
       assert.equal(await outcome(guard, `/chart?${signQuery('cht=p&icac=acme', 's')}`), 'ok acme []')
     }
+    // A model whose plan is a getter of its class keeps it.
+    class AccountRow {
+      secrets = [null, 's']
+      get plan() {
+        return 'pro'
+      }
+    }
+    const guard = signature({
+      lookup: () => new AccountRow() as never,
+      features: imageChartsFeatures,
+      plans: { pro: ['retina'] },
+    })
+    assert.equal(await outcome(guard, `/chart?${signQuery('cht=p&icac=acme', 's')}`), 'ok acme [retina]')
   })
 
   it('reads a database NULL in a lookup() row as no plan and no features of its own', async () => {

@@ -73,8 +73,9 @@ export interface SignatureOptions {
   readonly accounts?: Readonly<Record<string, SignatureAccountEntry>>
   /**
    * Finds an account the `accounts` record does not hold (e.g. in a database); `undefined` when
-   * unknown, as is an entry without secrets (`[]`, `{ secrets: [] }`). Asked only for a well-formed id, in a request whose `ichm` can be a signature (64
-   * lower-case hex digits): an `icac` of anything but 1 to 128 printable ASCII characters
+   * unknown, as is an entry left without secrets once its `null` ones are skipped (`[]`,
+   * `[null]`, `{ secrets: [] }`). Asked only for a well-formed id, in a request whose `ichm`
+   * can be a signature (64 lower-case hex digits): an `icac` of anything but 1 to 128 printable ASCII characters
    * without spaces is 401 `IC_ACCOUNT_ID_NOT_FOUND`, any other `ichm` 401
    * `IC_INVALID_SIGNATURE`, both without a lookup, so `lookup` never sees a NUL, a control
    * character, a space or an id longer than 128 characters.
@@ -188,7 +189,10 @@ function usableEntry(entry: unknown): unknown {
   if (secrets === null) return undefined
   if (!Array.isArray(secrets)) return entry
   const usable = secrets.filter((secret) => !noSecret(secret))
-  return usable.length === 0 ? undefined : { ...entry, secrets: usable }
+  // Over the row, not a spread of it: a model's plan and features may be getters of its class.
+  return usable.length === 0
+    ? undefined
+    : Object.create(entry, { secrets: { value: usable, enumerable: true } })
 }
 
 function entryFeatures(

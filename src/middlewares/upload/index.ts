@@ -233,9 +233,9 @@ function readBody(req: IncomingMessage, res: ServerResponse, maxBytes: number): 
  * with 403 `IC_UPLOAD_DISABLED` unless `enabled`; then an `Authorization: Bearer` token is
  * required (401 `IC_UPLOAD_UNAUTHORIZED` when missing or not accepted), the body is capped
  * while it streams in (413 `IC_UPLOAD_TOO_LARGE`, from `Content-Length` before reading when
- * it is declared), a compressed body is refused (415 `IC_UPLOAD_ENCODING_UNSUPPORTED`, for any
- * `Content-Encoding` but `identity`), and the bytes must be an image (400 `IC_UPLOAD_NOT_AN_IMAGE`; the
- * `Content-Type` is not trusted). A `multipart/form-data` body gives its `file` part. The
+ * it is declared), a compressed body is refused (415 `IC_UPLOAD_ENCODING_UNSUPPORTED`: a
+ * `Content-Encoding` but `identity`, a `Transfer-Encoding` but `chunked`), and the bytes must
+ * be an image (400 `IC_UPLOAD_NOT_AN_IMAGE`; the `Content-Type` is not trusted). A `multipart/form-data` body gives its `file` part. The
  * request path becomes the storage `key` (decoded, without its leading `/`); a path with an
  * empty, `.` or `..` segment, a `\`, an encoded `/` or `\`, a control character or invalid
  * percent-encoding is refused (400 `IS_VALIDATION_ERROR`). Publishes `upload`
