@@ -100,6 +100,23 @@ describe('rateLimitGuard(options)', () => {
     assert.match(warnings[0] ?? '', /"behind-lb" got X-Forwarded-For from 10\.0\.0\.2 with trustProxy false/)
   })
 
+  it('warns of X-Forwarded-For on a keep-alive connection whose first request had none', async () => {
+    const warnings = await warningsWhile('IMAGE_API_ERRORS_UNTRUSTED_FORWARDED_FOR', () => {
+      const guard = rateLimitGuard({ limit: 100, windowMs: '10s', name: 'health-checked' })
+      // A proxy's health check opens the connection; its clients' requests follow on it.
+      const first = request('/chart', '10.0.0.2')
+      guard(first.req, first.res)
+      for (const client of ['198.51.100.1', '198.51.100.2']) {
+        const req = new IncomingMessage(first.req.socket)
+        req.url = '/chart'
+        req.headers = { 'x-forwarded-for': client }
+        guard(req, new ServerResponse(req))
+      }
+    })
+    assert.equal(warnings.length, 1)
+    assert.match(warnings[0] ?? '', /"health-checked" got X-Forwarded-For from 10\.0\.0\.2/)
+  })
+
   it('warns once when every client shares one key: a peer without an address and trustProxy false', async () => {
     const warnings = await warningsWhile('IMAGE_API_ERRORS_NO_CLIENT_ADDRESS', () => {
       // A TCP client that reset its connection has no address either, but it says nothing of the setup.

@@ -297,6 +297,8 @@ function limiterGuard(options: Readonly<RateLimitOptions>, shared: Shared | unde
 
   // Without a trusted proxy the key depends on the socket alone, so a keep-alive connection computes it once.
   const socketKeys = key === 'ip' && trust === false ? new WeakMap<Socket, string>() : undefined
+  // The peer is judged once per connection, on its first request that carries X-Forwarded-For.
+  const forwardingSockets = new WeakSet<Socket>()
 
   // A thenable is the custom key function's pending answer, checked by customKey() once settled.
   function storeKeyOf(req: IncomingMessage): string | undefined | PromiseLike<unknown> {
@@ -306,7 +308,10 @@ function limiterGuard(options: Readonly<RateLimitOptions>, shared: Shared | unde
       if (cached === undefined) {
         cached = prefix + ipOf(req)
         socketKeys.set(socket, cached)
-        if (req.headers['x-forwarded-for'] !== undefined) warnUntrustedProxy(socket.remoteAddress)
+      }
+      if (req.headers['x-forwarded-for'] !== undefined && !forwardingSockets.has(socket)) {
+        forwardingSockets.add(socket)
+        warnUntrustedProxy(socket.remoteAddress)
       }
       return cached
     }
