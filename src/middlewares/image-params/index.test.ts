@@ -99,6 +99,16 @@ describe('imageParams: built-in Imagizer rules', () => {
       ['output.area'],
     )
     assert.equal(refusal({ maxOutputPixels: 100 }, 'width=11&height=10').validation?.[0]?.path?.[0], 'width')
+    assert.deepEqual(
+      ['width=11&height=10', 'width=6&height=5&dpr=2'].map(
+        (query) => refusal({ maxOutputPixels: 100 }, query).validation?.[0]?.message,
+      ),
+      [
+        '"width" × "height" must be less than or equal to 100 pixels',
+        '"width" × "height" × "dpr"² must be less than or equal to 100 pixels',
+      ],
+      'dpr is named only when the request gave it',
+    )
   })
 
   it('caps each side of the output, dpr included, when only one side is given', () => {

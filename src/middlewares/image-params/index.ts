@@ -402,7 +402,7 @@ function checkOutput(
       found,
       'width',
       'output.area',
-      `"width" × "height" × "dpr"² must be less than or equal to ${maxOutputPixels} pixels`,
+      `"width" × "height"${typeof dpr === 'number' ? ' × "dpr"²' : ''} must be less than or equal to ${maxOutputPixels} pixels`,
     )
   return found
 }
