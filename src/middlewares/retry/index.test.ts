@@ -501,24 +501,28 @@ describe('fetchWithRetry', { concurrency: true }, () => {
     } finally {
       await backend.close()
     }
-    const controller = new AbortController()
     const reason = new Error('deadline')
     let calls = 0
-    const pending = fetchWithRetry(
-      new Request('http://images.test/', { signal: controller.signal }),
-      {},
-      {
-        ...fast,
-        maxAttempts: 2,
-        fetch: (async () => {
-          calls++
-          return new Response('', { status: 502 })
-        }) as typeof globalThis.fetch,
-        onRetry: () => controller.abort(reason),
-      },
-    )
-    await assert.rejects(pending, (err) => err === reason)
-    assert.equal(calls, 1, "the Request's signal ends the wait")
+    // `signal: undefined` leaves the Request's signal in place, as fetch reads it.
+    for (const init of [{}, { signal: undefined }]) {
+      const controller = new AbortController()
+      calls = 0
+      const pending = fetchWithRetry(
+        new Request('http://images.test/', { signal: controller.signal }),
+        init,
+        {
+          ...fast,
+          maxAttempts: 2,
+          fetch: (async () => {
+            calls++
+            return new Response('', { status: 502 })
+          }) as typeof globalThis.fetch,
+          onRetry: () => controller.abort(reason),
+        },
+      )
+      await assert.rejects(pending, (err) => err === reason)
+      assert.equal(calls, 1, `the Request's signal ends the wait (init ${JSON.stringify(init)})`)
+    }
     const dropped = new AbortController()
     calls = 0
     const response = await fetchWithRetry(

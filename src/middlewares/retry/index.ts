@@ -301,8 +301,8 @@ export async function fetchWithRetry(
   // fetch reads what `init` leaves out from a Request: so does the policy.
   const request = typeof url === 'string' || url instanceof URL ? undefined : url
   const idempotent = methods.has(String(given.method ?? request?.method ?? 'GET').toUpperCase())
-  // An explicit `signal: null` drops the Request's, as fetch reads it.
-  const signal = 'signal' in given ? (given.signal ?? undefined) : request?.signal
+  // An explicit `signal: null` drops the Request's, as fetch reads it; `undefined` does not.
+  const signal = given.signal === undefined ? request?.signal : (given.signal ?? undefined)
   const replayable = isReplayable(given.body ?? request?.body)
   for (let attempt = 1; ; attempt++) {
     signal?.throwIfAborted()
