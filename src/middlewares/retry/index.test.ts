@@ -503,8 +503,9 @@ describe('fetchWithRetry', { concurrency: true }, () => {
     }
     const reason = new Error('deadline')
     let calls = 0
-    // `signal: undefined` leaves the Request's signal in place, as fetch reads it.
-    for (const init of [{}, { signal: undefined }]) {
+    // `signal: undefined` (a JavaScript caller's, or without exactOptionalPropertyTypes) leaves
+    // the Request's signal in place, as fetch reads it.
+    for (const init of [{}, { signal: undefined } as unknown as RequestInit]) {
       const controller = new AbortController()
       calls = 0
       const pending = fetchWithRetry(
