@@ -74,6 +74,8 @@ for (const [name, Koa] of [
             ctx.body = await new Promise((resolve, reject) => get(backendUrl, resolve).on('error', reject))
             return
           }
+          if (ctx.path === '/no-such-image')
+            (ctx as unknown as { throw(s: number, m: string): never }).throw(404, 'No such image')
           if (ctx.path === '/own-headers')
             throw icError('IC_FORBIDDEN', {
               headers: { 'keep-alive': 'timeout=5', upgrade: 'h2c', 'x-ok': 'yes' },
@@ -171,6 +173,12 @@ for (const [name, Koa] of [
       const head = await ask({ ':path': '/img?width=500', ':method': 'HEAD' })
       assert.deepEqual([head.status, head.body], [400, ''])
       assert.equal(head.headers['x-ic-error-code'], 'IS_VALIDATION_ERROR')
+    })
+
+    it("keeps a thrown error's own message, the way to name a 404 over HTTP/2 (ctx.message has nowhere to live)", async () => {
+      const res = await ask({ ':path': '/no-such-image', accept: 'application/json' })
+      assert.deepEqual([res.status, res.headers['x-ic-error-code']], [404, 'IC_NOT_FOUND'])
+      assert.equal(JSON.parse(res.body).detail, 'No such image')
     })
 
     it("answers an error whose own headers hold the connection's fields, which HTTP/2 refuses: dropped, never a hang", async () => {
