@@ -81,6 +81,15 @@ export type ImageSource =
     }
 
 const SOURCE_PARAMS = ['origin', 'source_url', 'hostname', 'bucket'] as const
+
+/**
+ * The query parameters the permission rules read whatever their options: the four that name
+ * a source, and the bucket's `region`. Internal (`requestRules()` keeps its API key out of them).
+ *
+ * @example
+ * PERMISSION_PARAMS.includes('origin') // true
+ */
+export const PERMISSION_PARAMS: readonly string[] = Object.freeze([...SOURCE_PARAMS, 'region'])
 type SourceParam = (typeof SOURCE_PARAMS)[number]
 // A bucket name as S3 and Cloud Storage allow it, or shorter (legacy upper case and `_`
 // included): it goes into a host name or a path, so nothing that could end or re-route either.

@@ -295,6 +295,49 @@ describe('requestRules', () => {
     )
   })
 
+  it('refuses an API key parameter another rule reads, which no valid key could pass', () => {
+    const keys = { 'k-1': [] }
+    const cases: [RequestRulesOptions, string][] = [
+      [{ apiKey: { keys, query: 'width' }, imageParams: {} }, 'width'],
+      [{ apiKey: { keys, query: 'tag' }, imageParams: { params: { tag: { type: 'string' } } } }, 'tag'],
+      [{ apiKey: { keys, query: 'icac' }, signature: { accounts: { acme: 's' } } }, 'icac'],
+      [{ apiKey: { keys, query: 'ichm' }, signature: { accounts: { acme: 's' } } }, 'ichm'],
+      [
+        {
+          apiKey: { keys, query: 'icretina' },
+          signature: { accounts: { acme: 's' }, features: imageChartsFeatures, plans: {} },
+        },
+        'icretina',
+      ],
+      [{ apiKey: { keys, query: 'origin' }, permissions: {} }, 'origin'],
+      [{ apiKey: { keys, query: 'region' }, permissions: { bucketsAllowed: ['b'] } }, 'region'],
+      [
+        {
+          apiKey: { keys, query: 'w' },
+          permissions: { allowOriginalImageRequest: false, processingParams: ['w'] },
+        },
+        'w',
+      ],
+    ]
+    for (const [options, name] of cases) {
+      assert.throws(
+        () => requestRules(options),
+        (err: Error) =>
+          err instanceof TypeError &&
+          err.message.startsWith(
+            `Expected \`apiKey.query\` to be a parameter no other rule reads, got "${name}"`,
+          ),
+        name,
+      )
+    }
+    // The same names are free when the rule that reads them is not run.
+    assert.doesNotThrow(() => requestRules({ apiKey: { keys, query: 'icac' }, imageParams: {} }))
+    assert.doesNotThrow(() => requestRules({ apiKey: { keys, query: 'width' }, permissions: {} }))
+    assert.doesNotThrow(() =>
+      requestRules({ apiKey: { keys, query: 'w' }, permissions: { processingParams: ['w'] } }),
+    )
+  })
+
   it('reads options inherited from a prototype, as each rule alone does', async () => {
     const guard = requestRules({
       apiKey: { keys: { k: [] }, query: 'key' },

@@ -1,12 +1,23 @@
 import type { IncomingMessage } from 'node:http'
 import { isIcError } from '../../errors.ts'
 import { type Guard, isThenable, type Published } from '../../guard.ts'
-import { knownOptions } from '../../options.ts'
+import { knownOptions, showValue } from '../../options.ts'
 import { type ParsedQuery, parseQuery } from '../../query.ts'
 import type { ValidationItem } from '../../validation-header.ts'
 import { type ApiKeyOptions, compileApiKey } from '../api-key/index.ts'
-import { checkImageParams, compileImageParams, type ImageParamsOptions } from '../image-params/index.ts'
-import { checkPermissions, compilePermissions, type PermissionsOptions } from '../permissions/index.ts'
+import {
+  type CompiledImageParams,
+  checkImageParams,
+  compileImageParams,
+  type ImageParamsOptions,
+} from '../image-params/index.ts'
+import {
+  type CompiledPermissions,
+  checkPermissions,
+  compilePermissions,
+  PERMISSION_PARAMS,
+  type PermissionsOptions,
+} from '../permissions/index.ts'
 import { compileSignature, foldBrackets, type SignatureOptions } from '../signature/index.ts'
 
 /**
@@ -57,6 +68,29 @@ function compileIn<T>(rule: keyof RequestRulesOptions, compile: () => T): T {
       throw new TypeError(`In \`${rule}\` of requestRules: ${err.message}`, { cause: err })
     throw err
   }
+}
+
+/** Which rule reads the query parameter `name`, if one of those configured does. */
+function readerOf(
+  name: string,
+  signature: Readonly<SignatureOptions> | undefined,
+  permissions: CompiledPermissions | undefined,
+  imageParams: CompiledImageParams | undefined,
+): string | undefined {
+  if (signature !== undefined) {
+    if (name === 'icac' || name === 'ichm') return 'signature'
+    for (const rule of Object.values(signature.features ?? {}))
+      if (rule.params?.includes(name) === true || rule.param === name) return 'signature (its `features`)'
+  }
+  if (permissions !== undefined) {
+    if (PERMISSION_PARAMS.includes(name)) return 'permissions'
+    // A key counted as processing would let a request for the original image through.
+    if (!permissions.allowOriginalImageRequest && permissions.processing.has(name))
+      return 'permissions (its `processingParams`)'
+  }
+  const rule = imageParams?.known.get(name)
+  if (rule !== undefined && rule !== null) return 'imageParams'
+  return undefined
 }
 
 function run(
@@ -116,6 +150,7 @@ export function requestRules(options: Readonly<RequestRulesOptions>): Guard {
       return undefined
     })
   }
+  let compiledImageParams: CompiledImageParams | undefined
   if (imageParams !== undefined) {
     // signature({ features }) reads `width[]` as `width` and refuses the two together; with
     // imageParams it leaves that repetition to this step, as the query's other problems.
@@ -125,6 +160,7 @@ export function requestRules(options: Readonly<RequestRulesOptions>): Guard {
     const compiled = compileIn('imageParams', () =>
       compileImageParams(imageParams, typeof keyParam === 'string' ? keyParam : undefined),
     )
+    compiledImageParams = compiled
     steps.push((_req, query, out) => {
       let found: readonly ValidationItem[] | undefined
       if (rules !== undefined) {
@@ -147,6 +183,14 @@ export function requestRules(options: Readonly<RequestRulesOptions>): Guard {
     })
   }
   if (steps.length === 0) throw new TypeError('Expected at least one rule in requestRules()')
+  const keyParam = apiKey?.query
+  if (typeof keyParam === 'string') {
+    const reader = readerOf(keyParam, signature, rules, compiledImageParams)
+    if (reader !== undefined)
+      throw new TypeError(
+        `Expected \`apiKey.query\` to be a parameter no other rule reads, got ${showValue(keyParam)}, which ${reader} reads too`,
+      )
+  }
   return function requestRules(req) {
     return run(steps, 0, req, parseQuery(req), {})
   }
