@@ -469,7 +469,21 @@ export function apiKey(options: Readonly<core.ApiKeyOptions>): KoaMiddleware {
  * router.post('/images/*path', upload({ enabled: true, tokens: [token] }), handler) // @koa/router 13+; before, '/images/(.*)'
  */
 export function upload(options: Readonly<core.UploadOptions> = {}): KoaMiddleware {
-  return fromGuard(core.uploadGuard(options), 'upload')
+  const guard = core.uploadGuard(options)
+  checkGuard(guard, 'upload')
+  return guardMiddleware(guard, 'upload', leaveBodyRead)
+}
+
+/**
+ * Koa's body parsers (@koa/bodyparser, koa-bodyparser) skip a request whose
+ * `ctx.request.body` is set; unset, they would read the ended stream again and fail with a
+ * 500. It becomes the uploaded image's bytes.
+ */
+const leaveBodyRead: RouteHandler = (ctx, next) => {
+  const request = (ctx as KoaContext & { request?: { body?: unknown } }).request
+  if (request !== undefined && request.body === undefined)
+    request.body = (ctx.state.upload as core.UploadedImage).body
+  return next()
 }
 
 /**

@@ -4,8 +4,11 @@ import type { ServerResponse } from 'node:http'
 import { connect, type Socket } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import { brotliCompressSync, gzipSync } from 'node:zlib'
+import { bodyParser } from '@koa/bodyparser'
+import express5 from 'express'
+import express4 from 'express4'
 import sharp from 'sharp'
-import { frameworks, type RunningApp, startApp } from './support/harness.ts'
+import { type Framework, frameworks, type RunningApp, startApp } from './support/harness.ts'
 import { BUILT_IMAGES, DISGUISED } from './support/images.ts'
 import { REFUSED_UPLOAD_PATHS } from './support/upload-paths.ts'
 
@@ -360,5 +363,59 @@ for (const framework of frameworks) {
       )
       assert.match(chunked.text, /^HTTP\/1\.1 201 /)
     })
+  })
+}
+
+/**
+ * The framework's own body parsers, told to take any Content-Type: mounted after upload(),
+ * each must see the body as read, not try to read it again.
+ */
+function bodyParsersOf(framework: Framework): readonly unknown[] {
+  if (framework === 'koa2' || framework === 'koa3') return [bodyParser({ detectJSON: () => true })]
+  const express = framework === 'express4' ? express4 : express5
+  return [
+    express.json({ type: () => true }),
+    express.raw({ type: () => true }),
+    express.text({ type: () => true }),
+  ]
+}
+
+for (const framework of frameworks) {
+  describe(`upload() before a body parser on ${framework}`, () => {
+    let app: RunningApp
+    let image: Buffer
+    before(async () => {
+      image = await sharp({ create: { width: 8, height: 8, channels: 3, background: '#c33' } })
+        .png()
+        .toBuffer()
+      app = await startApp(framework, {
+        routes: [
+          {
+            method: 'POST',
+            path: '/images/x.png',
+            use: (a) => [a.upload({ enabled: true, tokens: [TOKEN] }), ...bodyParsersOf(framework)],
+            handle: ({ locals }) => ({
+              status: 201,
+              body: String((locals.upload as { body: Buffer }).body.length),
+            }),
+          },
+        ],
+      })
+    })
+    after(() => app.close())
+
+    // The client chooses the Content-Type: a JSON label on image bytes must not turn into a 500.
+    for (const contentType of ['application/json', 'text/plain', 'image/png']) {
+      it(`leaves the body upload() read to it (Content-Type: ${contentType}): 201, not the parser's 500`, async () => {
+        const response = await fetch(`${app.url}/images/x.png`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${TOKEN}`, 'content-type': contentType },
+          body: image,
+        })
+        assert.equal(response.status, 201, await response.clone().text())
+        assert.equal(await response.text(), String(image.length))
+        assert.deepEqual(app.reports, [])
+      })
+    }
   })
 }

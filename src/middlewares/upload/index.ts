@@ -121,6 +121,15 @@ function abandonBody(req: IncomingMessage, res: ServerResponse): void {
 }
 
 /**
+ * Tells the body parsers mounted after `upload()` that the body is read: Express 4's
+ * (body-parser 1.x) would read the ended stream again and fail with a 500. Body-parser 2.x
+ * sees it from the request itself.
+ */
+function markRead(req: IncomingMessage): void {
+  ;(req as IncomingMessage & { _body?: boolean })._body = true
+}
+
+/**
  * Reads a request body, refusing it as soon as it passes `maxBytes`, and stopping when the
  * request's signal aborts (a deadline passed, the client left) with the signal's reason.
  */
@@ -185,6 +194,7 @@ function readBody(req: IncomingMessage, res: ServerResponse, maxBytes: number): 
     }
     const onEnd = () => {
       cleanup()
+      markRead(req)
       const body = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size)
       if (http2StreamOf(res) === undefined) {
         resolve(body)
