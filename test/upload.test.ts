@@ -419,3 +419,64 @@ for (const framework of frameworks) {
     }
   })
 }
+
+for (const framework of frameworks) {
+  describe(`upload() and Expect: 100-continue on ${framework}`, () => {
+    let app: RunningApp
+    let image: Buffer
+    before(async () => {
+      image = await sharp({ create: { width: 8, height: 8, channels: 3, background: '#c33' } })
+        .png()
+        .toBuffer()
+      app = await startApp(framework, {
+        routes: [
+          {
+            method: 'POST',
+            path: '/images/x.png',
+            use: (a) => [a.upload({ enabled: true, tokens: [TOKEN] })],
+            handle: () => ({ status: 201 }),
+          },
+        ],
+      })
+    })
+    after(() => app.close())
+
+    /** Sends the head, waits as a client waiting for 100 Continue would, then sends the body. */
+    const send = (token: string) =>
+      rawExchange(
+        app.url,
+        `POST /images/x.png HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\nExpect: 100-continue\r\nContent-Length: ${image.length}\r\n\r\n`,
+        [300, image],
+        2000,
+      )
+
+    it('sends 100 Continue once the upload is authorised, when the app decides on it (checkContinue)', async () => {
+      const decide = (req: unknown, res: unknown) => app.server.emit('request', req, res)
+      app.server.on('checkContinue', decide)
+      try {
+        const accepted = await send(TOKEN)
+        assert.match(accepted.text, /^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 201 /)
+        // Refused before the body: no 100, so a waiting client never sends it; the connection closes.
+        const refused = await send('wrong')
+        assert.match(refused.text, /^HTTP\/1\.1 401 /)
+        assert.ok(refused.closedByServer)
+        const tooLarge = await rawExchange(
+          app.url,
+          `POST /images/x.png HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${TOKEN}\r\nExpect: 100-continue\r\nContent-Length: 99999999999\r\n\r\n`,
+          [],
+          2000,
+        )
+        assert.match(tooLarge.text, /^HTTP\/1\.1 413 /)
+        assert.ok(tooLarge.closedByServer)
+      } finally {
+        app.server.off('checkContinue', decide)
+      }
+    })
+
+    it('sends one 100 Continue when Node sent it already (no checkContinue listener)', async () => {
+      const answer = await send(TOKEN)
+      assert.match(answer.text, /^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 201 /)
+      assert.equal(answer.text.split('100 Continue').length, 2)
+    })
+  })
+}

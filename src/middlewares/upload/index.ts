@@ -130,6 +130,17 @@ function markRead(req: IncomingMessage): void {
 }
 
 /**
+ * Sends the `100 Continue` a client sending `Expect: 100-continue` waits for, if Node has not:
+ * it leaves that to a `checkContinue` listener (`server.on('checkContinue', app)`), which
+ * routes the request here so that refusals go out before the body. HTTP/1.1 only; Node's
+ * HTTP/2 keeps no trace of a 100 sent, so it is left to Node there.
+ */
+function askForBody(res: ServerResponse): void {
+  const state = res as ServerResponse & { _expect_continue?: boolean; _sent100?: boolean }
+  if (state._expect_continue === true && state._sent100 !== true && !res.headersSent) res.writeContinue()
+}
+
+/**
  * Reads a request body, refusing it as soon as it passes `maxBytes`, and stopping when the
  * request's signal aborts (a deadline passed, the client left) with the signal's reason.
  */
@@ -228,6 +239,7 @@ function readBody(req: IncomingMessage, res: ServerResponse, maxBytes: number): 
         }),
       )
     }
+    askForBody(res)
     req.on('data', onData)
     req.on('end', onEnd)
     req.on('error', onError)
