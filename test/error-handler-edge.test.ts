@@ -1674,6 +1674,38 @@ describe('pipelined and reset connections', () => {
     }
   })
 
+  // errorHandler() alone, no clientClosed(): a queued response has no socket of its own yet.
+  for (const framework of frameworks) {
+    it(`${framework}: a queued pipelined request failing after its client left is a 499, not a 500 sent to no one`, async () => {
+      const app = await startApp(framework, {
+        routes: [
+          {
+            path: '/slow',
+            handle: async () => {
+              await pause(300)
+              return { body: 'slow' }
+            },
+          },
+          {
+            path: '/fail',
+            handle: async () => {
+              await pause(200)
+              throw new Error('backend failed')
+            },
+          },
+        ],
+      })
+      try {
+        await pipelineThenLeave(app.url, ['/slow', '/fail'], 100)
+        await settled(() => app.reports.length > 0)
+        const reports = app.reports.map((r) => `${r.request.url} ${r.status} ${r.outcome}`)
+        assert.deepEqual(reports, ['/fail 499 client-gone'])
+      } finally {
+        await app.close()
+      }
+    })
+  }
+
   it('express5: a queued pipelined response its handler ended in time keeps its signal when a deadline passes', async () => {
     const signals: AbortSignal[] = []
     const app = express5()

@@ -293,7 +293,8 @@ function leftMidBody(res: ServerResponse, err: unknown, destroyedByServer: boole
 export function isClientGone(res: ServerResponse): boolean {
   // An HTTP/2 response reads as ended once its stream closed: the stream tells.
   if (http2StreamOf(res) !== undefined) return !responseFinished(res) && responseDestroyed(res)
-  return !res.writableEnded && (res.destroyed || res.socket?.destroyed === true)
+  // A pipelined response queued behind another has no socket yet: its request's tells.
+  return !res.writableEnded && (res.destroyed || (res.socket ?? res.req?.socket)?.destroyed === true)
 }
 
 /**
