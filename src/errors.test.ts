@@ -101,6 +101,15 @@ describe('icError(code, options)', () => {
         /^Expected `retryAfterSeconds` of icError\(\) to be a number of seconds, got "soon"$/,
       ],
       [{ retryAfterSeconds: null }, /`retryAfterSeconds`.*got null$/],
+      // The contract's own headers are written from `code` and `validation`, never verbatim.
+      [
+        { headers: { 'X-IC-Error-Validation': 'not json' } },
+        /^Expected `headers` of icError\(\) to leave "X-IC-Error-Validation" to the error handler: pass `validation` instead$/,
+      ],
+      [
+        { headers: { 'x-ic-error-code': 'IC_OTHER' } },
+        /^Expected `headers` of icError\(\) to leave "x-ic-error-code" to the error handler: pass the code instead$/,
+      ],
     ]
     for (const [options, message] of wrong)
       assert.throws(() => icError('IS_VALIDATION_ERROR', options as never), { name: 'TypeError', message })

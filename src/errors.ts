@@ -63,7 +63,7 @@ export interface IcErrorOptions {
   readonly cause?: unknown
   /** Extra facts for logs and the problem body; never sent in headers. */
   readonly details?: Readonly<Record<string, unknown>>
-  /** Extra response headers; their values must already be header-safe. */
+  /** Extra response headers, not `x-ic-error-code` or `x-ic-error-validation` (a `TypeError`); values must already be header-safe. */
   readonly headers?: Readonly<Record<string, string>>
   /** Capture a stack trace. Defaults to `true` for 5xx only: expected client errors need none, and it is a large share of their cost. */
   readonly stack?: boolean
@@ -202,7 +202,21 @@ function checkIcErrorOptions(options: IcErrorOptions): void {
     throw new TypeError(
       `Expected \`retryAfterSeconds\` of icError() to be a number of seconds, got ${showValue(retryAfterSeconds)}`,
     )
+  if (typeof options.headers === 'object' && options.headers !== null)
+    for (const name of Object.keys(options.headers)) {
+      const own = CONTRACT_HEADERS.get(name.toLowerCase())
+      if (own !== undefined)
+        throw new TypeError(
+          `Expected \`headers\` of icError() to leave ${showValue(name)} to the error handler: pass ${own} instead`,
+        )
+    }
 }
+
+/** The contract's headers, written from the error's code and items; what to pass instead of each. */
+const CONTRACT_HEADERS: ReadonlyMap<string, string> = new Map([
+  ['x-ic-error-code', 'the code'],
+  ['x-ic-error-validation', '`validation`'],
+])
 
 /**
  * Tells whether a value is an error of this package, even one made by another installed
