@@ -8,7 +8,14 @@ import { bodyParser } from '@koa/bodyparser'
 import express5 from 'express'
 import express4 from 'express4'
 import sharp from 'sharp'
-import { type Framework, frameworks, type RunningApp, startApp } from './support/harness.ts'
+import {
+  type Adapter,
+  type Framework,
+  frameworks,
+  type RouteSpec,
+  type RunningApp,
+  startApp,
+} from './support/harness.ts'
 import { BUILT_IMAGES, DISGUISED } from './support/images.ts'
 import { REFUSED_UPLOAD_PATHS } from './support/upload-paths.ts'
 
@@ -59,15 +66,37 @@ function headerOf(text: string, name: string): string | undefined {
   return line?.slice(name.length + 1).trim()
 }
 
+/** An 8×8 PNG made by a real encoder. */
+const tinyPng = (): Promise<Buffer> =>
+  sharp({ create: { width: 8, height: 8, channels: 3, background: '#c33' } })
+    .png()
+    .toBuffer()
+
+/** An app whose `POST /images/x.png` runs upload(), then `more` (the adapter's or the framework's middlewares), then `handle`. */
+function startUploadApp(
+  framework: Framework,
+  more: (a: Adapter) => readonly unknown[],
+  handle: RouteSpec['handle'],
+): Promise<RunningApp> {
+  return startApp(framework, {
+    routes: [
+      {
+        method: 'POST',
+        path: '/images/x.png',
+        use: (a) => [a.upload({ enabled: true, tokens: [TOKEN] }), ...more(a)],
+        handle,
+      },
+    ],
+  })
+}
+
 for (const framework of frameworks) {
   describe(`upload() on ${framework}`, () => {
     let app: RunningApp
     let image: Buffer
     const stored: string[] = []
     before(async () => {
-      image = await sharp({ create: { width: 8, height: 8, channels: 3, background: '#c33' } })
-        .png()
-        .toBuffer()
+      image = await tinyPng()
       app = await startApp(framework, {
         routes: [
           {
@@ -197,9 +226,7 @@ for (const framework of frameworks) {
     let app: RunningApp
     let image: Buffer
     before(async () => {
-      image = await sharp({ create: { width: 8, height: 8, channels: 3, background: '#c33' } })
-        .png()
-        .toBuffer()
+      image = await tinyPng()
       // Mounted for every path, as an image store would be: no route pattern stands between the path and the key.
       const answerKey = framework.startsWith('koa')
         ? (ctx: { state: { upload: { key: string } }; status: number; body: unknown }) => {
@@ -381,65 +408,41 @@ function bodyParsersOf(framework: Framework): readonly unknown[] {
 }
 
 for (const framework of frameworks) {
-  describe(`upload() before a body parser on ${framework}`, () => {
+  describe(`upload() before a body parser, and Expect: 100-continue, on ${framework}`, () => {
+    let parsed: RunningApp
     let app: RunningApp
     let image: Buffer
     before(async () => {
-      image = await sharp({ create: { width: 8, height: 8, channels: 3, background: '#c33' } })
-        .png()
-        .toBuffer()
-      app = await startApp(framework, {
-        routes: [
-          {
-            method: 'POST',
-            path: '/images/x.png',
-            use: (a) => [a.upload({ enabled: true, tokens: [TOKEN] }), ...bodyParsersOf(framework)],
-            handle: ({ locals }) => ({
-              status: 201,
-              body: String((locals.upload as { body: Buffer }).body.length),
-            }),
-          },
-        ],
-      })
+      image = await tinyPng()
+      parsed = await startUploadApp(
+        framework,
+        () => bodyParsersOf(framework),
+        ({ locals }) => ({ status: 201, body: String((locals.upload as { body: Buffer }).body.length) }),
+      )
+      app = await startUploadApp(
+        framework,
+        () => [],
+        () => ({ status: 201 }),
+      )
     })
-    after(() => app.close())
+    after(async () => {
+      await parsed.close()
+      await app.close()
+    })
 
     // The client chooses the Content-Type: a JSON label on image bytes must not turn into a 500.
     for (const contentType of ['application/json', 'text/plain', 'image/png']) {
       it(`leaves the body upload() read to it (Content-Type: ${contentType}): 201, not the parser's 500`, async () => {
-        const response = await fetch(`${app.url}/images/x.png`, {
+        const response = await fetch(`${parsed.url}/images/x.png`, {
           method: 'POST',
           headers: { authorization: `Bearer ${TOKEN}`, 'content-type': contentType },
           body: image,
         })
         assert.equal(response.status, 201, await response.clone().text())
         assert.equal(await response.text(), String(image.length))
-        assert.deepEqual(app.reports, [])
+        assert.deepEqual(parsed.reports, [])
       })
     }
-  })
-}
-
-for (const framework of frameworks) {
-  describe(`upload() and Expect: 100-continue on ${framework}`, () => {
-    let app: RunningApp
-    let image: Buffer
-    before(async () => {
-      image = await sharp({ create: { width: 8, height: 8, channels: 3, background: '#c33' } })
-        .png()
-        .toBuffer()
-      app = await startApp(framework, {
-        routes: [
-          {
-            method: 'POST',
-            path: '/images/x.png',
-            use: (a) => [a.upload({ enabled: true, tokens: [TOKEN] })],
-            handle: () => ({ status: 201 }),
-          },
-        ],
-      })
-    })
-    after(() => app.close())
 
     /** Sends the head, waits as a client waiting for 100 Continue would, then sends the body. */
     const send = (token: string) =>
