@@ -80,6 +80,18 @@ for (const [name, Koa] of [
             throw icError('IC_FORBIDDEN', {
               headers: { 'keep-alive': 'timeout=5', upgrade: 'h2c', 'x-ok': 'yes' },
             })
+          if (ctx.path === '/app-headers') {
+            // Set by the app before it failed: Node's HTTP/2 takes them here, refuses them at writeHead.
+            const res = ctx.res as unknown as import('node:http').ServerResponse
+            for (const [field, value] of [
+              ['keep-alive', 'timeout=5'],
+              ['upgrade', 'h2c'],
+              ['proxy-connection', 'keep-alive'],
+              ['x-ok', 'yes'],
+            ])
+              res.setHeader(field as string, value as string)
+            throw icError('IC_FORBIDDEN')
+          }
           if (ctx.path === '/own-destroy' || ctx.path === '/throw-after-write') {
             const signal = requestSignal(ctx.req)
             signal.addEventListener('abort', () => aborted.push(signal.reason), { once: true })
@@ -188,6 +200,16 @@ for (const [name, Koa] of [
         [403, 'IC_FORBIDDEN', 'yes'],
       )
       assert.equal(res.headers['keep-alive'], undefined)
+    })
+
+    it("answers an error after the app set the connection's fields, which HTTP/2 refuses: removed, not a reset stream", async () => {
+      const res = await ask({ ':path': '/app-headers' })
+      assert.deepEqual(
+        [res.status, res.headers['x-ic-error-code'], res.headers['x-ok'], res.rstCode],
+        [403, 'IC_FORBIDDEN', 'yes', 0],
+      )
+      for (const field of ['keep-alive', 'upgrade', 'proxy-connection'])
+        assert.equal(res.headers[field], undefined)
     })
 
     it('a client resetting its stream is a 499 client-gone, reported once, and the signal aborts with it', async () => {

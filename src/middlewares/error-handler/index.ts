@@ -504,6 +504,8 @@ export function makeErrorWriter(
     // drain than a new connection.
     // HTTP/2 has no Connection header: the stream's end leaves the rest of its body unread.
     const http2 = http2StreamOf(res) !== undefined
+    // Node's HTTP/2 takes these from the app, then refuses them at writeHead and resets the stream.
+    if (http2) for (const name of CONNECTION_HEADERS) res.removeHeader(name)
     if (req.complete === false && mayOverrunDrain(req) && !http2) headers.connection = 'close'
     headers[headerName] = requestId
     headers['content-length'] = String(Buffer.byteLength(out.body))
