@@ -21,7 +21,13 @@ import {
 import { noOptions, optionsObject, showValue } from './options.ts'
 import { type LifecycleFail, publishSignal } from './request-signal.ts'
 import { peekRequestState } from './request-state.ts'
-import { cutResponse, http2StreamOf, responseDestroyed } from './response-close.ts'
+import {
+  cutResponse,
+  http2StreamOf,
+  peerLeft,
+  responseDestroyed,
+  responseFinished,
+} from './response-close.ts'
 import { responseEnded } from './response-end.ts'
 
 export * from './index.ts'
@@ -174,6 +180,7 @@ export function errorHandler(options: Readonly<ErrorHandlerOptions> = {}): KoaMi
     http2StreamOf(ctx.res)
     ctx.onerror = (err) => {
       if (err !== null && err !== undefined) fail(ctx, err)
+      else if (resetMidResponse(ctx)) fail(ctx, streamReset())
     }
     try {
       await next()
@@ -200,6 +207,26 @@ export function errorHandler(options: Readonly<ErrorHandlerOptions> = {}): KoaMi
       handle(custom ? createHttpError(status, message) : createHttpError(status), ctx.req, ctx.res)
     }
   }
+}
+
+/**
+ * Whether the client reset an HTTP/2 stream before its response ended, and nothing reported
+ * it yet: on-finished hears that as a close without error, which Koa ignores.
+ */
+function resetMidResponse(ctx: KoaContext): boolean {
+  return (
+    http2StreamOf(ctx.res) !== undefined &&
+    peekRequestState(ctx.req)?.failureReported !== true &&
+    !responseFinished(ctx.res) &&
+    peerLeft(ctx.res)
+  )
+}
+
+/** The error Node gives a write to a stream the client reset, for the report and the app's `error` event. */
+function streamReset(): Error {
+  return Object.assign(new Error('The client reset the stream before the response ended'), {
+    code: 'ERR_HTTP2_STREAM_ERROR',
+  })
 }
 
 /** The errors of file bodies that could not be opened, answered 404 by {@link answerAs}. */

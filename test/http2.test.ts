@@ -363,3 +363,48 @@ for (const [name, Koa] of [
     })
   })
 }
+
+for (const [name, Koa] of [
+  ['koa2', Koa2],
+  ['koa3', Koa3],
+] as const) {
+  describe(`${name} over HTTP/2, errorHandler() without clientClosed()`, () => {
+    const reports: ErrorReport[] = []
+    const emitted: unknown[] = []
+    let server: http2.Http2Server
+    let client: http2.ClientHttp2Session
+    before(async () => {
+      const app = new Koa()
+      app.silent = true
+      app.on('error', (err: { code?: unknown }) => emitted.push(err.code))
+      app.use(kx.errorHandler({ onError: (r) => reports.push(r) }) as never)
+      app.use((ctx: { body: unknown }) => {
+        // Far past the stream's flow-control window: most of it is still queued when the client leaves.
+        ctx.body = Buffer.alloc(8 * 1024 * 1024, 7)
+      })
+      server = http2.createServer(app.callback())
+      server.listen(0, '127.0.0.1')
+      await once(server, 'listening')
+      client = http2.connect(`http://127.0.0.1:${(server.address() as AddressInfo).port}`)
+      client.on('error', () => {})
+    })
+    after(async () => {
+      client.close()
+      await new Promise((resolve) => server.close(resolve))
+    })
+
+    it('a client cancelling its stream in the middle of a buffered body is a 499 client-gone', async () => {
+      const req = client.request({ ':path': '/large' })
+      req.on('error', () => {})
+      await once(req, 'data')
+      req.close(NGHTTP2_CANCEL)
+      await until(() => reports.length > 0, 'the report')
+      assert.deepEqual(
+        reports.map((r) => [r.status, r.code, r.outcome]),
+        [[499, 'IC_CLIENT_CLOSED_REQUEST', 'client-gone']],
+      )
+      // Emitted once, as every departure is: IC_CLIENT_CLOSED_REQUEST.
+      assert.deepEqual(emitted, ['IC_CLIENT_CLOSED_REQUEST'])
+    })
+  })
+}
