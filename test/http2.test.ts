@@ -43,6 +43,18 @@ async function until(test: () => boolean, what: string, ms = 2000): Promise<void
   }
 }
 
+/** Serves a Koa app over cleartext HTTP/2 on loopback, with a client session connected to it. */
+async function serveOverHttp2(app: {
+  callback(): (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => unknown
+}): Promise<{ server: http2.Http2Server; client: http2.ClientHttp2Session }> {
+  const server = http2.createServer(app.callback())
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const client = http2.connect(`http://127.0.0.1:${(server.address() as AddressInfo).port}`)
+  client.on('error', () => {})
+  return { server, client }
+}
+
 for (const [name, Koa] of [
   ['koa2', Koa2],
   ['koa3', Koa3],
@@ -137,11 +149,7 @@ for (const [name, Koa] of [
           ctx.body = 'ok'
         },
       )
-      server = http2.createServer(app.callback())
-      server.listen(0, '127.0.0.1')
-      await once(server, 'listening')
-      client = http2.connect(`http://127.0.0.1:${(server.address() as AddressInfo).port}`)
-      client.on('error', () => {})
+      ;({ server, client } = await serveOverHttp2(app))
     })
     after(async () => {
       client.close()
@@ -382,11 +390,7 @@ for (const [name, Koa] of [
         // Far past the stream's flow-control window: most of it is still queued when the client leaves.
         ctx.body = Buffer.alloc(8 * 1024 * 1024, 7)
       })
-      server = http2.createServer(app.callback())
-      server.listen(0, '127.0.0.1')
-      await once(server, 'listening')
-      client = http2.connect(`http://127.0.0.1:${(server.address() as AddressInfo).port}`)
-      client.on('error', () => {})
+      ;({ server, client } = await serveOverHttp2(app))
     })
     after(async () => {
       client.close()
