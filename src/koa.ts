@@ -201,7 +201,8 @@ export function errorHandler(options: Readonly<ErrorHandlerOptions> = {}): KoaMi
       ctx.respond !== false &&
       !ctx.res.headersSent
     ) {
-      const message = ctx.res.statusMessage
+      // An HTTP/2 response has no status message; reading one makes Node warn.
+      const message = http2StreamOf(ctx.res) === undefined ? ctx.res.statusMessage : undefined
       ctx.respond = false
       const custom = message !== undefined && message !== '' && !isStatusText(status, message)
       handle(custom ? createHttpError(status, message) : createHttpError(status), ctx.req, ctx.res)

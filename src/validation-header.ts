@@ -28,6 +28,7 @@ const HEADER_VALUE = /^[\t\x20-\x7e]*$/
  */
 export const CONNECTION_HEADERS: readonly string[] = [
   'connection',
+  'http2-settings',
   'keep-alive',
   'proxy-connection',
   'te',

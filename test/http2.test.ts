@@ -92,6 +92,10 @@ for (const [name, Koa] of [
             throw icError('IC_FORBIDDEN', {
               headers: { 'keep-alive': 'timeout=5', upgrade: 'h2c', 'x-ok': 'yes' },
             })
+          if (ctx.path === '/status-only') {
+            ;(ctx as unknown as { status: number }).status = 403
+            return
+          }
           if (ctx.path === '/app-headers') {
             // Set by the app before it failed: Node's HTTP/2 takes them here, refuses them at writeHead.
             const res = ctx.res as unknown as import('node:http').ServerResponse
@@ -99,6 +103,7 @@ for (const [name, Koa] of [
               ['keep-alive', 'timeout=5'],
               ['upgrade', 'h2c'],
               ['proxy-connection', 'keep-alive'],
+              ['http2-settings', 'AAMAAABkAAQAAP__'],
               ['x-ok', 'yes'],
             ])
               res.setHeader(field as string, value as string)
@@ -208,6 +213,11 @@ for (const [name, Koa] of [
         [403, 'IC_FORBIDDEN', 'yes'],
       )
       assert.equal(res.headers['keep-alive'], undefined)
+    })
+
+    it('answers an error status set without a body, and reads no status message Node would warn about', async () => {
+      const res = await ask({ ':path': '/status-only' })
+      assert.deepEqual([res.status, res.headers['x-ic-error-code']], [403, 'IC_FORBIDDEN'])
     })
 
     it("answers an error after the app set the connection's fields, which HTTP/2 refuses: removed, not a reset stream", async () => {
