@@ -2,7 +2,7 @@ import { setMaxListeners } from 'node:events'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { dropLateWrites } from './late-writes.ts'
 import { peekRequestState, type RequestState, requestState } from './request-state.ts'
-import { responseDestroyed } from './response-close.ts'
+import { connectionOf, responseDestroyed } from './response-close.ts'
 import { responseEnded } from './response-end.ts'
 
 /** The request state behind each signal `requestSignal()` made, for a fetch handed one. */
@@ -126,10 +126,6 @@ function failIfPending(res: ServerResponse, err: Error, fail: LifecycleFail, cli
   state.lifecycleFailed = true
   fail(state.lifecycleTarget, err, res)
   // Answered (or cut) by now, unless what took the failure writes later: then on its end().
-  if (
-    responseEnded(res, state) ||
-    responseDestroyed(res) ||
-    (res.socket ?? res.req.socket)?.destroyed === true
-  )
+  if (responseEnded(res, state) || responseDestroyed(res) || connectionOf(res)?.destroyed === true)
     dropLateWrites(res)
 }

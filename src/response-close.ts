@@ -15,8 +15,19 @@ import type { Socket } from 'node:net'
 export function peerLeft(res: ServerResponse): boolean {
   const stream = http2StreamOf(res)
   if (stream !== undefined) return streamResetByPeer(stream)
-  const socket = res.socket ?? res.req?.socket
+  const socket = connectionOf(res)
   return socket == null || socket.readableEnded || socket.errored != null
+}
+
+/**
+ * The socket of `res`: a pipelined response queued behind another has none of its own yet,
+ * so its request's. Internal.
+ *
+ * @example
+ * if (connectionOf(res)?.destroyed === true) dropLateWrites(res)
+ */
+export function connectionOf(res: ServerResponse): Socket | null | undefined {
+  return res.socket ?? res.req?.socket
 }
 
 /**

@@ -15,6 +15,7 @@ import { knownOptions, showValue } from '../../options.ts'
 import { abortRequest } from '../../request-signal.ts'
 import { peekRequestState, type RequestState, requestState } from '../../request-state.ts'
 import {
+  connectionOf,
   cutResponse,
   http2StreamOf,
   peerLeft,
@@ -278,7 +279,7 @@ function leftMidBody(res: ServerResponse, err: unknown, destroyedByServer: boole
     !destroyedByServer &&
     isDisconnectError(err) &&
     // A pipelined response queued behind another has no socket yet, its connection alive.
-    (res.socket ?? res.req?.socket)?.destroyed !== false
+    connectionOf(res)?.destroyed !== false
   )
 }
 
@@ -293,8 +294,7 @@ function leftMidBody(res: ServerResponse, err: unknown, destroyedByServer: boole
 export function isClientGone(res: ServerResponse): boolean {
   // An HTTP/2 response reads as ended once its stream closed: the stream tells.
   if (http2StreamOf(res) !== undefined) return !responseFinished(res) && responseDestroyed(res)
-  // A pipelined response queued behind another has no socket yet: its request's tells.
-  return !res.writableEnded && (res.destroyed || (res.socket ?? res.req?.socket)?.destroyed === true)
+  return !res.writableEnded && (res.destroyed || connectionOf(res)?.destroyed === true)
 }
 
 /**
